@@ -160,6 +160,18 @@ plm_status plm_npy_save_f32(const char *path, const float *data, int ndim, const
 plm_status plm_npy_load_f32(float **data, int *ndim, int64_t shape[8], const char *path,
                             plm_error *err);
 
+/* Streaming .npy writer for a large float32 [rows, cols] array, row block by row block, written to a
+ * temporary file and renamed into place by commit (after a failure nothing is left behind). */
+typedef struct plm_npy_writer plm_npy_writer;
+plm_npy_writer *plm_npy_writer_open(const char *path, int64_t rows, int64_t cols, plm_error *err);
+plm_status plm_npy_writer_write(plm_npy_writer *w, const float *rows_data, int64_t n_rows, plm_error *err);
+/* Checks that every row was written, then fsyncs and renames; frees w either way. */
+plm_status plm_npy_writer_commit(plm_npy_writer *w, plm_error *err);
+void plm_npy_writer_abort(plm_npy_writer *w); /* removes the temporary file; frees w; NULL-safe */
+
+/* Writes a whole file atomically (temporary file + rename). */
+plm_status plm_write_file_atomic(const char *path, const void *data, size_t n, plm_error *err);
+
 /* ---- tokenizer (reserved section) ---- */
 /* Hugging Face tokenizer.json, byte-level BPE (Qwen). Every rule is read from the file: added
  * tokens (matched first, leftmost-longest), normalizer (NFC/NFD/NFKC/NFKD via utf8proc),

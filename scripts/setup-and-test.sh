@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Fresh Debian machine -> dependencies, build, whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+make -j"$(nproc)"
+make test

@@ -1,0 +1,262 @@
+/* config.json -> plm_config. Every field the forward needs is read here and nowhere else. */
+#include "io/config.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/error.h"
+
+/* Reads a whole small file into a NUL-terminated buffer. */
+static plm_status read_text(char **out, const char *path, int optional, plm_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (optional && errno == ENOENT) return PLM_OK;
+        return plm_fail(err, PLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return plm_fail(err, PLM_ERR_IO, "%s: cannot seek", path); }
+    long n = ftell(f);
+    if (n < 0 || n > (64L << 20)) {
+        fclose(f);
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: unreasonable size %ld bytes", path, n);
+    }
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    if (!buf) { fclose(f); return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory", path); }
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        free(buf);
+        return plm_fail(err, PLM_ERR_IO, "%s: short read", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    return PLM_OK;
+}
+
+static plm_status parse_json(cJSON **out, const char *path, const char *text, plm_error *err) {
+    const char *end = NULL;
+    *out = cJSON_ParseWithOpts(text, &end, 1);
+    if (!*out) {
+        long off = end ? (long)(end - text) : -1;
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: malformed JSON near byte %ld", path, off);
+    }
+    if (!cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: top level is not a JSON object", path);
+    }
+    return PLM_OK;
+}
+
+typedef struct {
+    const char *path;
+    const cJSON *text;  /* text-level object (nested text_config or the root) */
+    const cJSON *root;
+} src_t;
+
+static const cJSON *lookup(const src_t *s, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->text, key);
+    if ((!v || cJSON_IsNull(v)) && s->root != s->text) v = cJSON_GetObjectItemCaseSensitive(s->root, key);
+    return (v && !cJSON_IsNull(v)) ? v : NULL;
+}
+
+static plm_status get_int(int32_t *out, const src_t *s, const char *key, int required, int32_t dflt,
+                          int32_t lo, int32_t hi, plm_error *err) {
+    const cJSON *v = lookup(s, key);
+    if (!v) {
+        if (required) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field '%s'", s->path, key);
+        *out = dflt;
+        return PLM_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be an integer", s->path, key);
+    if (v->valuedouble < lo || v->valuedouble > hi)
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %.0f is out of range [%d, %d]", s->path,
+                        key, v->valuedouble, lo, hi);
+    *out = (int32_t)v->valuedouble;
+    return PLM_OK;
+}
+
+static plm_status get_num(double *out, const cJSON *v, const char *path, const char *key, plm_error *err) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be a number", path, key);
+    *out = v->valuedouble;
+    return PLM_OK;
+}
+
+static void add_eos(plm_config *c, const cJSON *v) {
+    if (!v) return;
+    if (cJSON_IsNumber(v)) {
+        int32_t id = (int32_t)v->valuedouble;
+        for (int i = 0; i < c->n_eos; i++)
+            if (c->eos_ids[i] == id) return;
+        if (c->n_eos < 8 && id >= 0) c->eos_ids[c->n_eos++] = id;
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) add_eos(c, e);
+    }
+}
+
+static plm_status read_layer_types(plm_config *c, const src_t *s, plm_error *err) {
+    const cJSON *lt = lookup(s, "layer_types");
+    if (!lt) {
+        int32_t every = 0;
+        plm_status st = get_int(&every, s, "full_attention_interval", 0, 0, 1, 1 << 20, err);
+        if (st) return st;
+        if (!every) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'layer_types'", s->path);
+        for (int i = 0; i < c->n_layers; i++)
+            c->layer_type[i] = ((i + 1) % every) ? PLM_LAYER_LINEAR : PLM_LAYER_ATTENTION;
+        return PLM_OK;
+    }
+    if (!cJSON_IsArray(lt)) return plm_fail(err, PLM_ERR_CONFIG, "%s: 'layer_types' must be a list", s->path);
+    int n = cJSON_GetArraySize(lt);
+    if (n != c->n_layers)
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: 'layer_types' has %d entries but num_hidden_layers is %d",
+                        s->path, n, c->n_layers);
+    for (int i = 0; i < n; i++) {
+        const cJSON *e = cJSON_GetArrayItem(lt, i);
+        if (cJSON_IsString(e) && !strcmp(e->valuestring, "linear_attention")) c->layer_type[i] = PLM_LAYER_LINEAR;
+        else if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) c->layer_type[i] = PLM_LAYER_ATTENTION;
+        else
+            return plm_fail(err, PLM_ERR_CONFIG, "%s: layer_types[%d] is not 'linear_attention' or 'full_attention'",
+                            s->path, i);
+    }
+    return PLM_OK;
+}
+
+static plm_status read_rope(plm_config *c, const src_t *s, plm_error *err) {
+    const cJSON *rp = lookup(s, "rope_parameters");
+    if (!rp) rp = lookup(s, "rope_scaling");
+    const cJSON *theta = rp ? cJSON_GetObjectItemCaseSensitive(rp, "rope_theta") : NULL;
+    if (!theta) theta = lookup(s, "rope_theta");
+    if (!theta) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'rope_parameters.rope_theta'", s->path);
+    plm_status st = get_num(&c->rope_theta, theta, s->path, "rope_theta", err);
+    if (st) return st;
+    if (c->rope_theta <= 0) return plm_fail(err, PLM_ERR_CONFIG, "%s: rope_theta must be positive", s->path);
+    const cJSON *type = rp ? cJSON_GetObjectItemCaseSensitive(rp, "rope_type") : NULL;
+    if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "default")))
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: rope_type '%s' is not supported (only 'default')", s->path,
+                        cJSON_IsString(type) ? type->valuestring : "?");
+    const cJSON *prf = rp ? cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor") : NULL;
+    if (!prf) prf = lookup(s, "partial_rotary_factor");
+    double f = 0.25; /* the Qwen3.5 configuration default */
+    if (prf && (st = get_num(&f, prf, s->path, "partial_rotary_factor", err))) return st;
+    if (f <= 0 || f > 1)
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: partial_rotary_factor %g is not in (0, 1]", s->path, f);
+    c->rope_dim = (int32_t)(c->head_dim * f);
+    c->rope_dim &= ~1;
+    return PLM_OK;
+}
+
+static plm_status fill(plm_config *c, const src_t *s, int is_moe, plm_error *err) {
+    plm_status st;
+#define INT(field, key, req, dflt, lo, hi) \
+    if ((st = get_int(&c->field, s, key, req, dflt, lo, hi, err))) return st
+    const int32_t BIG = 1 << 30;
+    INT(vocab_size, "vocab_size", 1, 0, 1, BIG);
+    INT(hidden_size, "hidden_size", 1, 0, 1, 1 << 20);
+    INT(n_layers, "num_hidden_layers", 1, 0, 1, PLM_MAX_LAYERS);
+    INT(n_heads, "num_attention_heads", 1, 0, 1, 1 << 16);
+    INT(n_kv_heads, "num_key_value_heads", 1, 0, 1, 1 << 16);
+    INT(head_dim, "head_dim", 1, 0, 2, 1 << 16);
+    INT(lin_k_heads, "linear_num_key_heads", 1, 0, 1, 1 << 16);
+    INT(lin_v_heads, "linear_num_value_heads", 1, 0, 1, 1 << 16);
+    INT(lin_k_dim, "linear_key_head_dim", 1, 0, 1, 1 << 16);
+    INT(lin_v_dim, "linear_value_head_dim", 1, 0, 1, 1 << 16);
+    INT(conv_kernel, "linear_conv_kernel_dim", 1, 0, 1, 64);
+    c->is_moe = is_moe;
+    if (is_moe) {
+        INT(n_experts, "num_experts", 1, 0, 1, 1 << 16);
+        INT(n_experts_per_tok, "num_experts_per_tok", 1, 0, 1, 1 << 16);
+        INT(moe_intermediate_size, "moe_intermediate_size", 1, 0, 1, BIG);
+        INT(shared_intermediate_size, "shared_expert_intermediate_size", 1, 0, 0, BIG);
+    } else {
+        INT(intermediate_size, "intermediate_size", 1, 0, 1, BIG);
+    }
+#undef INT
+    const cJSON *eps = lookup(s, "rms_norm_eps");
+    if (!eps) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'rms_norm_eps'", s->path);
+    double e = 0;
+    if ((st = get_num(&e, eps, s->path, "rms_norm_eps", err))) return st;
+    if (e <= 0) return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps must be positive", s->path);
+    c->rms_eps = (float)e;
+    const cJSON *act = lookup(s, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: hidden_act must be 'silu'", s->path);
+    const cJSON *bias = lookup(s, "attention_bias");
+    if (bias && cJSON_IsTrue(bias))
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", s->path);
+    /* tie_word_embeddings: the outer (model-level) flag wins in the nested layout, as in transformers */
+    const cJSON *tie = cJSON_GetObjectItemCaseSensitive(s->root, "tie_word_embeddings");
+    if (!tie || cJSON_IsNull(tie)) tie = cJSON_GetObjectItemCaseSensitive(s->text, "tie_word_embeddings");
+    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : 0;
+    if ((st = read_layer_types(c, s, err))) return st;
+    if ((st = read_rope(c, s, err))) return st;
+    add_eos(c, cJSON_GetObjectItemCaseSensitive(s->text, "eos_token_id"));
+    add_eos(c, cJSON_GetObjectItemCaseSensitive(s->root, "eos_token_id"));
+    return plm_config_validate(c, err);
+}
+
+plm_status plm_config_validate(const plm_config *c, plm_error *err) {
+    if (c->n_heads % c->n_kv_heads)
+        return plm_fail(err, PLM_ERR_CONFIG, "num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
+                        c->n_heads, c->n_kv_heads);
+    if (c->lin_v_heads % c->lin_k_heads)
+        return plm_fail(err, PLM_ERR_CONFIG,
+                        "linear_num_value_heads (%d) is not a multiple of linear_num_key_heads (%d)",
+                        c->lin_v_heads, c->lin_k_heads);
+    if (c->is_moe && c->n_experts_per_tok > c->n_experts)
+        return plm_fail(err, PLM_ERR_CONFIG, "num_experts_per_tok (%d) exceeds num_experts (%d)",
+                        c->n_experts_per_tok, c->n_experts);
+    if (c->rope_dim > c->head_dim) return plm_fail(err, PLM_ERR_CONFIG, "rotary dims exceed head_dim");
+    return PLM_OK;
+}
+
+plm_status plm_config_load(plm_config *c, const char *dir, plm_error *err) {
+    memset(c, 0, sizeof *c);
+    char path[4096], gpath[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    snprintf(gpath, sizeof gpath, "%s/generation_config.json", dir);
+    char *text = NULL;
+    cJSON *root = NULL, *gen = NULL;
+    plm_status st = read_text(&text, path, 0, err);
+    if (st) return st;
+    st = parse_json(&root, path, text, err);
+    free(text);
+    if (st) return st;
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    src_t s = {path, root, root};
+    int is_moe = 0;
+    if (!cJSON_IsString(mt)) {
+        st = plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'model_type'", path);
+    } else if (!strcmp(mt->valuestring, "qwen3_5") || !strcmp(mt->valuestring, "qwen3_5_moe")) {
+        s.text = cJSON_GetObjectItemCaseSensitive(root, "text_config");
+        is_moe = !strcmp(mt->valuestring, "qwen3_5_moe");
+        if (!cJSON_IsObject(s.text))
+            st = plm_fail(err, PLM_ERR_CONFIG, "%s: model_type '%s' needs a 'text_config' object", path,
+                          mt->valuestring);
+    } else if (!strcmp(mt->valuestring, "qwen3_5_text") || !strcmp(mt->valuestring, "qwen3_5_moe_text")) {
+        is_moe = !strcmp(mt->valuestring, "qwen3_5_moe_text");
+    } else {
+        st = plm_fail(err, PLM_ERR_UNSUPPORTED,
+                      "%s: model_type '%s' is not a Qwen3.5 model (qwen3_5, qwen3_5_moe, qwen3_5_text, "
+                      "qwen3_5_moe_text)", path, mt->valuestring);
+    }
+    if (!st) st = fill(c, &s, is_moe, err);
+    cJSON_Delete(root);
+    if (st) return st;
+    /* generation_config.json: optional, adds end-of-sequence ids */
+    st = read_text(&text, gpath, 1, err);
+    if (st || !text) return st;
+    st = parse_json(&gen, gpath, text, err);
+    free(text);
+    if (st) return st;
+    add_eos(c, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"));
+    cJSON_Delete(gen);
+    return PLM_OK;
+}

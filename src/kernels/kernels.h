@@ -1,0 +1,84 @@
+/* Kernels over a packed step. Each op family has a plain scalar reference (the oracle, *_ref) and
+ * may have fast variants; the dispatch table plm_kernels is filled once per context (references
+ * first, then overridden), so call sites never #ifdef.
+ *
+ * Packed layouts: a step of T tokens is split into n_seg segments by cu[n_seg+1]; per-token tensors
+ * are row-major [T, ...]; per-segment states are passed as arrays of pointers, one per segment. */
+#ifndef PLM_KERNELS_H
+#define PLM_KERNELS_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/safetensors.h"
+
+/* A weight matrix as stored: row-major [rows, cols], F32/BF16/F16, usually inside the mapping. */
+typedef struct {
+    const void *data;
+    plm_dtype dt;
+    int64_t rows, cols;
+} plm_mat;
+
+/* The KV cache of one attention layer of one sequence, in blocks that never move. */
+#define PLM_KV_BLOCK 64
+typedef struct {
+    float **k, **v; /* [n_blocks] of [PLM_KV_BLOCK, nkv, hd] */
+    int n_blocks, cap_blocks;
+} plm_kv;
+
+typedef struct {
+    /* y[T, W.rows] = x[T, W.cols] . W^T */
+    void (*matmul)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+    /* gated delta rule over packed segments: q,k [T, nk, dk] (l2-normalised, q scaled),
+       v [T, nv, dv], g (log decay), beta [T, nv]; S[s] -> [nv, dk, dv] in (initial) and out (final);
+       o [T, nv, dv]. Value head h reads key head h / (nv / nk). */
+    void (*gdn)(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int n_threads);
+    /* causal depthwise conv1d + SiLU over packed segments: x, y [T, C]; w [C, K];
+       tail[s] -> [K-1, C] the segment's previous K-1 inputs (zeros for a fresh sequence), replaced
+       by its last K-1 inputs on return. */
+    void (*conv)(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu, int n_seg,
+                 int C, int K, int n_threads);
+    /* attention within each segment: q [T, nh, hd]; keys/values of segment s are kv[s] positions
+       0 .. start[s] + (t - cu[s]) for its token t (the new ones already appended); o [T, nh, hd]. */
+    void (*attn)(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
+                 int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
+} plm_kernels;
+
+void plm_kernels_init(plm_kernels *k, int reference_only);
+
+/* references */
+void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+void plm_gdn_ref(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                 const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int n_threads);
+void plm_conv_ref(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu, int n_seg,
+                  int C, int K, int n_threads);
+void plm_attn_ref(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
+                  int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
+/* fast variants */
+void plm_matmul_blas(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+
+/* element-wise and row ops (single implementations; vectorised by the compiler) */
+/* y[T, n] = x * rsqrt(mean(x^2) + eps) * (1 + w)  (zero-centred RMSNorm); y may alias x */
+void plm_rmsnorm_zc(float *y, const float *x, const float *w, int64_t T, int n, float eps);
+/* per row of n: y = rmsnorm(x) * w * silu(z)  (gated RMSNorm, plain weight); y may alias x */
+void plm_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps);
+/* per row of n: x *= scale * rsqrt(sum x^2 + 1e-6) */
+void plm_l2norm_rows(float *x, int64_t rows, int n, float scale);
+/* rotate-half RoPE on the first rot dims of each head: x [T, nh, hd], positions pos[T] */
+void plm_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, double theta);
+/* g = x * silu(g) elementwise (SwiGLU: writes silu(gate) * up into gate) */
+void plm_swiglu(float *gate, const float *up, int64_t n);
+/* x[T, E] -> per token the top k (indices, renormalised softmax weights) */
+void plm_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k);
+/* embedding rows: x[T, H] = E[tokens] */
+void plm_embed_rows(float *x, const plm_mat *E, const int32_t *tokens, int64_t T);
+/* one matrix row converted to f32 */
+void plm_mat_row(float *dst, const plm_mat *W, int64_t r);
+
+static inline float plm_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+static inline float plm_silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float plm_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
+
+#endif

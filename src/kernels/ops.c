@@ -1,0 +1,109 @@
+/* Row and element-wise ops: norms, RoPE, SwiGLU, MoE routing, embedding lookup. One plain
+ * implementation each, written so the compiler vectorises the inner loops. */
+#include <math.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+void plm_mat_row(float *dst, const plm_mat *W, int64_t r) {
+    const int64_t n = W->cols;
+    switch (W->dt) {
+    case PLM_DT_F32: memcpy(dst, (const float *)W->data + r * n, (size_t)n * sizeof(float)); break;
+    case PLM_DT_BF16: {
+        const uint16_t *s = (const uint16_t *)W->data + r * n;
+        for (int64_t i = 0; i < n; i++) dst[i] = plm_bf16_to_f32(s[i]);
+        break;
+    }
+    case PLM_DT_F16: {
+        const uint16_t *s = (const uint16_t *)W->data + r * n;
+        for (int64_t i = 0; i < n; i++) dst[i] = plm_f16_to_f32(s[i]);
+        break;
+    }
+    default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* refused at load */
+    }
+}
+
+void plm_embed_rows(float *x, const plm_mat *E, const int32_t *tokens, int64_t T) {
+    for (int64_t t = 0; t < T; t++) plm_mat_row(x + t * E->cols, E, tokens[t]);
+}
+
+void plm_rmsnorm_zc(float *y, const float *x, const float *w, int64_t T, int n, float eps) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *xr = x + t * n;
+        float *yr = y + t * n;
+        float ss = 0.0f;
+        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
+        float r = 1.0f / sqrtf(ss / (float)n + eps);
+        for (int i = 0; i < n; i++) yr[i] = xr[i] * r * (1.0f + w[i]);
+    }
+}
+
+void plm_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps) {
+    for (int64_t t = 0; t < rows; t++) {
+        const float *xr = x + t * n, *zr = z + t * n;
+        float *yr = y + t * n;
+        float ss = 0.0f;
+        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
+        float r = 1.0f / sqrtf(ss / (float)n + eps);
+        for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * r) * plm_silu(zr[i]);
+    }
+}
+
+void plm_l2norm_rows(float *x, int64_t rows, int n, float scale) {
+    for (int64_t t = 0; t < rows; t++) {
+        float *xr = x + t * n;
+        float ss = 0.0f;
+        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
+        float r = scale / sqrtf(ss + 1e-6f);
+        for (int i = 0; i < n; i++) xr[i] *= r;
+    }
+}
+
+void plm_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, double theta) {
+    const int half = rot / 2;
+    float inv_freq[half > 0 ? half : 1];
+    /* as transformers: inv_freq = 1 / theta^(2i/rot) in float32, angle = float(pos) * inv_freq */
+    for (int i = 0; i < half; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(2 * i) / (double)rot));
+    for (int64_t t = 0; t < T; t++) {
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[t] * inv_freq[i];
+            float c = cosf(ang), s = sinf(ang);
+            for (int h = 0; h < nh; h++) {
+                float *v = x + (t * nh + h) * hd;
+                float a = v[i], b = v[i + half];
+                v[i] = a * c - b * s;
+                v[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+void plm_swiglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = 0; i < n; i++) gate[i] = plm_silu(gate[i]) * up[i];
+}
+
+void plm_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
+    for (int64_t t = 0; t < T; t++) {
+        const float *l = logits + t * E;
+        int32_t *ti = idx + t * k;
+        float *tw = w + t * k;
+        float mx = l[0];
+        for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+        float sum = 0.0f;
+        for (int e = 0; e < E; e++) sum += expf(l[e] - mx);
+        /* top k by probability, ties to the lower index (as a stable sort would) */
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int q = 0; q < j; q++) taken |= ti[q] == e;
+                if (!taken && (best < 0 || l[e] > l[best])) best = e;
+            }
+            ti[j] = best;
+            tw[j] = expf(l[best] - mx) / sum;
+        }
+        float s = 0.0f;
+        for (int j = 0; j < k; j++) s += tw[j];
+        for (int j = 0; j < k; j++) tw[j] /= s;
+    }
+}

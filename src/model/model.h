@@ -1,0 +1,100 @@
+/* Internal: the bound weights of a Qwen3.5 text model, per-sequence state, and the running context. */
+#ifndef PLM_MODEL_MODEL_H
+#define PLM_MODEL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "io/config.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "packlm.h"
+
+typedef struct {
+    int type; /* PLM_LAYER_* */
+    float *in_norm, *post_norm; /* [hidden] raw weights (used as 1 + w) */
+    /* Gated DeltaNet */
+    plm_mat qkv, z, b, a, out;  /* [conv_dim, H], [nv*dv, H], [nv, H], [nv, H], [H, nv*dv] */
+    float *conv_w;              /* [conv_dim, kernel] */
+    float *neg_A;               /* [nv] -exp(A_log) */
+    float *dt_bias;             /* [nv] */
+    float *gnorm;               /* [dv] gated RMSNorm weight (plain) */
+    /* gated attention */
+    plm_mat q, k, v, o;         /* [nh*2*hd, H], [nkv*hd, H], [nkv*hd, H], [H, nh*hd] */
+    float *q_norm, *k_norm;     /* [hd] (1 + w) */
+    /* dense MLP */
+    plm_mat gate, up, down;     /* [I, H], [I, H], [H, I] */
+    /* MoE */
+    plm_mat router;             /* [E, H] */
+    plm_mat *e_gate, *e_up, *e_down; /* [E] of [Im, H], [Im, H], [H, Im] */
+    plm_mat sh_gate, sh_up, sh_down, sh_score; /* shared expert; sh_score [1, H] */
+    int lin_index, attn_index;  /* index among layers of its type */
+} plm_layer;
+
+struct plm_model {
+    plm_config cfg;
+    plm_model_info info;
+    plm_st_set *st;
+    plm_mat embed, lm_head;     /* [V, H] */
+    float *final_norm;          /* [H] */
+    plm_layer *layers;
+    void **owned;               /* f32 copies made at load (small vectors) */
+    int n_owned, cap_owned;
+    int conv_dim;               /* 2*nk*dk + nv*dv */
+};
+
+
+struct plm_state {
+    const plm_model *model;
+    int64_t len;
+    float **conv;    /* [n_linear] of [kernel-1, conv_dim]: the last inputs, oldest first */
+    float **rec;     /* [n_linear] of [nv, dk, dv] */
+    plm_kv *kv;      /* [n_attention] */
+};
+
+/* Makes room in every attention layer's cache for n_total tokens (no data moves). */
+plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err);
+
+struct plm_ctx {
+    const plm_model *model;
+    plm_ctx_params p;
+    plm_kernels k;    /* dispatch table: reference or fast */
+    float *scratch;   /* grown on demand */
+    size_t scratch_n;
+};
+
+/* Scratch of at least n floats (contents undefined). NULL on allocation failure. */
+float *plm_ctx_scratch(plm_ctx *c, size_t n);
+
+#endif
+
+/* A bump allocator over the context's scratch, 64-byte aligned pieces. */
+typedef struct {
+    float *base;
+    size_t cap, used; /* in floats */
+} plm_arena;
+
+static inline float *plm_take(plm_arena *a, size_t n) {
+    size_t at = a->used;
+    a->used += (n + 15) & ~(size_t)15;
+    return a->used <= a->cap ? a->base + at : NULL;
+}
+
+/* A validated step as the layers see it. */
+typedef struct {
+    int64_t T;
+    int n_seg;
+    const int32_t *cu;        /* [n_seg + 1] */
+    const int64_t *start;     /* [n_seg] tokens each state held before the step */
+    const int64_t *pos;       /* [T] */
+    plm_state *const *state;  /* [n_seg] */
+} plm_run;
+
+/* Floats of scratch the layers need for T tokens (beyond the 3 [T, hidden] buffers). */
+size_t plm_layers_scratch(const plm_model *m, int64_t T);
+/* Each writes the layer's mixer / MLP output for the normalised input h [T, H] into out [T, H]. */
+void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, float *out, const float *h,
+                             plm_arena a);
+void plm_attention_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, float *out, const float *h,
+                           plm_arena a);
+void plm_mlp_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, float *out, const float *h, plm_arena a);

@@ -1,0 +1,157 @@
+/* One packed step: validate everything first (no state changes on error), reserve KV room, run the
+ * layers over all T tokens, then produce the requested outputs (logits rows, log-probabilities). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "util/error.h"
+
+#define OUT_BLOCK 32 /* tokens per lm_head block when scoring or emitting logits */
+
+static plm_status validate(const plm_model *m, const plm_step *s, plm_error *err) {
+    if (!s || s->n_tokens <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no tokens");
+    if (!s->tokens || !s->cu || !s->state) return plm_fail(err, PLM_ERR_INPUT, "step is missing tokens, cu or state");
+    if (s->n_seg <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no segments");
+    if (s->cu[0] != 0) return plm_fail(err, PLM_ERR_INPUT, "cu[0] is %d, must be 0", s->cu[0]);
+    for (int i = 0; i < s->n_seg; i++)
+        if (s->cu[i + 1] <= s->cu[i])
+            return plm_fail(err, PLM_ERR_INPUT, "segment %d is empty or reversed (cu %d -> %d)", i, s->cu[i],
+                            s->cu[i + 1]);
+    if (s->cu[s->n_seg] != s->n_tokens)
+        return plm_fail(err, PLM_ERR_INPUT, "cu ends at %d but the step has %d tokens", s->cu[s->n_seg], s->n_tokens);
+    for (int32_t t = 0; t < s->n_tokens; t++)
+        if (s->tokens[t] < 0 || s->tokens[t] >= m->cfg.vocab_size)
+            return plm_fail(err, PLM_ERR_INPUT, "token %d at index %d is outside the vocabulary [0, %d)",
+                            s->tokens[t], t, m->cfg.vocab_size);
+    for (int i = 0; i < s->n_seg; i++) {
+        const plm_state *st = s->state[i];
+        if (!st) return plm_fail(err, PLM_ERR_INPUT, "segment %d has no state", i);
+        if (st->model != m) return plm_fail(err, PLM_ERR_STATE, "segment %d's state belongs to another model", i);
+        for (int j = 0; j < i; j++)
+            if (s->state[j] == st)
+                return plm_fail(err, PLM_ERR_INPUT, "segments %d and %d share one state in the same step", j, i);
+        if (!s->pos) continue;
+        for (int32_t t = s->cu[i]; t < s->cu[i + 1]; t++) {
+            int64_t want = st->len + (t - s->cu[i]);
+            if (s->pos[t] != want)
+                return plm_fail(err, PLM_ERR_STATE,
+                                "segment %d: token %d has position %d but its state holds %lld tokens "
+                                "(expected position %lld)", i, t, s->pos[t], (long long)st->len, (long long)want);
+        }
+    }
+    return PLM_OK;
+}
+
+/* logits of rows (token indices; NULL = all) of the final hidden states xn, block by block, into
+ * out->logits [n, V] or handed to out->logits_cb */
+static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64_t n, float *blk, float *buf) {
+    const plm_model *m = c->model;
+    const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    const int32_t *rows = out->rows;
+    for (int64_t i0 = 0; i0 < n; i0 += OUT_BLOCK) {
+        int64_t nb = n - i0 < OUT_BLOCK ? n - i0 : OUT_BLOCK;
+        for (int64_t i = 0; i < nb; i++)
+            memcpy(blk + i * H, xn + (int64_t)(rows ? rows[i0 + i] : i0 + i) * H, (size_t)H * sizeof(float));
+        float *dst = out->logits_cb ? buf : out->logits + i0 * V;
+        c->k.matmul(dst, blk, nb, &m->lm_head, c->p.n_threads);
+        if (out->logits_cb && out->logits_cb(out->cb_user, (int32_t)i0, (int32_t)nb, buf)) break;
+    }
+}
+
+static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64_t T, float *blk, float *buf) {
+    const plm_model *m = c->model;
+    const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    int32_t rows[OUT_BLOCK];
+    int64_t t = 0;
+    while (t < T) {
+        int nb = 0;
+        for (; t < T && nb < OUT_BLOCK; t++)
+            if (out->target[t] >= 0) rows[nb++] = (int32_t)t;
+        if (!nb) break;
+        for (int i = 0; i < nb; i++) memcpy(blk + i * H, xn + (int64_t)rows[i] * H, (size_t)H * sizeof(float));
+        c->k.matmul(buf, blk, nb, &m->lm_head, c->p.n_threads);
+        for (int i = 0; i < nb; i++) {
+            const float *l = buf + (int64_t)i * V;
+            float mx = l[0];
+            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+            double sum = 0.0;
+            for (int v = 0; v < V; v++) sum += exp((double)(l[v] - mx));
+            out->logprob[rows[i]] = (float)((double)(l[out->target[rows[i]]] - mx) - log(sum));
+        }
+    }
+}
+
+plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
+    const plm_model *m = c->model;
+    const plm_config *cf = &m->cfg;
+    plm_status st = validate(m, s, err);
+    if (st) return st;
+    if (out && out->target)
+        for (int32_t t = 0; t < s->n_tokens; t++)
+            if (out->target[t] >= cf->vocab_size)
+                return plm_fail(err, PLM_ERR_INPUT, "target %d at index %d is outside the vocabulary",
+                                out->target[t], t);
+    if (out && out->logits && out->rows)
+        for (int32_t i = 0; i < out->n_rows; i++)
+            if (out->rows[i] < 0 || out->rows[i] >= s->n_tokens)
+                return plm_fail(err, PLM_ERR_INPUT, "output row %d is not a token of the step", out->rows[i]);
+    for (int i = 0; i < s->n_seg; i++) /* KV room first: after this nothing can fail */
+        if ((st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err))) return st;
+
+    const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
+    const int n_seg = s->n_seg;
+    const size_t need = 3 * (size_t)T * H + 48 + plm_layers_scratch(m, T) + (size_t)T + (size_t)n_seg + 64 +
+                        (size_t)OUT_BLOCK * (H + V) + 64;
+    float *base = plm_ctx_scratch(c, need);
+    int64_t *idx64 = malloc(((size_t)T + n_seg) * sizeof(int64_t));
+    if (!base || !idx64) {
+        free(idx64);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %lld tokens", (long long)T);
+    }
+    plm_arena a = {base, need, 0};
+    float *x = plm_take(&a, T * H), *h = plm_take(&a, T * H), *mo = plm_take(&a, T * H);
+    float *blk = plm_take(&a, (size_t)OUT_BLOCK * H), *buf = plm_take(&a, (size_t)OUT_BLOCK * V);
+    int64_t *pos = idx64, *start = idx64 + T;
+    for (int i = 0; i < n_seg; i++) {
+        start[i] = s->state[i]->len;
+        for (int32_t t = s->cu[i]; t < s->cu[i + 1]; t++) pos[t] = start[i] + (t - s->cu[i]);
+    }
+    plm_run r = {T, n_seg, s->cu, start, pos, s->state};
+    float *hid = out ? out->hidden : NULL;
+
+    plm_embed_rows(x, &m->embed, s->tokens, T);
+    if (hid) memcpy(hid, x, (size_t)(T * H) * sizeof(float));
+    for (int li = 0; li < cf->n_layers; li++) {
+        const plm_layer *L = &m->layers[li];
+        plm_rmsnorm_zc(h, x, L->in_norm, T, (int)H, cf->rms_eps);
+        if (L->type == PLM_LAYER_LINEAR) plm_linear_attn_forward(c, L, &r, mo, h, a);
+        else plm_attention_forward(c, L, &r, mo, h, a);
+        for (int64_t i = 0; i < T * H; i++) x[i] += mo[i];
+        plm_rmsnorm_zc(h, x, L->post_norm, T, (int)H, cf->rms_eps);
+        plm_mlp_forward(c, L, &r, mo, h, a);
+        for (int64_t i = 0; i < T * H; i++) x[i] += mo[i];
+        if (hid && li + 1 < cf->n_layers) memcpy(hid + (li + 1) * T * H, x, (size_t)(T * H) * sizeof(float));
+    }
+    for (int i = 0; i < n_seg; i++) s->state[i]->len += s->cu[i + 1] - s->cu[i];
+    plm_rmsnorm_zc(h, x, m->final_norm, T, (int)H, cf->rms_eps);
+    if (hid) memcpy(hid + (int64_t)cf->n_layers * T * H, h, (size_t)(T * H) * sizeof(float));
+    if (out && (out->logits || out->logits_cb)) head_rows(c, out, h, out->rows ? out->n_rows : T, blk, buf);
+    if (out && out->target && out->logprob) score_rows(c, out, h, T, blk, buf);
+    free(idx64);
+    return PLM_OK;
+}
+
+plm_status plm_segments_from_positions(int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
+                                       plm_error *err) {
+    *n_seg = 0;
+    if (n <= 0) return plm_fail(err, PLM_ERR_INPUT, "empty packed row");
+    int32_t k = 0;
+    for (int32_t t = 0; t < n; t++) {
+        if (pos[t] < 0) return plm_fail(err, PLM_ERR_INPUT, "position id %d at index %d is negative", pos[t], t);
+        if (t == 0 || pos[t] != pos[t - 1] + 1) cu[k++] = t;
+    }
+    cu[k] = n;
+    *n_seg = k;
+    return PLM_OK;
+}

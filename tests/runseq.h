@@ -1,0 +1,14 @@
+/* Test driver: feeds whole sequences through packed steps in a given order and token budget and
+ * gathers the logits of every token in input order. */
+#ifndef PLM_RUNSEQ_H
+#define PLM_RUNSEQ_H
+
+#include "packlm.h"
+
+/* order: feeding order (NULL = input order); budget <= 0: everything in one step.
+ * logits: [sum lens, vocab] in input order (may be NULL); logprob: [sum lens] log p(next token)
+ * for every token but each sequence's last (may be NULL). */
+plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                         const int *order, int64_t budget, float *logits, float *logprob, plm_error *err);
+
+#endif

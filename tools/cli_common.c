@@ -1,0 +1,181 @@
+#include "cli_common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+int cli_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "packlm %s: error: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    return 1;
+}
+
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || !*s || *end || errno || v < lo || v > hi) {
+        cli_error(cmd, "%s expects an integer in [%lld, %lld], got '%s'", opt, (long long)lo, (long long)hi,
+                  s ? s : "");
+        return 1;
+    }
+    *out = v;
+    return 0;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void cli_progress_start(cli_progress *p, const char *what, int64_t total) {
+    memset(p, 0, sizeof *p);
+    p->what = what;
+    p->total = total;
+    p->t0 = p->last = cli_now();
+}
+
+static void progress_line(cli_progress *p, double now) {
+    double el = now - p->t0, rate = el > 0 ? (double)p->done / el : 0;
+    double eta = rate > 0 ? (double)(p->total - p->done) / rate : 0;
+    fprintf(stderr, "%s: %lld / %lld tokens (%.0f%%), %.1f tokens/s, %.0f s elapsed, ~%.0f s left\n", p->what,
+            (long long)p->done, (long long)p->total, p->total ? 100.0 * (double)p->done / (double)p->total : 100.0,
+            rate, el, eta);
+    p->printed = 1;
+}
+
+void cli_progress_add(cli_progress *p, int64_t n) {
+    p->done += n;
+    double now = cli_now();
+    if (now - p->t0 >= 2.0 && now - p->last >= 5.0) {
+        progress_line(p, now);
+        p->last = now;
+    }
+}
+
+void cli_progress_end(cli_progress *p) {
+    if (p->printed) progress_line(p, cli_now());
+}
+
+typedef struct {
+    cli_rows_fn fn;
+    void *user;
+    int64_t first; /* global index of the step's first token */
+    int stop;
+} rows_ctx;
+
+static int on_block(void *user, int32_t first, int32_t n, const float *block) {
+    rows_ctx *r = user;
+    if (r->fn(r->user, r->first + first, n, block)) r->stop = 1;
+    return r->stop;
+}
+
+plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, cli_rows_fn on_logits,
+                   void *user, float *logprob, cli_progress *prog, plm_error *err) {
+    const int n = in->n;
+    int64_t *lens = malloc((size_t)n * sizeof *lens), *base = malloc((size_t)n * sizeof *base);
+    int64_t step_cap = budget > 0 ? budget : in->total;
+    int32_t max_pieces = (int32_t)(step_cap < n ? step_cap : n) + 1;
+    plm_piece *pc = malloc((size_t)max_pieces * sizeof *pc);
+    int32_t *tok = malloc((size_t)step_cap * sizeof *tok), *tgt = malloc((size_t)step_cap * sizeof *tgt);
+    int32_t *cu = malloc((size_t)(max_pieces + 1) * sizeof *cu);
+    float *lp = malloc((size_t)step_cap * sizeof *lp);
+    plm_state **pool = calloc((size_t)max_pieces, sizeof *pool), **sst = calloc((size_t)max_pieces, sizeof *sst);
+    int *owner = malloc((size_t)max_pieces * sizeof *owner); /* sequence each pooled state serves, -1 free */
+    plm_status st = PLM_OK;
+    if (!lens || !base || !pc || !tok || !tgt || !cu || !lp || !pool || !sst || !owner)
+        st = PLM_ERR_NOMEM;
+    int64_t acc = 0;
+    for (int i = 0; !st && i < n; i++) {
+        lens[i] = in->seq[i].n;
+        base[i] = acc;
+        acc += lens[i];
+    }
+    for (int i = 0; !st && i < max_pieces; i++) {
+        owner[i] = -1;
+        st = plm_state_new(&pool[i], m, err);
+    }
+    int32_t cs = 0;
+    int64_t co = 0;
+    rows_ctx rc = {on_logits, user, 0, 0};
+    while (!st && !rc.stop) {
+        int32_t np = plm_plan_next(pc, max_pieces, lens, n, &cs, &co, budget);
+        if (!np) break;
+        int32_t T = 0;
+        cu[0] = 0;
+        for (int p = 0; p < np; p++) {
+            const cli_seq *q = &in->seq[pc[p].seq];
+            int slot = -1;
+            for (int i = 0; i < max_pieces && slot < 0; i++)
+                if (owner[i] == pc[p].seq) slot = i;
+            for (int i = 0; i < max_pieces && slot < 0; i++)
+                if (owner[i] < 0) {
+                    slot = i;
+                    owner[i] = pc[p].seq;
+                    plm_state_reset(pool[i]);
+                }
+            sst[p] = pool[slot];
+            for (int64_t j = pc[p].offset; j < pc[p].offset + pc[p].len; j++) {
+                tok[T] = q->tok[j];
+                tgt[T] = j + 1 < q->n ? q->tok[j + 1] : -1;
+                T++;
+            }
+            cu[p + 1] = T;
+        }
+        plm_step step = {T, tok, NULL, np, cu, sst};
+        plm_outputs out;
+        memset(&out, 0, sizeof out);
+        rc.first = base[pc[0].seq] + pc[0].offset;
+        if (on_logits) {
+            out.logits_cb = on_block;
+            out.cb_user = &rc;
+            out.n_rows = T;
+        }
+        if (logprob) {
+            out.target = tgt;
+            out.logprob = lp;
+        }
+        st = plm_step_run(c, &step, &out, err);
+        if (st) break;
+        if (logprob)
+            for (int32_t t = 0; t < T; t++)
+                if (tgt[t] >= 0) logprob[rc.first + t] = lp[t];
+        for (int p = 0; p < np; p++) /* finished sequences give their state back */
+            if (pc[p].offset + pc[p].len == lens[pc[p].seq])
+                for (int i = 0; i < max_pieces; i++)
+                    if (owner[i] == pc[p].seq) owner[i] = -1;
+        if (prog) cli_progress_add(prog, T);
+    }
+    if (st == PLM_ERR_NOMEM && err && !err->msg[0]) snprintf(err->msg, sizeof err->msg, "out of memory");
+    for (int i = 0; pool && i < max_pieces; i++) plm_state_free(pool[i]);
+    free(lens); free(base); free(pc); free(tok); free(tgt); free(cu); free(lp); free(pool); free(sst); free(owner);
+    return st;
+}
+
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err) {
+    memset(s, 0, sizeof *s);
+    plm_status st = plm_model_open(&s->model, model_dir, err);
+    if (st) return st;
+    plm_ctx_params p = plm_ctx_default_params();
+    p.n_threads = n_threads;
+    if ((st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
+        plm_model_free(s->model);
+        return st;
+    }
+    s->info = plm_model_get_info(s->model);
+    return PLM_OK;
+}
+
+void cli_session_close(cli_session *s) {
+    plm_ctx_free(s->ctx);
+    plm_model_free(s->model);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,40 @@
+/* What the subcommands share: option parsing helpers, opening a model, running all input
+ * sequences through budgeted packed steps, progress on stderr. */
+#ifndef PLM_CLI_COMMON_H
+#define PLM_CLI_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "cli_input.h"
+#include "cmds.h"
+#include "packlm.h"
+
+/* Prints "packlm <cmd>: error: <msg>" to stderr; returns 1. */
+int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parses a positive integer option value; returns 0 on success. */
+int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
+double cli_now(void);
+
+/* Progress reporter: silent for short runs, then a line every few seconds on stderr. */
+typedef struct {
+    const char *what;
+    int64_t total, done;
+    double t0, last;
+    int printed;
+} cli_progress;
+void cli_progress_start(cli_progress *p, const char *what, int64_t total);
+void cli_progress_add(cli_progress *p, int64_t n);
+void cli_progress_end(cli_progress *p);
+
+/* Logits of consecutive tokens of the input (in input order), first = global token index. */
+typedef int (*cli_rows_fn)(void *user, int64_t first, int32_t n, const float *block);
+
+/* Runs every sequence of in through packed steps of at most budget tokens (<= 0: no limit),
+ * in input order. on_logits (optional) receives the logits of every token in input order;
+ * logprob (optional, [in->total]) receives log p(next token) for every token but each
+ * sequence's last. */
+plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, cli_rows_fn on_logits,
+                   void *user, float *logprob, cli_progress *prog, plm_error *err);
+
+#endif

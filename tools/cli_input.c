@@ -1,0 +1,234 @@
+#include "cli_input.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static plm_status fail(plm_error *err, plm_status code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    va_end(ap);
+    err->code = code;
+    return code;
+}
+
+static cli_seq *push_seq(cli_input *in, int line) {
+    if (in->n == in->cap) {
+        int cap = in->cap ? in->cap * 2 : 64;
+        cli_seq *s = realloc(in->seq, (size_t)cap * sizeof *s);
+        if (!s) return NULL;
+        in->seq = s;
+        in->cap = cap;
+    }
+    cli_seq *s = &in->seq[in->n++];
+    memset(s, 0, sizeof *s);
+    s->line = line;
+    return s;
+}
+
+static plm_status append(cli_seq *s, const int32_t *ids, int64_t n, plm_error *err) {
+    int32_t *p = realloc(s->tok, (size_t)(s->n + n) * sizeof *p);
+    if (!p && s->n + n > 0) return fail(err, PLM_ERR_NOMEM, "out of memory");
+    s->tok = p;
+    memcpy(s->tok + s->n, ids, (size_t)n * sizeof *ids);
+    s->n += n;
+    return PLM_OK;
+}
+
+static plm_status check_id(int64_t v, int32_t vocab, int line, int64_t idx, plm_error *err) {
+    if (v < 0 || v >= vocab)
+        return fail(err, PLM_ERR_INPUT, "line %d: token id %lld at index %lld is outside the vocabulary [0, %d)",
+                    line, (long long)v, (long long)idx, vocab);
+    return PLM_OK;
+}
+
+static plm_status parse_ids_line(cli_input *in, const char *line, int lineno, int32_t vocab, plm_error *err) {
+    size_t cap = strlen(line) / 2 + 1;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    if (!ids) return fail(err, PLM_ERR_NOMEM, "out of memory");
+    int64_t n = 0;
+    const char *p = line;
+    plm_status st = PLM_OK;
+    while (*p && !st) {
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        const char *tok = p;
+        while (*p && !isspace((unsigned char)*p)) p++;
+        int len = (int)(p - tok);
+        int digits = len > 0 && len <= 12;
+        for (int i = 0; digits && i < len; i++) digits = isdigit((unsigned char)tok[i]);
+        if (!digits) {
+            st = fail(err, PLM_ERR_INPUT, "line %d: '%.*s' at index %lld is not a token id (a non-negative integer)",
+                      lineno, len > 40 ? 40 : len, tok, (long long)n);
+            break;
+        }
+        int64_t v = strtoll(tok, NULL, 10);
+        if ((st = check_id(v, vocab, lineno, n, err))) break;
+        ids[n++] = (int32_t)v;
+    }
+    if (!st && n == 0) st = fail(err, PLM_ERR_INPUT, "line %d: empty sequence", lineno);
+    if (!st) {
+        cli_seq *s = push_seq(in, lineno);
+        st = s ? append(s, ids, n, err) : fail(err, PLM_ERR_NOMEM, "out of memory");
+    }
+    free(ids);
+    return st;
+}
+
+/* An array of integers (token ids or positions). */
+static plm_status int_array(int32_t **out, int64_t *n, const cJSON *a, const char *field, int lineno,
+                            int64_t hi, plm_error *err) {
+    if (!cJSON_IsArray(a)) return fail(err, PLM_ERR_INPUT, "line %d: '%s' must be a list of integers", lineno, field);
+    int64_t k = cJSON_GetArraySize(a);
+    int32_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
+    if (!v) return fail(err, PLM_ERR_NOMEM, "out of memory");
+    int64_t i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) {
+        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || fabs(e->valuedouble) > 2e9) {
+            free(v);
+            return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] is not an integer", lineno, field, (long long)i);
+        }
+        if (e->valuedouble < 0 || e->valuedouble >= (double)hi) {
+            free(v);
+            if (hi < INT32_MAX)
+                return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %.0f is outside the vocabulary [0, %lld)", lineno,
+                            field, (long long)i, e->valuedouble, (long long)hi);
+            return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %.0f is negative", lineno, field, (long long)i,
+                        e->valuedouble);
+        }
+        v[i++] = (int32_t)e->valuedouble;
+    }
+    *out = v;
+    *n = k;
+    return PLM_OK;
+}
+
+static plm_status parse_json_line(cli_input *in, const char *line, int lineno, int32_t vocab, cli_encode_fn enc,
+                                  void *enc_user, plm_error *err) {
+    cJSON *o = cJSON_Parse(line);
+    if (!o || !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        return fail(err, PLM_ERR_INPUT, "line %d: malformed JSON line", lineno);
+    }
+    const cJSON *ids_j = cJSON_GetObjectItemCaseSensitive(o, "input_ids");
+    const cJSON *pos_j = cJSON_GetObjectItemCaseSensitive(o, "position_ids");
+    const cJSON *text_j = cJSON_GetObjectItemCaseSensitive(o, "text");
+    int32_t *ids = NULL, *pos = NULL, *cu = NULL;
+    int64_t n = 0, np = 0;
+    plm_status st = PLM_OK;
+    int from_text = 0;
+    if (ids_j) {
+        st = int_array(&ids, &n, ids_j, "input_ids", lineno, vocab, err);
+    } else if (text_j) {
+        if (!cJSON_IsString(text_j)) st = fail(err, PLM_ERR_INPUT, "line %d: 'text' must be a string", lineno);
+        else if (!enc) st = fail(err, PLM_ERR_INPUT, "line %d: text input needs a tokenizer (tokenizer.json in the model directory)", lineno);
+        else {
+            size_t nn = 0;
+            st = enc(enc_user, text_j->valuestring, strlen(text_j->valuestring), &ids, &nn, err);
+            if (st) {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                fail(err, st, "line %d: %s", lineno, m);
+            }
+            n = (int64_t)nn;
+            for (int64_t i = 0; !st && i < n; i++) st = check_id(ids[i], vocab, lineno, i, err);
+            from_text = 1;
+        }
+    } else {
+        st = fail(err, PLM_ERR_INPUT, "line %d: JSON line has neither 'input_ids' nor 'text'", lineno);
+    }
+    if (!st && n == 0) st = fail(err, PLM_ERR_INPUT, "line %d: empty sequence", lineno);
+    if (!st && pos_j) {
+        st = int_array(&pos, &np, pos_j, "position_ids", lineno, INT32_MAX, err);
+        if (!st && np != n)
+            st = fail(err, PLM_ERR_INPUT, "line %d: position_ids has %lld entries but input_ids has %lld", lineno,
+                      (long long)np, (long long)n);
+    }
+    if (!st && pos) { /* a packed row */
+        cu = malloc((size_t)(n + 1) * sizeof *cu);
+        int32_t n_seg = 0;
+        if (!cu) st = fail(err, PLM_ERR_NOMEM, "out of memory");
+        if (!st) {
+            st = plm_segments_from_positions(cu, &n_seg, pos, (int32_t)n, err);
+            if (st) {
+                char m[sizeof err->msg];
+                snprintf(m, sizeof m, "%s", err->msg);
+                fail(err, st, "line %d: %s", lineno, m);
+            }
+        }
+        for (int32_t s = 0; !st && s < n_seg; s++) {
+            int32_t p0 = pos[cu[s]];
+            cli_seq *q;
+            if (p0 == 0) {
+                q = push_seq(in, lineno);
+                if (!q) st = fail(err, PLM_ERR_NOMEM, "out of memory");
+            } else {
+                q = in->n ? &in->seq[in->n - 1] : NULL;
+                if (!q || q->n != p0)
+                    st = fail(err, PLM_ERR_INPUT,
+                              "line %d: position ids jump to %d at index %d, but the sequence before it holds %lld "
+                              "tokens (a segment starting at p > 0 must continue a sequence of exactly p tokens)",
+                              lineno, p0, cu[s], q ? (long long)q->n : 0LL);
+            }
+            if (!st) st = append(q, ids + cu[s], cu[s + 1] - cu[s], err);
+        }
+    } else if (!st) {
+        cli_seq *q = push_seq(in, lineno);
+        st = q ? append(q, ids, n, err) : fail(err, PLM_ERR_NOMEM, "out of memory");
+        if (!st) q->from_text = from_text;
+    }
+    free(ids);
+    free(pos);
+    free(cu);
+    cJSON_Delete(o);
+    return st;
+}
+
+plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
+                          plm_error *err) {
+    memset(in, 0, sizeof *in);
+    FILE *f = fopen(path, "r");
+    if (!f) return fail(err, PLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0;
+    plm_status st = PLM_OK;
+    while (!st && (len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        if ((size_t)len != strlen(line)) {
+            st = fail(err, PLM_ERR_INPUT, "line %d: contains a NUL byte", lineno);
+            break;
+        }
+        const char *p = line;
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == '{') st = parse_json_line(in, p, lineno, vocab, enc, enc_user, err);
+        else st = parse_ids_line(in, p, lineno, vocab, err);
+    }
+    if (!st && ferror(f)) st = fail(err, PLM_ERR_IO, "%s: read error", path);
+    free(line);
+    fclose(f);
+    if (!st && in->n == 0) st = fail(err, PLM_ERR_INPUT, "%s: no sequences", path);
+    if (st) {
+        char m[sizeof err->msg];
+        snprintf(m, sizeof m, "%s", err->msg);
+        if (strncmp(m, path, strlen(path))) fail(err, st, "%s: %s", path, m);
+        cli_input_free(in);
+        return st;
+    }
+    for (int i = 0; i < in->n; i++) in->total += in->seq[i].n;
+    return PLM_OK;
+}
+
+void cli_input_free(cli_input *in) {
+    for (int i = 0; i < in->n; i++) free(in->seq[i].tok);
+    free(in->seq);
+    memset(in, 0, sizeof *in);
+}

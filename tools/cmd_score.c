@@ -1,0 +1,91 @@
+/* packlm score: summed log-probability and perplexity of every input sequence, as JSONL. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "cmds.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: packlm score --model DIR --input FILE [--out FILE.jsonl] [--max-batch-tokens N] [--threads N]\n"
+            "\n"
+            "One JSONL line per input sequence, in input order:\n"
+            "  {\"index\": i, \"tokens\": n, \"logprob\": s, \"ppl\": p}\n"
+            "n = predicted tokens (length - 1), s = sum of natural-log probabilities of each token given its\n"
+            "prefix, p = exp(-s / n) (null when n = 0). Logits are computed block by block, never for a whole\n"
+            "step at once.\n"
+            "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
+            "  --input FILE            token-id lines or JSONL (see packlm forward --help)\n"
+            "  --out FILE.jsonl        output file, written atomically (default: stdout)\n"
+            "  --max-batch-tokens N    at most N tokens per packed step (default 2048)\n"
+            "  --threads N             threads (default: all cores)\n");
+}
+
+int cmd_score(int argc, char **argv) {
+    const char *cmd = "score", *model = NULL, *input = NULL, *outp = NULL;
+    int64_t budget = 2048, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--model") && v) model = argv[++i];
+        else if (!strcmp(a, "--input") && v) input = argv[++i];
+        else if (!strcmp(a, "--out") && v) outp = argv[++i];
+        else if (!strcmp(a, "--max-batch-tokens") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 30, &budget)) return 2; }
+        else if (!strcmp(a, "--threads") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1024, &threads)) return 2; }
+        else { cli_error(cmd, "unknown or incomplete option '%s'", a); usage(stderr); return 2; }
+    }
+    if (!model || !input) {
+        cli_error(cmd, "--model and --input are required");
+        usage(stderr);
+        return 2;
+    }
+    cli_session ss;
+    plm_error err = {0};
+    if (cli_session_open(&ss, model, (int)threads, &err)) return cli_error(cmd, "%s", err.msg);
+    cli_input in;
+    if (cli_read_input(&in, input, ss.info->vocab_size, ss.enc, ss.enc_user, &err)) {
+        cli_session_close(&ss);
+        return cli_error(cmd, "%s", err.msg);
+    }
+    float *lp = calloc((size_t)in.total, sizeof *lp);
+    int rc = 0;
+    cli_progress prog;
+    cli_progress_start(&prog, "score", in.total);
+    double t0 = cli_now();
+    if (!lp) rc = cli_error(cmd, "out of memory");
+    else if (cli_run(ss.ctx, ss.model, &in, budget, NULL, NULL, lp, &prog, &err)) rc = cli_error(cmd, "%s", err.msg);
+    cli_progress_end(&prog);
+    double el = cli_now() - t0;
+    /* format everything, then write it in one go (atomically for --out) */
+    char *text = NULL;
+    size_t tlen = 0;
+    FILE *mem = rc ? NULL : open_memstream(&text, &tlen);
+    int64_t off = 0;
+    for (int i = 0; mem && i < in.n; i++) {
+        double s = 0;
+        int64_t n = in.seq[i].n - 1;
+        for (int64_t j = 0; j < n; j++) s += lp[off + j];
+        off += in.seq[i].n;
+        if (n > 0) fprintf(mem, "{\"index\": %d, \"tokens\": %lld, \"logprob\": %.6f, \"ppl\": %.6g}\n", i, (long long)n, s, exp(-s / (double)n));
+        else fprintf(mem, "{\"index\": %d, \"tokens\": 0, \"logprob\": 0.0, \"ppl\": null}\n", i);
+    }
+    if (mem) fclose(mem);
+    if (!rc) {
+        if (outp) {
+            if (plm_write_file_atomic(outp, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
+        } else {
+            fwrite(text, 1, tlen, stdout);
+            fflush(stdout);
+        }
+    }
+    if (!rc)
+        fprintf(stderr, "score: %d sequences, %lld tokens in %.2f s (%.1f tokens/s)\n", in.n, (long long)in.total,
+                el, el > 0 ? (double)in.total / el : 0.0);
+    free(text);
+    free(lp);
+    cli_input_free(&in);
+    cli_session_close(&ss);
+    return rc;
+}

@@ -1,0 +1,23 @@
+/* The subcommands of the packlm CLI, and the session (model + context + tokenizer) they share. */
+#ifndef PLM_CMDS_H
+#define PLM_CMDS_H
+
+#include "cli_input.h"
+#include "packlm.h"
+
+int cmd_forward(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+
+typedef struct {
+    plm_model *model;
+    plm_ctx *ctx;
+    const plm_model_info *info;
+    cli_encode_fn enc;  /* text -> ids when the model directory has a tokenizer */
+    void *enc_user;
+} cli_session;
+
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err);
+void cli_session_close(cli_session *s);
+
+#endif
