@@ -8,6 +8,8 @@
 int cmd_forward(int argc, char **argv);
 int cmd_score(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 typedef struct {
     plm_model *model;

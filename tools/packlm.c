@@ -13,7 +13,9 @@ static void usage(FILE *f) {
             "commands:\n"
             "  forward    logits of every token of every input sequence, as a .npy file\n"
             "  score      log-probability and perplexity of each input sequence (JSONL)\n"
-            "  tokenize   text to token ids and back with the model's tokenizer.json\n");
+            "  generate   continue prompts: greedy or sampled, continuous batching\n"
+            "  tokenize   text to token ids and back with the model's tokenizer.json\n"
+            "  bench      speed on a random-weight Qwen3.5-0.8B-shaped model\n");
 }
 
 typedef struct {
@@ -26,6 +28,8 @@ int main(int argc, char **argv) {
         {"forward", cmd_forward},
         {"score", cmd_score},
         {"tokenize", cmd_tokenize},
+        {"generate", cmd_generate},
+        {"bench", cmd_bench},
     };
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
