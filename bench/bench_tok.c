@@ -1,6 +1,7 @@
 /* Tokenizer encoding throughput, single thread, on a generated mixed-language text (English,
  * French, German, Russian, Chinese, Japanese, code, numbers, emoji, whitespace runs) of 8 MB
  * made by a seeded generator, so the figure is reproducible. */
+#include "bench.h"
 #include "packlm.h"
 
 #include <stdbool.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-int bench_tokenizer(const char *tokenizer_json, double *mb_per_s);
+/* the benchmark text: target_bytes of it from the seed, NUL-terminated, malloc'ed */
 size_t bench_tok_text(char **out, size_t target_bytes, uint64_t seed);
 
 static uint64_t rng_next(uint64_t *s) { /* splitmix64 */

@@ -551,13 +551,17 @@ plm_status plm_tokenizer_encode(const plm_tokenizer *t, const char *text, size_t
     plm_tokenizer *mt = (plm_tokenizer *)t; /* only the atomic spare-scratch slot is written */
     enc e = {t, atomic_exchange(&mt->spare, NULL), {NULL, 0, 0}, err};
     if (!e.s && !(e.s = scratch_new(t))) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    e.out.cap = len / 4 + 16; /* about 4 bytes a token: few reallocations */
+    if (!(e.out.v = malloc(e.out.cap * sizeof(int32_t)))) {
+        tok_scratch_free(atomic_exchange(&mt->spare, e.s));
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    }
     plm_status st = len ? split_added(&e, &t->match_raw, text, len, raw_piece) : PLM_OK;
     tok_scratch_free(atomic_exchange(&mt->spare, e.s));
     if (st) {
         free(e.out.v);
         return st;
     }
-    if (!e.out.v && !(e.out.v = malloc(sizeof(int32_t)))) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
     *ids = e.out.v;
     *n_ids = e.out.n;
     return PLM_OK;
