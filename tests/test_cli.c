@@ -1,0 +1,244 @@
+/* The CLI end to end: forward reproduces the fixtures' logits for any token budget and input form
+ * (token lines, one packed JSONL row with position ids, several rows with a sequence continuing
+ * across rows); score prints one line per sequence; every bad input is refused with a message
+ * naming the problem, a non-zero exit (not a crash) and no output file. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char tmp[] = "/tmp/packlm-cli-XXXXXX";
+static char out_text[1 << 16];
+
+/* Runs a shell command line, captures stdout+stderr into out_text, returns the exit status
+ * (128 + signal when killed). */
+static int run(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out_text, 1, sizeof out_text - 1, p);
+    out_text[n] = 0;
+    int st = pclose(p);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+static int exists(const char *path) {
+    struct stat s;
+    return stat(path, &s) == 0;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static void compare_npy(const char *got_path, const char *ref_path, const char *what) {
+    float *got = NULL, *ref = NULL;
+    int nd1, nd2;
+    int64_t s1[8], s2[8];
+    plm_error err = {0};
+    if (!tu_check(plm_npy_load_f32(&got, &nd1, s1, got_path, &err) == PLM_OK, "%s: output readable %s", what, err.msg))
+        return;
+    plm_npy_load_f32(&ref, &nd2, s2, ref_path, &err);
+    if (tu_check(nd1 == 2 && nd2 == 2 && s1[0] == s2[0] && s1[1] == s2[1], "%s: shape [%lld, %lld]", what,
+                 (long long)s1[0], (long long)s1[1]))
+        tu_close(got, ref, (size_t)(s1[0] * s1[1]), 1e-4, what);
+    free(got);
+    free(ref);
+}
+
+/* A JSONL file holding the sequences of inputs.txt: rows of `per_row` sequences with position ids;
+ * split_last: the last sequence of each row is cut in two, its second half opening the next row. */
+static void make_jsonl(const char *in_txt, const char *out, int per_row, int split) {
+    FILE *f = fopen(in_txt, "r"), *o = fopen(out, "w");
+    char line[1 << 14];
+    int in_row = 0;
+    char ids[1 << 16] = "", pos[1 << 16] = "";
+    while (f && o && fgets(line, sizeof line, f)) {
+        int p = 0, n_tok = 0;
+        char *s = line, *e;
+        long v;
+        while ((v = strtol(s, &e, 10)), e != s) n_tok++, s = e;
+        int cut = split ? n_tok / 2 : -1;
+        s = line;
+        while ((v = strtol(s, &e, 10)), e != s) {
+            if (p == cut && cut > 0 && (ids[0] || pos[0])) { /* close the row mid-sequence */
+                fprintf(o, "{\"input_ids\": [%s], \"position_ids\": [%s]}\n", ids, pos);
+                ids[0] = pos[0] = 0;
+                in_row = 0;
+            }
+            snprintf(ids + strlen(ids), sizeof ids - strlen(ids), "%s%ld", ids[0] ? ", " : "", v);
+            snprintf(pos + strlen(pos), sizeof pos - strlen(pos), "%s%d", pos[0] ? ", " : "", p);
+            p++;
+            s = e;
+        }
+        if (++in_row >= per_row) {
+            fprintf(o, "{\"input_ids\": [%s], \"position_ids\": [%s]}\n", ids, pos);
+            ids[0] = pos[0] = 0;
+            in_row = 0;
+        }
+    }
+    if (o && ids[0]) fprintf(o, "{\"input_ids\": [%s], \"position_ids\": [%s]}\n", ids, pos);
+    if (f) fclose(f);
+    if (o) fclose(o);
+}
+
+static void good_paths(const char *name) {
+    char dir[256], ref[300], out[300], in[300], jl[300], what[300];
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(ref, sizeof ref, "%s/logits.npy", dir);
+    snprintf(in, sizeof in, "%s/inputs.txt", dir);
+    snprintf(out, sizeof out, "%s/%s.npy", tmp, name);
+    const int budgets[] = {1, 50, 0};
+    for (int b = 0; b < 3; b++) {
+        char opt[64] = "";
+        if (budgets[b]) snprintf(opt, sizeof opt, "--max-batch-tokens %d", budgets[b]);
+        int rc = run("build/packlm forward --model %s --input %s --out %s --threads 2 %s", dir, in, out, opt);
+        snprintf(what, sizeof what, "%s: forward %s", name, opt[0] ? opt : "(default budget)");
+        if (tu_check(rc == 0, "%s exits 0 (%d) %s", what, rc, rc ? out_text : "")) compare_npy(out, ref, what);
+    }
+    for (int mode = 0; mode < 3; mode++) {
+        int per_row = mode == 0 ? 1000 : 2, split = mode == 2;
+        snprintf(jl, sizeof jl, "%s/%s-%d.jsonl", tmp, name, mode);
+        make_jsonl(in, jl, per_row, split);
+        int rc = run("build/packlm forward --model %s --input %s --out %s --max-batch-tokens 40", dir, jl, out);
+        snprintf(what, sizeof what, "%s: forward JSONL %s", name,
+                 mode == 0 ? "one packed row with position ids" : mode == 1 ? "rows of 2 sequences" :
+                 "rows with sequences continuing across rows");
+        if (tu_check(rc == 0, "%s exits 0 (%d) %s", what, rc, rc ? out_text : "")) compare_npy(out, ref, what);
+    }
+    int rc = run("build/packlm score --model %s --input %s --out %s/score.jsonl", dir, in, tmp);
+    char sp[300];
+    snprintf(sp, sizeof sp, "%s/score.jsonl", tmp);
+    int lines = 0, in_lines = 0;
+    FILE *f = fopen(sp, "r");
+    char l[4096];
+    while (f && fgets(l, sizeof l, f)) lines += strstr(l, "\"logprob\"") != NULL;
+    if (f) fclose(f);
+    f = fopen(in, "r");
+    while (f && fgets(l, sizeof l, f)) in_lines++;
+    if (f) fclose(f);
+    tu_check(rc == 0 && lines == in_lines, "%s: score writes %d lines for %d sequences", name, lines, in_lines);
+}
+
+/* Expects failure: exit status in [1, 127], the message contains `needle`, no output left. */
+static void refuse(const char *what, const char *needle, const char *cmdfmt, ...) {
+    char cmd[4096], outp[300];
+    snprintf(outp, sizeof outp, "%s/refused.out", tmp);
+    unlink(outp);
+    va_list ap;
+    va_start(ap, cmdfmt);
+    vsnprintf(cmd, sizeof cmd, cmdfmt, ap);
+    va_end(ap);
+    int rc = run("%s", cmd);
+    char *nl = strchr(out_text, '\n');
+    if (nl && nl[1] == 0) *nl = 0;
+    tu_check(rc >= 1 && rc < 128 && strstr(out_text, needle) && !exists(outp), "refuses %s: rc %d, \"%.300s\"", what,
+             rc, out_text);
+}
+
+static void model_copy(const char *dst, const char *src) { run("rm -rf %s && cp -r %s %s", dst, src, dst); }
+
+static void bad_inputs(void) {
+    char m[300], in[300], o[300], f[300];
+    snprintf(o, sizeof o, "%s/refused.out", tmp);
+    snprintf(in, sizeof in, "tests/data/tiny-dense/inputs.txt");
+    const char *good = "tests/data/tiny-dense";
+#define FWD(model, input) "build/packlm forward --model %s --input %s --out %s", model, input, o
+    refuse("a missing model directory", "config.json", FWD("/nonexistent/model", in));
+    snprintf(m, sizeof m, "%s/m", tmp);
+    /* config.json problems */
+    model_copy(m, good);
+    run("sed -i 's/\"hidden_size\": 64,//' %s/config.json", m);
+    refuse("a config missing hidden_size", "missing field 'hidden_size'", FWD(m, in));
+    model_copy(m, good);
+    run("sed -i 's/\"layer_types\"/\"layer_typos\"/' %s/config.json", m);
+    refuse("a config missing layer_types", "layer_types", FWD(m, in));
+    model_copy(m, good);
+    run("printf '{\"model_type\": \"qwen3_5_text\", ' > %s/config.json", m);
+    refuse("malformed config JSON", "malformed JSON", FWD(m, in));
+    model_copy(m, good);
+    run("sed -i 's/\"intermediate_size\": 128/\"intermediate_size\": 100/' %s/config.json", m);
+    refuse("a tensor shape that does not match the config", "mlp.gate_proj.weight", FWD(m, in));
+    model_copy(m, good);
+    run("sed -i 's/qwen3_5_text/llama/' %s/config.json", m);
+    refuse("another model type", "llama", FWD(m, in));
+    /* safetensors problems */
+    model_copy(m, good);
+    run("truncate -s 500000 %s/model.safetensors", m);
+    refuse("a truncated safetensors file", "model.safetensors", FWD(m, in));
+    model_copy(m, good);
+    run("printf '\\377\\377\\377\\377\\000\\000\\000\\000' | dd of=%s/model.safetensors bs=1 count=8 conv=notrunc status=none", m);
+    refuse("a header length past the end of the file", "header", FWD(m, in));
+    model_copy(m, good);
+    run("truncate -s 4 %s/model.safetensors", m);
+    refuse("a 4-byte safetensors file", "model.safetensors", FWD(m, in));
+    model_copy(m, good);
+    /* lie about one tensor: same header length, offsets pushed past the data section */
+    run("perl -0pi -e 's/(\"lm_head.weight\":\\{\"dtype\":\"F32\",\"shape\":\\[512,64\\],\"data_offsets\":\\[)0,/${1}9,/' %s/model.safetensors", m);
+    run("grep -c 'data_offsets\":\\[9,' %s/model.safetensors", m);
+    if (atoi(out_text) > 0) refuse("a tensor whose byte range does not match its shape", "lm_head.weight", FWD(m, in));
+    else tu_check(0, "could not craft the lying-offset safetensors (header layout changed?)");
+    run("rm -f %s/model.safetensors", m);
+    refuse("a model directory without weights", "model.safetensors", FWD(m, in));
+    /* inputs */
+    struct { const char *what, *text, *needle; } cases[] = {
+        {"a token id outside the vocabulary", "1 2 512\n", "outside the vocabulary"},
+        {"a negative token id", "1 -2 3\n", "not a token id"},
+        {"a token that is not a number", "1 abc 3\n", "not a token id"},
+        {"a fractional token id", "1 2.5\n", "not a token id"},
+        {"an empty sequence (blank line)", "1 2\n\n3 4\n", "empty sequence"},
+        {"an empty input_ids list", "{\"input_ids\": []}\n", "empty sequence"},
+        {"a broken JSONL line", "{\"input_ids\": [1, 2\n", "malformed JSON"},
+        {"a JSONL token id out of range", "{\"input_ids\": [1, 999]}\n", "outside the vocabulary"},
+        {"a JSONL token id that is a string", "{\"input_ids\": [1, \"7\"]}\n", "not an integer"},
+        {"negative position ids", "{\"input_ids\": [1, 2], \"position_ids\": [-1, 0]}\n", "negative"},
+        {"position ids that jump without a state", "{\"input_ids\": [1, 2, 3], \"position_ids\": [0, 1, 5]}\n", "jump"},
+        {"a first position > 0 with nothing to continue", "{\"input_ids\": [1, 2], \"position_ids\": [3, 4]}\n", "jump"},
+        {"position_ids of another length", "{\"input_ids\": [1, 2, 3], \"position_ids\": [0, 1]}\n", "position_ids has 2"},
+        {"a JSONL line without input_ids", "{\"tokens\": [1, 2]}\n", "neither"},
+        {"an empty file", "", "no sequences"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(f, sizeof f, "%s/bad%zu.txt", tmp, i);
+        write_file(f, cases[i].text);
+        refuse(cases[i].what, cases[i].needle, FWD(good, f));
+        refuse(cases[i].what, cases[i].needle, "build/packlm score --model %s --input %s --out %s", good, f, o);
+    }
+    refuse("a missing input file", "cannot open", FWD(good, "/nonexistent/input.txt"));
+    refuse("a zero token budget", "--max-batch-tokens", "build/packlm forward --model %s --input %s --out %s --max-batch-tokens 0", good, in, o);
+    refuse("an unknown option", "unknown", "build/packlm forward --model %s --input %s --out %s --bogus", good, in, o);
+    refuse("an unknown command", "unknown command", "build/packlm frobnicate");
+    refuse("an output in a missing directory", "refused.out", "build/packlm forward --model %s --input %s --out /nonexistent/dir/refused.out", good, in);
+#undef FWD
+}
+
+int main(void) {
+    if (!exists("build/packlm")) {
+        printf("FAIL build/packlm is missing: run make first\n");
+        return 1;
+    }
+    if (!mkdtemp(tmp)) return 1;
+    tu_check(run("build/packlm --help") == 0 && strstr(out_text, "forward"), "packlm --help lists the commands");
+    tu_check(run("build/packlm forward --help") == 0 && strstr(out_text, "--max-batch-tokens"), "forward --help");
+    tu_check(run("build/packlm score --help") == 0 && strstr(out_text, "ppl"), "score --help");
+    const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
+    for (int i = 0; i < 3; i++) good_paths(names[i]);
+    bad_inputs();
+    run("rm -rf %s", tmp);
+    return tu_finish("test_cli");
+}
