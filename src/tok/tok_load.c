@@ -201,7 +201,7 @@ static plm_status compile_regex(tok_pretok_step *st, const char *pat, size_t len
                                 plm_error *err) {
     int ec;
     PCRE2_SIZE eo;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     st->re = pcre2_compile((PCRE2_SPTR)pat, len, opts, &ec, &eo, NULL);
     if (!st->re) {
         PCRE2_UCHAR msg[256];
