@@ -20,9 +20,11 @@ BENCHOBJ := $(BENCHSRC:%.c=build/obj/%.o)
 
 all: build/packlm $(TESTBIN)
 
-build/obj/%.o: %.c $(wildcard include/*.h) $(shell find src -name '*.h')
+build/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find build/obj -name '*.d' 2>/dev/null)
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)

@@ -160,8 +160,29 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
     return st;
 }
 
+plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err) {
+    if (!s->tok) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/tokenizer.json", s->dir);
+        plm_status st = plm_tokenizer_open(&s->tok, path, err);
+        if (st) return st;
+    }
+    *tok = s->tok;
+    return PLM_OK;
+}
+
+static plm_status session_encode(void *user, const char *text, size_t len, int32_t **ids, size_t *n,
+                                 plm_error *err) {
+    plm_tokenizer *tok;
+    plm_status st = cli_session_tokenizer(user, &tok, err);
+    return st ? st : plm_tokenizer_encode(tok, text, len, ids, n, err);
+}
+
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err) {
     memset(s, 0, sizeof *s);
+    snprintf(s->dir, sizeof s->dir, "%s", model_dir);
+    s->enc = session_encode;
+    s->enc_user = s;
     plm_status st = plm_model_open(&s->model, model_dir, err);
     if (st) return st;
     plm_ctx_params p = plm_ctx_default_params();
@@ -175,6 +196,7 @@ plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads
 }
 
 void cli_session_close(cli_session *s) {
+    plm_tokenizer_free(s->tok);
     plm_ctx_free(s->ctx);
     plm_model_free(s->model);
     memset(s, 0, sizeof *s);

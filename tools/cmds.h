@@ -15,9 +15,14 @@ typedef struct {
     plm_model *model;
     plm_ctx *ctx;
     const plm_model_info *info;
-    cli_encode_fn enc;  /* text -> ids when the model directory has a tokenizer */
-    void *enc_user;
+    cli_encode_fn enc;  /* text -> ids with the model directory's tokenizer.json (opened on first use) */
+    void *enc_user;     /* the session itself */
+    plm_tokenizer *tok; /* NULL until needed; see cli_session_tokenizer */
+    char dir[4096];
 } cli_session;
+
+/* The model directory's tokenizer, opened on first use. */
+plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err);
 
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err);
 void cli_session_close(cli_session *s);
