@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "synth.h"
 #include "testutil.h"
 
 static char tmp[] = "/tmp/packlm-cli-XXXXXX";
@@ -227,6 +228,44 @@ static void bad_inputs(void) {
 #undef FWD
 }
 
+/* Text in: a random model whose vocabulary covers the bundled Qwen tokenizer; scoring {"text"} lines
+ * must equal scoring the ids `packlm tokenize` prints for them. */
+static void text_input(void) {
+    char dir[300], texts[300], ids[300], a[300], b[300];
+    snprintf(dir, sizeof dir, "%s/textmodel", tmp);
+    mkdir(dir, 0700);
+    tu_rng r = {77};
+    synth_spec s;
+    synth_random_spec(&s, &r);
+    s.c.vocab_size = 151936;
+    s.c.hidden_size = 8;
+    s.dtype = PLM_DT_BF16;
+    plm_error err = {0};
+    if (!tu_check(synth_write(&s, dir, &r, &err) == PLM_OK, "text model written %s", err.msg)) return;
+    run("cp tests/data/tokenizer-qwen3/tokenizer.json tests/data/tokenizer-qwen3/tokenizer_config.json %s/", dir);
+    snprintf(texts, sizeof texts, "%s/texts.jsonl", tmp);
+    write_file(texts, "{\"text\": \"Hello, world! packlm packs sequences.\"}\n"
+                      "{\"text\": \"<|im_start|>user\\nWie geht's? \\u00e9t\\u00e9 \\ud83d\\ude00<|im_end|>\"}\n"
+                      "{\"text\": \"x\"}\n");
+    snprintf(ids, sizeof ids, "%s/ids.txt", tmp);
+    int rc = run("build/packlm tokenize --model %s --input %s > %s", dir, texts, ids);
+    tu_check(rc == 0, "tokenize the texts (%d)", rc);
+    snprintf(a, sizeof a, "%s/a.jsonl", tmp);
+    snprintf(b, sizeof b, "%s/b.jsonl", tmp);
+    rc = run("build/packlm score --model %s --input %s --out %s", dir, texts, a);
+    tu_check(rc == 0, "score with text input (%d) %s", rc, rc ? out_text : "");
+    rc = run("build/packlm score --model %s --input %s --out %s", dir, ids, b);
+    tu_check(rc == 0, "score with the same ids (%d)", rc);
+    rc = run("cmp %s %s", a, b);
+    tu_check(rc == 0, "text input scores exactly as its token ids");
+    write_file(texts, "{\"text\": 5}\n");
+    rc = run("build/packlm score --model %s --input %s", dir, texts);
+    tu_check(rc == 1 && strstr(out_text, "'text' must be a string"), "refuses a non-string text: %.200s", out_text);
+    write_file(texts, "{\"text\": \"hi\"}\n");
+    rc = run("build/packlm score --model tests/data/tiny-dense --input %s", texts, "");
+    tu_check(rc == 1 && strstr(out_text, "tokenizer.json"), "refuses text without a tokenizer: %.200s", out_text);
+}
+
 int main(void) {
     if (!exists("build/packlm")) {
         printf("FAIL build/packlm is missing: run make first\n");
@@ -239,6 +278,7 @@ int main(void) {
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) good_paths(names[i]);
     bad_inputs();
+    text_input();
     run("rm -rf %s", tmp);
     return tu_finish("test_cli");
 }
