@@ -174,7 +174,7 @@ static plm_status bind_layer(binder *b, int i) {
 
 static void count_params(plm_model *m) {
     const plm_config *c = &m->cfg;
-    int64_t total = 0, active = 0;
+    int64_t total = 0, active;
     for (int i = 0; i < plm_st_count(m->st); i++) {
         const plm_st_tensor *t = plm_st_at(m->st, i);
         if (strstr(t->name, "visual.") || !strncmp(t->name, "mtp.", 4)) continue;
@@ -187,7 +187,6 @@ static void count_params(plm_model *m) {
         int64_t per_expert = 3 * (int64_t)c->moe_intermediate_size * c->hidden_size;
         active -= (int64_t)c->n_layers * (c->n_experts - c->n_experts_per_tok) * per_expert;
     }
-    if (!c->tie_embeddings && plm_st_find(m->st, "lm_head.weight") == NULL) active += 0;
     m->info.n_params = total;
     /* the embedding table is a lookup, not a product; the lm_head is */
     m->info.n_active_params = active - (c->tie_embeddings ? 0 : (int64_t)c->vocab_size * c->hidden_size);
