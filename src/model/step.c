@@ -92,7 +92,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
             if (out->target[t] >= cf->vocab_size)
                 return plm_fail(err, PLM_ERR_INPUT, "target %d at index %d is outside the vocabulary",
                                 out->target[t], t);
-    if (out && out->logits && out->rows)
+    if (out && (out->logits || out->logits_cb) && out->rows)
         for (int32_t i = 0; i < out->n_rows; i++)
             if (out->rows[i] < 0 || out->rows[i] >= s->n_tokens)
                 return plm_fail(err, PLM_ERR_INPUT, "output row %d is not a token of the step", out->rows[i]);
