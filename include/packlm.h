@@ -75,10 +75,33 @@ void plm_state_reset(plm_state *s);                 /* back to an empty sequence
 int64_t plm_state_length(const plm_state *s);       /* tokens the state holds */
 /* dst becomes an exact copy of src (fork). dst and src must belong to the same model. */
 plm_status plm_state_copy(plm_state *dst, const plm_state *src, plm_error *err);
-/* Bytes of memory the state uses now (allocated KV blocks included). */
+/* Memory of a state, in bytes, counting the float data it holds (not the few pointers around it):
+ *   fixed  = n_linear_layers * ((conv_kernel - 1) * conv_dim + lin_v_heads * lin_k_dim * lin_v_dim) * 4
+ *            with conv_dim = 2 * lin_k_heads * lin_k_dim + lin_v_heads * lin_v_dim
+ *   kv(n)  = n_attention_layers * ceil(n / 64) * 64 * 2 * n_kv_heads * head_dim * 4
+ * plm_state_bytes_at(m, n) = fixed + kv(n): what a fresh state holds after n tokens.
+ * plm_state_bytes(s) = fixed + the KV blocks allocated now; KV blocks are kept by reset and restore
+ * (a reused slot keeps its room), so it equals plm_state_bytes_at(m, the longest length held since
+ * plm_state_new). E.g. Qwen3.5-0.8B (18 linear + 6 attention layers, 16 x 128 x 128 delta states,
+ * 2 KV heads x 256): fixed = 20,201,472 bytes (19.3 MiB), plus 24,576 bytes (24 KiB) per token. */
 size_t plm_state_bytes(const plm_state *s);
-/* Bytes a state holding n tokens would use. */
 size_t plm_state_bytes_at(const plm_model *m, int64_t n_tokens);
+
+/* Snapshots: rolling a sequence back to an earlier length. A snapshot copies the fixed-size part of
+ * a state (conv tails and delta-rule states, fixed bytes above) and its length; the KV entries
+ * before that length never change while the sequence only grows, so restoring needs no KV copy.
+ * Every state has an identity that plm_state_new, reset and copy (for dst) renew: a snapshot only
+ * restores into the state it was taken from, while that state still holds its first len tokens:
+ * its length is >= the snapshot's, and no restore since the snapshot went below the snapshot's
+ * length (the entries past a restore point are rewritten by later steps). Restoring does not use up
+ * the snapshot: one snapshot can be restored many times (e.g. speculative decoding, beam search). */
+typedef struct plm_snapshot plm_snapshot;
+
+plm_status plm_state_snapshot(plm_snapshot **out, const plm_state *s, plm_error *err);
+/* Rolls s back to the snapshot. PLM_ERR_STATE, s untouched, when the snapshot does not apply. */
+plm_status plm_state_restore(plm_state *s, const plm_snapshot *snap, plm_error *err);
+int64_t plm_snapshot_length(const plm_snapshot *snap);
+void plm_snapshot_free(plm_snapshot *snap);
 
 /* ---------------------------------------------------------------- the packed step */
 typedef struct {
@@ -151,6 +174,92 @@ typedef struct {
  * every sequence is done). */
 int32_t plm_plan_next(plm_piece *pieces, int32_t max_pieces, const int64_t *len, int32_t n_seqs, int32_t *seq,
                       int64_t *offset, int64_t budget);
+
+/* ---------------------------------------------------------------- sampling */
+/* How the next token is chosen from a row of logits. temperature <= 0 is greedy (the argmax; ties go
+ * to the lowest id). Otherwise the logits are divided by temperature, cut to the top_k highest
+ * (top_k <= 0: no cut) and then to the smallest set of highest-probability tokens whose mass reaches
+ * top_p (top_p >= 1 or <= 0: no cut), renormalised, and one token is drawn. Candidates are ordered
+ * by logit then id, so the result depends only on the logits and the random number. */
+typedef struct {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    uint64_t seed;
+} plm_sampling;
+
+plm_sampling plm_sampling_greedy(void);
+
+/* A per-sequence random stream: splitmix64 seeded from (seed, stream). One draw per token. */
+typedef struct { uint64_t s; } plm_rng;
+plm_rng plm_rng_init(uint64_t seed, uint64_t stream);
+double plm_rng_uniform(plm_rng *r); /* [0, 1), 53 bits */
+
+/* The token chosen from logits [vocab] with the uniform number u in [0, 1) (unused when greedy).
+ * work must hold 2 * vocab floats (scratch). */
+int32_t plm_sample_token(const float *logits, int32_t vocab, const plm_sampling *sp, double u, float *work);
+
+/* ---------------------------------------------------------------- generation */
+/* Continuous batching over packed steps. Requests (prompt + limits + sampling) are queued; every
+ * plm_generator_step runs ONE packed step holding the next token of every decoding sequence and
+ * then prompt chunks of sequences still reading their prompt (in admission order), under a token
+ * budget per step and a cap on live sequences (each live sequence holds one state slot; finished
+ * sequences hand their slot to the next waiting request, reset, with its KV room kept).
+ * Every sequence's tokens are exactly those it would get generated alone (any budget, any cap): the
+ * packed step computes each segment from its own state only, and sampling uses the sequence's own
+ * random stream, drawn once per token. */
+typedef struct plm_generator plm_generator;
+
+typedef struct {
+    int64_t max_batch_tokens; /* tokens per step; <= 0: no limit */
+    int32_t max_seqs;         /* live sequences (state slots); <= 0: no limit */
+} plm_generator_params;
+
+typedef struct {
+    const int32_t *prompt;    /* [n_prompt] token ids (copied by plm_generator_add) */
+    int64_t n_prompt;         /* >= 1 */
+    int32_t max_new_tokens;   /* >= 0 */
+    plm_sampling sampling;
+    int64_t stream;           /* random stream of the sequence; < 0: its request id */
+    int32_t ignore_eos;       /* 1: do not stop at the model's end-of-sequence ids */
+} plm_request;
+
+typedef enum {
+    PLM_GEN_WAITING = 0,  /* queued, no slot yet */
+    PLM_GEN_PROMPT,       /* holds a slot, reading its prompt */
+    PLM_GEN_DECODING,     /* producing tokens */
+    PLM_GEN_DONE_EOS,     /* finished: produced an end-of-sequence id (included in the tokens) */
+    PLM_GEN_DONE_LENGTH   /* finished: max_new_tokens reached */
+} plm_gen_state;
+
+/* What one step did. */
+typedef struct {
+    int32_t n_tokens;         /* tokens in the step */
+    int32_t prompt_tokens;    /* of which prompt tokens */
+    int32_t decode_tokens;    /* of which generated tokens fed back */
+    int32_t new_tokens;       /* tokens sampled in this step */
+    int32_t finished;         /* requests that finished in this step */
+} plm_gen_step_info;
+
+/* ctx must belong to m and is used by every step; neither is owned. */
+plm_status plm_generator_new(plm_generator **out, const plm_model *m, plm_ctx *ctx,
+                             const plm_generator_params *p, plm_error *err);
+void plm_generator_free(plm_generator *g);
+/* Queues a request; *id receives its id (0, 1, 2, ... in order of adding). An invalid request (empty
+ * prompt, id outside the vocabulary, negative limit) is refused with PLM_ERR_INPUT and nothing is
+ * queued: the other requests are unaffected. */
+plm_status plm_generator_add(plm_generator *g, int64_t *id, const plm_request *r, plm_error *err);
+/* Runs one packed step (does nothing when no request is left). On error no sequence has advanced
+ * and the step may be retried. info may be NULL. */
+plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_error *err);
+/* Requests not finished yet. */
+int64_t plm_generator_pending(const plm_generator *g);
+/* The tokens a request has produced so far (valid until the next step or free) and its state. */
+plm_gen_state plm_generator_result(const plm_generator *g, int64_t id, const int32_t **tokens, int64_t *n);
+/* Bytes of all state slots the generator holds (plm_state_bytes of each). */
+size_t plm_generator_state_bytes(const plm_generator *g);
+/* State slots created so far (never more than max_seqs). */
+int32_t plm_generator_slots(const plm_generator *g);
 
 /* ---------------------------------------------------------------- .npy */
 /* Writes a float32 array atomically (temporary file + rename). */

@@ -50,6 +50,12 @@ struct plm_state {
     float **conv;    /* [n_linear] of [kernel-1, conv_dim]: the last inputs, oldest first */
     float **rec;     /* [n_linear] of [nv, dk, dv] */
     plm_kv *kv;      /* [n_attention] */
+    /* identity for snapshots (renewed by new / reset / copy) and the restores since, as a stack of
+       (time, length) with lengths increasing upwards: see state.c */
+    uint64_t id;
+    uint64_t *rb_time;
+    int64_t *rb_len;
+    int n_rb, cap_rb;
 };
 
 /* Makes room in every attention layer's cache for n_total tokens (no data moves). */

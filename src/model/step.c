@@ -43,12 +43,19 @@ static plm_status validate(const plm_model *m, const plm_step *s, plm_error *err
     return PLM_OK;
 }
 
-/* logits of rows (token indices; NULL = all) of the final hidden states xn, block by block, into
- * out->logits [n, V] or handed to out->logits_cb */
+/* logits of rows (token indices; NULL = all) of the final hidden states xn: into out->logits [n, V]
+ * with one pass over lm_head (blk holds n rows when rows are chosen), or block by block handed to
+ * out->logits_cb (blk, buf hold OUT_BLOCK rows) */
 static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64_t n, float *blk, float *buf) {
     const plm_model *m = c->model;
     const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
     const int32_t *rows = out->rows;
+    if (!out->logits_cb) { /* decode: every chosen row in one GEMM, the weights streamed once */
+        if (rows)
+            for (int64_t i = 0; i < n; i++) memcpy(blk + i * H, xn + (int64_t)rows[i] * H, (size_t)H * sizeof(float));
+        c->k.matmul(out->logits, rows ? blk : xn, n, &m->lm_head, c->p.n_threads);
+        return;
+    }
     for (int64_t i0 = 0; i0 < n; i0 += OUT_BLOCK) {
         int64_t nb = n - i0 < OUT_BLOCK ? n - i0 : OUT_BLOCK;
         for (int64_t i = 0; i < nb; i++)
@@ -101,8 +108,14 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
 
     const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
     const int n_seg = s->n_seg;
+    /* output buffers: chosen rows gathered (blk), a block of logits for streaming / scoring (buf) */
+    const int want_logits = out && (out->logits || out->logits_cb);
+    const int64_t n_rows = want_logits ? (out->rows ? out->n_rows : T) : 0;
+    const int blocked = out && (out->logits_cb || (out->target && out->logprob));
+    const size_t gathered = want_logits && !out->logits_cb && out->rows ? (size_t)n_rows : 0;
+    const size_t blk_rows = blocked && gathered < OUT_BLOCK ? OUT_BLOCK : gathered;
     const size_t need = 3 * (size_t)T * H + 48 + plm_layers_scratch(m, T) + (size_t)T + (size_t)n_seg + 64 +
-                        (size_t)OUT_BLOCK * (H + V) + 64;
+                        blk_rows * H + (blocked ? (size_t)OUT_BLOCK * V : 0) + 64;
     float *base = plm_ctx_scratch(c, need);
     int64_t *idx64 = malloc(((size_t)T + n_seg) * sizeof(int64_t));
     if (!base || !idx64) {
@@ -111,7 +124,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     }
     plm_arena a = {base, need, 0};
     float *x = plm_take(&a, T * H), *h = plm_take(&a, T * H), *mo = plm_take(&a, T * H);
-    float *blk = plm_take(&a, (size_t)OUT_BLOCK * H), *buf = plm_take(&a, (size_t)OUT_BLOCK * V);
+    float *blk = plm_take(&a, blk_rows * H), *buf = blocked ? plm_take(&a, (size_t)OUT_BLOCK * V) : NULL;
     int64_t *pos = idx64, *start = idx64 + T;
     for (int i = 0; i < n_seg; i++) {
         start[i] = s->state[i]->len;
@@ -136,7 +149,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     for (int i = 0; i < n_seg; i++) s->state[i]->len += s->cu[i + 1] - s->cu[i];
     plm_rmsnorm_zc(h, x, m->final_norm, T, (int)H, cf->rms_eps);
     if (hid) memcpy(hid + (int64_t)cf->n_layers * T * H, h, (size_t)(T * H) * sizeof(float));
-    if (out && (out->logits || out->logits_cb)) head_rows(c, out, h, out->rows ? out->n_rows : T, blk, buf);
+    if (want_logits && n_rows > 0) head_rows(c, out, h, n_rows, blk, buf);
     if (out && out->target && out->logprob) score_rows(c, out, h, T, blk, buf);
     free(idx64);
     return PLM_OK;
