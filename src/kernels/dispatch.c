@@ -1,4 +1,5 @@
 /* The kernel table: references first, then the fast variants this build has. */
+#include "kernels/fast.h"
 #include "kernels/kernels.h"
 
 void plm_kernels_init(plm_kernels *k, int reference_only) {
@@ -7,5 +8,8 @@ void plm_kernels_init(plm_kernels *k, int reference_only) {
     k->conv = plm_conv_ref;
     k->attn = plm_attn_ref;
     if (reference_only) return;
-    k->matmul = plm_matmul_blas;
+    k->matmul = plm_matmul_fast;
+    k->gdn = plm_gdn_fast;
+    k->conv = plm_conv_fast;
+    k->attn = plm_attn_fast;
 }

@@ -1,0 +1,39 @@
+/* The fast kernel variants (registered by dispatch.c; same contracts as the references in
+ * kernels.h). All are threaded with OpenMP over independent pieces of work (segments, heads,
+ * query blocks, rows); every output element is computed by one thread in a fixed order, so
+ * results are bit-for-bit reproducible whatever the schedule. */
+#ifndef PLM_KERNELS_FAST_H
+#define PLM_KERNELS_FAST_H
+
+#include "kernels/kernels.h"
+
+/* gated delta rule: chunked (UT/WY, chunk 64) for segments longer than PLM_GDN_RECURRENT_MAX,
+   recurrent for shorter ones; threaded over (segment, value head) */
+#define PLM_GDN_CHUNK 64
+#define PLM_GDN_RECURRENT_MAX 8
+void plm_gdn_fast(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                  const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int n_threads);
+/* every segment chunked (for tests and the benchmark) */
+void plm_gdn_chunked(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                     const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv,
+                     int n_threads);
+/* recurrent, vectorised and threaded over (segment, value head) */
+void plm_gdn_recurrent(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                       const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv,
+                       int n_threads);
+/* one (segment, head) pair of each form; used by the threaded drivers */
+void plm_gdn_pair_recurrent(float *o, float *S, const float *q, const float *k, const float *v, const float *g,
+                            const float *beta, int64_t t0, int64_t t1, int kh, int h, int nk, int nv, int dk,
+                            int dv);
+
+void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu, int n_seg,
+                   int C, int K, int n_threads);
+void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
+                   int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
+/* BF16/F16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
+   convert-and-dot GEMV threaded over weight rows */
+#define PLM_GEMV_MAX_T 4
+void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+
+#endif

@@ -1,0 +1,119 @@
+/* y[T, rows] = x[T, cols] . W^T, fast paths.
+ *   - F32 weights: OpenBLAS sgemm in place.
+ *   - BF16/F16 weights, T > PLM_GEMV_MAX_T: the weights stay BF16 in memory; a panel of rows is
+ *     converted to F32 by all threads (static split of rows), then one sgemm uses the panel for all
+ *     T rows. The panel is sized to stay in L2 (PANEL_FLOATS).
+ *   - T <= PLM_GEMV_MAX_T (decode): a direct GEMV that converts 8 weights at a time in registers
+ *     and dots them with each x row, threaded over weight rows (static partition). */
+#pragma GCC optimize("fp-contract=fast")
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/fast.h"
+#include "kernels/simd.h"
+
+#ifndef PLM_PANEL_FLOATS
+#define PLM_PANEL_FLOATS (256 * 1024) /* 1 MiB of f32 per panel */
+#endif
+
+typedef uint16_t plm_u16x8 __attribute__((vector_size(16)));
+typedef uint32_t plm_u32x8 __attribute__((vector_size(32)));
+
+static inline plm_v8 bf16x8(const uint16_t *p) {
+    plm_u16x8 h;
+    memcpy(&h, p, sizeof h);
+    plm_u32x8 u = __builtin_convertvector(h, plm_u32x8) << 16;
+    plm_v8 f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static void convert_row(float *dst, const plm_mat *W, int64_t r) {
+    if (W->dt != PLM_DT_BF16) {
+        plm_mat_row(dst, W, r);
+        return;
+    }
+    const int64_t C = W->cols;
+    const uint16_t *s = (const uint16_t *)W->data + r * C;
+    int64_t i = 0;
+    for (; i + 8 <= C; i += 8) plm_v8_store(dst + i, bf16x8(s + i));
+    for (; i < C; i++) dst[i] = plm_bf16_to_f32(s[i]);
+}
+
+static inline float hsum(plm_v8 v) {
+    return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
+
+/* one weight row against NT rows of x (NT a constant after inlining) */
+static inline __attribute__((always_inline)) void gemv_row(float *y, const float *x, const uint16_t *wr, int64_t C,
+                                                           int64_t R, int64_t r, const int NT) {
+    plm_v8 a0[PLM_GEMV_MAX_T] = {{0}}, a1[PLM_GEMV_MAX_T] = {{0}};
+    int64_t i = 0;
+    for (; i + 16 <= C; i += 16) {
+        const plm_v8 w0 = bf16x8(wr + i), w1 = bf16x8(wr + i + 8);
+        for (int t = 0; t < NT; t++) {
+            a0[t] += w0 * plm_v8_load(x + t * C + i);
+            a1[t] += w1 * plm_v8_load(x + t * C + i + 8);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float s = hsum(a0[t] + a1[t]);
+        for (int64_t e = i; e < C; e++) s += plm_bf16_to_f32(wr[e]) * x[t * C + e];
+        y[t * R + r] = s;
+    }
+}
+
+void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    const int64_t R = W->rows, C = W->cols;
+    if (W->dt != PLM_DT_BF16 || T > PLM_GEMV_MAX_T) {
+        plm_matmul_fast(y, x, T, W, n_threads);
+        return;
+    }
+    const uint16_t *base = (const uint16_t *)W->data;
+#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const uint16_t *wr = base + r * C;
+        switch (T) {
+        case 1: gemv_row(y, x, wr, C, R, r, 1); break;
+        case 2: gemv_row(y, x, wr, C, R, r, 2); break;
+        case 3: gemv_row(y, x, wr, C, R, r, 3); break;
+        default: gemv_row(y, x, wr, C, R, r, 4); break;
+        }
+    }
+}
+
+void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    const int64_t R = W->rows, C = W->cols;
+    if (T == 0 || R == 0) return;
+    if (C == 0) {
+        memset(y, 0, (size_t)(T * R) * sizeof(float));
+        return;
+    }
+    if (W->dt == PLM_DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)R, (int)C, 1.0f, x, (int)C,
+                    (const float *)W->data, (int)C, 0.0f, y, (int)R);
+        return;
+    }
+    if (W->dt == PLM_DT_BF16 && T <= PLM_GEMV_MAX_T) {
+        plm_matmul_gemv(y, x, T, W, n_threads);
+        return;
+    }
+    int64_t pr = PLM_PANEL_FLOATS / C;
+    pr = pr < 16 ? 16 : pr & ~(int64_t)15;
+    if (pr > R) pr = R;
+    float *panel = aligned_alloc(64, (((size_t)(pr * C) * sizeof(float) + 63) / 64) * 64);
+    if (!panel) {
+        plm_matmul_ref(y, x, T, W, n_threads);
+        return;
+    }
+    const int nth = n_threads > 0 ? n_threads : 1;
+    for (int64_t r0 = 0; r0 < R; r0 += pr) {
+        const int64_t nr = R - r0 < pr ? R - r0 : pr;
+#pragma omp parallel for num_threads(nth) schedule(static)
+        for (int64_t r = 0; r < nr; r++) convert_row(panel + r * C, W, r0 + r);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, panel,
+                    (int)C, 0.0f, y + r0, (int)R);
+    }
+    free(panel);
+}
