@@ -1,0 +1,370 @@
+/* Kernel harness in the spirit of ggml's test-backend-ops: every fast variant against its scalar
+ * reference on random inputs at edge sizes (segment lengths 1, 63, 64, 65, 200, 300, many
+ * segments, non-zero initial states, d_k != d_v, n_v = 2 n_k, odd channel / head sizes), with
+ *   - a normalised bound: max|x - ref| <= TOL * max|ref| (NaN always fails),
+ *   - guard regions after every output buffer (a canary that must stay untouched),
+ *   - run-to-run reproducibility (bit-for-bit, same thread count),
+ *   - a comparator self-test that must reject a perturbed output and a NaN.
+ * Plus the recorded gdn-cases (transformers' recurrent reference) against both delta-rule kernels. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/fast.h"
+#include "kernels/kernels.h"
+#include "testutil.h"
+
+#define TOL_F32 1e-5   /* element-wise / GEMM-like f32 ops: conv, attention, matmul */
+#define TOL_GDN 1e-4   /* delta rule: chunked vs recurrent reassociates long sums with decays */
+#define TOL_CASES 1e-4 /* recorded transformers cases */
+#define GUARD 64
+#define CANARY 0x7fc0dead /* a NaN pattern no kernel writes */
+
+/* ---------------------------------------------------------------- buffers with guards */
+static float *gbuf(size_t n) {
+    float *p = malloc((n + GUARD) * sizeof(float));
+    uint32_t c = CANARY;
+    for (size_t i = 0; i < GUARD; i++) memcpy(p + n + i, &c, sizeof c);
+    return p;
+}
+static int guard_ok(const float *p, size_t n) {
+    uint32_t c;
+    for (size_t i = 0; i < GUARD; i++) {
+        memcpy(&c, p + n + i, sizeof c);
+        if (c != CANARY) return 0;
+    }
+    return 1;
+}
+static int check_guard(const float *p, size_t n, const char *what) {
+    return tu_check(guard_ok(p, n), "%s: guard region after the output untouched", what);
+}
+
+/* the comparator: 1 when max|x - ref| <= tol * max|ref| and nothing is NaN */
+static int close_rel(const float *x, const float *ref, size_t n, double tol, double *rel_out) {
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(x[i]) || isnan(ref[i])) {
+            *rel_out = INFINITY;
+            return 0;
+        }
+        double e = fabs((double)x[i] - ref[i]);
+        d = e > d ? e : d;
+        s = fabs(ref[i]) > s ? fabs(ref[i]) : s;
+    }
+    *rel_out = s > 0 ? d / s : d;
+    return d <= tol * s;
+}
+static int check_close(const float *x, const float *ref, size_t n, double tol, const char *what) {
+    double r;
+    int ok = close_rel(x, ref, n, tol, &r);
+    return tu_check(ok, "%s: max|diff|/max|ref| %.2e (bound %.0e)", what, r, tol);
+}
+
+static tu_rng R = {0x6b65726e656c73ull};
+static void fill(float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * tu_uniform(&R);
+}
+
+static void comparator_selftest(void) {
+    enum { N = 257 };
+    float a[N], b[N];
+    fill(a, N, -1, 1);
+    memcpy(b, a, sizeof a);
+    double r;
+    tu_check(close_rel(b, a, N, 1e-5, &r), "comparator: identical arrays pass");
+    b[100] += 1e-3f;
+    tu_check(!close_rel(b, a, N, 1e-5, &r), "comparator: a perturbed element (1e-3) fails at 1e-5");
+    b[100] = a[100];
+    b[7] = NAN;
+    tu_check(!close_rel(b, a, N, 1e30, &r), "comparator: a NaN fails at any tolerance");
+    float g[4] = {0};
+    float *p = gbuf(4);
+    memcpy(p, g, sizeof g);
+    tu_check(guard_ok(p, 4), "guard: fresh canary intact");
+    p[4 + 3] = 0.0f;
+    tu_check(!guard_ok(p, 4), "guard: an overwrite past the end is detected");
+    free(p);
+}
+
+/* ---------------------------------------------------------------- gated delta rule */
+typedef void (*gdn_fn)(float *, float *const *, const float *, const float *, const float *, const float *,
+                       const float *, const int32_t *, int, int, int, int, int, int);
+
+static void test_gdn(const char *name, const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
+    int32_t cu[n_seg + 1];
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
+    const int64_t T = cu[n_seg];
+    const size_t nq = (size_t)T * nk * dk, nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
+    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nvv * 4), *g = malloc(T * nv * 4),
+          *b = malloc(T * nv * 4), *S0 = malloc(ns * n_seg * 4);
+    fill(q, nq, -1, 1);
+    fill(k, nq, -1, 1);
+    fill(v, nvv, -1, 1);
+    for (int64_t i = 0; i < T * nv; i++) { /* log decays: mostly mild, some strong */
+        float u = tu_uniform(&R);
+        g[i] = u < 0.1f ? -8.0f * tu_uniform(&R) : -0.5f * tu_uniform(&R);
+        b[i] = tu_uniform(&R);
+    }
+    fill(S0, ns * n_seg, -0.5f, 0.5f);
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    float *oref = gbuf(nvv), *Sref = malloc(ns * n_seg * 4);
+    memcpy(Sref, S0, ns * n_seg * 4);
+    float *Sp[n_seg];
+    for (int s = 0; s < n_seg; s++) Sp[s] = Sref + s * ns;
+    plm_gdn_ref(oref, Sp, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, 1);
+    const struct { const char *n; gdn_fn f; } fs[] = {
+        {"fast", plm_gdn_fast}, {"chunked", plm_gdn_chunked}, {"recurrent", plm_gdn_recurrent}};
+    for (int fi = 0; fi < 3; fi++)
+        for (int nth = 1; nth <= 2; nth++) {
+            float *o = gbuf(nvv), *o2 = gbuf(nvv);
+            float *Sx[n_seg], *S2[n_seg];
+            for (int s = 0; s < n_seg; s++) {
+                Sx[s] = gbuf(ns);
+                S2[s] = gbuf(ns);
+                memcpy(Sx[s], S0 + s * ns, ns * 4);
+                memcpy(S2[s], S0 + s * ns, ns * 4);
+            }
+            fs[fi].f(o, Sx, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, nth);
+            fs[fi].f(o2, S2, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, nth);
+            char what[200];
+            snprintf(what, sizeof what, "gdn %s %s (T %lld, %d seg, nk %d nv %d dk %d dv %d, %d thr): o", fs[fi].n,
+                     name, (long long)T, n_seg, nk, nv, dk, dv, nth);
+            check_close(o, oref, nvv, TOL_GDN, what);
+            check_guard(o, nvv, what);
+            int sok = 1, gok = 1, rep = memcmp(o, o2, nvv * 4) == 0;
+            double worst = 0, r;
+            for (int s = 0; s < n_seg; s++) {
+                sok &= close_rel(Sx[s], Sp[s], ns, TOL_GDN, &r);
+                worst = r > worst ? r : worst;
+                gok &= guard_ok(Sx[s], ns);
+                rep &= memcmp(Sx[s], S2[s], ns * 4) == 0;
+                free(Sx[s]);
+                free(S2[s]);
+            }
+            tu_check(sok, "%s -> final states: worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst, TOL_GDN);
+            tu_check(gok, "%s -> state guards untouched", what);
+            tu_check(rep, "%s -> bit-for-bit reproducible run to run", what);
+            free(o);
+            free(o2);
+        }
+    free(q), free(k), free(v), free(g), free(b), free(S0), free(oref), free(Sref);
+}
+
+/* recorded transformers cases: q, k raw (l2norm applied here), states [N, H, K, V] */
+static int load(float **x, const char *dir, int c, const char *what, size_t want) {
+    char path[512];
+    int nd;
+    int64_t sh[8];
+    plm_error err = {0};
+    snprintf(path, sizeof path, "%s/case%d_%s.npy", dir, c, what);
+    if (plm_npy_load_f32(x, &nd, sh, path, &err)) return tu_check(0, "load %s: %s", path, err.msg), 0;
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)sh[i];
+    return tu_check(n == want, "load %s: %zu values", path, n);
+}
+
+static void test_gdn_cases(void) {
+    const char *dir = "tests/data/gdn-cases";
+    char path[512];
+    snprintf(path, sizeof path, "%s/cases.json", dir);
+    FILE *f = fopen(path, "rb");
+    if (!tu_check(f != NULL, "open %s", path)) return;
+    char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *root = cJSON_Parse(buf), *cases = cJSON_GetObjectItem(root, "cases"), *cs;
+    tu_check(cJSON_IsArray(cases) && cJSON_GetArraySize(cases) >= 3, "cases.json lists the cases");
+    cJSON_ArrayForEach(cs, cases) {
+        const int c = cJSON_GetObjectItem(cs, "case")->valueint, H = cJSON_GetObjectItem(cs, "H")->valueint;
+        const int K = cJSON_GetObjectItem(cs, "K")->valueint, V = cJSON_GetObjectItem(cs, "V")->valueint;
+        const double scale = cJSON_GetObjectItem(cs, "scale")->valuedouble;
+        const int has_init = cJSON_IsTrue(cJSON_GetObjectItem(cs, "has_initial_state"));
+        cJSON *cuj = cJSON_GetObjectItem(cs, "cu_seqlens");
+        const int N = cJSON_GetArraySize(cuj) - 1;
+        int32_t cu[N + 1];
+        for (int i = 0; i <= N; i++) cu[i] = cJSON_GetArrayItem(cuj, i)->valueint;
+        const int64_t T = cu[N];
+        float *q, *k, *v, *g, *b, *o, *fs, *is = NULL;
+        const size_t ns = (size_t)H * K * V;
+        if (!load(&q, dir, c, "q", T * H * K) || !load(&k, dir, c, "k", T * H * K) ||
+            !load(&v, dir, c, "v", T * H * V) || !load(&g, dir, c, "g", T * H) || !load(&b, dir, c, "beta", T * H) ||
+            !load(&o, dir, c, "o", T * H * V) || !load(&fs, dir, c, "final_state", ns * N) ||
+            (has_init && !load(&is, dir, c, "initial_state", ns * N)))
+            continue;
+        plm_l2norm_rows(q, T * H, K, (float)scale);
+        plm_l2norm_rows(k, T * H, K, 1.0f);
+        const struct { const char *n; gdn_fn f; } fns[] = {
+            {"reference", plm_gdn_ref}, {"recurrent", plm_gdn_recurrent}, {"chunked", plm_gdn_chunked},
+            {"fast", plm_gdn_fast}};
+        for (int fi = 0; fi < 4; fi++) {
+            float *out = gbuf((size_t)T * H * V), *st = gbuf(ns * N), *Sp[N];
+            for (int s = 0; s < N; s++) Sp[s] = st + s * ns;
+            if (is) memcpy(st, is, ns * N * 4);
+            else memset(st, 0, ns * N * 4);
+            fns[fi].f(out, Sp, q, k, v, g, b, cu, N, H, H, K, V, 2);
+            char what[160];
+            snprintf(what, sizeof what, "gdn-cases case %d (%d segments, H %d K %d V %d%s) %s: o", c, N, H, K, V,
+                     is ? ", initial state" : "", fns[fi].n);
+            check_close(out, o, (size_t)T * H * V, TOL_CASES, what);
+            check_guard(out, (size_t)T * H * V, what);
+            snprintf(what, sizeof what, "gdn-cases case %d %s: final states", c, fns[fi].n);
+            check_close(st, fs, ns * N, TOL_CASES, what);
+            free(out), free(st);
+        }
+        free(q), free(k), free(v), free(g), free(b), free(o), free(fs), free(is);
+    }
+    cJSON_Delete(root);
+}
+
+/* ---------------------------------------------------------------- conv */
+static void test_conv(const int *lens, int n_seg, int C, int K) {
+    int32_t cu[n_seg + 1];
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
+    const int64_t T = cu[n_seg];
+    const size_t nt = (size_t)(K - 1) * C;
+    float *x = malloc(T * C * 4), *w = malloc((size_t)C * K * 4), *t0 = malloc(nt * n_seg * 4 + 4);
+    fill(x, T * C, -2, 2);
+    fill(w, (size_t)C * K, -1, 1);
+    fill(t0, nt * n_seg, -2, 2);
+    float *yr = gbuf(T * C), *tr = malloc(nt * n_seg * 4 + 4), *trp[n_seg];
+    memcpy(tr, t0, nt * n_seg * 4);
+    for (int s = 0; s < n_seg; s++) trp[s] = tr + s * nt;
+    plm_conv_ref(yr, trp, x, w, cu, n_seg, C, K, 1);
+    for (int nth = 1; nth <= 2; nth++) {
+        float *y = gbuf(T * C), *tf = gbuf(nt * n_seg), *tfp[n_seg];
+        memcpy(tf, t0, nt * n_seg * 4);
+        for (int s = 0; s < n_seg; s++) tfp[s] = tf + s * nt;
+        plm_conv_fast(y, tfp, x, w, cu, n_seg, C, K, nth);
+        char what[160];
+        snprintf(what, sizeof what, "conv fast (T %lld, %d seg, C %d, K %d, %d thr): y", (long long)T, n_seg, C, K, nth);
+        check_close(y, yr, T * C, TOL_F32, what);
+        check_guard(y, T * C, what);
+        snprintf(what, sizeof what, "conv fast (T %lld, %d seg, C %d, K %d, %d thr): tails", (long long)T, n_seg, C,
+                 K, nth);
+        check_close(tf, tr, nt * n_seg, 0.0, what);
+        check_guard(tf, nt * n_seg, what);
+        free(y), free(tf);
+    }
+    free(x), free(w), free(t0), free(yr), free(tr);
+}
+
+/* ---------------------------------------------------------------- attention */
+static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int nkv, int hd) {
+    int32_t cu[n_seg + 1];
+    int64_t start[n_seg];
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s], start[s] = starts[s];
+    const int64_t T = cu[n_seg];
+    const size_t row = (size_t)nkv * hd;
+    plm_kv kvs[n_seg];
+    const plm_kv *kp[n_seg];
+    for (int s = 0; s < n_seg; s++) {
+        int64_t n = start[s] + lens[s];
+        int nb = (int)((n + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+        kvs[s].k = malloc(nb * sizeof(float *));
+        kvs[s].v = malloc(nb * sizeof(float *));
+        kvs[s].n_blocks = kvs[s].cap_blocks = nb;
+        for (int i = 0; i < nb; i++) {
+            kvs[s].k[i] = malloc(PLM_KV_BLOCK * row * 4);
+            kvs[s].v[i] = malloc(PLM_KV_BLOCK * row * 4);
+            fill(kvs[s].k[i], PLM_KV_BLOCK * row, -2, 2);
+            fill(kvs[s].v[i], PLM_KV_BLOCK * row, -1, 1);
+        }
+        kp[s] = &kvs[s];
+    }
+    float *q = malloc(T * nh * hd * 4);
+    fill(q, T * nh * hd, -2, 2);
+    float *oref = gbuf(T * nh * hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    plm_attn_ref(oref, q, kp, start, cu, n_seg, nh, nkv, hd, scale, 1);
+    for (int nth = 1; nth <= 2; nth++) {
+        float *o = gbuf(T * nh * hd), *o2 = gbuf(T * nh * hd);
+        plm_attn_fast(o, q, kp, start, cu, n_seg, nh, nkv, hd, scale, nth);
+        plm_attn_fast(o2, q, kp, start, cu, n_seg, nh, nkv, hd, scale, nth);
+        char what[160];
+        snprintf(what, sizeof what, "attn fast (T %lld, %d seg, nh %d nkv %d hd %d, %d thr)", (long long)T, n_seg, nh,
+                 nkv, hd, nth);
+        check_close(o, oref, T * nh * hd, TOL_F32, what);
+        check_guard(o, T * nh * hd, what);
+        tu_check(!memcmp(o, o2, T * nh * hd * 4), "%s: bit-for-bit reproducible", what);
+        free(o), free(o2);
+    }
+    for (int s = 0; s < n_seg; s++) {
+        for (int i = 0; i < kvs[s].n_blocks; i++) free(kvs[s].k[i]), free(kvs[s].v[i]);
+        free(kvs[s].k), free(kvs[s].v);
+    }
+    free(q), free(oref);
+}
+
+/* ---------------------------------------------------------------- matmul */
+static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
+    const size_t nw = (size_t)rows * cols;
+    void *wd = malloc(nw * 4);
+    float *wf = malloc(nw * 4);
+    fill(wf, nw, -1, 1);
+    for (size_t i = 0; i < nw; i++) {
+        if (dt == PLM_DT_BF16) ((uint16_t *)wd)[i] = plm_f32_to_bf16(wf[i]);
+        else if (dt == PLM_DT_F16) ((uint16_t *)wd)[i] = plm_f32_to_f16(wf[i]);
+        else ((float *)wd)[i] = wf[i];
+    }
+    plm_mat W = {wd, dt, rows, cols};
+    float *x = malloc(T * cols * 4);
+    fill(x, T * cols, -1, 1);
+    float *yr = gbuf(T * rows);
+    plm_matmul_ref(yr, x, T, &W, 1);
+    const struct { const char *n; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
+        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"blas", plm_matmul_blas}};
+    for (int fi = 0; fi < 3; fi++)
+        for (int nth = 1; nth <= 2; nth++) {
+            float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
+            fs[fi].f(y, x, T, &W, nth);
+            fs[fi].f(y2, x, T, &W, nth);
+            char what[160];
+            snprintf(what, sizeof what, "matmul %s %s [%lld x %lld] x [%lld -> %lld], %d thr", fs[fi].n,
+                     plm_dtype_name(dt), (long long)T, (long long)cols, (long long)cols, (long long)rows, nth);
+            check_close(y, yr, T * rows, TOL_F32, what);
+            check_guard(y, T * rows, what);
+            tu_check(!memcmp(y, y2, T * rows * 4), "%s: bit-for-bit reproducible", what);
+            free(y), free(y2);
+        }
+    free(wd), free(wf), free(x), free(yr);
+}
+
+int main(void) {
+    comparator_selftest();
+    /* delta rule: edge lengths, many segments, n_v = 2 n_k, d_k != d_v, and the model's 128 x 128 */
+    const int l1[] = {1}, l63[] = {63}, l64[] = {64}, l65[] = {65}, llong[] = {200, 300};
+    const int many[] = {1, 63, 64, 65, 2, 7, 1, 128, 129, 9, 1, 33};
+    test_gdn("len 1", l1, 1, 2, 4, 16, 24);
+    test_gdn("len 63", l63, 1, 2, 4, 16, 24);
+    test_gdn("len 64", l64, 1, 2, 4, 16, 24);
+    test_gdn("len 65", l65, 1, 2, 4, 32, 16);
+    test_gdn("long", llong, 2, 1, 2, 24, 40);
+    test_gdn("many", many, 12, 2, 4, 16, 24);
+    test_gdn("model heads", l65, 1, 1, 2, 128, 128);
+    test_gdn_cases();
+    /* conv: segments shorter than the kernel's history, channel counts off the block size */
+    const int cl[] = {1, 2, 3, 64, 65, 1, 5};
+    test_conv(cl, 7, 300, 4);
+    test_conv(l63, 1, 513, 4);
+    test_conv(cl, 7, 17, 2);
+    /* attention: cached prefixes, decode rows, query blocks crossing key blocks, GQA */
+    const int al[] = {1, 33, 64, 65, 130, 1}, as[] = {0, 5, 0, 64, 3, 200};
+    test_attn(al, as, 6, 4, 2, 40);
+    test_attn(l1, as + 5, 1, 8, 2, 256);
+    test_attn(l65, as + 4, 1, 8, 2, 256);
+    /* matmul: decode sizes (GEMV), tails, F16, F32 */
+    const int64_t Ts[] = {1, 2, 3, 4, 5, 64};
+    for (int i = 0; i < 6; i++) test_matmul(PLM_DT_BF16, Ts[i], 300, 203);
+    test_matmul(PLM_DT_BF16, 7, 40, 1024);
+    test_matmul(PLM_DT_F16, 3, 50, 77);
+    test_matmul(PLM_DT_F16, 9, 50, 77);
+    test_matmul(PLM_DT_F32, 9, 50, 77);
+    return tu_finish("test_kernels");
+}
