@@ -1,39 +1,43 @@
-# packlm build. `make` builds the library, the CLI (build/packlm) and the tests; `make test` runs them.
+# packlm build. `make` builds the library, the CLI ($(B)/packlm) and the tests; `make test` runs them.
+# B=dir builds elsewhere (tests/sanitize.sh: B=build/asan with AddressSanitizer + UBSan).
+B       ?= build
 CC      ?= cc
 OPT     ?= -O2 -march=native
+SAN     ?=
 CFLAGS  ?= $(OPT) -g
+CFLAGS  += $(SAN)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp
+LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp $(SAN)
 
 SRC     := $(shell find src -name '*.c' | sort)
-OBJ     := $(SRC:%.c=build/obj/%.o)
-LIB     := build/libpacklm.a
+OBJ     := $(SRC:%.c=$(B)/obj/%.o)
+LIB     := $(B)/libpacklm.a
 TOOLSRC := $(wildcard tools/*.c)
-TOOLOBJ := $(TOOLSRC:%.c=build/obj/%.o)
+TOOLOBJ := $(TOOLSRC:%.c=$(B)/obj/%.o)
 TESTSRC := $(wildcard tests/test_*.c)
-TESTBIN := $(TESTSRC:tests/%.c=build/tests/%)
+TESTBIN := $(TESTSRC:tests/%.c=$(B)/tests/%)
 TESTCOMMON := $(filter-out $(TESTSRC),$(wildcard tests/*.c))
-TESTCOMMONOBJ := $(TESTCOMMON:%.c=build/obj/%.o)
+TESTCOMMONOBJ := $(TESTCOMMON:%.c=$(B)/obj/%.o)
 BENCHSRC := $(wildcard bench/*.c)
-BENCHOBJ := $(BENCHSRC:%.c=build/obj/%.o)
+BENCHOBJ := $(BENCHSRC:%.c=$(B)/obj/%.o)
 
-all: build/packlm $(TESTBIN)
+all: $(B)/packlm $(TESTBIN)
 
-build/obj/%.o: %.c
+$(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
--include $(shell find build/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 
 $(LIB): $(OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-build/packlm: $(TOOLOBJ) $(BENCHOBJ) $(LIB)
+$(B)/packlm: $(TOOLOBJ) $(BENCHOBJ) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-build/tests/%: build/obj/tests/%.o $(TESTCOMMONOBJ) $(LIB)
+$(B)/tests/%: $(B)/obj/tests/%.o $(TESTCOMMONOBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -41,7 +45,7 @@ test: all
 	./tests/run_all.sh
 
 clean:
-	rm -rf build
+	rm -rf $(B)
 
 .PHONY: all test clean
 .SECONDARY:
