@@ -5,6 +5,7 @@
 #include "tok/tok_internal.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,6 +297,48 @@ static void test_random(const plm_tokenizer *t) {
     free(big);
 }
 
+/* ---------------------------------------------------------------- threads */
+typedef struct {
+    const plm_tokenizer *t;
+    const char *text;
+    size_t len;
+    int32_t *ids;
+    size_t n;
+    plm_status st;
+} thread_job;
+
+static void *encode_job(void *arg) {
+    thread_job *j = arg;
+    plm_error err;
+    for (int r = 0; r < 20 && !j->st; r++) {
+        free(j->ids);
+        j->ids = NULL;
+        j->st = plm_tokenizer_encode(j->t, j->text, j->len, &j->ids, &j->n, &err);
+    }
+    return NULL;
+}
+
+static void test_threads(const plm_tokenizer *t) {
+    enum { T = 4 };
+    char *text = malloc(1 << 16);
+    size_t n = 0;
+    while (n < 60000) n += random_text(text + n, (1 << 16) - n);
+    thread_job jobs[T];
+    pthread_t th[T];
+    int started = 0;
+    for (int i = 0; i < T; i++) {
+        jobs[i] = (thread_job){t, text, n, NULL, 0, PLM_OK};
+        if (!pthread_create(&th[i], NULL, encode_job, &jobs[i])) started++;
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    int same = started == T;
+    for (int i = 0; i < started; i++)
+        same &= jobs[i].st == PLM_OK && ids_equal(jobs[i].ids, jobs[i].n, jobs[0].ids, jobs[0].n);
+    check(same, "%d threads encoding with one tokenizer get identical ids (%zu tokens)", T, jobs[0].n);
+    for (int i = 0; i < started; i++) free(jobs[i].ids);
+    free(text);
+}
+
 /* ---------------------------------------------------------------- synthetic tokenizers */
 /* A small byte-level BPE: the 256 byte tokens, merges "Ġ t", "h e", "Ġt he", "a b"; pre_tokenizer
  * and extra fields from the arguments (JSON fragments). */
@@ -435,6 +478,7 @@ int main(void) {
         test_special(t);
         test_errors(t);
         test_random(t);
+        test_threads(t);
     }
     test_synthetic();
     plm_tokenizer_free(t);
