@@ -1,9 +1,74 @@
-/* packlm bench (placeholder until it lands) */
+/* packlm bench: speed on a random-weight Qwen3.5-0.8B-shaped checkpoint (built once, cached under
+ * build/), or on an existing checkpoint with --model. Prints readable figures and, with --json,
+ * writes them as one JSON object. */
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "../bench/bench.h"
+#include "cli_common.h"
 #include "cmds.h"
 
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick]\n"
+            "  Measures, on this machine: the OpenBLAS sgemm ceiling, packed score throughput and its ratio\n"
+            "  to the ceiling, per-segment overhead, chunked vs recurrent delta rule, peak memory, decode\n"
+            "  and tokenizer speed.\n"
+            "  --threads N   threads (default: all cores)\n"
+            "  --json FILE   also write the figures as JSON\n"
+            "  --model DIR   use this checkpoint instead of the random-weight 0.8B-shaped one\n"
+            "                (built once into build/bench-model-0.8b/)\n"
+            "  --quick       a small model and sizes: a smoke run of a few seconds\n");
+}
+
 int cmd_bench(int argc, char **argv) {
-    fprintf(stderr, "packlm bench: not available in this build\n");
-    return 2;
+    const char *json = NULL, *model = NULL;
+    int64_t threads = 0;
+    int quick = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--quick")) {
+            quick = 1;
+        } else if (!strcmp(a, "--threads") && i + 1 < argc) {
+            if (cli_parse_int("bench", a, argv[++i], 1, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--json") && i + 1 < argc) {
+            json = argv[++i];
+        } else if (!strcmp(a, "--model") && i + 1 < argc) {
+            model = argv[++i];
+        } else {
+            usage(stderr);
+            return cli_error("bench", "unknown or incomplete option '%s'", a) + 1;
+        }
+    }
+    static bench_ctx b;
+    memset(&b, 0, sizeof b);
+    char dir[512];
+    if (model) {
+        snprintf(dir, sizeof dir, "%s", model);
+    } else if (bench_model_prepare(dir, sizeof dir, quick)) {
+        return cli_error("bench", "could not prepare the benchmark checkpoint");
+    }
+    b.model_dir = dir;
+    b.quick = quick;
+    if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
+    b.n_threads = threads > 0 ? (int)threads : 1;
+    printf("packlm bench: model %s, %d threads%s\n", dir, b.n_threads, quick ? " (quick)" : "");
+    int rc = 0;
+    if (bench_prefill(&b)) {
+        fprintf(stderr, "packlm bench: the prefill section failed\n");
+        rc = 1;
+    }
+    if (bench_decode(&b)) printf("decode: not available\n");
+    double mbps = 0;
+    printf("tokenizer\n");
+    if (bench_tokenizer("tests/data/tokenizer-qwen3/tokenizer.json", &mbps) == 0)
+        bench_report(&b, "tokenizer_mb_per_s", "tokenizer encoding, 1 thread", mbps, "MB/s");
+    else
+        printf("  tokenizer: not available\n");
+    if (json && bench_write_json(&b, json)) rc = 1;
+    return rc;
 }

@@ -1,0 +1,203 @@
+/* Prefill / scoring figures, reported as ratios to this run's own measurements so that machine
+ * noise cancels:
+ *   1. the machine's ceiling: OpenBLAS sgemm GFLOP/s on the model's projection shapes;
+ *   2. packed score throughput (plm_step_run with targets: the lm_head runs block-wise as `score`
+ *      does): tokens/s, model GFLOP/s (2 x active weights per token), ratio to the ceiling;
+ *   3. the same tokens as one segment vs many (1x1024, 4x256, 128x8): per-segment overhead;
+ *   4. chunked vs recurrent delta rule on one long segment, same thread count;
+ *   5. peak resident memory vs the checkpoint's file size. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "kernels/fast.h"
+#include "packlm.h"
+
+static uint64_t rs = 0x70726566696c6cull;
+static uint32_t rnd32(void) {
+    rs ^= rs << 13, rs ^= rs >> 7, rs ^= rs << 17;
+    return (uint32_t)(rs >> 11);
+}
+static float unif(void) { return (float)(rnd32() >> 8) * (1.0f / 16777216.0f); }
+
+/* GFLOP/s of y[T, R] = x[T, C] W^T (F32 sgemm), best of reps */
+static double sgemm_rate(int T, int C, int R, int reps) {
+    float *x = malloc((size_t)T * C * 4), *w = malloc((size_t)R * C * 4), *y = malloc((size_t)T * R * 4);
+    for (size_t i = 0; i < (size_t)T * C; i++) x[i] = unif() - 0.5f;
+    for (size_t i = 0; i < (size_t)R * C; i++) w[i] = unif() - 0.5f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, R, C, 1.0f, x, C, w, C, 0.0f, y, R); /* warm */
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, R, C, 1.0f, x, C, w, C, 0.0f, y, R);
+        double dt = bench_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(x), free(w), free(y);
+    return 2.0 * T * C * (double)R / best * 1e-9;
+}
+
+/* one step over n_seg segments of len tokens each, fresh states, scoring every token whose next
+   token is in the segment; returns seconds */
+static double run_score(plm_ctx *c, plm_model *m, int n_seg, int len, int *fail) {
+    const plm_model_info *in = plm_model_get_info(m);
+    const int T = n_seg * len;
+    int32_t *tok = malloc(T * 4), *tgt = malloc(T * 4), *cu = malloc((n_seg + 1) * 4);
+    float *lp = malloc(T * 4);
+    plm_state **st = calloc(n_seg, sizeof *st);
+    plm_error err = {0};
+    for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd32() % (uint32_t)in->vocab_size);
+    for (int s = 0; s <= n_seg; s++) cu[s] = s * len;
+    for (int t = 0; t < T; t++) tgt[t] = (t + 1) % len ? tok[t + 1] : -1;
+    double dt = -1;
+    for (int s = 0; s < n_seg; s++)
+        if (plm_state_new(&st[s], m, &err)) goto out;
+    plm_step step = {T, tok, NULL, n_seg, cu, st};
+    plm_outputs o = {0};
+    o.target = tgt;
+    o.logprob = lp;
+    double t0 = bench_now();
+    if (plm_step_run(c, &step, &o, &err)) goto out;
+    dt = bench_now() - t0;
+    for (int t = 0; t < T; t++)
+        if (tgt[t] >= 0 && !isfinite(lp[t])) {
+            fprintf(stderr, "packlm bench: non-finite log-probability at token %d\n", t);
+            dt = -1;
+            break;
+        }
+out:
+    if (dt < 0) {
+        fprintf(stderr, "packlm bench: score step failed: %s\n", err.msg);
+        *fail = 1;
+    }
+    for (int s = 0; s < n_seg; s++) plm_state_free(st[s]);
+    free(st), free(tok), free(tgt), free(cu), free(lp);
+    return dt;
+}
+
+static double best_score(plm_ctx *c, plm_model *m, int n_seg, int len, int reps, int *fail) {
+    double best = 1e30;
+    for (int r = 0; r < reps && !*fail; r++) {
+        double t = run_score(c, m, n_seg, len, fail);
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+typedef void (*gdn_fn)(float *, float *const *, const float *, const float *, const float *, const float *,
+                       const float *, const int32_t *, int, int, int, int, int, int);
+
+static double time_gdn(gdn_fn f, int T, int H, int D, int nth, int reps) {
+    const size_t n = (size_t)T * H * D;
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4);
+    float *g = malloc((size_t)T * H * 4), *b = malloc((size_t)T * H * 4), *S = calloc((size_t)H * D * D, 4);
+    for (size_t i = 0; i < n; i++) q[i] = unif() - 0.5f, k[i] = unif() - 0.5f, v[i] = unif() - 0.5f;
+    for (size_t i = 0; i < (size_t)T * H; i++) g[i] = -0.3f * unif(), b[i] = unif();
+    plm_l2norm_rows(q, (int64_t)T * H, D, 1.0f / sqrtf((float)D));
+    plm_l2norm_rows(k, (int64_t)T * H, D, 1.0f);
+    int32_t cu[2] = {0, T};
+    float *Sp[1] = {S};
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        memset(S, 0, (size_t)H * D * D * 4);
+        double t0 = bench_now();
+        f(o, Sp, q, k, v, g, b, cu, 1, H, H, D, D, nth);
+        double dt = bench_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(q), free(k), free(v), free(o), free(g), free(b), free(S);
+    return best;
+}
+
+int bench_prefill(bench_ctx *b) {
+    const int quick = b->quick, nth = b->n_threads;
+    printf("prefill / score (%d threads%s)\n", nth, quick ? ", quick" : "");
+    openblas_set_num_threads(nth);
+
+    /* 1. ceiling */
+    const int Tg = quick ? 128 : 512, reps = quick ? 2 : 5;
+    const int shp[3][2] = {{1024, 6144}, {1024, 3584}, {3584, 1024}};
+    double sum_flop = 0, sum_time = 0;
+    for (int i = 0; i < 3; i++) {
+        double r = sgemm_rate(Tg, shp[i][0], shp[i][1], reps);
+        char key[64], label[96];
+        snprintf(key, sizeof key, "sgemm_%dx%d_gflops", shp[i][0], shp[i][1]);
+        snprintf(label, sizeof label, "sgemm [%d] x [%d -> %d]", Tg, shp[i][0], shp[i][1]);
+        bench_report(b, key, label, r, "GFLOP/s");
+        double fl = 2.0 * Tg * shp[i][0] * shp[i][1] * 1e-9;
+        sum_flop += fl, sum_time += fl / r;
+    }
+    const double ceiling = sum_flop / sum_time;
+    bench_report(b, "sgemm_gflops", "sgemm ceiling (the three shapes together)", ceiling, "GFLOP/s");
+
+    /* 2. packed score throughput */
+    plm_error err = {0};
+    plm_model *m = NULL;
+    plm_ctx *c = NULL;
+    if (plm_model_open(&m, b->model_dir, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        return 1;
+    }
+    plm_ctx_params p = plm_ctx_default_params();
+    p.n_threads = nth;
+    if (plm_ctx_new(&c, m, &p, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        plm_model_free(m);
+        return 1;
+    }
+    const plm_model_info *in = plm_model_get_info(m);
+    int fail = 0;
+    const int nseq = 4, len = quick ? 64 : 256, T = nseq * len;
+    run_score(c, m, 1, 64, &fail); /* warm-up: pages the weights in */
+    double ts = best_score(c, m, nseq, len, quick ? 1 : 2, &fail);
+    if (fail) goto done;
+    const double tok_s = T / ts, gfl = 2.0 * (double)in->n_active_params * T / ts * 1e-9;
+    char label[128];
+    snprintf(label, sizeof label, "score %d tokens packed as %dx%d: throughput", T, nseq, len);
+    bench_report(b, "score_tokens_per_s", label, tok_s, "tokens/s");
+    bench_report(b, "score_gflops", "score model GFLOP/s (2 x active params per token)", gfl, "GFLOP/s");
+    bench_report(b, "score_vs_sgemm", "score GFLOP/s / sgemm ceiling", gfl / ceiling, "x");
+    const double rss = bench_peak_rss(), file = (double)in->file_bytes;
+    bench_report(b, "peak_rss_mb", "peak resident memory (after scoring)", rss / 1048576.0, "MiB");
+    bench_report(b, "file_mb", "checkpoint file size", file / 1048576.0, "MiB");
+    bench_report(b, "rss_vs_file", "peak resident memory / file size", rss / file, "x");
+
+    /* 3. one long segment vs many short ones, same total */
+    const int tot = quick ? 256 : 1024;
+    const int shapes[3][2] = {{1, tot}, {4, tot / 4}, {tot / 8, 8}};
+    double t1 = 0, tlast = 0;
+    for (int i = 0; i < 3 && !fail; i++) {
+        double t = best_score(c, m, shapes[i][0], shapes[i][1], quick ? 1 : 2, &fail);
+        char key[64];
+        snprintf(key, sizeof key, "segments_%dx%d_tokens_per_s", shapes[i][0], shapes[i][1]);
+        snprintf(label, sizeof label, "%d tokens as %d x %d: throughput", tot, shapes[i][0], shapes[i][1]);
+        bench_report(b, key, label, tot / t, "tokens/s");
+        if (i == 0) t1 = t;
+        tlast = t;
+    }
+    if (fail) goto done;
+    snprintf(label, sizeof label, "time of %dx8 / time of 1x%d (per-segment overhead)", tot / 8, tot);
+    bench_report(b, "segments_many_vs_one", label, tlast / t1, "x");
+
+    /* 4. chunked vs recurrent delta rule, one long segment */
+    {
+        const int Tg2 = quick ? 512 : 4096, H = quick ? 4 : 16, D = 128;
+        double tr = time_gdn(plm_gdn_ref, Tg2, H, D, nth, 1);
+        double trt = time_gdn(plm_gdn_recurrent, Tg2, H, D, nth, quick ? 1 : 2);
+        double tc = time_gdn(plm_gdn_chunked, Tg2, H, D, nth, quick ? 1 : 3);
+        snprintf(label, sizeof label, "delta rule T=%d, %d heads, K=V=%d: chunked", Tg2, H, D);
+        bench_report(b, "gdn_chunked_tokens_per_s", label, Tg2 / tc, "tokens/s");
+        bench_report(b, "gdn_recurrent_ref_tokens_per_s", "  recurrent reference (scalar)", Tg2 / tr, "tokens/s");
+        bench_report(b, "gdn_recurrent_fast_tokens_per_s", "  recurrent fast (vectorised, threaded)", Tg2 / trt,
+                     "tokens/s");
+        bench_report(b, "gdn_chunked_vs_recurrent_ref", "chunked speedup over the recurrent reference", tr / tc, "x");
+        bench_report(b, "gdn_chunked_vs_recurrent_fast", "chunked speedup over the fast recurrent", trt / tc, "x");
+    }
+done:
+    plm_ctx_free(c);
+    plm_model_free(m);
+    return fail;
+}
