@@ -191,8 +191,26 @@ static plm_status parse_json_line(cli_input *in, const char *line, int lineno, i
     return st;
 }
 
-plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
-                          plm_error *err) {
+/* Tolerant mode: undoes what a failed line added (its own sequences, tokens appended to the sequence
+ * before it) and records the line as one rejected sequence. */
+static plm_status reject_line(cli_input *in, int n_before, int64_t prev_n, int lineno, plm_error *err) {
+    while (in->n > n_before) free(in->seq[--in->n].tok);
+    if (in->n > 0 && in->seq[in->n - 1].n > prev_n) in->seq[in->n - 1].n = prev_n;
+    char *msg = strdup(err->msg);
+    cli_seq *s = msg ? push_seq(in, lineno) : NULL;
+    if (!s) {
+        free(msg);
+        return fail(err, PLM_ERR_NOMEM, "out of memory");
+    }
+    s->error = msg;
+    in->n_errors++;
+    err->code = PLM_OK;
+    err->msg[0] = 0;
+    return PLM_OK;
+}
+
+static plm_status read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
+                             int tolerant, plm_error *err) {
     memset(in, 0, sizeof *in);
     FILE *f = fopen(path, "r");
     if (!f) return fail(err, PLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
@@ -205,12 +223,17 @@ plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_en
         lineno++;
         if ((size_t)len != strlen(line)) {
             st = fail(err, PLM_ERR_INPUT, "line %d: contains a NUL byte", lineno);
-            break;
+            if (tolerant) st = reject_line(in, in->n, in->n ? in->seq[in->n - 1].n : 0, lineno, err);
+            if (st) break;
+            continue;
         }
         const char *p = line;
         while (isspace((unsigned char)*p)) p++;
+        const int n_before = in->n;
+        const int64_t prev_n = in->n ? in->seq[in->n - 1].n : 0;
         if (*p == '{') st = parse_json_line(in, p, lineno, vocab, enc, enc_user, err);
         else st = parse_ids_line(in, p, lineno, vocab, err);
+        if (st && tolerant && st != PLM_ERR_NOMEM) st = reject_line(in, n_before, prev_n, lineno, err);
     }
     if (!st && ferror(f)) st = fail(err, PLM_ERR_IO, "%s: read error", path);
     free(line);
@@ -227,8 +250,21 @@ plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_en
     return PLM_OK;
 }
 
+plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
+                          plm_error *err) {
+    return read_input(in, path, vocab, enc, enc_user, 0, err);
+}
+
+plm_status cli_read_input_tolerant(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc,
+                                   void *enc_user, plm_error *err) {
+    return read_input(in, path, vocab, enc, enc_user, 1, err);
+}
+
 void cli_input_free(cli_input *in) {
-    for (int i = 0; i < in->n; i++) free(in->seq[i].tok);
+    for (int i = 0; i < in->n; i++) {
+        free(in->seq[i].tok);
+        free(in->seq[i].error);
+    }
     free(in->seq);
     memset(in, 0, sizeof *in);
 }

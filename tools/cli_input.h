@@ -16,12 +16,14 @@ typedef struct {
     int64_t n;
     int line;          /* 1-based line where the sequence starts */
     int from_text;     /* 1 when it came from a "text" field */
+    char *error;       /* tolerant reading: why the line was rejected (tok NULL, n 0); else NULL */
 } cli_seq;
 
 typedef struct {
     cli_seq *seq;
     int n, cap;
     int64_t total;     /* tokens of all sequences */
+    int n_errors;      /* tolerant reading: rejected lines */
 } cli_input;
 
 /* Turns text into ids (the tokenizer); NULL when none is available. Returns PLM_OK or fills err. */
@@ -31,6 +33,10 @@ typedef plm_status (*cli_encode_fn)(void *user, const char *text, size_t len, in
 /* Reads and validates the whole file (ids in [0, vocab)). On error err names the line. */
 plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
                           plm_error *err);
+/* Tolerant reading (generate): a line that fails becomes one sequence with .error set (message
+ * naming the line) and the others are kept; only I/O errors and an empty file fail the whole read. */
+plm_status cli_read_input_tolerant(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc,
+                                   void *enc_user, plm_error *err);
 void cli_input_free(cli_input *in);
 
 #endif
