@@ -12,12 +12,14 @@ static inline __attribute__((always_inline)) void gemm_rows(float *C, int64_t ld
         plm_v8 c0[4] = {{0}}, c1[4] = {{0}};
         for (int p = 0; p < K; p++) {
             const plm_v8 b0 = plm_v8_load(B + p * ldb + j), b1 = plm_v8_load(B + p * ldb + j + 8);
+#pragma GCC unroll 4
             for (int r = 0; r < MR; r++) {
                 const float a = A[r * lda + p];
                 c0[r] += a * b0;
                 c1[r] += a * b1;
             }
         }
+#pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             float *cr = C + r * ldc + j;
             plm_v8 o0 = alpha * c0[r], o1 = alpha * c1[r];
@@ -33,8 +35,10 @@ static inline __attribute__((always_inline)) void gemm_rows(float *C, int64_t ld
         plm_v8 c0[4] = {{0}};
         for (int p = 0; p < K; p++) {
             const plm_v8 b0 = plm_v8_load(B + p * ldb + j);
+#pragma GCC unroll 4
             for (int r = 0; r < MR; r++) c0[r] += A[r * lda + p] * b0;
         }
+#pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             float *cr = C + r * ldc + j;
             plm_v8 o0 = alpha * c0[r];
@@ -43,6 +47,7 @@ static inline __attribute__((always_inline)) void gemm_rows(float *C, int64_t ld
         }
     }
     for (; j < N; j++)
+#pragma GCC unroll 4
         for (int r = 0; r < MR; r++) {
             float s = 0.0f;
             for (int p = 0; p < K; p++) s += A[r * lda + p] * B[p * ldb + j];

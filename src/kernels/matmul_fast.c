@@ -1,12 +1,15 @@
 /* y[T, rows] = x[T, cols] . W^T, fast paths.
  *   - F32 weights: OpenBLAS sgemm in place.
- *   - BF16/F16 weights, T > PLM_GEMV_MAX_T: the weights stay BF16 in memory; a panel of rows is
- *     converted to F32 by all threads (static split of rows), then one sgemm uses the panel for all
- *     T rows. The panel is sized to stay in L2 (PANEL_FLOATS).
+ *   - BF16/F16 weights, T > PLM_GEMV_MAX_T: the weights stay BF16 in memory; the weight rows are
+ *     cut into panels sized to stay in L2 (PLM_PANEL_FLOATS), split statically over the OpenMP
+ *     threads; each thread converts a panel to F32 into its own buffer and runs a single-threaded
+ *     sgemm of all T rows against it. OpenBLAS is kept at one thread: its pthreads and the OpenMP
+ *     team spinning on the same cores cost more than the GEMM itself.
  *   - T <= PLM_GEMV_MAX_T (decode): a direct GEMV that converts 8 weights at a time in registers
  *     and dots them with each x row, threaded over weight rows (static partition). */
 #pragma GCC optimize("fp-contract=fast")
 #include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,18 +105,27 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
     int64_t pr = PLM_PANEL_FLOATS / C;
     pr = pr < 16 ? 16 : pr & ~(int64_t)15;
     if (pr > R) pr = R;
-    float *panel = aligned_alloc(64, (((size_t)(pr * C) * sizeof(float) + 63) / 64) * 64);
-    if (!panel) {
+    const int64_t n_panels = (R + pr - 1) / pr;
+    const int nth = n_threads > 0 ? n_threads : 1;
+    const size_t psz = (((size_t)(pr * C) * sizeof(float) + 63) / 64) * 64;
+    float *panels = aligned_alloc(64, psz * (size_t)nth);
+    if (!panels) {
         plm_matmul_ref(y, x, T, W, n_threads);
         return;
     }
-    const int nth = n_threads > 0 ? n_threads : 1;
-    for (int64_t r0 = 0; r0 < R; r0 += pr) {
-        const int64_t nr = R - r0 < pr ? R - r0 : pr;
-#pragma omp parallel for num_threads(nth) schedule(static)
-        for (int64_t r = 0; r < nr; r++) convert_row(panel + r * C, W, r0 + r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, panel,
-                    (int)C, 0.0f, y + r0, (int)R);
+    /* each thread converts its own panels and runs a single-threaded sgemm on them: OpenBLAS's own
+       threads would fight the OpenMP team for the cores */
+    openblas_set_num_threads(1);
+#pragma omp parallel num_threads(nth)
+    {
+        float *panel = (float *)((char *)panels + psz * (size_t)omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int64_t pi = 0; pi < n_panels; pi++) {
+            const int64_t r0 = pi * pr, nr = R - r0 < pr ? R - r0 : pr;
+            for (int64_t r = 0; r < nr; r++) convert_row(panel + r * C, W, r0 + r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, panel,
+                        (int)C, 0.0f, y + r0, (int)R);
+        }
     }
-    free(panel);
+    free(panels);
 }
