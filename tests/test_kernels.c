@@ -14,11 +14,13 @@
 
 #include "kernels/fast.h"
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
 #include "testutil.h"
 
 #define TOL_F32 1e-5   /* element-wise / GEMM-like f32 ops: conv, attention, matmul */
 #define TOL_GDN 1e-4   /* delta rule: chunked vs recurrent reassociates long sums with decays */
 #define TOL_CASES 1e-4 /* recorded transformers cases */
+#define TOL_EXP 1e-6   /* the vectorised exp, relative, over the normal range */
 #define GUARD 64
 #define CANARY 0x7fc0dead /* a NaN pattern no kernel writes */
 
@@ -336,8 +338,89 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
     free(wd), free(wf), free(x), free(yr);
 }
 
+/* ---------------------------------------------------------------- exp and row ops */
+static void test_exp(void) {
+    double worst = 0, worst8 = 0;
+    int specials = 1;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double e = exp((double)x);
+        float lanes[8], xs[8];
+        for (int l = 0; l < 8; l++) xs[l] = x;
+        plm_v8_store(lanes, plm_v8_exp(plm_v8_load(xs)));
+        double r1 = fabs(plm_expf_fast(x) - e) / e, r8 = fabs(lanes[3] - e) / e;
+        worst = r1 > worst ? r1 : worst;
+        worst8 = r8 > worst8 ? r8 : worst8;
+    }
+    const float sx[8] = {-INFINITY, INFINITY, NAN, 100.0f, -200.0f, 0.0f, -0.0f, 1.0f};
+    float sy[8];
+    plm_v8_store(sy, plm_v8_exp(plm_v8_load(sx)));
+    for (int l = 0; l < 8; l++) {
+        float a = plm_expf_fast(sx[l]), b = sy[l], e = expf(sx[l]);
+        int ok = (isnan(e) && isnan(a) && isnan(b)) || (a == e && b == e) || (fabsf(a - e) <= 1e-6f * e && fabsf(b - e) <= 1e-6f * e);
+        specials &= ok;
+    }
+    tu_check(worst <= TOL_EXP && worst8 <= TOL_EXP, "exp fast: worst relative error %.2e scalar, %.2e 8-lane (bound %.0e)",
+             worst, worst8, TOL_EXP);
+    tu_check(specials, "exp fast: -inf -> 0, inf -> inf, NaN -> NaN, overflow -> inf, underflow -> 0, exp(0) = 1");
+}
+
+static void test_rowops(int rows, int n) {
+    const size_t N = (size_t)rows * n;
+    float *x = malloc(N * 4), *z = malloc(N * 4), *w = malloc(n * 4), *ref = malloc(N * 4);
+    fill(x, N, -3, 3);
+    fill(z, N, -12, 12);
+    fill(w, n, -1, 1);
+    char what[128];
+    float *y = gbuf(N);
+    plm_rmsnorm_zc(y, x, w, rows, n, 1e-6f);
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+        double k = 1.0 / sqrt(ss / n + 1e-6);
+        for (int i = 0; i < n; i++) ref[r * n + i] = (float)(x[r * n + i] * k * (1.0 + w[i]));
+    }
+    snprintf(what, sizeof what, "rmsnorm_zc [%d, %d]", rows, n);
+    check_close(y, ref, N, TOL_F32, what);
+    check_guard(y, N, what);
+    plm_rmsnorm_gated(y, x, z, w, rows, n, 1e-6f);
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+        double k = 1.0 / sqrt(ss / n + 1e-6);
+        for (int i = 0; i < n; i++) {
+            double zz = z[r * n + i];
+            ref[r * n + i] = (float)(w[i] * x[r * n + i] * k * zz / (1.0 + exp(-zz)));
+        }
+    }
+    snprintf(what, sizeof what, "rmsnorm_gated [%d, %d]", rows, n);
+    check_close(y, ref, N, TOL_F32, what);
+    check_guard(y, N, what);
+    memcpy(y, z, N * 4);
+    plm_swiglu(y, x, (int64_t)N);
+    for (size_t i = 0; i < N; i++) ref[i] = (float)((double)z[i] / (1.0 + exp(-(double)z[i])) * x[i]);
+    snprintf(what, sizeof what, "swiglu [%zu]", N);
+    check_close(y, ref, N, TOL_F32, what);
+    check_guard(y, N, what);
+    memcpy(y, x, N * 4);
+    plm_l2norm_rows(y, rows, n, 0.25f);
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+        for (int i = 0; i < n; i++) ref[r * n + i] = (float)(x[r * n + i] * 0.25 / sqrt(ss + 1e-6));
+    }
+    snprintf(what, sizeof what, "l2norm_rows [%d, %d]", rows, n);
+    check_close(y, ref, N, TOL_F32, what);
+    check_guard(y, N, what);
+    free(x), free(z), free(w), free(ref), free(y);
+}
+
 int main(void) {
     comparator_selftest();
+    test_exp();
+    test_rowops(3, 1027);
+    test_rowops(5, 128);
+    test_rowops(1, 7);
     /* delta rule: edge lengths, many segments, n_v = 2 n_k, d_k != d_v, and the model's 128 x 128 */
     const int l1[] = {1}, l63[] = {63}, l64[] = {64}, l65[] = {65}, llong[] = {200, 300};
     const int many[] = {1, 63, 64, 65, 2, 7, 1, 128, 129, 9, 1, 33};

@@ -39,11 +39,10 @@ static void attn_item(float *o, const float *q, const plm_kv *kv, int64_t start,
             for (int j = 0; j < vis; j++) mx = sr[j] > mx ? sr[j] : mx;
             const float corr = expf(m[r] - mx); /* exp(-inf) = 0 on the first block */
             float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-            for (int j = 0; j < vis; j++) {
-                sr[j] = plm_expf_fast(sr[j] - mx);
-                sum += sr[j];
-            }
+            int j = 0;
+            for (; j + 8 <= vis; j += 8) plm_v8_store(sr + j, plm_v8_exp(plm_v8_load(sr + j) - mx));
+            for (; j < vis; j++) sr[j] = plm_expf_fast(sr[j] - mx);
+            for (j = 0; j < vis; j++) sum += sr[j];
             for (int j = vis < 0 ? 0 : vis; j < nk; j++) sr[j] = 0.0f;
             l[r] = l[r] * corr + sum;
             m[r] = mx;

@@ -31,8 +31,9 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
                 for (int c = 0; c < nc; c++) acc[c] += wj[c] * row[c];
             }
             float *yr = y + (t0 + i) * C + c0;
-#pragma omp simd
-            for (int c = 0; c < nc; c++) yr[c] = acc[c] / (1.0f + plm_expf_fast(-acc[c]));
+            int c = 0;
+            for (; c + 8 <= nc; c += 8) plm_v8_store(yr + c, plm_v8_silu(plm_v8_load(acc + c)));
+            for (; c < nc; c++) yr[c] = plm_silu_fast(acc[c]);
         }
     }
     if (P == 0) return;

@@ -1,7 +1,7 @@
 /* y[T, rows] = x[T, cols] . W^T, fast paths.
  *   - F32 weights: OpenBLAS sgemm in place.
  *   - BF16/F16 weights, T > PLM_GEMV_MAX_T: the weights stay BF16 in memory; the weight rows are
- *     cut into panels sized to stay in L2 (PLM_PANEL_FLOATS), split statically over the OpenMP
+ *     cut into panels of at most PLM_PANEL_FLOATS (sized to stay in L3; OpenBLAS packs from them), split statically over the OpenMP
  *     threads; each thread converts a panel to F32 into its own buffer and runs a single-threaded
  *     sgemm of all T rows against it. OpenBLAS is kept at one thread: its pthreads and the OpenMP
  *     team spinning on the same cores cost more than the GEMM itself.
@@ -17,7 +17,7 @@
 #include "kernels/simd.h"
 
 #ifndef PLM_PANEL_FLOATS
-#define PLM_PANEL_FLOATS (256 * 1024) /* 1 MiB of f32 per panel */
+#define PLM_PANEL_FLOATS (1024 * 1024) /* 4 MiB of f32 per panel: one per thread stays in L3 */
 #endif
 
 typedef uint16_t plm_u16x8 __attribute__((vector_size(16)));
@@ -102,11 +102,15 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
         plm_matmul_gemv(y, x, T, W, n_threads);
         return;
     }
-    int64_t pr = PLM_PANEL_FLOATS / C;
-    pr = pr < 16 ? 16 : pr & ~(int64_t)15;
-    if (pr > R) pr = R;
-    const int64_t n_panels = (R + pr - 1) / pr;
+    /* panels of at most PLM_PANEL_FLOATS, as many per thread for every thread, rows a multiple of 16 */
     const int nth = n_threads > 0 ? n_threads : 1;
+    int64_t pmax = PLM_PANEL_FLOATS / C;
+    pmax = pmax < 16 ? 16 : pmax;
+    int64_t n_panels = (R + (int64_t)nth * pmax - 1) / ((int64_t)nth * pmax) * nth;
+    int64_t pr = (R + n_panels - 1) / n_panels;
+    pr = (pr + 15) & ~(int64_t)15;
+    if (pr > R) pr = R;
+    n_panels = (R + pr - 1) / pr;
     const size_t psz = (((size_t)(pr * C) * sizeof(float) + 63) / 64) * 64;
     float *panels = aligned_alloc(64, psz * (size_t)nth);
     if (!panels) {

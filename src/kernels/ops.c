@@ -1,9 +1,20 @@
 /* Row and element-wise ops: norms, RoPE, SwiGLU, MoE routing, embedding lookup. One plain
- * implementation each, written so the compiler vectorises the inner loops. */
+ * implementation each, written so the compiler vectorises the inner loops: sums of squares are
+ * `omp simd` reductions (a fixed lane order, so results are the same run to run), SiLU uses the
+ * 8-lane exp of simd.h. */
+#pragma GCC optimize("fp-contract=fast")
 #include <math.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/simd.h"
+
+static inline float sumsq(const float *x, int n) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    return ss;
+}
 
 void plm_mat_row(float *dst, const plm_mat *W, int64_t r) {
     const int64_t n = W->cols;
@@ -31,9 +42,8 @@ void plm_rmsnorm_zc(float *y, const float *x, const float *w, int64_t T, int n, 
     for (int64_t t = 0; t < T; t++) {
         const float *xr = x + t * n;
         float *yr = y + t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
-        float r = 1.0f / sqrtf(ss / (float)n + eps);
+        float r = 1.0f / sqrtf(sumsq(xr, n) / (float)n + eps);
+#pragma omp simd
         for (int i = 0; i < n; i++) yr[i] = xr[i] * r * (1.0f + w[i]);
     }
 }
@@ -42,19 +52,19 @@ void plm_rmsnorm_gated(float *y, const float *x, const float *z, const float *w,
     for (int64_t t = 0; t < rows; t++) {
         const float *xr = x + t * n, *zr = z + t * n;
         float *yr = y + t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
-        float r = 1.0f / sqrtf(ss / (float)n + eps);
-        for (int i = 0; i < n; i++) yr[i] = w[i] * (xr[i] * r) * plm_silu(zr[i]);
+        float r = 1.0f / sqrtf(sumsq(xr, n) / (float)n + eps);
+        int i = 0;
+        for (; i + 8 <= n; i += 8)
+            plm_v8_store(yr + i, plm_v8_load(w + i) * (plm_v8_load(xr + i) * r) * plm_v8_silu(plm_v8_load(zr + i)));
+        for (; i < n; i++) yr[i] = w[i] * (xr[i] * r) * plm_silu_fast(zr[i]);
     }
 }
 
 void plm_l2norm_rows(float *x, int64_t rows, int n, float scale) {
     for (int64_t t = 0; t < rows; t++) {
         float *xr = x + t * n;
-        float ss = 0.0f;
-        for (int i = 0; i < n; i++) ss += xr[i] * xr[i];
-        float r = scale / sqrtf(ss + 1e-6f);
+        float r = scale / sqrtf(sumsq(xr, n) + 1e-6f);
+#pragma omp simd
         for (int i = 0; i < n; i++) xr[i] *= r;
     }
 }
@@ -79,7 +89,9 @@ void plm_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, 
 }
 
 void plm_swiglu(float *gate, const float *up, int64_t n) {
-    for (int64_t i = 0; i < n; i++) gate[i] = plm_silu(gate[i]) * up[i];
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) plm_v8_store(gate + i, plm_v8_silu(plm_v8_load(gate + i)) * plm_v8_load(up + i));
+    for (; i < n; i++) gate[i] = plm_silu_fast(gate[i]) * up[i];
 }
 
 void plm_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
