@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Smoke test of `packlm bench`: the quick run (a small random-weight model, built once under build/)
+# must exit 0 and write a JSON object with every prefill figure.
+set -u
+cd "$(dirname "$0")/.."
+out=build/bench.json
+rm -f "$out"
+if ! timeout 120 build/packlm bench --quick --json "$out" > build/bench_smoke.log 2>&1; then
+    echo "FAIL bench_smoke: packlm bench --quick failed (log: build/bench_smoke.log)"
+    tail -n 5 build/bench_smoke.log
+    exit 1
+fi
+fail=0
+for key in sgemm_gflops score_tokens_per_s score_gflops score_vs_sgemm peak_rss_mb file_mb rss_vs_file \
+           segments_many_vs_one gdn_chunked_tokens_per_s gdn_chunked_vs_recurrent_ref; do
+    if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$out"; then
+        echo "FAIL bench_smoke: key $key missing from $out"
+        fail=1
+    fi
+done
+if command -v python3 > /dev/null && ! python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out"; then
+    echo "FAIL bench_smoke: $out is not valid JSON"
+    fail=1
+fi
+[ "$fail" -eq 0 ] && echo "bench_smoke: ok ($(grep -c '"value"' "$out") figures)"
+exit "$fail"
