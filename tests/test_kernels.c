@@ -4,6 +4,7 @@
  *   - a normalised bound: max|x - ref| <= TOL * max|ref| (NaN always fails),
  *   - guard regions after every output buffer (a canary that must stay untouched),
  *   - run-to-run reproducibility (bit-for-bit, same thread count),
+ *   - 1 and 2 threads, with sizes above PLM_PAR_MIN_WORK so the threaded paths really run,
  *   - a comparator self-test that must reject a perturbed output and a NaN.
  * Plus the recorded gdn-cases (transformers' recurrent reference) against both delta-rule kernels. */
 #include <cjson/cJSON.h>
@@ -437,6 +438,8 @@ int main(void) {
     test_conv(cl, 7, 300, 4);
     test_conv(l63, 1, 513, 4);
     test_conv(cl, 7, 17, 2);
+    const int cbig[] = {1, 300, 2, 65}; /* large enough to run threaded (PLM_PAR_MIN_WORK) */
+    test_conv(cbig, 4, 1000, 4);
     /* attention: cached prefixes, decode rows, query blocks crossing key blocks, GQA */
     const int al[] = {1, 33, 64, 65, 130, 1}, as[] = {0, 5, 0, 64, 3, 200};
     test_attn(al, as, 6, 4, 2, 40);
@@ -446,6 +449,8 @@ int main(void) {
     const int64_t Ts[] = {1, 2, 3, 4, 5, 64};
     for (int i = 0; i < 6; i++) test_matmul(PLM_DT_BF16, Ts[i], 300, 203);
     test_matmul(PLM_DT_BF16, 7, 40, 1024);
+    test_matmul(PLM_DT_BF16, 1, 2050, 264); /* threaded GEMV */
+    test_matmul(PLM_DT_BF16, 3, 1500, 203);
     test_matmul(PLM_DT_F16, 3, 50, 77);
     test_matmul(PLM_DT_F16, 9, 50, 77);
     test_matmul(PLM_DT_F32, 9, 50, 77);

@@ -60,7 +60,9 @@ static void attn_item(float *o, const float *q, const plm_kv *kv, int64_t start,
 
 void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                    int n_seg, int nh, int nkv, int hd, float scale, int n_threads) {
-    const int nth = n_threads > 0 ? n_threads : 1;
+    double work = 0;
+    for (int s = 0; s < n_seg; s++) work += (double)(cu[s + 1] - cu[s]) * (start[s] + cu[s + 1] - cu[s]);
+    const int nth = plm_team(n_threads, work * nh * hd);
     const size_t wsz = (size_t)QB * hd * 2 + (size_t)hd * KB + QB * KB + 2 * QB;
     int64_t *boff = malloc(((size_t)n_seg + 1) * sizeof *boff);
     float *all = malloc(wsz * nth * sizeof(float));

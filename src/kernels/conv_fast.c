@@ -13,7 +13,7 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
                    int C, int K, int n_threads) {
     const int P = K - 1, nb = (C + CB - 1) / CB;
     const int64_t n_items = (int64_t)n_seg * nb;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(dynamic)
+#pragma omp parallel for num_threads(plm_team(n_threads, (double)cu[n_seg] * C * K)) schedule(dynamic)
     for (int64_t it = 0; it < n_items; it++) {
         const int s = (int)(it / nb), c0 = (int)(it % nb) * CB, nc = C - c0 < CB ? C - c0 : CB;
         const int64_t t0 = cu[s], L = cu[s + 1] - cu[s];

@@ -110,7 +110,7 @@ static void gdn_driver(float *o, float *const *S, const float *q, const float *k
                        int n_threads, int rec_max) {
     const int rep = nv / nk;
     const int64_t n_pairs = (int64_t)n_seg * nv;
-#pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
+#pragma omp parallel num_threads(plm_team(n_threads, (double)cu[n_seg] * nv * dk * dv * 4))
     {
         chunk_ws w;
         float *base = NULL;

@@ -45,7 +45,7 @@ void plm_gdn_recurrent(float *o, float *const *S, const float *q, const float *k
                        int n_threads) {
     const int rep = nv / nk;
     const int64_t n_pairs = (int64_t)n_seg * nv;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(dynamic)
+#pragma omp parallel for num_threads(plm_team(n_threads, (double)cu[n_seg] * nv * dk * dv * 4)) schedule(dynamic)
     for (int64_t p = 0; p < n_pairs; p++) {
         const int s = (int)(p / nv), h = (int)(p % nv);
         plm_gdn_pair_recurrent(o, S[s] + (size_t)h * dk * dv, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk,

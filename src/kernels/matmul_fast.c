@@ -74,7 +74,7 @@ void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int 
         return;
     }
     const uint16_t *base = (const uint16_t *)W->data;
-#pragma omp parallel for num_threads(n_threads > 0 ? n_threads : 1) schedule(static)
+#pragma omp parallel for num_threads(plm_team(n_threads, (double)T * R * C)) schedule(static)
     for (int64_t r = 0; r < R; r++) {
         const uint16_t *wr = base + r * C;
         switch (T) {
@@ -103,7 +103,7 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
         return;
     }
     /* panels of at most PLM_PANEL_FLOATS, as many per thread for every thread, rows a multiple of 16 */
-    const int nth = n_threads > 0 ? n_threads : 1;
+    const int nth = plm_team(n_threads, (double)T * R * C);
     int64_t pmax = PLM_PANEL_FLOATS / C;
     pmax = pmax < 16 ? 16 : pmax;
     int64_t n_panels = (R + (int64_t)nth * pmax - 1) / ((int64_t)nth * pmax) * nth;
