@@ -322,8 +322,8 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
     float *yr = gbuf(T * rows);
     plm_matmul_ref(yr, x, T, &W, 1);
     const struct { const char *n; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
-        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"blas", plm_matmul_blas}};
-    for (int fi = 0; fi < 3; fi++)
+        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"blas", plm_matmul_blas}, {"bf16", plm_matmul_bf16}};
+    for (int fi = 0; fi < 4; fi++)
         for (int nth = 1; nth <= 2; nth++) {
             float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
             fs[fi].f(y, x, T, &W, nth);
@@ -451,6 +451,8 @@ int main(void) {
     test_matmul(PLM_DT_BF16, 7, 40, 1024);
     test_matmul(PLM_DT_BF16, 1, 2050, 264); /* threaded GEMV */
     test_matmul(PLM_DT_BF16, 3, 1500, 203);
+    test_matmul(PLM_DT_BF16, 33, 700, 100); /* direct BF16 GEMM: row/column tails, 4-row groups */
+    test_matmul(PLM_DT_BF16, 30, 1001, 160);
     test_matmul(PLM_DT_F16, 3, 50, 77);
     test_matmul(PLM_DT_F16, 9, 50, 77);
     test_matmul(PLM_DT_F32, 9, 50, 77);

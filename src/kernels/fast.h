@@ -33,6 +33,8 @@ void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int6
 /* BF16/F16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
    convert-and-dot GEMV threaded over weight rows */
 #define PLM_GEMV_MAX_T 4
+/* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel) */
+#define PLM_DIRECT_MAX_T 32
 
 /* work (multiply-adds) below which a kernel runs on the calling thread alone: a parallel region
    costs a fork/join, and much more when the cores are shared with other processes */
@@ -42,5 +44,7 @@ static inline int plm_team(int n_threads, double work) {
 }
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */
+void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 
 #endif

@@ -5,6 +5,7 @@
  *     threads; each thread converts a panel to F32 into its own buffer and runs a single-threaded
  *     sgemm of all T rows against it. OpenBLAS is kept at one thread: its pthreads and the OpenMP
  *     team spinning on the same cores cost more than the GEMM itself.
+ *   - PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM of matmul_bf16.c.
  *   - T <= PLM_GEMV_MAX_T (decode): a direct GEMV that converts 8 weights at a time in registers
  *     and dots them with each x row, threaded over weight rows (static partition). */
 #pragma GCC optimize("fp-contract=fast")
@@ -100,6 +101,10 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
     }
     if (W->dt == PLM_DT_BF16 && T <= PLM_GEMV_MAX_T) {
         plm_matmul_gemv(y, x, T, W, n_threads);
+        return;
+    }
+    if (W->dt == PLM_DT_BF16 && T <= PLM_DIRECT_MAX_T) {
+        plm_matmul_bf16(y, x, T, W, n_threads);
         return;
     }
     /* panels of at most PLM_PANEL_FLOATS, as many per thread for every thread, rows a multiple of 16 */
