@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "io/safetensors.h"
 #include "kernels/fast.h"
 #include "packlm.h"
 
@@ -38,6 +39,28 @@ static double sgemm_rate(int T, int C, int R, int reps) {
     }
     free(x), free(w), free(y);
     return 2.0 * T * C * (double)R / best * 1e-9;
+}
+
+/* time of packlm's matmul on BF16 weights / time of sgemm on the same weights held as F32, best of reps */
+static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
+    float *x = malloc((size_t)T * C * 4), *w = malloc((size_t)R * C * 4), *y = malloc((size_t)T * R * 4);
+    uint16_t *wb = malloc((size_t)R * C * 2);
+    for (size_t i = 0; i < (size_t)T * C; i++) x[i] = unif() - 0.5f;
+    for (size_t i = 0; i < (size_t)R * C; i++) w[i] = unif() - 0.5f, wb[i] = plm_f32_to_bf16(w[i]);
+    plm_mat W = {wb, PLM_DT_BF16, R, C};
+    double tb = 1e30, tf = 1e30;
+    for (int r = 0; r <= reps; r++) { /* the first round warms up */
+        openblas_set_num_threads(nth);
+        double t0 = bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, R, C, 1.0f, x, C, w, C, 0.0f, y, R);
+        double t1 = bench_now();
+        plm_matmul_fast(y, x, T, &W, nth);
+        double t2 = bench_now();
+        if (r) tf = t1 - t0 < tf ? t1 - t0 : tf, tb = t2 - t1 < tb ? t2 - t1 : tb;
+    }
+    openblas_set_num_threads(nth);
+    free(x), free(w), free(y), free(wb);
+    return tb / tf;
 }
 
 /* one step over n_seg segments of len tokens each, fresh states, scoring every token whose next
@@ -132,6 +155,16 @@ int bench_prefill(bench_ctx *b) {
     }
     const double ceiling = sum_flop / sum_time;
     bench_report(b, "sgemm_gflops", "sgemm ceiling (the three shapes together)", ceiling, "GFLOP/s");
+    /* the BF16 decision: weights kept BF16 (packlm's matmul) vs an F32 copy (plain sgemm) */
+    const int Tb[3] = {quick ? 128 : 512, 32, 1};
+    for (int i = 0; i < 3; i++) {
+        double r = bf16_vs_f32(Tb[i], 1024, quick ? 2048 : 6144, nth, reps);
+        char key[64], label[96];
+        snprintf(key, sizeof key, "bf16_vs_f32_T%d", Tb[i]);
+        snprintf(label, sizeof label, "BF16 in place / F32 copy, [%d] x [1024 -> %d] (time ratio)", Tb[i],
+                 quick ? 2048 : 6144);
+        bench_report(b, key, label, r, "x");
+    }
 
     /* 2. packed score throughput */
     plm_error err = {0};

@@ -34,7 +34,9 @@ void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int6
    convert-and-dot GEMV threaded over weight rows */
 #define PLM_GEMV_MAX_T 4
 /* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel) */
+#ifndef PLM_DIRECT_MAX_T
 #define PLM_DIRECT_MAX_T 32
+#endif
 
 /* work (multiply-adds) below which a kernel runs on the calling thread alone: a parallel region
    costs a fork/join, and much more when the cores are shared with other processes */
