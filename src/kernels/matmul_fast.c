@@ -52,7 +52,7 @@ static inline float hsum(plm_v8 v) {
 /* one weight row against NT rows of x (NT a constant after inlining) */
 static inline __attribute__((always_inline)) void gemv_row(float *y, const float *x, const uint16_t *wr, int64_t C,
                                                            int64_t R, int64_t r, const int NT) {
-    plm_v8 a0[PLM_GEMV_MAX_T] = {{0}}, a1[PLM_GEMV_MAX_T] = {{0}};
+    plm_v8 a0[4] = {{0}}, a1[4] = {{0}};
     int64_t i = 0;
     for (; i + 16 <= C; i += 16) {
         const plm_v8 w0 = bf16x8(wr + i), w1 = bf16x8(wr + i + 8);
@@ -70,7 +70,7 @@ static inline __attribute__((always_inline)) void gemv_row(float *y, const float
 
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
     const int64_t R = W->rows, C = W->cols;
-    if (W->dt != PLM_DT_BF16 || T > PLM_GEMV_MAX_T) {
+    if (W->dt != PLM_DT_BF16 || T > 4) {
         plm_matmul_fast(y, x, T, W, n_threads);
         return;
     }
