@@ -30,14 +30,17 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
     plm_v8 acc[4][3] = {{{0}}};
     const int64_t C16 = C & ~(int64_t)15;
     for (int64_t i = 0; i < C16; i += 16) {
-        plm_v8 we[3], wo[3];
+        /* one weight row at a time: 12 accumulators + 2 widened vectors + the mask fit the 16
+           registers of AVX2 (x is read as memory operands) */
 #pragma GCC unroll 3
-        for (int r = 0; r < NR; r++) widen16(w + r * C + i, &we[r], &wo[r]);
+        for (int r = 0; r < NR; r++) {
+            plm_v8 we, wo;
+            widen16(w + r * C + i, &we, &wo);
 #pragma GCC unroll 4
-        for (int t = 0; t < NT; t++) {
-            const plm_v8 xe = plm_v8_load(xp + t * C + i), xo = plm_v8_load(xp + t * C + i + 8);
-#pragma GCC unroll 3
-            for (int r = 0; r < NR; r++) acc[t][r] += xe * we[r] + xo * wo[r];
+            for (int t = 0; t < NT; t++) {
+                acc[t][r] += plm_v8_load(xp + t * C + i) * we;
+                acc[t][r] += plm_v8_load(xp + t * C + i + 8) * wo;
+            }
         }
     }
     for (int t = 0; t < NT; t++)
