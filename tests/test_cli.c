@@ -2,6 +2,7 @@
  * (token lines, one packed JSONL row with position ids, several rows with a sequence continuing
  * across rows); score prints one line per sequence; every bad input is refused with a message
  * naming the problem, a non-zero exit (not a crash) and no output file. */
+#include <cjson/cJSON.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,7 +238,7 @@ static void text_input(void) {
     tu_rng r = {77};
     synth_spec s;
     synth_random_spec(&s, &r);
-    s.c.vocab_size = 151936;
+    s.c.vocab_size = 151669; /* the tokenizer's: every generated id decodes */
     s.c.hidden_size = 8;
     s.dtype = PLM_DT_BF16;
     plm_error err = {0};
@@ -258,6 +259,32 @@ static void text_input(void) {
     tu_check(rc == 0, "score with the same ids (%d)", rc);
     rc = run("cmp %s %s", a, b);
     tu_check(rc == 0, "text input scores exactly as its token ids");
+    /* generate: text lines give JSON lines {"index", "text", "ids"} whose ids equal those of the same
+       prompt given as ids, and whose text is the decoding of those ids */
+    char g1[300], g2[300];
+    snprintf(g1, sizeof g1, "%s/g1.txt", tmp);
+    snprintf(g2, sizeof g2, "%s/g2.txt", tmp);
+    rc = run("build/packlm generate --model %s --input %s --max-new-tokens 5 --ignore-eos --out %s", dir, texts, g1);
+    int rc2 = run("build/packlm generate --model %s --input %s --max-new-tokens 5 --ignore-eos --out %s", dir, ids, g2);
+    tu_check(rc == 0 && rc2 == 0, "generate with text and with ids (%d, %d)", rc, rc2);
+    FILE *f1 = fopen(g1, "r"), *f2 = fopen(g2, "r");
+    char l1[8192], l2[8192];
+    int lines = 0;
+    while (f1 && f2 && fgets(l1, sizeof l1, f1) && fgets(l2, sizeof l2, f2)) {
+        cJSON *o = cJSON_Parse(l1);
+        const cJSON *txt = cJSON_GetObjectItem(o, "text"), *arr = cJSON_GetObjectItem(o, "ids"), *e;
+        char joined[8192] = "";
+        cJSON_ArrayForEach(e, arr) snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%d",
+                                            joined[0] ? " " : "", (int)e->valuedouble);
+        l2[strcspn(l2, "\n")] = 0;
+        tu_check(cJSON_IsString(txt) && !strcmp(joined, l2), "generate line %d: text JSON ids [%s] = ids run [%s]",
+                 lines, joined, l2);
+        cJSON_Delete(o);
+        lines++;
+    }
+    tu_check(lines == 3, "generate printed %d lines for 3 texts", lines);
+    if (f1) fclose(f1);
+    if (f2) fclose(f2);
     write_file(texts, "{\"text\": 5}\n");
     rc = run("build/packlm score --model %s --input %s", dir, texts);
     tu_check(rc == 1 && strstr(out_text, "'text' must be a string"), "refuses a non-string text: %.200s", out_text);

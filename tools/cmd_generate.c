@@ -1,6 +1,7 @@
 /* packlm generate: continue every input prompt (greedy or sampled) with continuous batching; one
  * output line per input sequence, in input order. A rejected line is reported and the others still
  * run (exit status 1 when any failed). */
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,8 @@ static void usage(FILE *f) {
             "                       [--ignore-eos] [--max-batch-tokens N] [--max-seqs N] [--out FILE] [--threads N]\n"
             "\n"
             "Continues every input sequence and prints one line per input sequence, in input order: the new\n"
-            "token ids separated by spaces (an end-of-sequence id that stopped it is included), or\n"
+            "token ids separated by spaces (an end-of-sequence id that stopped it is included); for a\n"
+            "{\"text\": ...} input line, a JSON line {\"index\": i, \"text\": continuation, \"ids\": [...]}; or\n"
             "'error: <why>' for a sequence that was rejected (bad token id, empty line, malformed JSON); the\n"
             "other sequences still complete. Exit status 1 when any sequence failed.\n"
             "Every sequence gets exactly the tokens it would get alone: batching does not change them, and\n"
@@ -46,6 +48,31 @@ static int parse_float(const char *cmd, const char *opt, const char *s, double l
     }
     *out = v;
     return 0;
+}
+
+/* {"index": i, "text": "<decoded continuation>", "ids": [...]} for a sequence given as text */
+static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int32_t *t, int64_t n, plm_error *err) {
+    plm_tokenizer *tok;
+    char *text = NULL;
+    plm_status st = cli_session_tokenizer(ss, &tok, err);
+    if (!st) st = plm_tokenizer_decode(tok, t, (size_t)n, &text, NULL, err);
+    if (st) return st;
+    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "ids");
+    cJSON_AddNumberToObject(o, "index", index);
+    cJSON_AddStringToObject(o, "text", text);
+    for (int64_t j = 0; j < n; j++) cJSON_AddItemToArray(a, cJSON_CreateNumber(t[j]));
+    cJSON_DetachItemViaPointer(o, a);
+    cJSON_AddItemToObject(o, "ids", a); /* keep index, text, ids in that order */
+    char *line = cJSON_PrintUnformatted(o);
+    if (line) fprintf(f, "%s\n", line);
+    free(line);
+    cJSON_Delete(o);
+    free(text);
+    if (!line) {
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return err->code = PLM_ERR_NOMEM;
+    }
+    return PLM_OK;
 }
 
 int cmd_generate(int argc, char **argv) {
@@ -155,6 +182,10 @@ int cmd_generate(int argc, char **argv) {
         const int32_t *t;
         int64_t n;
         plm_generator_result(g, ids[i], &t, &n);
+        if (in.seq[i].from_text) {
+            if (print_text_line(mem, &ss, i, t, n, &err)) rc = cli_error(cmd, "%s", err.msg);
+            continue;
+        }
         for (int64_t j = 0; j < n; j++) fprintf(mem, j ? " %d" : "%d", t[j]);
         fputc('\n', mem);
     }
