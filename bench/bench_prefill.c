@@ -63,13 +63,16 @@ static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
     return tb / tf;
 }
 
-/* one step over n_seg segments of len tokens each, fresh states, scoring every token whose next
-   token is in the segment; returns seconds */
-static double run_score(plm_ctx *c, plm_model *m, int n_seg, int len, int *fail) {
+/* one step over n_seg segments of len tokens each, fresh states; score: log-probabilities of every
+   token whose next token is in the segment, else (prefill) the logits of each segment's last token;
+   returns seconds */
+static double run_step(plm_ctx *c, plm_model *m, int n_seg, int len, int score, int *fail) {
     const plm_model_info *in = plm_model_get_info(m);
     const int T = n_seg * len;
     int32_t *tok = malloc(T * 4), *tgt = malloc(T * 4), *cu = malloc((n_seg + 1) * 4);
-    float *lp = malloc(T * 4);
+    float *lp = malloc(T * 4), *logits = malloc((size_t)n_seg * in->vocab_size * 4);
+    int32_t *rows = malloc(n_seg * 4);
+    for (int s = 0; s < n_seg; s++) rows[s] = (s + 1) * len - 1;
     plm_state **st = calloc(n_seg, sizeof *st), *fresh = NULL;
     plm_error err = {0};
     for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd32() % (uint32_t)in->vocab_size);
@@ -83,12 +86,18 @@ static double run_score(plm_ctx *c, plm_model *m, int n_seg, int len, int *fail)
         if (plm_state_new(&st[s], m, &err) || plm_state_copy(st[s], fresh, &err)) goto out;
     plm_step step = {T, tok, NULL, n_seg, cu, st};
     plm_outputs o = {0};
-    o.target = tgt;
-    o.logprob = lp;
+    if (score) {
+        o.target = tgt;
+        o.logprob = lp;
+    } else {
+        o.logits = logits;
+        o.rows = rows;
+        o.n_rows = n_seg;
+    }
     double t0 = bench_now();
     if (plm_step_run(c, &step, &o, &err)) goto out;
     dt = bench_now() - t0;
-    for (int t = 0; t < T; t++)
+    for (int t = 0; score && t < T; t++)
         if (tgt[t] >= 0 && !isfinite(lp[t])) {
             fprintf(stderr, "packlm bench: non-finite log-probability at token %d\n", t);
             dt = -1;
@@ -101,14 +110,14 @@ out:
     }
     for (int s = 0; s < n_seg; s++) plm_state_free(st[s]);
     plm_state_free(fresh);
-    free(st), free(tok), free(tgt), free(cu), free(lp);
+    free(st), free(tok), free(tgt), free(cu), free(lp), free(logits), free(rows);
     return dt;
 }
 
-static double best_score(plm_ctx *c, plm_model *m, int n_seg, int len, int reps, int *fail) {
+static double best_step(plm_ctx *c, plm_model *m, int n_seg, int len, int score, int reps, int *fail) {
     double best = 1e30;
     for (int r = 0; r < reps && !*fail; r++) {
-        double t = run_score(c, m, n_seg, len, fail);
+        double t = run_step(c, m, n_seg, len, score, fail);
         best = t < best ? t : best;
     }
     return best;
@@ -188,8 +197,8 @@ int bench_prefill(bench_ctx *b) {
     const plm_model_info *in = plm_model_get_info(m);
     int fail = 0;
     const int nseq = 4, len = quick ? 64 : 256, T = nseq * len;
-    run_score(c, m, 1, 64, &fail); /* warm-up: pages the weights in */
-    double ts = best_score(c, m, nseq, len, quick ? 1 : 2, &fail);
+    run_step(c, m, 1, 64, 1, &fail); /* warm-up: pages the weights in */
+    double ts = best_step(c, m, nseq, len, 1, quick ? 1 : 2, &fail);
     if (fail) goto done;
     const double tok_s = T / ts, gfl = 2.0 * (double)in->n_active_params * T / ts * 1e-9;
     char label[128];
@@ -197,6 +206,17 @@ int bench_prefill(bench_ctx *b) {
     bench_report(b, "score_tokens_per_s", label, tok_s, "tokens/s");
     bench_report(b, "score_gflops", "score model GFLOP/s (2 x active params per token)", gfl, "GFLOP/s");
     bench_report(b, "score_vs_sgemm", "score GFLOP/s / sgemm ceiling", gfl / ceiling, "x");
+    /* prefill: the lm_head only for each segment's last token */
+    {
+        double tp = best_step(c, m, nseq, len, 0, quick ? 1 : 2, &fail);
+        if (fail) goto done;
+        const double head = (double)in->vocab_size * in->hidden_size;
+        const double fl = 2.0 * ((double)in->n_active_params - head) * T + 2.0 * head * nseq;
+        snprintf(label, sizeof label, "prefill %d tokens as %dx%d (last-token logits): throughput", T, nseq, len);
+        bench_report(b, "prefill_tokens_per_s", label, T / tp, "tokens/s");
+        bench_report(b, "prefill_gflops", "prefill model GFLOP/s", fl / tp * 1e-9, "GFLOP/s");
+        bench_report(b, "prefill_vs_sgemm", "prefill GFLOP/s / sgemm ceiling", fl / tp * 1e-9 / ceiling, "x");
+    }
     const double rss = bench_peak_rss(), file = (double)in->file_bytes;
     bench_report(b, "peak_rss_mb", "peak resident memory (after scoring)", rss / 1048576.0, "MiB");
     bench_report(b, "file_mb", "checkpoint file size", file / 1048576.0, "MiB");
@@ -207,7 +227,7 @@ int bench_prefill(bench_ctx *b) {
     const int shapes[3][2] = {{1, tot}, {4, tot / 4}, {tot / 8, 8}};
     double t1 = 0, tlast = 0;
     for (int i = 0; i < 3 && !fail; i++) {
-        double t = best_score(c, m, shapes[i][0], shapes[i][1], quick ? 1 : 2, &fail);
+        double t = best_step(c, m, shapes[i][0], shapes[i][1], 1, quick ? 1 : 2, &fail);
         char key[64];
         snprintf(key, sizeof key, "segments_%dx%d_tokens_per_s", shapes[i][0], shapes[i][1]);
         snprintf(label, sizeof label, "%d tokens as %d x %d: throughput", tot, shapes[i][0], shapes[i][1]);
