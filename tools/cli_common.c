@@ -201,3 +201,29 @@ void cli_session_close(cli_session *s) {
     plm_model_free(s->model);
     memset(s, 0, sizeof *s);
 }
+
+int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    const char *v = argv[*i + 1];
+    if (!strcmp(a, "--model")) o->model = v;
+    else if (!strcmp(a, "--input")) o->input = v;
+    else if (!strcmp(a, "--out")) o->out = v;
+    else if (!strcmp(a, "--max-batch-tokens")) { if (cli_parse_int(cmd, a, v, 1, 1 << 30, &o->budget)) return -1; }
+    else if (!strcmp(a, "--threads")) { if (cli_parse_int(cmd, a, v, 1, 1024, &o->threads)) return -1; }
+    else return 0;
+    (*i)++;
+    return 1;
+}
+
+int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant) {
+    plm_error err = {0};
+    if (cli_session_open(ss, o->model, (int)o->threads, &err)) return cli_error(cmd, "%s", err.msg);
+    plm_status st = tolerant ? cli_read_input_tolerant(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err)
+                             : cli_read_input(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err);
+    if (st) {
+        cli_session_close(ss);
+        return cli_error(cmd, "%s", err.msg);
+    }
+    return 0;
+}

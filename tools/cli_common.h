@@ -16,6 +16,20 @@ int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(print
 int cli_parse_int(const char *cmd, const char *opt, const char *s, int64_t lo, int64_t hi, int64_t *out);
 double cli_now(void);
 
+/* The options every model command shares. */
+typedef struct {
+    const char *model, *input, *out;
+    int64_t budget, threads;
+} cli_opts;
+
+/* If argv[*i] is --model, --input, --out, --max-batch-tokens or --threads with its value, stores it,
+ * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)
+ * for a bad value. */
+int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i);
+/* Opens the model (cli_session_open) and reads o->input (tolerant: rejected lines are kept as error
+ * sequences, see cli_read_input_tolerant). Prints the error and returns 1 on failure. */
+int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant);
+
 /* Progress reporter: silent for short runs, then a line every few seconds on stderr. */
 typedef struct {
     const char *what;

@@ -39,38 +39,32 @@ static int write_rows(void *user, int64_t first, int32_t n, const float *block) 
 }
 
 int cmd_forward(int argc, char **argv) {
-    const char *cmd = "forward", *model = NULL, *input = NULL, *outp = NULL;
-    int64_t budget = 512, threads = 0;
+    const char *cmd = "forward";
+    cli_opts o = {NULL, NULL, NULL, 512, 0};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
+        int r = cli_shared_opt(&o, cmd, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--input") && v) input = argv[++i];
-        else if (!strcmp(a, "--out") && v) outp = argv[++i];
-        else if (!strcmp(a, "--max-batch-tokens") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 30, &budget)) return 2; }
-        else if (!strcmp(a, "--threads") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1024, &threads)) return 2; }
         else { cli_error(cmd, "unknown or incomplete option '%s'", a); usage(stderr); return 2; }
     }
-    if (!model || !input || !outp) {
+    if (!o.model || !o.input || !o.out) {
         cli_error(cmd, "--model, --input and --out are required");
         usage(stderr);
         return 2;
     }
     cli_session ss;
-    plm_error err = {0};
-    if (cli_session_open(&ss, model, (int)threads, &err)) return cli_error(cmd, "%s", err.msg);
     cli_input in;
-    if (cli_read_input(&in, input, ss.info->vocab_size, ss.enc, ss.enc_user, &err)) {
-        cli_session_close(&ss);
-        return cli_error(cmd, "%s", err.msg);
-    }
+    plm_error err = {0};
+    if (cli_open_job(&ss, &in, &o, cmd, 0)) return 1;
     fwd_sink sink = {NULL, &err, 0};
-    sink.w = plm_npy_writer_open(outp, in.total, ss.info->vocab_size, &err);
+    sink.w = plm_npy_writer_open(o.out, in.total, ss.info->vocab_size, &err);
     int rc = 0;
     if (!sink.w) rc = cli_error(cmd, "%s", err.msg);
     cli_progress prog;
     cli_progress_start(&prog, "forward", in.total);
-    if (!rc && cli_run(ss.ctx, ss.model, &in, budget, write_rows, &sink, NULL, &prog, &err)) {
+    if (!rc && cli_run(ss.ctx, ss.model, &in, o.budget, write_rows, &sink, NULL, &prog, &err)) {
         plm_npy_writer_abort(sink.w);
         rc = cli_error(cmd, "%s", err.msg);
     } else if (!rc && plm_npy_writer_commit(sink.w, &err)) {
@@ -79,7 +73,7 @@ int cmd_forward(int argc, char **argv) {
     cli_progress_end(&prog);
     if (!rc)
         fprintf(stderr, "forward: %d sequences, %lld tokens, logits [%lld, %d] -> %s\n", in.n, (long long)in.total,
-                (long long)in.total, ss.info->vocab_size, outp);
+                (long long)in.total, ss.info->vocab_size, o.out);
     cli_input_free(&in);
     cli_session_close(&ss);
     return rc;

@@ -76,29 +76,28 @@ static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int
 }
 
 int cmd_generate(int argc, char **argv) {
-    const char *cmd = "generate", *model = NULL, *input = NULL, *outp = NULL;
-    int64_t max_new = -1, budget = 512, max_seqs = 64, threads = 0, top_k = 0, seed = 0;
+    const char *cmd = "generate";
+    cli_opts o = {NULL, NULL, NULL, 512, 0};
+    int64_t max_new = -1, max_seqs = 64, top_k = 0, seed = 0;
     double temperature = 0.0, top_p = 1.0;
     int greedy = 0, sampled = 0, ignore_eos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = cli_shared_opt(&o, cmd, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--input") && v) input = argv[++i];
-        else if (!strcmp(a, "--out") && v) outp = argv[++i];
         else if (!strcmp(a, "--greedy")) greedy = 1;
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = 1;
         else if (!strcmp(a, "--max-new-tokens") && v) { if (cli_parse_int(cmd, a, argv[++i], 0, 1 << 24, &max_new)) return 2; }
-        else if (!strcmp(a, "--max-batch-tokens") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 30, &budget)) return 2; }
         else if (!strcmp(a, "--max-seqs") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 20, &max_seqs)) return 2; }
-        else if (!strcmp(a, "--threads") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1024, &threads)) return 2; }
         else if (!strcmp(a, "--top-k") && v) { sampled = 1; if (cli_parse_int(cmd, a, argv[++i], 0, 1 << 30, &top_k)) return 2; }
         else if (!strcmp(a, "--seed") && v) { sampled = 1; if (cli_parse_int(cmd, a, argv[++i], 0, INT64_MAX, &seed)) return 2; }
         else if (!strcmp(a, "--temperature") && v) { sampled = 1; if (parse_float(cmd, a, argv[++i], 0, 1e4, &temperature)) return 2; }
         else if (!strcmp(a, "--top-p") && v) { sampled = 1; if (parse_float(cmd, a, argv[++i], 0, 1, &top_p)) return 2; }
         else { cli_error(cmd, "unknown or incomplete option '%s'", a); usage(stderr); return 2; }
     }
-    if (!model || !input || max_new < 0) {
+    if (!o.model || !o.input || max_new < 0) {
         cli_error(cmd, "--model, --input and --max-new-tokens are required");
         usage(stderr);
         return 2;
@@ -110,17 +109,13 @@ int cmd_generate(int argc, char **argv) {
     if (sampled && temperature <= 0.0 && (top_k > 0 || top_p < 1.0))
         fprintf(stderr, "packlm generate: note: temperature 0 is greedy; --top-k / --top-p have no effect\n");
     cli_session ss;
-    plm_error err = {0};
-    if (cli_session_open(&ss, model, (int)threads, &err)) return cli_error(cmd, "%s", err.msg);
     cli_input in;
-    if (cli_read_input_tolerant(&in, input, ss.info->vocab_size, ss.enc, ss.enc_user, &err)) {
-        cli_session_close(&ss);
-        return cli_error(cmd, "%s", err.msg);
-    }
+    plm_error err = {0};
+    if (cli_open_job(&ss, &in, &o, cmd, 1)) return 1;
     char **why = calloc((size_t)in.n, sizeof *why); /* per sequence: the rejection message, or NULL */
     int64_t *ids = malloc((size_t)in.n * sizeof *ids);
     plm_generator *g = NULL;
-    plm_generator_params gp = {budget, (int32_t)max_seqs};
+    plm_generator_params gp = {o.budget, (int32_t)max_seqs};
     int rc = 0, n_failed = 0;
     if (!why || !ids) rc = cli_error(cmd, "out of memory");
     else if (plm_generator_new(&g, ss.model, ss.ctx, &gp, &err)) rc = cli_error(cmd, "%s", err.msg);
@@ -191,8 +186,8 @@ int cmd_generate(int argc, char **argv) {
     }
     if (mem) fclose(mem);
     if (!rc) {
-        if (outp) {
-            if (plm_write_file_atomic(outp, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
+        if (o.out) {
+            if (plm_write_file_atomic(o.out, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
         } else {
             fwrite(text, 1, tlen, stdout);
             fflush(stdout);

@@ -24,38 +24,32 @@ static void usage(FILE *f) {
 }
 
 int cmd_score(int argc, char **argv) {
-    const char *cmd = "score", *model = NULL, *input = NULL, *outp = NULL;
-    int64_t budget = 2048, threads = 0;
+    const char *cmd = "score";
+    cli_opts o = {NULL, NULL, NULL, 2048, 0};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char *a = argv[i];
+        int r = cli_shared_opt(&o, cmd, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "--model") && v) model = argv[++i];
-        else if (!strcmp(a, "--input") && v) input = argv[++i];
-        else if (!strcmp(a, "--out") && v) outp = argv[++i];
-        else if (!strcmp(a, "--max-batch-tokens") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 30, &budget)) return 2; }
-        else if (!strcmp(a, "--threads") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1024, &threads)) return 2; }
         else { cli_error(cmd, "unknown or incomplete option '%s'", a); usage(stderr); return 2; }
     }
-    if (!model || !input) {
+    if (!o.model || !o.input) {
         cli_error(cmd, "--model and --input are required");
         usage(stderr);
         return 2;
     }
     cli_session ss;
-    plm_error err = {0};
-    if (cli_session_open(&ss, model, (int)threads, &err)) return cli_error(cmd, "%s", err.msg);
     cli_input in;
-    if (cli_read_input(&in, input, ss.info->vocab_size, ss.enc, ss.enc_user, &err)) {
-        cli_session_close(&ss);
-        return cli_error(cmd, "%s", err.msg);
-    }
+    plm_error err = {0};
+    if (cli_open_job(&ss, &in, &o, cmd, 0)) return 1;
     float *lp = calloc((size_t)in.total, sizeof *lp);
     int rc = 0;
     cli_progress prog;
     cli_progress_start(&prog, "score", in.total);
     double t0 = cli_now();
     if (!lp) rc = cli_error(cmd, "out of memory");
-    else if (cli_run(ss.ctx, ss.model, &in, budget, NULL, NULL, lp, &prog, &err)) rc = cli_error(cmd, "%s", err.msg);
+    else if (cli_run(ss.ctx, ss.model, &in, o.budget, NULL, NULL, lp, &prog, &err)) rc = cli_error(cmd, "%s", err.msg);
     cli_progress_end(&prog);
     double el = cli_now() - t0;
     /* format everything, then write it in one go (atomically for --out) */
@@ -73,8 +67,8 @@ int cmd_score(int argc, char **argv) {
     }
     if (mem) fclose(mem);
     if (!rc) {
-        if (outp) {
-            if (plm_write_file_atomic(outp, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
+        if (o.out) {
+            if (plm_write_file_atomic(o.out, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
         } else {
             fwrite(text, 1, tlen, stdout);
             fflush(stdout);
