@@ -17,6 +17,7 @@ for t in build/tests/test_*; do
     fi
 done
 for s in tests/*.sh; do
+    [ "$s" = tests/run_all.sh ] && continue
     [ -f "$s" ] || continue
     echo "=== $s"
     if ! bash "$s"; then echo "FAILED: $s"; failed=$((failed + 1)); fi
