@@ -416,6 +416,25 @@ static void test_rowops(int rows, int n) {
     free(x), free(z), free(w), free(ref), free(y);
 }
 
+/* ---------------------------------------------------------------- log-probabilities (scoring) */
+static void test_logprob(int n, int V, float spread) {
+    float *l = malloc((size_t)n * V * 4), *lr = gbuf(n), *lf = gbuf(n), *lf2 = gbuf(n);
+    int32_t *tg = malloc(n * sizeof *tg);
+    fill(l, (size_t)n * V, -spread, spread);
+    for (int i = 0; i < n; i++) tg[i] = (int32_t)(tu_next(&R) % (uint64_t)V);
+    plm_logprob_ref(lr, l, tg, n, V, 1);
+    for (int nth = 1; nth <= 2; nth++) {
+        char what[128];
+        snprintf(what, sizeof what, "logprob fast, %d rows of %d logits (spread %g), %d thr", n, V, spread, nth);
+        plm_logprob_fast(lf, l, tg, n, V, nth);
+        plm_logprob_fast(lf2, l, tg, n, V, nth);
+        check_close(lf, lr, n, TOL_F32, what);
+        check_guard(lf, n, what);
+        tu_check(!memcmp(lf, lf2, n * 4), "%s: bit-for-bit reproducible", what);
+    }
+    free(l), free(lr), free(lf), free(lf2), free(tg);
+}
+
 int main(void) {
     comparator_selftest();
     test_exp();
@@ -456,5 +475,8 @@ int main(void) {
     test_matmul(PLM_DT_F16, 3, 50, 77);
     test_matmul(PLM_DT_F16, 9, 50, 77);
     test_matmul(PLM_DT_F32, 9, 50, 77);
+    test_logprob(3, 7, 5);        /* shorter than one vector */
+    test_logprob(5, 1027, 30);    /* tails */
+    test_logprob(40, 248320, 20); /* the Qwen3.5 vocabulary, threaded */
     return tu_finish("test_kernels");
 }

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick]\n"
+            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick] [--only prefill|decode|tokenizer]\n"
             "  Measures, on this machine: the OpenBLAS sgemm ceiling, packed score throughput and its ratio\n"
             "  to the ceiling, per-segment overhead, chunked vs recurrent delta rule, peak memory, decode\n"
             "  and tokenizer speed.\n"
@@ -19,11 +19,13 @@ static void usage(FILE *f) {
             "  --json FILE   also write the figures as JSON\n"
             "  --model DIR   use this checkpoint instead of the random-weight 0.8B-shaped one\n"
             "                (built once into build/bench-model-0.8b/)\n"
-            "  --quick       a small model and sizes: a smoke run of a few seconds\n");
+            "  --quick       a small model and sizes: a smoke run of a few seconds\n"
+            "  --only S      run one section: prefill (sgemm, score, segments, delta rule, memory),\n"
+            "                decode, or tokenizer\n");
 }
 
 int cmd_bench(int argc, char **argv) {
-    const char *json = NULL, *model = NULL;
+    const char *json = NULL, *model = NULL, *only = NULL;
     int64_t threads = 0;
     int quick = 0;
     for (int i = 1; i < argc; i++) {
@@ -37,6 +39,10 @@ int cmd_bench(int argc, char **argv) {
             if (cli_parse_int("bench", a, argv[++i], 1, 1024, &threads)) return 2;
         } else if (!strcmp(a, "--json") && i + 1 < argc) {
             json = argv[++i];
+        } else if (!strcmp(a, "--only") && i + 1 < argc) {
+            only = argv[++i];
+            if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer"))
+                return cli_error("bench", "--only expects prefill, decode or tokenizer, got '%s'", only) + 1;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model = argv[++i];
         } else {
@@ -58,17 +64,21 @@ int cmd_bench(int argc, char **argv) {
     b.n_threads = threads > 0 ? (int)threads : 1;
     printf("packlm bench: model %s, %d threads%s\n", dir, b.n_threads, quick ? " (quick)" : "");
     int rc = 0;
-    if (bench_prefill(&b)) {
+#define RUN(name) (!only || !strcmp(only, name))
+    if (RUN("prefill") && bench_prefill(&b)) {
         fprintf(stderr, "packlm bench: the prefill section failed\n");
         rc = 1;
     }
-    if (bench_decode(&b)) printf("decode: not available\n");
+    if (RUN("decode") && bench_decode(&b)) printf("decode: not available\n");
     double mbps = 0;
-    printf("tokenizer\n");
-    if (bench_tokenizer("tests/data/tokenizer-qwen3/tokenizer.json", &mbps) == 0)
-        bench_report(&b, "tokenizer_mb_per_s", "tokenizer encoding, 1 thread", mbps, "MB/s");
-    else
-        printf("  tokenizer: not available\n");
+    if (RUN("tokenizer")) {
+        printf("tokenizer\n");
+        if (bench_tokenizer("tests/data/tokenizer-qwen3/tokenizer.json", &mbps) == 0)
+            bench_report(&b, "tokenizer_mb_per_s", "tokenizer encoding, 1 thread", mbps, "MB/s");
+        else
+            printf("  tokenizer: not available\n");
+    }
+#undef RUN
     if (json && bench_write_json(&b, json)) rc = 1;
     return rc;
 }

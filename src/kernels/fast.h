@@ -44,6 +44,7 @@ void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int6
 static inline int plm_team(int n_threads, double work) {
     return work < PLM_PAR_MIN_WORK || n_threads < 1 ? 1 : n_threads;
 }
+void plm_logprob_fast(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */

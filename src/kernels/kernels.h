@@ -44,6 +44,8 @@ typedef struct {
        0 .. start[s] + (t - cu[s]) for its token t (the new ones already appended); o [T, nh, hd]. */
     void (*attn)(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                  int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
+    /* lp[i] = log softmax(logits[i])[target[i]] for n rows of V logits */
+    void (*logprob)(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 } plm_kernels;
 
 void plm_kernels_init(plm_kernels *k, int reference_only);
@@ -56,6 +58,7 @@ void plm_conv_ref(float *y, float *const *tail, const float *x, const float *w, 
                   int C, int K, int n_threads);
 void plm_attn_ref(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                   int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
+void plm_logprob_ref(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 /* fast variants */
 void plm_matmul_blas(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 

@@ -94,11 +94,6 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
         memset(y, 0, (size_t)(T * R) * sizeof(float));
         return;
     }
-    if (W->dt == PLM_DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)R, (int)C, 1.0f, x, (int)C,
-                    (const float *)W->data, (int)C, 0.0f, y, (int)R);
-        return;
-    }
     if (W->dt == PLM_DT_BF16 && T <= PLM_GEMV_MAX_T) {
         plm_matmul_gemv(y, x, T, W, n_threads);
         return;
@@ -117,22 +112,27 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
     if (pr > R) pr = R;
     n_panels = (R + pr - 1) / pr;
     const size_t psz = (((size_t)(pr * C) * sizeof(float) + 63) / 64) * 64;
-    float *panels = aligned_alloc(64, psz * (size_t)nth);
-    if (!panels) {
+    /* each thread converts its own panels (F32 weights in place when aligned) and runs a single-threaded
+       sgemm on them: OpenBLAS's own threads would fight the OpenMP team for the cores (the context
+       holds OpenBLAS at one thread) */
+    const int in_place = W->dt == PLM_DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0;
+    float *panels = in_place ? NULL : aligned_alloc(64, psz * (size_t)nth);
+    if (!in_place && !panels) {
         plm_matmul_ref(y, x, T, W, n_threads);
         return;
     }
-    /* each thread converts its own panels and runs a single-threaded sgemm on them: OpenBLAS's own
-       threads would fight the OpenMP team for the cores */
-    openblas_set_num_threads(1);
+
 #pragma omp parallel num_threads(nth)
     {
-        float *panel = (float *)((char *)panels + psz * (size_t)omp_get_thread_num());
+        float *panel = in_place ? NULL : (float *)((char *)panels + psz * (size_t)omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int64_t pi = 0; pi < n_panels; pi++) {
             const int64_t r0 = pi * pr, nr = R - r0 < pr ? R - r0 : pr;
-            for (int64_t r = 0; r < nr; r++) convert_row(panel + r * C, W, r0 + r);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, panel,
+            const float *pw = panel;
+            if (in_place) pw = (const float *)W->data + r0 * C;
+            else
+                for (int64_t r = 0; r < nr; r++) convert_row(panel + r * C, W, r0 + r);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, pw,
                         (int)C, 0.0f, y + r0, (int)R);
         }
     }

@@ -19,8 +19,10 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
     c->p = p ? *p : plm_ctx_default_params();
     if (c->p.n_threads <= 0) c->p.n_threads = omp_get_num_procs();
     if (c->p.n_threads < 1) c->p.n_threads = 1;
-    /* OpenBLAS keeps one process-wide thread count; the context sets it for its GEMMs */
-    openblas_set_num_threads(c->p.n_threads);
+    /* packlm threads its own work (OpenMP) and calls OpenBLAS from inside it, one panel per thread:
+       OpenBLAS's own threads would only fight the team for the cores. Its thread count is
+       process-wide; packlm sets it to one. */
+    openblas_set_num_threads(1);
     plm_kernels_init(&c->k, c->p.use_reference);
     *out = c;
     return PLM_OK;

@@ -69,23 +69,21 @@ static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64
 static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64_t T, float *blk, float *buf) {
     const plm_model *m = c->model;
     const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
-    int32_t rows[OUT_BLOCK];
+    int32_t rows[OUT_BLOCK], tgt[OUT_BLOCK];
+    float lp[OUT_BLOCK];
     int64_t t = 0;
     while (t < T) {
         int nb = 0;
         for (; t < T && nb < OUT_BLOCK; t++)
-            if (out->target[t] >= 0) rows[nb++] = (int32_t)t;
+            if (out->target[t] >= 0) {
+                tgt[nb] = out->target[t];
+                rows[nb++] = (int32_t)t;
+            }
         if (!nb) break;
         for (int i = 0; i < nb; i++) memcpy(blk + i * H, xn + (int64_t)rows[i] * H, (size_t)H * sizeof(float));
         c->k.matmul(buf, blk, nb, &m->lm_head, c->p.n_threads);
-        for (int i = 0; i < nb; i++) {
-            const float *l = buf + (int64_t)i * V;
-            float mx = l[0];
-            for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
-            double sum = 0.0;
-            for (int v = 0; v < V; v++) sum += exp((double)(l[v] - mx));
-            out->logprob[rows[i]] = (float)((double)(l[out->target[rows[i]]] - mx) - log(sum));
-        }
+        c->k.logprob(lp, buf, tgt, nb, V, c->p.n_threads);
+        for (int i = 0; i < nb; i++) out->logprob[rows[i]] = lp[i];
     }
 }
 
