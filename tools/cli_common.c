@@ -227,3 +227,10 @@ int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *
     }
     return 0;
 }
+
+int cli_write_output(const char *cmd, const char *path, const char *text, size_t len) {
+    plm_error err = {0};
+    if (path) return plm_write_file_atomic(path, text, len, &err) ? cli_error(cmd, "%s", err.msg) : 0;
+    if (fwrite(text, 1, len, stdout) != len || fflush(stdout)) return cli_error(cmd, "cannot write to stdout");
+    return 0;
+}

@@ -30,6 +30,10 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i);
  * sequences, see cli_read_input_tolerant). Prints the error and returns 1 on failure. */
 int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant);
 
+/* Writes text to path atomically, or to stdout when path is NULL; prints the error and returns 1 on
+ * failure. */
+int cli_write_output(const char *cmd, const char *path, const char *text, size_t len);
+
 /* Progress reporter: silent for short runs, then a line every few seconds on stderr. */
 typedef struct {
     const char *what;

@@ -185,14 +185,7 @@ int cmd_generate(int argc, char **argv) {
         fputc('\n', mem);
     }
     if (mem) fclose(mem);
-    if (!rc) {
-        if (o.out) {
-            if (plm_write_file_atomic(o.out, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
-        } else {
-            fwrite(text, 1, tlen, stdout);
-            fflush(stdout);
-        }
-    }
+    if (!rc) rc = cli_write_output(cmd, o.out, text, tlen);
     if (!rc) {
         fprintf(stderr,
                 "generate: %d sequences (%d failed), %lld prompt + %lld new tokens in %.2f s; prefill %.1f tokens/s "

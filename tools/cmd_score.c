@@ -66,14 +66,7 @@ int cmd_score(int argc, char **argv) {
         else fprintf(mem, "{\"index\": %d, \"tokens\": 0, \"logprob\": 0.0, \"ppl\": null}\n", i);
     }
     if (mem) fclose(mem);
-    if (!rc) {
-        if (o.out) {
-            if (plm_write_file_atomic(o.out, text, tlen, &err)) rc = cli_error(cmd, "%s", err.msg);
-        } else {
-            fwrite(text, 1, tlen, stdout);
-            fflush(stdout);
-        }
-    }
+    if (!rc) rc = cli_write_output(cmd, o.out, text, tlen);
     if (!rc)
         fprintf(stderr, "score: %d sequences, %lld tokens in %.2f s (%.1f tokens/s)\n", in.n, (long long)in.total,
                 el, el > 0 ? (double)in.total / el : 0.0);
