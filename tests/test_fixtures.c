@@ -55,6 +55,13 @@ static int run_fixture(const char *name, int n_threads, int reference) {
     snprintf(what, sizeof what, "%s%s: all sequences in one step", name, tag);
     tu_close(got, ref, (size_t)total * V, REL, what);
     if (reference) goto done; /* the reference kernels are slow: one packing is enough */
+    {   /* the fast path is bit-for-bit reproducible run to run */
+        float *again = malloc((size_t)total * V * sizeof *again);
+        TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, again, NULL, &err), &err);
+        tu_check(!memcmp(got, again, (size_t)total * V * sizeof *got), "%s: a second run is bit-for-bit identical",
+                 name);
+        free(again);
+    }
 
     /* 2. one sequence per step (budget = longest would still pack several; run each alone) */
     for (int i = 0; i < n; i++) {
