@@ -1,8 +1,9 @@
 /* y[T, rows] = x[T, cols] . W^T straight from BF16 weights, no F32 copy: a register block of 4 x
- * rows by 3 weight rows keeps 12 dot products in 8-lane accumulators while the weights are
- * widened to F32 in registers (16 at a time, as even and odd halves, x permuted to match), then
- * each accumulator is summed across lanes in a fixed order. Weight rows are split statically over the threads (contiguous ranges) and walked
- * in blocks of RB rows so that a block stays in L2 while every x row group passes over it. */
+ * rows by 2 or 3 weight rows keeps 8 or 12 dot products in 8-lane accumulators while the weights
+ * are widened to F32 in registers (16 at a time, as even and odd halves, x permuted to match), then
+ * each accumulator is summed across lanes in a fixed order. Weight rows are split statically over
+ * the threads (contiguous ranges) and walked in blocks of ~96 KiB so that a block stays in L2 while
+ * every x row group passes over it, and the next block is prefetched meanwhile. */
 #pragma GCC optimize("fp-contract=fast")
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,10 @@
 #include "kernels/fast.h"
 #include "kernels/simd.h"
 
-enum { RB = 48 }; /* weight rows per L2 block (multiple of 3) */
+/* ~96 KiB of weights per L2 block (a multiple of 6 rows), so that the block being computed and
+   the next one being prefetched fit L2 together; x rows up to XREG_MAX_C floats use the
+   x-in-register block (4 of them stay in L1 next to the weight rows) */
+enum { BLOCK_BYTES = 96 * 1024, XREG_MAX_C = 1536 };
 
 /* 16 BF16 weights as 8 u32 pairs: the low halves (even elements) and high halves (odd elements)
    become two F32 vectors with one shift / one mask; x rows are stored with each 16-block split
@@ -24,22 +28,53 @@ static inline void widen16(const uint16_t *p, plm_v8 *even, plm_v8 *odd) {
 
 static inline float hsum8(plm_v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
 
-/* xp: x rows permuted per 16-block (C16 = C rounded down to 16); x: the original rows for the tail */
+/* One register block: NT (<= 4) x rows by NR (<= 3) weight rows. Narrow rows (xreg): the NR <= 2
+   weight rows are widened first and each x vector is loaded once into a register for NR FMAs;
+   wide rows (x no longer fits L1 next to the weights): one weight row at a time with x as memory
+   operands (12 accumulators + 2 widened vectors + the mask fill the 16 AVX2 registers). Either
+   way every accumulator gets the same FMAs in the same order. pf: the rows RB further on (the
+   next L2 block; 4 rows further on when T <= 4, where each block is read only once) or NULL;
+   x row group pg of ng touches every ng-th of their cache lines, so the next block streams in
+   evenly while this one is computed from L2.
+   xp: x rows permuted per 16-block (C16 = C rounded down to 16); x: the original rows for the tail */
 static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, const float *xp, const float *x,
-                                                        int64_t C, const uint16_t *w, const int NT, const int NR) {
+                                                        int64_t C, const uint16_t *w, const int NT, const int NR,
+                                                        const int xreg, const uint16_t *pf, int pg, int ng) {
     plm_v8 acc[4][3] = {{{0}}};
     const int64_t C16 = C & ~(int64_t)15;
+    int cnt = pg;
     for (int64_t i = 0; i < C16; i += 16) {
-        /* one weight row at a time: 12 accumulators + 2 widened vectors + the mask fit the 16
-           registers of AVX2 (x is read as memory operands) */
-#pragma GCC unroll 3
-        for (int r = 0; r < NR; r++) {
-            plm_v8 we, wo;
-            widen16(w + r * C + i, &we, &wo);
+        if (pf && !(i & 31)) { /* one 64-byte line per weight row every 32 columns */
+            if (cnt == 0) {
+                for (int r = 0; r < NR; r++) __builtin_prefetch(pf + r * C + i, 0, 3);
+                cnt = ng;
+            }
+            cnt--;
+        }
+        if (xreg) {
+            plm_v8 we[2], wo[2];
+#pragma GCC unroll 2
+            for (int r = 0; r < NR; r++) widen16(w + r * C + i, &we[r], &wo[r]);
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
-                acc[t][r] += plm_v8_load(xp + t * C + i) * we;
-                acc[t][r] += plm_v8_load(xp + t * C + i + 8) * wo;
+                plm_v8 xe = plm_v8_load(xp + t * C + i), xo = plm_v8_load(xp + t * C + i + 8);
+                __asm__("" : "+x"(xe)); /* keep x in a register rather than a memory operand per FMA */
+                __asm__("" : "+x"(xo));
+#pragma GCC unroll 2
+                for (int r = 0; r < NR; r++) acc[t][r] += xe * we[r];
+#pragma GCC unroll 2
+                for (int r = 0; r < NR; r++) acc[t][r] += xo * wo[r];
+            }
+        } else {
+#pragma GCC unroll 3
+            for (int r = 0; r < NR; r++) {
+                plm_v8 we, wo;
+                widen16(w + r * C + i, &we, &wo);
+#pragma GCC unroll 4
+                for (int t = 0; t < NT; t++) {
+                    acc[t][r] += plm_v8_load(xp + t * C + i) * we;
+                    acc[t][r] += plm_v8_load(xp + t * C + i + 8) * wo;
+                }
             }
         }
     }
@@ -51,30 +86,45 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
         }
 }
 
-static void block(float *y, const float *xp, const float *x, int64_t T, int64_t R, int64_t C, const uint16_t *W,
-                  int64_t r0, int64_t r1) {
+#define MICRO_NT(NR, XREG)                                                                             \
+    switch (nt) {                                                                                      \
+    case 4: micro(yt + r, R, xpt, xt, C, W + r * C, 4, NR, XREG, pf, g, ng); break;                    \
+    case 3: micro(yt + r, R, xpt, xt, C, W + r * C, 3, NR, XREG, pf, g, ng); break;                    \
+    case 2: micro(yt + r, R, xpt, xt, C, W + r * C, 2, NR, XREG, pf, g, ng); break;                    \
+    default: micro(yt + r, R, xpt, xt, C, W + r * C, 1, NR, XREG, pf, g, ng); break;                   \
+    }
+
+/* rows [r0, r1) of W against all T x rows, 4 x rows at a time, NR weight rows at a time (3 for
+   wide rows: x as memory operands; 2 otherwise: x in registers); rb: the block size (for pf) */
+static inline __attribute__((always_inline)) void block_nr(float *y, const float *xp, const float *x, int64_t T,
+                                                           int64_t R, int64_t C, const uint16_t *W, int64_t r0,
+                                                           int64_t r1, int64_t rb, const int NR) {
+    const int ng = (int)((T + 3) / 4);
+    const int64_t pd = ng > 1 ? rb : 4; /* prefetch distance in rows */
     for (int64_t t0 = 0; t0 < T; t0 += 4) {
-        const int nt = (int)(T - t0 < 4 ? T - t0 : 4);
+        const int nt = (int)(T - t0 < 4 ? T - t0 : 4), g = (int)(t0 / 4);
         const float *xt = x + t0 * C, *xpt = xp + t0 * C;
         float *yt = y + t0 * R;
         int64_t r = r0;
-        for (; r + 3 <= r1; r += 3) {
-            switch (nt) {
-            case 4: micro(yt + r, R, xpt, xt, C, W + r * C, 4, 3); break;
-            case 3: micro(yt + r, R, xpt, xt, C, W + r * C, 3, 3); break;
-            case 2: micro(yt + r, R, xpt, xt, C, W + r * C, 2, 3); break;
-            default: micro(yt + r, R, xpt, xt, C, W + r * C, 1, 3); break;
-            }
+        for (; r + NR <= r1; r += NR) {
+            const uint16_t *pf = r + pd + NR <= R ? W + (r + pd) * C : NULL;
+            MICRO_NT(NR, NR == 2)
         }
         for (; r < r1; r++) {
-            switch (nt) {
-            case 4: micro(yt + r, R, xpt, xt, C, W + r * C, 4, 1); break;
-            case 3: micro(yt + r, R, xpt, xt, C, W + r * C, 3, 1); break;
-            case 2: micro(yt + r, R, xpt, xt, C, W + r * C, 2, 1); break;
-            default: micro(yt + r, R, xpt, xt, C, W + r * C, 1, 1); break;
-            }
+            const uint16_t *pf = NULL;
+            MICRO_NT(1, 0)
         }
     }
+}
+
+static __attribute__((noinline)) void block_wide(float *y, const float *xp, const float *x, int64_t T, int64_t R,
+                                                 int64_t C, const uint16_t *W, int64_t r0, int64_t r1, int64_t rb) {
+    block_nr(y, xp, x, T, R, C, W, r0, r1, rb, 3);
+}
+
+static __attribute__((noinline)) void block_narrow(float *y, const float *xp, const float *x, int64_t T, int64_t R,
+                                                   int64_t C, const uint16_t *W, int64_t r0, int64_t r1, int64_t rb) {
+    block_nr(y, xp, x, T, R, C, W, r0, r1, rb, 2);
 }
 
 void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
@@ -96,11 +146,16 @@ void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int 
                 xp[t * C + i + j] = x[t * C + i + 2 * j];
                 xp[t * C + i + 8 + j] = x[t * C + i + 2 * j + 1];
             }
+    int64_t RB = BLOCK_BYTES / (2 * C) / 6 * 6;
+    if (RB < 6) RB = 6;
     const int64_t n_blocks = (R + RB - 1) / RB;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t b = 0; b < n_blocks; b++) {
         const int64_t r0 = b * RB, r1 = r0 + RB < R ? r0 + RB : R;
-        block(y, xp, x, T, R, C, w, r0, r1);
+        if (C > XREG_MAX_C)
+            block_wide(y, xp, x, T, R, C, w, r0, r1, RB);
+        else
+            block_narrow(y, xp, x, T, R, C, w, r0, r1, RB);
     }
     free(xp);
 }
