@@ -5,7 +5,7 @@ set -u
 cd "$(dirname "$0")/.."
 B=build/asan
 san="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-if ! make -s B=$B OPT="-O1" SAN="$san" \
+if ! make -s B=$B OPT="-O1 -march=native" SAN="$san" \
         $B/tests/test_fixtures $B/tests/test_property $B/tests/test_layouts $B/tests/test_safetensors >$B.log 2>&1; then
     tail -20 $B.log
     echo "sanitize: build failed"

@@ -58,8 +58,10 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
 #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
                 plm_v8 xe = plm_v8_load(xp + t * C + i), xo = plm_v8_load(xp + t * C + i + 8);
-                __asm__("" : "+x"(xe)); /* keep x in a register rather than a memory operand per FMA */
+#if defined(__AVX__) /* keep x in a register rather than a memory operand per FMA (needs 256-bit registers) */
+                __asm__("" : "+x"(xe));
                 __asm__("" : "+x"(xo));
+#endif
 #pragma GCC unroll 2
                 for (int r = 0; r < NR; r++) acc[t][r] += xe * we[r];
 #pragma GCC unroll 2
