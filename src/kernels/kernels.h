@@ -59,8 +59,7 @@ void plm_conv_ref(float *y, float *const *tail, const float *x, const float *w, 
 void plm_attn_ref(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                   int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
 void plm_logprob_ref(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
-/* fast variants */
-void plm_matmul_blas(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* the fast variants are declared in kernels/fast.h */
 
 /* element-wise and row ops (single implementations; vectorised by the compiler) */
 /* y[T, n] = x * rsqrt(mean(x^2) + eps) * (1 + w)  (zero-centred RMSNorm); y may alias x */

@@ -1,7 +1,6 @@
-/* y[T, rows] = x[T, cols] . W^T. Reference: plain loops converting W row by row. Fast: OpenBLAS
- * sgemm; BF16/F16 weights are converted one panel of rows at a time into a small buffer (the model
- * stays BF16 in memory), F32 weights are used in place. */
-#include <cblas.h>
+/* y[T, rows] = x[T, cols] . W^T, the reference: plain loops converting W chunk by chunk. The fast
+ * variants (BF16 GEMV, direct BF16 GEMM, threaded converted panels + sgemm) are in matmul_fast.c and
+ * matmul_bf16.c. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,32 +26,4 @@ void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n
             }
         }
     }
-}
-
-#define PANEL_ROWS 256
-
-void plm_matmul_blas(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
-    const int64_t R = W->rows, C = W->cols;
-    if (T == 0 || R == 0) return;
-    if (C == 0) {
-        memset(y, 0, (size_t)(T * R) * sizeof(float));
-        return;
-    }
-    if (W->dt == PLM_DT_F32 && ((uintptr_t)W->data % sizeof(float)) == 0) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)R, (int)C, 1.0f, x, (int)C,
-                    (const float *)W->data, (int)C, 0.0f, y, (int)R);
-        return;
-    }
-    float *panel = malloc((size_t)(PANEL_ROWS * C) * sizeof(float));
-    if (!panel) {
-        plm_matmul_ref(y, x, T, W, n_threads);
-        return;
-    }
-    for (int64_t r0 = 0; r0 < R; r0 += PANEL_ROWS) {
-        int64_t nr = R - r0 < PANEL_ROWS ? R - r0 : PANEL_ROWS;
-        for (int64_t r = 0; r < nr; r++) plm_mat_row(panel + r * C, W, r0 + r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)nr, (int)C, 1.0f, x, (int)C, panel,
-                    (int)C, 0.0f, y + r0, (int)R);
-    }
-    free(panel);
 }
