@@ -68,8 +68,13 @@ const plm_model_info *plm_model_get_info(const plm_model *m);
 /* A sequence's state: conv tails and delta-rule states of the linear layers, keys and values of the
  * attention layers, and the number of tokens it holds. */
 typedef struct plm_state plm_state;
+typedef struct plm_ctx plm_ctx; /* the running context (below) */
 
-plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err);
+plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err); /* on the CPU */
+/* A state on the device of context c (the CPU for a CPU context). Every state operation below works
+ * on the state's own device (a CUDA state's data never passes through the host); a step only takes
+ * states of its context's device, and copy / restore only between states of one device. */
+plm_status plm_state_new_on(plm_state **out, const plm_ctx *c, plm_error *err);
 void plm_state_free(plm_state *s);
 void plm_state_reset(plm_state *s);                 /* back to an empty sequence */
 int64_t plm_state_length(const plm_state *s);       /* tokens the state holds */
@@ -136,18 +141,31 @@ typedef struct {
     float *hidden;
 } plm_outputs;
 
-/* Running context: thread count and scratch memory, reused across steps. Not thread-safe: one
- * context per calling thread. */
-typedef struct plm_ctx plm_ctx;
+/* Running context (plm_ctx): device, thread count and scratch memory, reused across steps. Not
+ * thread-safe: one context per calling thread. */
 
 typedef struct {
     int32_t n_threads;      /* 0: all cores */
-    int32_t use_reference;  /* 1: plain scalar reference kernels (slow; for testing) */
+    int32_t use_reference;  /* 1: plain scalar reference kernels (slow; for testing; CPU only) */
+    /* where the context runs: NULL or "cpu", "cuda" (= "cuda:0") or "cuda:N". A CUDA context
+       uploads the weights once (BF16 stays BF16, F16 is widened to F32) and runs every step on
+       that GPU; its states must be created on it (plm_state_new_on). A build without CUDA refuses
+       "cuda" with PLM_ERR_UNSUPPORTED. */
+    const char *device;
+    /* CUDA: device bytes this context may allocate for weights and step scratch (0: no limit other
+       than the card's). A step that would need more is refused before it starts. */
+    size_t device_mem_limit;
 } plm_ctx_params;
 
 plm_ctx_params plm_ctx_default_params(void);
+/* Errors of a CUDA context name the device and, for memory, the bytes asked for: no GPU visible,
+ * a driver older than the runtime (PLM_ERR_UNSUPPORTED), device memory exhausted (PLM_ERR_NOMEM). */
 plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *p, plm_error *err);
 void plm_ctx_free(plm_ctx *c);
+/* "cpu" or "cuda:N". */
+const char *plm_ctx_device(const plm_ctx *c);
+/* Bytes of device memory the context holds now (weights + scratch; 0 on the CPU). */
+size_t plm_ctx_device_bytes(const plm_ctx *c);
 
 /* Runs one packed step. Validates the step (token ids, segments, positions against the states)
  * before touching any state: on error no state has changed. */

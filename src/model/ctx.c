@@ -3,12 +3,29 @@
 #include <omp.h>
 #include <stdlib.h>
 
+#include <stdio.h>
+#include <string.h>
+
+#include "model/cuda.h"
 #include "model/model.h"
 #include "util/error.h"
 
 plm_ctx_params plm_ctx_default_params(void) {
-    plm_ctx_params p = {0, 0};
+    plm_ctx_params p = {0};
     return p;
+}
+
+/* "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N; -2 when malformed */
+static int parse_device(const char *d) {
+    if (!d || !strcmp(d, "cpu")) return -1;
+    if (!strcmp(d, "cuda")) return 0;
+    if (strncmp(d, "cuda:", 5) || !d[5] || strlen(d + 5) > 4) return -2;
+    int n = 0;
+    for (const char *q = d + 5; *q; q++) {
+        if (*q < '0' || *q > '9') return -2;
+        n = n * 10 + (*q - '0');
+    }
+    return n;
 }
 
 plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *p, plm_error *err) {
@@ -17,6 +34,26 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
     if (!c) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
     c->model = m;
     c->p = p ? *p : plm_ctx_default_params();
+    c->dev = parse_device(c->p.device);
+    c->p.device = NULL; /* not kept: the caller's string need not outlive the context */
+    if (c->dev == -2) {
+        free(c);
+        return plm_fail(err, PLM_ERR_INPUT, "unknown device \"%s\" (expected cpu, cuda or cuda:N)", p->device);
+    }
+    if (c->dev < 0) snprintf(c->dev_name, sizeof c->dev_name, "cpu");
+    else snprintf(c->dev_name, sizeof c->dev_name, "cuda:%d", c->dev);
+    if (c->dev >= 0) {
+        if (c->p.use_reference) {
+            free(c);
+            return plm_fail(err, PLM_ERR_UNSUPPORTED, "the reference kernels run on the CPU only, not on %s",
+                            p->device);
+        }
+        plm_status st = plm_cuda_open(&c->cuda, m, c->dev, c->p.device_mem_limit, err);
+        if (st) {
+            free(c);
+            return st;
+        }
+    }
     if (c->p.n_threads <= 0) c->p.n_threads = omp_get_num_procs();
     if (c->p.n_threads < 1) c->p.n_threads = 1;
     /* packlm threads its own work (OpenMP) and calls OpenBLAS from inside it, one panel per thread:
@@ -30,9 +67,14 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
 
 void plm_ctx_free(plm_ctx *c) {
     if (!c) return;
+    plm_cuda_close(c->cuda);
     free(c->scratch);
     free(c);
 }
+
+const char *plm_ctx_device(const plm_ctx *c) { return c->dev_name; }
+
+size_t plm_ctx_device_bytes(const plm_ctx *c) { return c->cuda ? plm_cuda_bytes(c->cuda) : 0; }
 
 float *plm_ctx_scratch(plm_ctx *c, size_t n) {
     if (n > c->scratch_n) {

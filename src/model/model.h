@@ -46,6 +46,7 @@ struct plm_model {
 
 struct plm_state {
     const plm_model *model;
+    int dev;         /* -1: host memory; N: every pointer below (data, not the arrays) is on cuda:N */
     int64_t len;
     float **conv;    /* [n_linear] of [kernel-1, conv_dim]: the last inputs, oldest first */
     float **rec;     /* [n_linear] of [nv, dk, dv] */
@@ -56,14 +57,24 @@ struct plm_state {
     uint64_t *rb_time;
     int64_t *rb_len;
     int n_rb, cap_rb;
+    /* CUDA states: conv and rec point into one device allocation (fixed); KV blocks come from
+       slabs, one device allocation per growth, never moved */
+    void *fixed;
+    void **slabs;
+    int n_slabs, cap_slabs;
 };
 
 /* Makes room in every attention layer's cache for n_total tokens (no data moves). */
 plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err);
 
+typedef struct plm_cuda plm_cuda; /* a CUDA context's device side (model/cuda.h) */
+
 struct plm_ctx {
     const plm_model *model;
     plm_ctx_params p;
+    int dev;          /* -1: CPU; N: cuda:N */
+    char dev_name[16];
+    plm_cuda *cuda;   /* NULL on the CPU */
     plm_kernels k;    /* dispatch table: reference or fast */
     float *scratch;   /* grown on demand */
     size_t scratch_n;

@@ -2,9 +2,11 @@
  * values of the attention layers in blocks of PLM_KV_BLOCK tokens that never move as they grow.
  * Snapshots copy the fixed-size part only (see packlm.h). */
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda.h"
 #include "model/model.h"
 #include "util/error.h"
 
@@ -26,18 +28,32 @@ static void new_identity(plm_state *s) {
     s->n_rb = 0;
 }
 
-plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err) {
+static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_error *err) {
     *out = NULL;
     plm_state *s = calloc(1, sizeof *s);
     const int nl = m->info.n_linear_layers, na = m->info.n_attention_layers;
     if (!s) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a state");
     s->model = m;
+    s->dev = dev;
     new_identity(s);
     s->conv = calloc((size_t)nl + 1, sizeof *s->conv);
     s->rec = calloc((size_t)nl + 1, sizeof *s->rec);
     s->kv = calloc((size_t)na + 1, sizeof *s->kv);
     int ok = s->conv && s->rec && s->kv;
-    for (int i = 0; ok && i < nl; i++) {
+    if (ok && dev >= 0) { /* one device allocation: per layer the conv tail, then the delta-rule state */
+        const size_t per = conv_floats(m) + rec_floats(m), bytes = (size_t)nl * per * sizeof(float);
+        plm_status st = plm_cuda_alloc(dev, &s->fixed, bytes ? bytes : 16, "a state", err);
+        if (!st) st = plm_cuda_memset0(dev, s->fixed, bytes, err);
+        if (st) {
+            plm_state_free(s);
+            return st;
+        }
+        for (int i = 0; i < nl; i++) {
+            s->conv[i] = (float *)s->fixed + (size_t)i * per;
+            s->rec[i] = s->conv[i] + conv_floats(m);
+        }
+    }
+    for (int i = 0; ok && dev < 0 && i < nl; i++) {
         s->conv[i] = calloc(conv_floats(m) + 1, sizeof(float));
         s->rec[i] = calloc(rec_floats(m), sizeof(float));
         ok = s->conv[i] && s->rec[i];
@@ -50,8 +66,16 @@ plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err) {
     return PLM_OK;
 }
 
-static void kv_free(plm_kv *kv) {
-    for (int b = 0; b < kv->n_blocks; b++) {
+plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err) {
+    return state_alloc(out, m, -1, err);
+}
+
+plm_status plm_state_new_on(plm_state **out, const plm_ctx *c, plm_error *err) {
+    return state_alloc(out, c->model, c->dev, err);
+}
+
+static void kv_free(plm_kv *kv, int dev) {
+    for (int b = 0; dev < 0 && b < kv->n_blocks; b++) {
         free(kv->k[b]);
         free(kv->v[b]);
     }
@@ -63,12 +87,17 @@ static void kv_free(plm_kv *kv) {
 void plm_state_free(plm_state *s) {
     if (!s) return;
     const plm_model *m = s->model;
-    for (int i = 0; i < m->info.n_linear_layers; i++) {
+    for (int i = 0; s->dev < 0 && i < m->info.n_linear_layers; i++) {
         if (s->conv) free(s->conv[i]);
         if (s->rec) free(s->rec[i]);
     }
     if (s->kv)
-        for (int i = 0; i < m->info.n_attention_layers; i++) kv_free(&s->kv[i]);
+        for (int i = 0; i < m->info.n_attention_layers; i++) kv_free(&s->kv[i], s->dev);
+    if (s->dev >= 0) {
+        plm_cuda_free(s->dev, s->fixed);
+        for (int i = 0; i < s->n_slabs; i++) plm_cuda_free(s->dev, s->slabs[i]);
+        free(s->slabs);
+    }
     free(s->conv);
     free(s->rec);
     free(s->kv);
@@ -80,7 +109,11 @@ void plm_state_free(plm_state *s) {
 /* Keeps the KV blocks allocated (a reset state is usually reused for a new sequence). */
 void plm_state_reset(plm_state *s) {
     const plm_model *m = s->model;
-    for (int i = 0; i < m->info.n_linear_layers; i++) {
+    if (s->dev >= 0) /* one memset over conv tails and delta-rule states (an error here is the device's
+                        sticky error: the next step reports it) */
+        plm_cuda_memset0(s->dev, s->fixed, (size_t)m->info.n_linear_layers * (conv_floats(m) + rec_floats(m)) *
+                         sizeof(float), NULL);
+    for (int i = 0; s->dev < 0 && i < m->info.n_linear_layers; i++) {
         memset(s->conv[i], 0, conv_floats(m) * sizeof(float));
         memset(s->rec[i], 0, rec_floats(m) * sizeof(float));
     }
@@ -89,6 +122,37 @@ void plm_state_reset(plm_state *s) {
 }
 
 int64_t plm_state_length(const plm_state *s) { return s->len; }
+
+/* CUDA: the blocks missing in every attention layer come from one new device slab (exactly the blocks
+ * needed, so plm_state_bytes keeps its formula). */
+static plm_status reserve_dev(plm_state *s, int need, plm_error *err) {
+    const plm_model *m = s->model;
+    const int na = m->info.n_attention_layers;
+    const int have = na ? s->kv[0].n_blocks : need;
+    if (need <= have) return PLM_OK;
+    if (s->n_slabs == s->cap_slabs) {
+        int cap = s->cap_slabs ? 2 * s->cap_slabs : 8;
+        void **p = realloc(s->slabs, (size_t)cap * sizeof *p);
+        if (!p) return plm_fail(err, PLM_ERR_NOMEM, "out of memory growing a KV cache");
+        s->slabs = p;
+        s->cap_slabs = cap;
+    }
+    const int grow = need - have;
+    const size_t bb = kv_block_floats(m) * sizeof(float);
+    void *slab;
+    plm_status st = plm_cuda_alloc(s->dev, &slab, (size_t)grow * 2 * na * bb, "KV cache blocks", err);
+    if (st) return st;
+    s->slabs[s->n_slabs++] = slab;
+    for (int i = 0; i < na; i++) {
+        plm_kv *kv = &s->kv[i];
+        for (int b = 0; b < grow; b++) {
+            kv->k[kv->n_blocks] = (float *)((char *)slab + ((size_t)i * 2 * grow + b) * bb);
+            kv->v[kv->n_blocks] = (float *)((char *)slab + ((size_t)i * 2 * grow + grow + b) * bb);
+            kv->n_blocks++;
+        }
+    }
+    return PLM_OK;
+}
 
 plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err) {
     const plm_model *m = s->model;
@@ -106,6 +170,7 @@ plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err) {
                                           (long long)n_total);
             kv->cap_blocks = cap;
         }
+        if (s->dev >= 0) continue;
         while (kv->n_blocks < need) {
             float *k = malloc(kv_block_floats(m) * sizeof(float));
             float *v = malloc(kv_block_floats(m) * sizeof(float));
@@ -120,25 +185,59 @@ plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err) {
             kv->n_blocks++;
         }
     }
+    return s->dev >= 0 ? reserve_dev(s, need, err) : PLM_OK;
+}
+
+/* memcpy on the state's device */
+static plm_status mem_copy(int dev, void *dst, const void *src, size_t n, plm_error *err) {
+    if (dev >= 0) return plm_cuda_copy(dev, dst, src, n, err);
+    memcpy(dst, src, n);
     return PLM_OK;
+}
+
+/* The fixed part (conv tails, delta-rule states) from src[] to dst[] per layer; a device state holds
+ * it in one block laid out as a snapshot, so one copy does. */
+static plm_status fixed_copy(int dev, const plm_model *m, float *const *dconv, float *const *drec,
+                             const float *const *sconv, const float *const *srec, plm_error *err) {
+    const int nl = m->info.n_linear_layers;
+    const size_t cb = conv_floats(m) * sizeof(float), rb = rec_floats(m) * sizeof(float);
+    if (dev >= 0) return nl ? plm_cuda_copy(dev, dconv[0], sconv[0], nl * (cb + rb), err) : PLM_OK;
+    for (int i = 0; i < nl; i++) {
+        memcpy(dconv[i], sconv[i], cb);
+        memcpy(drec[i], srec[i], rb);
+    }
+    return PLM_OK;
+}
+
+static const char *dev_name(int dev, char buf[16]) {
+    if (dev < 0) return "cpu";
+    snprintf(buf, 16, "cuda:%d", dev);
+    return buf;
 }
 
 plm_status plm_state_copy(plm_state *dst, const plm_state *src, plm_error *err) {
     const plm_model *m = src->model;
     if (dst->model != m) return plm_fail(err, PLM_ERR_STATE, "state copy between states of different models");
     if (dst == src) return PLM_OK;
+    char b1[16], b2[16];
+    if (dst->dev != src->dev)
+        return plm_fail(err, PLM_ERR_STATE, "state copy from a state on %s to one on %s", dev_name(src->dev, b1),
+                        dev_name(dst->dev, b2));
     plm_status st = plm_state_reserve(dst, src->len, err);
-    if (st) return st;
-    for (int i = 0; i < m->info.n_linear_layers; i++) {
-        memcpy(dst->conv[i], src->conv[i], conv_floats(m) * sizeof(float));
-        memcpy(dst->rec[i], src->rec[i], rec_floats(m) * sizeof(float));
-    }
+    if (!st)
+        st = fixed_copy(src->dev, m, dst->conv, dst->rec, (const float *const *)src->conv,
+                        (const float *const *)src->rec, err);
     const int used = (int)((src->len + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
-    for (int i = 0; i < m->info.n_attention_layers; i++)
-        for (int b = 0; b < used; b++) {
-            memcpy(dst->kv[i].k[b], src->kv[i].k[b], kv_block_floats(m) * sizeof(float));
-            memcpy(dst->kv[i].v[b], src->kv[i].v[b], kv_block_floats(m) * sizeof(float));
+    const size_t bb = kv_block_floats(m) * sizeof(float);
+    for (int i = 0; i < m->info.n_attention_layers && !st; i++)
+        for (int b = 0; b < used && !st; b++) {
+            st = mem_copy(src->dev, dst->kv[i].k[b], src->kv[i].k[b], bb, err);
+            if (!st) st = mem_copy(src->dev, dst->kv[i].v[b], src->kv[i].v[b], bb, err);
         }
+    if (st) { /* a device error halfway: dst is an empty sequence again, never a mix */
+        plm_state_reset(dst);
+        return st;
+    }
     dst->len = src->len;
     new_identity(dst);
     return PLM_OK;
@@ -172,27 +271,41 @@ struct plm_snapshot {
     const plm_model *model;
     uint64_t id, time;
     int64_t len;
+    int dev;     /* where data lives: -1 host, N cuda:N (the state's device) */
     float *data; /* [n_linear] of conv tails then delta-rule states */
 };
 
 plm_status plm_state_snapshot(plm_snapshot **out, const plm_state *s, plm_error *err) {
     *out = NULL;
     const plm_model *m = s->model;
-    const size_t cf = conv_floats(m), rf = rec_floats(m);
+    const int nl = m->info.n_linear_layers;
+    const size_t cf = conv_floats(m), rf = rec_floats(m), bytes = ((size_t)nl * (cf + rf) + 1) * sizeof(float);
     plm_snapshot *p = calloc(1, sizeof *p);
-    if (p) p->data = malloc(((size_t)m->info.n_linear_layers * (cf + rf) + 1) * sizeof(float));
-    if (!p || !p->data) {
-        plm_snapshot_free(p);
+    if (!p) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a snapshot");
+    p->dev = s->dev;
+    if (s->dev >= 0) {
+        plm_status st = plm_cuda_alloc(s->dev, (void **)&p->data, bytes, "a snapshot", err);
+        if (st) {
+            free(p);
+            return st;
+        }
+    } else if (!(p->data = malloc(bytes))) {
+        free(p);
         return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a snapshot");
     }
     p->model = m;
     p->id = s->id;
     p->time = tick();
     p->len = s->len;
-    float *d = p->data;
-    for (int i = 0; i < m->info.n_linear_layers; i++, d += cf + rf) {
-        memcpy(d, s->conv[i], cf * sizeof(float));
-        memcpy(d + cf, s->rec[i], rf * sizeof(float));
+    float *dc[nl ? nl : 1], *dr[nl ? nl : 1];
+    for (int i = 0; i < nl; i++) {
+        dc[i] = p->data + (size_t)i * (cf + rf);
+        dr[i] = dc[i] + cf;
+    }
+    plm_status st = fixed_copy(s->dev, m, dc, dr, (const float *const *)s->conv, (const float *const *)s->rec, err);
+    if (st) {
+        plm_snapshot_free(p);
+        return st;
     }
     *out = p;
     return PLM_OK;
@@ -202,6 +315,7 @@ plm_status plm_state_restore(plm_state *s, const plm_snapshot *p, plm_error *err
     const plm_model *m = s->model;
     if (!p) return plm_fail(err, PLM_ERR_INPUT, "restore: no snapshot");
     if (p->model != m) return plm_fail(err, PLM_ERR_STATE, "restore: the snapshot belongs to another model");
+    if (p->dev != s->dev) return plm_fail(err, PLM_ERR_STATE, "restore: the snapshot is on another device");
     if (p->id != s->id)
         return plm_fail(err, PLM_ERR_STATE,
                         "restore: the snapshot was taken from another sequence (the state was created, reset or "
@@ -229,12 +343,15 @@ plm_status plm_state_restore(plm_state *s, const plm_snapshot *p, plm_error *err
         if (!t || !l) return plm_fail(err, PLM_ERR_NOMEM, "out of memory restoring a snapshot");
         s->cap_rb = cap;
     }
+    const int nl = m->info.n_linear_layers;
     const size_t cf = conv_floats(m), rf = rec_floats(m);
-    const float *d = p->data;
-    for (int i = 0; i < m->info.n_linear_layers; i++, d += cf + rf) {
-        memcpy(s->conv[i], d, cf * sizeof(float));
-        memcpy(s->rec[i], d + cf, rf * sizeof(float));
+    const float *sc[nl ? nl : 1], *sr[nl ? nl : 1];
+    for (int i = 0; i < nl; i++) {
+        sc[i] = p->data + (size_t)i * (cf + rf);
+        sr[i] = sc[i] + cf;
     }
+    plm_status st = fixed_copy(s->dev, m, s->conv, s->rec, sc, sr, err);
+    if (st) return st;
     s->len = p->len;
     s->rb_time[n] = tick();
     s->rb_len[n] = p->len;
@@ -246,6 +363,7 @@ int64_t plm_snapshot_length(const plm_snapshot *p) { return p ? p->len : 0; }
 
 void plm_snapshot_free(plm_snapshot *p) {
     if (!p) return;
-    free(p->data);
+    if (p->dev >= 0) plm_cuda_free(p->dev, p->data);
+    else free(p->data);
     free(p);
 }

@@ -4,12 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda.h"
 #include "model/model.h"
 #include "util/error.h"
 
 #define OUT_BLOCK 32 /* tokens per lm_head block when scoring or emitting logits */
 
-static plm_status validate(const plm_model *m, const plm_step *s, plm_error *err) {
+static plm_status validate(const plm_ctx *c, const plm_step *s, plm_error *err) {
+    const plm_model *m = c->model;
     if (!s || s->n_tokens <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no tokens");
     if (!s->tokens || !s->cu || !s->state) return plm_fail(err, PLM_ERR_INPUT, "step is missing tokens, cu or state");
     if (s->n_seg <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no segments");
@@ -28,6 +30,9 @@ static plm_status validate(const plm_model *m, const plm_step *s, plm_error *err
         const plm_state *st = s->state[i];
         if (!st) return plm_fail(err, PLM_ERR_INPUT, "segment %d has no state", i);
         if (st->model != m) return plm_fail(err, PLM_ERR_STATE, "segment %d's state belongs to another model", i);
+        if (st->dev != c->dev)
+            return plm_fail(err, PLM_ERR_STATE, "segment %d's state is on %s but the context runs on %s", i,
+                            st->dev < 0 ? "cpu" : "another device", c->dev_name);
         for (int j = 0; j < i; j++)
             if (s->state[j] == st)
                 return plm_fail(err, PLM_ERR_INPUT, "segments %d and %d share one state in the same step", j, i);
@@ -90,7 +95,7 @@ static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int6
 plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
     const plm_model *m = c->model;
     const plm_config *cf = &m->cfg;
-    plm_status st = validate(m, s, err);
+    plm_status st = validate(c, s, err);
     if (st) return st;
     if (out && out->target)
         for (int32_t t = 0; t < s->n_tokens; t++)
@@ -103,6 +108,16 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
                 return plm_fail(err, PLM_ERR_INPUT, "output row %d is not a token of the step", out->rows[i]);
     for (int i = 0; i < s->n_seg; i++) /* KV room first: after this nothing can fail */
         if ((st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err))) return st;
+    if (c->dev >= 0) { /* the same step on the GPU (model/cuda_backend.cu) */
+        int64_t start_buf[64], *start = s->n_seg <= 64 ? start_buf : malloc((size_t)s->n_seg * sizeof *start);
+        if (!start) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %d segments", s->n_seg);
+        for (int i = 0; i < s->n_seg; i++) start[i] = s->state[i]->len;
+        st = plm_cuda_step(c, s, out, start, err);
+        if (!st)
+            for (int i = 0; i < s->n_seg; i++) s->state[i]->len += s->cu[i + 1] - s->cu[i];
+        if (start != start_buf) free(start);
+        return st;
+    }
 
     const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
     const int n_seg = s->n_seg;

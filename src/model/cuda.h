@@ -1,0 +1,46 @@
+/* Internal: what the host side (context, states, step) asks of the CUDA backend. Implemented in
+ * model/cuda_backend.cu when the build has CUDA (make CUDA=1), and by model/cuda_stub.c otherwise,
+ * whose functions all answer PLM_ERR_UNSUPPORTED. All functions are C. */
+#ifndef PLM_MODEL_CUDA_H
+#define PLM_MODEL_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "packlm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct plm_model;
+struct plm_ctx;
+typedef struct plm_cuda plm_cuda;
+
+/* 1 when this build has the CUDA backend. */
+int plm_cuda_built(void);
+
+/* Opens cuda:dev for model m: checks the device and driver, creates the stream and cuBLAS handle,
+ * uploads the weights. mem_limit: bytes this context may allocate (0: no limit). */
+plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err);
+void plm_cuda_close(plm_cuda *g);
+size_t plm_cuda_bytes(const plm_cuda *g);
+
+/* Runs a validated step whose states are on the context's device and hold KV room for it; start[s]
+ * is segment s's length before the step. Lengths are not advanced here. On error no state has
+ * changed if the error came before the layers ran (memory is checked first). */
+plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
+                         plm_error *err);
+
+/* Device memory for states and snapshots (synchronous with respect to every stream of the device). */
+plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err);
+void plm_cuda_free(int dev, void *p);
+plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err);
+plm_status plm_cuda_copy(int dev, void *dst, const void *src, size_t bytes, plm_error *err); /* device to device */
+plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes, plm_error *err);
+plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,36 @@
+/* The CUDA backend's entry points in a build without CUDA (plain `make`): every one refuses. A CUDA
+ * build (make CUDA=1) compiles model/cuda_backend.cu instead of this file. */
+#include "model/cuda.h"
+#include "util/error.h"
+
+#define NO_CUDA "this packlm was built without CUDA (rebuild with make CUDA=1)"
+
+int plm_cuda_built(void) { return 0; }
+
+plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err) {
+    *out = NULL;
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: %s", dev, NO_CUDA);
+}
+void plm_cuda_close(plm_cuda *g) { (void)g; }
+size_t plm_cuda_bytes(const plm_cuda *g) { return 0; }
+plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
+                         plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err) {
+    *p = NULL;
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+void plm_cuda_free(int dev, void *p) { (void)p; }
+plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_copy(int dev, void *dst, const void *src, size_t bytes, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
