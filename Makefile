@@ -1,5 +1,7 @@
 # packlm build. `make` builds the library, the CLI ($(B)/packlm) and the tests; `make test` runs them.
 # B=dir builds elsewhere (tests/sanitize.sh: B=build/asan with AddressSanitizer + UBSan).
+# CUDA=1 adds the CUDA backend (src/**/*.cu through nvcc from $(CUDA_HOME), cuBLAS and the CUDA
+# runtime from the toolkit): sm_90 code plus compute_80 PTX for other GPUs.
 B       ?= build
 CC      ?= cc
 OPT     ?= -O2 -march=native
@@ -11,11 +13,29 @@ CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE -
 LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp $(SAN)
 
 SRC     := $(shell find src -name '*.c' | sort)
-OBJ     := $(SRC:%.c=$(B)/obj/%.o)
+CUDA    ?=
+CUDA_HOME ?= /usr/local/cuda
+NVCC    ?= $(CUDA_HOME)/bin/nvcc
+NVFLAGS ?= -O2 -g -lineinfo
+NVFLAGS += -std=c++17 -Iinclude -Isrc -Xcompiler -Wall,-Wno-unused-parameter \
+           -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+ifeq ($(CUDA),1)
+CUSRC   := $(shell find src -name '*.cu' | sort)
+SRC     := $(filter-out src/model/cuda_stub.c,$(SRC))
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+FLAVOR  := cuda
+else
+CUSRC   :=
+FLAVOR  := cpu
+endif
+OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(CUSRC:%.cu=$(B)/obj/%.cu.o)
 LIB     := $(B)/libpacklm.a
 TOOLSRC := $(wildcard tools/*.c)
 TOOLOBJ := $(TOOLSRC:%.c=$(B)/obj/%.o)
 TESTSRC := $(wildcard tests/test_*.c)
+ifneq ($(CUDA),1)
+TESTSRC := $(filter-out tests/test_cuda_%,$(TESTSRC)) # the kernel harness drives CUDA kernels directly
+endif
 TESTBIN := $(TESTSRC:tests/%.c=$(B)/tests/%)
 TESTCOMMON := $(filter-out $(TESTSRC),$(wildcard tests/*.c))
 TESTCOMMONOBJ := $(TESTCOMMON:%.c=$(B)/obj/%.o)
@@ -26,20 +46,29 @@ all: $(B)/packlm $(TESTBIN)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(CPPFLAGS) $(NVFLAGS) -MMD -MP -c $< -o $@
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
 
-$(LIB): $(OBJ)
+# the library is rebuilt when the build switches between CPU-only and CUDA
+$(B)/flavor: FORCE
+	@mkdir -p $(B)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(FLAVOR)" ] || echo "$(FLAVOR)" > $@
+
+$(LIB): $(OBJ) $(B)/flavor
 	@mkdir -p $(dir $@)
-	rm -f $@ && ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $(OBJ)
 
 $(B)/packlm: $(TOOLOBJ) $(BENCHOBJ) $(LIB)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
 $(B)/tests/%: $(B)/obj/tests/%.o $(TESTCOMMONOBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
 
 test: all
 	./tests/run_all.sh
@@ -47,5 +76,6 @@ test: all
 clean:
 	rm -rf $(B)
 
-.PHONY: all test clean
+FORCE:
+.PHONY: all test clean FORCE
 .SECONDARY:

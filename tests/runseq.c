@@ -19,7 +19,7 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
     plm_state **sst = malloc((n + 1) * sizeof *sst);
     float *lg = logits ? malloc((size_t)total * V * sizeof *lg) : NULL, *lp = malloc(total * sizeof *lp);
     plm_status status = PLM_OK;
-    for (int i = 0; i < n && !status; i++) status = plm_state_new(&st[i], m, err);
+    for (int i = 0; i < n && !status; i++) status = plm_state_new_on(&st[i], c, err);
     int32_t cs = 0;
     int64_t co = 0;
     while (!status) {

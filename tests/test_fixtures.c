@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "devutil.h"
+#include "model/cuda.h"
 #include "runseq.h"
 #include "testutil.h"
 
@@ -18,7 +21,120 @@ static void shuffle(int *a, int n, tu_rng *r) {
     }
 }
 
-static int run_fixture(const char *name, int n_threads, int reference) {
+/* The same model through a BF16 copy of the checkpoint on device: within 3e-2 * max|ref| of the F32
+ * reference, every sequence in one step and under a small budget. */
+static void run_bf16(const char *name, const char *device) {
+    char dir[256], bdir[256], path[512], what[200];
+    plm_error err = {0};
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(bdir, sizeof bdir, "build/tmp-bf16-%s", name);
+    mkdir("build", 0755);
+    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy written (%s)", name, err.msg)) return;
+    plm_model *m = NULL;
+    plm_ctx *c = NULL;
+    if (!tu_check(plm_model_open(&m, bdir, &err) == PLM_OK, "%s: BF16 copy opens (%s)", name, err.msg)) return;
+    if (tu_ctx_on(&c, m, device, 2, name)) {
+        plm_model_free(m);
+        return;
+    }
+    const int V = plm_model_get_info(m)->vocab_size;
+    int32_t **seqs;
+    int64_t *lens, total = 0, shape[8];
+    int nd;
+    snprintf(path, sizeof path, "%s/inputs.txt", dir);
+    int n = tu_read_token_lines(path, &seqs, &lens);
+    for (int i = 0; i < n; i++) total += lens[i];
+    float *ref = NULL, *got = malloc((size_t)total * V * sizeof *got);
+    snprintf(path, sizeof path, "%s/logits.npy", dir);
+    if (plm_npy_load_f32(&ref, &nd, shape, path, &err) == PLM_OK) {
+        const int64_t budgets[] = {0, 7};
+        for (int b = 0; b < 2; b++) {
+            for (size_t i = 0; i < (size_t)total * V; i++) got[i] = NAN;
+            tu_check(tu_run_packed(c, m, seqs, lens, n, NULL, budgets[b], got, NULL, &err) == PLM_OK, "%s: BF16 run (%s)",
+                     name, err.msg);
+            snprintf(what, sizeof what, "%s on %s, weights cast to BF16, budget %lld", name, device,
+                     (long long)budgets[b]);
+            tu_close(got, ref, (size_t)total * V, 3e-2, what);
+        }
+    }
+    free(ref);
+    free(got);
+    tu_free_seqs(seqs, n);
+    free(lens);
+    plm_ctx_free(c);
+    plm_model_free(m);
+}
+
+/* Errors on a device: the CPU path's messages for bad input, a state of another device refused, a
+ * memory limit too small for the weights or for a step refused cleanly (no state changed), an
+ * impossible allocation reported with its size. */
+static void device_errors(const char *name, const char *device) {
+    char dir[256];
+    plm_error err = {0}, err2 = {0};
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    plm_model *m = NULL;
+    plm_ctx *c = NULL, *cpu = NULL;
+    if (plm_model_open(&m, dir, &err)) return;
+    if (tu_ctx_on(&c, m, device, 2, name)) {
+        plm_model_free(m);
+        return;
+    }
+    plm_ctx_new(&cpu, m, NULL, &err);
+    plm_state *s = NULL, *sc = NULL;
+    plm_state_new_on(&s, c, &err);
+    plm_state_new(&sc, m, &err);
+    int32_t bad[3] = {1, 99999, 2}, cu[2] = {0, 3};
+    plm_step step = {3, bad, NULL, 1, cu, &s}, stepc = {3, bad, NULL, 1, cu, &sc};
+    plm_status a = plm_step_run(c, &step, NULL, &err), b = plm_step_run(cpu, &stepc, NULL, &err2);
+    tu_check(a == PLM_ERR_INPUT && a == b && !strcmp(err.msg, err2.msg) && plm_state_length(s) == 0,
+             "%s on %s: a bad token id refused as on the CPU (\"%s\")", name, device, err.msg);
+    int32_t good[3] = {1, 2, 3};
+    plm_step mixed = {3, good, NULL, 1, cu, &sc};
+    a = plm_step_run(c, &mixed, NULL, &err);
+    tu_check(a == PLM_ERR_STATE && strstr(err.msg, "cpu"), "%s on %s: a CPU state refused (\"%s\")", name, device,
+             err.msg);
+    tu_check(plm_state_copy(s, sc, &err) == PLM_ERR_STATE, "%s on %s: no copy between devices (\"%s\")", name, device,
+             err.msg);
+    /* limits */
+    plm_ctx *tiny = NULL;
+    plm_ctx_params p = plm_ctx_default_params();
+    p.device = device;
+    p.device_mem_limit = 4096;
+    a = plm_ctx_new(&tiny, m, &p, &err);
+    tu_check(a == PLM_ERR_NOMEM && strstr(err.msg, "limit") && !tiny,
+             "%s on %s: a limit below the weights refused at open (\"%s\")", name, device, err.msg);
+    p.device_mem_limit = plm_ctx_device_bytes(c) - plm_ctx_device_bytes(c) / 64; /* the weights and a small step */
+    if (plm_ctx_new(&tiny, m, &p, &err) == PLM_OK) {
+        const int T = 4000;
+        int32_t *tok = calloc(T, sizeof *tok), cu2[2] = {0, T};
+        plm_step big = {T, tok, NULL, 1, cu2, &s};
+        plm_state_reset(s);
+        a = plm_step_run(tiny, &big, NULL, &err);
+        tu_check(a == PLM_ERR_NOMEM && strstr(err.msg, "4000 tokens") && plm_state_length(s) == 0,
+                 "%s on %s: a step over the memory limit refused before it starts (\"%s\")", name, device, err.msg);
+        plm_step small = {3, good, NULL, 1, cu, &s};
+        a = plm_step_run(tiny, &small, NULL, &err);
+        tu_check(a == PLM_OK && plm_state_length(s) == 3, "%s on %s: a small step still runs under the limit", name,
+                 device);
+        free(tok);
+        plm_ctx_free(tiny);
+    } else tu_check(0, "%s on %s: context under a limit just above the weights: %s", name, device, err.msg);
+    plm_state *huge = NULL;
+    plm_snapshot *snap = NULL;
+    (void)snap;
+    void *pbig = NULL;
+    a = plm_cuda_alloc(0, &pbig, (size_t)1 << 52, "an impossible test allocation", &err);
+    tu_check(a == PLM_ERR_NOMEM && strstr(err.msg, "4503599627370496 bytes") && !pbig,
+             "%s on %s: an impossible allocation is a clean out-of-memory error (\"%s\")", name, device, err.msg);
+    plm_state_free(huge);
+    plm_state_free(s);
+    plm_state_free(sc);
+    plm_ctx_free(cpu);
+    plm_ctx_free(c);
+    plm_model_free(m);
+}
+
+static int run_fixture(const char *name, int n_threads, int reference, const char *device) {
     char dir[256], path[512];
     snprintf(dir, sizeof dir, "tests/data/%s", name);
     plm_error err = {0};
@@ -28,7 +144,13 @@ static int run_fixture(const char *name, int n_threads, int reference) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = n_threads;
     p.use_reference = reference;
-    TU_REQUIRE_OK(plm_ctx_new(&c, m, &p, &err), &err);
+    p.device = device;
+    if (strcmp(device, "cpu")) {
+        if (tu_ctx_on(&c, m, device, n_threads, name)) {
+            plm_model_free(m);
+            return 0;
+        }
+    } else TU_REQUIRE_OK(plm_ctx_new(&c, m, &p, &err), &err);
     const plm_model_info *in = plm_model_get_info(m);
     const int V = in->vocab_size, H = in->hidden_size, NL = in->n_layers;
 
@@ -48,7 +170,9 @@ static int run_fixture(const char *name, int n_threads, int reference) {
              (long long)shape[0], (long long)shape[1]);
     float *got = malloc((size_t)total * V * sizeof *got);
     char what[160];
-    const char *tag = reference ? " (reference kernels)" : "";
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s%s%s", reference ? " (reference kernels)" : "", strcmp(device, "cpu") ? " on " : "",
+             strcmp(device, "cpu") ? device : "");
 
     /* 1. everything in one step, input order */
     TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, got, NULL, &err), &err);
@@ -58,8 +182,8 @@ static int run_fixture(const char *name, int n_threads, int reference) {
     {   /* the fast path is bit-for-bit reproducible run to run */
         float *again = malloc((size_t)total * V * sizeof *again);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, again, NULL, &err), &err);
-        tu_check(!memcmp(got, again, (size_t)total * V * sizeof *got), "%s: a second run is bit-for-bit identical",
-                 name);
+        tu_check(!memcmp(got, again, (size_t)total * V * sizeof *got), "%s%s: a second run is bit-for-bit identical",
+                 name, tag);
         free(again);
     }
 
@@ -69,7 +193,7 @@ static int run_fixture(const char *name, int n_threads, int reference) {
         for (int j = 0; j < i; j++) off += lens[j];
         TU_REQUIRE_OK(tu_run_packed(c, m, &seqs[i], &lens[i], 1, NULL, 0, got + off * V, NULL, &err), &err);
     }
-    snprintf(what, sizeof what, "%s: each sequence alone", name);
+    snprintf(what, sizeof what, "%s%s: each sequence alone", name, tag);
     tu_close(got, ref, (size_t)total * V, REL, what);
 
     /* 3. token budgets: 1, small odd, chunk-sized, random */
@@ -79,7 +203,7 @@ static int run_fixture(const char *name, int n_threads, int reference) {
         int64_t bud = budgets[b] ? budgets[b] : tu_randint(&rng, 2, 300);
         memset(got, 0, (size_t)total * V * sizeof *got);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, bud, got, NULL, &err), &err);
-        snprintf(what, sizeof what, "%s: token budget %lld per step", name, (long long)bud);
+        snprintf(what, sizeof what, "%s%s: token budget %lld per step", name, tag, (long long)bud);
         tu_close(got, ref, (size_t)total * V, REL, what);
     }
 
@@ -90,7 +214,7 @@ static int run_fixture(const char *name, int n_threads, int reference) {
         shuffle(order, n, &rng);
         int64_t bud = r == 0 ? 0 : tu_randint(&rng, 1, 90);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, order, bud, got, NULL, &err), &err);
-        snprintf(what, sizeof what, "%s: shuffled order %d, budget %lld", name, r, (long long)bud);
+        snprintf(what, sizeof what, "%s%s: shuffled order %d, budget %lld", name, tag, r, (long long)bud);
         tu_close(got, ref, (size_t)total * V, REL, what);
     }
     free(order);
@@ -109,7 +233,7 @@ static int run_fixture(const char *name, int n_threads, int reference) {
         }
         off += lens[i];
     }
-    snprintf(what, sizeof what, "%s: next-token log-probabilities (score path)", name);
+    snprintf(what, sizeof what, "%s%s: next-token log-probabilities (score path)", name, tag);
     tu_close(lp, lpref, total, REL, what);
     free(lp);
     free(lpref);
@@ -121,14 +245,14 @@ static int run_fixture(const char *name, int n_threads, int reference) {
                  name)) {
         float *hid = malloc((size_t)(NL + 1) * lens[0] * H * sizeof *hid);
         plm_state *st;
-        TU_REQUIRE_OK(plm_state_new(&st, m, &err), &err);
+        TU_REQUIRE_OK(plm_state_new_on(&st, c, &err), &err);
         int32_t cu[2] = {0, (int32_t)lens[0]};
         plm_step step = {(int32_t)lens[0], seqs[0], NULL, 1, cu, &st};
         plm_outputs out = {0};
         out.hidden = hid;
         TU_REQUIRE_OK(plm_step_run(c, &step, &out, &err), &err);
         for (int l = 0; l <= NL; l++) {
-            snprintf(what, sizeof what, "%s: hidden state %d of %d (sequence 0)", name, l, NL);
+            snprintf(what, sizeof what, "%s%s: hidden state %d of %d (sequence 0)", name, tag, l, NL);
             tu_close(hid + (size_t)l * lens[0] * H, hid_ref + (size_t)l * lens[0] * H, (size_t)lens[0] * H, REL, what);
         }
         plm_state_free(st);
@@ -148,8 +272,11 @@ done:
 int main(void) {
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) {
-        run_fixture(names[i], 2, 0);
-        run_fixture(names[i], 1, 1);
+        run_fixture(names[i], 2, 0, "cpu");
+        run_fixture(names[i], 1, 1, "cpu");
+        run_fixture(names[i], 2, 0, "cuda");
+        run_bf16(names[i], "cuda:0");
+        device_errors(names[i], "cuda");
     }
     return tu_finish("test_fixtures");
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "model/model.h"
+#include "devutil.h"
 #include "testutil.h"
 
 typedef struct {
@@ -87,21 +88,25 @@ typedef struct {
     int n;
 } fixture;
 
-static int fixture_open(fixture *f, const char *name) {
+/* 0: open; 1: the device is not available here (skipped with a message); -1: failed */
+static int fixture_open(fixture *f, const char *name, const char *device) {
     char dir[256], path[512];
     plm_error err = {0};
     memset(f, 0, sizeof *f);
     snprintf(dir, sizeof dir, "tests/data/%s", name);
     TU_REQUIRE_OK(plm_model_open(&f->m, dir, &err), &err);
+    int r = tu_ctx_on(&f->c, f->m, device, 2, name);
+    if (r) {
+        plm_model_free(f->m);
+        return r;
+    }
     plm_ctx_params p = plm_ctx_default_params();
-    p.n_threads = 2;
-    TU_REQUIRE_OK(plm_ctx_new(&f->c, f->m, &p, &err), &err);
     p.n_threads = 1;
     p.use_reference = 1;
     TU_REQUIRE_OK(plm_ctx_new(&f->cref, f->m, &p, &err), &err);
     snprintf(path, sizeof path, "%s/inputs.txt", dir);
     f->n = tu_read_token_lines(path, &f->seqs, &f->lens);
-    return !tu_check(f->n > 0, "%s: %d prompts", name, f->n);
+    return tu_check(f->n > 0, "%s: %d prompts", name, f->n) ? 0 : -1;
 }
 
 static void fixture_close(fixture *f) {
@@ -247,9 +252,9 @@ static int check_fork_rollback(fixture *f, const char *name) {
     float *tmp = malloc((size_t)(L + K) * V * sizeof *tmp);
     plm_state *s, *fork, *fresh;
     plm_snapshot *snap = NULL, *snap2 = NULL;
-    TU_REQUIRE_OK(plm_state_new(&s, f->m, &err), &err);
-    TU_REQUIRE_OK(plm_state_new(&fork, f->m, &err), &err);
-    TU_REQUIRE_OK(plm_state_new(&fresh, f->m, &err), &err);
+    TU_REQUIRE_OK(plm_state_new_on(&s, f->c, &err), &err);
+    TU_REQUIRE_OK(plm_state_new_on(&fork, f->c, &err), &err);
+    TU_REQUIRE_OK(plm_state_new_on(&fresh, f->c, &err), &err);
     TU_REQUIRE_OK(run_tokens(f->c, s, P, L, tmp, &err), &err);
     TU_REQUIRE_OK(plm_state_snapshot(&snap, s, &err), &err);
     tu_check(plm_snapshot_length(snap) == L, "%s: snapshot at %d tokens", name, L);
@@ -330,7 +335,7 @@ static int check_memory(fixture *f, const char *name) {
         int64_t n = ns[i];
         size_t want = fixed + (size_t)((n + 63) / 64) * 64 * per_tok;
         plm_state *s;
-        TU_REQUIRE_OK(plm_state_new(&s, f->m, &err), &err);
+        TU_REQUIRE_OK(plm_state_new_on(&s, f->c, &err), &err);
         int32_t *toks = calloc(n + 1, sizeof *toks);
         if (n) TU_REQUIRE_OK(run_tokens(f->c, s, toks, (int32_t)n, NULL, &err), &err);
         ok &= plm_state_bytes_at(f->m, n) == want && plm_state_bytes(s) == want;
@@ -496,12 +501,15 @@ static void check_sampler(void) {
 int main(void) {
     check_sampler();
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
+    const char *devices[] = {"cpu", "cuda"};
+    for (int d = 0; d < 2; d++)
     for (int i = 0; i < 3; i++) {
         fixture f;
-        if (fixture_open(&f, names[i])) continue;
+        if (fixture_open(&f, names[i], devices[d])) continue;
+        printf("--- %s on %s\n", names[i], devices[d]);
         check_generate_json(&f, names[i]);
         check_batching(&f, names[i], 0);
-        check_batching(&f, names[i], 1);
+        if (d == 0) check_batching(&f, names[i], 1); /* the reference kernels run on the CPU only */
         check_fork_rollback(&f, names[i]);
         check_memory(&f, names[i]);
         check_eos_and_refusals(&f, names[i]);

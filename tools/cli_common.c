@@ -101,7 +101,7 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
     }
     for (int i = 0; !st && i < max_pieces; i++) {
         owner[i] = -1;
-        st = plm_state_new(&pool[i], m, err);
+        st = plm_state_new_on(&pool[i], c, err);
     }
     int32_t cs = 0;
     int64_t co = 0;
@@ -178,7 +178,7 @@ static plm_status session_encode(void *user, const char *text, size_t len, int32
     return st ? st : plm_tokenizer_encode(tok, text, len, ids, n, err);
 }
 
-plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err) {
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device, plm_error *err) {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s", model_dir);
     s->enc = session_encode;
@@ -187,6 +187,7 @@ plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads
     if (st) return st;
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = n_threads;
+    p.device = device;
     if ((st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
         plm_model_free(s->model);
         return st;
@@ -211,6 +212,7 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
     else if (!strcmp(a, "--out")) o->out = v;
     else if (!strcmp(a, "--max-batch-tokens")) { if (cli_parse_int(cmd, a, v, 1, 1 << 30, &o->budget)) return -1; }
     else if (!strcmp(a, "--threads")) { if (cli_parse_int(cmd, a, v, 1, 1024, &o->threads)) return -1; }
+    else if (!strcmp(a, "--device")) o->device = v;
     else return 0;
     (*i)++;
     return 1;
@@ -218,7 +220,7 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
 
 int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant) {
     plm_error err = {0};
-    if (cli_session_open(ss, o->model, (int)o->threads, &err)) return cli_error(cmd, "%s", err.msg);
+    if (cli_session_open(ss, o->model, (int)o->threads, o->device, &err)) return cli_error(cmd, "%s", err.msg);
     plm_status st = tolerant ? cli_read_input_tolerant(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err)
                              : cli_read_input(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err);
     if (st) {

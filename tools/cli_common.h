@@ -20,9 +20,10 @@ double cli_now(void);
 typedef struct {
     const char *model, *input, *out;
     int64_t budget, threads;
+    const char *device; /* --device: cpu (default), cuda, cuda:N */
 } cli_opts;
 
-/* If argv[*i] is --model, --input, --out, --max-batch-tokens or --threads with its value, stores it,
+/* If argv[*i] is --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
  * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)
  * for a bad value. */
 int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i);

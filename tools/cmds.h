@@ -24,7 +24,8 @@ typedef struct {
 /* The model directory's tokenizer, opened on first use. */
 plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err);
 
-plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, plm_error *err);
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
+                            plm_error *err);
 void cli_session_close(cli_session *s);
 
 #endif

@@ -164,7 +164,7 @@ static int take_slot(plm_generator *g, int64_t id, plm_error *err) {
         plm_fail(err, PLM_ERR_NOMEM, "out of memory for a state slot");
         return -1;
     }
-    if (plm_state_new(&g->slot[g->n_slot], g->m, err)) return -1;
+    if (plm_state_new_on(&g->slot[g->n_slot], g->ctx, err)) return -1;
     g->slot_owner[g->n_slot] = id;
     return g->n_slot++;
 }

@@ -39,6 +39,8 @@ plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err);
 plm_status plm_cuda_copy(int dev, void *dst, const void *src, size_t bytes, plm_error *err); /* device to device */
 plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes, plm_error *err);
 plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err);
+/* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
+plm_status plm_cuda_sync(int dev, plm_error *err);
 
 #ifdef __cplusplus
 }

@@ -34,3 +34,4 @@ plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes,
 plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }
+plm_status plm_cuda_sync(int dev, plm_error *err) { return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA); }

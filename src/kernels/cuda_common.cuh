@@ -1,0 +1,59 @@
+/* Shared device helpers of the CUDA kernels: reductions and launch shapes. */
+#ifndef PLM_KERNELS_CUDA_COMMON_CUH
+#define PLM_KERNELS_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#define PLM_STREAM(s) ((cudaStream_t)(s))
+
+__device__ __forceinline__ float plm_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float plm_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the total.
+ * sh: 32 floats of shared memory, reusable right after the call returns. */
+__device__ __forceinline__ float plm_block_sum(float v, float *sh) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = plm_warp_sum(v);
+    __syncthreads(); /* sh may still be read by a previous call */
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : 0.0f;
+    return plm_warp_sum(v);
+}
+
+__device__ __forceinline__ float plm_block_max(float v, float *sh) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    v = plm_warp_max(v);
+    __syncthreads();
+    if (lane == 0) sh[w] = v;
+    __syncthreads();
+    v = lane < nw ? sh[lane] : -INFINITY;
+    return plm_warp_max(v);
+}
+
+__device__ __forceinline__ float plm_sigmoid_d(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float plm_silu_d(float x) { return x / (1.0f + expf(-x)); }
+__device__ __forceinline__ float plm_bf16_bits_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
+
+/* blocks of `threads` covering n items (grid-stride loops take the rest) */
+static inline unsigned plm_blocks(int64_t n, int threads) {
+    int64_t b = (n + threads - 1) / threads;
+    return (unsigned)(b < 1 ? 1 : b > 1048576 ? 1048576 : b);
+}
+
+/* threads for a block that reduces rows of n: a multiple of 32, 32 .. 1024 */
+static inline int plm_row_threads(int n) {
+    int t = 32;
+    while (t < n && t < 256) t *= 2;
+    return t;
+}
+
+#endif

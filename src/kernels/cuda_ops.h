@@ -1,0 +1,79 @@
+/* The CUDA kernels (the .cu files of src/kernels): the same ops as the CPU kernels of kernels.h, over the same packed
+ * layouts, on device memory. Every pointer is a device pointer, arrays of per-segment pointers
+ * included; `stream` is a cudaStream_t (NULL: the default stream). The launchers only enqueue work:
+ * the caller checks cudaGetLastError and synchronises. seg_of[t] is the segment of token t (the
+ * inverse of cu), so a kernel can run one thread per token without searching cu.
+ * C callable: the test harness (tests/test_cuda.c) drives each against its CPU reference. */
+#ifndef PLM_KERNELS_CUDA_OPS_H
+#define PLM_KERNELS_CUDA_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* limits of the kernels (checked when a CUDA context opens a model) */
+#define PLM_CUDA_MAX_DK 256   /* delta-rule key dim */
+#define PLM_CUDA_MAX_HD 512   /* attention head dim */
+#define PLM_CUDA_MAX_K 16     /* conv taps */
+
+/* conv1d + SiLU: plm_conv_ref's contract; tail is a device array [n_seg] of device pointers. */
+void plm_conv_cuda(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu,
+                   const int32_t *seg_of, int n_seg, int64_t T, int C, int K, void *stream);
+/* gated delta rule: plm_gdn_ref's contract (S: device array [n_seg] of [nv, dk, dv] states). Each
+ * segment runs token by token (the recurrent form) with its state held in registers. */
+void plm_gdn_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+                  const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, void *stream);
+/* from the conv output mixed [T, 2*nk*dk + nv*dv] and the projections b, a [T, nv]: q, k [T, nk, dk]
+ * L2-normalised (q also scaled by 1/sqrt(dk)), v [T, nv, dv], beta = sigmoid(b) and the log decay
+ * g = neg_A * softplus(a + dt_bias), each [T, nv] (beta may alias b, g may alias a) */
+void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed, const float *b,
+                       const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk, int nv, int dk,
+                       int dv, void *stream);
+/* KV cache blocks of one attention layer: block b of segment s is kb[boff[s] + b] (vb likewise), each
+ * [PLM_KV_BLOCK, nkv, hd]. Append writes token t's k, v [T, nkv, hd] at its position start[s] + (t - cu[s]). */
+void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff, const float *k, const float *v,
+                        const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nkv, int hd,
+                        void *stream);
+/* attention: plm_attn_ref's contract over the blocks above (online softmax, GQA) */
+void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                   const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,
+                   float scale, void *stream);
+/* lp[i] = log softmax(logits[i])[target[i]] */
+void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
+
+/* row and element-wise ops, as their CPU twins in kernels.h */
+void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps, void *stream);
+/* x += d, then h = rmsnorm_zc(x) * (1 + w): the residual add fused with the next norm */
+void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
+                             void *stream);
+void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps,
+                            void *stream);
+/* inv_freq [rot/2] as plm_rope computes it (host side, float) */
+void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, const float *inv_freq,
+                   void *stream);
+void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream);
+void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream);
+/* x[T, cols] = rows tokens[t] of E (bf16 != 0: BF16, else F32) */
+void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens, int64_t T,
+                         void *stream);
+/* qg [T, nh, 2*hd] (per head: query then gate) -> q, gate [T, nh, hd] */
+void plm_split_qgate_cuda(float *q, float *gate, const float *qg, int64_t T, int nh, int hd, void *stream);
+/* o *= sigmoid(gate) */
+void plm_gate_mul_cuda(float *o, const float *gate, int64_t n, void *stream);
+/* dst[i, :] = src[rows[i], :] for i < n */
+void plm_gather_rows_cuda(float *dst, const float *src, const int32_t *rows, int64_t n, int cols, void *stream);
+/* out[t, :] = sum_j w[t*k + j] * ye[map[t*k + j], :] (MoE combine, j in order) */
+void plm_moe_combine_cuda(float *out, const float *ye, const int32_t *map, const float *w, int64_t T, int k, int H,
+                          void *stream);
+/* out[t, :] += sigmoid(score[t]) * y[t, :] (the shared expert's gate) */
+void plm_sigmoid_scale_add_cuda(float *out, const float *y, const float *score, int64_t T, int H, void *stream);
+/* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array */
+void plm_to_bf16_cuda(void *dst, const float *src, int64_t n, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

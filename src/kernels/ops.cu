@@ -1,0 +1,227 @@
+/* Row and element-wise ops on the GPU: the CUDA twins of kernels/ops.c (norms, RoPE, SwiGLU, MoE
+ * routing, embedding rows) plus the small gathers and gates the CUDA step needs. One block per row
+ * for the norms, grid-stride loops for element-wise work. */
+#include <cuda_bf16.h>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/cuda_ops.h"
+
+__global__ void k_rmsnorm_zc(float *y, const float *x, const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = xr[i] * inv * (1.0f + w[i]);
+}
+
+__global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    float *xr = x + r * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        float v = xr[i] + d[r * n + i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) h[r * n + i] = xr[i] * inv * (1.0f + w[i]);
+}
+
+__global__ void k_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = w[i] * (xr[i] * inv) * plm_silu_d(z[r * n + i]);
+}
+
+extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps,
+                                    void *stream) {
+    if (rows > 0) k_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, w, n, eps);
+}
+
+extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n,
+                                        float eps, void *stream) {
+    if (rows > 0) k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
+}
+
+extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n,
+                                       float eps, void *stream) {
+    if (rows > 0) k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
+}
+
+/* one warp per row of q or k heads: L2 norm; then v copied, beta and g per value head */
+__global__ void k_gdn_prep(float *q, float *k, float *v, float *beta, float *g, const float *mixed, const float *b,
+                           const float *a, const float *neg_A, const float *dt_bias, int nk, int nv, int dk, int dv) {
+    const int64_t t = blockIdx.x;
+    const int CD = 2 * nk * dk + nv * dv;
+    const float *row = mixed + t * CD;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const float qscale = 1.0f / sqrtf((float)dk);
+    for (int hh = w; hh < 2 * nk; hh += nw) { /* heads 0..nk-1: q, nk..2nk-1: k */
+        const float *src = row + (int64_t)hh * dk;
+        float ss = 0.0f;
+        for (int i = lane; i < dk; i += 32) ss += src[i] * src[i];
+        ss = plm_warp_sum(ss);
+        const float r = (hh < nk ? qscale : 1.0f) / sqrtf(ss + 1e-6f);
+        float *dst = hh < nk ? q + (t * nk + hh) * dk : k + (t * nk + hh - nk) * dk;
+        for (int i = lane; i < dk; i += 32) dst[i] = src[i] * r;
+    }
+    for (int i = threadIdx.x; i < nv * dv; i += blockDim.x) v[t * nv * dv + i] = row[2 * nk * dk + i];
+    for (int h = threadIdx.x; h < nv; h += blockDim.x) {
+        const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
+        beta[t * nv + h] = plm_sigmoid_d(bv);
+        g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+    }
+}
+
+extern "C" void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed,
+                                  const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T,
+                                  int nk, int nv, int dk, int dv, void *stream) {
+    if (T > 0) k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, beta, g, mixed, b, a, neg_A, dt_bias, nk, nv, dk, dv);
+}
+
+__global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int half, const float *inv_freq) {
+    const int64_t n = T * nh * half;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        const int i = (int)(e % half);
+        const int64_t th = e / half, t = th / nh;
+        const float ang = (float)pos[t] * inv_freq[i];
+        const float c = cosf(ang), s = sinf(ang);
+        float *v = x + th * hd;
+        const float p = v[i], q = v[i + half];
+        v[i] = p * c - q * s;
+        v[i + half] = q * c + p * s;
+    }
+}
+
+extern "C" void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, const float *inv_freq,
+                              void *stream) {
+    const int half = rot / 2;
+    if (T > 0 && half > 0)
+        k_rope<<<plm_blocks(T * nh * half, 256), 256, 0, PLM_STREAM(stream)>>>(x, pos, T, nh, hd, half, inv_freq);
+}
+
+__global__ void k_swiglu(float *gate, const float *up, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        gate[i] = plm_silu_d(gate[i]) * up[i];
+}
+
+extern "C" void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream) {
+    if (n > 0) k_swiglu<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(gate, up, n);
+}
+
+__global__ void k_gate_mul(float *o, const float *gate, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        o[i] *= plm_sigmoid_d(gate[i]);
+}
+
+extern "C" void plm_gate_mul_cuda(float *o, const float *gate, int64_t n, void *stream) {
+    if (n > 0) k_gate_mul<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(o, gate, n);
+}
+
+/* one thread per token; as plm_moe_route: softmax, top k (ties to the lower index), renormalised */
+__global__ void k_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
+    const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (t >= T) return;
+    const float *l = logits + t * E;
+    int32_t *ti = idx + t * k;
+    float *tw = w + t * k;
+    float mx = l[0];
+    for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+    float sum = 0.0f;
+    for (int e = 0; e < E; e++) sum += expf(l[e] - mx);
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int e = 0; e < E; e++) {
+            int taken = 0;
+            for (int q = 0; q < j; q++) taken |= ti[q] == e;
+            if (!taken && (best < 0 || l[e] > l[best])) best = e;
+        }
+        ti[j] = best;
+        tw[j] = expf(l[best] - mx) / sum;
+    }
+    float s = 0.0f;
+    for (int j = 0; j < k; j++) s += tw[j];
+    for (int j = 0; j < k; j++) tw[j] /= s;
+}
+
+extern "C" void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream) {
+    if (T > 0) k_moe_route<<<plm_blocks(T, 128), 128, 0, PLM_STREAM(stream)>>>(idx, w, logits, T, E, k);
+}
+
+__global__ void k_embed(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens) {
+    const int64_t t = blockIdx.x, r = tokens[t];
+    for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
+        x[t * cols + i] = bf16 ? plm_bf16_bits_to_f32(((const uint16_t *)E)[r * cols + i]) : ((const float *)E)[r * cols + i];
+}
+
+extern "C" void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens, int64_t T,
+                                    void *stream) {
+    if (T > 0) k_embed<<<(unsigned)T, 256, 0, PLM_STREAM(stream)>>>(x, E, bf16, cols, tokens);
+}
+
+__global__ void k_split_qgate(float *q, float *gate, const float *qg, int64_t n, int hd) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t th = e / hd;
+        const int i = (int)(e % hd);
+        q[e] = qg[th * 2 * hd + i];
+        gate[e] = qg[th * 2 * hd + hd + i];
+    }
+}
+
+extern "C" void plm_split_qgate_cuda(float *q, float *gate, const float *qg, int64_t T, int nh, int hd, void *stream) {
+    const int64_t n = T * nh * hd;
+    if (n > 0) k_split_qgate<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(q, gate, qg, n, hd);
+}
+
+__global__ void k_gather_rows(float *dst, const float *src, const int32_t *rows, int64_t n, int cols) {
+    const int64_t i = blockIdx.x;
+    if (i >= n) return;
+    const float *s = src + (int64_t)rows[i] * cols;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) dst[i * cols + c] = s[c];
+}
+
+extern "C" void plm_gather_rows_cuda(float *dst, const float *src, const int32_t *rows, int64_t n, int cols,
+                                     void *stream) {
+    if (n > 0) k_gather_rows<<<(unsigned)n, 256, 0, PLM_STREAM(stream)>>>(dst, src, rows, n, cols);
+}
+
+__global__ void k_moe_combine(float *out, const float *ye, const int32_t *map, const float *w, int k, int H) {
+    const int64_t t = blockIdx.x;
+    for (int d = threadIdx.x; d < H; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < k; j++) acc += w[t * k + j] * ye[(int64_t)map[t * k + j] * H + d];
+        out[t * H + d] = acc;
+    }
+}
+
+extern "C" void plm_moe_combine_cuda(float *out, const float *ye, const int32_t *map, const float *w, int64_t T, int k,
+                                     int H, void *stream) {
+    if (T > 0) k_moe_combine<<<(unsigned)T, 256, 0, PLM_STREAM(stream)>>>(out, ye, map, w, k, H);
+}
+
+__global__ void k_sigmoid_scale_add(float *out, const float *y, const float *score, int64_t n, int H) {
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
+        out[e] += plm_sigmoid_d(score[e / H]) * y[e];
+}
+
+extern "C" void plm_sigmoid_scale_add_cuda(float *out, const float *y, const float *score, int64_t T, int H,
+                                           void *stream) {
+    const int64_t n = T * H;
+    if (n > 0) k_sigmoid_scale_add<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(out, y, score, n, H);
+}
+
+__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2bfloat16_rn(src[i]);
+}
+
+extern "C" void plm_to_bf16_cuda(void *dst, const float *src, int64_t n, void *stream) {
+    if (n > 0) k_to_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)dst, src, n);
+}

@@ -1,0 +1,792 @@
+/* The CUDA backend: a context's device side. It uploads the weights once (BF16 stays BF16, F32
+ * stays F32, F16 is widened to F32), keeps a stream, a cuBLAS handle and the step's scratch, and runs
+ * a validated step (model/step.c) over the layers exactly as model/layers.c does on the CPU:
+ * projections, MLPs, experts and the lm_head as cuBLAS GEMMs over all T rows; the token mixers
+ * (kernels/conv.cu, gdn.cu, attn.cu) driven by the step's segments and each segment's state.
+ *
+ * One step = one upload of its small tables (tokens, segments, positions, state and KV block
+ * pointers) from pinned memory, the layers on the stream, then the requested outputs copied back.
+ * MoE layers read the routing back to group tokens by expert (one synchronisation per MoE layer).
+ * Every allocation is made before the first layer runs: a step that does not fit is refused with the
+ * bytes it needed and no state changed. */
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern "C" {
+#include "model/cuda.h"
+#include "model/model.h"
+#include "util/error.h"
+}
+#include "kernels/cuda_ops.h"
+
+#define OUT_ROWS_MAX 256            /* rows of logits per lm_head block */
+#define OUT_BYTES_MAX (256u << 20)  /* and at most this many bytes of them */
+
+typedef struct {
+    const void *d;
+    int bf16; /* 1: BF16, 0: F32 */
+    int64_t rows, cols;
+} dmat;
+
+typedef struct {
+    float *in_norm, *post_norm, *conv_w, *neg_A, *dt_bias, *gnorm, *q_norm, *k_norm;
+    dmat qkv, z, b, a, out, q, k, v, o, gate, up, down, router, sh_gate, sh_up, sh_down, sh_score;
+    dmat *e_gate, *e_up, *e_down;
+} dlayer;
+
+struct plm_cuda {
+    int dev;
+    char name[16];
+    const plm_model *m;
+    cudaStream_t st;
+    cublasHandle_t blas;
+    size_t limit;              /* 0: none */
+    char *w;                   /* all weights, one allocation */
+    size_t w_bytes, w_used;
+    dmat embed, lm_head;
+    float *final_norm, *inv_freq;
+    dlayer *L;
+    char *scr;                 /* step scratch (device) */
+    size_t scr_bytes;
+    char *pin;                 /* step tables and small outputs (pinned host) */
+    size_t pin_bytes;
+    int max_cols;              /* widest GEMM input (bf16 staging) */
+};
+
+/* ---------------------------------------------------------------- errors and memory */
+static plm_status cu_fail(plm_error *err, int dev, const char *what, cudaError_t e) {
+    cudaGetLastError(); /* clear a non-sticky error */
+    return plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: %s: %s (%s)", dev, what, cudaGetErrorString(e),
+                    cudaGetErrorName(e));
+}
+
+#define CK(dev, what, call)                                                                                         \
+    do {                                                                                                            \
+        cudaError_t e_ = (call);                                                                                    \
+        if (e_ != cudaSuccess) return cu_fail(err, (dev), (what), e_);                                              \
+    } while (0)
+
+static plm_status oom(plm_error *err, int dev, size_t bytes, const char *what) {
+    size_t fr = 0, tot = 0;
+    cudaGetLastError();
+    cudaMemGetInfo(&fr, &tot);
+    return plm_fail(err, PLM_ERR_NOMEM,
+                    "cuda:%d: out of device memory: %zu bytes (%.1f MiB) asked for %s, %zu bytes free of %zu", dev,
+                    bytes, bytes / 1048576.0, what, fr, tot);
+}
+
+static plm_status dev_malloc(int dev, void **p, size_t bytes, const char *what, plm_error *err) {
+    *p = NULL;
+    cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
+    if (e == cudaErrorMemoryAllocation) return oom(err, dev, bytes, what);
+    if (e != cudaSuccess) return cu_fail(err, dev, what, e);
+    return PLM_OK;
+}
+
+extern "C" int plm_cuda_built(void) { return 1; }
+
+extern "C" plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err) {
+    *p = NULL;
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    return dev_malloc(dev, p, bytes, what, err);
+}
+
+extern "C" void plm_cuda_free(int dev, void *p) {
+    if (!p) return;
+    cudaSetDevice(dev);
+    cudaFree(p);
+}
+
+extern "C" plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err) {
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    if (bytes) CK(dev, "clearing a state", cudaMemset(p, 0, bytes));
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_copy(int dev, void *dst, const void *src, size_t bytes, plm_error *err) {
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    if (bytes) CK(dev, "copying device memory", cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes, plm_error *err) {
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    if (bytes) CK(dev, "copying to the host", cudaMemcpy(host, src, bytes, cudaMemcpyDeviceToHost));
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err) {
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    if (bytes) CK(dev, "copying to the device", cudaMemcpy(dst, host, bytes, cudaMemcpyHostToDevice));
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_sync(int dev, plm_error *err) {
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    CK(dev, "a kernel launch", cudaGetLastError());
+    CK(dev, "running kernels", cudaDeviceSynchronize());
+    return PLM_OK;
+}
+
+/* ---------------------------------------------------------------- opening: device and weights */
+static plm_status check_device(int dev, plm_error *err) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaErrorInsufficientDriver) {
+        int dv = 0, rv = 0;
+        cudaDriverGetVersion(&dv);
+        cudaRuntimeGetVersion(&rv);
+        cudaGetLastError();
+        if (dv == 0)
+            return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: no NVIDIA driver is loaded, so no CUDA device is visible",
+                            dev);
+        return plm_fail(err, PLM_ERR_UNSUPPORTED,
+                        "cuda:%d: the NVIDIA driver supports CUDA %d.%d, older than packlm's CUDA runtime %d.%d: "
+                        "update the driver",
+                        dev, dv / 1000, dv % 1000 / 10, rv / 1000, rv % 1000 / 10);
+    }
+    if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
+        cudaGetLastError();
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: no CUDA device is visible (%s)", dev,
+                        e == cudaSuccess ? "none found" : cudaGetErrorString(e));
+    }
+    if (e != cudaSuccess) return cu_fail(err, dev, "looking for CUDA devices", e);
+    if (dev >= n) return plm_fail(err, PLM_ERR_INPUT, "cuda:%d: no such device (%d CUDA device%s visible)", dev, n,
+                                  n == 1 ? "" : "s");
+    CK(dev, "selecting the device", cudaSetDevice(dev));
+    return PLM_OK;
+}
+
+/* Weights go into one allocation in two passes: the first only counts (g->w == NULL), the second
+ * copies. F16 is widened to F32 on the host, a row block at a time. */
+static plm_status put_bytes(plm_cuda *g, void **dst, const void *src, size_t bytes, plm_error *err) {
+    const size_t at = g->w_used;
+    g->w_used += (bytes + 255) & ~(size_t)255;
+    if (!g->w) return PLM_OK;
+    *dst = g->w + at;
+    CK(g->dev, "uploading weights", cudaMemcpy(*dst, src, bytes, cudaMemcpyHostToDevice));
+    return PLM_OK;
+}
+
+static plm_status put_mat(plm_cuda *g, dmat *d, const plm_mat *W, plm_error *err) {
+    d->rows = W->rows;
+    d->cols = W->cols;
+    d->bf16 = W->dt == PLM_DT_BF16;
+    const size_t n = (size_t)W->rows * W->cols;
+    if (W->dt != PLM_DT_F16) return put_bytes(g, (void **)&d->d, W->data, n * (d->bf16 ? 2 : 4), err);
+    const size_t at = g->w_used;
+    g->w_used += (n * 4 + 255) & ~(size_t)255;
+    if (!g->w) return PLM_OK;
+    d->d = g->w + at;
+    const int64_t rows_per = 4096;
+    float *buf = (float *)malloc((size_t)rows_per * W->cols * sizeof(float));
+    if (!buf) return plm_fail(err, PLM_ERR_NOMEM, "out of host memory widening F16 weights");
+    for (int64_t r0 = 0; r0 < W->rows; r0 += rows_per) {
+        const int64_t nr = W->rows - r0 < rows_per ? W->rows - r0 : rows_per;
+        for (int64_t r = 0; r < nr; r++) plm_mat_row(buf + r * W->cols, W, r0 + r);
+        cudaError_t e = cudaMemcpy((float *)d->d + r0 * W->cols, buf, (size_t)nr * W->cols * sizeof(float),
+                                   cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            free(buf);
+            return cu_fail(err, g->dev, "uploading weights", e);
+        }
+    }
+    free(buf);
+    return PLM_OK;
+}
+
+static plm_status put_vec(plm_cuda *g, float **d, const float *src, size_t n, plm_error *err) {
+    return put_bytes(g, (void **)d, src, n * sizeof(float), err);
+}
+
+static plm_status upload(plm_cuda *g, plm_error *err) {
+    const plm_model *m = g->m;
+    const plm_config *c = &m->cfg;
+    const int H = c->hidden_size;
+    plm_status st = put_mat(g, &g->embed, &m->embed, err);
+    if (!st && m->lm_head.data == m->embed.data) g->lm_head = g->embed; /* tied */
+    else if (!st) st = put_mat(g, &g->lm_head, &m->lm_head, err);
+    if (!st) st = put_vec(g, &g->final_norm, m->final_norm, H, err);
+    const int half = c->rope_dim / 2;
+    float inv[PLM_CUDA_MAX_HD / 2 + 1];
+    for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / (double)c->rope_dim));
+    if (!st) st = put_vec(g, &g->inv_freq, inv, half > 0 ? half : 1, err);
+    for (int li = 0; li < c->n_layers && !st; li++) {
+        const plm_layer *L = &m->layers[li];
+        dlayer *D = &g->L[li];
+        st = put_vec(g, &D->in_norm, L->in_norm, H, err);
+        if (!st) st = put_vec(g, &D->post_norm, L->post_norm, H, err);
+        if (L->type == PLM_LAYER_LINEAR) {
+            const int nv = c->lin_v_heads;
+            if (!st) st = put_mat(g, &D->qkv, &L->qkv, err);
+            if (!st) st = put_mat(g, &D->z, &L->z, err);
+            if (!st) st = put_mat(g, &D->b, &L->b, err);
+            if (!st) st = put_mat(g, &D->a, &L->a, err);
+            if (!st) st = put_mat(g, &D->out, &L->out, err);
+            if (!st) st = put_vec(g, &D->conv_w, L->conv_w, (size_t)m->conv_dim * c->conv_kernel, err);
+            if (!st) st = put_vec(g, &D->neg_A, L->neg_A, nv, err);
+            if (!st) st = put_vec(g, &D->dt_bias, L->dt_bias, nv, err);
+            if (!st) st = put_vec(g, &D->gnorm, L->gnorm, c->lin_v_dim, err);
+        } else {
+            if (!st) st = put_mat(g, &D->q, &L->q, err);
+            if (!st) st = put_mat(g, &D->k, &L->k, err);
+            if (!st) st = put_mat(g, &D->v, &L->v, err);
+            if (!st) st = put_mat(g, &D->o, &L->o, err);
+            if (!st) st = put_vec(g, &D->q_norm, L->q_norm, c->head_dim, err);
+            if (!st) st = put_vec(g, &D->k_norm, L->k_norm, c->head_dim, err);
+        }
+        if (!c->is_moe) {
+            if (!st) st = put_mat(g, &D->gate, &L->gate, err);
+            if (!st) st = put_mat(g, &D->up, &L->up, err);
+            if (!st) st = put_mat(g, &D->down, &L->down, err);
+            continue;
+        }
+        if (!st) st = put_mat(g, &D->router, &L->router, err);
+        for (int e = 0; e < c->n_experts && !st; e++) {
+            st = put_mat(g, &D->e_gate[e], &L->e_gate[e], err);
+            if (!st) st = put_mat(g, &D->e_up[e], &L->e_up[e], err);
+            if (!st) st = put_mat(g, &D->e_down[e], &L->e_down[e], err);
+        }
+        if (c->shared_intermediate_size > 0) {
+            if (!st) st = put_mat(g, &D->sh_gate, &L->sh_gate, err);
+            if (!st) st = put_mat(g, &D->sh_up, &L->sh_up, err);
+            if (!st) st = put_mat(g, &D->sh_down, &L->sh_down, err);
+            if (!st) st = put_mat(g, &D->sh_score, &L->sh_score, err);
+        }
+    }
+    return st;
+}
+
+static plm_status check_shapes(const plm_model *m, int dev, plm_error *err) {
+    const plm_config *c = &m->cfg;
+    if (c->lin_k_dim > PLM_CUDA_MAX_DK)
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: linear_key_head_dim %d is over the CUDA kernels' %d", dev,
+                        c->lin_k_dim, PLM_CUDA_MAX_DK);
+    if (c->head_dim > PLM_CUDA_MAX_HD || c->rope_dim / 2 > PLM_CUDA_MAX_HD / 2)
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: head_dim %d is over the CUDA kernels' %d", dev, c->head_dim,
+                        PLM_CUDA_MAX_HD);
+    if (c->conv_kernel > PLM_CUDA_MAX_K)
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: linear_conv_kernel_dim %d is over the CUDA kernels' %d",
+                        dev, c->conv_kernel, PLM_CUDA_MAX_K);
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev, size_t mem_limit, plm_error *err) {
+    *out = NULL;
+    plm_status st = check_device(dev, err);
+    if (!st) st = check_shapes(m, dev, err);
+    if (st) return st;
+    const plm_config *c = &m->cfg;
+    plm_cuda *g = (plm_cuda *)calloc(1, sizeof *g);
+    if (!g) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a CUDA context");
+    g->dev = dev;
+    snprintf(g->name, sizeof g->name, "cuda:%d", dev);
+    g->m = m;
+    g->limit = mem_limit;
+    g->L = (dlayer *)calloc((size_t)c->n_layers, sizeof *g->L);
+    if (!g->L) {
+        plm_cuda_close(g);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a CUDA context");
+    }
+    for (int li = 0; li < c->n_layers && c->is_moe; li++) {
+        g->L[li].e_gate = (dmat *)calloc((size_t)c->n_experts * 3, sizeof(dmat));
+        if (!g->L[li].e_gate) {
+            plm_cuda_close(g);
+            return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a CUDA context");
+        }
+        g->L[li].e_up = g->L[li].e_gate + c->n_experts;
+        g->L[li].e_down = g->L[li].e_up + c->n_experts;
+    }
+    cudaError_t e = cudaStreamCreate(&g->st);
+    if (e != cudaSuccess) {
+        plm_cuda_close(g);
+        return cu_fail(err, dev, "creating a stream", e);
+    }
+    if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(g->blas, g->st) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        plm_cuda_close(g);
+        return plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS could not be initialised", dev);
+    }
+    st = upload(g, err); /* counting pass */
+    if (!st) {
+        g->w_bytes = g->w_used;
+        g->w_used = 0;
+        if (g->limit && g->w_bytes > g->limit)
+            st = plm_fail(err, PLM_ERR_NOMEM,
+                          "cuda:%d: the weights need %zu bytes of device memory, over the context's limit of %zu", dev,
+                          g->w_bytes, g->limit);
+        else st = dev_malloc(dev, (void **)&g->w, g->w_bytes, "the weights", err);
+    }
+    if (!st) st = upload(g, err);
+    if (st) {
+        plm_cuda_close(g);
+        return st;
+    }
+    int mc = c->hidden_size;
+    const int cols[] = {c->intermediate_size, c->moe_intermediate_size, c->shared_intermediate_size,
+                        c->lin_v_heads * c->lin_v_dim, c->n_heads * c->head_dim};
+    for (int i = 0; i < 5; i++) mc = cols[i] > mc ? cols[i] : mc;
+    g->max_cols = mc;
+    *out = g;
+    return PLM_OK;
+}
+
+extern "C" void plm_cuda_close(plm_cuda *g) {
+    if (!g) return;
+    cudaSetDevice(g->dev);
+    if (g->st) cudaStreamSynchronize(g->st);
+    if (g->blas) cublasDestroy(g->blas);
+    if (g->st) cudaStreamDestroy(g->st);
+    cudaFree(g->w);
+    cudaFree(g->scr);
+    cudaFreeHost(g->pin);
+    if (g->L && g->m->cfg.is_moe)
+        for (int li = 0; li < g->m->cfg.n_layers; li++) free(g->L[li].e_gate);
+    free(g->L);
+    free(g);
+}
+
+extern "C" size_t plm_cuda_bytes(const plm_cuda *g) { return g->w_bytes + g->scr_bytes; }
+
+/* ---------------------------------------------------------------- the step */
+/* bump allocation over a region: the first pass over a plan counts (base NULL) */
+typedef struct {
+    char *base;
+    size_t used;
+} bump;
+
+static void *take(bump *b, size_t bytes) {
+    const size_t at = b->used;
+    b->used += (bytes + 255) & ~(size_t)255;
+    return b->base ? b->base + at : NULL;
+}
+
+/* Device scratch of one step, and the pinned host tables it uploads. */
+typedef struct {
+    int64_t T;
+    int n_seg, nbt; /* nbt: KV blocks over all segments (one layer) */
+    /* device */
+    float *x, *h, *mo, *work, *out_logits, *out_lp, *out_rows;
+    void *xb;       /* bf16 staging of a GEMM input */
+    size_t work_floats;
+    int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *moe_map;
+    int64_t *start, *pos;
+    float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
+    int32_t *moe_tok;
+    /* host (pinned): the same tables, uploaded in one copy; moe_host for routing read back */
+    char *h_base;
+    size_t h_bytes;
+    int32_t *h_moe, *h_moe_tok, *h_moe_map;
+    float *h_moe_w, *h_lp;
+    int64_t n_score, n_logit, out_block;
+} plan;
+
+static size_t layer_work_floats(const plm_model *m, int64_t T) {
+    const plm_config *c = &m->cfg;
+    const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
+    const size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk + 64;
+    const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
+    const size_t att = 5 * nh * hd + 2 * nkv * hd + 64;
+    size_t mlp = 2 * (size_t)c->intermediate_size + 64;
+    if (c->is_moe) {
+        const size_t k = c->n_experts_per_tok, H = c->hidden_size;
+        const size_t wide = k * c->moe_intermediate_size > (size_t)c->shared_intermediate_size
+                                ? k * c->moe_intermediate_size : (size_t)c->shared_intermediate_size;
+        mlp = (size_t)c->n_experts + 2 * k + 2 * k * H + 2 * wide + H + 1 + 8 * 64;
+    }
+    size_t per = lin > att ? lin : att;
+    per = per > mlp ? per : mlp;
+    return per * (size_t)T;
+}
+
+/* Lays the step out over the device region d and host region hst (NULL: count only). */
+static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
+    const plm_model *m = g->m;
+    const plm_config *c = &m->cfg;
+    const int64_t T = p->T, H = c->hidden_size, V = c->vocab_size;
+    const int nl = m->info.n_linear_layers, na = m->info.n_attention_layers, ns = p->n_seg;
+    p->x = (float *)take(d, T * H * 4);
+    p->h = (float *)take(d, T * H * 4);
+    p->mo = (float *)take(d, T * H * 4);
+    p->work_floats = layer_work_floats(m, T);
+    p->work = (float *)take(d, p->work_floats * 4);
+    p->xb = take(d, (size_t)T * g->max_cols * 2);
+    const int64_t ob = p->out_block;
+    p->out_logits = (float *)take(d, ob ? ob * V * 4 : 0);
+    p->out_rows = (float *)take(d, ob ? ob * H * 4 : 0);
+    p->out_lp = (float *)take(d, ob ? ob * 4 : 0);
+    p->moe_w = (float *)take(d, moe_k ? T * moe_k * 4 : 0);
+    p->moe_map = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
+    p->moe_tok = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
+    /* tables: the same layout on both sides, uploaded as one block */
+    const size_t t0 = d->used, h0 = hst->used;
+#define TABLE(field, type, n)                                                                                       \
+    do {                                                                                                            \
+        p->field = (type *)take(d, (size_t)(n) * sizeof(type));                                                     \
+        take(hst, (size_t)(n) * sizeof(type));                                                                      \
+    } while (0)
+    TABLE(tokens, int32_t, T);
+    TABLE(cu, int32_t, ns + 1);
+    TABLE(seg_of, int32_t, T);
+    TABLE(boff, int32_t, ns + 1);
+    TABLE(start, int64_t, ns);
+    TABLE(pos, int64_t, T);
+    TABLE(conv_tab, float *, (size_t)nl * ns);
+    TABLE(rec_tab, float *, (size_t)nl * ns);
+    TABLE(ktab, float *, (size_t)na * p->nbt);
+    TABLE(vtab, float *, (size_t)na * p->nbt);
+    TABLE(score_rows, int32_t, p->n_score);
+    TABLE(score_tgt, int32_t, p->n_score);
+    TABLE(logit_rows, int32_t, p->n_logit);
+#undef TABLE
+    (void)t0;
+    p->h_bytes = hst->used - h0;
+    p->h_base = hst->base ? hst->base + h0 : NULL;
+    p->h_moe = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
+    p->h_moe_w = (float *)take(hst, moe_k ? T * moe_k * 4 : 0);
+    p->h_moe_tok = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
+    p->h_moe_map = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
+    p->h_lp = (float *)take(hst, ob * 4);
+}
+
+/* host address of a table field: the same offset from the first table in the pinned block */
+#define HOST(p, field, type) ((type *)((p)->h_base + ((char *)(p)->field - (char *)(p)->tokens)))
+
+static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, plm_error *err) {
+    if (T <= 0) return PLM_OK;
+    const float one = 1.0f, zero = 0.0f;
+    cublasStatus_t s;
+    if (!W->bf16) {
+        s = cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, (const float *)W->d,
+                        (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
+    } else {
+        plm_to_bf16_cuda(xb, x, T * W->cols, g->st);
+        s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
+                         (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
+                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    }
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return plm_fail(err, PLM_ERR_INTERNAL, "%s: cuBLAS GEMM [%lld x %lld] x [%lld rows] failed (%s)", g->name,
+                        (long long)W->rows, (long long)W->cols, (long long)T, cublasGetStatusString(s));
+    return PLM_OK;
+}
+
+#define TRY(x)                                                                                                      \
+    do {                                                                                                            \
+        plm_status st_ = (x);                                                                                       \
+        if (st_) return st_;                                                                                        \
+    } while (0)
+
+static float *wtake(float **at, size_t n) {
+    float *p = *at;
+    *at += (n + 63) & ~(size_t)63;
+    return p;
+}
+
+static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L, const plan *p, plm_error *err) {
+    const plm_model *m = g->m;
+    const plm_config *cf = &m->cfg;
+    const int64_t T = p->T;
+    const int nk = cf->lin_k_heads, nv = cf->lin_v_heads, dk = cf->lin_k_dim, dv = cf->lin_v_dim;
+    const int CD = m->conv_dim, K = cf->conv_kernel, ns = p->n_seg, li = Lh->lin_index;
+    float *at = p->work;
+    float *raw = wtake(&at, (size_t)T * CD), *mixed = wtake(&at, (size_t)T * CD);
+    float *z = wtake(&at, (size_t)T * nv * dv), *bb = wtake(&at, (size_t)T * nv), *aa = wtake(&at, (size_t)T * nv);
+    float *q = wtake(&at, (size_t)T * nk * dk), *k = wtake(&at, (size_t)T * nk * dk);
+    float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
+    TRY(gemm(g, raw, p->h, T, &L->qkv, p->xb, err));
+    TRY(gemm(g, z, p->h, T, &L->z, p->xb, err));
+    TRY(gemm(g, bb, p->h, T, &L->b, p->xb, err));
+    TRY(gemm(g, aa, p->h, T, &L->a, p->xb, err));
+    plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
+    plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+    plm_gdn_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, nk, nv, dk, dv, g->st);
+    plm_rmsnorm_gated_cuda(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
+    return gemm(g, p->mo, o, T, &L->out, p->xb, err);
+}
+
+static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L, const plan *p, plm_error *err) {
+    const plm_config *cf = &g->m->cfg;
+    const int64_t T = p->T;
+    const int nh = cf->n_heads, nkv = cf->n_kv_heads, hd = cf->head_dim, ai = Lh->attn_index;
+    float *at = p->work;
+    float *qg = wtake(&at, (size_t)T * nh * 2 * hd), *q = wtake(&at, (size_t)T * nh * hd);
+    float *gate = wtake(&at, (size_t)T * nh * hd), *k = wtake(&at, (size_t)T * nkv * hd);
+    float *v = wtake(&at, (size_t)T * nkv * hd), *o = wtake(&at, (size_t)T * nh * hd);
+    TRY(gemm(g, qg, p->h, T, &L->q, p->xb, err));
+    TRY(gemm(g, k, p->h, T, &L->k, p->xb, err));
+    TRY(gemm(g, v, p->h, T, &L->v, p->xb, err));
+    plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
+    plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+    plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
+    plm_rope_cuda(q, p->pos, T, nh, hd, cf->rope_dim, g->inv_freq, g->st);
+    plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
+    float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
+    plm_kv_append_cuda(kt, vt, p->boff, k, v, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
+    plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
+    plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
+    return gemm(g, p->mo, o, T, &L->o, p->xb, err);
+}
+
+/* MoE: route on the device, read the routing back, group the (token, expert) pairs by expert (the
+ * CPU's order: experts ascending, tokens ascending within one), run each expert's GEMMs over its
+ * rows, then combine per token. */
+static plm_status moe_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_error *err) {
+    const plm_config *cf = &g->m->cfg;
+    const int64_t T = p->T;
+    const int E = cf->n_experts, k = cf->n_experts_per_tok, H = cf->hidden_size;
+    const int Im = cf->moe_intermediate_size, Is = cf->shared_intermediate_size;
+    const int64_t Tk = T * k, wide = (int64_t)k * Im > Is ? (int64_t)k * Im : Is;
+    float *at = p->work;
+    float *logits = wtake(&at, (size_t)T * E), *w = wtake(&at, (size_t)Tk);
+    int32_t *idx = (int32_t *)wtake(&at, (size_t)Tk);
+    float *xe = wtake(&at, (size_t)Tk * H), *ye = wtake(&at, (size_t)Tk * H);
+    float *ge = wtake(&at, (size_t)T * wide), *ue = wtake(&at, (size_t)T * wide);
+    float *sc = wtake(&at, (size_t)T);
+    TRY(gemm(g, logits, p->h, T, &L->router, p->xb, err));
+    plm_moe_route_cuda(idx, w, logits, T, E, k, g->st);
+    CK(g->dev, "reading the expert routing", cudaMemcpyAsync(p->h_moe, idx, Tk * 4, cudaMemcpyDeviceToHost, g->st));
+    CK(g->dev, "reading the expert routing", cudaMemcpyAsync(p->h_moe_w, w, Tk * 4, cudaMemcpyDeviceToHost, g->st));
+    CK(g->dev, "routing experts", cudaStreamSynchronize(g->st));
+    /* counting sort by expert: rows of expert e are n0[e] .. n0[e+1]-1, tokens ascending within */
+    int64_t *n0 = (int64_t *)calloc((size_t)E + 1, sizeof *n0), *fill = (int64_t *)malloc((size_t)E * sizeof *fill);
+    if (!n0 || !fill) {
+        free(n0);
+        free(fill);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory routing %lld tokens", (long long)T);
+    }
+    const int32_t *ex = p->h_moe;
+    int32_t *tok = p->h_moe_tok, *map = p->h_moe_map;
+    for (int64_t i = 0; i < Tk; i++) n0[ex[i] + 1]++;
+    for (int e = 0; e < E; e++) n0[e + 1] += n0[e];
+    memcpy(fill, n0, (size_t)E * sizeof *fill);
+    for (int64_t t = 0; t < T; t++)
+        for (int j = 0; j < k; j++) {
+            const int64_t r = fill[ex[t * k + j]]++;
+            tok[r] = (int32_t)t;
+            map[t * k + j] = (int32_t)r;
+        }
+    free(fill);
+    /* each token's k rows in expert order, the order in which the CPU adds them */
+    float *wt = p->h_moe_w;
+    for (int64_t t = 0; t < T; t++)
+        for (int a = 1; a < k; a++)
+            for (int b = a; b > 0 && map[t * k + b] < map[t * k + b - 1]; b--) {
+                const int32_t tm = map[t * k + b];
+                map[t * k + b] = map[t * k + b - 1];
+                map[t * k + b - 1] = tm;
+                const float tw = wt[t * k + b];
+                wt[t * k + b] = wt[t * k + b - 1];
+                wt[t * k + b - 1] = tw;
+            }
+    cudaError_t e1 = cudaMemcpyAsync(p->moe_tok, tok, Tk * 4, cudaMemcpyHostToDevice, g->st);
+    if (e1 == cudaSuccess) e1 = cudaMemcpyAsync(p->moe_w, wt, Tk * 4, cudaMemcpyHostToDevice, g->st);
+    if (e1 == cudaSuccess) e1 = cudaMemcpyAsync(p->moe_map, map, Tk * 4, cudaMemcpyHostToDevice, g->st);
+    plm_status st = e1 == cudaSuccess ? PLM_OK : cu_fail(err, g->dev, "uploading the expert routing", e1);
+    plm_gather_rows_cuda(xe, p->h, p->moe_tok, Tk, H, g->st);
+    for (int e = 0; e < E && !st; e++) {
+        const int64_t r0 = n0[e], n = n0[e + 1] - n0[e];
+        if (!n) continue;
+        st = gemm(g, ge, xe + r0 * H, n, &L->e_gate[e], p->xb, err);
+        if (!st) st = gemm(g, ue, xe + r0 * H, n, &L->e_up[e], p->xb, err);
+        if (!st) plm_swiglu_cuda(ge, ue, n * Im, g->st);
+        if (!st) st = gemm(g, ye + r0 * H, ge, n, &L->e_down[e], p->xb, err);
+    }
+    free(n0);
+    if (st) return st;
+    plm_moe_combine_cuda(p->mo, ye, p->moe_map, p->moe_w, T, k, H, g->st);
+    if (Is <= 0) return PLM_OK;
+    TRY(gemm(g, ge, p->h, T, &L->sh_gate, p->xb, err));
+    TRY(gemm(g, ue, p->h, T, &L->sh_up, p->xb, err));
+    plm_swiglu_cuda(ge, ue, T * Is, g->st);
+    TRY(gemm(g, ye, ge, T, &L->sh_down, p->xb, err));
+    TRY(gemm(g, sc, p->h, T, &L->sh_score, p->xb, err));
+    plm_sigmoid_scale_add_cuda(p->mo, ye, sc, T, H, g->st);
+    return PLM_OK;
+}
+
+static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_error *err) {
+    const plm_config *cf = &g->m->cfg;
+    if (cf->is_moe) return moe_layer(g, L, p, err);
+    const int64_t T = p->T;
+    const int I = cf->intermediate_size;
+    float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
+    TRY(gemm(g, gg, p->h, T, &L->gate, p->xb, err));
+    TRY(gemm(g, u, p->h, T, &L->up, p->xb, err));
+    plm_swiglu_cuda(gg, u, T * I, g->st);
+    return gemm(g, p->mo, gg, T, &L->down, p->xb, err);
+}
+
+/* Sizes the step's device scratch and pinned tables; grows them (before anything runs) if needed. */
+static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
+    const int moe_k = g->m->cfg.is_moe ? g->m->cfg.n_experts_per_tok : 0;
+    bump d = {NULL, 0}, h = {NULL, 0};
+    lay_out(p, g, &d, &h, moe_k);
+    if (d.used > g->scr_bytes) {
+        const size_t want = d.used + d.used / 8; /* some room for the next, slightly larger step */
+        if (g->limit && g->w_bytes + d.used > g->limit)
+            return plm_fail(err, PLM_ERR_NOMEM,
+                            "%s: a step of %lld tokens needs %zu bytes of device scratch; with the weights' %zu bytes "
+                            "that is over the context's limit of %zu (use a smaller --max-batch-tokens)",
+                            g->name, (long long)p->T, d.used, g->w_bytes, g->limit);
+        cudaFree(g->scr);
+        g->scr = NULL;
+        g->scr_bytes = 0;
+        size_t got = g->limit && g->w_bytes + want > g->limit ? d.used : want;
+        plm_status st = dev_malloc(g->dev, (void **)&g->scr, got, "step scratch", err);
+        if (st) {
+            char what[96];
+            snprintf(what, sizeof what, "the scratch of a step of %lld tokens", (long long)p->T);
+            return oom(err, g->dev, d.used, what);
+        }
+        g->scr_bytes = got;
+    }
+    if (h.used > g->pin_bytes) {
+        cudaFreeHost(g->pin);
+        g->pin = NULL;
+        g->pin_bytes = 0;
+        cudaError_t e = cudaMallocHost((void **)&g->pin, h.used + h.used / 8);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            return plm_fail(err, PLM_ERR_NOMEM, "%s: out of pinned host memory (%zu bytes) for a step's tables",
+                            g->name, h.used);
+        }
+        g->pin_bytes = h.used + h.used / 8;
+    }
+    d.base = g->scr;
+    d.used = 0;
+    h.base = g->pin;
+    h.used = 0;
+    lay_out(p, g, &d, &h, moe_k);
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
+                                    plm_error *err) {
+    plm_cuda *g = c->cuda;
+    const plm_model *m = g->m;
+    const plm_config *cf = &m->cfg;
+    const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
+    const int ns = s->n_seg, nl = m->info.n_linear_layers, na = m->info.n_attention_layers;
+    CK(g->dev, "selecting the device", cudaSetDevice(g->dev));
+    CK(g->dev, "an earlier launch", cudaGetLastError());
+
+    plan p;
+    memset(&p, 0, sizeof p);
+    p.T = T;
+    p.n_seg = ns;
+    for (int i = 0; i < ns; i++) p.nbt += (int)((start[i] + (s->cu[i + 1] - s->cu[i]) + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+    const int want_logits = out && (out->logits || out->logits_cb);
+    p.n_logit = want_logits ? (out->rows ? out->n_rows : T) : 0;
+    if (out && out->target && out->logprob)
+        for (int64_t t = 0; t < T; t++) p.n_score += out->target[t] >= 0;
+    int64_t need_rows = p.n_logit > p.n_score ? p.n_logit : p.n_score;
+    int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * 4));
+    ob = ob < 1 ? 1 : ob > OUT_ROWS_MAX ? OUT_ROWS_MAX : ob;
+    p.out_block = need_rows < ob ? need_rows : ob;
+    TRY(prepare(g, &p, err));
+
+    /* the step's tables, in one upload */
+    memcpy(HOST(&p, tokens, int32_t), s->tokens, (size_t)T * 4);
+    memcpy(HOST(&p, cu, int32_t), s->cu, (size_t)(ns + 1) * 4);
+    int32_t *seg_of = HOST(&p, seg_of, int32_t), *boff = HOST(&p, boff, int32_t);
+    int64_t *pos = HOST(&p, pos, int64_t);
+    memcpy(HOST(&p, start, int64_t), start, (size_t)ns * 8);
+    float **ct = HOST(&p, conv_tab, float *), **rt = HOST(&p, rec_tab, float *);
+    float **kt = HOST(&p, ktab, float *), **vt = HOST(&p, vtab, float *);
+    boff[0] = 0;
+    for (int i = 0; i < ns; i++) {
+        const plm_state *st = s->state[i];
+        const int nb = (int)((start[i] + (s->cu[i + 1] - s->cu[i]) + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+        boff[i + 1] = boff[i] + nb;
+        for (int32_t t = s->cu[i]; t < s->cu[i + 1]; t++) {
+            seg_of[t] = i;
+            pos[t] = start[i] + (t - s->cu[i]);
+        }
+        for (int l = 0; l < nl; l++) {
+            ct[(size_t)l * ns + i] = st->conv[l];
+            rt[(size_t)l * ns + i] = st->rec[l];
+        }
+        for (int a = 0; a < na; a++)
+            for (int b = 0; b < nb; b++) {
+                kt[(size_t)a * p.nbt + boff[i] + b] = st->kv[a].k[b];
+                vt[(size_t)a * p.nbt + boff[i] + b] = st->kv[a].v[b];
+            }
+    }
+    int32_t *sr = HOST(&p, score_rows, int32_t), *stg = HOST(&p, score_tgt, int32_t);
+    if (p.n_score) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            if (out->target[t] >= 0) {
+                sr[n] = (int32_t)t;
+                stg[n++] = out->target[t];
+            }
+    }
+    int32_t *lr = HOST(&p, logit_rows, int32_t);
+    for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
+    CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
+
+    /* the layers */
+    float *hid = out ? out->hidden : NULL;
+    plm_embed_rows_cuda(p.x, g->embed.d, g->embed.bf16, H, p.tokens, T, g->st);
+    if (hid) CK(g->dev, "reading hidden states", cudaMemcpyAsync(hid, p.x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+    plm_rmsnorm_zc_cuda(p.h, p.x, g->L[0].in_norm, T, (int)H, cf->rms_eps, g->st);
+    for (int li = 0; li < cf->n_layers; li++) {
+        const plm_layer *Lh = &m->layers[li];
+        const dlayer *L = &g->L[li];
+        if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, &p, err));
+        else TRY(attention_layer(g, Lh, L, &p, err));
+        plm_add_rmsnorm_zc_cuda(p.h, p.x, p.mo, L->post_norm, T, (int)H, cf->rms_eps, g->st);
+        TRY(mlp_layer(g, L, &p, err));
+        const float *next = li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm;
+        plm_add_rmsnorm_zc_cuda(p.h, p.x, p.mo, next, T, (int)H, cf->rms_eps, g->st);
+        if (hid && li + 1 < cf->n_layers)
+            CK(g->dev, "reading hidden states",
+               cudaMemcpyAsync(hid + (li + 1) * T * H, p.x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+        CK(g->dev, "a kernel launch", cudaGetLastError());
+    }
+    if (hid)
+        CK(g->dev, "reading hidden states",
+           cudaMemcpyAsync(hid + (int64_t)cf->n_layers * T * H, p.h, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+
+    /* outputs: logits rows and log-probabilities, out_block rows of lm_head at a time */
+    for (int64_t i0 = 0; i0 < p.n_logit; i0 += p.out_block) {
+        const int64_t nb = p.n_logit - i0 < p.out_block ? p.n_logit - i0 : p.out_block;
+        plm_gather_rows_cuda(p.out_rows, p.h, p.logit_rows + i0, nb, (int)H, g->st);
+        TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
+        if (out->logits_cb) {
+            float *buf = (float *)malloc((size_t)nb * V * 4);
+            if (!buf) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a block of logits");
+            cudaError_t e = cudaMemcpyAsync(buf, p.out_logits, (size_t)nb * V * 4, cudaMemcpyDeviceToHost, g->st);
+            if (e == cudaSuccess) e = cudaStreamSynchronize(g->st);
+            if (e != cudaSuccess) {
+                free(buf);
+                return cu_fail(err, g->dev, "reading logits", e);
+            }
+            const int stop = out->logits_cb(out->cb_user, (int32_t)i0, (int32_t)nb, buf);
+            free(buf);
+            if (stop) break;
+        } else {
+            CK(g->dev, "reading logits",
+               cudaMemcpyAsync(out->logits + i0 * V, p.out_logits, (size_t)nb * V * 4, cudaMemcpyDeviceToHost, g->st));
+        }
+    }
+    for (int64_t i0 = 0; i0 < p.n_score; i0 += p.out_block) {
+        const int64_t nb = p.n_score - i0 < p.out_block ? p.n_score - i0 : p.out_block;
+        plm_gather_rows_cuda(p.out_rows, p.h, p.score_rows + i0, nb, (int)H, g->st);
+        TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
+        plm_logprob_cuda(p.out_lp, p.out_logits, p.score_tgt + i0, (int)nb, (int)V, g->st);
+        CK(g->dev, "reading log-probabilities",
+           cudaMemcpyAsync(p.h_lp, p.out_lp, (size_t)nb * 4, cudaMemcpyDeviceToHost, g->st));
+        CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
+        for (int64_t i = 0; i < nb; i++) out->logprob[sr[i0 + i]] = p.h_lp[i];
+    }
+    CK(g->dev, "a kernel launch", cudaGetLastError());
+    CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
+    return PLM_OK;
+}

@@ -1,0 +1,486 @@
+/* Every CUDA kernel against its CPU reference on fresh random inputs: segment lengths 1, 63, 64, 65
+ * and long, hundreds of segments in one step, states carried in, outputs poisoned with NaN before
+ * the run, guard regions after every device output that must come back untouched. Tolerances are
+ * relative to the reference's largest magnitude (tu_close): 1e-5 for element-wise and short sums,
+ * 1e-4 for the delta rule's long sums. Skipped with a message where no GPU is usable (a build
+ * without CUDA, no device), unless PLM_REQUIRE_CUDA=1. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda_ops.h"
+#include "kernels/kernels.h"
+#include "model/cuda.h"
+#include "testutil.h"
+
+#define GUARD 32
+#define TOL 1e-5
+#define TOL_GDN 1e-4
+
+static tu_rng R = {0xc0da0c0da0ull};
+static plm_error ERR;
+
+static void fill(float *x, size_t n, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * tu_uniform(&R);
+}
+
+/* device copy of n floats (+ GUARD canary floats after) */
+static float *dput(const float *h, size_t n) {
+    void *d = NULL;
+    if (plm_cuda_alloc(0, &d, (n + GUARD) * 4, "test buffer", &ERR)) return NULL;
+    float *tmp = malloc((n + GUARD) * 4);
+    if (h) memcpy(tmp, h, n * 4);
+    else
+        for (size_t i = 0; i < n; i++) tmp[i] = NAN; /* poison: every element must be written */
+    for (size_t i = 0; i < GUARD; i++) tmp[n + i] = 12345.0f;
+    plm_cuda_upload(0, d, tmp, (n + GUARD) * 4, &ERR);
+    free(tmp);
+    return d;
+}
+
+static void *dput_bytes(const void *h, size_t bytes) {
+    void *d = NULL;
+    if (plm_cuda_alloc(0, &d, bytes, "test buffer", &ERR)) return NULL;
+    if (h) plm_cuda_upload(0, d, h, bytes, &ERR);
+    return d;
+}
+
+/* copies n floats back, checks the guard, frees */
+static int dget(float *h, float *d, size_t n, const char *what) {
+    float *tmp = malloc((n + GUARD) * 4);
+    plm_cuda_download(0, tmp, d, (n + GUARD) * 4, &ERR);
+    int ok = 1;
+    for (size_t i = 0; i < GUARD; i++) ok &= tmp[n + i] == 12345.0f;
+    tu_check(ok, "%s: guard after the output untouched", what);
+    memcpy(h, tmp, n * 4);
+    free(tmp);
+    plm_cuda_free(0, d);
+    return ok;
+}
+
+static int sync_ok(const char *what) {
+    plm_error e = {0};
+    return tu_check(plm_cuda_sync(0, &e) == PLM_OK, "%s: kernels ran (%s)", what, e.msg);
+}
+
+static int32_t *make_cu(const int *lens, int n_seg, int64_t *T) {
+    int32_t *cu = malloc((n_seg + 1) * sizeof *cu);
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
+    *T = cu[n_seg];
+    return cu;
+}
+
+static int32_t *make_seg_of(const int32_t *cu, int n_seg, int64_t T) {
+    int32_t *so = malloc((T ? T : 1) * sizeof *so);
+    for (int s = 0; s < n_seg; s++)
+        for (int32_t t = cu[s]; t < cu[s + 1]; t++) so[t] = s;
+    return so;
+}
+
+/* per-segment device buffers of n floats each (copied from h[s]), and the device array of them */
+static float **dput_each(float **h, int n_seg, size_t n, float ***dev_arr) {
+    float **d = malloc(n_seg * sizeof *d);
+    for (int s = 0; s < n_seg; s++) d[s] = dput(h[s], n);
+    *dev_arr = dput_bytes(d, n_seg * sizeof(float *));
+    return d;
+}
+
+static void test_conv(const int *lens, int n_seg, int C, int K, const char *label) {
+    int64_t T;
+    int32_t *cu = make_cu(lens, n_seg, &T), *so = make_seg_of(cu, n_seg, T);
+    const size_t P = (size_t)(K - 1) * C;
+    float *x = malloc(T * C * 4), *w = malloc((size_t)C * K * 4), *y = malloc(T * C * 4), *yr = malloc(T * C * 4);
+    float **tl = malloc(n_seg * sizeof *tl), **tr = malloc(n_seg * sizeof *tr);
+    fill(x, T * C, -2, 2);
+    fill(w, (size_t)C * K, -1, 1);
+    for (int s = 0; s < n_seg; s++) {
+        tl[s] = malloc(P * 4 + 4);
+        tr[s] = malloc(P * 4 + 4);
+        fill(tl[s], P, -2, 2); /* a state carried in */
+        memcpy(tr[s], tl[s], P * 4);
+    }
+    plm_conv_ref(yr, tr, x, w, cu, n_seg, C, K, 1);
+    float *dx = dput(x, T * C), *dw = dput(w, (size_t)C * K), *dy = dput(NULL, T * C), **dta;
+    float **dt = dput_each(tl, n_seg, P, &dta);
+    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dso = dput_bytes(so, T * 4);
+    plm_conv_cuda(dy, dta, dx, dw, dcu, dso, n_seg, T, C, K, NULL);
+    char what[160];
+    snprintf(what, sizeof what, "conv %s (T=%lld, C=%d, K=%d)", label, (long long)T, C, K);
+    if (sync_ok(what)) {
+        dget(y, dy, T * C, what);
+        tu_close(y, yr, T * C, TOL, what);
+        int tok = 1;
+        for (int s = 0; s < n_seg; s++) {
+            float *g = malloc(P * 4 + 4);
+            tok &= dget(g, dt[s], P, what);
+            tok &= tu_max_abs_diff(g, tr[s], P) == 0.0;
+            free(g);
+        }
+        tu_check(tok, "%s: every segment's new tail exact", what);
+    }
+    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dta), plm_cuda_free(0, dcu), plm_cuda_free(0, dso);
+    for (int s = 0; s < n_seg; s++) free(tl[s]), free(tr[s]);
+    free(dt), free(tl), free(tr), free(x), free(w), free(y), free(yr), free(cu), free(so);
+}
+
+static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, const char *label) {
+    int64_t T;
+    int32_t *cu = make_cu(lens, n_seg, &T);
+    const size_t qn = T * nk * dk, vn = T * nv * dv, sn = (size_t)nv * dk * dv;
+    float *q = malloc(qn * 4), *k = malloc(qn * 4), *v = malloc(vn * 4), *g = malloc(T * nv * 4), *b = malloc(T * nv * 4);
+    float *o = malloc(vn * 4), *orf = malloc(vn * 4);
+    fill(v, vn, -1, 1);
+    fill(g, T * nv, -0.3f, 0.0f);
+    fill(b, T * nv, 0.0f, 1.0f);
+    fill(q, qn, -1, 1);
+    fill(k, qn, -1, 1);
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    float **S = malloc(n_seg * sizeof *S), **Sr = malloc(n_seg * sizeof *Sr);
+    for (int s = 0; s < n_seg; s++) {
+        S[s] = malloc(sn * 4);
+        Sr[s] = malloc(sn * 4);
+        fill(S[s], sn, -0.5f, 0.5f);
+        memcpy(Sr[s], S[s], sn * 4);
+    }
+    plm_gdn_ref(orf, Sr, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, 1);
+    float *dq = dput(q, qn), *dk_ = dput(k, qn), *dv_ = dput(v, vn), *dg = dput(g, T * nv), *db = dput(b, T * nv);
+    float *doo = dput(NULL, vn), **dSa;
+    float **dS = dput_each(S, n_seg, sn, &dSa);
+    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4);
+    plm_gdn_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, nk, nv, dk, dv, NULL);
+    char what[160];
+    snprintf(what, sizeof what, "gated delta rule %s (T=%lld, %d segments, nk=%d nv=%d dk=%d dv=%d)", label,
+             (long long)T, n_seg, nk, nv, dk, dv);
+    if (sync_ok(what)) {
+        dget(o, doo, vn, what);
+        tu_close(o, orf, vn, TOL_GDN, what);
+        double worst = 0;
+        int ok = 1;
+        for (int s = 0; s < n_seg; s++) {
+            float *got = malloc(sn * 4);
+            ok &= dget(got, dS[s], sn, what);
+            double d = tu_max_abs_diff(got, Sr[s], sn), m = tu_max_abs(Sr[s], sn);
+            double r = m > 0 ? d / m : d;
+            if (!(r <= worst)) worst = r; /* NaN-safe: NaN makes worst NaN and fails below */
+            free(got);
+        }
+        tu_check(ok && worst <= TOL_GDN, "%s: final states, worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst,
+                 TOL_GDN);
+    }
+    plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dg), plm_cuda_free(0, db);
+    plm_cuda_free(0, dSa), plm_cuda_free(0, dcu);
+    for (int s = 0; s < n_seg; s++) free(S[s]), free(Sr[s]);
+    free(dS), free(S), free(Sr), free(q), free(k), free(v), free(g), free(b), free(o), free(orf), free(cu);
+}
+
+/* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */
+static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
+    const int CD = 2 * nk * dk + nv * dv;
+    float *mixed = malloc(T * CD * 4), *b = malloc(T * nv * 4), *a = malloc(T * nv * 4), *negA = malloc(nv * 4),
+          *dtb = malloc(nv * 4);
+    fill(mixed, T * CD, -2, 2);
+    fill(b, T * nv, -4, 4);
+    fill(a, T * nv, -30, 30); /* both sides of softplus's threshold */
+    fill(negA, nv, -2, -0.1f);
+    fill(dtb, nv, -1, 1);
+    float *q = malloc(T * nk * dk * 4), *k = malloc(T * nk * dk * 4), *v = malloc(T * nv * dv * 4);
+    float *beta = malloc(T * nv * 4), *g = malloc(T * nv * 4);
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(q + t * nk * dk, mixed + t * CD, nk * dk * 4);
+        memcpy(k + t * nk * dk, mixed + t * CD + nk * dk, nk * dk * 4);
+        memcpy(v + t * nv * dv, mixed + t * CD + 2 * nk * dk, nv * dv * 4);
+        for (int h = 0; h < nv; h++) {
+            beta[t * nv + h] = plm_sigmoid(b[t * nv + h]);
+            g[t * nv + h] = negA[h] * plm_softplus(a[t * nv + h] + dtb[h]);
+        }
+    }
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
+          *ddt = dput(dtb, nv);
+    float *dq = dput(NULL, T * nk * dk), *dk_ = dput(NULL, T * nk * dk), *dv_ = dput(NULL, T * nv * dv);
+    plm_gdn_prep_cuda(dq, dk_, dv_, dbb, da, dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL); /* beta, g in place */
+    char what[128];
+    snprintf(what, sizeof what, "delta-rule inputs (T=%lld, nk=%d nv=%d dk=%d dv=%d)", (long long)T, nk, nv, dk, dv);
+    if (sync_ok(what)) {
+        float *x = malloc(T * (nk * dk > nv * dv ? nk * dk : nv * dv) * 4);
+        dget(x, dq, T * nk * dk, what), tu_close(x, q, T * nk * dk, TOL, "  q (L2 norm, 1/sqrt(dk))");
+        dget(x, dk_, T * nk * dk, what), tu_close(x, k, T * nk * dk, TOL, "  k (L2 norm)");
+        dget(x, dv_, T * nv * dv, what), tu_close(x, v, T * nv * dv, 0.0, "  v (copied)");
+        dget(x, dbb, T * nv, what), tu_close(x, beta, T * nv, TOL, "  beta = sigmoid(b)");
+        dget(x, da, T * nv, what), tu_close(x, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
+        free(x);
+    }
+    plm_cuda_free(0, dm), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
+    free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
+}
+
+/* KV append + attention over blocked caches with a cached prefix per segment */
+static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int nkv, int hd, const char *label) {
+    int64_t T;
+    int32_t *cu = make_cu(lens, n_seg, &T), *so = make_seg_of(cu, n_seg, T);
+    const int row = nkv * hd;
+    const size_t blk = (size_t)PLM_KV_BLOCK * row;
+    float *q = malloc(T * nh * hd * 4), *kn = malloc(T * row * 4), *vn = malloc(T * row * 4);
+    float *o = malloc(T * nh * hd * 4), *orf = malloc(T * nh * hd * 4);
+    fill(q, T * nh * hd, -1, 1);
+    fill(kn, T * row, -1, 1);
+    fill(vn, T * row, -1, 1);
+    plm_kv *kv = calloc(n_seg, sizeof *kv);
+    const plm_kv **kvp = malloc(n_seg * sizeof *kvp);
+    int64_t *start = malloc(n_seg * 8);
+    int32_t *boff = malloc((n_seg + 1) * 4);
+    boff[0] = 0;
+    for (int s = 0; s < n_seg; s++) {
+        start[s] = starts[s];
+        const int64_t total = starts[s] + lens[s];
+        const int nb = (int)((total + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+        boff[s + 1] = boff[s] + nb;
+        kv[s].k = malloc(nb * sizeof(float *));
+        kv[s].v = malloc(nb * sizeof(float *));
+        kv[s].n_blocks = kv[s].cap_blocks = nb;
+        for (int b = 0; b < nb; b++) {
+            kv[s].k[b] = malloc(blk * 4);
+            kv[s].v[b] = malloc(blk * 4);
+            fill(kv[s].k[b], blk, -1, 1); /* the cached prefix (and garbage past the end) */
+            fill(kv[s].v[b], blk, -1, 1);
+        }
+        kvp[s] = &kv[s];
+    }
+    /* device blocks: the same contents before the append */
+    const int nbt = boff[n_seg];
+    float **hk = malloc(nbt * sizeof *hk), **hv = malloc(nbt * sizeof *hv);
+    for (int s = 0; s < n_seg; s++)
+        for (int b = 0; b < boff[s + 1] - boff[s]; b++) {
+            hk[boff[s] + b] = dput(kv[s].k[b], blk);
+            hv[boff[s] + b] = dput(kv[s].v[b], blk);
+        }
+    /* CPU: append, then attend */
+    for (int s = 0; s < n_seg; s++)
+        for (int32_t t = cu[s]; t < cu[s + 1]; t++) {
+            int64_t j = start[s] + (t - cu[s]);
+            memcpy(kv[s].k[j / PLM_KV_BLOCK] + (j % PLM_KV_BLOCK) * row, kn + t * row, row * 4);
+            memcpy(kv[s].v[j / PLM_KV_BLOCK] + (j % PLM_KV_BLOCK) * row, vn + t * row, row * 4);
+        }
+    const float scale = 1.0f / sqrtf((float)hd);
+    plm_attn_ref(orf, q, kvp, start, cu, n_seg, nh, nkv, hd, scale, 1);
+    float **dkt = dput_bytes(hk, nbt * sizeof *hk), **dvt = dput_bytes(hv, nbt * sizeof *hv);
+    float *dq = dput(q, T * nh * hd), *dkn = dput(kn, T * row), *dvn = dput(vn, T * row), *doo = dput(NULL, T * nh * hd);
+    int32_t *dboff = dput_bytes(boff, (n_seg + 1) * 4), *dcu = dput_bytes(cu, (n_seg + 1) * 4),
+            *dso = dput_bytes(so, T * 4);
+    int64_t *dst = dput_bytes(start, n_seg * 8);
+    plm_kv_append_cuda(dkt, dvt, dboff, dkn, dvn, dst, dcu, dso, T, nkv, hd, NULL);
+    plm_attn_cuda(doo, dq, dkt, dvt, dboff, dst, dcu, dso, T, nh, nkv, hd, scale, NULL);
+    char what[160];
+    snprintf(what, sizeof what, "attention %s (T=%lld, %d segments, nh=%d nkv=%d hd=%d)", label, (long long)T, n_seg,
+             nh, nkv, hd);
+    if (sync_ok(what)) {
+        dget(o, doo, T * nh * hd, what);
+        tu_close(o, orf, T * nh * hd, TOL, what);
+        int ok = 1; /* the caches: every block equal to the CPU's after the append */
+        float *g = malloc(blk * 4);
+        for (int s = 0; s < n_seg; s++)
+            for (int b = 0; b < boff[s + 1] - boff[s]; b++) {
+                ok &= dget(g, hk[boff[s] + b], blk, what) && !memcmp(g, kv[s].k[b], blk * 4);
+                ok &= dget(g, hv[boff[s] + b], blk, what) && !memcmp(g, kv[s].v[b], blk * 4);
+            }
+        free(g);
+        tu_check(ok, "%s: KV blocks after the append equal the CPU's", what);
+    }
+    plm_cuda_free(0, dkt), plm_cuda_free(0, dvt), plm_cuda_free(0, dq), plm_cuda_free(0, dkn), plm_cuda_free(0, dvn);
+    plm_cuda_free(0, dboff), plm_cuda_free(0, dcu), plm_cuda_free(0, dso), plm_cuda_free(0, dst);
+    for (int s = 0; s < n_seg; s++) {
+        for (int b = 0; b < kv[s].n_blocks; b++) free(kv[s].k[b]), free(kv[s].v[b]);
+        free(kv[s].k), free(kv[s].v);
+    }
+    free(kv), free(kvp), free(start), free(boff), free(hk), free(hv), free(q), free(kn), free(vn), free(o), free(orf);
+    free(cu), free(so);
+}
+
+static void test_rowops(int64_t rows, int n) {
+    const size_t N = rows * n;
+    float *x = malloc(N * 4), *d = malloc(N * 4), *z = malloc(N * 4), *w = malloc(n * 4), *ref = malloc(N * 4),
+          *y = malloc(N * 4), *xr = malloc(N * 4);
+    fill(x, N, -3, 3), fill(d, N, -1, 1), fill(z, N, -4, 4), fill(w, n, -0.5f, 0.5f);
+    char what[128];
+    float *dx = dput(x, N), *dw = dput(w, n), *dy = dput(NULL, N);
+    plm_rmsnorm_zc_cuda(dy, dx, dw, rows, n, 1e-6f, NULL);
+    plm_rmsnorm_zc(ref, x, w, rows, n, 1e-6f);
+    snprintf(what, sizeof what, "zero-centred RMSNorm [%lld x %d]", (long long)rows, n);
+    if (sync_ok(what)) dget(y, dy, N, what), tu_close(y, ref, N, TOL, what);
+    /* residual add fused with the norm */
+    float *dd = dput(d, N), *dh = dput(NULL, N);
+    dy = dput(x, N);
+    plm_add_rmsnorm_zc_cuda(dh, dy, dd, dw, rows, n, 1e-6f, NULL);
+    for (size_t i = 0; i < N; i++) xr[i] = x[i] + d[i];
+    plm_rmsnorm_zc(ref, xr, w, rows, n, 1e-6f);
+    snprintf(what, sizeof what, "residual add + RMSNorm [%lld x %d]", (long long)rows, n);
+    if (sync_ok(what)) {
+        dget(y, dy, N, what), tu_close(y, xr, N, 0.0, "  the sum, exact");
+        dget(y, dh, N, what), tu_close(y, ref, N, TOL, what);
+    }
+    /* gated RMSNorm */
+    float *dz = dput(z, N);
+    dy = dput(NULL, N);
+    plm_rmsnorm_gated_cuda(dy, dx, dz, dw, rows, n, 1e-6f, NULL);
+    plm_rmsnorm_gated(ref, x, z, w, rows, n, 1e-6f);
+    snprintf(what, sizeof what, "gated RMSNorm [%lld x %d]", (long long)rows, n);
+    if (sync_ok(what)) dget(y, dy, N, what), tu_close(y, ref, N, TOL, what);
+    /* SwiGLU, sigmoid gate */
+    memcpy(ref, x, N * 4);
+    plm_swiglu(ref, z, N);
+    dy = dput(x, N);
+    plm_swiglu_cuda(dy, dz, N, NULL);
+    if (sync_ok("swiglu")) dget(y, dy, N, "swiglu"), tu_close(y, ref, N, TOL, "swiglu");
+    for (size_t i = 0; i < N; i++) ref[i] = x[i] * plm_sigmoid(z[i]);
+    dy = dput(x, N);
+    plm_gate_mul_cuda(dy, dz, N, NULL);
+    if (sync_ok("sigmoid gate")) dget(y, dy, N, "sigmoid gate"), tu_close(y, ref, N, TOL, "sigmoid gate");
+    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dd), plm_cuda_free(0, dz);
+    free(x), free(d), free(z), free(w), free(ref), free(y), free(xr);
+}
+
+static void test_rope(int64_t T, int nh, int hd, int rot) {
+    const size_t N = T * nh * hd;
+    float *x = malloc(N * 4), *ref = malloc(N * 4), *y = malloc(N * 4), inv[PLM_CUDA_MAX_HD];
+    int64_t *pos = malloc(T * 8);
+    fill(x, N, -1, 1);
+    for (int64_t t = 0; t < T; t++) pos[t] = tu_randint(&R, 0, 40000); /* long contexts: large angles */
+    memcpy(ref, x, N * 4);
+    plm_rope(ref, pos, T, nh, hd, rot, 1e7);
+    for (int i = 0; i < rot / 2; i++) inv[i] = (float)(1.0 / pow(1e7, (double)(2 * i) / (double)rot));
+    float *dx = dput(x, N), *di = dput(inv, rot / 2);
+    int64_t *dp = dput_bytes(pos, T * 8);
+    plm_rope_cuda(dx, dp, T, nh, hd, rot, di, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "RoPE (T=%lld, nh=%d, hd=%d, rot=%d)", (long long)T, nh, hd, rot);
+    if (sync_ok(what)) dget(y, dx, N, what), tu_close(y, ref, N, TOL, what);
+    plm_cuda_free(0, di), plm_cuda_free(0, dp);
+    free(x), free(ref), free(y), free(pos);
+}
+
+static void test_route(int64_t T, int E, int k) {
+    float *l = malloc(T * E * 4), *w = malloc(T * k * 4), *wr = malloc(T * k * 4);
+    int32_t *idx = malloc(T * k * 4), *ir = malloc(T * k * 4);
+    fill(l, T * E, -3, 3);
+    for (int64_t t = 0; t < T; t += 7) l[t * E + 1] = l[t * E + 2]; /* ties go to the lower index */
+    plm_moe_route(ir, wr, l, T, E, k);
+    float *dl = dput(l, T * E), *dw = dput(NULL, T * k);
+    int32_t *di = dput_bytes(NULL, T * k * 4);
+    plm_moe_route_cuda(di, dw, dl, T, E, k, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "MoE routing (T=%lld, E=%d, k=%d)", (long long)T, E, k);
+    if (sync_ok(what)) {
+        plm_cuda_download(0, idx, di, T * k * 4, &ERR);
+        tu_check(!memcmp(idx, ir, T * k * 4), "%s: the same experts", what);
+        dget(w, dw, T * k, what), tu_close(w, wr, T * k, TOL, what);
+    }
+    plm_cuda_free(0, dl), plm_cuda_free(0, di);
+    free(l), free(w), free(wr), free(idx), free(ir);
+}
+
+static void test_logprob(int n, int V, float spread) {
+    float *l = malloc((size_t)n * V * 4), *lp = malloc(n * 4), *ref = malloc(n * 4);
+    int32_t *tg = malloc(n * 4);
+    fill(l, (size_t)n * V, -spread, spread);
+    for (int i = 0; i < n; i++) tg[i] = tu_randint(&R, 0, V - 1);
+    plm_logprob_ref(ref, l, tg, n, V, 1);
+    float *dl = dput(l, (size_t)n * V), *dlp = dput(NULL, n);
+    int32_t *dt = dput_bytes(tg, n * 4);
+    plm_logprob_cuda(dlp, dl, dt, n, V, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "log-probabilities (%d rows of %d, logits within +-%g)", n, V, spread);
+    if (sync_ok(what)) dget(lp, dlp, n, what), tu_close(lp, ref, n, TOL, what);
+    plm_cuda_free(0, dl), plm_cuda_free(0, dt);
+    free(l), free(lp), free(ref), free(tg);
+}
+
+static void test_embed_gather(int64_t V, int H, int64_t T) {
+    float *E32 = malloc(V * H * 4), *x = malloc(T * H * 4), *ref = malloc(T * H * 4);
+    uint16_t *E16 = malloc(V * H * 2);
+    int32_t *tok = malloc(T * 4);
+    fill(E32, V * H, -1, 1);
+    for (int64_t i = 0; i < V * H; i++) E16[i] = plm_f32_to_bf16(E32[i]);
+    for (int64_t t = 0; t < T; t++) tok[t] = tu_randint(&R, 0, (int)V - 1);
+    int32_t *dtok = dput_bytes(tok, T * 4);
+    for (int bf = 0; bf < 2; bf++) {
+        plm_mat M = {bf ? (const void *)E16 : E32, bf ? PLM_DT_BF16 : PLM_DT_F32, V, H};
+        plm_embed_rows(ref, &M, tok, T);
+        void *dE = bf ? dput_bytes(E16, V * H * 2) : (void *)dput(E32, V * H);
+        float *dx = dput(NULL, T * H);
+        plm_embed_rows_cuda(dx, dE, bf, H, dtok, T, NULL);
+        const char *what = bf ? "embedding rows (BF16)" : "embedding rows (F32)";
+        if (sync_ok(what)) dget(x, dx, T * H, what), tu_close(x, ref, T * H, 0.0, what);
+        plm_cuda_free(0, dE);
+    }
+    /* row gather (lm_head blocks, experts) */
+    float *dE = dput(E32, V * H), *dx = dput(NULL, T * H);
+    plm_gather_rows_cuda(dx, dE, dtok, T, H, NULL);
+    for (int64_t t = 0; t < T; t++) memcpy(ref + t * H, E32 + (int64_t)tok[t] * H, H * 4);
+    if (sync_ok("row gather")) dget(x, dx, T * H, "row gather"), tu_close(x, ref, T * H, 0.0, "row gather");
+    plm_cuda_free(0, dE), plm_cuda_free(0, dtok);
+    free(E32), free(E16), free(x), free(ref), free(tok);
+}
+
+int main(void) {
+    plm_error e = {0};
+    void *probe = NULL;
+    if (!plm_cuda_built() || plm_cuda_alloc(0, &probe, 16, "a probe", &e)) {
+        const char *req = getenv("PLM_REQUIRE_CUDA");
+        if (req && !strcmp(req, "1")) {
+            tu_check(0, "CUDA required (PLM_REQUIRE_CUDA=1) but unusable: %s",
+                     plm_cuda_built() ? e.msg : "this build has no CUDA (make CUDA=1)");
+            return tu_finish("test_cuda_ops");
+        }
+        printf("SKIP test_cuda_ops: %s\n", plm_cuda_built() ? e.msg : "this build has no CUDA backend (make CUDA=1)");
+        return 0;
+    }
+    plm_cuda_free(0, probe);
+
+    /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
+    const int l1[] = {1, 3, 63, 64, 65, 2, 130}, l2[] = {1}, l3[] = {700};
+    test_conv(l1, 7, 37, 4, "boundary lengths");
+    test_conv(l2, 1, 100, 4, "one token");
+    test_conv(l3, 1, 64, 4, "one long segment");
+    test_conv(l1, 7, 40, 2, "K = 2");
+    test_conv(l1, 7, 24, 6, "K = 6");
+    int many[400];
+    for (int i = 0; i < 400; i++) many[i] = tu_randint(&R, 1, 6);
+    test_conv(many, 400, 48, 4, "400 short segments");
+
+    /* delta rule: the fixtures' odd shapes, the 0.8B shape (dk = dv = 128), a long segment */
+    test_gdn(l1, 7, 2, 4, 16, 24, "boundary lengths");
+    test_gdn(l1, 7, 2, 4, 128, 128, "boundary lengths");
+    test_gdn(l3, 1, 1, 2, 128, 128, "one long segment");
+    test_gdn(many, 300, 2, 4, 32, 40, "300 short segments");
+    test_gdn(l2, 1, 3, 3, 200, 70, "one token, dk = 200");
+    const int dec[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+    test_gdn(dec, 16, 16, 16, 128, 128, "16 decode tokens");
+    test_gdn_prep(37, 2, 4, 16, 24);
+    test_gdn_prep(9, 16, 32, 128, 128);
+
+    /* attention: fresh and cached prefixes, block edges, GQA, head dims 32 and 256 */
+    const int al[] = {1, 63, 64, 65, 5, 1}, as[] = {0, 0, 1, 63, 127, 300};
+    test_attn(al, as, 6, 4, 2, 32, "prompts and cached prefixes");
+    test_attn(al, as, 6, 8, 2, 256, "0.8B head shape");
+    int ml[200], ms[200];
+    for (int i = 0; i < 200; i++) ml[i] = tu_randint(&R, 1, 4), ms[i] = tu_randint(&R, 0, 150);
+    test_attn(ml, ms, 200, 4, 1, 64, "200 segments");
+    const int dl[] = {1, 1, 1}, ds[] = {0, 64, 1000};
+    test_attn(dl, ds, 3, 6, 3, 48, "decode tokens");
+
+    test_rowops(37, 64);
+    test_rowops(5, 1024);
+    test_rowops(200, 24);
+    test_rope(50, 4, 32, 8);
+    test_rope(20, 8, 256, 64);
+    test_route(97, 8, 2);
+    test_route(33, 64, 8);
+    test_logprob(7, 512, 5);
+    test_logprob(3, 151936, 30);
+    test_embed_gather(512, 64, 300);
+    return tu_finish("test_cuda_ops");
+}
