@@ -37,7 +37,7 @@ ifneq ($(CUDA),1)
 TESTSRC := $(filter-out tests/test_cuda_%,$(TESTSRC)) # the kernel harness drives CUDA kernels directly
 endif
 TESTBIN := $(TESTSRC:tests/%.c=$(B)/tests/%)
-TESTCOMMON := $(filter-out $(TESTSRC),$(wildcard tests/*.c))
+TESTCOMMON := $(filter-out tests/test_%,$(wildcard tests/*.c))
 TESTCOMMONOBJ := $(TESTCOMMON:%.c=$(B)/obj/%.o)
 BENCHSRC := $(wildcard bench/*.c)
 BENCHOBJ := $(BENCHSRC:%.c=$(B)/obj/%.o)
