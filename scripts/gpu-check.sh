@@ -42,10 +42,12 @@ for t in test_cuda_ops test_fixtures test_generate; do
 done
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-    "$cs" --tool memcheck --leak-check full --error-exitcode 9 "$B/tests/test_cuda_ops" > "$OUT/memcheck.log" 2>&1
-    rc=$?
-    say "compute-sanitizer memcheck on test_cuda_ops: exit $rc, $(grep -E 'ERROR SUMMARY' "$OUT/memcheck.log" | tail -1)"
-    [ $rc -eq 0 ] || fail=1
+    for t in ${SANITIZE:-test_cuda_ops}; do
+        "$cs" --tool memcheck --leak-check full --error-exitcode 9 "$B/tests/$t" > "$OUT/memcheck-$t.log" 2>&1
+        rc=$?
+        say "compute-sanitizer memcheck on $t: exit $rc, $(grep -E 'ERROR SUMMARY' "$OUT/memcheck-$t.log" | tail -1)"
+        [ $rc -eq 0 ] || { grep -m 12 -E "=========" "$OUT/memcheck-$t.log"; fail=1; }
+    done
 fi
 # the CLI on the bundled model: score and generate on cuda against the CPU
 m=tests/data/tiny-dense
@@ -78,6 +80,7 @@ else
 fi
 "$B/packlm" score --model $m --input $in --device cuda:7 > /dev/null 2> "$OUT/nodev.err"
 say "packlm score --device cuda:7: exit $?, \"$(cat "$OUT/nodev.err")\""
+(cd "$OUT" && tar czf ../gpu-logs.tgz --exclude='*.tgz' . && mv ../gpu-logs.tgz .) 2>/dev/null
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 [ $fail -eq 0 ] && echo "gpu-check: all passed" || echo "gpu-check: FAILED"

@@ -31,9 +31,9 @@ extern "C" void plm_kv_append_cuda(float *const *kb, float *const *vb, const int
 __global__ void k_attn(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                        const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv,
                        int hd, float scale) {
-    const int64_t wid = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5;
     const int lane = threadIdx.x & 31;
-    if (wid >= T * nh) return;
+    const int64_t n_warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t wid = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; wid < T * nh; wid += n_warps) {
     const int64_t t = wid / nh;
     const int h = (int)(wid % nh), s = seg_of[t], kvh = h / (nh / nkv);
     const int64_t n_keys = start[s] + (t - cu[s]) + 1;
@@ -41,8 +41,9 @@ __global__ void k_attn(float *o, const float *q, float *const *kb, float *const 
 #pragma unroll
     for (int e = 0; e < PER_LANE; e++) {
         const int d = lane + 32 * e;
-        qr[e] = d < hd ? q[wid * hd + d] : 0.0f;
+        qr[e] = 0.0f;
         acc[e] = 0.0f;
+        if (d < hd) qr[e] = q[wid * hd + d];
     }
     float m = -INFINITY, l = 0.0f;
     float *const *kbs = kb + boff[s], *const *vbs = vb + boff[s];
@@ -64,6 +65,7 @@ __global__ void k_attn(float *o, const float *q, float *const *kb, float *const 
 #pragma unroll
     for (int e = 0; e < PER_LANE; e++)
         if (lane + 32 * e < hd) o[wid * hd + lane + 32 * e] = acc[e] / l;
+    } /* warps of the grid stride over (token, head) pairs */
 }
 
 extern "C" void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,

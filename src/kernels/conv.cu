@@ -18,8 +18,9 @@ __global__ void k_conv(float *y, float *const *tail, const float *x, const float
         float acc = 0.0f;
         for (int j = 0; j < K; j++) {
             const int64_t src = i - P + j; /* index within the segment; < 0 reads the tail */
-            const float xv = src >= 0 ? x[(t - i + src) * C + c] : tl[(P + src) * C + c];
-            acc += w[c * K + j] * xv;
+            /* choose the address, then load once: no load of x before the segment is ever issued */
+            const float *xp = src >= 0 ? x + (t - i + src) * C + c : tl + (P + src) * C + c;
+            acc += w[c * K + j] * *xp;
         }
         y[e] = plm_silu_d(acc);
     }
@@ -36,7 +37,8 @@ __global__ void k_conv_tail(float *const *tail, const float *x, const int32_t *c
         float *tl = tail[s];
         for (int r = 0; r < P; r++) {
             const int64_t q = L + r;
-            tl[r * C + c] = q < P ? tl[q * C + c] : x[(t0 + q - P) * C + c];
+            const float *from = q < P ? tl + q * C + c : x + (t0 + q - P) * C + c;
+            tl[r * C + c] = *from;
         }
     }
 }

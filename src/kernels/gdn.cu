@@ -21,13 +21,19 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
 #pragma unroll
     for (int r = 0; r < ROWS; r++) {
         const int i = w * ROWS + r;
-        Sr[r] = jv && i < dk ? Sh[(size_t)i * dv + j] : 0.0f;
+        Sr[r] = 0.0f;
+        if (jv && i < dk) Sr[r] = Sh[(size_t)i * dv + j];
     }
     const int tid = w * 32 + lane, span = nw * 32;
     for (int64_t t = cu[s]; t < cu[s + 1]; t++) {
         for (int e = tid; e < span; e += span) { /* zero past dk: no garbage times a zero state */
-            ks[e] = e < dk ? k[(t * nk + kh) * dk + e] : 0.0f;
-            qs[e] = e < dk ? q[(t * nk + kh) * dk + e] : 0.0f;
+            float kv = 0.0f, qv = 0.0f;
+            if (e < dk) {
+                kv = k[(t * nk + kh) * dk + e];
+                qv = q[(t * nk + kh) * dk + e];
+            }
+            ks[e] = kv;
+            qs[e] = qv;
         }
         __syncthreads();
         const float decay = expf(g[t * nv + h]), b = beta[t * nv + h];
@@ -41,7 +47,8 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
         __syncthreads();
         float kvm = 0.0f;
         for (int ww = 0; ww < nw; ww++) kvm += red[ww][lane];
-        const float delta = jv ? (v[(t * nv + h) * dv + j] - kvm) * b : 0.0f;
+        float delta = 0.0f;
+        if (jv) delta = (v[(t * nv + h) * dv + j] - kvm) * b;
         float part2 = 0.0f;
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {

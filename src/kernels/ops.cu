@@ -158,7 +158,8 @@ extern "C" void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, 
 __global__ void k_embed(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens) {
     const int64_t t = blockIdx.x, r = tokens[t];
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
-        x[t * cols + i] = bf16 ? plm_bf16_bits_to_f32(((const uint16_t *)E)[r * cols + i]) : ((const float *)E)[r * cols + i];
+        if (bf16) x[t * cols + i] = plm_bf16_bits_to_f32(((const uint16_t *)E)[r * cols + i]);
+        else x[t * cols + i] = ((const float *)E)[r * cols + i];
 }
 
 extern "C" void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens, int64_t T,
