@@ -386,22 +386,24 @@ typedef struct {
     int64_t n_score, n_logit, out_block;
 } plan;
 
+/* Floats of the layers' work area for T tokens: the largest of the linear, attention and MLP layers'
+ * pieces (wtake), each piece rounded up to 64 floats. */
 static size_t layer_work_floats(const plm_model *m, int64_t T) {
     const plm_config *c = &m->cfg;
     const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
-    const size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk + 64;
+    const size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk; /* 9 pieces */
     const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    const size_t att = 5 * nh * hd + 2 * nkv * hd + 64;
-    size_t mlp = 2 * (size_t)c->intermediate_size + 64;
-    if (c->is_moe) {
+    const size_t att = 5 * nh * hd + 2 * nkv * hd;                                    /* 6 pieces */
+    size_t mlp = 2 * (size_t)c->intermediate_size;                                    /* 2 pieces */
+    if (c->is_moe) {                                                                  /* 8 pieces */
         const size_t k = c->n_experts_per_tok, H = c->hidden_size;
         const size_t wide = k * c->moe_intermediate_size > (size_t)c->shared_intermediate_size
                                 ? k * c->moe_intermediate_size : (size_t)c->shared_intermediate_size;
-        mlp = (size_t)c->n_experts + 2 * k + 2 * k * H + 2 * wide + H + 1 + 8 * 64;
+        mlp = (size_t)c->n_experts + 2 * k + 2 * k * H + 2 * wide + 1;
     }
     size_t per = lin > att ? lin : att;
     per = per > mlp ? per : mlp;
-    return per * (size_t)T;
+    return per * (size_t)T + 9 * 64; /* + the rounding of at most 9 pieces */
 }
 
 /* Lays the step out over the device region d and host region hst (NULL: count only). */
@@ -488,6 +490,13 @@ static float *wtake(float **at, size_t n) {
     return p;
 }
 
+/* every layer checks that its pieces fit the work area layer_work_floats sized */
+static plm_status work_fits(const plan *p, const float *at, const plm_cuda *g, plm_error *err) {
+    if (at <= p->work + p->work_floats) return PLM_OK;
+    return plm_fail(err, PLM_ERR_INTERNAL, "%s: a layer needs %zu floats of work area, %zu were laid out", g->name,
+                    (size_t)(at - p->work), p->work_floats);
+}
+
 static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L, const plan *p, plm_error *err) {
     const plm_model *m = g->m;
     const plm_config *cf = &m->cfg;
@@ -499,6 +508,7 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *z = wtake(&at, (size_t)T * nv * dv), *bb = wtake(&at, (size_t)T * nv), *aa = wtake(&at, (size_t)T * nv);
     float *q = wtake(&at, (size_t)T * nk * dk), *k = wtake(&at, (size_t)T * nk * dk);
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
+    TRY(work_fits(p, at, g, err));
     TRY(gemm(g, raw, p->h, T, &L->qkv, p->xb, err));
     TRY(gemm(g, z, p->h, T, &L->z, p->xb, err));
     TRY(gemm(g, bb, p->h, T, &L->b, p->xb, err));
@@ -518,6 +528,7 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     float *qg = wtake(&at, (size_t)T * nh * 2 * hd), *q = wtake(&at, (size_t)T * nh * hd);
     float *gate = wtake(&at, (size_t)T * nh * hd), *k = wtake(&at, (size_t)T * nkv * hd);
     float *v = wtake(&at, (size_t)T * nkv * hd), *o = wtake(&at, (size_t)T * nh * hd);
+    TRY(work_fits(p, at, g, err));
     TRY(gemm(g, qg, p->h, T, &L->q, p->xb, err));
     TRY(gemm(g, k, p->h, T, &L->k, p->xb, err));
     TRY(gemm(g, v, p->h, T, &L->v, p->xb, err));
@@ -548,6 +559,7 @@ static plm_status moe_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     float *xe = wtake(&at, (size_t)Tk * H), *ye = wtake(&at, (size_t)Tk * H);
     float *ge = wtake(&at, (size_t)T * wide), *ue = wtake(&at, (size_t)T * wide);
     float *sc = wtake(&at, (size_t)T);
+    TRY(work_fits(p, at, g, err));
     TRY(gemm(g, logits, p->h, T, &L->router, p->xb, err));
     plm_moe_route_cuda(idx, w, logits, T, E, k, g->st);
     CK(g->dev, "reading the expert routing", cudaMemcpyAsync(p->h_moe, idx, Tk * 4, cudaMemcpyDeviceToHost, g->st));
