@@ -125,14 +125,14 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
     free(dt), free(tl), free(tr), free(x), free(w), free(y), free(yr), free(cu), free(so);
 }
 
-static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, const char *label) {
+static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
     int64_t T;
     int32_t *cu = make_cu(lens, n_seg, &T);
     const size_t qn = T * nk * dk, vn = T * nv * dv, sn = (size_t)nv * dk * dv;
     float *q = malloc(qn * 4), *k = malloc(qn * 4), *v = malloc(vn * 4), *g = malloc(T * nv * 4), *b = malloc(T * nv * 4);
     float *o = malloc(vn * 4), *orf = malloc(vn * 4);
     fill(v, vn, -1, 1);
-    fill(g, T * nv, -0.3f, 0.0f);
+    fill(g, T * nv, g_lo, 0.0f);
     fill(b, T * nv, 0.0f, 1.0f);
     fill(q, qn, -1, 1);
     fill(k, qn, -1, 1);
@@ -452,13 +452,18 @@ int main(void) {
     test_conv(many, 400, 48, 4, "400 short segments");
 
     /* delta rule: the fixtures' odd shapes, the 0.8B shape (dk = dv = 128), a long segment */
-    test_gdn(l1, 7, 2, 4, 16, 24, "boundary lengths");
-    test_gdn(l1, 7, 2, 4, 128, 128, "boundary lengths");
-    test_gdn(l3, 1, 1, 2, 128, 128, "one long segment");
-    test_gdn(many, 300, 2, 4, 32, 40, "300 short segments");
-    test_gdn(l2, 1, 3, 3, 200, 70, "one token, dk = 200");
+    /* (segments of 16 tokens or more take the chunked form, shorter ones the recurrent one) */
+    const int l4[] = {15, 16, 17, 1, 129, 128, 127};
+    test_gdn(l1, 7, 2, 4, 16, 24, -0.3f, "boundary lengths");
+    test_gdn(l1, 7, 2, 4, 128, 128, -0.3f, "boundary lengths");
+    test_gdn(l4, 7, 2, 2, 64, 100, -0.3f, "around the form switch and two chunks");
+    test_gdn(l3, 1, 1, 2, 128, 128, -0.3f, "one long segment");
+    test_gdn(l3, 1, 1, 2, 128, 128, -8.0f, "one long segment, strong decay");
+    test_gdn(many, 300, 2, 4, 32, 40, -0.3f, "300 short segments");
+    test_gdn(l2, 1, 3, 3, 200, 70, -0.3f, "one token, dk = 200");
+    test_gdn(l1, 7, 1, 2, 200, 70, -0.3f, "dk = 200 (recurrent form only)");
     const int dec[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-    test_gdn(dec, 16, 16, 16, 128, 128, "16 decode tokens");
+    test_gdn(dec, 16, 16, 16, 128, 128, -0.3f, "16 decode tokens");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);
 
