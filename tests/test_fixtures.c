@@ -22,9 +22,22 @@ static void shuffle(int *a, int n, tu_rng *r) {
 }
 
 /* The same model through a BF16 copy of the checkpoint on device, against the CPU's fast path on the
- * same BF16 weights: within 3e-2 * max|ref| (the device also rounds each GEMM's input to BF16), every
- * sequence in one step and under a small budget. How far the cast alone moves the logits from
- * transformers' F32 logits is printed for both (these random tiny models are sensitive to it). */
+ * same BF16 weights, every sequence in one step and under a small budget. The device also rounds each
+ * GEMM's input to BF16 (tensor-core operands), the CPU keeps it in F32, so the rule is the one for
+ * BF16 operands: ||got - ref|| / ||ref|| <= 3e-2 over all logits (NaN fails). The largest single
+ * difference, and how far the cast alone moves the logits from transformers' F32 logits, are printed:
+ * these random tiny models are so sensitive that the cast alone moves the CPU's logits by 5-30% of
+ * their largest magnitude. */
+static double rel_l2(const float *x, const float *ref, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = (double)x[i] - ref[i];
+        d += e * e;
+        r += (double)ref[i] * ref[i];
+    }
+    return d == d && r > 0 ? sqrt(d / r) : INFINITY;
+}
+
 static void run_bf16(const char *name, const char *device) {
     char dir[256], bdir[256], path[512], what[200];
     plm_error err = {0};
@@ -63,7 +76,9 @@ static void run_bf16(const char *name, const char *device) {
                      name, err.msg);
             snprintf(what, sizeof what, "%s on %s, BF16 weights, budget %lld, against the CPU on the same weights", name,
                      device, (long long)budgets[b]);
-            tu_close(got, cref, N, 3e-2, what);
+            const double r2 = rel_l2(got, cref, N);
+            tu_check(r2 <= 3e-2, "%s: ||diff|| / ||ref|| %.2e (bound 3e-2; largest difference %.3g of max|ref|)", what,
+                     r2, tu_max_abs_diff(got, cref, N) / tu_max_abs(cref, N));
             if (b == 0)
                 printf("info %s on %s: BF16 weights, %.3g of max|F32 ref| from transformers' F32 logits\n", name,
                        device, tu_max_abs_diff(got, ref, N) / scale);
