@@ -8,6 +8,7 @@
 
 typedef struct {
     const char *model_dir;  /* the benchmark checkpoint (built by bench_model_prepare) */
+    const char *device;     /* "cpu" or "cuda[:N]" */
     int n_threads;
     int quick;              /* smaller sizes: a smoke run for the test suite */
     /* recorded figures */
@@ -28,5 +29,11 @@ int bench_model_prepare(char *dir, size_t dir_len, int quick); /* random-weight 
 int bench_prefill(bench_ctx *b);   /* sgemm ceiling, score throughput, segment overhead, delta rule, memory */
 int bench_decode(bench_ctx *b);    /* decode tokens/s with 1, 4, 16 sequences; mixed run */
 int bench_tokenizer(const char *tokenizer_json, double *mb_per_s); /* encoding MB/s, single thread */
+int bench_cuda(bench_ctx *b);      /* --device cuda: ceilings, packed score/prefill, segments, memory */
+
+/* One step of n_seg fresh segments (lens[s] tokens) on c's device: score (log-probabilities) or
+ * prefill (last-token logits); seconds, or -1 with *fail set. */
+#include "packlm.h"
+double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail);
 
 #endif

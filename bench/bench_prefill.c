@@ -63,27 +63,29 @@ static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
     return tb / tf;
 }
 
-/* one step over n_seg segments of len tokens each, fresh states; score: log-probabilities of every
-   token whose next token is in the segment, else (prefill) the logits of each segment's last token;
-   returns seconds */
-static double run_step(plm_ctx *c, plm_model *m, int n_seg, int len, int score, int *fail) {
+/* one step over n_seg segments of lens[s] tokens, fresh states on the context's device; score:
+   log-probabilities of every token whose next token is in the segment, else (prefill) the logits of
+   each segment's last token; returns seconds (what plm_step_run takes, outputs copied back) */
+double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail) {
     const plm_model_info *in = plm_model_get_info(m);
-    const int T = n_seg * len;
+    int T = 0;
+    for (int s = 0; s < n_seg; s++) T += lens[s];
     int32_t *tok = malloc(T * 4), *tgt = malloc(T * 4), *cu = malloc((n_seg + 1) * 4);
     float *lp = malloc(T * 4), *logits = malloc((size_t)n_seg * in->vocab_size * 4);
     int32_t *rows = malloc(n_seg * 4);
-    for (int s = 0; s < n_seg; s++) rows[s] = (s + 1) * len - 1;
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s], rows[s] = cu[s + 1] - 1;
     plm_state **st = calloc(n_seg, sizeof *st), *fresh = NULL;
     plm_error err = {0};
     for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd32() % (uint32_t)in->vocab_size);
-    for (int s = 0; s <= n_seg; s++) cu[s] = s * len;
-    for (int t = 0; t < T; t++) tgt[t] = (t + 1) % len ? tok[t + 1] : -1;
+    for (int s = 0; s < n_seg; s++)
+        for (int t = cu[s]; t < cu[s + 1]; t++) tgt[t] = t + 1 < cu[s + 1] ? tok[t + 1] : -1;
     double dt = -1;
     /* fresh states, written once before timing (a copy of an empty state): a served sequence's
        state is resident; the first touch of newly allocated state pages is not a step's cost */
-    if (plm_state_new(&fresh, m, &err)) goto out;
+    if (plm_state_new_on(&fresh, c, &err)) goto out;
     for (int s = 0; s < n_seg; s++)
-        if (plm_state_new(&st[s], m, &err) || plm_state_copy(st[s], fresh, &err)) goto out;
+        if (plm_state_new_on(&st[s], c, &err) || plm_state_copy(st[s], fresh, &err)) goto out;
     plm_step step = {T, tok, NULL, n_seg, cu, st};
     plm_outputs o = {0};
     if (score) {
@@ -111,6 +113,14 @@ out:
     for (int s = 0; s < n_seg; s++) plm_state_free(st[s]);
     plm_state_free(fresh);
     free(st), free(tok), free(tgt), free(cu), free(lp), free(logits), free(rows);
+    return dt;
+}
+
+static double run_step(plm_ctx *c, plm_model *m, int n_seg, int len, int score, int *fail) {
+    int *lens = malloc(n_seg * sizeof *lens);
+    for (int s = 0; s < n_seg; s++) lens[s] = len;
+    double dt = bench_run_step(c, m, n_seg, lens, score, fail);
+    free(lens);
     return dt;
 }
 

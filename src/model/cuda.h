@@ -39,6 +39,11 @@ plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err);
 plm_status plm_cuda_copy(int dev, void *dst, const void *src, size_t bytes, plm_error *err); /* device to device */
 plm_status plm_cuda_download(int dev, void *host, const void *src, size_t bytes, plm_error *err);
 plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, plm_error *err);
+/* The benchmark's ceilings on cuda:dev: a BF16 GEMM [m, k] x [k, n] (fp32 accumulation) on random
+ * data in TFLOP/s, and a device-to-device copy of `bytes` in TB/s (bytes read plus written); the
+ * best of reps timed runs after a warm-up, timed with events. */
+plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int reps, double *gemm_tflops,
+                             double *copy_tbps, plm_error *err);
 /* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
 plm_status plm_cuda_sync(int dev, plm_error *err);
 

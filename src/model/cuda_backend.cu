@@ -802,3 +802,60 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
     return PLM_OK;
 }
+
+/* ---------------------------------------------------------------- ceilings for the benchmark */
+__global__ void k_fill_random(__nv_bfloat16 *x, size_t n, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+        x[i] = __float2bfloat16_rn((float)(h & 0xffff) / 65536.0f - 0.5f);
+    }
+}
+
+extern "C" plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int reps, double *gemm_tflops,
+                                        double *copy_tbps, plm_error *err) {
+    plm_status st = check_device(dev, err);
+    if (st) return st;
+    void *a = NULL, *b = NULL, *c = NULL, *src = NULL, *dst = NULL;
+    cublasHandle_t h = NULL;
+    cudaEvent_t e0 = NULL, e1 = NULL;
+    st = dev_malloc(dev, &a, (size_t)m * k * 2, "a benchmark matrix", err);
+    if (!st) st = dev_malloc(dev, &b, (size_t)k * n * 2, "a benchmark matrix", err);
+    if (!st) st = dev_malloc(dev, &c, (size_t)m * n * 4, "a benchmark matrix", err);
+    if (!st) st = dev_malloc(dev, &src, bytes, "a benchmark buffer", err);
+    if (!st) st = dev_malloc(dev, &dst, bytes, "a benchmark buffer", err);
+    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&e0) || cudaEventCreate(&e1)))
+        st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot set up the ceilings", dev);
+    if (!st) {
+        k_fill_random<<<1024, 256>>>((__nv_bfloat16 *)a, (size_t)m * k, 1u);
+        k_fill_random<<<1024, 256>>>((__nv_bfloat16 *)b, (size_t)k * n, 2u);
+        cudaMemset(src, 1, bytes);
+        const float one = 1.0f, zero = 0.0f;
+        float best_g = 1e30f, best_c = 1e30f;
+        for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+            float ms = 0;
+            cudaEventRecord(e0);
+            cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, b, CUDA_R_16BF, k, a, CUDA_R_16BF, k, &zero, c,
+                         CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            cudaEventRecord(e1);
+            cudaEventSynchronize(e1);
+            cudaEventElapsedTime(&ms, e0, e1);
+            if (r >= 0 && ms < best_g) best_g = ms;
+            cudaEventRecord(e0);
+            cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice);
+            cudaEventRecord(e1);
+            cudaEventSynchronize(e1);
+            cudaEventElapsedTime(&ms, e0, e1);
+            if (r >= 0 && ms < best_c) best_c = ms;
+        }
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) st = cu_fail(err, dev, "measuring the ceilings", e);
+        *gemm_tflops = 2.0 * m * n * k / (best_g * 1e-3) * 1e-12;
+        *copy_tbps = 2.0 * bytes / (best_c * 1e-3) * 1e-12;
+    }
+    if (h) cublasDestroy(h);
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(src), cudaFree(dst);
+    return st;
+}

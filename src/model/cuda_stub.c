@@ -35,3 +35,7 @@ plm_status plm_cuda_upload(int dev, void *dst, const void *host, size_t bytes, p
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }
 plm_status plm_cuda_sync(int dev, plm_error *err) { return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA); }
+plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int reps, double *gemm_tflops,
+                             double *copy_tbps, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}

@@ -1,0 +1,104 @@
+/* packlm bench --device cuda: the GPU's ceilings measured in the same run (a BF16 GEMM on random
+ * data, a device-to-device copy), then the packed model on the 0.8B shape through the public API:
+ * score and prefill of 12,680 tokens in 32 long-tailed sequences (the case transformers + FLA is
+ * timed on), many short segments against one long one, and the device memory the context holds.
+ * Times are what plm_step_run takes, outputs copied back to the host included. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "model/cuda.h"
+#include "packlm.h"
+
+static int dev_index(const char *d) { return !strcmp(d, "cuda") ? 0 : atoi(d + 5); }
+
+/* n lengths summing to total, long-tailed: proportional to 1 / (i + 1), at least 8 */
+static void long_tail(int *lens, int n, int total) {
+    double w = 0;
+    for (int i = 0; i < n; i++) w += 1.0 / (i + 1);
+    int sum = 0;
+    for (int i = 0; i < n; i++) {
+        lens[i] = (int)(total / w / (i + 1));
+        if (lens[i] < 8) lens[i] = 8;
+        sum += lens[i];
+    }
+    lens[0] += total - sum;
+}
+
+static double best_of(plm_ctx *c, plm_model *m, int n, const int *lens, int score, int reps, int *fail) {
+    double best = 1e30;
+    for (int r = 0; r < reps && !*fail; r++) {
+        double t = bench_run_step(c, m, n, lens, score, fail);
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+int bench_cuda(bench_ctx *b) {
+    const int quick = b->quick, dev = dev_index(b->device);
+    printf("cuda: prefill / score on %s%s\n", b->device, quick ? " (quick)" : "");
+    plm_error err = {0};
+    double tflops = 0, tbps = 0;
+    const int G = quick ? 2048 : 8192;
+    if (plm_cuda_ceilings(dev, G, G, G, quick ? (64u << 20) : (1u << 30), quick ? 3 : 10, &tflops, &tbps, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        return 1;
+    }
+    char label[160];
+    snprintf(label, sizeof label, "BF16 GEMM %dx%dx%d, random data (ceiling)", G, G, G);
+    bench_report(b, "cuda_gemm_tflops", label, tflops, "TFLOP/s");
+    bench_report(b, "cuda_copy_tbps", "device-to-device copy, read + written (ceiling)", tbps, "TB/s");
+
+    plm_model *m = NULL;
+    plm_ctx *c = NULL;
+    if (plm_model_open(&m, b->model_dir, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        return 1;
+    }
+    plm_ctx_params p = plm_ctx_default_params();
+    p.device = b->device;
+    if (plm_ctx_new(&c, m, &p, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        plm_model_free(m);
+        return 1;
+    }
+    const plm_model_info *in = plm_model_get_info(m);
+    bench_report(b, "cuda_weight_mb", "device memory for the weights", plm_ctx_device_bytes(c) / 1048576.0, "MiB");
+    int fail = 0, lens[512];
+    const int n = 32, total = quick ? 1268 : 12680, reps = quick ? 1 : 3;
+    long_tail(lens, n, total);
+    const int warm[1] = {64};
+    bench_run_step(c, m, 1, warm, 1, &fail);
+    double ts = best_of(c, m, n, lens, 1, reps, &fail);
+    double tp = best_of(c, m, n, lens, 0, reps, &fail);
+    if (!fail) {
+        const double fl = 2.0 * (double)in->n_active_params * total;
+        snprintf(label, sizeof label, "score %d tokens in %d sequences (%d .. %d), packed: throughput", total, n,
+                 lens[n - 1], lens[0]);
+        bench_report(b, "cuda_score_tokens_per_s", label, total / ts, "tokens/s");
+        bench_report(b, "cuda_score_vs_gemm", "score model FLOP/s / GEMM ceiling", fl / ts * 1e-12 / tflops, "x");
+        bench_report(b, "cuda_prefill_tokens_per_s", "prefill (last-token logits), same sequences: throughput",
+                     total / tp, "tokens/s");
+    }
+    /* many short segments against one long one, same total */
+    const int tot = quick ? 4096 : 32768, nshort = tot / 64;
+    int *one = malloc(sizeof *one), *many = malloc(nshort * sizeof *many);
+    one[0] = tot;
+    for (int i = 0; i < nshort; i++) many[i] = 64;
+    double t1 = fail ? 0 : best_of(c, m, 1, one, 1, 1, &fail); /* one long: attention is quadratic here */
+    double tm = fail ? 0 : best_of(c, m, nshort, many, 1, reps, &fail);
+    if (!fail) {
+        snprintf(label, sizeof label, "score 1 x %d: throughput", tot);
+        bench_report(b, "cuda_score_one_long_tokens_per_s", label, tot / t1, "tokens/s");
+        snprintf(label, sizeof label, "score %d x 64: throughput", nshort);
+        bench_report(b, "cuda_score_many_short_tokens_per_s", label, tot / tm, "tokens/s");
+        bench_report(b, "cuda_many_vs_one", "time of many short / time of one long (target <= 1.1)", tm / t1, "x");
+    }
+    bench_report(b, "cuda_device_mb", "device memory the context holds (weights + largest step's scratch)",
+                 plm_ctx_device_bytes(c) / 1048576.0, "MiB");
+    free(one), free(many);
+    plm_ctx_free(c);
+    plm_model_free(m);
+    return fail;
+}
