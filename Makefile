@@ -49,3 +49,9 @@ clean:
 
 .PHONY: all test clean
 .SECONDARY:
+
+# A fuzzing campaign of every parser (scripts/fuzz-long.sh; FUZZ_RUNS, FUZZ_MAX_SECONDS).
+fuzz-long:
+	./scripts/fuzz-long.sh
+
+.PHONY: fuzz-long
