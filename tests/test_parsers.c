@@ -205,6 +205,11 @@ static void test_config(void) {
                 "tie 0", "field 'tie_word_embeddings' must be true or false", NULL);
     expect_fail(load_cfg(&c, "\"attention_bias\": false", "\"attention_bias\": \"no\"", NULL, &err), &err,
                 "attention_bias string", "field 'attention_bias' must be true or false", NULL);
+    /* found by fuzz_config: a positive double that float32 rounds to 0 */
+    expect_fail(load_cfg(&c, "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e-86", NULL, &err), &err,
+                "rms_norm_eps 1e-86", "rms_norm_eps = 1e-86 must be a positive float32", NULL);
+    expect_fail(load_cfg(&c, "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e300", NULL, &err), &err,
+                "rms_norm_eps 1e300", "rms_norm_eps = 1e+300 must be a positive float32", NULL);
     /* one JSON document: nothing but whitespace after it, no NUL, no lenient forms */
     expect_fail(load_cfg(&c, "\"vocab_size\": 512\n}", "\"vocab_size\": 512\n} {\"vocab_size\": 9}", NULL, &err),
                 &err, "a second object after config.json", "config.json: line", "column 3",

@@ -238,7 +238,9 @@ static plm_status fill(plm_config *c, const src_t *s, int is_moe, plm_error *err
     if (!eps) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'rms_norm_eps'", s->path);
     double e = 0;
     if ((st = get_num(&e, eps, s->path, "rms_norm_eps", err))) return st;
-    if (e <= 0) return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps must be positive", s->path);
+    /* computed in float32: it must stay positive and finite there (1e-86 would become 0) */
+    if (!(e > 0) || !((float)e > 0) || !isfinite((float)e))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps = %g must be a positive float32", s->path, e);
     c->rms_eps = (float)e;
     const cJSON *act = lookup(s, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
