@@ -79,3 +79,9 @@ clean:
 FORCE:
 .PHONY: all test clean FORCE
 .SECONDARY:
+
+# A fuzzing campaign of every parser (scripts/fuzz-long.sh; FUZZ_RUNS, FUZZ_MAX_SECONDS).
+fuzz-long:
+	./scripts/fuzz-long.sh
+
+.PHONY: fuzz-long

@@ -65,7 +65,7 @@ static int write_config(const shape *s) {
                        "{\n"
                        "  \"architectures\": [\n    \"Qwen3_5ForCausalLM\"\n  ],\n"
                        "  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n"
-                       "  \"bos_token_id\": null,\n  \"dtype\": \"bfloat16\",\n  \"eos_token_id\": 248046,\n"
+                       "  \"bos_token_id\": null,\n  \"dtype\": \"bfloat16\",\n  \"eos_token_id\": %d,\n"
                        "  \"full_attention_interval\": 4,\n  \"head_dim\": %d,\n  \"hidden_act\": \"silu\",\n"
                        "  \"hidden_size\": %d,\n  \"initializer_range\": 0.02,\n  \"intermediate_size\": %d,\n"
                        "  \"layer_types\": [%s\n  ],\n"
@@ -79,7 +79,8 @@ static int write_config(const shape *s) {
                        "    \"rope_theta\": 10000000,\n    \"rope_type\": \"default\"\n  },\n"
                        "  \"tie_word_embeddings\": true,\n  \"transformers_version\": \"5.17.0\",\n"
                        "  \"use_cache\": true,\n  \"vocab_size\": %d\n}\n",
-                       s->hd, s->hidden, s->inter, lt, s->conv, s->lin_kd, s->lin_kh, s->lin_vh, s->lin_vd, s->nh,
+                       s->vocab - 274 /* 248046 in the full shape, always inside the vocabulary */, s->hd,
+                       s->hidden, s->inter, lt, s->conv, s->lin_kd, s->lin_kh, s->lin_vh, s->lin_vd, s->nh,
                        s->layers, s->nkv, s->vocab);
     snprintf(path, sizeof path, "%s/config.json", s->dir);
     plm_error err = {0};
@@ -151,7 +152,8 @@ static int exists(const char *dir, const char *file) {
 int bench_model_prepare(char *dir, size_t dir_len, int quick) {
     const shape *s = quick ? &QUICK : &FULL;
     snprintf(dir, dir_len, "%s", s->dir);
-    if (exists(s->dir, "config.json") && exists(s->dir, "model.safetensors")) return 0;
+    /* config.json is rewritten each time (cheap; an older build may have written an outdated one) */
+    if (exists(s->dir, "config.json") && exists(s->dir, "model.safetensors")) return write_config(s);
     mkdir("build", 0777);
     if (mkdir(s->dir, 0777) && errno != EEXIST) {
         fprintf(stderr, "packlm bench: cannot create %s: %s\n", s->dir, strerror(errno));

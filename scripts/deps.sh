@@ -2,7 +2,7 @@
 # Installs the Debian packages packlm builds with (skips those already present).
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev)
-[ "${PACKLM_FUZZ:-1}" = 1 ] && pkgs+=(clang libclang-rt-14-dev)
+[ "${PACKLM_FUZZ:-1}" = 1 ] && pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -291,6 +291,87 @@ static void text_input(void) {
     write_file(texts, "{\"text\": \"hi\"}\n");
     rc = run("build/packlm score --model tests/data/tiny-dense --input %s", texts, "");
     tu_check(rc == 1 && strstr(out_text, "tokenizer.json"), "refuses text without a tokenizer: %.200s", out_text);
+
+    /* reproducers (tests/data/repro): an escaped U+0000 is part of the text, not its end */
+    rc = run("build/packlm tokenize --model %s --input tests/data/repro/input-text-nul-truncated", dir);
+    char nul_ids[256];
+    snprintf(nul_ids, sizeof nul_ids, "%.250s", out_text);
+    plm_tokenizer *tk = NULL;
+    int32_t *want = NULL;
+    size_t nw = 0;
+    char want_s[256] = "";
+    if (plm_tokenizer_open(&tk, "tests/data/tokenizer-qwen3/tokenizer.json", &err) == PLM_OK &&
+        plm_tokenizer_encode(tk, "ab\0cd", 5, &want, &nw, &err) == PLM_OK)
+        for (size_t i = 0; i < nw; i++)
+            snprintf(want_s + strlen(want_s), sizeof want_s - strlen(want_s), "%s%d", i ? " " : "", want[i]);
+    strncat(want_s, "\n", sizeof want_s - strlen(want_s) - 1);
+    tu_check(rc == 0 && nw >= 3 && !strcmp(nul_ids, want_s),
+             "tokenize encodes the whole \"ab\\u0000cd\": [%.60s] = encode(\"ab\\0cd\") [%.60s]", nul_ids, want_s);
+    free(want);
+    plm_tokenizer_free(tk);
+    rc = run("build/packlm score --model %s --input tests/data/repro/input-text-nul-truncated --out %s", dir, a);
+    write_file(b, "");
+    FILE *fi = fopen(ids, "w");
+    if (fi) {
+        fputs(nul_ids, fi);
+        fclose(fi);
+    }
+    rc2 = run("build/packlm score --model %s --input %s --out %s", dir, ids, b);
+    tu_check(rc == 0 && rc2 == 0 && run("cmp %s %s", a, b) == 0, "score of the NUL text equals score of its ids");
+    write_file(texts, "{\"text\": \"a\"} x\n");
+    rc = run("build/packlm tokenize --model %s --input %s", dir, texts);
+    tu_check(rc == 1 && strstr(out_text, "line 1: malformed JSON at column 15: unexpected characters after the JSON value"),
+             "tokenize refuses a JSON line with trailing characters: %.200s", out_text);
+}
+
+static void repro_inputs(void) {
+    char o[300];
+    snprintf(o, sizeof o, "%s/refused.out", tmp);
+    refuse("input-trailing-garbage-accepted",
+           "input-trailing-garbage-accepted: line 1: malformed JSON at column 23: unexpected characters after the JSON value",
+           "build/packlm score --model tests/data/tiny-dense --input tests/data/repro/input-trailing-garbage-accepted "
+           "--out %s", o);
+    refuse("st-count-params-overflow", "tensor 'zz': shape product overflows",
+           "build/packlm score --model tests/data/repro/st-count-params-overflow.model --input "
+           "tests/data/tiny-dense/inputs.txt --out %s", o);
+    refuse("cfg-eos-float-cast-overflow", "config.json: field 'eos_token_id' = 1e+20 is not a token id",
+           "build/packlm score --model tests/data/repro/cfg-eos-float-cast-overflow.model --input "
+           "tests/data/tiny-dense/inputs.txt --out %s", o);
+    int rc = run("build/packlm score --model tests/data/repro/st-bf16-odd-header.model --input "
+                 "tests/data/tiny-dense/inputs.txt");
+    tu_check(rc == 0 && strstr(out_text, "\"logprob\""), "st-bf16-odd-header scores (rc %d)", rc);
+    /* a data section with bytes after the last tensor, or a gap: refused as the reference refuses them */
+    char m[300];
+    snprintf(m, sizeof m, "%s/trailing", tmp);
+    model_copy(m, "tests/data/tiny-dense");
+    run("printf 'xyz' >> %s/model.safetensors", m);
+    refuse("bytes after the last tensor", "3 bytes after the last tensor",
+           "build/packlm score --model %s --input tests/data/tiny-dense/inputs.txt --out %s", m, o);
+    /* a shard index followed by a second object and garbage */
+    model_copy(m, "tests/data/tiny-dense");
+    run("mv %s/model.safetensors %s/model-00001-of-00001.safetensors", m, m);
+    {
+        char shard[400], idx[400];
+        snprintf(shard, sizeof shard, "%s/model-00001-of-00001.safetensors", m);
+        snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", m);
+        plm_st_set *set = NULL;
+        plm_error err = {0};
+        FILE *f = fopen(idx, "w");
+        if (f && plm_st_open_file(&set, shard, &err) == PLM_OK) {
+            fputs("{\"weight_map\": {", f);
+            for (int i = 0; i < plm_st_count(set); i++)
+                fprintf(f, "%s\"%s\": \"model-00001-of-00001.safetensors\"", i ? ", " : "", plm_st_at(set, i)->name);
+            fputs("}}\n", f);
+        }
+        if (f) fclose(f);
+        plm_st_close(set);
+    }
+    rc = run("build/packlm score --model %s --input tests/data/tiny-dense/inputs.txt", m);
+    if (tu_check(rc == 0, "the sharded copy scores (%d: %.200s)", rc, out_text)) {
+        run("printf '{\"weight_map\": {}} garbage\\n' >> %s/model.safetensors.index.json", m);
+        refuse("a shard index with a second object", "model.safetensors.index.json: line 2, column 1: invalid JSON",
+               "build/packlm score --model %s --input tests/data/tiny-dense/inputs.txt --out %s", m, o);
+    }
 }
 
 int main(void) {
@@ -306,6 +387,7 @@ int main(void) {
     for (int i = 0; i < 3; i++) good_paths(names[i]);
     bad_inputs();
     text_input();
+    repro_inputs();
     run("rm -rf %s", tmp);
     return tu_finish("test_cli");
 }

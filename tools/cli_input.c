@@ -2,12 +2,15 @@
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
+#include <limits.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/json_strict.h"
 
 static plm_status fail(plm_error *err, plm_status code, const char *fmt, ...) {
     va_list ap;
@@ -110,13 +113,29 @@ static plm_status int_array(int32_t **out, int64_t *n, const cJSON *a, const cha
     return PLM_OK;
 }
 
-static plm_status parse_json_line(cli_input *in, const char *line, int lineno, int32_t vocab, cli_encode_fn enc,
-                                  void *enc_user, plm_error *err) {
-    cJSON *o = cJSON_Parse(line);
-    if (!o || !cJSON_IsObject(o)) {
+/* line: the JSON text (from its '{' to the end of the line, n bytes); col0: the column of its
+ * first byte in the file's line, for messages. */
+static plm_status parse_json_line(cli_input *in, const char *line, size_t len, long col0, int lineno, int32_t vocab,
+                                  cli_encode_fn enc, void *enc_user, plm_error *err) {
+    size_t bad = 0;
+    const char *why = NULL;
+    if (!plm_json_check(line, len, &bad, &why, NULL))
+        return fail(err, PLM_ERR_INPUT, "line %d: malformed JSON at column %ld: %s", lineno, col0 + (long)bad, why);
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!o) return fail(err, PLM_ERR_NOMEM, "out of memory");
+    if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
-        return fail(err, PLM_ERR_INPUT, "line %d: malformed JSON line", lineno);
+        return fail(err, PLM_ERR_INPUT, "line %d: a JSON line must be an object", lineno);
     }
+    static const char *const keys[3] = {"input_ids", "position_ids", "text"};
+    int seen[3] = {0, 0, 0};
+    for (const cJSON *a = o->child; a; a = a->next) /* a repeated key would be ambiguous */
+        for (int k = 0; k < 3; k++)
+            if (a->string && !strcmp(a->string, keys[k]) && seen[k]++) {
+                plm_status st = fail(err, PLM_ERR_INPUT, "line %d: key '%s' appears twice", lineno, keys[k]);
+                cJSON_Delete(o);
+                return st;
+            }
     const cJSON *ids_j = cJSON_GetObjectItemCaseSensitive(o, "input_ids");
     const cJSON *pos_j = cJSON_GetObjectItemCaseSensitive(o, "position_ids");
     const cJSON *text_j = cJSON_GetObjectItemCaseSensitive(o, "text");
@@ -130,8 +149,19 @@ static plm_status parse_json_line(cli_input *in, const char *line, int lineno, i
         if (!cJSON_IsString(text_j)) st = fail(err, PLM_ERR_INPUT, "line %d: 'text' must be a string", lineno);
         else if (!enc) st = fail(err, PLM_ERR_INPUT, "line %d: text input needs a tokenizer (tokenizer.json in the model directory)", lineno);
         else {
-            size_t nn = 0;
-            st = enc(enc_user, text_j->valuestring, strlen(text_j->valuestring), &ids, &nn, err);
+            /* decoded here rather than by cJSON, which cuts a string at an escaped U+0000 */
+            size_t nn = 0, b = 0, e = 0, tl = 0;
+            if (!plm_json_member(line, len, "text", &b, &e)) { /* cJSON saw "text" where a key holds \u0000 */
+                cJSON_Delete(o);
+                return fail(err, PLM_ERR_INPUT, "line %d: a key holds \\u0000", lineno);
+            }
+            char *text = plm_json_decode_string(line + b, e - b, &tl);
+            if (!text) {
+                cJSON_Delete(o);
+                return fail(err, PLM_ERR_NOMEM, "out of memory");
+            }
+            st = enc(enc_user, text, tl, &ids, &nn, err);
+            free(text);
             if (st) {
                 char m[sizeof err->msg];
                 snprintf(m, sizeof m, "%s", err->msg);
@@ -209,11 +239,8 @@ static plm_status reject_line(cli_input *in, int n_before, int64_t prev_n, int l
     return PLM_OK;
 }
 
-static plm_status read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
-                             int tolerant, plm_error *err) {
-    memset(in, 0, sizeof *in);
-    FILE *f = fopen(path, "r");
-    if (!f) return fail(err, PLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+static plm_status read_stream(cli_input *in, FILE *f, const char *name, int32_t vocab, cli_encode_fn enc,
+                              void *enc_user, int tolerant, plm_error *err) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -221,8 +248,12 @@ static plm_status read_input(cli_input *in, const char *path, int32_t vocab, cli
     plm_status st = PLM_OK;
     while (!st && (len = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        if (lineno == INT_MAX) {
+            st = fail(err, PLM_ERR_INPUT, "line %d: too many lines", lineno);
+            break;
+        }
         if ((size_t)len != strlen(line)) {
-            st = fail(err, PLM_ERR_INPUT, "line %d: contains a NUL byte", lineno);
+            st = fail(err, PLM_ERR_INPUT, "line %d: contains a NUL byte at column %zu", lineno, strlen(line) + 1);
             if (tolerant) st = reject_line(in, in->n, in->n ? in->seq[in->n - 1].n : 0, lineno, err);
             if (st) break;
             continue;
@@ -231,23 +262,45 @@ static plm_status read_input(cli_input *in, const char *path, int32_t vocab, cli
         while (isspace((unsigned char)*p)) p++;
         const int n_before = in->n;
         const int64_t prev_n = in->n ? in->seq[in->n - 1].n : 0;
-        if (*p == '{') st = parse_json_line(in, p, lineno, vocab, enc, enc_user, err);
+        if (*p == '{')
+            st = parse_json_line(in, p, (size_t)len - (size_t)(p - line), (long)(p - line) + 1, lineno, vocab, enc,
+                                 enc_user, err);
         else st = parse_ids_line(in, p, lineno, vocab, err);
         if (st && tolerant && st != PLM_ERR_NOMEM) st = reject_line(in, n_before, prev_n, lineno, err);
     }
-    if (!st && ferror(f)) st = fail(err, PLM_ERR_IO, "%s: read error", path);
+    if (!st && ferror(f)) st = fail(err, PLM_ERR_IO, "%s: read error", name);
     free(line);
-    fclose(f);
-    if (!st && in->n == 0) st = fail(err, PLM_ERR_INPUT, "%s: no sequences", path);
+    if (!st && in->n == 0) st = fail(err, PLM_ERR_INPUT, "%s: no sequences", name);
     if (st) {
         char m[sizeof err->msg];
         snprintf(m, sizeof m, "%s", err->msg);
-        if (strncmp(m, path, strlen(path))) fail(err, st, "%s: %s", path, m);
+        if (strncmp(m, name, strlen(name))) fail(err, st, "%s: %s", name, m);
         cli_input_free(in);
         return st;
     }
     for (int i = 0; i < in->n; i++) in->total += in->seq[i].n;
     return PLM_OK;
+}
+
+static plm_status read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,
+                             int tolerant, plm_error *err) {
+    memset(in, 0, sizeof *in);
+    FILE *f = fopen(path, "r");
+    if (!f) return fail(err, PLM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    plm_status st = read_stream(in, f, path, vocab, enc, enc_user, tolerant, err);
+    fclose(f);
+    return st;
+}
+
+plm_status cli_read_input_buffer(cli_input *in, const char *buf, size_t len, const char *name, int32_t vocab,
+                                 cli_encode_fn enc, void *enc_user, int tolerant, plm_error *err) {
+    memset(in, 0, sizeof *in);
+    if (len == 0) return fail(err, PLM_ERR_INPUT, "%s: no sequences", name);
+    FILE *f = fmemopen((void *)buf, len, "r");
+    if (!f) return fail(err, PLM_ERR_NOMEM, "%s: cannot read from memory: %s", name, strerror(errno));
+    plm_status st = read_stream(in, f, name, vocab, enc, enc_user, tolerant, err);
+    fclose(f);
+    return st;
 }
 
 plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc, void *enc_user,

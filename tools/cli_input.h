@@ -37,6 +37,10 @@ plm_status cli_read_input(cli_input *in, const char *path, int32_t vocab, cli_en
  * naming the line) and the others are kept; only I/O errors and an empty file fail the whole read. */
 plm_status cli_read_input_tolerant(cli_input *in, const char *path, int32_t vocab, cli_encode_fn enc,
                                    void *enc_user, plm_error *err);
+/* The same reading from len bytes in memory (name stands for the file in messages); tolerant as
+ * cli_read_input_tolerant. The fuzz target of the reader calls this. */
+plm_status cli_read_input_buffer(cli_input *in, const char *buf, size_t len, const char *name, int32_t vocab,
+                                 cli_encode_fn enc, void *enc_user, int tolerant, plm_error *err);
 void cli_input_free(cli_input *in);
 
 #endif

@@ -1,12 +1,13 @@
 /* packlm tokenize: encode texts to ids, or decode ids to texts. */
 #include "packlm.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "util/json_strict.h"
 
 int cmd_tokenize(int argc, char **argv);
 
@@ -58,23 +59,29 @@ static void put_json_string(FILE *f, const char *s, size_t n) {
 static int encode_line(const plm_tokenizer *t, char *line, size_t n, size_t lineno, FILE *out) {
     const char *text = line;
     size_t len = n;
-    cJSON *j = NULL;
+    char *decoded = NULL;
     if (n && line[0] == '{') {
-        j = cJSON_ParseWithLength(line, n);
-        const cJSON *tx = cJSON_GetObjectItemCaseSensitive(j, "text");
-        if (cJSON_IsString(tx)) {
-            text = tx->valuestring;
-            len = strlen(text);
-        } else {
-            cJSON_Delete(j);
-            j = NULL; /* not JSONL: the line is the text */
+        /* a JSON object with a string "text" (decoded here: cJSON would cut it at an escaped U+0000);
+         * a complete object followed by more than whitespace is an error, not a text; anything else
+         * that starts with '{' is a plain-text line */
+        size_t bad = 0, b = 0, e = 0;
+        const char *why = NULL;
+        if (plm_json_check(line, n, &bad, &why, NULL)) {
+            if (plm_json_member(line, n, "text", &b, &e) && line[b] == '"') {
+                if (!(decoded = plm_json_decode_string(line + b, e - b, &len)))
+                    return fail("out of memory%s%s", "", "");
+                text = decoded;
+            }
+        } else if (!strcmp(why, "unexpected characters after the JSON value")) {
+            fprintf(stderr, "packlm tokenize: error: line %zu: malformed JSON at column %zu: %s\n", lineno, bad + 1, why);
+            return 1;
         }
     }
     int32_t *ids = NULL;
     size_t n_ids = 0;
     plm_error err = {0};
     plm_status st = plm_tokenizer_encode(t, text, len, &ids, &n_ids, &err);
-    cJSON_Delete(j);
+    free(decoded);
     if (st) {
         fprintf(stderr, "packlm tokenize: error: line %zu: %s\n", lineno, err.msg);
         return 1;

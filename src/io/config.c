@@ -9,10 +9,12 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/json_strict.h"
 
 /* Reads a whole small file into a NUL-terminated buffer. */
-static plm_status read_text(char **out, const char *path, int optional, plm_error *err) {
+static plm_status read_text(char **out, size_t *len, const char *path, int optional, plm_error *err) {
     *out = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
         if (optional && errno == ENOENT) return PLM_OK;
@@ -35,16 +37,26 @@ static plm_status read_text(char **out, const char *path, int optional, plm_erro
     fclose(f);
     buf[n] = 0;
     *out = buf;
+    *len = (size_t)n;
     return PLM_OK;
 }
 
-static plm_status parse_json(cJSON **out, const char *path, const char *text, plm_error *err) {
-    const char *end = NULL;
-    *out = cJSON_ParseWithOpts(text, &end, 1);
-    if (!*out) {
-        long off = end ? (long)(end - text) : -1;
-        return plm_fail(err, PLM_ERR_FORMAT, "%s: malformed JSON near byte %ld", path, off);
+/* One strict JSON object (util/json_strict.h): trailing bytes, NUL bytes and cJSON's lenient
+ * forms are refused with the line and column. */
+static plm_status parse_json(cJSON **out, const char *path, const char *text, size_t len, plm_error *err) {
+    size_t bad = 0;
+    const char *why = NULL;
+    *out = NULL;
+    size_t nul = SIZE_MAX;
+    if (!plm_json_check(text, len, &bad, &why, &nul) || nul != SIZE_MAX) {
+        long line, col;
+        plm_json_line_col(text, why ? bad : nul, &line, &col);
+        if (!why)
+            return plm_fail(err, PLM_ERR_FORMAT, "%s: line %ld, column %ld: a string holds \\u0000", path, line, col);
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: line %ld, column %ld: malformed JSON: %s", path, line, col, why);
     }
+    *out = cJSON_ParseWithLength(text, len);
+    if (!*out) return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory", path);
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;
@@ -65,6 +77,26 @@ static const cJSON *lookup(const src_t *s, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
+/* The one check every integer read from a configuration file goes through: a JSON number that is
+ * an integer (no fraction, finite) within [lo, hi]. Returns NULL when it is, else why not. */
+static const char *json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out) {
+    if (!cJSON_IsNumber(v)) return "must be an integer";
+    const double d = v->valuedouble;
+    if (!isfinite(d) || d != floor(d)) return "must be an integer";
+    if (d < (double)lo || d > (double)hi) return "is out of range";
+    *out = (int64_t)d;
+    return NULL;
+}
+
+static plm_status int_fail(plm_error *err, const char *path, const char *key, const cJSON *v, const char *why,
+                           int64_t lo, int64_t hi) {
+    if (cJSON_IsNumber(v))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %.17g %s [%lld, %lld]", path, key, v->valuedouble,
+                        !strcmp(why, "is out of range") ? "is out of range" : "is not an integer in",
+                        (long long)lo, (long long)hi);
+    return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' %s", path, key, why);
+}
+
 static plm_status get_int(int32_t *out, const src_t *s, const char *key, int required, int32_t dflt,
                           int32_t lo, int32_t hi, plm_error *err) {
     const cJSON *v = lookup(s, key);
@@ -73,12 +105,18 @@ static plm_status get_int(int32_t *out, const src_t *s, const char *key, int req
         *out = dflt;
         return PLM_OK;
     }
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble))
-        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be an integer", s->path, key);
-    if (v->valuedouble < lo || v->valuedouble > hi)
-        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %.0f is out of range [%d, %d]", s->path,
-                        key, v->valuedouble, lo, hi);
-    *out = (int32_t)v->valuedouble;
+    int64_t x = 0;
+    const char *why = json_int(v, lo, hi, &x);
+    if (why) return int_fail(err, s->path, key, v, why, lo, hi);
+    *out = (int32_t)x;
+    return PLM_OK;
+}
+
+/* A boolean field, or null / absent (*out unchanged). */
+static plm_status get_bool(int32_t *out, const cJSON *v, const char *path, const char *key, plm_error *err) {
+    if (!v || cJSON_IsNull(v)) return PLM_OK;
+    if (!cJSON_IsBool(v)) return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be true or false", path, key);
+    *out = cJSON_IsTrue(v);
     return PLM_OK;
 }
 
@@ -89,17 +127,34 @@ static plm_status get_num(double *out, const cJSON *v, const char *path, const c
     return PLM_OK;
 }
 
-static void add_eos(plm_config *c, const cJSON *v) {
-    if (!v) return;
-    if (cJSON_IsNumber(v)) {
-        int32_t id = (int32_t)v->valuedouble;
-        for (int i = 0; i < c->n_eos; i++)
-            if (c->eos_ids[i] == id) return;
-        if (c->n_eos < 8 && id >= 0) c->eos_ids[c->n_eos++] = id;
-    } else if (cJSON_IsArray(v)) {
-        const cJSON *e;
-        cJSON_ArrayForEach(e, v) add_eos(c, e);
+/* eos_token_id: null, an id or a list of ids, each an integer in [0, vocab_size); at most 8
+ * distinct ids over config.json and generation_config.json. field names it in messages. */
+static plm_status add_eos(plm_config *c, const cJSON *v, const char *path, const char *field, plm_error *err) {
+    if (!v || cJSON_IsNull(v)) return PLM_OK;
+    if (!cJSON_IsNumber(v) && !cJSON_IsArray(v))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be a token id or a list of token ids", path, field);
+    const cJSON *e = cJSON_IsArray(v) ? v->child : v;
+    for (int k = 0; e; e = cJSON_IsArray(v) ? e->next : NULL, k++) {
+        char name[96];
+        if (cJSON_IsArray(v)) snprintf(name, sizeof name, "%s[%d]", field, k);
+        else snprintf(name, sizeof name, "%s", field);
+        int64_t id = 0;
+        const char *why = json_int(e, 0, (int64_t)c->vocab_size - 1, &id);
+        if (why) {
+            if (cJSON_IsNumber(e) && !strcmp(why, "is out of range"))
+                return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %.17g is not a token id (vocab_size is %d)",
+                                path, name, e->valuedouble, c->vocab_size);
+            return int_fail(err, path, name, e, why, 0, (int64_t)c->vocab_size - 1);
+        }
+        int dup = 0;
+        for (int i = 0; i < c->n_eos; i++) dup |= c->eos_ids[i] == (int32_t)id;
+        if (dup) continue;
+        if (c->n_eos == (int)(sizeof c->eos_ids / sizeof c->eos_ids[0]))
+            return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: field '%s': more than %d end-of-sequence ids", path, name,
+                            (int)(sizeof c->eos_ids / sizeof c->eos_ids[0]));
+        c->eos_ids[c->n_eos++] = (int32_t)id;
     }
+    return PLM_OK;
 }
 
 static plm_status read_layer_types(plm_config *c, const src_t *s, plm_error *err) {
@@ -183,22 +238,29 @@ static plm_status fill(plm_config *c, const src_t *s, int is_moe, plm_error *err
     if (!eps) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'rms_norm_eps'", s->path);
     double e = 0;
     if ((st = get_num(&e, eps, s->path, "rms_norm_eps", err))) return st;
-    if (e <= 0) return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps must be positive", s->path);
+    /* computed in float32: it must stay positive and finite there (1e-86 would become 0) */
+    if (!(e > 0) || !((float)e > 0) || !isfinite((float)e))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps = %g must be a positive float32", s->path, e);
     c->rms_eps = (float)e;
     const cJSON *act = lookup(s, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
         return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: hidden_act must be 'silu'", s->path);
-    const cJSON *bias = lookup(s, "attention_bias");
-    if (bias && cJSON_IsTrue(bias))
-        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", s->path);
+    int32_t bias = 0;
+    if ((st = get_bool(&bias, lookup(s, "attention_bias"), s->path, "attention_bias", err))) return st;
+    if (bias) return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", s->path);
     /* tie_word_embeddings: the outer (model-level) flag wins in the nested layout, as in transformers */
     const cJSON *tie = cJSON_GetObjectItemCaseSensitive(s->root, "tie_word_embeddings");
     if (!tie || cJSON_IsNull(tie)) tie = cJSON_GetObjectItemCaseSensitive(s->text, "tie_word_embeddings");
-    c->tie_embeddings = tie ? cJSON_IsTrue(tie) : 0;
+    c->tie_embeddings = 0;
+    if ((st = get_bool(&c->tie_embeddings, tie, s->path, "tie_word_embeddings", err))) return st;
     if ((st = read_layer_types(c, s, err))) return st;
     if ((st = read_rope(c, s, err))) return st;
-    add_eos(c, cJSON_GetObjectItemCaseSensitive(s->text, "eos_token_id"));
-    add_eos(c, cJSON_GetObjectItemCaseSensitive(s->root, "eos_token_id"));
+    if (s->text != s->root &&
+        (st = add_eos(c, cJSON_GetObjectItemCaseSensitive(s->text, "eos_token_id"), s->path,
+                      "text_config.eos_token_id", err)))
+        return st;
+    if ((st = add_eos(c, cJSON_GetObjectItemCaseSensitive(s->root, "eos_token_id"), s->path, "eos_token_id", err)))
+        return st;
     return plm_config_validate(c, err);
 }
 
@@ -223,10 +285,11 @@ plm_status plm_config_load(plm_config *c, const char *dir, plm_error *err) {
     snprintf(path, sizeof path, "%s/config.json", dir);
     snprintf(gpath, sizeof gpath, "%s/generation_config.json", dir);
     char *text = NULL;
+    size_t len = 0;
     cJSON *root = NULL, *gen = NULL;
-    plm_status st = read_text(&text, path, 0, err);
+    plm_status st = read_text(&text, &len, path, 0, err);
     if (st) return st;
-    st = parse_json(&root, path, text, err);
+    st = parse_json(&root, path, text, len, err);
     free(text);
     if (st) return st;
     const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
@@ -251,12 +314,12 @@ plm_status plm_config_load(plm_config *c, const char *dir, plm_error *err) {
     cJSON_Delete(root);
     if (st) return st;
     /* generation_config.json: optional, adds end-of-sequence ids */
-    st = read_text(&text, gpath, 1, err);
+    st = read_text(&text, &len, gpath, 1, err);
     if (st || !text) return st;
-    st = parse_json(&gen, gpath, text, err);
+    st = parse_json(&gen, gpath, text, len, err);
     free(text);
     if (st) return st;
-    add_eos(c, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"));
+    st = add_eos(c, cJSON_GetObjectItemCaseSensitive(gen, "eos_token_id"), gpath, "eos_token_id", err);
     cJSON_Delete(gen);
-    return PLM_OK;
+    return st;
 }

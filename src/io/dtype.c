@@ -4,27 +4,29 @@
 #include "io/safetensors.h"
 #include "io/safetensors_internal.h"
 
-/* Element sizes of the dtypes safetensors defines; only the first three are computed with. */
+/* Element sizes in bits of the dtypes safetensors defines (the reference's Dtype::bitsize); only
+ * the first three are computed with. Any other dtype string is refused, as the reference does. */
 static const struct {
     const char *name;
     plm_dtype dt;
-    size_t size;
+    size_t bits;
 } k_dtypes[] = {
-    {"F32", PLM_DT_F32, 4},       {"BF16", PLM_DT_BF16, 2},     {"F16", PLM_DT_F16, 2},
-    {"F64", PLM_DT_OTHER, 8},     {"I64", PLM_DT_OTHER, 8},     {"U64", PLM_DT_OTHER, 8},
-    {"I32", PLM_DT_OTHER, 4},     {"U32", PLM_DT_OTHER, 4},     {"I16", PLM_DT_OTHER, 2},
-    {"U16", PLM_DT_OTHER, 2},     {"I8", PLM_DT_OTHER, 1},      {"U8", PLM_DT_OTHER, 1},
-    {"BOOL", PLM_DT_OTHER, 1},    {"F8_E4M3", PLM_DT_OTHER, 1}, {"F8_E5M2", PLM_DT_OTHER, 1},
-    {"F8_E8M0", PLM_DT_OTHER, 1},
+    {"F32", PLM_DT_F32, 32},     {"BF16", PLM_DT_BF16, 16},    {"F16", PLM_DT_F16, 16},
+    {"F64", PLM_DT_OTHER, 64},   {"I64", PLM_DT_OTHER, 64},    {"U64", PLM_DT_OTHER, 64},
+    {"I32", PLM_DT_OTHER, 32},   {"U32", PLM_DT_OTHER, 32},    {"I16", PLM_DT_OTHER, 16},
+    {"U16", PLM_DT_OTHER, 16},   {"I8", PLM_DT_OTHER, 8},      {"U8", PLM_DT_OTHER, 8},
+    {"BOOL", PLM_DT_OTHER, 8},   {"F8_E4M3", PLM_DT_OTHER, 8}, {"F8_E5M2", PLM_DT_OTHER, 8},
+    {"F8_E8M0", PLM_DT_OTHER, 8}, {"F6_E2M3", PLM_DT_OTHER, 6}, {"F6_E3M2", PLM_DT_OTHER, 6},
+    {"F4", PLM_DT_OTHER, 4},     {"C64", PLM_DT_OTHER, 64},
 };
 
-plm_dtype plm_dtype_from_name(const char *name, size_t *elem_size) {
+plm_dtype plm_dtype_from_name(const char *name, size_t *elem_bits) {
     for (size_t i = 0; i < sizeof k_dtypes / sizeof k_dtypes[0]; i++)
         if (strcmp(name, k_dtypes[i].name) == 0) {
-            *elem_size = k_dtypes[i].size;
+            *elem_bits = k_dtypes[i].bits;
             return k_dtypes[i].dt;
         }
-    *elem_size = 0;
+    *elem_bits = 0;
     return PLM_DT_OTHER;
 }
 

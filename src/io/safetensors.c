@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/json_strict.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* a larger header length is treated as corrupt */
 #define ST_MAX_INT 9007199254740992.0       /* 2^53: doubles hold integers exactly up to here */
@@ -115,7 +116,7 @@ static const char *json_uint_why(const cJSON *v) {
     if (!cJSON_IsNumber(v)) return "is not a number";
     double d = v->valuedouble;
     if (!(d >= 0.0)) return "is negative";
-    if (d > ST_MAX_INT) return "is too large";
+    if (d > ST_MAX_INT) return "is too large (over 2^53)";
     return "is not an integer";
 }
 
@@ -144,9 +145,12 @@ static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, 
                         !dt ? "dtype" : !sh ? "shape" : "data_offsets");
     if (!cJSON_IsString(dt) || !dt->valuestring)
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': dtype is not a string", path, name);
-    size_t esize;
-    t->dtype = plm_dtype_from_name(dt->valuestring, &esize);
+    size_t ebits;
+    t->dtype = plm_dtype_from_name(dt->valuestring, &ebits);
     snprintf(t->dtype_name, sizeof t->dtype_name, "%s", dt->valuestring);
+    if (!ebits)
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': unknown dtype '%.40s'", path, name,
+                        dt->valuestring);
 
     if (!cJSON_IsArray(sh))
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape is not an array", path, name);
@@ -155,21 +159,28 @@ static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, 
         return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: tensor '%s': %d dimensions (at most 8)", path,
                         name, nd);
     t->ndim = nd;
+    /* element count and byte size in checked arithmetic, left to right as the reference
+     * (safetensors' Metadata::validate: try_fold(checked_mul)): a zero dimension after an
+     * overflowing prefix does not excuse the overflow */
     uint64_t count = 1;
-    int zero = 0, overflow = 0, d = 0;
+    int d = 0;
     for (const cJSON *v = sh->child; v; v = v->next, d++) {
         uint64_t dim;
         if (!json_uint(v, &dim))
             return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape[%d] %s", path, name, d,
                             json_uint_why(v));
         t->shape[d] = (int64_t)dim;
-        if (dim == 0) zero = 1;
-        else if (count > UINT64_MAX / dim) overflow = 1;
-        else count *= dim;
+        if (__builtin_mul_overflow(count, dim, &count))
+            return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape product overflows (at shape[%d])",
+                            path, name, d);
     }
-    if (zero) count = 0;
-    else if (overflow || (esize && count > UINT64_MAX / esize))
+    uint64_t need_bits;
+    if (__builtin_mul_overflow(count, (uint64_t)ebits, &need_bits))
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape product overflows", path, name);
+    if (need_bits % 8)
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': %llu elements of %s do not fill whole bytes",
+                        path, name, (unsigned long long)count, t->dtype_name);
+    const uint64_t need = need_bits / 8;
 
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': data_offsets is not an array of 2",
@@ -190,13 +201,13 @@ static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, 
                         path, name, (unsigned long long)r->begin, (unsigned long long)r->end,
                         (unsigned long long)f->data_len);
     uint64_t nbytes = r->end - r->begin;
-    if (esize && nbytes != count * esize)
+    if (nbytes != need)
         return plm_fail(err, PLM_ERR_FORMAT,
                         "%s: tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but shape x %s "
                         "needs %llu",
                         path, name, (unsigned long long)r->begin, (unsigned long long)r->end,
                         (unsigned long long)nbytes, t->dtype_name,
-                        (unsigned long long)(count * esize));
+                        (unsigned long long)need);
     t->data = f->data + r->begin;
     t->nbytes = (size_t)nbytes;
     return PLM_OK;
@@ -264,17 +275,18 @@ static plm_status parse_header(plm_st_set *s, plm_error *err) {
     f->data = m + 8 + hlen;
     f->data_len = f->size - 8 - hlen;
 
-    const char *js = (const char *)m + 8, *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(js, (size_t)hlen, &end, 0);
-    if (!root)
-        return plm_fail(err, PLM_ERR_FORMAT, "%s: header is not valid JSON (near byte %lld of %llu)",
-                        f->path, end ? (long long)(end - js) : -1LL, (unsigned long long)hlen);
-    for (const char *c = end; c && c < js + hlen; c++) /* HF pads with spaces */
-        if (*c != ' ' && *c != '\t' && *c != '\n' && *c != '\r' && *c != '\0') {
-            cJSON_Delete(root);
-            return plm_fail(err, PLM_ERR_FORMAT, "%s: header has bytes after the JSON (at byte %lld)",
-                            f->path, (long long)(c - js));
-        }
+    const char *js = (const char *)m + 8;
+    size_t bad = 0;
+    const char *why = NULL;
+    /* strict JSON, then only whitespace up to the data section (Hugging Face pads with spaces) */
+    size_t nul = SIZE_MAX;
+    if (!plm_json_check(js, (size_t)hlen, &bad, &why, &nul))
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: header is not valid JSON: %s (at byte %zu of %llu)", f->path,
+                        why, bad, (unsigned long long)hlen);
+    if (nul != SIZE_MAX) /* cJSON would cut the name or string there */
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: header: a string holds \\u0000 (at byte %zu)", f->path, nul);
+    cJSON *root = cJSON_ParseWithLength(js, (size_t)hlen);
+    if (!root) return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory parsing the header", f->path);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return plm_fail(err, PLM_ERR_FORMAT, "%s: header is not a JSON object", f->path);
@@ -302,19 +314,35 @@ static plm_status parse_header(plm_st_set *s, plm_error *err) {
         rs[nr++].idx = s->n++;
     }
     cJSON_Delete(root);
-    if (st == PLM_OK) { /* no two non-empty byte ranges may share a byte */
+    if (st == PLM_OK) {
+        /* the tensors, in order of their offsets, must tile the data section exactly: each begins
+         * where the one before it ends, the first at 0, the last at the end of the file (the
+         * reference's Metadata::validate and its "does not fully cover the buffer" check) */
         qsort(rs, (size_t)nr, sizeof *rs, cmp_range);
-        int last = -1; /* the range reaching furthest so far */
+        uint64_t at = 0;
+        int prev = -1;
         for (int i = 0; i < nr && st == PLM_OK; i++) {
-            if (rs[i].begin == rs[i].end) continue;
-            if (last >= 0 && rs[i].begin < rs[last].end)
+            if (rs[i].begin < at)
                 st = plm_fail(err, PLM_ERR_FORMAT,
                               "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap", f->path,
-                              s->t[rs[last].idx].name, (unsigned long long)rs[last].begin,
-                              (unsigned long long)rs[last].end, s->t[rs[i].idx].name,
+                              s->t[rs[prev].idx].name, (unsigned long long)rs[prev].begin,
+                              (unsigned long long)rs[prev].end, s->t[rs[i].idx].name,
                               (unsigned long long)rs[i].begin, (unsigned long long)rs[i].end);
-            if (last < 0 || rs[i].end > rs[last].end) last = i;
+            else if (rs[i].begin > at)
+                st = plm_fail(err, PLM_ERR_FORMAT,
+                              "%s: tensor '%s' begins at byte %llu of the data section but the tensors before "
+                              "it end at %llu: the tensors must cover the data section without gaps",
+                              f->path, s->t[rs[i].idx].name, (unsigned long long)rs[i].begin,
+                              (unsigned long long)at);
+            at = rs[i].end;
+            prev = i;
         }
+        if (st == PLM_OK && at != f->data_len)
+            st = plm_fail(err, PLM_ERR_FORMAT,
+                          "%s: the tensors cover %llu bytes but the data section holds %llu: %llu bytes after "
+                          "the last tensor (the tensors must cover the data section exactly)",
+                          f->path, (unsigned long long)at, (unsigned long long)f->data_len,
+                          (unsigned long long)(f->data_len - at));
     }
     free(rs);
     return st;

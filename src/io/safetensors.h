@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "packlm.h"
 
@@ -60,6 +61,15 @@ plm_status plm_st_writer_add(plm_st_writer *w, const char *name, plm_dtype dt, i
  * "__metadata__": {"format": "pt"}; data in the order added. On failure no file is left behind. */
 plm_status plm_st_writer_save(plm_st_writer *w, const char *path, plm_error *err);
 void plm_st_writer_free(plm_st_writer *w);
+
+/* Element i of a 16-bit tensor at p. Mapped tensors lie where their file puts them and the format
+ * allows any offset (an odd header length misaligns every tensor), so scalar reads of file data go
+ * through memcpy: no misaligned uint16_t load. */
+static inline uint16_t plm_ld_u16(const void *p, int64_t i) {
+    uint16_t v;
+    memcpy(&v, (const unsigned char *)p + 2 * i, sizeof v);
+    return v;
+}
 
 /* Conversions (scalar; the hot paths have their own). */
 static inline float plm_bf16_to_f32(uint16_t h) {

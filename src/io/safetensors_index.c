@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/json_strict.h"
 
 #define INDEX_MAX_BYTES ((off_t)100 << 20)
 
@@ -71,7 +72,19 @@ static plm_status open_sharded(plm_st_set *s, const char *dir, const char *ipath
     size_t len = 0;
     plm_status st = read_all(&text, &len, ipath, err);
     if (st != PLM_OK) return st;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    size_t bad = 0;
+    const char *why = NULL;
+    cJSON *root = NULL;
+    size_t nul = SIZE_MAX;
+    if (!plm_json_check(text, len, &bad, &why, &nul) || nul != SIZE_MAX) {
+        long line, col;
+        plm_json_line_col(text, why ? bad : nul, &line, &col);
+        free(text);
+        if (!why)
+            return plm_fail(err, PLM_ERR_FORMAT, "%s: line %ld, column %ld: a string holds \\u0000", ipath, line, col);
+        return plm_fail(err, PLM_ERR_FORMAT, "%s: line %ld, column %ld: invalid JSON: %s", ipath, line, col, why);
+    }
+    root = cJSON_ParseWithLength(text, len);
     free(text);
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     const char **shards = NULL; /* distinct shard names, in order of first appearance */

@@ -29,7 +29,8 @@ plm_status plm_st_finish(plm_st_set *s, plm_error *err);
 /* Index of the tensor in s->t, or -1. */
 int plm_st_find_index(const plm_st_set *s, const char *name);
 
-/* Dtype from a header string; *elem_size = 0 when the string is not a known safetensors dtype. */
-plm_dtype plm_dtype_from_name(const char *name, size_t *elem_size);
+/* Dtype from a header string and its element size in bits; *elem_bits = 0 when the string is not
+ * a safetensors dtype. */
+plm_dtype plm_dtype_from_name(const char *name, size_t *elem_bits);
 
 #endif

@@ -83,7 +83,7 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
     for (int t = 0; t < NT; t++)
         for (int r = 0; r < NR; r++) {
             float s = hsum8(acc[t][r]);
-            for (int64_t e = C16; e < C; e++) s += x[t * C + e] * plm_bf16_to_f32(w[r * C + e]);
+            for (int64_t e = C16; e < C; e++) s += x[t * C + e] * plm_bf16_to_f32(plm_ld_u16(w, r * C + e));
             y[t * ldy + r] = s;
         }
 }

@@ -42,7 +42,7 @@ static void convert_row(float *dst, const plm_mat *W, int64_t r) {
     const uint16_t *s = (const uint16_t *)W->data + r * C;
     int64_t i = 0;
     for (; i + 8 <= C; i += 8) plm_v8_store(dst + i, bf16x8(s + i));
-    for (; i < C; i++) dst[i] = plm_bf16_to_f32(s[i]);
+    for (; i < C; i++) dst[i] = plm_bf16_to_f32(plm_ld_u16(s, i));
 }
 
 static inline float hsum(plm_v8 v) {
@@ -63,7 +63,7 @@ static inline __attribute__((always_inline)) void gemv_row(float *y, const float
     }
     for (int t = 0; t < NT; t++) {
         float s = hsum(a0[t] + a1[t]);
-        for (int64_t e = i; e < C; e++) s += plm_bf16_to_f32(wr[e]) * x[t * C + e];
+        for (int64_t e = i; e < C; e++) s += plm_bf16_to_f32(plm_ld_u16(wr, e)) * x[t * C + e];
         y[t * R + r] = s;
     }
 }

@@ -20,14 +20,14 @@ void plm_mat_row(float *dst, const plm_mat *W, int64_t r) {
     const int64_t n = W->cols;
     switch (W->dt) {
     case PLM_DT_F32: memcpy(dst, (const float *)W->data + r * n, (size_t)n * sizeof(float)); break;
-    case PLM_DT_BF16: {
-        const uint16_t *s = (const uint16_t *)W->data + r * n;
-        for (int64_t i = 0; i < n; i++) dst[i] = plm_bf16_to_f32(s[i]);
+    case PLM_DT_BF16: { /* the row may lie at any address (see plm_ld_u16) */
+        const unsigned char *s = (const unsigned char *)W->data + 2 * r * n;
+        for (int64_t i = 0; i < n; i++) dst[i] = plm_bf16_to_f32(plm_ld_u16(s, i));
         break;
     }
     case PLM_DT_F16: {
-        const uint16_t *s = (const uint16_t *)W->data + r * n;
-        for (int64_t i = 0; i < n; i++) dst[i] = plm_f16_to_f32(s[i]);
+        const unsigned char *s = (const unsigned char *)W->data + 2 * r * n;
+        for (int64_t i = 0; i < n; i++) dst[i] = plm_f16_to_f32(plm_ld_u16(s, i));
         break;
     }
     default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* refused at load */

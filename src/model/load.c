@@ -2,6 +2,7 @@
  * every shape checked against the config, small vectors converted to f32 once, matrices left in
  * the read-only mapping in their stored dtype. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,24 +173,59 @@ static plm_status bind_layer(binder *b, int i) {
     return bind_mlp(b, L, lp);
 }
 
-static void count_params(plm_model *m) {
+/* Parameter counts in checked arithmetic: the reader has bounded every tensor's bytes by its file,
+ * but a zero-size tensor may carry huge dimensions, and the config's products are its own. */
+static plm_status count_params(plm_model *m, plm_error *err) {
     const plm_config *c = &m->cfg;
     int64_t total = 0, active;
     for (int i = 0; i < plm_st_count(m->st); i++) {
         const plm_st_tensor *t = plm_st_at(m->st, i);
         if (strstr(t->name, "visual.") || !strncmp(t->name, "mtp.", 4)) continue;
         int64_t n = 1;
-        for (int d = 0; d < t->ndim; d++) n *= t->shape[d];
-        total += n;
+        for (int d = 0; d < t->ndim; d++)
+            if (__builtin_mul_overflow(n, t->shape[d], &n))
+                return plm_fail(err, PLM_ERR_FORMAT, "tensor '%s': element count overflows", t->name);
+        if (__builtin_add_overflow(total, n, &total))
+            return plm_fail(err, PLM_ERR_FORMAT, "tensor '%s': parameter count overflows", t->name);
     }
     active = total;
+    int64_t inactive = 0, head = 0;
     if (c->is_moe) {
-        int64_t per_expert = 3 * (int64_t)c->moe_intermediate_size * c->hidden_size;
-        active -= (int64_t)c->n_layers * (c->n_experts - c->n_experts_per_tok) * per_expert;
+        int64_t per_expert = 3 * (int64_t)c->moe_intermediate_size * c->hidden_size; /* < 2^53 */
+        if (__builtin_mul_overflow((int64_t)c->n_layers * (c->n_experts - c->n_experts_per_tok), per_expert,
+                                   &inactive) ||
+            __builtin_sub_overflow(active, inactive, &active))
+            return plm_fail(err, PLM_ERR_CONFIG, "active parameter count overflows");
     }
-    m->info.n_params = total;
     /* the embedding table is a lookup, not a product; the lm_head is */
-    m->info.n_active_params = active - (c->tie_embeddings ? 0 : (int64_t)c->vocab_size * c->hidden_size);
+    if (!c->tie_embeddings) head = (int64_t)c->vocab_size * c->hidden_size;
+    m->info.n_params = total;
+    m->info.n_active_params = active - head;
+    return PLM_OK;
+}
+
+/* Widths the layers compute with as int: derived from config fields in 64 bits, refused when they
+ * do not fit (before any tensor is bound to them). */
+static plm_status check_widths(const plm_config *c, plm_error *err) {
+    const struct {
+        const char *what;
+        int64_t v;
+    } w[] = {
+        {"2 * linear_num_key_heads * linear_key_head_dim + linear_num_value_heads * linear_value_head_dim",
+         2 * (int64_t)c->lin_k_heads * c->lin_k_dim + (int64_t)c->lin_v_heads * c->lin_v_dim},
+        {"2 * num_attention_heads * head_dim", 2 * (int64_t)c->n_heads * c->head_dim},
+        {"num_key_value_heads * head_dim", (int64_t)c->n_kv_heads * c->head_dim},
+        {"linear_num_key_heads * linear_key_head_dim", (int64_t)c->lin_k_heads * c->lin_k_dim},
+        {"2 * intermediate_size", 2 * (int64_t)c->intermediate_size},
+        {"2 * moe_intermediate_size", 2 * (int64_t)c->moe_intermediate_size},
+        {"2 * shared_expert_intermediate_size", 2 * (int64_t)c->shared_intermediate_size},
+        {"num_experts * hidden_size", (int64_t)c->n_experts * c->hidden_size},
+    };
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        if (w[i].v > INT32_MAX)
+            return plm_fail(err, PLM_ERR_CONFIG, "config: %s = %lld is too large (at most %d)", w[i].what,
+                            (long long)w[i].v, INT32_MAX);
+    return PLM_OK;
 }
 
 plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
@@ -197,6 +233,7 @@ plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
     plm_model *m = calloc(1, sizeof *m);
     if (!m) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
     plm_status st = plm_config_load(&m->cfg, dir, err);
+    if (!st && (st = check_widths(&m->cfg, err))) plm_fail_prefix(err, st, "%s", dir);
     if (!st) st = plm_st_open_dir(&m->st, dir, err);
     if (st) {
         plm_model_free(m);
@@ -239,7 +276,11 @@ plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
     in->n_eos = c->n_eos;
     memcpy(in->eos_ids, c->eos_ids, sizeof in->eos_ids);
     in->file_bytes = plm_st_file_bytes(m->st);
-    count_params(m);
+    if ((st = count_params(m, err))) {
+        plm_fail_prefix(err, st, "%s", dir);
+        plm_model_free(m);
+        return st;
+    }
     *out = m;
     return PLM_OK;
 }
