@@ -139,6 +139,12 @@ typedef struct {
     /* debugging: [n_layers + 1, n_tokens, hidden]: embeddings, each layer's output, the last one
        after the final norm (the layout of transformers' output_hidden_states). */
     float *hidden;
+    /* greedy decoding: argmax[i] = the token with the highest logit of token amax_rows[i] of the
+       step (the first one on ties; NaN logits never win), for i < n_amax. Computed where the step
+       runs: on a GPU no logits leave the device. */
+    const int32_t *amax_rows;
+    int32_t n_amax;
+    int32_t *argmax;
 } plm_outputs;
 
 /* Running context (plm_ctx): device, thread count and scratch memory, reused across steps. Not

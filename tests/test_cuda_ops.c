@@ -398,6 +398,33 @@ static void test_logprob(int n, int V, float spread) {
     free(l), free(lp), free(ref), free(tg);
 }
 
+static void test_argmax(int n, int V) {
+    float *l = malloc((size_t)n * V * 4);
+    int32_t *got = malloc(n * 4), *want = malloc(n * 4);
+    fill(l, (size_t)n * V, -5, 5);
+    for (int i = 0; i < n; i++) {
+        float *r = l + (size_t)i * V;
+        switch (i % 5) {
+        case 1: r[V - 1] = r[V / 2] = r[7 % V] = 9.0f; break; /* ties: the first wins */
+        case 2: r[0] = NAN, r[V / 3] = 8.0f; break;            /* a leading NaN never wins */
+        case 3: r[V / 2] = NAN, r[V - 1] = 7.0f; break;        /* nor a NaN elsewhere */
+        case 4: for (int v = 0; v < V; v++) r[v] = -INFINITY; r[V - 2] = -1e30f; break;
+        }
+        want[i] = plm_argmax_row(r, V);
+    }
+    float *dl = dput(l, (size_t)n * V);
+    int32_t *di = dput_bytes(NULL, n * 4);
+    plm_argmax_cuda(di, dl, n, V, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "argmax (%d rows of %d: ties, NaN, -inf)", n, V);
+    if (sync_ok(what)) {
+        plm_cuda_download(0, got, di, n * 4, &ERR);
+        tu_check(!memcmp(got, want, n * 4), "%s: the same token as the CPU in every row", what);
+    }
+    plm_cuda_free(0, dl), plm_cuda_free(0, di);
+    free(l), free(got), free(want);
+}
+
 static void test_embed_gather(int64_t V, int H, int64_t T) {
     float *E32 = malloc(V * H * 4), *x = malloc(T * H * 4), *ref = malloc(T * H * 4);
     uint16_t *E16 = malloc(V * H * 2);
@@ -427,8 +454,7 @@ static void test_embed_gather(int64_t V, int H, int64_t T) {
 
 int main(void) {
     plm_error e = {0};
-    void *probe = NULL;
-    if (!plm_cuda_built() || plm_cuda_alloc(0, &probe, 16, "a probe", &e)) {
+    if (!plm_cuda_built() || plm_cuda_probe(0, &e)) {
         const char *req = getenv("PLM_REQUIRE_CUDA");
         if (req && !strcmp(req, "1")) {
             tu_check(0, "CUDA required (PLM_REQUIRE_CUDA=1) but unusable: %s",
@@ -438,7 +464,6 @@ int main(void) {
         printf("SKIP test_cuda_ops: %s\n", plm_cuda_built() ? e.msg : "this build has no CUDA backend (make CUDA=1)");
         return 0;
     }
-    plm_cuda_free(0, probe);
 
     /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
     const int l1[] = {1, 3, 63, 64, 65, 2, 130}, l2[] = {1}, l3[] = {700};
@@ -487,5 +512,7 @@ int main(void) {
     test_logprob(7, 512, 5);
     test_logprob(3, 151936, 30);
     test_embed_gather(512, 64, 300);
+    test_argmax(25, 512);
+    test_argmax(10, 248320);
     return tu_finish("test_cuda_ops");
 }

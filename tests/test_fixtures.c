@@ -13,6 +13,14 @@
 
 #define REL 1e-4
 
+/* the first maximum, NaN never winning: written here from the definition, not taken from packlm */
+static int32_t plm_argmax_row_test(const float *l, int V) {
+    int32_t best = -1;
+    for (int32_t v = 0; v < V; v++)
+        if (l[v] == l[v] && (best < 0 || l[v] > l[best])) best = v;
+    return best < 0 ? 0 : best;
+}
+
 static void shuffle(int *a, int n, tu_rng *r) {
     for (int i = n - 1; i > 0; i--) {
         int j = (int)(tu_next(r) % (uint64_t)(i + 1)), t = a[i];
@@ -271,6 +279,37 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     tu_close(lp, lpref, total, REL, what);
     free(lp);
     free(lpref);
+
+    /* 5b. greedy choices computed where the step runs: each one's logit is the row's maximum */
+    {
+        int32_t *rows = malloc(total * sizeof *rows), *am = malloc(total * sizeof *am), *cu = malloc((n + 1) * 4);
+        int32_t *toks = malloc(total * sizeof *toks);
+        plm_state **st = calloc(n, sizeof *st);
+        cu[0] = 0;
+        for (int i = 0; i < n; i++) {
+            cu[i + 1] = cu[i] + (int32_t)lens[i];
+            memcpy(toks + cu[i], seqs[i], lens[i] * sizeof *toks);
+            plm_state_new_on(&st[i], c, &err);
+        }
+        for (int64_t t = 0; t < total; t++) rows[t] = (int32_t)(total - 1 - t), am[t] = -1; /* any order */
+        plm_step step = {(int32_t)total, toks, NULL, n, cu, st};
+        plm_outputs out = {0};
+        out.logits = got;
+        out.n_rows = (int32_t)total;
+        out.amax_rows = rows;
+        out.n_amax = (int32_t)total;
+        out.argmax = am;
+        int ok = plm_step_run(c, &step, &out, &err) == PLM_OK;
+        const double scale = tu_max_abs(got, (size_t)total * V);
+        for (int64_t t = 0; ok && t < total; t++) {
+            const float *l = got + (size_t)rows[t] * V;
+            ok &= am[t] >= 0 && am[t] < V && l[am[t]] >= l[plm_argmax_row_test(l, V)] - 1e-6 * scale;
+        }
+        tu_check(ok, "%s%s: argmax outputs (%lld rows, reversed order) pick each row's largest logit", name, tag,
+                 (long long)total);
+        for (int i = 0; i < n; i++) plm_state_free(st[i]);
+        free(rows), free(am), free(cu), free(toks), free(st);
+    }
 
     /* 6. hidden states of sequence 0, layer by layer */
     snprintf(path, sizeof path, "%s/hidden_seq0.npy", dir);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "packlm.h"
 
 plm_sampling plm_sampling_greedy(void) {
@@ -34,12 +35,7 @@ double plm_rng_uniform(plm_rng *r) { return (double)(splitmix(&r->s) >> 11) * (1
 /* a before b: higher logit first, then lower id */
 static inline int before(const float *l, int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); }
 
-static int32_t argmax(const float *l, int32_t V) {
-    int32_t best = 0;
-    for (int32_t v = 1; v < V; v++)
-        if (l[v] > l[best]) best = v;
-    return best;
-}
+static int32_t argmax(const float *l, int32_t V) { return plm_argmax_row(l, V); }
 
 /* Moves the m best of idx[0..n) (by `before`) to idx[0..m), in any order. */
 static void select_top(int32_t *idx, int32_t n, int32_t m, const float *l) {

@@ -48,11 +48,14 @@ struct plm_generator {
     int64_t cap_slot, cap_owner;
     /* step buffers, grown on demand */
     gen_piece *pc;
-    int32_t *tok, *cu, *rows;
+    int32_t *tok, *cu, *rows, *amax_rows, *amax;
     plm_state **sst;
     float *logits, *work;
-    int64_t cap_pc, cap_tok, cap_cu, cap_sst, cap_rows;
+    int64_t cap_pc, cap_tok, cap_cu, cap_sst, cap_rows, cap_logits;
 };
+
+/* greedy as plm_sample_token reads it: temperature <= 0 */
+static int is_greedy(const plm_sampling *sp) { return !(sp->temperature > 0.0f); }
 
 plm_status plm_generator_new(plm_generator **out, const plm_model *m, plm_ctx *ctx, const plm_generator_params *p,
                              plm_error *err) {
@@ -82,6 +85,7 @@ void plm_generator_free(plm_generator *g) {
     for (int i = 0; i < g->n_slot; i++) plm_state_free(g->slot[i]);
     free(g->r); free(g->live); free(g->slot); free(g->slot_owner);
     free(g->pc); free(g->tok); free(g->cu); free(g->rows); free(g->sst); free(g->logits); free(g->work);
+    free(g->amax_rows); free(g->amax);
     free(g);
 }
 
@@ -262,16 +266,24 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
             return plm_fail(err, PLM_ERR_NOMEM, "out of memory for the tokens of request %lld",
                             (long long)g->pc[i].req);
     }
-    if (nr > g->cap_rows || !g->logits) {
-        int64_t c = nr > 1 ? nr : 1;
-        float *l = realloc(g->logits, (size_t)(c * V) * sizeof *l);
-        int32_t *rw = realloc(g->rows, (size_t)c * sizeof *rw);
-        if (l) g->logits = l;
+    /* greedy rows only need the argmax (computed where the step runs: a GPU sends back token ids);
+       sampled rows need their logits */
+    int64_t ns = 0;
+    for (int64_t i = 0; i < np; i++) ns += g->pc[i].want_row && !is_greedy(&g->r[g->pc[i].req].sp);
+    if (nr > g->cap_rows || ns * V > g->cap_logits || !g->logits) {
+        int64_t c = nr > 1 ? nr : 1, cl = (ns > 1 ? ns : 1) * V;
+        float *l = cl > g->cap_logits || !g->logits ? realloc(g->logits, (size_t)cl * sizeof *l) : g->logits;
+        int32_t *rw = realloc(g->rows, (size_t)c * sizeof *rw), *ar = realloc(g->amax_rows, (size_t)c * sizeof *ar);
+        int32_t *am = realloc(g->amax, (size_t)c * sizeof *am);
+        if (l) g->logits = l, g->cap_logits = cl > g->cap_logits ? cl : g->cap_logits;
         if (rw) g->rows = rw;
-        if (!l || !rw) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for the logits of %lld rows", (long long)nr);
+        if (ar) g->amax_rows = ar;
+        if (am) g->amax = am;
+        if (!l || !rw || !ar || !am)
+            return plm_fail(err, PLM_ERR_NOMEM, "out of memory for the logits of %lld rows", (long long)nr);
         g->cap_rows = c;
     }
-    int32_t t = 0, k = 0;
+    int32_t t = 0, k = 0, ka = 0;
     g->cu[0] = 0;
     for (int64_t i = 0; i < np; i++) {
         gen_req *r = &g->r[g->pc[i].req];
@@ -285,27 +297,33 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
         }
         g->cu[i + 1] = t;
         g->sst[i] = g->slot[r->slot];
-        if (g->pc[i].want_row) g->rows[k++] = t - 1;
+        if (g->pc[i].want_row && is_greedy(&r->sp)) g->amax_rows[ka++] = t - 1;
+        else if (g->pc[i].want_row) g->rows[k++] = t - 1;
     }
     plm_step step = {(int32_t)T, g->tok, NULL, (int32_t)np, g->cu, g->sst};
     plm_outputs out;
     memset(&out, 0, sizeof out);
-    if (nr) {
+    if (k) {
         out.logits = g->logits;
         out.rows = g->rows;
-        out.n_rows = (int32_t)nr;
+        out.n_rows = k;
+    }
+    if (ka) {
+        out.amax_rows = g->amax_rows;
+        out.n_amax = ka;
+        out.argmax = g->amax;
     }
     if ((st = plm_step_run(g->ctx, &step, &out, err))) return st;
     inf.n_tokens = (int32_t)T;
     /* advance: prompt positions, then the sampled tokens (their room was made before the step) */
-    k = 0;
+    k = 0, ka = 0;
     for (int64_t i = 0; i < np; i++) {
         gen_req *r = &g->r[g->pc[i].req];
         if (r->st == PLM_GEN_PROMPT) r->fed += g->pc[i].len;
         if (!g->pc[i].want_row) continue;
-        const double u = plm_rng_uniform(&r->rng);
-        int32_t tk = plm_sample_token(g->logits + (int64_t)k * V, (int32_t)V, &r->sp, u, g->work);
-        k++;
+        const double u = plm_rng_uniform(&r->rng); /* drawn for greedy too: one draw per token */
+        int32_t tk = is_greedy(&r->sp) ? g->amax[ka++]
+                                       : plm_sample_token(g->logits + (int64_t)k++ * V, (int32_t)V, &r->sp, u, g->work);
         r->out[r->n_out++] = tk;
         r->st = PLM_GEN_DECODING;
         inf.new_tokens++;

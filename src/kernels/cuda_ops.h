@@ -41,6 +41,8 @@ void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff,
 void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                    const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,
                    float scale, void *stream);
+/* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins) */
+void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream);
 /* lp[i] = log softmax(logits[i])[target[i]] */
 void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
 

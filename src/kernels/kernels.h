@@ -76,6 +76,8 @@ void plm_swiglu(float *gate, const float *up, int64_t n);
 void plm_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k);
 /* embedding rows: x[T, H] = E[tokens] */
 void plm_embed_rows(float *x, const plm_mat *E, const int32_t *tokens, int64_t T);
+/* the first maximum of l[0..V); NaN never wins (a leading NaN is replaced by the first number) */
+int32_t plm_argmax_row(const float *l, int32_t V);
 /* one matrix row converted to f32 */
 void plm_mat_row(float *dst, const plm_mat *W, int64_t r);
 

@@ -34,6 +34,13 @@ void plm_mat_row(float *dst, const plm_mat *W, int64_t r) {
     }
 }
 
+int32_t plm_argmax_row(const float *l, int32_t V) {
+    int32_t best = 0;
+    for (int32_t v = 1; v < V; v++)
+        if (l[v] > l[best] || (l[best] != l[best] && l[v] == l[v])) best = v;
+    return best;
+}
+
 void plm_embed_rows(float *x, const plm_mat *E, const int32_t *tokens, int64_t T) {
     for (int64_t t = 0; t < T; t++) plm_mat_row(x + t * E->cols, E, tokens[t]);
 }

@@ -20,6 +20,8 @@ typedef struct plm_cuda plm_cuda;
 /* 1 when this build has the CUDA backend. */
 int plm_cuda_built(void);
 
+/* Whether cuda:dev can be used: PLM_OK, or why not (no driver, no device, an old driver). */
+plm_status plm_cuda_probe(int dev, plm_error *err);
 /* Opens cuda:dev for model m: checks the device and driver, creates the stream and cuBLAS handle,
  * uploads the weights. mem_limit: bytes this context may allocate (0: no limit). */
 plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err);

@@ -173,12 +173,14 @@ static plm_status put_bytes(plm_cuda *g, void **dst, const void *src, size_t byt
     return PLM_OK;
 }
 
-static plm_status put_mat(plm_cuda *g, dmat *d, const plm_mat *W, plm_error *err) {
+/* widen: store F32 whatever the checkpoint holds (the MoE router and the shared expert's gate: tiny
+ * matrices whose outputs pick experts, so they see the activations unrounded, as on the CPU) */
+static plm_status put_mat_w(plm_cuda *g, dmat *d, const plm_mat *W, int widen, plm_error *err) {
     d->rows = W->rows;
     d->cols = W->cols;
-    d->bf16 = W->dt == PLM_DT_BF16;
+    d->bf16 = W->dt == PLM_DT_BF16 && !widen;
     const size_t n = (size_t)W->rows * W->cols;
-    if (W->dt != PLM_DT_F16) return put_bytes(g, (void **)&d->d, W->data, n * (d->bf16 ? 2 : 4), err);
+    if (W->dt == PLM_DT_F32 || d->bf16) return put_bytes(g, (void **)&d->d, W->data, n * (d->bf16 ? 2 : 4), err);
     const size_t at = g->w_used;
     g->w_used += (n * 4 + 255) & ~(size_t)255;
     if (!g->w) return PLM_OK;
@@ -198,6 +200,10 @@ static plm_status put_mat(plm_cuda *g, dmat *d, const plm_mat *W, plm_error *err
     }
     free(buf);
     return PLM_OK;
+}
+
+static plm_status put_mat(plm_cuda *g, dmat *d, const plm_mat *W, plm_error *err) {
+    return put_mat_w(g, d, W, 0, err);
 }
 
 static plm_status put_vec(plm_cuda *g, float **d, const float *src, size_t n, plm_error *err) {
@@ -246,7 +252,7 @@ static plm_status upload(plm_cuda *g, plm_error *err) {
             if (!st) st = put_mat(g, &D->down, &L->down, err);
             continue;
         }
-        if (!st) st = put_mat(g, &D->router, &L->router, err);
+        if (!st) st = put_mat_w(g, &D->router, &L->router, 1, err);
         for (int e = 0; e < c->n_experts && !st; e++) {
             st = put_mat(g, &D->e_gate[e], &L->e_gate[e], err);
             if (!st) st = put_mat(g, &D->e_up[e], &L->e_up[e], err);
@@ -256,11 +262,13 @@ static plm_status upload(plm_cuda *g, plm_error *err) {
             if (!st) st = put_mat(g, &D->sh_gate, &L->sh_gate, err);
             if (!st) st = put_mat(g, &D->sh_up, &L->sh_up, err);
             if (!st) st = put_mat(g, &D->sh_down, &L->sh_down, err);
-            if (!st) st = put_mat(g, &D->sh_score, &L->sh_score, err);
+            if (!st) st = put_mat_w(g, &D->sh_score, &L->sh_score, 1, err);
         }
     }
     return st;
 }
+
+extern "C" plm_status plm_cuda_probe(int dev, plm_error *err) { return check_device(dev, err); }
 
 static plm_status check_shapes(const plm_model *m, int dev, plm_error *err) {
     const plm_config *c = &m->cfg;
@@ -374,7 +382,7 @@ typedef struct {
     float *x, *h, *mo, *work, *out_logits, *out_lp, *out_rows;
     void *xb;       /* bf16 staging of a GEMM input */
     size_t work_floats;
-    int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *moe_map;
+    int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map;
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -383,7 +391,8 @@ typedef struct {
     size_t h_bytes;
     int32_t *h_moe, *h_moe_tok, *h_moe_map;
     float *h_moe_w, *h_lp;
-    int64_t n_score, n_logit, out_block;
+    int32_t *h_amax;
+    int64_t n_score, n_logit, n_amax, out_block;
 } plan;
 
 /* Floats of the layers' work area for T tokens: the largest of the linear, attention and MLP layers'
@@ -422,6 +431,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->out_logits = (float *)take(d, ob ? ob * V * 4 : 0);
     p->out_rows = (float *)take(d, ob ? ob * H * 4 : 0);
     p->out_lp = (float *)take(d, ob ? ob * 4 : 0);
+    p->amax = (int32_t *)take(d, p->n_amax * 4);
     p->moe_w = (float *)take(d, moe_k ? T * moe_k * 4 : 0);
     p->moe_map = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
     p->moe_tok = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
@@ -445,6 +455,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     TABLE(score_rows, int32_t, p->n_score);
     TABLE(score_tgt, int32_t, p->n_score);
     TABLE(logit_rows, int32_t, p->n_logit);
+    TABLE(amax_rows, int32_t, p->n_amax);
 #undef TABLE
     (void)t0;
     p->h_bytes = hst->used - h0;
@@ -454,6 +465,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->h_moe_tok = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
     p->h_moe_map = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
     p->h_lp = (float *)take(hst, ob * 4);
+    p->h_amax = (int32_t *)take(hst, p->n_amax * 4);
 }
 
 /* host address of a table field: the same offset from the first table in the pinned block */
@@ -697,7 +709,9 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     p.n_logit = want_logits ? (out->rows ? out->n_rows : T) : 0;
     if (out && out->target && out->logprob)
         for (int64_t t = 0; t < T; t++) p.n_score += out->target[t] >= 0;
+    p.n_amax = out && out->n_amax > 0 ? out->n_amax : 0;
     int64_t need_rows = p.n_logit > p.n_score ? p.n_logit : p.n_score;
+    need_rows = need_rows > p.n_amax ? need_rows : p.n_amax;
     int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * 4));
     ob = ob < 1 ? 1 : ob > OUT_ROWS_MAX ? OUT_ROWS_MAX : ob;
     p.out_block = need_rows < ob ? need_rows : ob;
@@ -741,6 +755,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     }
     int32_t *lr = HOST(&p, logit_rows, int32_t);
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
+    if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
 
     /* the layers */
@@ -798,8 +813,18 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
         CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
         for (int64_t i = 0; i < nb; i++) out->logprob[sr[i0 + i]] = p.h_lp[i];
     }
+    for (int64_t i0 = 0; i0 < p.n_amax; i0 += p.out_block) { /* greedy choices: only token ids come back */
+        const int64_t nb = p.n_amax - i0 < p.out_block ? p.n_amax - i0 : p.out_block;
+        plm_gather_rows_cuda(p.out_rows, p.h, p.amax_rows + i0, nb, (int)H, g->st);
+        TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
+        plm_argmax_cuda(p.amax + i0, p.out_logits, (int)nb, (int)V, g->st);
+    }
+    if (p.n_amax)
+        CK(g->dev, "reading the greedy choices",
+           cudaMemcpyAsync(p.h_amax, p.amax, (size_t)p.n_amax * 4, cudaMemcpyDeviceToHost, g->st));
     CK(g->dev, "a kernel launch", cudaGetLastError());
     CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
+    if (p.n_amax) memcpy(out->argmax, p.h_amax, (size_t)p.n_amax * 4);
     return PLM_OK;
 }
 

@@ -6,6 +6,7 @@
 #define NO_CUDA "this packlm was built without CUDA (rebuild with make CUDA=1)"
 
 int plm_cuda_built(void) { return 0; }
+plm_status plm_cuda_probe(int dev, plm_error *err) { return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA); }
 
 plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err) {
     *out = NULL;

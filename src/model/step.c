@@ -71,6 +71,18 @@ static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64
     }
 }
 
+static void argmax_rows(plm_ctx *c, const plm_outputs *out, const float *xn, float *blk, float *buf) {
+    const plm_model *m = c->model;
+    const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    for (int64_t i0 = 0; i0 < out->n_amax; i0 += OUT_BLOCK) {
+        const int64_t nb = out->n_amax - i0 < OUT_BLOCK ? out->n_amax - i0 : OUT_BLOCK;
+        for (int64_t i = 0; i < nb; i++)
+            memcpy(blk + i * H, xn + (int64_t)out->amax_rows[i0 + i] * H, (size_t)H * sizeof(float));
+        c->k.matmul(buf, blk, nb, &m->lm_head, c->p.n_threads);
+        for (int64_t i = 0; i < nb; i++) out->argmax[i0 + i] = plm_argmax_row(buf + i * V, V);
+    }
+}
+
 static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64_t T, float *blk, float *buf) {
     const plm_model *m = c->model;
     const int H = m->cfg.hidden_size, V = m->cfg.vocab_size;
@@ -106,6 +118,13 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
         for (int32_t i = 0; i < out->n_rows; i++)
             if (out->rows[i] < 0 || out->rows[i] >= s->n_tokens)
                 return plm_fail(err, PLM_ERR_INPUT, "output row %d is not a token of the step", out->rows[i]);
+    if (out && out->n_amax > 0) {
+        if (!out->amax_rows || !out->argmax)
+            return plm_fail(err, PLM_ERR_INPUT, "argmax requested for %d rows without amax_rows or argmax", out->n_amax);
+        for (int32_t i = 0; i < out->n_amax; i++)
+            if (out->amax_rows[i] < 0 || out->amax_rows[i] >= s->n_tokens)
+                return plm_fail(err, PLM_ERR_INPUT, "argmax row %d is not a token of the step", out->amax_rows[i]);
+    }
     for (int i = 0; i < s->n_seg; i++) /* KV room first: after this nothing can fail */
         if ((st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err))) return st;
     if (c->dev >= 0) { /* the same step on the GPU (model/cuda_backend.cu) */
@@ -124,7 +143,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     /* output buffers: chosen rows gathered (blk), a block of logits for streaming / scoring (buf) */
     const int want_logits = out && (out->logits || out->logits_cb);
     const int64_t n_rows = want_logits ? (out->rows ? out->n_rows : T) : 0;
-    const int blocked = out && (out->logits_cb || (out->target && out->logprob));
+    const int blocked = out && (out->logits_cb || (out->target && out->logprob) || out->n_amax > 0);
     const size_t gathered = want_logits && !out->logits_cb && out->rows ? (size_t)n_rows : 0;
     const size_t blk_rows = blocked && gathered < OUT_BLOCK ? OUT_BLOCK : gathered;
     const size_t need = 3 * (size_t)T * H + 48 + plm_layers_scratch(m, T) + (size_t)T + (size_t)n_seg + 64 +
@@ -164,6 +183,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     if (hid) memcpy(hid + (int64_t)cf->n_layers * T * H, h, (size_t)(T * H) * sizeof(float));
     if (want_logits && n_rows > 0) head_rows(c, out, h, n_rows, blk, buf);
     if (out && out->target && out->logprob) score_rows(c, out, h, T, blk, buf);
+    if (out && out->n_amax > 0) argmax_rows(c, out, h, blk, buf);
     free(idx64);
     return PLM_OK;
 }

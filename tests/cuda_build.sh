@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The CUDA variant: where nvcc exists ($CUDA_HOME, default /usr/local/cuda, or on the PATH), builds it
+# (make CUDA=1 into build/cuda: a compile-and-link check of every .cu file against cuBLAS and the
+# runtime) and runs its CUDA tests. Where no GPU is visible they report themselves skipped, and so
+# does this script; on a GPU machine PLM_REQUIRE_CUDA=1 makes a skip a failure
+# (scripts/gpu-check.sh runs the whole CUDA test set there).
+set -u
+cd "$(dirname "$0")/.."
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+nvcc=$CUDA_HOME/bin/nvcc
+[ -x "$nvcc" ] || nvcc=$(command -v nvcc || true)
+if [ -z "$nvcc" ]; then
+    echo "cuda_build: SKIPPED: no nvcc (neither $CUDA_HOME/bin/nvcc nor on the PATH): the CUDA variant was not built"
+    exit 0
+fi
+B=build/cuda
+if ! make -s -j"$(nproc)" CUDA=1 B=$B CUDA_HOME="$(dirname "$(dirname "$nvcc")")" > $B.log 2>&1; then
+    tail -20 $B.log
+    echo "cuda_build: FAILED to build the CUDA variant (log: $B.log)"
+    exit 1
+fi
+echo "cuda_build: make CUDA=1 built $B/packlm with $("$nvcc" --version | tail -1)"
+fail=0
+out=$($B/tests/test_cuda_ops 2>&1) || fail=1
+echo "cuda_build: test_cuda_ops: $(echo "$out" | tail -n 1)"
+# the CLI without a usable GPU: a clear error, a non-zero exit, no output
+msg=$($B/packlm score --model tests/data/tiny-dense --input tests/data/tiny-dense/inputs.txt --device cuda 2>&1 >/dev/null)
+rc=$?
+if [ $rc -eq 0 ]; then
+    echo "cuda_build: a GPU is visible: packlm score --device cuda ran (scripts/gpu-check.sh runs the CUDA test set)"
+else
+    case $msg in
+    *"cuda:0"*) echo "cuda_build: CUDA tests SKIPPED, no usable GPU here; --device cuda answers: $msg" ;;
+    *) echo "cuda_build: FAIL: --device cuda without a GPU gave exit $rc and '$msg'"; fail=1 ;;
+    esac
+fi
+exit $fail
