@@ -83,8 +83,11 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
     }
 }
 
+/* keys and queries are stored with rows of dk + 1 floats: the dot products between rows (A, q.k)
+ * then read 32 different banks across a warp instead of one */
 static size_t chunk_smem(int dk) {
-    return ((size_t)3 * CHUNK * dk + CHUNK * CHUNK + 3 * CHUNK * TILE + (size_t)dk * TILE + 2 * CHUNK) * sizeof(float);
+    return ((size_t)2 * CHUNK * (dk + 1) + (size_t)CHUNK * dk + CHUNK * CHUNK + 3 * CHUNK * TILE + (size_t)dk * TILE +
+            2 * CHUNK) * sizeof(float);
 }
 
 __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *const *S, const float *q, const float *k,
@@ -94,7 +97,8 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
     const int s = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TILE, kh = h / (nv / nk), tid = threadIdx.x;
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < CHUNKED_MIN) return; /* the recurrent kernel takes this segment */
-    float *Ks = sm, *Qs = Ks + CHUNK * dk, *W = Qs + CHUNK * dk, *A = W + CHUNK * dk; /* A: then the masked q.k */
+    const int ld = dk + 1; /* row stride of Ks, Qs */
+    float *Ks = sm, *Qs = Ks + CHUNK * ld, *W = Qs + CHUNK * ld, *A = W + CHUNK * dk; /* A: then the masked q.k */
     float *Vt = A + CHUNK * CHUNK, *U = Vt + CHUNK * TILE, *Ot = U + CHUNK * TILE, *St = Ot + CHUNK * TILE;
     float *G = St + dk * TILE, *Bt = G + CHUNK;
     float *Sh = S[s] + (size_t)h * dk * dv;
@@ -109,8 +113,8 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         /* 1. the chunk's keys, queries, value columns, decays and betas */
         for (int e = tid; e < L * dk; e += CHUNK_THREADS) {
             const int i = e / dk, d = e % dk;
-            Ks[e] = k[((t0 + i) * nk + kh) * dk + d];
-            Qs[e] = q[((t0 + i) * nk + kh) * dk + d];
+            Ks[i * ld + d] = k[((t0 + i) * nk + kh) * dk + d];
+            Qs[i * ld + d] = q[((t0 + i) * nk + kh) * dk + d];
         }
         for (int e = tid; e < L * TILE; e += CHUNK_THREADS) {
             const int i = e / TILE, c = e % TILE;
@@ -131,14 +135,14 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
             const int i = e / L, jj = e % L;
             float a = 0.0f;
             if (jj < i) {
-                for (int d = 0; d < dk; d++) a += Ks[i * dk + d] * Ks[jj * dk + d];
+                for (int d = 0; d < dk; d++) a += Ks[i * ld + d] * Ks[jj * ld + d];
                 a *= Bt[i] * expf(G[i] - G[jj]);
             }
             A[i * CHUNK + jj] = a;
         }
         for (int e = tid; e < L * dk; e += CHUNK_THREADS) {
-            const int i = e / dk;
-            W[e] = Ks[e] * Bt[i] * expf(G[i]);
+            const int i = e / dk, d = e % dk;
+            W[e] = Ks[i * ld + d] * Bt[i] * expf(G[i]);
         }
         for (int e = tid; e < L * TILE; e += CHUNK_THREADS) U[e] = Vt[e] * Bt[e / TILE];
         __syncthreads();
@@ -166,7 +170,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
             const int i = e / L, jj = e % L;
             float a = 0.0f;
             if (jj <= i) {
-                for (int d = 0; d < dk; d++) a += Qs[i * dk + d] * Ks[jj * dk + d];
+                for (int d = 0; d < dk; d++) a += Qs[i * ld + d] * Ks[jj * ld + d];
                 a *= expf(G[i] - G[jj]);
             }
             A[i * CHUNK + jj] = a;
@@ -176,7 +180,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         for (int e = tid; e < L * TILE; e += CHUNK_THREADS) {
             const int i = e / TILE, c = e % TILE;
             float acc = 0.0f, acc2 = 0.0f;
-            for (int d = 0; d < dk; d++) acc += Qs[i * dk + d] * St[d * TILE + c];
+            for (int d = 0; d < dk; d++) acc += Qs[i * ld + d] * St[d * TILE + c];
             for (int jj = 0; jj <= i; jj++) acc2 += A[i * CHUNK + jj] * U[jj * TILE + c];
             Ot[e] = acc * expf(G[i]) + acc2;
         }
@@ -190,7 +194,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         for (int e = tid; e < dk * TILE; e += CHUNK_THREADS) {
             const int d = e / TILE, c = e % TILE;
             float acc = 0.0f;
-            for (int jj = 0; jj < L; jj++) acc += Ks[jj * dk + d] * expf(gl - G[jj]) * U[jj * TILE + c];
+            for (int jj = 0; jj < L; jj++) acc += Ks[jj * ld + d] * expf(gl - G[jj]) * U[jj * TILE + c];
             St[e] = St[e] * expf(gl) + acc;
         }
         __syncthreads();
