@@ -81,6 +81,19 @@ int bench_cuda(bench_ctx *b) {
         bench_report(b, "cuda_prefill_tokens_per_s", "prefill (last-token logits), same sequences: throughput",
                      total / tp, "tokens/s");
     }
+    { /* the same score with single-pass BF16 GEMM inputs (transformers' BF16 arithmetic) */
+        plm_ctx *c1 = NULL;
+        plm_ctx_params p1 = p;
+        p1.bf16_single_pass = 1;
+        if (!fail && plm_ctx_new(&c1, m, &p1, &err) == PLM_OK) {
+            bench_run_step(c1, m, 1, warm, 1, &fail);
+            const double t = best_of(c1, m, n, lens, 1, reps, &fail);
+            if (!fail)
+                bench_report(b, "cuda_score_single_pass_tokens_per_s",
+                             "score, same sequences, single-pass BF16 GEMM inputs: throughput", total / t, "tokens/s");
+            plm_ctx_free(c1);
+        }
+    }
     /* many short segments against one long one, same total */
     const int tot = quick ? 4096 : 32768, nshort = tot / 64;
     int *one = malloc(sizeof *one), *many = malloc(nshort * sizeof *many);

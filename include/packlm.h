@@ -161,6 +161,11 @@ typedef struct {
     /* CUDA: device bytes this context may allocate for weights and step scratch (0: no limit other
        than the card's). A step that would need more is refused before it starts. */
     size_t device_mem_limit;
+    /* CUDA with BF16 weights: 0 (default) keeps each GEMM's F32 input to F32 accuracy by splitting it
+       into two BF16 parts (two tensor-core passes: the CPU's arithmetic, results within ~1e-5 of it);
+       1 rounds the input to BF16 once (one pass, about twice the GEMM speed; how transformers runs a
+       BF16 model). */
+    int32_t bf16_single_pass;
 } plm_ctx_params;
 
 plm_ctx_params plm_ctx_default_params(void);

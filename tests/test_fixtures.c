@@ -30,12 +30,12 @@ static void shuffle(int *a, int n, tu_rng *r) {
 }
 
 /* The same model through a BF16 copy of the checkpoint on device, against the CPU's fast path on the
- * same BF16 weights, every sequence in one step and under a small budget. The device also rounds each
- * GEMM's input to BF16 (tensor-core operands), the CPU keeps it in F32, so the rule is the one for
- * BF16 operands: ||got - ref|| / ||ref|| <= 3e-2 over all logits (NaN fails). The largest single
- * difference, and how far the cast alone moves the logits from transformers' F32 logits, are printed:
- * these random tiny models are so sensitive that the cast alone moves the CPU's logits by 5-30% of
- * their largest magnitude. */
+ * same BF16 weights (F32 activations), every sequence in one step and under a small budget.
+ * Default (two-part BF16 GEMM inputs, F32 accuracy): within 3e-2 * max|ref| on every logit.
+ * Single pass (GEMM inputs rounded to BF16, as transformers runs a BF16 model): these random tiny
+ * models amplify that rounding to 5-30% of max|ref| on single logits (the cast of the weights alone
+ * moves the CPU's logits as much, printed below), so the rule there is the BF16-operand one over all
+ * logits, ||got - ref|| / ||ref|| <= 1e-1: it catches layout errors (which give ~1), not rounding. */
 static double rel_l2(const float *x, const float *ref, size_t n) {
     double d = 0, r = 0;
     for (size_t i = 0; i < n; i++) {
@@ -60,6 +60,11 @@ static void run_bf16(const char *name, const char *device) {
         plm_model_free(m);
         return;
     }
+    plm_ctx_params sp = plm_ctx_default_params();
+    sp.device = device;
+    sp.bf16_single_pass = 1;
+    plm_ctx *c1 = NULL;
+    tu_check(plm_ctx_new(&c1, m, &sp, &err) == PLM_OK, "%s: single-pass BF16 context (%s)", name, err.msg);
     plm_ctx_new(&cpu, m, NULL, &err);
     const int V = plm_model_get_info(m)->vocab_size;
     int32_t **seqs;
@@ -78,20 +83,22 @@ static void run_bf16(const char *name, const char *device) {
         printf("info %s: the BF16 cast moves the CPU's logits by %.3g of max|F32 ref| %.3g\n", name,
                tu_max_abs_diff(cref, ref, N) / scale, scale);
         const int64_t budgets[] = {0, 7};
-        for (int b = 0; b < 2; b++) {
-            for (size_t i = 0; i < N; i++) got[i] = NAN;
-            tu_check(tu_run_packed(c, m, seqs, lens, n, NULL, budgets[b], got, NULL, &err) == PLM_OK, "%s: BF16 run (%s)",
-                     name, err.msg);
-            snprintf(what, sizeof what, "%s on %s, BF16 weights, budget %lld, against the CPU on the same weights", name,
-                     device, (long long)budgets[b]);
-            const double r2 = rel_l2(got, cref, N);
-            tu_check(r2 <= 3e-2, "%s: ||diff|| / ||ref|| %.2e (bound 3e-2; largest difference %.3g of max|ref|)", what,
-                     r2, tu_max_abs_diff(got, cref, N) / tu_max_abs(cref, N));
-            if (b == 0)
-                printf("info %s on %s: BF16 weights, %.3g of max|F32 ref| from transformers' F32 logits\n", name,
-                       device, tu_max_abs_diff(got, ref, N) / scale);
-        }
+        for (int mode = 0; mode < 2 && c1; mode++)
+            for (int b = 0; b < 2; b++) {
+                for (size_t i = 0; i < N; i++) got[i] = NAN;
+                tu_check(tu_run_packed(mode ? c1 : c, m, seqs, lens, n, NULL, budgets[b], got, NULL, &err) == PLM_OK,
+                         "%s: BF16 run (%s)", name, err.msg);
+                snprintf(what, sizeof what, "%s on %s, BF16 weights%s, budget %lld, against the CPU on the same weights",
+                         name, device, mode ? " (single pass)" : "", (long long)budgets[b]);
+                if (!mode) tu_close(got, cref, N, 3e-2, what);
+                else {
+                    const double r2 = rel_l2(got, cref, N);
+                    tu_check(r2 <= 1e-1, "%s: ||diff|| / ||ref|| %.2e (bound 1e-1; largest difference %.3g of max|ref|)",
+                             what, r2, tu_max_abs_diff(got, cref, N) / tu_max_abs(cref, N));
+                }
+            }
     }
+    plm_ctx_free(c1);
     free(ref);
     free(got);
     free(cref);

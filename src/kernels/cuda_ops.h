@@ -72,8 +72,9 @@ void plm_moe_combine_cuda(float *out, const float *ye, const int32_t *map, const
                           void *stream);
 /* out[t, :] += sigmoid(score[t]) * y[t, :] (the shared expert's gate) */
 void plm_sigmoid_scale_add_cuda(float *out, const float *y, const float *score, int64_t T, int H, void *stream);
-/* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array */
-void plm_to_bf16_cuda(void *dst, const float *src, int64_t n, void *stream);
+/* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array. With lo != NULL
+ * also the remainder lo = bf16(src - dst), so that dst + lo carries src to about 2^-17. */
+void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream);
 
 #ifdef __cplusplus
 }

@@ -218,11 +218,15 @@ extern "C" void plm_sigmoid_scale_add_cuda(float *out, const float *y, const flo
     if (n > 0) k_sigmoid_scale_add<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(out, y, score, n, H);
 }
 
-__global__ void k_to_bf16(__nv_bfloat16 *dst, const float *src, int64_t n) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        dst[i] = __float2bfloat16_rn(src[i]);
+__global__ void k_to_bf16(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float *src, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const __nv_bfloat16 hi = __float2bfloat16_rn(src[i]);
+        dst[i] = hi;
+        if (lo) lo[i] = __float2bfloat16_rn(src[i] - __bfloat162float(hi));
+    }
 }
 
-extern "C" void plm_to_bf16_cuda(void *dst, const float *src, int64_t n, void *stream) {
-    if (n > 0) k_to_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)dst, src, n);
+extern "C" void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream) {
+    if (n > 0)
+        k_to_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)dst, (__nv_bfloat16 *)lo, src, n);
 }

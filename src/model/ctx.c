@@ -48,7 +48,7 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
             return plm_fail(err, PLM_ERR_UNSUPPORTED, "the reference kernels run on the CPU only, not on %s",
                             p->device);
         }
-        plm_status st = plm_cuda_open(&c->cuda, m, c->dev, c->p.device_mem_limit, err);
+        plm_status st = plm_cuda_open(&c->cuda, m, c->dev, c->p.device_mem_limit, c->p.bf16_single_pass, err);
         if (st) {
             free(c);
             return st;

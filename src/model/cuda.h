@@ -24,7 +24,8 @@ int plm_cuda_built(void);
 plm_status plm_cuda_probe(int dev, plm_error *err);
 /* Opens cuda:dev for model m: checks the device and driver, creates the stream and cuBLAS handle,
  * uploads the weights. mem_limit: bytes this context may allocate (0: no limit). */
-plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err);
+plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, int bf16_single_pass,
+                         plm_error *err);
 void plm_cuda_close(plm_cuda *g);
 size_t plm_cuda_bytes(const plm_cuda *g);
 

@@ -56,6 +56,7 @@ struct plm_cuda {
     char *pin;                 /* step tables and small outputs (pinned host) */
     size_t pin_bytes;
     int max_cols;              /* widest GEMM input (bf16 staging) */
+    int split;                 /* BF16 GEMMs take their input as two BF16 parts (F32 accuracy) */
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -300,7 +301,8 @@ static plm_status check_shapes(const plm_model *m, int dev, plm_error *err) {
     return PLM_OK;
 }
 
-extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev, size_t mem_limit, plm_error *err) {
+extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev, size_t mem_limit,
+                                    int bf16_single_pass, plm_error *err) {
     *out = NULL;
     plm_status st = check_device(dev, err);
     if (!st) st = check_shapes(m, dev, err);
@@ -312,6 +314,7 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     snprintf(g->name, sizeof g->name, "cuda:%d", dev);
     g->m = m;
     g->limit = mem_limit;
+    g->split = !bf16_single_pass;
     g->L = (dlayer *)calloc((size_t)c->n_layers, sizeof *g->L);
     if (!g->L) {
         plm_cuda_close(g);
@@ -442,7 +445,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->mo = (float *)take(d, T * H * 4);
     p->work_floats = layer_work_floats(m, T);
     p->work = (float *)take(d, p->work_floats * 4);
-    p->xb = take(d, (size_t)T * g->max_cols * 2);
+    p->xb = take(d, (size_t)T * g->max_cols * 2 * (g->split ? 2 : 1));
     const int64_t ob = p->out_block;
     p->out_logits = (float *)take(d, ob ? ob * V * 4 : 0);
     p->out_rows = (float *)take(d, ob ? ob * H * 4 : 0);
@@ -494,11 +497,16 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
     if (!W->bf16) {
         s = cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, (const float *)W->d,
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
-    } else {
-        plm_to_bf16_cuda(xb, x, T * W->cols, g->st);
+    } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
+        void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
+        plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
                          (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+        if (s == CUBLAS_STATUS_SUCCESS && lo)
+            s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d,
+                             CUDA_R_16BF, (int)W->cols, lo, CUDA_R_16BF, (int)W->cols, &one, y, CUDA_R_32F,
+                             (int)W->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     }
     if (s != CUBLAS_STATUS_SUCCESS)
         return plm_fail(err, PLM_ERR_INTERNAL, "%s: cuBLAS GEMM [%lld x %lld] x [%lld rows] failed (%s)", g->name,

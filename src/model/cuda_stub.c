@@ -8,7 +8,8 @@
 int plm_cuda_built(void) { return 0; }
 plm_status plm_cuda_probe(int dev, plm_error *err) { return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA); }
 
-plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, plm_error *err) {
+plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, size_t mem_limit, int bf16_single_pass,
+                         plm_error *err) {
     *out = NULL;
     return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: %s", dev, NO_CUDA);
 }
