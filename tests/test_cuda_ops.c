@@ -274,12 +274,26 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     int64_t *dst = dput_bytes(start, n_seg * 8);
     plm_kv_append_cuda(dkt, dvt, dboff, dkn, dvn, dst, dcu, dso, T, nkv, hd, NULL);
     plm_attn_cuda(doo, dq, dkt, dvt, dboff, dst, dcu, dso, T, nh, nkv, hd, scale, NULL);
+    /* the tiled kernel on the same cache */
+    const int qt = plm_attn_qt(nh, nkv);
+    int32_t *tiles = malloc((T / qt + n_seg + 1) * 2 * sizeof *tiles);
+    const int n_tiles = plm_attn_tiles(tiles, cu, n_seg, qt);
+    int32_t *dtiles = dput_bytes(tiles, (size_t)n_tiles * 2 * sizeof *tiles);
+    float *doo2 = dput(NULL, T * nh * hd);
+    if (hd <= PLM_ATTN_TILED_MAX_HD)
+        plm_attn_tiled_cuda(doo2, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, NULL);
     char what[160];
     snprintf(what, sizeof what, "attention %s (T=%lld, %d segments, nh=%d nkv=%d hd=%d)", label, (long long)T, n_seg,
              nh, nkv, hd);
     if (sync_ok(what)) {
         dget(o, doo, T * nh * hd, what);
         tu_close(o, orf, T * nh * hd, TOL, what);
+        if (hd <= PLM_ATTN_TILED_MAX_HD) {
+            char w2[200];
+            snprintf(w2, sizeof w2, "%s, tiled (%d tiles of %d tokens)", what, n_tiles, qt);
+            dget(o, doo2, T * nh * hd, w2);
+            tu_close(o, orf, T * nh * hd, TOL, w2);
+        }
         int ok = 1; /* the caches: every block equal to the CPU's after the append */
         float *g = malloc(blk * 4);
         for (int s = 0; s < n_seg; s++)
@@ -292,6 +306,9 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     }
     plm_cuda_free(0, dkt), plm_cuda_free(0, dvt), plm_cuda_free(0, dq), plm_cuda_free(0, dkn), plm_cuda_free(0, dvn);
     plm_cuda_free(0, dboff), plm_cuda_free(0, dcu), plm_cuda_free(0, dso), plm_cuda_free(0, dst);
+    plm_cuda_free(0, dtiles);
+    if (hd > PLM_ATTN_TILED_MAX_HD) plm_cuda_free(0, doo2);
+    free(tiles);
     for (int s = 0; s < n_seg; s++) {
         for (int b = 0; b < kv[s].n_blocks; b++) free(kv[s].k[b]), free(kv[s].v[b]);
         free(kv[s].k), free(kv[s].v);
@@ -501,6 +518,11 @@ int main(void) {
     test_attn(ml, ms, 200, 4, 1, 64, "200 segments");
     const int dl[] = {1, 1, 1}, ds[] = {0, 64, 1000};
     test_attn(dl, ds, 3, 6, 3, 48, "decode tokens");
+    const int ll[] = {300, 70}, ls[] = {0, 33};
+    test_attn(ll, ls, 2, 8, 2, 256, "long prompts, many key tiles");
+    test_attn(ll, ls, 2, 4, 4, 64, "no GQA (rep 1: 64 tokens a tile)");
+    test_attn(al, as, 6, 16, 2, 128, "rep 8");
+    test_attn(al, as, 6, 2, 1, 512, "head dim 512 (untiled kernel only)");
 
     test_rowops(37, 64);
     test_rowops(5, 1024);

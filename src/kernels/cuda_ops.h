@@ -43,6 +43,19 @@ void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb,
                    float scale, void *stream);
 /* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins) */
 void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream);
+/* The same attention, tiled: a block takes up to PLM_ATTN_ROWS query rows, QT = PLM_ATTN_ROWS / (nh /
+ * nkv) consecutive tokens of one segment times the query heads of one kv head, and streams the
+ * segment's keys in tiles of 32 through shared memory, so each key and value is read once per block
+ * rather than once per (token, head). tiles[2i], tiles[2i+1]: segment and first token of tile i
+ * (plm_attn_tiles builds them on the host). Head dims up to 256. */
+#define PLM_ATTN_ROWS 64
+#define PLM_ATTN_TILED_MAX_HD 256
+int plm_attn_qt(int nh, int nkv);
+/* fills tiles (room for n_tokens / qt + n_seg pairs) from the host's cu; returns the count */
+int plm_attn_tiles(int32_t *tiles, const int32_t *cu, int n_seg, int qt);
+void plm_attn_tiled_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                         const int64_t *start, const int32_t *cu, const int32_t *tiles, int n_tiles, int nh, int nkv,
+                         int hd, float scale, void *stream);
 /* lp[i] = log softmax(logits[i])[target[i]] */
 void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
 

@@ -401,7 +401,8 @@ typedef struct {
     float *x, *h, *mo, *work, *out_logits, *out_lp, *out_rows;
     void *xb;       /* bf16 staging of a GEMM input */
     size_t work_floats;
-    int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map;
+    int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map, *atiles;
+    int n_atiles, attn_qt;
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -475,6 +476,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     TABLE(score_tgt, int32_t, p->n_score);
     TABLE(logit_rows, int32_t, p->n_logit);
     TABLE(amax_rows, int32_t, p->n_amax);
+    TABLE(atiles, int32_t, na ? 2 * (T / p->attn_qt + ns + 1) : 0);
 #undef TABLE
     (void)t0;
     p->h_bytes = hst->used - h0;
@@ -575,7 +577,11 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
     float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
     plm_kv_append_cuda(kt, vt, p->boff, k, v, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
-    plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
+    if (hd <= PLM_ATTN_TILED_MAX_HD)
+        plm_attn_tiled_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->atiles, p->n_atiles, nh, nkv, hd,
+                            1.0f / sqrtf((float)hd), g->st);
+    else
+        plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
     plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
     return gemm(g, p->mo, o, T, &L->o, p->xb, err);
 }
@@ -734,6 +740,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     if (out && out->target && out->logprob)
         for (int64_t t = 0; t < T; t++) p.n_score += out->target[t] >= 0;
     p.n_amax = out && out->n_amax > 0 ? out->n_amax : 0;
+    p.attn_qt = plm_attn_qt(cf->n_heads, cf->n_kv_heads);
     int64_t need_rows = p.n_logit > p.n_score ? p.n_logit : p.n_score;
     need_rows = need_rows > p.n_amax ? need_rows : p.n_amax;
     int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * 4));
@@ -780,6 +787,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     int32_t *lr = HOST(&p, logit_rows, int32_t);
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
     if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
+    if (na) p.n_atiles = plm_attn_tiles(HOST(&p, atiles, int32_t), s->cu, ns, p.attn_qt);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
 
     /* the layers */
