@@ -87,7 +87,7 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
  * then read 32 different banks across a warp instead of one */
 static size_t chunk_smem(int dk) {
     return ((size_t)2 * CHUNK * (dk + 1) + (size_t)CHUNK * dk + CHUNK * CHUNK + 3 * CHUNK * TILE + (size_t)dk * TILE +
-            2 * CHUNK) * sizeof(float);
+            4 * CHUNK) * sizeof(float);
 }
 
 __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *const *S, const float *q, const float *k,
@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
     const int ld = dk + 1; /* row stride of Ks, Qs */
     float *Ks = sm, *Qs = Ks + CHUNK * ld, *W = Qs + CHUNK * ld, *A = W + CHUNK * dk; /* A: then the masked q.k */
     float *Vt = A + CHUNK * CHUNK, *U = Vt + CHUNK * TILE, *Ot = U + CHUNK * TILE, *St = Ot + CHUNK * TILE;
-    float *G = St + dk * TILE, *Bt = G + CHUNK;
+    float *G = St + dk * TILE, *Bt = G + CHUNK, *Eg = Bt + CHUNK, *Dl = Eg + CHUNK; /* exp(c_i), exp(c_L - c_j) */
     float *Sh = S[s] + (size_t)h * dk * dv;
     for (int e = tid; e < dk * TILE; e += CHUNK_THREADS) {
         const int d = e / TILE, c = e % TILE;
@@ -130,6 +130,11 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         if (tid == 0)
             for (int i = 1; i < L; i++) G[i] += G[i - 1]; /* inclusive cumulative log decay */
         __syncthreads();
+        for (int i = tid; i < L; i += CHUNK_THREADS) {
+            Eg[i] = expf(G[i]);
+            Dl[i] = expf(G[L - 1] - G[i]);
+        }
+        __syncthreads();
         /* 2. A (strictly lower), and the right-hand sides [beta k exp(c) | beta v] */
         for (int e = tid; e < L * L; e += CHUNK_THREADS) {
             const int i = e / L, jj = e % L;
@@ -142,7 +147,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         }
         for (int e = tid; e < L * dk; e += CHUNK_THREADS) {
             const int i = e / dk, d = e % dk;
-            W[e] = Ks[i * ld + d] * Bt[i] * expf(G[i]);
+            W[e] = Ks[i * ld + d] * Bt[i] * Eg[i];
         }
         for (int e = tid; e < L * TILE; e += CHUNK_THREADS) U[e] = Vt[e] * Bt[e / TILE];
         __syncthreads();
@@ -182,7 +187,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
             float acc = 0.0f, acc2 = 0.0f;
             for (int d = 0; d < dk; d++) acc += Qs[i * ld + d] * St[d * TILE + c];
             for (int jj = 0; jj <= i; jj++) acc2 += A[i * CHUNK + jj] * U[jj * TILE + c];
-            Ot[e] = acc * expf(G[i]) + acc2;
+            Ot[e] = acc * Eg[i] + acc2;
         }
         __syncthreads();
         for (int e = tid; e < L * TILE; e += CHUNK_THREADS) {
@@ -194,7 +199,7 @@ __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *co
         for (int e = tid; e < dk * TILE; e += CHUNK_THREADS) {
             const int d = e / TILE, c = e % TILE;
             float acc = 0.0f;
-            for (int jj = 0; jj < L; jj++) acc += Ks[jj * ld + d] * expf(gl - G[jj]) * U[jj * TILE + c];
+            for (int jj = 0; jj < L; jj++) acc += Ks[jj * ld + d] * Dl[jj] * U[jj * TILE + c];
             St[e] = St[e] * expf(gl) + acc;
         }
         __syncthreads();

@@ -450,7 +450,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     const int64_t ob = p->out_block;
     p->out_logits = (float *)take(d, ob ? ob * V * 4 : 0);
     p->out_rows = (float *)take(d, ob ? ob * H * 4 : 0);
-    p->out_lp = (float *)take(d, ob ? ob * 4 : 0);
+    p->out_lp = (float *)take(d, p->n_score * 4);
     p->amax = (int32_t *)take(d, p->n_amax * 4);
     p->moe_w = (float *)take(d, moe_k ? T * moe_k * 4 : 0);
     p->moe_map = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
@@ -485,7 +485,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->h_moe_w = (float *)take(hst, moe_k ? T * moe_k * 4 : 0);
     p->h_moe_tok = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
     p->h_moe_map = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
-    p->h_lp = (float *)take(hst, ob * 4);
+    p->h_lp = (float *)take(hst, p->n_score * 4);
     p->h_amax = (int32_t *)take(hst, p->n_amax * 4);
 }
 
@@ -835,16 +835,15 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
                cudaMemcpyAsync(out->logits + i0 * V, p.out_logits, (size_t)nb * V * 4, cudaMemcpyDeviceToHost, g->st));
         }
     }
-    for (int64_t i0 = 0; i0 < p.n_score; i0 += p.out_block) {
+    for (int64_t i0 = 0; i0 < p.n_score; i0 += p.out_block) { /* log-probabilities stay on the device */
         const int64_t nb = p.n_score - i0 < p.out_block ? p.n_score - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.score_rows + i0, nb, (int)H, g->st);
         TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
-        plm_logprob_cuda(p.out_lp, p.out_logits, p.score_tgt + i0, (int)nb, (int)V, g->st);
-        CK(g->dev, "reading log-probabilities",
-           cudaMemcpyAsync(p.h_lp, p.out_lp, (size_t)nb * 4, cudaMemcpyDeviceToHost, g->st));
-        CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
-        for (int64_t i = 0; i < nb; i++) out->logprob[sr[i0 + i]] = p.h_lp[i];
+        plm_logprob_cuda(p.out_lp + i0, p.out_logits, p.score_tgt + i0, (int)nb, (int)V, g->st);
     }
+    if (p.n_score)
+        CK(g->dev, "reading log-probabilities",
+           cudaMemcpyAsync(p.h_lp, p.out_lp, (size_t)p.n_score * 4, cudaMemcpyDeviceToHost, g->st));
     for (int64_t i0 = 0; i0 < p.n_amax; i0 += p.out_block) { /* greedy choices: only token ids come back */
         const int64_t nb = p.n_amax - i0 < p.out_block ? p.n_amax - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.amax_rows + i0, nb, (int)H, g->st);
@@ -857,6 +856,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     CK(g->dev, "a kernel launch", cudaGetLastError());
     CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
     if (p.n_amax) memcpy(out->argmax, p.h_amax, (size_t)p.n_amax * 4);
+    for (int64_t i = 0; i < p.n_score; i++) out->logprob[sr[i]] = p.h_lp[i];
     return PLM_OK;
 }
 
