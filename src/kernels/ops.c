@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/route.h"
 #include "kernels/simd.h"
 
 static inline float sumsq(const float *x, int n) {
@@ -102,27 +103,5 @@ void plm_swiglu(float *gate, const float *up, int64_t n) {
 }
 
 void plm_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
-    for (int64_t t = 0; t < T; t++) {
-        const float *l = logits + t * E;
-        int32_t *ti = idx + t * k;
-        float *tw = w + t * k;
-        float mx = l[0];
-        for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-        float sum = 0.0f;
-        for (int e = 0; e < E; e++) sum += expf(l[e] - mx);
-        /* top k by probability, ties to the lower index (as a stable sort would) */
-        for (int j = 0; j < k; j++) {
-            int best = -1;
-            for (int e = 0; e < E; e++) {
-                int taken = 0;
-                for (int q = 0; q < j; q++) taken |= ti[q] == e;
-                if (!taken && (best < 0 || l[e] > l[best])) best = e;
-            }
-            ti[j] = best;
-            tw[j] = expf(l[best] - mx) / sum;
-        }
-        float s = 0.0f;
-        for (int j = 0; j < k; j++) s += tw[j];
-        for (int j = 0; j < k; j++) tw[j] /= s;
-    }
+    for (int64_t t = 0; t < T; t++) plm_route_token(idx + t * k, w + t * k, logits + t * E, E, k);
 }

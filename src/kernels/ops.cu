@@ -5,6 +5,7 @@
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
+#include "kernels/route.h"
 
 __global__ void k_rmsnorm_zc(float *y, const float *x, const float *w, int n, float eps) {
     __shared__ float sh[32];
@@ -125,30 +126,10 @@ extern "C" void plm_gate_mul_cuda(float *o, const float *gate, int64_t n, void *
     if (n > 0) k_gate_mul<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(o, gate, n);
 }
 
-/* one thread per token; as plm_moe_route: softmax, top k (ties to the lower index), renormalised */
+/* one thread per token: the CPU's routing function itself (kernels/route.h) */
 __global__ void k_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
     const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (t >= T) return;
-    const float *l = logits + t * E;
-    int32_t *ti = idx + t * k;
-    float *tw = w + t * k;
-    float mx = l[0];
-    for (int e = 1; e < E; e++) mx = l[e] > mx ? l[e] : mx;
-    float sum = 0.0f;
-    for (int e = 0; e < E; e++) sum += expf(l[e] - mx);
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int e = 0; e < E; e++) {
-            int taken = 0;
-            for (int q = 0; q < j; q++) taken |= ti[q] == e;
-            if (!taken && (best < 0 || l[e] > l[best])) best = e;
-        }
-        ti[j] = best;
-        tw[j] = expf(l[best] - mx) / sum;
-    }
-    float s = 0.0f;
-    for (int j = 0; j < k; j++) s += tw[j];
-    for (int j = 0; j < k; j++) tw[j] /= s;
+    if (t < T) plm_route_token(idx + t * k, w + t * k, logits + t * E, E, k);
 }
 
 extern "C" void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream) {
