@@ -1,5 +1,7 @@
 #include "runseq.h"
 
+#include "testutil.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +21,9 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
     plm_state **sst = malloc((n + 1) * sizeof *sst);
     float *lg = logits ? malloc((size_t)total * V * sizeof *lg) : NULL, *lp = malloc(total * sizeof *lp);
     plm_status status = PLM_OK;
+    /* every output starts as NaN: a row no step writes fails the comparison */
+    if (logits) tu_poison(logits, (size_t)total * V);
+    if (logprob) tu_poison(logprob, (size_t)total);
     for (int i = 0; i < n && !status; i++) status = plm_state_new(&st[i], m, err);
     int32_t cs = 0;
     int64_t co = 0;
@@ -40,6 +45,8 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
             sst[p] = st[s];
         }
         plm_step step = {T, tok, pos, np, cu, sst};
+        if (lg) tu_poison(lg, (size_t)T * V);
+        tu_poison(lp, (size_t)T);
         plm_outputs out = {0};
         out.logits = lg;
         out.n_rows = T;
@@ -53,7 +60,7 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
             for (int64_t i = 0; i < pc[p].len; i++, t++) {
                 int64_t dst = base[s] + pc[p].offset + i;
                 if (logits) memcpy(logits + dst * V, lg + (int64_t)t * V, (size_t)V * sizeof(float));
-                if (logprob && tgt[t] >= 0) logprob[dst] = lp[t];
+                if (logprob) logprob[dst] = tgt[t] >= 0 ? lp[t] : 0.0f; /* a sequence's last token: 0 */
             }
         }
     }
