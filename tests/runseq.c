@@ -7,6 +7,12 @@
 
 plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
                          const int *order, int64_t budget, float *logits, float *logprob, plm_error *err) {
+    return tu_run_packed_states(c, m, seqs, lens, n, order, budget, logits, logprob, NULL, err);
+}
+
+plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                                const int *order, int64_t budget, float *logits, float *logprob, plm_state **states,
+                                plm_error *err) {
     const int V = plm_model_get_info(m)->vocab_size;
     int64_t *olen = malloc(n * sizeof *olen), *base = malloc(n * sizeof *base), total = 0;
     plm_state **st = calloc(n, sizeof *st);
@@ -64,7 +70,10 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
             }
         }
     }
-    for (int i = 0; i < n; i++) plm_state_free(st[i]);
+    for (int i = 0; i < n; i++) {
+        if (states) states[i] = status ? NULL : st[i];
+        if (!states || status) plm_state_free(st[i]);
+    }
     free(olen); free(base); free(st); free(pc); free(tok); free(pos); free(tgt); free(cu); free(rows);
     free(sst); free(lg); free(lp);
     return status;

@@ -11,5 +11,9 @@
  * is the step's own output before each step: whatever no step writes stays NaN. */
 plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
                          const int *order, int64_t budget, float *logits, float *logprob, plm_error *err);
+/* The same; states [n] (may be NULL) receives each sequence's final state (the caller frees them). */
+plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                                const int *order, int64_t budget, float *logits, float *logprob, plm_state **states,
+                                plm_error *err);
 
 #endif
