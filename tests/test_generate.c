@@ -474,6 +474,13 @@ static void check_sampler(void) {
         }
     }
     tu_check(ok, "sampler equals a brute-force sort-cut-draw on %d cases (greedy, top-k, top-p, ties)", cases);
+    /* ties at the top: candidates are ordered by logit, then id */
+    for (int v = 0; v < V; v++) l[v] = tu_normal(&rng);
+    l[17] = l[2900] = 10.0f;
+    plm_sampling g0 = plm_sampling_greedy(), k1 = {1.0f, 1, 1.0f, 0}, k2 = {1.0f, 2, 1.0f, 0};
+    tu_check(plm_sample_token(l, V, &g0, 0.5, work) == 17 && plm_sample_token(l, V, &k1, 0.9, work) == 17 &&
+                 plm_sample_token(l, V, &k2, 0.25, work) == 17 && plm_sample_token(l, V, &k2, 0.75, work) == 2900,
+             "tied maxima: greedy and top-k 1 take the lower id; top-k 2 draws them in id order");
     /* unrestricted temperature sampling: frequencies follow softmax(l / T) */
     const int Vs = 6, N = 60000;
     float ls[6] = {1.0f, 0.5f, 0.0f, -0.5f, 2.0f, 1.0f};
