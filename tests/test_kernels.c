@@ -460,6 +460,29 @@ static void test_logprob(int n, int V, float spread) {
     free(l), free(lr), free(lf), free(lf2), free(tg);
 }
 
+/* logits far apart (a spread of 2000: exp of the raw differences overflows even a double): both
+ * kernels against log-softmax computed here with the maximum subtracted, in double */
+static void test_logprob_extreme(void) {
+    enum { N = 6, V = 1029 };
+    float *l = malloc((size_t)N * V * 4), *lr = gbuf(N), *lf = gbuf(N), want[N];
+    int32_t tg[N];
+    for (int i = 0; i < N; i++) {
+        float *row = l + (size_t)i * V;
+        fill(row, V, -1000, 1000);
+        row[(i * 131) % V] = 1000.0f + (float)i; /* a clear maximum, somewhere */
+        tg[i] = i % 2 ? (i * 131) % V : (int32_t)(tu_next(&R) % V);
+        double mx = row[0], z = 0;
+        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+        want[i] = (float)((double)row[tg[i]] - mx - log(z));
+    }
+    plm_logprob_ref(lr, l, tg, N, V, 1);
+    plm_logprob_fast(lf, l, tg, N, V, 2);
+    check_close(lr, want, N, TOL_F32, "logprob reference, logits spread over 2000: against log-softmax in double");
+    check_close(lf, want, N, TOL_F32, "logprob fast, logits spread over 2000: against log-softmax in double");
+    free(l), free(lr), free(lf);
+}
+
 int main(void) {
     comparator_selftest();
     test_exp();
@@ -503,5 +526,6 @@ int main(void) {
     test_logprob(3, 7, 5);        /* shorter than one vector */
     test_logprob(5, 1027, 30);    /* tails */
     test_logprob(40, 248320, 20); /* the Qwen3.5 vocabulary, threaded */
+    test_logprob_extreme();
     return tu_finish("test_kernels");
 }

@@ -46,17 +46,6 @@ double tu_rel_err(const float *x, const float *ref, size_t n) {
     return s > 0 ? d / s : d;
 }
 
-double tu_rel_err_d(const double *x, const double *ref, size_t n) {
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(x[i]) || !isfinite(ref[i])) return INFINITY;
-        double e = fabs(x[i] - ref[i]);
-        if (e > d) d = e;
-        if (fabs(ref[i]) > s) s = fabs(ref[i]);
-    }
-    return s > 0 ? d / s : d;
-}
-
 int tu_within(const float *x, const float *ref, size_t n, double rel, double *err_out) {
     double d = tu_max_abs_diff(x, ref, n), s = tu_max_abs(ref, n);
     int ok = isfinite(d) && isfinite(s) && d <= rel * s;

@@ -28,8 +28,7 @@ int tu_close(const float *x, const float *ref, size_t n, double rel, const char 
 void tu_worst(double *worst, double e);
 /* Fills x with a NaN pattern, so that any output a run fails to write fails the comparison. */
 void tu_poison(float *x, size_t n);
-/* The same for doubles */
-double tu_rel_err_d(const double *x, const double *ref, size_t n);
+
 /* Prints the summary and returns the process exit code. */
 int tu_finish(const char *name);
 
