@@ -260,6 +260,17 @@ static int check_fork_rollback(fixture *f, const char *name) {
     tu_check(plm_state_length(s) == L, "%s: restored length %lld", name, (long long)plm_state_length(s));
     for (int i = 0; i < K; i++) TU_REQUIRE_OK(run_tokens(f->c, s, P + L + i, 1, l2 + (size_t)i * V, &err), &err);
     tu_check(!memcmp(l1, l2, (size_t)K * V * sizeof *l1), "%s: rollback then %d decode steps: logits bitwise equal", name, K);
+    {   /* speculative decoding rolls back to one point again and again: the rollback record stays bounded */
+        int n0 = s->n_rb, grew = 0;
+        plm_status rs = PLM_OK;
+        for (int i = 0; i < 50 && !rs; i++) {
+            rs = run_tokens(f->c, s, P + L, 1, NULL, &err);
+            if (!rs) rs = plm_state_restore(s, snap, &err);
+            grew |= s->n_rb > n0;
+        }
+        tu_check(!rs && !grew && plm_state_length(s) == L, "%s: 50 rollbacks to one snapshot: rollback record stays at %d entries",
+                 name, n0);
+    }
     /* recomputation from scratch, same steps */
     TU_REQUIRE_OK(run_tokens(f->c, fresh, P, L, tmp, &err), &err);
     for (int i = 0; i < K; i++) TU_REQUIRE_OK(run_tokens(f->c, fresh, P + L + i, 1, l2 + (size_t)i * V, &err), &err);
