@@ -178,6 +178,15 @@ static void test_errors(const plm_tokenizer *t) {
              !memcmp(text, "a\xEF\xBF\xBD" "b", 5);
     check(ok, "decode of a partial UTF-8 sequence gives U+FFFD");
     free(text);
+    /* three bytes of a four-byte character (F0 A0 AE): the replacement is as long as the invalid part,
+       and must still happen, at the end of the text and before another character */
+    int32_t tr[4] = {64, plm_tokenizer_token_id(t, "\xC3\xB0\xC5\x82\xC2\xAE"), 65, 0};
+    tr[3] = tr[1];
+    text = NULL;
+    ok = tr[1] >= 0 && plm_tokenizer_decode(t, tr, 4, &text, &len, &err) == PLM_OK && len == 8 &&
+         !memcmp(text, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD", 8);
+    check(ok, "decode of three bytes of a four-byte character gives U+FFFD (mid-text and at the end)");
+    free(text);
     plm_tokenizer *x = NULL;
     plm_status st = plm_tokenizer_open(&x, "tests/data/tokenizer-qwen3/no-such-file.json", &err);
     check(st == PLM_ERR_IO && !x && strstr(err.msg, "no-such-file"), "missing tokenizer.json: I/O error naming it");
