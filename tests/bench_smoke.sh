@@ -18,7 +18,10 @@ for key in sgemm_gflops score_tokens_per_s score_gflops score_vs_sgemm peak_rss_
         fail=1
     fi
 done
-if command -v python3 > /dev/null && ! python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out"; then
+if ! command -v python3 > /dev/null; then
+    echo "FAIL bench_smoke: python3 is missing (scripts/deps.sh installs it)"
+    fail=1
+elif ! python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out"; then
     echo "FAIL bench_smoke: $out is not valid JSON"
     fail=1
 fi

@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
 # Builds fuzz/fuzz_tokenizer.c with clang + libFuzzer (+ AddressSanitizer) into build/fuzz/ and runs
 # it for a short time (FUZZ_SECONDS, default 20) from seeds it writes itself plus the fixture texts.
-# Exits non-zero on a crash or a failed check, and when clang or libFuzzer is missing (Debian:
-# apt-get install clang libclang-rt-14-dev): the suite never passes without having fuzzed.
+# Exits non-zero on a crash or a failed check, and when clang or libFuzzer is missing (scripts/deps.sh
+# installs them: clang libclang-rt-14-dev): a missing tool fails the suite, it never skips.
 set -u
 cd "$(dirname "$0")/.."
 CLANG=${CLANG:-clang}
 SECONDS_TOTAL=${FUZZ_SECONDS:-20}
 OUT=build/fuzz
 if ! command -v "$CLANG" >/dev/null 2>&1; then
-    echo "FAIL fuzz_tokenizer: $CLANG not installed (apt-get install clang libclang-rt-14-dev)"
+    echo "FAIL fuzz_tokenizer: $CLANG not installed (scripts/deps.sh installs clang libclang-rt-14-dev)"
     exit 1
 fi
 mkdir -p "$OUT"
 probe="$OUT/probe.c"
 printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { return 0; }\n' > "$probe"
 if ! "$CLANG" -fsanitize=fuzzer,address "$probe" -o "$OUT/probe" >/dev/null 2>&1; then
-    echo "FAIL fuzz_tokenizer: $CLANG cannot link -fsanitize=fuzzer (apt-get install libclang-rt-14-dev)"
+    echo "FAIL fuzz_tokenizer: $CLANG cannot link -fsanitize=fuzzer (scripts/deps.sh installs libclang-rt-14-dev)"
     exit 1
 fi
 echo "fuzz_tokenizer: building $OUT/fuzz_tokenizer"

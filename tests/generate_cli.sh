@@ -9,6 +9,10 @@ M=tests/data/tiny-dense
 T=build/tmp/generate_cli
 mkdir -p "$T"
 fails=0
+if ! command -v python3 > /dev/null; then
+    echo "FAIL generate_cli: python3 is missing (scripts/deps.sh installs it)"
+    exit 1
+fi
 check() { # check <description> <command...>
     local what=$1
     shift
@@ -27,10 +31,10 @@ check "missing options: exit 2" test $? -eq 2
 check "greedy run exits 0" test $? -eq 0
 check "one output line per input line" test "$(wc -l < "$T/greedy.txt")" -eq "$(wc -l < "$M/inputs.txt")"
 check "every line holds 6 ids" test "$(grep -cE '^[0-9]+( [0-9]+){5}$' "$T/greedy.txt")" -eq "$(wc -l < "$M/inputs.txt")"
-want=$(python3 -c "import json; d=json.load(open('$M/generate.json')); print('\n'.join(' '.join(map(str, x['new_tokens'])) for x in d))" 2>/dev/null)
-if [ -n "$want" ]; then
-    check "greedy continuations equal generate.json" test "$(head -n "$(echo "$want" | wc -l)" "$T/greedy.txt")" = "$want"
-fi
+# generate.json's prompts are the first lines of inputs.txt, in order (checked below)
+want=$(python3 -c "import json; d=json.load(open('$M/generate.json')); assert [x['prompt_index'] for x in d] == list(range(len(d))); print('\n'.join(' '.join(map(str, x['new_tokens'])) for x in d))")
+check "generate.json read (python3)" test -n "$want"
+check "greedy continuations equal generate.json" test "$(head -n "$(echo "$want" | wc -l)" "$T/greedy.txt")" = "$want"
 check "summary on stderr reports prefill and decode tokens/s" grep -qE "prefill .* tokens/s.*decode .* tokens/s" "$T/greedy.err"
 
 # batching does not change the tokens: tiny budget and one sequence at a time, sampled

@@ -1,10 +1,18 @@
 #include "runseq.h"
 
+#include "testutil.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
                          const int *order, int64_t budget, float *logits, float *logprob, plm_error *err) {
+    return tu_run_packed_states(c, m, seqs, lens, n, order, budget, logits, logprob, NULL, err);
+}
+
+plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                                const int *order, int64_t budget, float *logits, float *logprob, plm_state **states,
+                                plm_error *err) {
     const int V = plm_model_get_info(m)->vocab_size;
     int64_t *olen = malloc(n * sizeof *olen), *base = malloc(n * sizeof *base), total = 0;
     plm_state **st = calloc(n, sizeof *st);
@@ -19,6 +27,9 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
     plm_state **sst = malloc((n + 1) * sizeof *sst);
     float *lg = logits ? malloc((size_t)total * V * sizeof *lg) : NULL, *lp = malloc(total * sizeof *lp);
     plm_status status = PLM_OK;
+    /* every output starts as NaN: a row no step writes fails the comparison */
+    if (logits) tu_poison(logits, (size_t)total * V);
+    if (logprob) tu_poison(logprob, (size_t)total);
     for (int i = 0; i < n && !status; i++) status = plm_state_new_on(&st[i], c, err);
     int32_t cs = 0;
     int64_t co = 0;
@@ -40,6 +51,8 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
             sst[p] = st[s];
         }
         plm_step step = {T, tok, pos, np, cu, sst};
+        if (lg) tu_poison(lg, (size_t)T * V);
+        tu_poison(lp, (size_t)T);
         plm_outputs out = {0};
         out.logits = lg;
         out.n_rows = T;
@@ -53,11 +66,14 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
             for (int64_t i = 0; i < pc[p].len; i++, t++) {
                 int64_t dst = base[s] + pc[p].offset + i;
                 if (logits) memcpy(logits + dst * V, lg + (int64_t)t * V, (size_t)V * sizeof(float));
-                if (logprob && tgt[t] >= 0) logprob[dst] = lp[t];
+                if (logprob) logprob[dst] = tgt[t] >= 0 ? lp[t] : 0.0f; /* a sequence's last token: 0 */
             }
         }
     }
-    for (int i = 0; i < n; i++) plm_state_free(st[i]);
+    for (int i = 0; i < n; i++) {
+        if (states) states[i] = status ? NULL : st[i];
+        if (!states || status) plm_state_free(st[i]);
+    }
     free(olen); free(base); free(st); free(pc); free(tok); free(pos); free(tgt); free(cu); free(rows);
     free(sst); free(lg); free(lp);
     return status;

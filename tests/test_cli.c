@@ -3,6 +3,7 @@
  * across rows); score prints one line per sequence; every bad input is refused with a message
  * naming the problem, a non-zero exit (not a crash) and no output file. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,107 @@ static void make_jsonl(const char *in_txt, const char *out, int per_row, int spl
     if (o) fclose(o);
 }
 
+/* score's numbers against log-softmax of the fixture's reference logits: per sequence the token count
+ * (length - 1), the summed log-probability, the perplexity exp(-s/n), and for a one-token sequence
+ * (appended to the input) tokens 0, logprob 0 and ppl null; for several budgets, to stdout and --out. */
+static void score_numbers(const char *name) {
+    char dir[256], path[300], in[300], sp[300], what[300];
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(path, sizeof path, "%s/inputs.txt", dir);
+    int32_t **seqs;
+    int64_t *lens;
+    int n = tu_read_token_lines(path, &seqs, &lens);
+    float *ref = NULL;
+    int nd;
+    int64_t sh[8];
+    plm_error err = {0};
+    snprintf(path, sizeof path, "%s/logits.npy", dir);
+    if (!tu_check(n > 0 && plm_npy_load_f32(&ref, &nd, sh, path, &err) == PLM_OK && nd == 2, "%s: fixture for score %s",
+                  name, err.msg)) {
+        if (n > 0) tu_free_seqs(seqs, n);
+        return;
+    }
+    const int64_t V = sh[1];
+    /* the expected lines: n sequences, then a one-token sequence */
+    const size_t nn = n > 0 ? (size_t)n : 1;
+    double *want = calloc(nn, sizeof *want), *mag = calloc(nn, sizeof *mag);
+    int64_t off = 0;
+    for (int i = 0; i < n; i++) {
+        for (int64_t j = 0; j + 1 < lens[i]; j++) {
+            const float *l = ref + (off + j) * V;
+            double mx = l[0], z = 0;
+            for (int64_t v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+            for (int64_t v = 0; v < V; v++) z += exp(l[v] - mx);
+            double x = l[seqs[i][j + 1]] - mx - log(z);
+            want[i] += x;
+            mag[i] += fabs(x);
+        }
+        off += lens[i];
+    }
+    snprintf(in, sizeof in, "%s/%s-score.txt", tmp, name);
+    FILE *f = fopen(in, "w");
+    for (int i = 0; f && i < n; i++) {
+        for (int64_t j = 0; j < lens[i]; j++) fprintf(f, "%s%d", j ? " " : "", seqs[i][j]);
+        fprintf(f, "\n");
+    }
+    if (f) {
+        fprintf(f, "%d\n", seqs[0][0]);
+        fclose(f);
+    }
+    snprintf(sp, sizeof sp, "%s/score.jsonl", tmp);
+    const int budgets[] = {0, 1, 7};
+    for (int b = 0; b < 3; b++) {
+        char opt[64] = "";
+        if (budgets[b]) snprintf(opt, sizeof opt, "--max-batch-tokens %d", budgets[b]);
+        unlink(sp);
+        int rc = b == 1 ? run("(build/packlm score --model %s --input %s --threads 2 %s > %s)", dir, in, opt, sp)
+                        : run("build/packlm score --model %s --input %s --out %s --threads 2 %s", dir, in, sp, opt);
+        snprintf(what, sizeof what, "%s: score %s%s", name, b == 1 ? "to stdout " : "", opt[0] ? opt : "(default budget)");
+        if (!tu_check(rc == 0, "%s exits 0 (%d) %s", what, rc, rc ? out_text : "")) continue;
+        f = fopen(sp, "r");
+        char l[4096];
+        int lines = 0, idx_ok = 1, tok_ok = 1, ppl_ok = 1, one_ok = 0;
+        double worst = 0;
+        while (f && fgets(l, sizeof l, f)) {
+            cJSON *o = cJSON_Parse(l);
+            const cJSON *ix = cJSON_GetObjectItem(o, "index"), *tk = cJSON_GetObjectItem(o, "tokens"),
+                        *lp = cJSON_GetObjectItem(o, "logprob"), *pp = cJSON_GetObjectItem(o, "ppl");
+            const int i = lines++;
+            if (!o || !cJSON_IsNumber(ix) || !cJSON_IsNumber(tk) || !cJSON_IsNumber(lp) || ix->valueint != i) {
+                idx_ok = 0;
+                cJSON_Delete(o);
+                continue;
+            }
+            if (i < n) {
+                const double s = lp->valuedouble, k = (double)(lens[i] - 1);
+                tok_ok &= tk->valuedouble == k;
+                /* each term within 1e-4 of the reference scale, the sum within 1e-4 of the summed magnitudes
+                   (plus the 1e-6 the output prints) */
+                double e = fabs(s - want[i]) / ((mag[i] > 0 ? mag[i] : 1.0) * 1e-4 + 1e-6);
+                tu_worst(&worst, e);
+                if (k > 0) ppl_ok &= cJSON_IsNumber(pp) && fabs(pp->valuedouble - exp(-want[i] / k)) <=
+                                                              1e-4 * exp(-want[i] / k) * (1 + mag[i] / k);
+                else ppl_ok &= cJSON_IsNull(pp);
+            } else if (i == n) {
+                one_ok = tk->valuedouble == 0 && lp->valuedouble == 0 && cJSON_IsNull(pp);
+            }
+            cJSON_Delete(o);
+        }
+        if (f) fclose(f);
+        tu_check(lines == n + 1 && idx_ok, "%s: %d lines for %d sequences, indices in order", what, lines, n + 1);
+        tu_check(tok_ok, "%s: token counts = length - 1", what);
+        tu_check(worst <= 1.0, "%s: summed log-probabilities equal log-softmax of the reference logits (worst %.3g of the bound)",
+                 what, worst);
+        tu_check(ppl_ok, "%s: perplexity = exp(-logprob / tokens) of the reference", what);
+        tu_check(one_ok, "%s: a one-token sequence: tokens 0, logprob 0, ppl null", what);
+    }
+    free(want);
+    free(mag);
+    free(ref);
+    tu_free_seqs(seqs, n);
+    free(lens);
+}
+
 static void good_paths(const char *name) {
     char dir[256], ref[300], out[300], in[300], jl[300], what[300];
     snprintf(dir, sizeof dir, "tests/data/%s", name);
@@ -123,18 +225,7 @@ static void good_paths(const char *name) {
                  "rows with sequences continuing across rows");
         if (tu_check(rc == 0, "%s exits 0 (%d) %s", what, rc, rc ? out_text : "")) compare_npy(out, ref, what);
     }
-    int rc = run("build/packlm score --model %s --input %s --out %s/score.jsonl", dir, in, tmp);
-    char sp[300];
-    snprintf(sp, sizeof sp, "%s/score.jsonl", tmp);
-    int lines = 0, in_lines = 0;
-    FILE *f = fopen(sp, "r");
-    char l[4096];
-    while (f && fgets(l, sizeof l, f)) lines += strstr(l, "\"logprob\"") != NULL;
-    if (f) fclose(f);
-    f = fopen(in, "r");
-    while (f && fgets(l, sizeof l, f)) in_lines++;
-    if (f) fclose(f);
-    tu_check(rc == 0 && lines == in_lines, "%s: score writes %d lines for %d sequences", name, lines, in_lines);
+    score_numbers(name);
 }
 
 /* Expects failure: exit status in [1, 127], the message contains `needle`, no output left. */

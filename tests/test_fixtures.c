@@ -224,11 +224,11 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
              strcmp(device, "cpu") ? device : "");
 
     /* 1. everything in one step, input order */
+    tu_poison(got, (size_t)total * V);
     TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, got, NULL, &err), &err);
     snprintf(what, sizeof what, "%s%s: all sequences in one step", name, tag);
     tu_close(got, ref, (size_t)total * V, REL, what);
-    if (reference) goto done; /* the reference kernels are slow: one packing is enough */
-    {   /* the fast path is bit-for-bit reproducible run to run */
+    {   /* bit-for-bit reproducible run to run */
         float *again = malloc((size_t)total * V * sizeof *again);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, again, NULL, &err), &err);
         tu_check(!memcmp(got, again, (size_t)total * V * sizeof *got), "%s%s: a second run is bit-for-bit identical",
@@ -237,6 +237,7 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     }
 
     /* 2. one sequence per step (budget = longest would still pack several; run each alone) */
+    tu_poison(got, (size_t)total * V);
     for (int i = 0; i < n; i++) {
         int64_t off = 0;
         for (int j = 0; j < i; j++) off += lens[j];
@@ -250,7 +251,8 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     int64_t budgets[] = {1, 7, 63, 64, 65, 100, 0};
     for (int b = 0; b < 7; b++) {
         int64_t bud = budgets[b] ? budgets[b] : tu_randint(&rng, 2, 300);
-        memset(got, 0, (size_t)total * V * sizeof *got);
+        if (reference && bud != 1 && bud != 7 && bud != 65) continue; /* slow kernels: three budgets */
+        tu_poison(got, (size_t)total * V);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, bud, got, NULL, &err), &err);
         snprintf(what, sizeof what, "%s%s: token budget %lld per step", name, tag, (long long)bud);
         tu_close(got, ref, (size_t)total * V, REL, what);
@@ -262,15 +264,17 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     for (int r = 0; r < 3; r++) {
         shuffle(order, n, &rng);
         int64_t bud = r == 0 ? 0 : tu_randint(&rng, 1, 90);
+        tu_poison(got, (size_t)total * V);
         TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, order, bud, got, NULL, &err), &err);
         snprintf(what, sizeof what, "%s%s: shuffled order %d, budget %lld", name, tag, r, (long long)bud);
         tu_close(got, ref, (size_t)total * V, REL, what);
     }
     free(order);
 
-    /* 5. scoring: log p(next token) from the blocked head equals log_softmax of the reference */
-    float *lp = calloc(total, sizeof *lp), *lpref = calloc(total, sizeof *lpref);
-    TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 50, NULL, lp, &err), &err);
+    /* 5. scoring: log p(next token) from the blocked head equals log_softmax of the reference, token
+     *    by token and summed per sequence (what `packlm score` prints), under several budgets */
+    float *lp = malloc(total * sizeof *lp), *lpref = calloc(total, sizeof *lpref);
+    double *sum = malloc(n * sizeof *sum), *sumref = calloc(n, sizeof *sumref), *absref = calloc(n, sizeof *absref);
     int64_t off = 0;
     for (int i = 0; i < n; i++) {
         for (int64_t j = 0; j + 1 < lens[i]; j++) {
@@ -278,14 +282,38 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
             double mx = l[0], s = 0;
             for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
             for (int v = 0; v < V; v++) s += exp(l[v] - mx);
-            lpref[off + j] = (float)(l[seqs[i][j + 1]] - mx - log(s));
+            double x = l[seqs[i][j + 1]] - mx - log(s);
+            lpref[off + j] = (float)x;
+            sumref[i] += x;
+            absref[i] += fabs(x);
         }
         off += lens[i];
     }
-    snprintf(what, sizeof what, "%s%s: next-token log-probabilities (score path)", name, tag);
-    tu_close(lp, lpref, total, REL, what);
+    const int64_t sbud[] = {50, 1, 0};
+    for (int b = 0; b < 3; b++) {
+        TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, sbud[b], NULL, lp, &err), &err);
+        snprintf(what, sizeof what, "%s%s: next-token log-probabilities (score path, budget %lld)", name, tag,
+                 (long long)sbud[b]);
+        tu_close(lp, lpref, total, REL, what);
+        off = 0;
+        double worst = 0;
+        for (int i = 0; i < n; i++) {
+            sum[i] = 0;
+            for (int64_t j = 0; j + 1 < lens[i]; j++) sum[i] += lp[off + j];
+            off += lens[i];
+            /* each term within REL of the reference's scale: the sum within REL of the summed magnitudes */
+            double e = fabs(sum[i] - sumref[i]) / (absref[i] > 0 ? absref[i] : 1.0);
+            if (!isfinite(sum[i])) e = INFINITY;
+            tu_worst(&worst, e);
+        }
+        tu_check(worst <= REL, "%s%s: summed log-probability per sequence (budget %lld): worst |diff| / sum|ref| %.2e",
+                 name, tag, (long long)sbud[b], worst);
+    }
     free(lp);
     free(lpref);
+    free(sum);
+    free(sumref);
+    free(absref);
 
     /* 5b. greedy choices computed where the step runs: each one's logit is the row's maximum */
     {
@@ -324,6 +352,7 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     if (tu_check(nd == 3 && shape[0] == NL + 1 && shape[1] == lens[0] && shape[2] == H, "%s: hidden_seq0 shape",
                  name)) {
         float *hid = malloc((size_t)(NL + 1) * lens[0] * H * sizeof *hid);
+        tu_poison(hid, (size_t)(NL + 1) * lens[0] * H);
         plm_state *st;
         TU_REQUIRE_OK(plm_state_new_on(&st, c, &err), &err);
         int32_t cu[2] = {0, (int32_t)lens[0]};
@@ -338,7 +367,6 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
         plm_state_free(st);
         free(hid);
     }
-done:
     free(got);
     free(ref);
     free(hid_ref);

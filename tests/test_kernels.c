@@ -26,9 +26,12 @@
 #define CANARY 0x7fc0dead /* a NaN pattern no kernel writes */
 
 /* ---------------------------------------------------------------- buffers with guards */
+/* n floats, poisoned with NaN (an output the kernel does not write fails the comparison, whatever
+ * the allocator hands back), then the canary */
 static float *gbuf(size_t n) {
     float *p = malloc((n + GUARD) * sizeof(float));
     uint32_t c = CANARY;
+    tu_poison(p, n);
     for (size_t i = 0; i < GUARD; i++) memcpy(p + n + i, &c, sizeof c);
     return p;
 }
@@ -44,20 +47,9 @@ static int check_guard(const float *p, size_t n, const char *what) {
     return tu_check(guard_ok(p, n), "%s: guard region after the output untouched", what);
 }
 
-/* the comparator: 1 when max|x - ref| <= tol * max|ref| and nothing is NaN */
+/* the comparator (testutil.c): 1 when max|x - ref| <= tol * max|ref| and everything is finite */
 static int close_rel(const float *x, const float *ref, size_t n, double tol, double *rel_out) {
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (isnan(x[i]) || isnan(ref[i])) {
-            *rel_out = INFINITY;
-            return 0;
-        }
-        double e = fabs((double)x[i] - ref[i]);
-        d = e > d ? e : d;
-        s = fabs(ref[i]) > s ? fabs(ref[i]) : s;
-    }
-    *rel_out = s > 0 ? d / s : d;
-    return d <= tol * s;
+    return tu_within(x, ref, n, tol, rel_out);
 }
 static int check_close(const float *x, const float *ref, size_t n, double tol, const char *what) {
     double r;
@@ -76,14 +68,43 @@ static void comparator_selftest(void) {
     fill(a, N, -1, 1);
     memcpy(b, a, sizeof a);
     double r;
-    tu_check(close_rel(b, a, N, 1e-5, &r), "comparator: identical arrays pass");
+    tu_check(close_rel(b, a, N, 1e-5, &r) && r == 0, "comparator: identical arrays pass");
     b[100] += 1e-3f;
     tu_check(!close_rel(b, a, N, 1e-5, &r), "comparator: a perturbed element (1e-3) fails at 1e-5");
+    tu_check(close_rel(b, a, N, 1e-2, &r) && r > 0, "comparator: ... and passes at 1e-2");
+    tu_check(!close_rel(b, a, N, 0.0, &r), "comparator: tolerance 0 demands equal values");
     b[100] = a[100];
     b[7] = NAN;
-    tu_check(!close_rel(b, a, N, 1e30, &r), "comparator: a NaN fails at any tolerance");
+    tu_check(!close_rel(b, a, N, 1e30, &r) && !(r < INFINITY), "comparator: a NaN in the output fails at any tolerance");
+    tu_check(!close_rel(a, b, N, 1e30, &r), "comparator: a NaN in the reference fails at any tolerance");
+    b[7] = INFINITY;
+    tu_check(!close_rel(b, a, N, 1e30, &r), "comparator: an infinity in the output fails at any tolerance");
+    tu_check(!close_rel(a, b, N, 1e30, &r), "comparator: an infinity in the reference fails (no infinite scale)");
+    float c[N];
+    memcpy(c, a, sizeof a);
+    c[7] = INFINITY;
+    b[50] = a[50] + 100.0f; /* a large error elsewhere: inf - inf must not hide it */
+    tu_check(!close_rel(b, c, N, 1e30, &r), "comparator: the same infinity in both at the same place fails");
+    b[50] = a[50];
+    c[7] = b[7] = -INFINITY;
+    tu_check(!close_rel(b, c, N, 1e30, &r), "comparator: the same -infinity in both fails");
+    tu_check(!isfinite(tu_rel_err(b, c, N)) && !isfinite(tu_max_abs_diff(b, c, N)) && !isfinite(tu_max_abs(c, N)),
+             "comparator: error figures of non-finite arrays are +inf");
+    float z0[4] = {0, 0, 0, 0}, z1[4] = {0, 1e-30f, 0, 0};
+    tu_check(close_rel(z0, z0, 4, 0.0, &r) && !close_rel(z1, z0, 4, 1e30, &r),
+             "comparator: an all-zero reference demands exact zeros");
+    double w = 0;
+    tu_worst(&w, 1e-3);
+    tu_worst(&w, NAN);
+    tu_worst(&w, 1e-6);
+    tu_check(w == INFINITY, "worst-error update keeps a NaN (as +inf), whatever comes after it");
+    w = 0;
+    tu_worst(&w, 2e-3);
+    tu_worst(&w, 1e-3);
+    tu_check(w == 2e-3, "worst-error update keeps the largest");
     float g[4] = {0};
     float *p = gbuf(4);
+    tu_check(isnan(p[0]) && isnan(p[3]), "gbuf: output poisoned with NaN");
     memcpy(p, g, sizeof g);
     tu_check(guard_ok(p, 4), "guard: fresh canary intact");
     p[4 + 3] = 0.0f;
@@ -121,7 +142,7 @@ static void test_gdn(const char *name, const int *lens, int n_seg, int nk, int n
     plm_gdn_ref(oref, Sp, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, 1);
     const struct { const char *n; gdn_fn f; } fs[] = {
         {"fast", plm_gdn_fast}, {"chunked", plm_gdn_chunked}, {"recurrent", plm_gdn_recurrent}};
-    for (int fi = 0; fi < 3; fi++)
+    for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
         for (int nth = 1; nth <= 2; nth++) {
             float *o = gbuf(nvv), *o2 = gbuf(nvv);
             float *Sx[n_seg], *S2[n_seg];
@@ -142,7 +163,7 @@ static void test_gdn(const char *name, const int *lens, int n_seg, int nk, int n
             double worst = 0, r;
             for (int s = 0; s < n_seg; s++) {
                 sok &= close_rel(Sx[s], Sp[s], ns, TOL_GDN, &r);
-                worst = r > worst ? r : worst;
+                tu_worst(&worst, r);
                 gok &= guard_ok(Sx[s], ns);
                 rep &= memcmp(Sx[s], S2[s], ns * 4) == 0;
                 free(Sx[s]);
@@ -204,7 +225,8 @@ static void test_gdn_cases(void) {
         const struct { const char *n; gdn_fn f; } fns[] = {
             {"reference", plm_gdn_ref}, {"recurrent", plm_gdn_recurrent}, {"chunked", plm_gdn_chunked},
             {"fast", plm_gdn_fast}};
-        for (int fi = 0; fi < 3; fi++) {
+        const int n_fns = (int)(sizeof fns / sizeof fns[0]);
+        for (int fi = 0; fi < n_fns; fi++) {
             float *out = gbuf((size_t)T * H * V), *st = gbuf(ns * N), *Sp[N];
             for (int s = 0; s < N; s++) Sp[s] = st + s * ns;
             if (is) memcpy(st, is, ns * N * 4);
@@ -323,7 +345,7 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
     plm_matmul_ref(yr, x, T, &W, 1);
     const struct { const char *n; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
         {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"bf16", plm_matmul_bf16}};
-    for (int fi = 0; fi < 3; fi++)
+    for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
         for (int nth = 1; nth <= 2; nth++) {
             float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
             fs[fi].f(y, x, T, &W, nth);
@@ -350,8 +372,8 @@ static void test_exp(void) {
         for (int l = 0; l < 8; l++) xs[l] = x;
         plm_v8_store(lanes, plm_v8_exp(plm_v8_load(xs)));
         double r1 = fabs(plm_expf_fast(x) - e) / e, r8 = fabs(lanes[3] - e) / e;
-        worst = r1 > worst ? r1 : worst;
-        worst8 = r8 > worst8 ? r8 : worst8;
+        tu_worst(&worst, r1);
+        tu_worst(&worst8, r8);
     }
     const float sx[8] = {-INFINITY, INFINITY, NAN, 100.0f, -200.0f, 0.0f, -0.0f, 1.0f};
     float sy[8];
@@ -384,6 +406,7 @@ static void test_rowops(int rows, int n) {
     snprintf(what, sizeof what, "rmsnorm_zc [%d, %d]", rows, n);
     check_close(y, ref, N, TOL_F32, what);
     check_guard(y, N, what);
+    tu_poison(y, N);
     plm_rmsnorm_gated(y, x, z, w, rows, n, 1e-6f);
     for (int r = 0; r < rows; r++) {
         double ss = 0;
@@ -426,6 +449,8 @@ static void test_logprob(int n, int V, float spread) {
     for (int nth = 1; nth <= 2; nth++) {
         char what[128];
         snprintf(what, sizeof what, "logprob fast, %d rows of %d logits (spread %g), %d thr", n, V, spread, nth);
+        tu_poison(lf, n);
+        tu_poison(lf2, n);
         plm_logprob_fast(lf, l, tg, n, V, nth);
         plm_logprob_fast(lf2, l, tg, n, V, nth);
         check_close(lf, lr, n, TOL_F32, what);
@@ -433,6 +458,29 @@ static void test_logprob(int n, int V, float spread) {
         tu_check(!memcmp(lf, lf2, n * 4), "%s: bit-for-bit reproducible", what);
     }
     free(l), free(lr), free(lf), free(lf2), free(tg);
+}
+
+/* logits far apart (a spread of 2000: exp of the raw differences overflows even a double): both
+ * kernels against log-softmax computed here with the maximum subtracted, in double */
+static void test_logprob_extreme(void) {
+    enum { N = 6, V = 1029 };
+    float *l = malloc((size_t)N * V * 4), *lr = gbuf(N), *lf = gbuf(N), want[N];
+    int32_t tg[N];
+    for (int i = 0; i < N; i++) {
+        float *row = l + (size_t)i * V;
+        fill(row, V, -1000, 1000);
+        row[(i * 131) % V] = 1000.0f + (float)i; /* a clear maximum, somewhere */
+        tg[i] = i % 2 ? (i * 131) % V : (int32_t)(tu_next(&R) % V);
+        double mx = row[0], z = 0;
+        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
+        for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+        want[i] = (float)((double)row[tg[i]] - mx - log(z));
+    }
+    plm_logprob_ref(lr, l, tg, N, V, 1);
+    plm_logprob_fast(lf, l, tg, N, V, 2);
+    check_close(lr, want, N, TOL_F32, "logprob reference, logits spread over 2000: against log-softmax in double");
+    check_close(lf, want, N, TOL_F32, "logprob fast, logits spread over 2000: against log-softmax in double");
+    free(l), free(lr), free(lf);
 }
 
 int main(void) {
@@ -478,5 +526,6 @@ int main(void) {
     test_logprob(3, 7, 5);        /* shorter than one vector */
     test_logprob(5, 1027, 30);    /* tails */
     test_logprob(40, 248320, 20); /* the Qwen3.5 vocabulary, threaded */
+    test_logprob_extreme();
     return tu_finish("test_kernels");
 }

@@ -56,6 +56,7 @@ static int one_model(int idx, tu_rng *r, const char *root) {
     }
     float *alone = malloc((size_t)total * V * sizeof(float)), *got = malloc((size_t)total * V * sizeof(float));
     int64_t off = 0;
+    tu_poison(alone, (size_t)total * V);
     for (int i = 0; i < n; i++) {
         TU_REQUIRE_OK(tu_run_packed(c, m, &seqs[i], &lens[i], 1, NULL, 0, alone + off * V, NULL, &err), &err);
         off += lens[i];

@@ -3,6 +3,7 @@
  * behaviours on a small synthetic tokenizer. Run from the repository root. */
 #include "packlm.h"
 #include "tok/tok_internal.h"
+#include "testutil.h"
 
 #include <cjson/cJSON.h>
 #include <pthread.h>
@@ -14,18 +15,8 @@
 
 #define DIR "tests/data/tokenizer-qwen3/"
 
-static int n_pass, n_fail;
-
-static void check(int ok, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) n_pass++;
-    else n_fail++;
-}
+/* checks are counted by testutil.c, like every other test */
+#define check(...) tu_check(__VA_ARGS__)
 
 static char *read_all(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
@@ -186,6 +177,15 @@ static void test_errors(const plm_tokenizer *t) {
     int ok = lone[1] >= 0 && plm_tokenizer_decode(t, lone, 3, &text, &len, &err) == PLM_OK && len == 5 &&
              !memcmp(text, "a\xEF\xBF\xBD" "b", 5);
     check(ok, "decode of a partial UTF-8 sequence gives U+FFFD");
+    free(text);
+    /* three bytes of a four-byte character (F0 A0 AE): the replacement is as long as the invalid part,
+       and must still happen, at the end of the text and before another character */
+    int32_t tr[4] = {64, plm_tokenizer_token_id(t, "\xC3\xB0\xC5\x82\xC2\xAE"), 65, 0};
+    tr[3] = tr[1];
+    text = NULL;
+    ok = tr[1] >= 0 && plm_tokenizer_decode(t, tr, 4, &text, &len, &err) == PLM_OK && len == 8 &&
+         !memcmp(text, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD", 8);
+    check(ok, "decode of three bytes of a four-byte character gives U+FFFD (mid-text and at the end)");
     free(text);
     plm_tokenizer *x = NULL;
     plm_status st = plm_tokenizer_open(&x, "tests/data/tokenizer-qwen3/no-such-file.json", &err);
@@ -442,7 +442,7 @@ static void test_synthetic(void) {
         {"\"h e\"", "\"h zz\"", "merge 1", PLM_ERR_FORMAT},
         {"\"merges\": [", "\"merges\": [\"a b c\", ", "merge 0", PLM_ERR_FORMAT},
         {"\"version\"", "\"version\" \"", "JSON", PLM_ERR_FORMAT},
-        {"\"byte_fallback\"", "", "", PLM_OK}, /* absent: fine */
+        {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"byte_fallback\": false,", "", PLM_OK}, /* false: fine */
         {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"byte_fallback\": true,", "byte_fallback", PLM_ERR_UNSUPPORTED},
         {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"continuing_subword_prefix\": \"##\",", "continuing_subword_prefix", PLM_ERR_UNSUPPORTED},
     };
@@ -460,8 +460,9 @@ static void test_synthetic(void) {
         plm_tokenizer *t = NULL;
         plm_error err = {0};
         plm_status st = tok_load_memory(&t, k, strlen(k), NULL, 0, &err);
-        check(st == edits[i].code && (st == PLM_OK) == (t != NULL) && strstr(err.msg, edits[i].needle),
-              "edited tokenizer.json (%s -> %s): %s", edits[i].from, edits[i].to, st ? err.msg : "loads");
+        check(p != NULL && st == edits[i].code && (st == PLM_OK) == (t != NULL) && strstr(err.msg, edits[i].needle),
+              "edited tokenizer.json (%s -> %s)%s: %s", edits[i].from, edits[i].to,
+              p ? "" : " NOT APPLIED: the text to edit is not in the file", st ? err.msg : "loads");
         plm_tokenizer_free(t);
         free(j);
         free(k);
@@ -482,6 +483,5 @@ int main(void) {
     }
     test_synthetic();
     plm_tokenizer_free(t);
-    printf("test_tokenizer: %d passed, %d failed\n", n_pass, n_fail);
-    return n_fail ? 1 : 0;
+    return tu_finish("test_tokenizer");
 }

@@ -24,8 +24,8 @@ int tu_check(int cond, const char *fmt, ...) {
 double tu_max_abs_diff(const float *x, const float *ref, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
+        if (!isfinite(x[i]) || !isfinite(ref[i])) return INFINITY;
         double d = fabs((double)x[i] - (double)ref[i]);
-        if (isnan(d)) return INFINITY;
         if (d > m) m = d;
     }
     return m;
@@ -34,16 +34,39 @@ double tu_max_abs_diff(const float *x, const float *ref, size_t n) {
 double tu_max_abs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) {
-        if (isnan(x[i])) return INFINITY;
+        if (!isfinite(x[i])) return INFINITY;
         if (fabs(x[i]) > m) m = fabs(x[i]);
     }
     return m;
 }
 
+double tu_rel_err(const float *x, const float *ref, size_t n) {
+    double d = tu_max_abs_diff(x, ref, n), s = tu_max_abs(ref, n);
+    if (!isfinite(d) || !isfinite(s)) return INFINITY;
+    return s > 0 ? d / s : d;
+}
+
+int tu_within(const float *x, const float *ref, size_t n, double rel, double *err_out) {
+    double d = tu_max_abs_diff(x, ref, n), s = tu_max_abs(ref, n);
+    int ok = isfinite(d) && isfinite(s) && d <= rel * s;
+    if (err_out) *err_out = !isfinite(d) || !isfinite(s) ? INFINITY : s > 0 ? d / s : d;
+    return ok;
+}
+
 int tu_close(const float *x, const float *ref, size_t n, double rel, const char *what) {
     double d = tu_max_abs_diff(x, ref, n), s = tu_max_abs(ref, n);
-    return tu_check(isfinite(d) && isfinite(s) && d <= rel * s, "%s: max|diff| %.3e, %.2e of max|ref| %.3f (bound %.0e)",
-                    what, d, s > 0 ? d / s : d, s, rel);
+    return tu_check(tu_within(x, ref, n, rel, NULL), "%s: max|diff| %.3e, %.2e of max|ref| %.3f (bound %.0e)", what,
+                    d, s > 0 ? d / s : d, s, rel);
+}
+
+void tu_worst(double *worst, double e) {
+    if (isnan(e)) e = INFINITY;
+    if (!(e <= *worst)) *worst = e;
+}
+
+void tu_poison(float *x, size_t n) {
+    const uint32_t bits = 0x7fc0bad0u;
+    for (size_t i = 0; i < n; i++) memcpy(x + i, &bits, sizeof bits);
 }
 
 int tu_finish(const char *name) {

@@ -11,11 +11,24 @@ extern int tu_failures, tu_checks;
 
 /* Records one check; prints "ok" or "FAIL" with the message. Returns cond. */
 int tu_check(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* max |x - ref|; NaN anywhere in x or ref yields +inf */
+/* The one comparator of the suite. Every value of x and ref must be finite: a NaN or an infinity
+ * anywhere (even the same infinity in both at the same place) fails every comparison.
+ *   tu_rel_err: max|x - ref| / max|ref| (max|x - ref| when ref is all zeros); +inf when anything is
+ *               not finite.
+ *   tu_within:  1 when everything is finite and max|x - ref| <= rel * max|ref| (rel 0: bitwise
+ *               equal values); *err_out (may be NULL) receives tu_rel_err. */
+double tu_rel_err(const float *x, const float *ref, size_t n);
+int tu_within(const float *x, const float *ref, size_t n, double rel, double *err_out);
+/* max |x - ref| and max |x|; +inf when any value is not finite */
 double tu_max_abs_diff(const float *x, const float *ref, size_t n);
 double tu_max_abs(const float *x, size_t n);
-/* Passes when max|x - ref| <= rel * max|ref| (NaN never passes); prints the figures. */
+/* tu_within as a recorded check; prints the figures. */
 int tu_close(const float *x, const float *ref, size_t n, double rel, const char *what);
+/* Worst-error update that NaN cannot skip: a NaN error becomes +inf and is kept. */
+void tu_worst(double *worst, double e);
+/* Fills x with a NaN pattern, so that any output a run fails to write fails the comparison. */
+void tu_poison(float *x, size_t n);
+
 /* Prints the summary and returns the process exit code. */
 int tu_finish(const char *name);
 

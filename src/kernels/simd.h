@@ -35,7 +35,7 @@ static inline float plm_expf_fast(float x) {
     const float hi = 88.3762626647949f, lo = -110.0f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
-    xc = xc == xc ? xc : 0.0f; /* NaN (from a NaN weight, say) must not reach the int conversion: UB */
+    xc = xc == xc ? xc : 0.0f; /* NaN: computed as exp(0) (a NaN -> int conversion is undefined), NaN returned */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -48,7 +48,7 @@ static inline float plm_expf_fast(float x) {
     p = p * r * r + r + 1.0f;
     /* scale by 2^n in two steps so that n down to -150 stays exact (denormals) */
     int32_t ni = (int32_t)n, n1 = ni / 2, n2 = ni - n1;
-    int32_t b1 = (n1 + 127) << 23, b2 = (n2 + 127) << 23;
+    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
     float s1, s2;
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
@@ -62,7 +62,7 @@ static inline plm_v8 plm_v8_exp(plm_v8 x) {
     const plm_v8 hi = plm_v8_set1(88.3762626647949f), lo = plm_v8_set1(-110.0f);
     plm_v8 xc = plm_v8_sel(x > hi, hi, x);
     xc = plm_v8_sel(xc < lo, lo, xc);
-    xc = plm_v8_sel(xc == xc, xc, plm_v8_set1(0.0f)); /* NaN lanes: no UB in the int conversion */
+    xc = plm_v8_sel(xc != xc, plm_v8_set1(0.0f), xc); /* NaN lanes: as exp(0), NaN returned */
     const plm_v8 magic = plm_v8_set1(12582912.0f); /* 1.5 * 2^23: rounds to nearest */
     plm_v8 n = (xc * 1.44269504088896341f + magic) - magic;
     plm_v8 r = xc - n * 0.693359375f;

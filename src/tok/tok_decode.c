@@ -83,15 +83,15 @@ plm_status plm_tokenizer_decode(const plm_tokenizer *t, const int32_t *ids, size
         o += t->dec_len[ids[i]];
     }
     /* lossy UTF-8: count replacements first */
-    size_t extra = 0, bad;
+    size_t extra = 0, n_bad = 0, bad;
     for (size_t i = 0; i < total;) {
         size_t l = utf8_seq((const unsigned char *)raw + i, total - i, &bad);
         if (l) i += l;
-        else extra += 3 - (bad < 3 ? bad : 3), i += bad;
+        else extra += 3 - (bad < 3 ? bad : 3), i += bad, n_bad++;
     }
     char *out = raw;
     size_t on = total;
-    if (extra || total != o) {
+    if (n_bad || total != o) { /* a 3-byte invalid subpart costs no extra byte, but is replaced all the same */
         out = malloc(total + extra + 1);
         if (!out) {
             free(raw);
