@@ -13,17 +13,15 @@
 
 static int dev_index(const char *d) { return !strcmp(d, "cuda") ? 0 : atoi(d + 5); }
 
-/* n lengths summing to total, long-tailed: proportional to 1 / (i + 1), at least 8 */
-static void long_tail(int *lens, int n, int total) {
-    double w = 0;
-    for (int i = 0; i < n; i++) w += 1.0 / (i + 1);
-    int sum = 0;
-    for (int i = 0; i < n; i++) {
-        lens[i] = (int)(total / w / (i + 1));
-        if (lens[i] < 8) lens[i] = 8;
-        sum += lens[i];
+/* the 32 long-tailed sequences transformers + FLA is timed on (12,680 tokens); quick: a tenth */
+static int long_tail(int *lens, int quick) {
+    static const int base[16] = {2048, 1500, 900, 600, 400, 300, 200, 150, 100, 64, 40, 20, 10, 5, 2, 1};
+    int total = 0;
+    for (int i = 0; i < 32; i++) {
+        lens[i] = quick ? (base[i % 16] + 9) / 10 : base[i % 16];
+        total += lens[i];
     }
-    lens[0] += total - sum;
+    return total;
 }
 
 static double best_of(plm_ctx *c, plm_model *m, int n, const int *lens, int score, int reps, int *fail) {
@@ -66,8 +64,7 @@ int bench_cuda(bench_ctx *b) {
     const plm_model_info *in = plm_model_get_info(m);
     bench_report(b, "cuda_weight_mb", "device memory for the weights", plm_ctx_device_bytes(c) / 1048576.0, "MiB");
     int fail = 0, lens[512];
-    const int n = 32, total = quick ? 1268 : 12680, reps = quick ? 1 : 3;
-    long_tail(lens, n, total);
+    const int n = 32, total = long_tail(lens, quick), reps = quick ? 1 : 3;
     const int warm[1] = {64};
     bench_run_step(c, m, 1, warm, 1, &fail);
     double ts = best_of(c, m, n, lens, 1, reps, &fail);
@@ -75,7 +72,7 @@ int bench_cuda(bench_ctx *b) {
     if (!fail) {
         const double fl = 2.0 * (double)in->n_active_params * total;
         snprintf(label, sizeof label, "score %d tokens in %d sequences (%d .. %d), packed: throughput", total, n,
-                 lens[n - 1], lens[0]);
+                 lens[15], lens[0]);
         bench_report(b, "cuda_score_tokens_per_s", label, total / ts, "tokens/s");
         bench_report(b, "cuda_score_vs_gemm", "score model FLOP/s / GEMM ceiling", fl / ts * 1e-12 / tflops, "x");
         bench_report(b, "cuda_prefill_tokens_per_s", "prefill (last-token logits), same sequences: throughput",
@@ -107,6 +104,25 @@ int bench_cuda(bench_ctx *b) {
         snprintf(label, sizeof label, "score %d x 64: throughput", nshort);
         bench_report(b, "cuda_score_many_short_tokens_per_s", label, tot / tm, "tokens/s");
         bench_report(b, "cuda_many_vs_one", "time of many short / time of one long (target <= 1.1)", tm / t1, "x");
+    }
+    if (!quick && !fail) { /* the token mixers alone, on FLA's shapes */
+        double ms[7];
+        if (plm_cuda_bench_mixers(dev, ms, &err)) {
+            fprintf(stderr, "packlm bench: %s\n", err.msg);
+            fail = 1;
+        } else {
+            const char *keys[7] = {"cuda_gdn_15seq_ms", "cuda_gdn_1seq_ms", "cuda_gdn_512x64_ms", "cuda_gdn_decode1_ms",
+                                   "cuda_gdn_decode16_ms", "cuda_gdn_decode256_ms", "cuda_conv_15seq_ms"};
+            const char *labels[7] = {"delta rule, 32,768 tokens as 15 sequences, 16 heads, K=V=128",
+                                     "delta rule, one sequence of 32,768", "delta rule, 512 x 64",
+                                     "delta rule decode step, 1 sequence", "delta rule decode step, 16 sequences",
+                                     "delta rule decode step, 256 sequences",
+                                     "conv1d + SiLU, [32,768 x 6,144], width 4, 15 sequences"};
+            for (int i = 0; i < 7; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
+            const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
+            bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,
+                         "x");
+        }
     }
     bench_report(b, "cuda_device_mb", "device memory the context holds (weights + largest step's scratch)",
                  plm_ctx_device_bytes(c) / 1048576.0, "MiB");

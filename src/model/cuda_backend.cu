@@ -916,3 +916,104 @@ extern "C" plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t byt
     cudaFree(a), cudaFree(b), cudaFree(c), cudaFree(src), cudaFree(dst);
     return st;
 }
+
+__global__ void k_fill_uniform(float *x, size_t n, float lo, float hi, uint32_t seed) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        uint32_t h = (uint32_t)i * 2654435761u ^ seed * 0x9e3779b9u;
+        h ^= h >> 15, h *= 2246822519u, h ^= h >> 13, h *= 3266489917u, h ^= h >> 16;
+        x[i] = lo + (hi - lo) * (float)(h >> 8) * (1.0f / 16777216.0f);
+    }
+}
+
+/* median of 20 timed calls after 3 warm-ups */
+template <typename F> static float time_median(F fn, cudaEvent_t a, cudaEvent_t b) {
+    for (int r = 0; r < 3; r++) fn();
+    float t[20];
+    for (int r = 0; r < 20; r++) {
+        cudaEventRecord(a);
+        fn();
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        cudaEventElapsedTime(&t[r], a, b);
+    }
+    for (int i = 1; i < 20; i++)
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            float x = t[j];
+            t[j] = t[j - 1], t[j - 1] = x;
+        }
+    return t[10];
+}
+
+extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *err) {
+    plm_status st = check_device(dev, err);
+    if (st) return st;
+    const int H = 16, D = 128, TT = 32768, C = 6144, NS = 512;
+    const int lens15[15] = {8200, 6000, 4000, 3500, 3000, 2500, 2000, 1500, 1000, 500, 300, 200, 50, 10, 8};
+    const size_t qk = (size_t)TT * H * D, mixed_n = (size_t)TT * (3 * H * D);
+    float *mixed = NULL, *q = NULL, *k = NULL, *v = NULL, *g = NULL, *beta = NULL, *o = NULL, *S = NULL, *negA = NULL,
+          *dtb = NULL, *xc = NULL, *yc = NULL, *wc = NULL, *tails = NULL;
+    float **Sp = NULL, **Tp = NULL;
+    int32_t *cu = NULL, *so = NULL;
+    cudaEvent_t a = NULL, b = NULL;
+    void **bufs[] = {(void **)&mixed, (void **)&q, (void **)&k, (void **)&v, (void **)&g, (void **)&beta, (void **)&o,
+                     (void **)&S, (void **)&negA, (void **)&dtb, (void **)&xc, (void **)&yc, (void **)&wc,
+                     (void **)&tails, (void **)&Sp, (void **)&Tp, (void **)&cu, (void **)&so};
+    const size_t sizes[] = {mixed_n * 4, qk * 4, qk * 4, qk * 4, (size_t)TT * H * 4, (size_t)TT * H * 4, qk * 4,
+                            (size_t)NS * H * D * D * 4, (size_t)H * 4, (size_t)H * 4, (size_t)TT * C * 4,
+                            (size_t)TT * C * 4, (size_t)C * 4 * 4, (size_t)15 * 3 * C * 4, (size_t)NS * 8,
+                            (size_t)15 * 8, (size_t)(NS + 1) * 4, (size_t)TT * 4};
+    for (int i = 0; i < 18 && !st; i++) st = dev_malloc(dev, bufs[i], sizes[i], "benchmark buffers", err);
+    if (!st && (cudaEventCreate(&a) || cudaEventCreate(&b)))
+        st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot create events", dev);
+    if (!st) {
+        k_fill_uniform<<<1024, 256>>>(mixed, mixed_n, -1.0f, 1.0f, 1);
+        k_fill_uniform<<<256, 256>>>(beta, (size_t)TT * H, 0.0f, 1.0f, 2);  /* -> sigmoid: 0.5 .. 0.73 */
+        k_fill_uniform<<<256, 256>>>(g, (size_t)TT * H, -5.0f, -2.0f, 3);   /* -> log decay about -0.03 */
+        k_fill_uniform<<<1, 32>>>(negA, H, -1.0f, -1.0f, 4);
+        k_fill_uniform<<<1, 32>>>(dtb, H, 0.0f, 0.0f, 5);
+        k_fill_uniform<<<1024, 256>>>(xc, (size_t)TT * C, -1.0f, 1.0f, 6);
+        k_fill_uniform<<<64, 256>>>(wc, (size_t)C * 4, -0.5f, 0.5f, 7);
+        plm_gdn_prep_cuda(q, k, v, beta, g, mixed, beta, g, negA, dtb, TT, H, H, D, D, NULL);
+        float *hS[NS], *hT[15];
+        for (int i = 0; i < NS; i++) hS[i] = S + (size_t)i * H * D * D;
+        for (int i = 0; i < 15; i++) hT[i] = tails + (size_t)i * 3 * C;
+        cudaMemcpy(Sp, hS, sizeof hS, cudaMemcpyHostToDevice);
+        cudaMemcpy(Tp, hT, sizeof hT, cudaMemcpyHostToDevice);
+        int32_t hcu[NS + 1], hso[1];
+        (void)hso;
+        /* delta rule: 15 sequences, one, 512 x 64 (states zeroed once: the timing does not depend on them) */
+        for (int c = 0; c < 3; c++) {
+            const int n = c == 0 ? 15 : c == 1 ? 1 : NS;
+            hcu[0] = 0;
+            for (int i = 0; i < n; i++) hcu[i + 1] = hcu[i] + (c == 0 ? lens15[i] : c == 1 ? TT : 64);
+            cudaMemcpy(cu, hcu, (n + 1) * 4, cudaMemcpyHostToDevice);
+            cudaMemset(S, 0, sizes[7]);
+            ms[c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
+        }
+        /* decode steps: N sequences of one token */
+        const int dn[3] = {1, 16, 256};
+        for (int c = 0; c < 3; c++) {
+            for (int i = 0; i <= dn[c]; i++) hcu[i] = i;
+            cudaMemcpy(cu, hcu, (dn[c] + 1) * 4, cudaMemcpyHostToDevice);
+            ms[3 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, dn[c], H, H, D, D, NULL); }, a, b);
+        }
+        /* conv1d over the 15 sequences */
+        int32_t *hso2 = (int32_t *)malloc((size_t)TT * 4);
+        hcu[0] = 0;
+        for (int i = 0; i < 15; i++) {
+            hcu[i + 1] = hcu[i] + lens15[i];
+            for (int t = hcu[i]; t < hcu[i + 1]; t++) hso2[t] = i;
+        }
+        cudaMemcpy(cu, hcu, 16 * 4, cudaMemcpyHostToDevice);
+        if (hso2) cudaMemcpy(so, hso2, (size_t)TT * 4, cudaMemcpyHostToDevice);
+        free(hso2);
+        ms[6] = time_median([&] { plm_conv_cuda(yc, Tp, xc, wc, cu, so, 15, TT, C, 4, NULL); }, a, b);
+        cudaError_t e = cudaDeviceSynchronize();
+        if (e == cudaSuccess) e = cudaGetLastError();
+        if (e != cudaSuccess) st = cu_fail(err, dev, "timing the token mixers", e);
+    }
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    for (int i = 0; i < 18; i++) cudaFree(*bufs[i]);
+    return st;
+}

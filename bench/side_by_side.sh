@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# packlm beside its GPU peers, in one run on one GPU: FLA's kernels (chunked and recurrent gated delta
+# rule, varlen causal conv1d) and transformers' packed Qwen3.5 (FLA routed in; padded), then
+# `packlm bench --device cuda` on the same shapes; bench/side_by_side.py prints each pair and its ratio.
+#   bench/side_by_side.sh PEERS_DIR [BUILD_DIR]
+# PEERS_DIR holds FLA's source as fla-src/ (flash-linear-attention 0.5.2, pure Python + Triton) and the
+# two timing scripts bench_fla.py and bench_hf_gpu.py (torch, triton and transformers installed). They
+# are peers that packlm is measured against, not part of it: keep them out of the repository.
+# Output: $OUT (default build/side-by-side): fla.json, hf.txt, packlm.json and their logs.
+set -u
+cd "$(dirname "$0")/.."
+P=${1:?usage: bench/side_by_side.sh PEERS_DIR [BUILD_DIR]}
+B=${2:-build/gpu}
+OUT=${OUT:-build/side-by-side}
+mkdir -p "$OUT"
+TRITON_CACHE_DIR=$(mktemp -d)
+export TRITON_CACHE_DIR PYTHONPATH="$P/fla-src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# FLA autotunes per head shape, not per length: a fresh cache, and the timed cases warm it themselves
+timeout "${FLA_SECONDS:-240}" python3 "$P/bench_fla.py" --json "$OUT/fla.json" > "$OUT/fla.txt" 2>&1 ||
+    echo "side_by_side: the FLA timing failed or timed out (log: $OUT/fla.txt)"
+timeout "${HF_SECONDS:-240}" python3 "$P/bench_hf_gpu.py" --fla-patch > "$OUT/hf.txt" 2>&1 ||
+    echo "side_by_side: the transformers timing failed or timed out (log: $OUT/hf.txt)"
+timeout "${PACKLM_SECONDS:-300}" "$B/packlm" bench --device cuda --only prefill --json "$OUT/packlm.json" \
+    > "$OUT/packlm.txt" 2>&1 || echo "side_by_side: packlm bench failed or timed out (log: $OUT/packlm.txt)"
+python3 bench/side_by_side.py "$OUT"
