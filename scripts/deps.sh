@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages packlm builds with (skips those already present).
 set -euo pipefail
-pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev)
+pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev libmicrohttpd-dev curl)
+# node + npm for the serve tests' clients (tests/node: the openai package, @huggingface/jinja)
+command -v node > /dev/null || pkgs+=(nodejs)
+command -v npm > /dev/null || pkgs+=(npm)
 [ "${PACKLM_FUZZ:-1}" = 1 ] && pkgs+=(clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
