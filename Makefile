@@ -10,7 +10,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += $(SAN)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread
-LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm -fopenmp $(SAN)
+LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm -fopenmp $(SAN)
 
 SRC     := $(shell find src -name '*.c' | sort)
 CUDA    ?=

@@ -35,7 +35,7 @@ static int run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64_t 
         int32_t *p = malloc((size_t)lens[i] * sizeof *p);
         if (!p) goto fail;
         for (int64_t j = 0; j < lens[i]; j++) p[j] = (int32_t)(mix((uint64_t)i * 1000003u + (uint64_t)j) % (uint64_t)V);
-        plm_request rq = {p, lens[i], max_new, plm_sampling_greedy(), i, 1};
+        plm_request rq = {p, lens[i], max_new, plm_sampling_greedy(), i, 1, 0, 0};
         plm_status st = plm_generator_add(g, NULL, &rq, &err);
         free(p);
         if (st) goto fail;

@@ -251,6 +251,11 @@ typedef struct {
     plm_sampling sampling;
     int64_t stream;           /* random stream of the sequence; < 0: its request id */
     int32_t ignore_eos;       /* 1: do not stop at the model's end-of-sequence ids */
+    int32_t logprobs;         /* 1: keep the log-probability of each produced token (natural log, of the
+                                 model's distribution: before temperature, top-k and top-p); see
+                                 plm_generator_logprobs. Its rows' logits then come back from the step */
+    int32_t top_logprobs;     /* with logprobs: also keep the ids and log-probabilities of the
+                                 top_logprobs (at most 20) most likely tokens of each row */
 } plm_request;
 
 typedef enum {
@@ -258,7 +263,8 @@ typedef enum {
     PLM_GEN_PROMPT,       /* holds a slot, reading its prompt */
     PLM_GEN_DECODING,     /* producing tokens */
     PLM_GEN_DONE_EOS,     /* finished: produced an end-of-sequence id (included in the tokens) */
-    PLM_GEN_DONE_LENGTH   /* finished: max_new_tokens reached */
+    PLM_GEN_DONE_LENGTH,  /* finished: max_new_tokens reached */
+    PLM_GEN_CANCELLED     /* finished: plm_generator_cancel */
 } plm_gen_state;
 
 /* What one step did. */
@@ -285,6 +291,20 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
 int64_t plm_generator_pending(const plm_generator *g);
 /* The tokens a request has produced so far (valid until the next step or free) and its state. */
 plm_gen_state plm_generator_result(const plm_generator *g, int64_t id, const int32_t **tokens, int64_t *n);
+/* Stops request id now if it is not finished: it becomes PLM_GEN_CANCELLED, keeps the tokens produced
+ * so far, and its state slot is free for the next step (a waiting request never takes one). Other
+ * requests are unaffected. Cancelling a finished request does nothing; an unknown id is PLM_ERR_INPUT. */
+plm_status plm_generator_cancel(plm_generator *g, int64_t id, plm_error *err);
+/* Cancels request id (as above) and frees its prompt, tokens and log-probabilities: a long-running
+ * caller (a server) releases each request once it has read its result. The id stays valid (its
+ * result is then empty); a few dozen bytes of bookkeeping per request remain until plm_generator_free. */
+void plm_generator_release(plm_generator *g, int64_t id);
+/* For a request added with logprobs = 1: lp[i] = log p(token i) for each produced token i, and
+ * top_ids / top_lp [n, k] the k most likely tokens of each row (highest first, ties to the lower id)
+ * with their log-probabilities; returns k, or -1 (pointers NULL) when the request kept none. Valid
+ * until the next step, release or free. */
+int32_t plm_generator_logprobs(const plm_generator *g, int64_t id, const float **lp, const int32_t **top_ids,
+                               const float **top_lp);
 /* Bytes of all state slots the generator holds (plm_state_bytes of each). */
 size_t plm_generator_state_bytes(const plm_generator *g);
 /* State slots created so far (never more than max_seqs). */

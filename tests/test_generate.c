@@ -37,7 +37,7 @@ static int gen_run(gen_out *o, plm_ctx *c, const plm_model *m, int32_t *const *s
     o->state = calloc(n, sizeof *o->state);
     if (plm_generator_new(&g, m, c, &gp, &err)) return tu_check(0, "generator_new: %s", err.msg), 1;
     for (int i = 0; i < n; i++) {
-        plm_request rq = {seqs[i], lens[i], max_new[i], *sp, first_stream + i, 0};
+        plm_request rq = {seqs[i], lens[i], max_new[i], *sp, first_stream + i, 0, 0, 0};
         int64_t id;
         if (plm_generator_add(g, &id, &rq, &err) || id != i) {
             tu_check(0, "generator_add %d: %s", i, err.msg);
@@ -412,7 +412,7 @@ static void check_eos_and_refusals(fixture *f, const char *name) {
     plm_generator_params gp = {0, 0};
     if (plm_generator_new(&gen, f->m, f->c, &gp, &err)) return;
     int32_t bad[3] = {1, 100000, 2};
-    plm_request rq = {bad, 3, 4, g, -1, 0};
+    plm_request rq = {bad, 3, 4, g, -1, 0, 0, 0};
     int64_t id = 0;
     tu_check(plm_generator_add(gen, &id, &rq, &err) == PLM_ERR_INPUT && id == -1, "%s: bad token refused: %s", name, err.msg);
     rq.n_prompt = 0;
@@ -518,6 +518,67 @@ static void check_sampler(void) {
     free(work);
 }
 
+/* 6. cancellation frees the slot at once; kept log-probabilities equal scoring the sequence */
+static void check_cancel_logprobs(fixture *f, const char *name) {
+    plm_error err = {0};
+    plm_sampling g = plm_sampling_greedy();
+    int32_t mx[3] = {6, 6, 6};
+    gen_out o = {0};
+    gen_run(&o, f->c, f->m, f->seqs, f->lens, 3, mx, &g, 0, 0, NULL, NULL, 0);
+    plm_generator *gen = NULL;
+    plm_generator_params gp = {0, 1};
+    if (plm_generator_new(&gen, f->m, f->c, &gp, &err)) return;
+    int64_t id[3];
+    for (int i = 0; i < 3; i++) {
+        plm_request rq = {f->seqs[i], f->lens[i], 6, g, i, 1, i == 2, 3};
+        if (plm_generator_add(gen, &id[i], &rq, &err)) return;
+    }
+    int ok = plm_generator_step(gen, NULL, &err) == PLM_OK && plm_generator_step(gen, NULL, &err) == PLM_OK;
+    ok &= plm_generator_cancel(gen, 0, &err) == PLM_OK && plm_generator_cancel(gen, 1, &err) == PLM_OK;
+    ok &= plm_generator_cancel(gen, 7, &err) == PLM_ERR_INPUT;
+    const int32_t *t;
+    int64_t n;
+    ok &= plm_generator_result(gen, 0, &t, &n) == PLM_GEN_CANCELLED && n == 2 && !memcmp(t, o.tok[0], 8);
+    ok &= plm_generator_result(gen, 1, NULL, &n) == PLM_GEN_CANCELLED && n == 0 && plm_generator_pending(gen) == 1;
+    while (ok && plm_generator_pending(gen) > 0) ok &= plm_generator_step(gen, NULL, &err) == PLM_OK;
+    ok &= plm_generator_result(gen, 2, &t, &n) == PLM_GEN_DONE_LENGTH && n == 6 && !memcmp(t, o.tok[2], 24);
+    tu_check(ok && plm_generator_slots(gen) == 1, "%s: cancelled requests free their slot; the others are unchanged: %s", name, err.msg);
+    const float *lp, *tl;
+    const int32_t *ti;
+    int k = plm_generator_logprobs(gen, 2, &lp, &ti, &tl);
+    /* score prompt + produced tokens: logprob of token j given its prefix */
+    int64_t L = f->lens[2] + 5;
+    int32_t *seq = malloc(L * sizeof *seq), *tgt = malloc(L * sizeof *tgt);
+    float *slp = calloc(L, sizeof *slp);
+    memcpy(seq, f->seqs[2], f->lens[2] * sizeof *seq);
+    memcpy(seq + f->lens[2], t, 5 * sizeof *seq);
+    for (int64_t j = 0; j < L; j++) tgt[j] = j + 1 < L ? seq[j + 1] : t[5];
+    plm_state *s = NULL;
+    int32_t cu[2] = {0, (int32_t)L};
+    double worst = 0;
+    if (k == 3 && !plm_state_new_on(&s, f->c, &err)) {
+        plm_step st = {(int32_t)L, seq, NULL, 1, cu, &s};
+        plm_outputs out;
+        memset(&out, 0, sizeof out);
+        out.target = tgt;
+        out.logprob = slp;
+        ok = plm_step_run(f->c, &st, &out, &err) == PLM_OK;
+        for (int j = 0; j < 6; j++) {
+            double d = fabs(slp[f->lens[2] - 1 + j] - lp[j]);
+            worst = d > worst ? d : worst;
+            ok &= ti[j * 3] == t[j] && tl[j * 3] == lp[j] && tl[j * 3 + 1] <= tl[j * 3] && tl[j * 3 + 2] <= tl[j * 3 + 1];
+        }
+    } else ok = 0;
+    tu_check(ok && worst < 1e-4, "%s: kept log-probabilities equal scoring (max diff %.2g), greedy = top 1", name, worst);
+    plm_state_free(s);
+    free(seq); free(tgt); free(slp);
+    plm_generator_release(gen, 2);
+    tu_check(plm_generator_result(gen, 2, NULL, &n) == PLM_GEN_DONE_LENGTH && n == 0 &&
+             plm_generator_logprobs(gen, 2, &lp, NULL, NULL) == 3 && !lp, "%s: release frees the tokens", name);
+    plm_generator_free(gen);
+    gen_out_free(&o, 3);
+}
+
 int main(void) {
     check_sampler();
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
@@ -533,6 +594,7 @@ int main(void) {
         check_fork_rollback(&f, names[i]);
         check_memory(&f, names[i]);
         check_eos_and_refusals(&f, names[i]);
+        check_cancel_logprobs(&f, names[i]);
         fixture_close(&f);
     }
     return tu_finish("test_generate");

@@ -129,7 +129,7 @@ int cmd_generate(int argc, char **argv) {
         if (q->error) {
             why[i] = strdup(q->error);
         } else {
-            plm_request rq = {q->tok, q->n, (int32_t)max_new, sp, i, ignore_eos};
+            plm_request rq = {q->tok, q->n, (int32_t)max_new, sp, i, ignore_eos, 0, 0};
             if (plm_generator_add(g, &ids[i], &rq, &err)) {
                 if (err.code == PLM_ERR_NOMEM) rc = cli_error(cmd, "%s", err.msg);
                 size_t l = strlen(err.msg) + 32;

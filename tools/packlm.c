@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "  score      log-probability and perplexity of each input sequence (JSONL)\n"
             "  generate   continue prompts: greedy or sampled, continuous batching\n"
             "  tokenize   text to token ids and back with the model's tokenizer.json\n"
+            "  serve      an OpenAI-compatible HTTP server (completions, chat) on continuous batching\n"
             "  bench      speed on a random-weight Qwen3.5-0.8B-shaped model\n");
 }
 
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
         {"score", cmd_score},
         {"tokenize", cmd_tokenize},
         {"generate", cmd_generate},
+        {"serve", cmd_serve},
         {"bench", cmd_bench},
     };
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {

@@ -6,6 +6,7 @@
  * Planning touches no sequence: if the step fails nothing has advanced (a freshly admitted request
  * just keeps its slot with nothing read). Each sequence samples from its own random stream, one draw
  * per token, so its tokens do not depend on what it was batched with. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,9 @@ typedef struct {
     int32_t *out;         /* [cap_out] tokens produced */
     int64_t n_out, cap_out;
     int slot;             /* -1 when none */
+    int logprobs, top;    /* record log-probabilities (and the top alternatives) of produced tokens */
+    float *lp, *top_lp;   /* [cap_out], [cap_out * top] */
+    int32_t *top_id;      /* [cap_out * top] */
 } gen_req;
 
 typedef struct {
@@ -56,6 +60,8 @@ struct plm_generator {
 
 /* greedy as plm_sample_token reads it: temperature <= 0 */
 static int is_greedy(const plm_sampling *sp) { return !(sp->temperature > 0.0f); }
+/* rows that are sampled, or whose log-probabilities are kept, need their logits (else the argmax) */
+static int needs_logits(const gen_req *r) { return !is_greedy(&r->sp) || r->logprobs; }
 
 plm_status plm_generator_new(plm_generator **out, const plm_model *m, plm_ctx *ctx, const plm_generator_params *p,
                              plm_error *err) {
@@ -78,10 +84,7 @@ plm_status plm_generator_new(plm_generator **out, const plm_model *m, plm_ctx *c
 
 void plm_generator_free(plm_generator *g) {
     if (!g) return;
-    for (int64_t i = 0; i < g->n; i++) {
-        free(g->r[i].prompt);
-        free(g->r[i].out);
-    }
+    for (int64_t i = 0; i < g->n; i++) plm_generator_release(g, i);
     for (int i = 0; i < g->n_slot; i++) plm_state_free(g->slot[i]);
     free(g->r); free(g->live); free(g->slot); free(g->slot_owner);
     free(g->pc); free(g->tok); free(g->cu); free(g->rows); free(g->sst); free(g->logits); free(g->work);
@@ -128,6 +131,8 @@ plm_status plm_generator_add(plm_generator *g, int64_t *id, const plm_request *r
     r->sp = *sp;
     r->rng = plm_rng_init(sp->seed, (uint64_t)(rq->stream >= 0 ? rq->stream : g->n));
     r->ignore_eos = rq->ignore_eos;
+    r->logprobs = rq->logprobs != 0;
+    r->top = r->logprobs ? (rq->top_logprobs < 0 ? 0 : rq->top_logprobs > 20 ? 20 : rq->top_logprobs) : 0;
     r->slot = -1;
     r->st = r->max_new == 0 ? PLM_GEN_DONE_LENGTH : PLM_GEN_WAITING;
     if (r->st == PLM_GEN_WAITING) g->pending++;
@@ -154,6 +159,40 @@ size_t plm_generator_state_bytes(const plm_generator *g) {
 }
 
 int32_t plm_generator_slots(const plm_generator *g) { return g->n_slot; }
+
+/* grows the log-probability arrays of r from cap_old to r->cap_out entries; 0 on success */
+static int grow_lp(gen_req *r, int64_t cap_old) {
+    if (r->lp && cap_old == r->cap_out) return 0;
+    int64_t c = r->cap_out, t = r->top > 0 ? r->top : 1;
+    float *a = realloc(r->lp, (size_t)c * sizeof *a);
+    if (a) r->lp = a;
+    float *b = realloc(r->top_lp, (size_t)(c * t) * sizeof *b);
+    if (b) r->top_lp = b;
+    int32_t *d = realloc(r->top_id, (size_t)(c * t) * sizeof *d);
+    if (d) r->top_id = d;
+    return !a || !b || !d;
+}
+
+/* log p of the chosen token and the top alternatives (by logit, then lower id) of one row of logits */
+static void row_logprobs(gen_req *r, const float *x, int64_t V, int32_t tk) {
+    float mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    double s = 0;
+    for (int64_t v = 0; v < V; v++) s += exp((double)x[v] - mx);
+    const double lse = mx + log(s);
+    const int64_t o = r->n_out - 1;
+    r->lp[o] = (float)(x[tk] - lse);
+    float *tl = r->top_lp + o * r->top;
+    int32_t *ti = r->top_id + o * r->top;
+    int n = 0;
+    for (int64_t v = 0; v < V && r->top > 0; v++) { /* insertion into a sorted list of at most top entries */
+        if (n == r->top && !(x[v] > tl[n - 1])) continue;
+        int j = n < r->top ? n++ : n - 1;
+        while (j > 0 && x[v] > tl[j - 1]) tl[j] = tl[j - 1], ti[j] = ti[j - 1], j--;
+        tl[j] = x[v], ti[j] = (int32_t)v;
+    }
+    for (int j = 0; j < n; j++) tl[j] = (float)(tl[j] - lse);
+}
 
 /* A free slot (reset) for request id, or a new one; -1 on allocation failure. */
 static int take_slot(plm_generator *g, int64_t id, plm_error *err) {
@@ -234,7 +273,7 @@ static int is_eos(const plm_model *m, int32_t t) {
 static void finish(plm_generator *g, int64_t id, plm_gen_state how) {
     gen_req *r = &g->r[id];
     r->st = how;
-    g->slot_owner[r->slot] = -1;
+    if (r->slot >= 0) g->slot_owner[r->slot] = -1;
     r->slot = -1;
     g->pending--;
     int k = 0;
@@ -262,14 +301,16 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
         return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %lld tokens", (long long)T);
     for (int64_t i = 0; i < np; i++) { /* room for the tokens this step samples */
         gen_req *r = &g->r[g->pc[i].req];
-        if (g->pc[i].want_row && grow((void **)&r->out, &r->cap_out, r->n_out + 1, sizeof *r->out))
+        int64_t cap = r->cap_out;
+        if (g->pc[i].want_row && (grow((void **)&r->out, &r->cap_out, r->n_out + 1, sizeof *r->out) ||
+                                  (r->logprobs && grow_lp(r, cap))))
             return plm_fail(err, PLM_ERR_NOMEM, "out of memory for the tokens of request %lld",
                             (long long)g->pc[i].req);
     }
     /* greedy rows only need the argmax (computed where the step runs: a GPU sends back token ids);
        sampled rows need their logits */
     int64_t ns = 0;
-    for (int64_t i = 0; i < np; i++) ns += g->pc[i].want_row && !is_greedy(&g->r[g->pc[i].req].sp);
+    for (int64_t i = 0; i < np; i++) ns += g->pc[i].want_row && needs_logits(&g->r[g->pc[i].req]);
     if (nr > g->cap_rows || ns * V > g->cap_logits || !g->logits) {
         int64_t c = nr > 1 ? nr : 1, cl = (ns > 1 ? ns : 1) * V;
         float *l = cl > g->cap_logits || !g->logits ? realloc(g->logits, (size_t)cl * sizeof *l) : g->logits;
@@ -297,7 +338,7 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
         }
         g->cu[i + 1] = t;
         g->sst[i] = g->slot[r->slot];
-        if (g->pc[i].want_row && is_greedy(&r->sp)) g->amax_rows[ka++] = t - 1;
+        if (g->pc[i].want_row && !needs_logits(r)) g->amax_rows[ka++] = t - 1;
         else if (g->pc[i].want_row) g->rows[k++] = t - 1;
     }
     plm_step step = {(int32_t)T, g->tok, NULL, (int32_t)np, g->cu, g->sst};
@@ -322,9 +363,10 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
         if (r->st == PLM_GEN_PROMPT) r->fed += g->pc[i].len;
         if (!g->pc[i].want_row) continue;
         const double u = plm_rng_uniform(&r->rng); /* drawn for greedy too: one draw per token */
-        int32_t tk = is_greedy(&r->sp) ? g->amax[ka++]
-                                       : plm_sample_token(g->logits + (int64_t)k++ * V, (int32_t)V, &r->sp, u, g->work);
+        const float *x = needs_logits(r) ? g->logits + (int64_t)k++ * V : NULL;
+        int32_t tk = x ? plm_sample_token(x, (int32_t)V, &r->sp, u, g->work) : g->amax[ka++];
         r->out[r->n_out++] = tk;
+        if (r->logprobs) row_logprobs(r, x, V, tk);
         r->st = PLM_GEN_DECODING;
         inf.new_tokens++;
         if (!r->ignore_eos && is_eos(g->m, tk)) finish(g, g->pc[i].req, PLM_GEN_DONE_EOS), inf.finished++;
@@ -332,4 +374,34 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
     }
     if (info) *info = inf;
     return PLM_OK;
+}
+
+plm_status plm_generator_cancel(plm_generator *g, int64_t id, plm_error *err) {
+    if (id < 0 || id >= g->n) return plm_fail(err, PLM_ERR_INPUT, "no request %lld", (long long)id);
+    const plm_gen_state st = g->r[id].st;
+    if (st == PLM_GEN_WAITING || st == PLM_GEN_PROMPT || st == PLM_GEN_DECODING) finish(g, id, PLM_GEN_CANCELLED);
+    return PLM_OK;
+}
+
+void plm_generator_release(plm_generator *g, int64_t id) {
+    if (id < 0 || id >= g->n) return;
+    plm_generator_cancel(g, id, NULL);
+    gen_req *r = &g->r[id];
+    free(r->prompt); free(r->out); free(r->lp); free(r->top_lp); free(r->top_id);
+    r->prompt = r->out = r->top_id = NULL;
+    r->lp = r->top_lp = NULL;
+    r->n_out = r->cap_out = 0;
+}
+
+int32_t plm_generator_logprobs(const plm_generator *g, int64_t id, const float **lp, const int32_t **top_ids,
+                               const float **top_lp) {
+    if (lp) *lp = NULL;
+    if (top_ids) *top_ids = NULL;
+    if (top_lp) *top_lp = NULL;
+    if (id < 0 || id >= g->n || !g->r[id].logprobs) return -1;
+    const gen_req *r = &g->r[id];
+    if (lp) *lp = r->lp;
+    if (top_ids) *top_ids = r->top_id;
+    if (top_lp) *top_lp = r->top_lp;
+    return r->top;
 }

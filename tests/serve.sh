@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# packlm serve end to end: two real servers on loopback ports (any free port, read back from their
+# log), driven by the official openai npm client (tests/node/serve_test.mjs) and curl. Bounded: every
+# client call has a timeout, the whole node run too, and the servers are killed at the end.
+# Needs node + tests/node/node_modules (scripts/setup-and-test.sh runs npm ci there).
+set -u
+cd "$(dirname "$0")/.."
+P=${PACKLM:-build/packlm}
+T=build/tmp/serve
+mkdir -p "$T"
+fails=0
+check() { # check <description> <command...>
+    local what=$1
+    shift
+    if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi
+}
+if ! command -v node > /dev/null || ! command -v curl > /dev/null; then
+    echo "FAIL serve: node and curl are needed (scripts/deps.sh installs them)"
+    exit 1
+fi
+if [ ! -d tests/node/node_modules/openai ] || [ ! -d tests/node/node_modules/@huggingface/jinja ]; then
+    (cd tests/node && timeout 300 npm ci --no-audit --no-fund > /dev/null 2>&1)
+fi
+if [ ! -d tests/node/node_modules/openai ]; then
+    echo "FAIL serve: tests/node/node_modules is missing (cd tests/node && npm ci)"
+    exit 1
+fi
+
+"$P" serve --help > "$T/help.txt" 2>&1
+check "serve --help exits 0 and documents the options" grep -q -- "--max-queue" "$T/help.txt"
+"$P" serve > /dev/null 2>&1
+check "serve without --model: exit 2" test $? -eq 2
+
+[ -f "$T/text-model/model.safetensors" ] || timeout 120 node tests/node/make_text_model.mjs "$T/text-model"
+KEY=test-key-123
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done; wait 2> /dev/null; }
+trap cleanup EXIT
+start() { # start <log> <args...>: echoes the URL
+    local log=$1
+    shift
+    "$P" serve --port 0 --threads 1 "$@" 2> "$log" &
+    pids+=($!)
+    for _ in $(seq 100); do
+        grep -q "listening on" "$log" && break
+        sleep 0.1
+    done
+}
+start "$T/ids.log" --model tests/data/tiny-dense --max-seqs 16 --max-batch-tokens 64
+start "$T/text.log" --model "$T/text-model" --api-key "$KEY" --max-seqs 8
+U1=$(grep -o 'http://[0-9.]*:[0-9]*' "$T/ids.log" | head -1)
+U2=$(grep -o 'http://[0-9.]*:[0-9]*' "$T/text.log" | head -1)
+check "both servers listen" test -n "$U1" -a -n "$U2"
+if [ -z "$U1" ] || [ -z "$U2" ]; then cat "$T/ids.log" "$T/text.log"; exit 1; fi
+
+# curl: health, streaming (SSE ending in [DONE]), errors
+C="curl -s -m 30"
+check "curl GET /health" test "$($C "$U1/health")" = '{"status":"ok"}'
+$C "$U1/v1/completions" -H 'Content-Type: application/json' \
+    -d '{"prompt": [262, 386, 486, 17, 73], "max_tokens": 4, "temperature": 0, "stream": true}' > "$T/sse.txt"
+check "curl streaming: events, then data: [DONE]" test "$(grep -c '^data: {' "$T/sse.txt")" -ge 1 -a "$(grep -v '^$' "$T/sse.txt" | tail -1)" = "data: [DONE]"
+want=$(echo "262 386 486 17 73" > "$T/p.txt"; "$P" generate --model tests/data/tiny-dense --input "$T/p.txt" --max-new-tokens 4 2> /dev/null | tr ' ' ',')
+got=$(grep -o '"token_ids":\[[0-9,]*\]' "$T/sse.txt" | grep -o '[0-9][0-9,]*' | paste -sd, -)
+check "curl streaming: the events' token_ids equal packlm generate" test "$got" = "$want"
+code=$($C -o "$T/e.json" -w '%{http_code}' "$U1/v1/completions" -d '{"prompt": [1], "max_tokens": -1}')
+check "curl: bad max_tokens answers 400 with an error object" test "$code" = 400 -a -n "$(grep -o '"error":{"message"' "$T/e.json")"
+head -c 9000000 /dev/zero | tr '\0' ' ' > "$T/big.json"
+code=$($C -o /dev/null -w '%{http_code}' "$U1/v1/completions" --data-binary @"$T/big.json")
+check "curl: a 9 MB body answers 413" test "$code" = 413
+code=$($C -o /dev/null -w '%{http_code}' "$U1/nowhere")
+check "curl: unknown path answers 404" test "$code" = 404
+code=$($C -o /dev/null -w '%{http_code}' "$U2/v1/models")
+check "curl: no API key answers 401" test "$code" = 401
+code=$($C -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$U2/v1/models")
+check "curl: the API key is accepted" test "$code" = 200
+
+URL_IDS=$U1 URL_TEXT=$U2 KEY=$KEY PACKLM=$P MODEL_IDS=tests/data/tiny-dense MODEL_TEXT="$T/text-model" TMP="$T" \
+    timeout 300 node tests/node/serve_test.mjs
+rc=$?
+check "openai client checks (tests/node/serve_test.mjs)" test $rc -eq 0
+check "the servers are still up" test "$($C "$U1/health")" = '{"status":"ok"}' -a "$($C "$U2/health")" = '{"status":"ok"}'
+cleanup
+trap - EXIT
+rm -rf "$T/big.json"
+echo "serve: $fails failed"
+[ "$fails" -eq 0 ]

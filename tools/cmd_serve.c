@@ -1,0 +1,1747 @@
+/* packlm serve: an OpenAI-compatible HTTP server on the continuous-batching generator.
+ *
+ * Threads: libmicrohttpd runs one thread per connection; those threads only parse requests, queue
+ * jobs and write answers. One engine thread owns the model, the context, the states and the
+ * generator: it takes queued jobs, runs packed steps (every live request's next token and prompt
+ * chunks, under the token budget) and publishes each job's new tokens. The two sides meet in one
+ * mutex: the queue of new jobs, the jobs' published tokens and cancel flags, and the counters of
+ * /metrics; a condition variable wakes the engine (new work) and another the HTTP threads (a step
+ * ended).
+ *
+ * Log-probabilities: the generator keeps the chosen token's log-probability and the top
+ * alternatives of each produced token for requests that ask (plm_request.logprobs). The prompt's own
+ * log-probabilities (echo + logprobs) are computed by the engine thread in packed scoring steps of
+ * their own (plm_outputs.target / logprob, the same path as packlm score, and the logits of the rows
+ * streamed block by block for the top alternatives) before the request joins the generator.
+ *
+ * Cancellation: a client that disconnects, or a stop string found in the text, sets the job's
+ * cancel flag; the engine cancels it in the generator before its next step (plm_generator_cancel),
+ * which frees its state slot. */
+#include <arpa/inet.h>
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli_common.h"
+#include "cmds.h"
+#include "serve.h"
+
+#define MAX_BODY (8u << 20) /* request bodies above this answer 413 */
+#define MAX_PROMPTS 64      /* prompts of one completion request */
+#define MAX_STOP 8
+#define MAX_TOP 20
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: packlm serve --model DIR [--host 127.0.0.1] [--port 8080] [--max-batch-tokens N] [--max-seqs N]\n"
+            "                    [--threads N] [--api-key KEY] [--device cpu|cuda[:N]] [--max-queue N]\n"
+            "                    [--tokenizer FILE] [--served-model-name NAME] [--max-model-len N] [--no-chat]\n"
+            "\n"
+            "An OpenAI-compatible HTTP server. Every request joins the same packed steps of a continuous-batching\n"
+            "generator; a request's tokens do not depend on what else is being served.\n"
+            "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health,\n"
+            "GET /metrics (Prometheus text), POST /tokenize (text or messages -> rendered prompt and ids).\n"
+            "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
+            "  --host H                address to listen on (default 127.0.0.1)\n"
+            "  --port P                port (default 8080; 0: any free port, printed on stderr)\n"
+            "  --max-batch-tokens N    at most N tokens per packed step (default 512)\n"
+            "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
+            "  --threads N             compute threads (default: all cores)\n"
+            "  --api-key KEY           require 'Authorization: Bearer KEY' (all paths but /health)\n"
+            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
+            "  --max-queue N           requests waiting or running at most (default 256); more answer 429\n"
+            "  --tokenizer FILE        tokenizer.json (default: DIR/tokenizer.json when present; without one,\n"
+            "                          prompts must be token ids and answers carry ids only)\n"
+            "  --served-model-name S   the model's name in the API (default: the directory's name)\n"
+            "  --max-model-len N       prompt + max_tokens limit (default: max_position_embeddings)\n"
+            "  --no-chat               serve without a chat template (/v1/chat/completions answers 400)\n"
+            "The chat template comes from tokenizer_config.json (or chat_template.jinja) next to the tokenizer;\n"
+            "packlm renders Qwen's ChatML templates natively and refuses to start with one it cannot render.\n"
+            "Request bodies are limited to 8 MiB (413). SIGINT / SIGTERM stop the server.\n");
+}
+
+/* ------------------------------------------------------------------ growing strings */
+typedef struct {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_addn(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t c = b->cap ? b->cap : 256;
+        while (c < b->n + n + 1) c *= 2;
+        char *q = realloc(b->p, c);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = c;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+static void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    char tmp[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (k > 0) sb_addn(b, tmp, (size_t)k < sizeof tmp ? (size_t)k : sizeof tmp - 1);
+}
+
+/* ------------------------------------------------------------------ jobs */
+enum { FIN_NONE = 0, FIN_EOS, FIN_LENGTH, FIN_CANCEL, FIN_ERROR };
+
+typedef struct job job;
+struct job {
+    /* the request: written by the HTTP thread before queueing, then read-only */
+    int32_t *prompt;
+    int64_t n_prompt;
+    int32_t max_new;
+    plm_sampling sp;
+    int ignore_eos;
+    int logprobs, top;   /* keep the produced tokens' log-probabilities, top alternatives */
+    int echo;            /* score the prompt first (prompt log-probabilities) */
+    /* engine thread only */
+    int64_t gen_id;
+    int in_gen;
+    /* shared, under server.mu */
+    int32_t *tok;
+    float *lp, *top_lp;
+    int32_t *top_id;
+    int64_t n_tok, cap_tok;
+    float *plp, *ptop_lp; /* [n_prompt], [n_prompt * top]: prompt log-probabilities (echo) */
+    int32_t *ptop_id;
+    int echo_done;
+    int done, fin, cancel;
+    char err[512];
+    int refs;
+    double t_submit, t_first;
+    job *next;
+};
+
+typedef struct {
+    /* set up before the threads start, then read-only */
+    plm_model *m;
+    plm_ctx *c;
+    plm_tokenizer *tok;
+    const plm_model_info *info;
+    int chat_kind;
+    char name[256];
+    const char *api_key;
+    int64_t max_len, max_queue, budget;
+    int32_t stop_id;   /* the tokenizer's eos id when the model's eos ids lack it, else -1 */
+    long created;
+    /* engine thread only */
+    plm_generator *g;
+    job **act;
+    int n_act, cap_act;
+    plm_state **pool;
+    int n_pool;
+    /* shared, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_engine, cv_http;
+    job *inq, *inq_tail;
+    int stop;
+    int64_t inflight;  /* queued or running jobs */
+    int64_t running;   /* jobs holding a generator slot or being scored */
+    int64_t waiting;   /* queued, not yet holding one */
+    int32_t slots;
+    int64_t n_requests, n_errors, n_prompt_tok, n_gen_tok, n_steps, n_ttft;
+    double step_sum, step_last, ttft_sum, rate, rate_t0;
+    int64_t rate_n0;
+} server;
+
+static double now_s(void) { return cli_now(); }
+
+static plm_status fail_nomem(plm_error *err) {
+    if (err) {
+        err->code = PLM_ERR_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return PLM_ERR_NOMEM;
+}
+
+static void job_unref_locked(job *j) {
+    if (--j->refs > 0) return;
+    free(j->prompt);
+    free(j->tok); free(j->lp); free(j->top_lp); free(j->top_id);
+    free(j->plp); free(j->ptop_lp); free(j->ptop_id);
+    free(j);
+}
+
+/* ------------------------------------------------------------------ the engine thread */
+/* copies the generator's new tokens of j into the job; finishes it when the generator did */
+static void publish_locked(server *s, job *j) {
+    const int32_t *t;
+    int64_t n;
+    plm_gen_state st = plm_generator_result(s->g, j->gen_id, &t, &n);
+    if (n > j->n_tok) {
+        if (n > j->cap_tok) {
+            int64_t c = j->cap_tok ? j->cap_tok * 2 : 64;
+            while (c < n) c *= 2;
+            int32_t *a = realloc(j->tok, (size_t)c * sizeof *a);
+            if (a) j->tok = a;
+            int ok = a != NULL;
+            if (j->logprobs) {
+                float *b = realloc(j->lp, (size_t)c * sizeof *b);
+                if (b) j->lp = b;
+                float *d = realloc(j->top_lp, (size_t)(c * (j->top + 1)) * sizeof *d);
+                if (d) j->top_lp = d;
+                int32_t *e = realloc(j->top_id, (size_t)(c * (j->top + 1)) * sizeof *e);
+                if (e) j->top_id = e;
+                ok = ok && b && d && e;
+            }
+            if (!ok) {
+                snprintf(j->err, sizeof j->err, "out of memory");
+                j->fin = FIN_ERROR;
+                return;
+            }
+            j->cap_tok = c;
+        }
+        const float *lp, *tl;
+        const int32_t *ti;
+        int k = j->logprobs ? plm_generator_logprobs(s->g, j->gen_id, &lp, &ti, &tl) : -1;
+        for (int64_t i = j->n_tok; i < n; i++) {
+            j->tok[i] = t[i];
+            if (k >= 0) {
+                j->lp[i] = lp[i];
+                memcpy(j->top_lp + i * j->top, tl + i * k, (size_t)j->top * sizeof *tl);
+                memcpy(j->top_id + i * j->top, ti + i * k, (size_t)j->top * sizeof *ti);
+            }
+        }
+        if (j->n_tok == 0) {
+            j->t_first = now_s();
+            s->ttft_sum += j->t_first - j->t_submit;
+            s->n_ttft++;
+        }
+        int64_t from = j->n_tok;
+        j->n_tok = n;
+        s->n_gen_tok += n - from;
+        for (int64_t i = from; s->stop_id >= 0 && !j->ignore_eos && i < n; i++)
+            if (t[i] == s->stop_id) { /* the tokenizer's end-of-sequence token stops like the model's */
+                j->n_tok = i + 1;
+                j->fin = FIN_EOS;
+                break;
+            }
+    }
+    if (!j->fin && st == PLM_GEN_DONE_EOS) j->fin = FIN_EOS;
+    if (!j->fin && st == PLM_GEN_DONE_LENGTH) j->fin = FIN_LENGTH;
+    if (!j->fin && st == PLM_GEN_CANCELLED) j->fin = FIN_CANCEL;
+}
+
+static void finish_locked(server *s, job *j, int fin) {
+    if (!j->fin) j->fin = fin;
+    j->done = 1;
+    s->inflight--;
+    job_unref_locked(j);
+}
+
+/* Scores the prompts of jobs js[0..n) in packed steps (each from a fresh state): prompt token i's
+ * log-probability given its prefix, and its top alternatives. */
+typedef struct {
+    job **rj;     /* per row */
+    int64_t *rpos;
+} top_ctx;
+
+static void row_top(job *j, int64_t pos, const float *x, int64_t V) {
+    float mx = -INFINITY;
+    for (int64_t v = 0; v < V; v++) mx = x[v] > mx ? x[v] : mx;
+    double sum = 0;
+    for (int64_t v = 0; v < V; v++) sum += exp((double)x[v] - mx);
+    const double lse = mx + log(sum);
+    float *tl = j->ptop_lp + pos * j->top;
+    int32_t *ti = j->ptop_id + pos * j->top;
+    int n = 0;
+    for (int64_t v = 0; v < V; v++) {
+        if (n == j->top && !(x[v] > tl[n - 1])) continue;
+        int k = n < j->top ? n++ : n - 1;
+        while (k > 0 && x[v] > tl[k - 1]) tl[k] = tl[k - 1], ti[k] = ti[k - 1], k--;
+        tl[k] = x[v], ti[k] = (int32_t)v;
+    }
+    for (int k = 0; k < n; k++) tl[k] = (float)(tl[k] - lse);
+}
+
+typedef struct {
+    top_ctx tc;
+    int64_t V;
+} rows_user;
+
+static int on_rows_v(void *user, int32_t first, int32_t n, const float *block) {
+    rows_user *u = user;
+    for (int32_t r = 0; r < n; r++)
+        row_top(u->tc.rj[first + r], u->tc.rpos[first + r], block + (int64_t)r * u->V, u->V);
+    return 0;
+}
+
+static plm_status score_jobs(server *s, job **js, int n, plm_error *err) {
+    plm_status st = PLM_OK;
+    if (n > s->n_pool) {
+        plm_state **p = realloc(s->pool, (size_t)n * sizeof *p);
+        if (!p) return fail_nomem(err);
+        s->pool = p;
+        for (; s->n_pool < n; s->n_pool++)
+            if ((st = plm_state_new_on(&s->pool[s->n_pool], s->c, err))) return st;
+    }
+    int64_t *lens = malloc((size_t)n * sizeof *lens), total = 0;
+    if (!lens) return fail_nomem(err);
+    for (int i = 0; i < n; i++) {
+        lens[i] = js[i]->n_prompt;
+        total += lens[i];
+        plm_state_reset(s->pool[i]);
+    }
+    const int64_t cap = s->budget > 0 && s->budget < total ? s->budget : total;
+    plm_piece *pc = malloc((size_t)(n + 1) * sizeof *pc);
+    int32_t *tok = malloc((size_t)cap * sizeof *tok), *tgt = malloc((size_t)cap * sizeof *tgt);
+    int32_t *cu = malloc((size_t)(n + 2) * sizeof *cu), *rows = malloc((size_t)cap * sizeof *rows);
+    float *lp = malloc((size_t)cap * sizeof *lp);
+    plm_state **sst = malloc((size_t)(n + 1) * sizeof *sst);
+    rows_user ru = {{malloc((size_t)cap * sizeof(job *)), malloc((size_t)cap * sizeof(int64_t))}, s->info->vocab_size};
+    if (!pc || !tok || !tgt || !cu || !rows || !lp || !sst || !ru.tc.rj || !ru.tc.rpos) st = fail_nomem(err);
+    int32_t cs = 0;
+    int64_t co = 0;
+    while (!st) {
+        int32_t np = plm_plan_next(pc, n + 1, lens, n, &cs, &co, s->budget);
+        if (!np) break;
+        int32_t T = 0, nr = 0;
+        cu[0] = 0;
+        for (int p = 0; p < np; p++) {
+            job *j = js[pc[p].seq];
+            for (int64_t q = pc[p].offset; q < pc[p].offset + pc[p].len; q++) {
+                tok[T] = j->prompt[q];
+                tgt[T] = q + 1 < j->n_prompt ? j->prompt[q + 1] : -1;
+                if (j->top > 0 && q + 1 < j->n_prompt) {
+                    rows[nr] = T;
+                    ru.tc.rj[nr] = j;
+                    ru.tc.rpos[nr++] = q + 1;
+                }
+                T++;
+            }
+            cu[p + 1] = T;
+            sst[p] = s->pool[pc[p].seq];
+        }
+        plm_step step = {T, tok, NULL, np, cu, sst};
+        plm_outputs out;
+        memset(&out, 0, sizeof out);
+        out.target = tgt;
+        out.logprob = lp;
+        if (nr) {
+            out.rows = rows;
+            out.n_rows = nr;
+            out.logits_cb = on_rows_v;
+            out.cb_user = &ru;
+        }
+        if ((st = plm_step_run(s->c, &step, &out, err))) break;
+        T = 0;
+        for (int p = 0; p < np; p++) {
+            job *j = js[pc[p].seq];
+            for (int64_t q = pc[p].offset; q < pc[p].offset + pc[p].len; q++, T++)
+                if (q + 1 < j->n_prompt) j->plp[q + 1] = lp[T];
+        }
+    }
+    free(lens); free(pc); free(tok); free(tgt); free(cu); free(rows); free(lp); free(sst);
+    free(ru.tc.rj); free(ru.tc.rpos);
+    return st;
+}
+
+static int act_push(server *s, job *j) {
+    if (s->n_act == s->cap_act) {
+        int c = s->cap_act ? s->cap_act * 2 : 64;
+        job **a = realloc(s->act, (size_t)c * sizeof *a);
+        if (!a) return 1;
+        s->act = a;
+        s->cap_act = c;
+    }
+    s->act[s->n_act++] = j;
+    return 0;
+}
+
+static void *engine_main(void *arg) {
+    server *s = arg;
+    plm_error err = {0};
+    job **fresh = NULL, **echo = NULL;
+    int cap_fresh = 0;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && !s->inq && s->n_act == 0) pthread_cond_wait(&s->cv_engine, &s->mu);
+        if (s->stop) break;
+        /* take the new jobs */
+        int nf = 0;
+        for (job *j = s->inq; j; j = j->next) nf++;
+        if (nf > cap_fresh) {
+            job **a = realloc(fresh, (size_t)nf * sizeof *a), **b = realloc(echo, (size_t)nf * sizeof *b);
+            if (a) fresh = a;
+            if (b) echo = b;
+            if (!a || !b) { /* answer them all with an error rather than lose them */
+                for (job *j = s->inq, *nx; j; j = nx) {
+                    nx = j->next;
+                    snprintf(j->err, sizeof j->err, "out of memory");
+                    finish_locked(s, j, FIN_ERROR);
+                }
+                s->inq = s->inq_tail = NULL;
+                nf = 0;
+            } else {
+                cap_fresh = nf;
+            }
+        }
+        nf = 0;
+        for (job *j = s->inq; j; j = j->next) fresh[nf++] = j;
+        s->inq = s->inq_tail = NULL;
+        /* cancellations: the slot is free before the next step */
+        for (int i = 0; i < s->n_act; i++)
+            if (s->act[i]->cancel) plm_generator_cancel(s->g, s->act[i]->gen_id, NULL);
+        pthread_mutex_unlock(&s->mu);
+
+        /* prompts to score first (echo), then everything joins the generator */
+        int ne = 0;
+        for (int i = 0; i < nf; i++)
+            if (fresh[i]->echo && !fresh[i]->cancel) echo[ne++] = fresh[i];
+        plm_status est = ne ? score_jobs(s, echo, ne, &err) : PLM_OK;
+        for (int i = 0; i < nf; i++) {
+            job *j = fresh[i];
+            if (j->echo && est) {
+                snprintf(j->err, sizeof j->err, "%s", err.msg);
+                j->fin = FIN_ERROR;
+            }
+            if (j->fin || j->cancel || j->max_new == 0) continue;
+            plm_request rq = {j->prompt, j->n_prompt, j->max_new, j->sp, 0, j->ignore_eos, j->logprobs, j->top};
+            if (plm_generator_add(s->g, &j->gen_id, &rq, &err) || act_push(s, j)) {
+                snprintf(j->err, sizeof j->err, "%s", err.msg);
+                j->fin = FIN_ERROR;
+                if (j->gen_id >= 0) plm_generator_release(s->g, j->gen_id);
+                continue;
+            }
+            j->in_gen = 1;
+        }
+        /* one packed step */
+        plm_gen_step_info inf = {0};
+        double t0 = now_s(), dt = 0;
+        plm_status st = PLM_OK;
+        if (plm_generator_pending(s->g) > 0) {
+            st = plm_generator_step(s->g, &inf, &err);
+            dt = now_s() - t0;
+        }
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < nf; i++) {
+            job *j = fresh[i];
+            j->echo_done = 1;
+            if (!j->in_gen) finish_locked(s, j, j->cancel ? FIN_CANCEL : FIN_LENGTH);
+        }
+        int k = 0;
+        int64_t running = 0, waiting = 0;
+        for (int i = 0; i < s->n_act; i++) {
+            job *j = s->act[i];
+            if (st) {
+                snprintf(j->err, sizeof j->err, "%s", err.msg);
+                j->fin = FIN_ERROR;
+            } else {
+                publish_locked(s, j);
+            }
+            if (j->fin) {
+                plm_generator_release(s->g, j->gen_id);
+                finish_locked(s, j, j->fin);
+                continue;
+            }
+            plm_gen_state gs = plm_generator_result(s->g, j->gen_id, NULL, NULL);
+            if (gs == PLM_GEN_WAITING) waiting++;
+            else running++;
+            s->act[k++] = j;
+        }
+        s->n_act = k;
+        s->running = running;
+        s->waiting = waiting;
+        s->slots = plm_generator_slots(s->g);
+        s->n_prompt_tok += inf.prompt_tokens;
+        if (inf.n_tokens) {
+            s->n_steps++;
+            s->step_sum += dt;
+            s->step_last = dt;
+        }
+        double tn = now_s();
+        if (tn - s->rate_t0 >= 2.0) {
+            s->rate = (double)(s->n_gen_tok - s->rate_n0) / (tn - s->rate_t0);
+            s->rate_t0 = tn;
+            s->rate_n0 = s->n_gen_tok;
+        }
+        pthread_cond_broadcast(&s->cv_http);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(fresh);
+    free(echo);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ HTTP side */
+typedef struct {
+    size_t sent;     /* bytes of text already streamed */
+    int64_t sent_tok;/* tokens whose log-probabilities were streamed */
+    int64_t sent_ids;/* tokens whose ids were streamed */
+    int stopped;     /* a stop string was found: text ends at cut */
+    size_t cut;
+    int final;       /* finish_reason sent */
+    int head;        /* chat: role chunk / completions: echo chunk sent */
+} jview;
+
+typedef struct {
+    server *s;
+    sbuf body;
+    int too_big;
+    int fd;
+    /* the generation being served */
+    int chat;        /* 0: completions, 1: chat */
+    job *jobs[MAX_PROMPTS];
+    char *ptext[MAX_PROMPTS]; /* prompt as text (echo), malloc'ed */
+    jview v[MAX_PROMPTS];
+    int n_jobs;
+    int stream, echo, logprobs, top, include_usage, return_ids;
+    char *stop[MAX_STOP];
+    size_t max_stop;
+    int n_stop;
+    char id[48];
+    long created;
+    sbuf out;        /* SSE bytes not yet handed to MHD */
+    size_t out_off;
+    int ended;
+} conn;
+
+static void conn_free(conn *c) {
+    server *s = c->s;
+    pthread_mutex_lock(&s->mu);
+    int wake = 0;
+    for (int i = 0; i < c->n_jobs; i++) {
+        if (!c->jobs[i]->done) {
+            c->jobs[i]->cancel = 1;
+            wake = 1;
+        }
+        job_unref_locked(c->jobs[i]);
+    }
+    if (wake) pthread_cond_signal(&s->cv_engine);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < c->n_jobs; i++) free(c->ptext[i]);
+    for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
+    free(c->body.p);
+    free(c->out.p);
+    free(c);
+}
+
+static enum MHD_Result reply(struct MHD_Connection *mc, unsigned status, const char *type, char *text) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    enum MHD_Result ret = MHD_queue_response(mc, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result reply_json(conn *c, struct MHD_Connection *mc, unsigned status, cJSON *o) {
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    if (!t) return MHD_NO;
+    return reply(mc, status, "application/json", t);
+}
+
+static enum MHD_Result reply_error(conn *c, struct MHD_Connection *mc, unsigned status, const char *code,
+                                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static enum MHD_Result reply_error(conn *c, struct MHD_Connection *mc, unsigned status, const char *code,
+                                   const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&c->s->mu);
+    c->s->n_errors++;
+    pthread_mutex_unlock(&c->s->mu);
+    const char *type = status == 401 ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 429 ? "rate_limit_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    return reply_json(c, mc, status, o);
+}
+
+/* peer closed its side (a disconnecting client) */
+static int peer_gone(int fd) {
+    if (fd < 0) return 0;
+    char ch;
+    ssize_t r = recv(fd, &ch, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (r == 0) return 1;
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return 1;
+    return 0;
+}
+
+/* ---- request fields: absent or null keeps the default; a wrong type or range is an error (1) */
+static int f_num(cJSON *o, const char *k, double lo, double hi, double *out, char *why, size_t wl) {
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= lo && x->valuedouble <= hi)) {
+        snprintf(why, wl, "'%s' must be a number in [%g, %g]", k, lo, hi);
+        return 1;
+    }
+    *out = x->valuedouble;
+    return 0;
+}
+static int f_int(cJSON *o, const char *k, double lo, double hi, int64_t *out, char *why, size_t wl) {
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || !(x->valuedouble >= lo && x->valuedouble <= hi)) {
+        snprintf(why, wl, "'%s' must be an integer in [%.0f, %.0f]", k, lo, hi);
+        return 1;
+    }
+    *out = (int64_t)x->valuedouble;
+    return 0;
+}
+static int f_bool(cJSON *o, const char *k, int *out, char *why, size_t wl) {
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!x || cJSON_IsNull(x)) return 0;
+    if (!cJSON_IsBool(x)) {
+        snprintf(why, wl, "'%s' must be a boolean", k);
+        return 1;
+    }
+    *out = cJSON_IsTrue(x);
+    return 0;
+}
+
+/* ids of one prompt (a string or an array of token ids): malloc'ed; NULL with why */
+static int32_t *prompt_ids(server *s, cJSON *p, int64_t *n, char **text, int idx, char *why, size_t wl) {
+    *n = 0;
+    *text = NULL;
+    const int32_t V = s->info->vocab_size;
+    if (cJSON_IsString(p)) {
+        if (!s->tok) {
+            snprintf(why, wl, "this server has no tokenizer: send prompts as token ids");
+            return NULL;
+        }
+        int32_t *ids = NULL;
+        size_t k = 0;
+        plm_error err = {0};
+        if (plm_tokenizer_encode(s->tok, p->valuestring, strlen(p->valuestring), &ids, &k, &err)) {
+            snprintf(why, wl, "prompt %d: %s", idx, err.msg);
+            return NULL;
+        }
+        for (size_t i = 0; i < k; i++)
+            if (ids[i] < 0 || ids[i] >= V) {
+                snprintf(why, wl, "prompt %d: token %d at index %zu is outside the model's vocabulary [0, %d)", idx,
+                         ids[i], i, V);
+                free(ids);
+                return NULL;
+            }
+        *n = (int64_t)k;
+        *text = strdup(p->valuestring);
+        return ids;
+    }
+    if (!cJSON_IsArray(p)) {
+        snprintf(why, wl, "'prompt' must be a string, an array of token ids or an array of either");
+        return NULL;
+    }
+    int k = cJSON_GetArraySize(p);
+    int32_t *ids = malloc((size_t)(k ? k : 1) * sizeof *ids);
+    if (!ids) {
+        snprintf(why, wl, "out of memory");
+        return NULL;
+    }
+    int i = 0;
+    for (cJSON *x = p->child; x; x = x->next, i++) {
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble)) {
+            snprintf(why, wl, "prompt %d: element %d is not an integer token id", idx, i);
+            free(ids);
+            return NULL;
+        }
+        if (!(x->valuedouble >= 0 && x->valuedouble < V)) {
+            snprintf(why, wl, "prompt %d: token id %.0f at index %d is outside the vocabulary [0, %d)", idx,
+                     x->valuedouble, i, V);
+            free(ids);
+            return NULL;
+        }
+        ids[i] = (int32_t)x->valuedouble;
+    }
+    *n = k;
+    return ids;
+}
+
+/* the text of the ids, or a placeholder without a tokenizer */
+static char *decode(server *s, const int32_t *ids, int64_t n) {
+    char *t = NULL;
+    plm_error err = {0};
+    if (s->tok && n > 0 && !plm_tokenizer_decode(s->tok, ids, (size_t)n, &t, NULL, &err)) return t;
+    return strdup("");
+}
+
+static char *token_str(server *s, int32_t id) {
+    if (!s->tok) {
+        char b[32];
+        snprintf(b, sizeof b, "token_id:%d", id);
+        return strdup(b);
+    }
+    return decode(s, &id, 1);
+}
+
+/* A snapshot of a job, copied under the lock. */
+typedef struct {
+    int32_t *tok;
+    float *lp, *top_lp;
+    int32_t *top_id;
+    int64_t n;
+    int done, fin, echo_done;
+    char err[512];
+} snap;
+
+static void snap_free(snap *p) {
+    free(p->tok); free(p->lp); free(p->top_lp); free(p->top_id);
+    memset(p, 0, sizeof *p);
+}
+
+static void take_snap_locked(job *j, snap *p) {
+    snap_free(p);
+    p->n = j->n_tok;
+    p->done = j->done;
+    p->fin = j->fin;
+    p->echo_done = j->echo_done;
+    snprintf(p->err, sizeof p->err, "%s", j->err);
+    size_t n = (size_t)(p->n ? p->n : 1);
+    p->tok = malloc(n * sizeof *p->tok);
+    if (p->tok && p->n) memcpy(p->tok, j->tok, (size_t)p->n * sizeof *p->tok);
+    if (j->logprobs) {
+        p->lp = malloc(n * sizeof *p->lp);
+        p->top_lp = malloc(n * (size_t)(j->top + 1) * sizeof *p->top_lp);
+        p->top_id = malloc(n * (size_t)(j->top + 1) * sizeof *p->top_id);
+        if (p->lp && p->top_lp && p->top_id && p->n) {
+            memcpy(p->lp, j->lp, (size_t)p->n * sizeof *p->lp);
+            memcpy(p->top_lp, j->top_lp, (size_t)(p->n * j->top) * sizeof *p->top_lp);
+            memcpy(p->top_id, j->top_id, (size_t)(p->n * j->top) * sizeof *p->top_id);
+        }
+    }
+}
+
+/* The generated text of a job so far: tokens decoded (a final end-of-sequence token left out), cut
+ * at the first stop string. *safe = bytes that can be streamed now (text that no later token or
+ * stop string can change). Returns the malloc'ed text. */
+static char *job_text(conn *c, int i, const snap *p, size_t *len, size_t *safe) {
+    server *s = c->s;
+    int64_t n = p->n;
+    if (p->fin == FIN_EOS && n > 0) n--;
+    char *t = decode(s, p->tok, n);
+    size_t L = t ? strlen(t) : 0;
+    jview *v = &c->v[i];
+    if (!v->stopped)
+        for (int k = 0; k < c->n_stop; k++) {
+            char *f = t ? strstr(t, c->stop[k]) : NULL;
+            if (f && (!v->stopped || (size_t)(f - t) < v->cut)) {
+                v->stopped = 1;
+                v->cut = (size_t)(f - t);
+            }
+        }
+    if (v->stopped && v->cut < L) L = v->cut;
+    if (t) t[L] = 0;
+    size_t sf = L;
+    if (!v->stopped && !p->done) {
+        while (sf >= 3 && !memcmp(t + sf - 3, "\xEF\xBF\xBD", 3)) sf -= 3; /* an unfinished character */
+        size_t hold = c->max_stop > 0 ? c->max_stop - 1 : 0;
+        sf = sf > hold ? sf - hold : 0;
+        while (sf > 0 && ((unsigned char)t[sf] & 0xC0) == 0x80) sf--;
+    }
+    *len = L;
+    *safe = sf;
+    return t;
+}
+
+static const char *fin_reason(const snap *p, const jview *v) {
+    if (v->stopped || p->fin == FIN_EOS) return "stop";
+    return "length";
+}
+
+/* OpenAI completions logprobs object for tokens [a, b) of the job, prompt tokens first with echo */
+static cJSON *completion_logprobs(conn *c, int i, const snap *p, int64_t a, int64_t b, int with_prompt, size_t *off) {
+    server *s = c->s;
+    job *j = c->jobs[i];
+    cJSON *o = cJSON_CreateObject();
+    cJSON *toks = cJSON_AddArrayToObject(o, "tokens"), *tlp = cJSON_AddArrayToObject(o, "token_logprobs");
+    cJSON *top = cJSON_AddArrayToObject(o, "top_logprobs"), *to = cJSON_AddArrayToObject(o, "text_offset");
+    for (int pass = with_prompt ? 0 : 1; pass < 2; pass++) {
+        int64_t from = pass ? a : 0, to_ = pass ? b : j->n_prompt;
+        for (int64_t q = from; q < to_; q++) {
+            int32_t id = pass ? p->tok[q] : j->prompt[q];
+            char *ts = token_str(s, id);
+            cJSON_AddItemToArray(toks, cJSON_CreateString(ts ? ts : ""));
+            cJSON_AddItemToArray(to, cJSON_CreateNumber((double)*off));
+            *off += ts ? strlen(ts) : 0;
+            free(ts);
+            float l = pass ? p->lp[q] : j->plp[q];
+            if (!pass && q == 0) {
+                cJSON_AddItemToArray(tlp, cJSON_CreateNull());
+                cJSON_AddItemToArray(top, cJSON_CreateNull());
+                continue;
+            }
+            cJSON_AddItemToArray(tlp, isfinite(l) ? cJSON_CreateNumber(l) : cJSON_CreateNumber(-9999.0));
+            cJSON *d = cJSON_CreateObject();
+            for (int k = 0; k < c->top; k++) {
+                int32_t tid = pass ? p->top_id[q * j->top + k] : j->ptop_id[q * j->top + k];
+                float tl = pass ? p->top_lp[q * j->top + k] : j->ptop_lp[q * j->top + k];
+                char *tn = token_str(s, tid);
+                if (tn && !cJSON_GetObjectItemCaseSensitive(d, tn)) cJSON_AddNumberToObject(d, tn, tl);
+                free(tn);
+            }
+            cJSON_AddItemToArray(top, d);
+        }
+    }
+    return o;
+}
+
+/* chat logprobs: {"content": [{token, logprob, bytes, top_logprobs: [...]}]} for tokens [a, b) */
+static cJSON *chat_logprobs(conn *c, int i, const snap *p, int64_t a, int64_t b) {
+    server *s = c->s;
+    cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "content");
+    for (int64_t q = a; q < b; q++) {
+        cJSON *e = cJSON_CreateObject();
+        char *ts = token_str(s, p->tok[q]);
+        cJSON_AddStringToObject(e, "token", ts ? ts : "");
+        cJSON_AddNumberToObject(e, "logprob", p->lp[q]);
+        cJSON *by = cJSON_AddArrayToObject(e, "bytes");
+        for (const unsigned char *u = (const unsigned char *)ts; u && *u; u++) cJSON_AddItemToArray(by, cJSON_CreateNumber(*u));
+        free(ts);
+        cJSON *tl = cJSON_AddArrayToObject(e, "top_logprobs");
+        for (int k = 0; k < c->top; k++) {
+            cJSON *x = cJSON_CreateObject();
+            char *tn = token_str(s, p->top_id[q * c->jobs[i]->top + k]);
+            cJSON_AddStringToObject(x, "token", tn ? tn : "");
+            cJSON_AddNumberToObject(x, "logprob", p->top_lp[q * c->jobs[i]->top + k]);
+            cJSON *bb = cJSON_AddArrayToObject(x, "bytes");
+            for (const unsigned char *u = (const unsigned char *)tn; u && *u; u++) cJSON_AddItemToArray(bb, cJSON_CreateNumber(*u));
+            free(tn);
+            cJSON_AddItemToArray(tl, x);
+        }
+        cJSON_AddItemToArray(arr, e);
+    }
+    return o;
+}
+
+static void add_usage(conn *c, cJSON *o, const snap *ps) {
+    int64_t pt = 0, ct = 0;
+    for (int i = 0; i < c->n_jobs; i++) {
+        pt += c->jobs[i]->n_prompt;
+        ct += ps[i].n;
+    }
+    cJSON *u = cJSON_AddObjectToObject(o, "usage");
+    cJSON_AddNumberToObject(u, "prompt_tokens", (double)pt);
+    cJSON_AddNumberToObject(u, "completion_tokens", (double)ct);
+    cJSON_AddNumberToObject(u, "total_tokens", (double)(pt + ct));
+}
+
+static cJSON *ids_array(const int32_t *t, int64_t n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(t[i]));
+    return a;
+}
+
+static cJSON *envelope(conn *c, const char *object) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", c->id);
+    cJSON_AddStringToObject(o, "object", object);
+    cJSON_AddNumberToObject(o, "created", (double)c->created);
+    cJSON_AddStringToObject(o, "model", c->s->name);
+    return o;
+}
+
+/* marks jobs whose text reached a stop string for cancellation; snapshots all; 1 when all are done */
+static int refresh(conn *c, snap *ps) {
+    server *s = c->s;
+    pthread_mutex_lock(&s->mu);
+    int all = 1;
+    for (int i = 0; i < c->n_jobs; i++) {
+        take_snap_locked(c->jobs[i], &ps[i]);
+        all &= ps[i].done;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (c->n_stop) {
+        int wake = 0;
+        for (int i = 0; i < c->n_jobs; i++) {
+            if (c->v[i].stopped || ps[i].done) continue;
+            size_t L, sf;
+            free(job_text(c, i, &ps[i], &L, &sf));
+            if (c->v[i].stopped) wake = 1;
+        }
+        if (wake) {
+            pthread_mutex_lock(&s->mu);
+            for (int i = 0; i < c->n_jobs; i++)
+                if (c->v[i].stopped && !c->jobs[i]->done) c->jobs[i]->cancel = 1;
+            pthread_cond_signal(&s->cv_engine);
+            pthread_mutex_unlock(&s->mu);
+        }
+    }
+    return all;
+}
+
+static void wait_progress(server *s, double secs) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(secs * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&s->mu);
+    pthread_cond_timedwait(&s->cv_http, &s->mu, &ts);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* the whole answer of a non-streaming request */
+static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
+    server *s = c->s;
+    snap ps[MAX_PROMPTS];
+    memset(ps, 0, sizeof ps);
+    for (;;) {
+        int all = refresh(c, ps);
+        int stopped_all = 1;
+        for (int i = 0; i < c->n_jobs; i++) stopped_all &= ps[i].done || c->v[i].stopped;
+        if (all) break;
+        (void)stopped_all;
+        if (peer_gone(c->fd)) {
+            for (int i = 0; i < c->n_jobs; i++) snap_free(&ps[i]);
+            return MHD_NO; /* the connection closes; the completion handler cancels the jobs */
+        }
+        wait_progress(s, 0.1);
+    }
+    for (int i = 0; i < c->n_jobs; i++)
+        if (ps[i].fin == FIN_ERROR) {
+            enum MHD_Result r = reply_error(c, mc, 500, "internal_error", "generation failed: %s", ps[i].err);
+            for (int k = 0; k < c->n_jobs; k++) snap_free(&ps[k]);
+            return r;
+        }
+    cJSON *o = envelope(c, c->chat ? "chat.completion" : "text_completion");
+    cJSON *ch = cJSON_AddArrayToObject(o, "choices");
+    for (int i = 0; i < c->n_jobs; i++) {
+        size_t L, sf;
+        char *t = job_text(c, i, &ps[i], &L, &sf);
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddNumberToObject(x, "index", i);
+        if (c->chat) {
+            cJSON *m = cJSON_AddObjectToObject(x, "message");
+            cJSON_AddStringToObject(m, "role", "assistant");
+            cJSON_AddStringToObject(m, "content", t ? t : "");
+            if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", chat_logprobs(c, i, &ps[i], 0, ps[i].n));
+            else cJSON_AddNullToObject(x, "logprobs");
+        } else {
+            sbuf full = {0};
+            if (c->echo) {
+                if (c->ptext[i]) sb_add(&full, c->ptext[i]);
+                else {
+                    char *pt = decode(s, c->jobs[i]->prompt, c->jobs[i]->n_prompt);
+                    sb_add(&full, pt ? pt : "");
+                    free(pt);
+                }
+            }
+            sb_add(&full, t ? t : "");
+            cJSON_AddStringToObject(x, "text", full.p ? full.p : "");
+            free(full.p);
+            size_t off = 0;
+            if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", completion_logprobs(c, i, &ps[i], 0, ps[i].n, c->echo, &off));
+            else cJSON_AddNullToObject(x, "logprobs");
+        }
+        cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], &c->v[i]));
+        cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok, ps[i].n));
+        if (c->echo) cJSON_AddItemToObject(x, "prompt_token_ids", ids_array(c->jobs[i]->prompt, c->jobs[i]->n_prompt));
+        cJSON_AddItemToArray(ch, x);
+        free(t);
+    }
+    add_usage(c, o, ps);
+    for (int i = 0; i < c->n_jobs; i++) snap_free(&ps[i]);
+    return reply_json(c, mc, 200, o);
+}
+
+static void sse(conn *c, cJSON *o) {
+    char *t = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    sb_add(&c->out, "data: ");
+    sb_add(&c->out, t ? t : "{}");
+    sb_add(&c->out, "\n\n");
+    free(t);
+}
+
+/* builds the SSE events for what happened since the last call; 1 when the stream is complete */
+static int stream_events(conn *c) {
+    server *s = c->s;
+    snap ps[MAX_PROMPTS];
+    memset(ps, 0, sizeof ps);
+    int all = refresh(c, ps), complete = 1;
+    for (int i = 0; i < c->n_jobs; i++) {
+        jview *v = &c->v[i];
+        job *j = c->jobs[i];
+        if (v->final) continue;
+        if (ps[i].fin == FIN_ERROR) {
+            cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+            cJSON_AddStringToObject(e, "message", ps[i].err);
+            cJSON_AddStringToObject(e, "type", "server_error");
+            cJSON_AddStringToObject(e, "code", "internal_error");
+            sse(c, o);
+            v->final = 1;
+            continue;
+        }
+        if (!v->head) { /* chat: the role; completions with echo: the prompt (and its log-probabilities) */
+            if (c->chat) {
+                cJSON *o = envelope(c, "chat.completion.chunk"), *ch = cJSON_AddArrayToObject(o, "choices");
+                cJSON *x = cJSON_CreateObject(), *d = cJSON_AddObjectToObject(x, "delta");
+                cJSON_AddNumberToObject(x, "index", i);
+                cJSON_AddStringToObject(d, "role", "assistant");
+                cJSON_AddStringToObject(d, "content", "");
+                cJSON_AddNullToObject(x, "logprobs");
+                cJSON_AddNullToObject(x, "finish_reason");
+                cJSON_AddItemToArray(ch, x);
+                sse(c, o);
+                v->head = 1;
+            } else if (!c->echo) {
+                v->head = 1;
+            } else if (ps[i].echo_done) {
+                cJSON *o = envelope(c, "text_completion"), *ch = cJSON_AddArrayToObject(o, "choices");
+                cJSON *x = cJSON_CreateObject();
+                cJSON_AddNumberToObject(x, "index", i);
+                char *pt = c->ptext[i] ? strdup(c->ptext[i]) : decode(s, j->prompt, j->n_prompt);
+                cJSON_AddStringToObject(x, "text", pt ? pt : "");
+                free(pt);
+                size_t off = 0;
+                if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", completion_logprobs(c, i, &ps[i], 0, 0, 1, &off));
+                else cJSON_AddNullToObject(x, "logprobs");
+                cJSON_AddNullToObject(x, "finish_reason");
+                cJSON_AddItemToArray(ch, x);
+                sse(c, o);
+                v->head = 1;
+            } else {
+                complete = 0;
+                continue;
+            }
+        }
+        size_t L, sf;
+        char *t = job_text(c, i, &ps[i], &L, &sf);
+        int fin = ps[i].done || v->stopped;
+        size_t upto = fin ? L : sf;
+        int64_t ntok = ps[i].n;
+        if (upto > v->sent || ntok > v->sent_ids || fin) { /* an event per step that produced a token */
+            cJSON *o = envelope(c, c->chat ? "chat.completion.chunk" : "text_completion");
+            cJSON *ch = cJSON_AddArrayToObject(o, "choices"), *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "index", i);
+            char save = 0;
+            if (t) {
+                save = t[upto];
+                t[upto] = 0;
+            }
+            const char *piece = t ? t + (v->sent < upto ? v->sent : upto) : "";
+            if (c->chat) {
+                cJSON *d = cJSON_AddObjectToObject(x, "delta");
+                if (upto > v->sent) cJSON_AddStringToObject(d, "content", piece);
+            } else {
+                cJSON_AddStringToObject(x, "text", piece);
+            }
+            if (t) t[upto] = save;
+            if (c->logprobs && ntok > v->sent_tok) {
+                size_t off = v->sent;
+                cJSON_AddItemToObject(x, "logprobs", c->chat ? chat_logprobs(c, i, &ps[i], v->sent_tok, ntok)
+                                                             : completion_logprobs(c, i, &ps[i], v->sent_tok, ntok, 0, &off));
+                v->sent_tok = ntok;
+            } else {
+                cJSON_AddNullToObject(x, "logprobs");
+            }
+            if (fin) cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], v));
+            else cJSON_AddNullToObject(x, "finish_reason");
+            cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok + v->sent_ids, ntok - v->sent_ids));
+            v->sent_ids = ntok;
+            cJSON_AddItemToArray(ch, x);
+            sse(c, o);
+            if (upto > v->sent) v->sent = upto;
+            if (fin) v->final = 1;
+        }
+        free(t);
+        if (!v->final) complete = 0;
+    }
+    if (complete && all) {
+        if (c->include_usage) {
+            cJSON *o = envelope(c, c->chat ? "chat.completion.chunk" : "text_completion");
+            cJSON_AddArrayToObject(o, "choices");
+            add_usage(c, o, ps);
+            sse(c, o);
+        }
+        sb_add(&c->out, "data: [DONE]\n\n");
+    }
+    for (int i = 0; i < c->n_jobs; i++) snap_free(&ps[i]);
+    return complete && all;
+}
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max) {
+    conn *c = cls;
+    (void)pos;
+    for (;;) {
+        if (c->out.n > c->out_off) {
+            size_t k = c->out.n - c->out_off;
+            if (k > max) k = max;
+            memcpy(buf, c->out.p + c->out_off, k);
+            c->out_off += k;
+            if (c->out_off == c->out.n) c->out.n = c->out_off = 0;
+            return (ssize_t)k;
+        }
+        if (c->ended) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (c->out.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (stream_events(c)) {
+            c->ended = 1;
+            continue;
+        }
+        if (c->out.n > c->out_off) continue;
+        if (peer_gone(c->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
+        wait_progress(c->s, 0.1);
+    }
+}
+
+/* ---- the endpoints */
+static enum MHD_Result submit(conn *c, struct MHD_Connection *mc, int32_t **ids, const int64_t *n, int n_prompts,
+                             int32_t max_new, const plm_sampling *sp, int ignore_eos) {
+    server *s = c->s;
+    for (int i = 0; i < n_prompts; i++) {
+        job *j = calloc(1, sizeof *j);
+        if (j && c->echo && c->logprobs) {
+            j->plp = calloc((size_t)n[i], sizeof *j->plp);
+            j->ptop_lp = calloc((size_t)(n[i] * (c->top + 1)), sizeof *j->ptop_lp);
+            j->ptop_id = calloc((size_t)(n[i] * (c->top + 1)), sizeof *j->ptop_id);
+            if (!j->plp || !j->ptop_lp || !j->ptop_id) {
+                free(j->plp); free(j->ptop_lp); free(j->ptop_id); free(j);
+                j = NULL;
+            }
+        }
+        if (!j) {
+            for (int k = i; k < n_prompts; k++) free(ids[k]), ids[k] = NULL;
+            return reply_error(c, mc, 500, "out_of_memory", "out of memory");
+        }
+        j->prompt = ids[i];
+        ids[i] = NULL;
+        j->n_prompt = n[i];
+        j->max_new = max_new;
+        j->sp = *sp;
+        j->ignore_eos = ignore_eos;
+        j->logprobs = c->logprobs;
+        j->top = c->logprobs ? c->top : 0;
+        j->echo = c->echo && c->logprobs;
+        j->gen_id = -1;
+        j->refs = 2;
+        j->t_submit = now_s();
+        c->jobs[c->n_jobs++] = j;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (s->inflight + c->n_jobs > s->max_queue) {
+        int64_t q = s->inflight;
+        for (int i = 0; i < c->n_jobs; i++) {
+            c->jobs[i]->refs = 1;
+            job_unref_locked(c->jobs[i]);
+        }
+        c->n_jobs = 0;
+        pthread_mutex_unlock(&s->mu);
+        return reply_error(c, mc, 429, "queue_full",
+                           "the server is busy: %lld requests are queued or running (--max-queue %lld); retry later",
+                           (long long)q, (long long)s->max_queue);
+    }
+    for (int i = 0; i < c->n_jobs; i++) {
+        job *j = c->jobs[i];
+        if (s->inq_tail) s->inq_tail->next = j;
+        else s->inq = j;
+        s->inq_tail = j;
+    }
+    s->inflight += c->n_jobs;
+    s->n_requests++;
+    pthread_cond_signal(&s->cv_engine);
+    pthread_mutex_unlock(&s->mu);
+    if (!c->stream) return answer_full(c, mc);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_cb, c, NULL);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = MHD_queue_response(mc, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* sampling, limits, stop strings: the fields completions and chat share; 0 ok, else why is set */
+static int common_fields(conn *c, cJSON *req, int chat, int64_t *max_new, plm_sampling *sp, int *ignore_eos, char *why,
+                         size_t wl) {
+    server *s = c->s;
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
+    if (model && !cJSON_IsNull(model)) {
+        if (!cJSON_IsString(model)) return snprintf(why, wl, "'model' must be a string"), 1;
+        if (strcmp(model->valuestring, s->name))
+            return snprintf(why, wl, "model_not_found:the model '%s' does not exist; this server serves '%s'",
+                            model->valuestring, s->name), 1;
+    }
+    double temperature = 1.0, top_p = 1.0, pp = 0, fp = 0;
+    int64_t top_k = 0, seed = INT64_MIN, n = 1;
+    *max_new = chat ? -1 : 16;
+    int stream = 0;
+    if (f_num(req, "temperature", 0, 100, &temperature, why, wl) || f_num(req, "top_p", 0, 1, &top_p, why, wl) ||
+        f_int(req, "top_k", -1, 1 << 30, &top_k, why, wl) || f_int(req, "seed", -9.2e18, 9.2e18, &seed, why, wl) ||
+        f_int(req, "n", 1, 1 << 20, &n, why, wl) || f_int(req, "max_tokens", 0, 1 << 30, max_new, why, wl) ||
+        (chat && f_int(req, "max_completion_tokens", 0, 1 << 30, max_new, why, wl)) ||
+        f_bool(req, "stream", &stream, why, wl) || f_bool(req, "ignore_eos", ignore_eos, why, wl) ||
+        f_num(req, "presence_penalty", -2, 2, &pp, why, wl) || f_num(req, "frequency_penalty", -2, 2, &fp, why, wl))
+        return 1;
+    if (n != 1) return snprintf(why, wl, "'n' must be 1: packlm serve returns one choice per prompt"), 1;
+    if (pp != 0 || fp != 0) return snprintf(why, wl, "presence_penalty and frequency_penalty are not supported"), 1;
+    if (top_p <= 0) return snprintf(why, wl, "'top_p' must be in (0, 1]"), 1;
+    c->stream = stream;
+    cJSON *so = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so) || f_bool(so, "include_usage", &c->include_usage, why, wl))
+            return snprintf(why, wl, "'stream_options' must be an object like {\"include_usage\": true}"), 1;
+    }
+    cJSON *st = cJSON_GetObjectItemCaseSensitive(req, "stop");
+    if (st && !cJSON_IsNull(st)) {
+        if (cJSON_IsString(st)) {
+            if (*st->valuestring) c->stop[c->n_stop++] = strdup(st->valuestring);
+        } else if (cJSON_IsArray(st) && cJSON_GetArraySize(st) <= MAX_STOP) {
+            for (cJSON *x = st->child; x; x = x->next) {
+                if (!cJSON_IsString(x)) return snprintf(why, wl, "'stop' must be a string or an array of strings"), 1;
+                if (*x->valuestring) c->stop[c->n_stop++] = strdup(x->valuestring);
+            }
+        } else {
+            return snprintf(why, wl, "'stop' must be a string or an array of at most %d strings", MAX_STOP), 1;
+        }
+        for (int i = 0; i < c->n_stop; i++) {
+            if (!c->stop[i]) return snprintf(why, wl, "out of memory"), 1;
+            size_t l = strlen(c->stop[i]);
+            if (l > c->max_stop) c->max_stop = l;
+        }
+        if (c->n_stop && !s->tok) return snprintf(why, wl, "stop strings need a tokenizer"), 1;
+    }
+    static uint64_t counter = 0; /* a default seed per request (sampling without 'seed') */
+    uint64_t sd = seed != INT64_MIN ? (uint64_t)seed
+                                    : ((uint64_t)time(NULL) << 20) ^
+                                          __atomic_add_fetch(&counter, 0x9E3779B97F4A7C15ull, __ATOMIC_RELAXED);
+    *sp = (plm_sampling){(float)temperature, (int32_t)(top_k < 0 ? 0 : top_k), (float)top_p, sd};
+    return 0;
+}
+
+static enum MHD_Result bad(conn *c, struct MHD_Connection *mc, const char *why) {
+    if (!strncmp(why, "model_not_found:", 16)) return reply_error(c, mc, 400, "model_not_found", "%s", why + 16);
+    if (!strncmp(why, "context_length_exceeded:", 24))
+        return reply_error(c, mc, 400, "context_length_exceeded", "%s", why + 24);
+    return reply_error(c, mc, 400, "invalid_request", "%s", why);
+}
+
+/* the length check shared by both endpoints */
+static int check_len(conn *c, const int64_t *n, int k, int64_t *max_new, char *why, size_t wl) {
+    int64_t longest = 0;
+    for (int i = 0; i < k; i++) {
+        if (n[i] < 1) return snprintf(why, wl, "prompt %d is empty", i), 1;
+        if (n[i] > longest) longest = n[i];
+    }
+    if (*max_new < 0) *max_new = c->s->max_len - longest > 0 ? c->s->max_len - longest : 0;
+    if (longest + *max_new > c->s->max_len)
+        return snprintf(why, wl,
+                        "context_length_exceeded:this model's maximum context length is %lld tokens; the prompt holds "
+                        "%lld tokens and max_tokens asks for %lld more",
+                        (long long)c->s->max_len, (long long)longest, (long long)*max_new), 1;
+    if (*max_new > INT32_MAX) *max_new = INT32_MAX;
+    return 0;
+}
+
+static enum MHD_Result do_completions(conn *c, struct MHD_Connection *mc, cJSON *req) {
+    server *s = c->s;
+    char why[600] = "";
+    int64_t max_new, lp = -1;
+    plm_sampling sp;
+    int ignore_eos = 0;
+    if (common_fields(c, req, 0, &max_new, &sp, &ignore_eos, why, sizeof why) ||
+        f_bool(req, "echo", &c->echo, why, sizeof why) || f_int(req, "logprobs", 0, MAX_TOP, &lp, why, sizeof why))
+        return bad(c, mc, why);
+    c->logprobs = lp >= 0;
+    c->top = lp > 0 ? (int)lp : 0;
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+    if (!p) return bad(c, mc, "'prompt' is required");
+    cJSON *list[MAX_PROMPTS];
+    int k = 0;
+    /* a list of prompts: strings or arrays of ids; else one prompt */
+    if (cJSON_IsArray(p) && p->child && (cJSON_IsString(p->child) || cJSON_IsArray(p->child))) {
+        for (cJSON *x = p->child; x; x = x->next) {
+            if (k == MAX_PROMPTS) return reply_error(c, mc, 400, "invalid_request", "at most %d prompts per request", MAX_PROMPTS);
+            list[k++] = x;
+        }
+    } else {
+        list[k++] = p;
+    }
+    int32_t *ids[MAX_PROMPTS] = {0};
+    int64_t n[MAX_PROMPTS];
+    for (int i = 0; i < k; i++) {
+        ids[i] = prompt_ids(s, list[i], &n[i], &c->ptext[i], i, why, sizeof why);
+        if (!ids[i]) {
+            for (int q = 0; q < i; q++) free(ids[q]);
+            for (int q = 0; q <= i; q++) free(c->ptext[q]), c->ptext[q] = NULL;
+            return bad(c, mc, why);
+        }
+    }
+    if (check_len(c, n, k, &max_new, why, sizeof why)) {
+        for (int q = 0; q < k; q++) free(ids[q]), free(c->ptext[q]), c->ptext[q] = NULL;
+        return bad(c, mc, why);
+    }
+    snprintf(c->id, sizeof c->id, "cmpl-%llx%04x", (unsigned long long)(now_s() * 1e6), (unsigned)rand() & 0xffff);
+    c->created = (long)time(NULL);
+    return submit(c, mc, ids, n, k, (int32_t)max_new, &sp, ignore_eos);
+}
+
+/* messages -> the rendered prompt (malloc'ed), or NULL with why */
+static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
+    if (!s->chat_kind) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
+    cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "messages");
+    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) < 1)
+        return snprintf(why, wl, "'messages' must be a non-empty array"), NULL;
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+    if (tools && !cJSON_IsNull(tools) && !(cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0))
+        return snprintf(why, wl, "'tools' is not supported"), NULL;
+    int enable_thinking = -1;
+    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
+    if (kw && !cJSON_IsNull(kw)) {
+        if (!cJSON_IsObject(kw) || f_bool(kw, "enable_thinking", &enable_thinking, why, wl))
+            return snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}"), NULL;
+    }
+    int n = cJSON_GetArraySize(ms), i = 0;
+    chat_msg *m = calloc((size_t)n, sizeof *m);
+    char **owned = calloc((size_t)n, sizeof *owned);
+    char *out = NULL;
+    if (!m || !owned) {
+        snprintf(why, wl, "out of memory");
+        goto done;
+    }
+    for (cJSON *x = ms->child; x; x = x->next, i++) {
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role"), *ct = cJSON_GetObjectItemCaseSensitive(x, "content");
+        cJSON *rc = cJSON_GetObjectItemCaseSensitive(x, "reasoning_content");
+        if (!cJSON_IsObject(x) || !cJSON_IsString(r)) {
+            snprintf(why, wl, "messages[%d] must be an object with a string 'role'", i);
+            goto done;
+        }
+        if (strcmp(r->valuestring, "system") && strcmp(r->valuestring, "user") && strcmp(r->valuestring, "assistant") &&
+            strcmp(r->valuestring, "tool")) {
+            snprintf(why, wl, "messages[%d]: role '%s' is not one of system, user, assistant, tool", i, r->valuestring);
+            goto done;
+        }
+        if (cJSON_GetObjectItemCaseSensitive(x, "tool_calls")) {
+            snprintf(why, wl, "messages[%d]: tool_calls are not supported", i);
+            goto done;
+        }
+        m[i].role = r->valuestring;
+        if (cJSON_IsString(ct)) {
+            m[i].content = ct->valuestring;
+        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, concatenated */
+            sbuf b = {0};
+            sb_add(&b, "");
+            for (cJSON *pt = ct->child; pt; pt = pt->next) {
+                cJSON *ty = cJSON_GetObjectItemCaseSensitive(pt, "type"), *tx = cJSON_GetObjectItemCaseSensitive(pt, "text");
+                if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") || !cJSON_IsString(tx)) {
+                    free(b.p);
+                    snprintf(why, wl, "messages[%d]: only text content parts are supported", i);
+                    goto done;
+                }
+                sb_add(&b, tx->valuestring);
+            }
+            owned[i] = b.p;
+            m[i].content = b.p ? b.p : "";
+        } else {
+            snprintf(why, wl, "messages[%d]: 'content' must be a string or an array of text parts", i);
+            goto done;
+        }
+        if (rc && !cJSON_IsNull(rc)) {
+            if (!cJSON_IsString(rc)) {
+                snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
+                goto done;
+            }
+            m[i].reasoning = rc->valuestring;
+        }
+    }
+    out = chat_render(s->chat_kind, m, n, enable_thinking, why, wl);
+done:
+    for (int k = 0; owned && k < n; k++) free(owned[k]);
+    free(owned);
+    free(m);
+    return out;
+}
+
+static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
+    server *s = c->s;
+    char why[600] = "";
+    int64_t max_new, top = 0;
+    plm_sampling sp;
+    int ignore_eos = 0, lp = 0;
+    c->chat = 1;
+    if (common_fields(c, req, 1, &max_new, &sp, &ignore_eos, why, sizeof why) ||
+        f_bool(req, "logprobs", &lp, why, sizeof why) || f_int(req, "top_logprobs", 0, MAX_TOP, &top, why, sizeof why))
+        return bad(c, mc, why);
+    c->logprobs = lp;
+    c->top = lp ? (int)top : 0;
+    char *text = render_messages(s, req, why, sizeof why);
+    if (!text) return bad(c, mc, why);
+    cJSON *tmp = cJSON_CreateString(text);
+    free(text);
+    int32_t *ids[1];
+    int64_t n[1];
+    char *pt = NULL;
+    ids[0] = tmp ? prompt_ids(s, tmp, &n[0], &pt, 0, why, sizeof why) : NULL;
+    cJSON_Delete(tmp);
+    free(pt);
+    if (!ids[0]) return bad(c, mc, why[0] ? why : "out of memory");
+    if (check_len(c, n, 1, &max_new, why, sizeof why)) {
+        free(ids[0]);
+        return bad(c, mc, why);
+    }
+    snprintf(c->id, sizeof c->id, "chatcmpl-%llx%04x", (unsigned long long)(now_s() * 1e6), (unsigned)rand() & 0xffff);
+    c->created = (long)time(NULL);
+    return submit(c, mc, ids, n, 1, (int32_t)max_new, &sp, ignore_eos);
+}
+
+static enum MHD_Result do_tokenize(conn *c, struct MHD_Connection *mc, cJSON *req) {
+    server *s = c->s;
+    char why[600] = "";
+    char *text = NULL;
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+    if (cJSON_GetObjectItemCaseSensitive(req, "messages")) text = render_messages(s, req, why, sizeof why);
+    else if (cJSON_IsString(p)) text = strdup(p->valuestring);
+    else snprintf(why, sizeof why, "give 'prompt' (a string) or 'messages'");
+    if (!text) return bad(c, mc, why);
+    cJSON *tmp = cJSON_CreateString(text);
+    int64_t n = 0;
+    char *pt = NULL;
+    int32_t *ids = prompt_ids(s, tmp, &n, &pt, 0, why, sizeof why);
+    cJSON_Delete(tmp);
+    free(pt);
+    if (!ids) {
+        free(text);
+        return bad(c, mc, why);
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "count", (double)n);
+    cJSON_AddNumberToObject(o, "max_model_len", (double)s->max_len);
+    cJSON_AddItemToObject(o, "tokens", ids_array(ids, n));
+    cJSON_AddStringToObject(o, "prompt", text);
+    free(ids);
+    free(text);
+    return reply_json(c, mc, 200, o);
+}
+
+static enum MHD_Result do_metrics(conn *c, struct MHD_Connection *mc) {
+    server *s = c->s;
+    sbuf b = {0};
+    pthread_mutex_lock(&s->mu);
+#define METRIC(name, type, help, fmt, val)                                                                   \
+    sb_printf(&b, "# HELP packlm_" name " " help "\n# TYPE packlm_" name " " type "\npacklm_" name " " fmt "\n", val)
+    METRIC("requests_total", "counter", "HTTP generation requests accepted.", "%lld", (long long)s->n_requests);
+    METRIC("request_errors_total", "counter", "Requests answered with an error.", "%lld", (long long)s->n_errors);
+    METRIC("sequences_waiting", "gauge", "Sequences queued, not holding a state slot yet.", "%lld",
+           (long long)(s->inflight - s->running));
+    METRIC("sequences_running", "gauge", "Sequences holding a state slot.", "%lld", (long long)s->running);
+    METRIC("state_slots", "gauge", "State slots the generator has created.", "%d", s->slots);
+    METRIC("prompt_tokens_total", "counter", "Prompt tokens read by the generator.", "%lld", (long long)s->n_prompt_tok);
+    METRIC("generation_tokens_total", "counter", "Tokens generated.", "%lld", (long long)s->n_gen_tok);
+    METRIC("generation_tokens_per_second", "gauge", "Tokens generated per second over the last few seconds.", "%.3f",
+           now_s() - s->rate_t0 < 10 ? s->rate : 0.0);
+    METRIC("steps_total", "counter", "Packed steps run.", "%lld", (long long)s->n_steps);
+    METRIC("step_seconds_sum", "counter", "Time spent in packed steps.", "%.6f", s->step_sum);
+    METRIC("step_seconds_last", "gauge", "Duration of the last packed step.", "%.6f", s->step_last);
+    METRIC("time_to_first_token_seconds_sum", "counter", "Sum over requests of the time to the first token.", "%.6f",
+           s->ttft_sum);
+    METRIC("time_to_first_token_seconds_count", "counter", "Requests that got a first token.", "%lld",
+           (long long)s->n_ttft);
+#undef METRIC
+    pthread_mutex_unlock(&s->mu);
+    if (b.oom || !b.p) return reply_error(c, mc, 500, "out_of_memory", "out of memory");
+    return reply(mc, 200, "text/plain; version=0.0.4", b.p);
+}
+
+static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char *url, const char *method,
+                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
+    server *s = cls;
+    conn *c = *con_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) return MHD_NO;
+        c->s = s;
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
+        c->fd = ci ? ci->connect_fd : -1;
+        *con_cls = c;
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (c->body.n + *upload_size > MAX_BODY) c->too_big = 1;
+        if (!c->too_big) sb_addn(&c->body, upload, *upload_size);
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (c->too_big) return reply_error(c, mc, 413, "request_too_large", "the request body is larger than %u bytes", MAX_BODY);
+    if (c->body.oom) return reply_error(c, mc, 500, "out_of_memory", "out of memory");
+    const int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
+        return reply(mc, 200, "application/json", strdup("{\"status\":\"ok\"}"));
+    }
+    if (s->api_key) {
+        const char *h = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Authorization");
+        size_t kl = strlen(s->api_key);
+        int ok = h && !strncmp(h, "Bearer ", 7) && strlen(h + 7) == kl;
+        unsigned diff = 0;
+        for (size_t i = 0; ok && i < kl; i++) diff |= (unsigned char)h[7 + i] ^ (unsigned char)s->api_key[i];
+        if (!ok || diff)
+            return reply_error(c, mc, 401, "invalid_api_key",
+                               h ? "incorrect API key provided" : "missing API key: send 'Authorization: Bearer KEY'");
+    }
+    if (!strcmp(url, "/metrics")) {
+        if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
+        return do_metrics(c, mc);
+    }
+    if (!strcmp(url, "/v1/models")) {
+        if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
+        cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "object", "list");
+        cJSON_AddStringToObject(m, "id", s->name);
+        cJSON_AddStringToObject(m, "object", "model");
+        cJSON_AddNumberToObject(m, "created", (double)s->created);
+        cJSON_AddStringToObject(m, "owned_by", "packlm");
+        cJSON_AddNumberToObject(m, "max_model_len", (double)s->max_len);
+        cJSON_AddItemToArray(d, m);
+        return reply_json(c, mc, 200, o);
+    }
+    int which = !strcmp(url, "/v1/completions") ? 1 : !strcmp(url, "/v1/chat/completions") ? 2 : !strcmp(url, "/tokenize") ? 3 : 0;
+    if (!which) return reply_error(c, mc, 404, "not_found", "no such path: %s %s", method, url);
+    if (!post) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use POST", method, url);
+    const char *end = NULL;
+    cJSON *req = c->body.p ? cJSON_ParseWithLengthOpts(c->body.p, c->body.n + 1, &end, 1) : NULL;
+    if (!req) return reply_error(c, mc, 400, "invalid_json", "the request body is not valid JSON");
+    if (!cJSON_IsObject(req)) {
+        cJSON_Delete(req);
+        return reply_error(c, mc, 400, "invalid_request", "the request body must be a JSON object");
+    }
+    enum MHD_Result r = which == 1 ? do_completions(c, mc, req) : which == 2 ? do_chat(c, mc, req) : do_tokenize(c, mc, req);
+    cJSON_Delete(req);
+    return r;
+}
+
+static void completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)mc;
+    (void)toe;
+    if (*con_cls) conn_free(*con_cls);
+    *con_cls = NULL;
+}
+
+/* ------------------------------------------------------------------ start-up */
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    sbuf b = {0};
+    char tmp[65536];
+    size_t k;
+    while ((k = fread(tmp, 1, sizeof tmp, f)) > 0) sb_addn(&b, tmp, k);
+    fclose(f);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    if (!b.p) b.p = calloc(1, 1);
+    if (len) *len = b.n;
+    return b.p;
+}
+
+static int64_t config_max_len(const char *dir) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    char *t = read_text(p, NULL);
+    cJSON *o = t ? cJSON_Parse(t) : NULL;
+    free(t);
+    int64_t v = 0;
+    cJSON *tc = cJSON_GetObjectItemCaseSensitive(o, "text_config");
+    cJSON *x = cJSON_GetObjectItemCaseSensitive(tc ? tc : o, "max_position_embeddings");
+    if (cJSON_IsNumber(x) && x->valuedouble >= 1) v = (int64_t)x->valuedouble;
+    cJSON_Delete(o);
+    return v > 0 ? v : 32768;
+}
+
+/* the chat template next to the tokenizer: chat_template.jinja, else tokenizer_config.json's
+ * chat_template (a string, or a list of {name, template}: "default"); NULL when there is none */
+static char *find_template(const char *tok_path) {
+    char dir[4200], p[4300];
+    snprintf(dir, sizeof dir, "%s", tok_path);
+    char *sl = strrchr(dir, '/');
+    if (sl) *sl = 0;
+    else snprintf(dir, sizeof dir, ".");
+    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
+    char *t = read_text(p, NULL);
+    if (t) return t;
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    char *j = read_text(p, NULL);
+    cJSON *o = j ? cJSON_Parse(j) : NULL;
+    free(j);
+    cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
+    if (cJSON_IsString(ct)) t = strdup(ct->valuestring);
+    else if (cJSON_IsArray(ct))
+        for (cJSON *x = ct->child; x && !t; x = x->next) {
+            cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name"), *tp = cJSON_GetObjectItemCaseSensitive(x, "template");
+            if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) t = strdup(tp->valuestring);
+        }
+    cJSON_Delete(o);
+    return t;
+}
+
+int cmd_serve(int argc, char **argv) {
+    const char *cmd = "serve";
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    const char *host = "127.0.0.1", *api_key = NULL, *tok_path = NULL, *name = NULL;
+    int64_t port = 8080, max_seqs = 64, max_queue = 256, max_len = 0;
+    int no_chat = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = cli_shared_opt(&o, cmd, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--no-chat")) no_chat = 1;
+        else if (!strcmp(a, "--host") && v) host = argv[++i];
+        else if (!strcmp(a, "--api-key") && v) api_key = argv[++i];
+        else if (!strcmp(a, "--tokenizer") && v) tok_path = argv[++i];
+        else if (!strcmp(a, "--served-model-name") && v) name = argv[++i];
+        else if (!strcmp(a, "--port") && v) { if (cli_parse_int(cmd, a, argv[++i], 0, 65535, &port)) return 2; }
+        else if (!strcmp(a, "--max-seqs") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 20, &max_seqs)) return 2; }
+        else if (!strcmp(a, "--max-queue") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, 1 << 24, &max_queue)) return 2; }
+        else if (!strcmp(a, "--max-model-len") && v) { if (cli_parse_int(cmd, a, argv[++i], 1, INT32_MAX / 2, &max_len)) return 2; }
+        else { cli_error(cmd, "unknown or incomplete option '%s'", a); usage(stderr); return 2; }
+    }
+    if (!o.model || o.input || o.out) {
+        cli_error(cmd, o.model ? "--input and --out do not apply to serve" : "--model is required");
+        usage(stderr);
+        return 2;
+    }
+    if (api_key && !*api_key) return cli_error(cmd, "--api-key must not be empty"), 2;
+    server *s = calloc(1, sizeof *s);
+    cli_session ss;
+    plm_error err = {0};
+    if (!s) return cli_error(cmd, "out of memory");
+    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, &err)) {
+        free(s);
+        return cli_error(cmd, "%s", err.msg);
+    }
+    s->m = ss.model;
+    s->c = ss.ctx;
+    s->info = ss.info;
+    s->api_key = api_key;
+    s->budget = o.budget;
+    s->max_queue = max_queue;
+    s->max_len = max_len ? max_len : config_max_len(o.model);
+    s->created = (long)time(NULL);
+    s->stop_id = -1;
+    if (name) snprintf(s->name, sizeof s->name, "%s", name);
+    else {
+        char d[4096];
+        snprintf(d, sizeof d, "%s", o.model);
+        size_t l = strlen(d);
+        while (l > 1 && d[l - 1] == '/') d[--l] = 0;
+        const char *b = strrchr(d, '/');
+        snprintf(s->name, sizeof s->name, "%s", b ? b + 1 : d);
+    }
+    char tp[4200];
+    if (tok_path) snprintf(tp, sizeof tp, "%s", tok_path);
+    else snprintf(tp, sizeof tp, "%s/tokenizer.json", o.model);
+    int rc = 0;
+    if (tok_path || access(tp, R_OK) == 0) {
+        if (plm_tokenizer_open(&s->tok, tp, &err)) rc = cli_error(cmd, "%s", err.msg);
+    }
+    if (!rc && s->tok) {
+        int32_t e = plm_tokenizer_eos_id(s->tok), in = 0;
+        for (int i = 0; i < s->info->n_eos; i++) in |= s->info->eos_ids[i] == e;
+        if (e >= 0 && e < s->info->vocab_size && !in) s->stop_id = e;
+        char *t = no_chat ? NULL : find_template(tp);
+        if (t) {
+            char why[512];
+            s->chat_kind = chat_template_kind(t, why, sizeof why);
+            if (s->chat_kind < 0) rc = cli_error(cmd, "%s", why);
+            free(t);
+        }
+    }
+    if (s->chat_kind < 0) s->chat_kind = 0;
+    plm_generator_params gp = {o.budget, (int32_t)max_seqs};
+    if (!rc && plm_generator_new(&s->g, s->m, s->c, &gp, &err)) rc = cli_error(cmd, "%s", err.msg);
+    struct sockaddr_in addr;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)port);
+    if (!rc && inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+        struct addrinfo hints = {0}, *ai = NULL;
+        hints.ai_family = AF_INET;
+        if (getaddrinfo(host, NULL, &hints, &ai) || !ai) rc = cli_error(cmd, "cannot resolve --host '%s' (IPv4)", host);
+        else addr.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        if (ai) freeaddrinfo(ai);
+    }
+    if (rc) {
+        plm_generator_free(s->g);
+        plm_tokenizer_free(s->tok);
+        cli_session_close(&ss);
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv_engine, NULL);
+    pthread_cond_init(&s->cv_http, NULL);
+    s->rate_t0 = now_s();
+    /* SIGINT / SIGTERM are taken by sigwait below: blocked in every thread */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pthread_t eng;
+    if (pthread_create(&eng, NULL, engine_main, s)) return cli_error(cmd, "cannot start the engine thread");
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
+        (uint16_t)port, NULL, NULL, handler, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_queue + 256),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    if (!d) {
+        rc = cli_error(cmd, "cannot listen on %s:%lld (%s)", host, (long long)port, strerror(errno));
+    } else {
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+        fprintf(stderr,
+                "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s:%u\n",
+                s->name, s->info->vocab_size, (long long)s->max_len,
+                s->chat_kind == CHAT_QWEN3 ? "qwen3 template" : s->chat_kind == CHAT_CHATML ? "chatml template" : "off",
+                plm_ctx_device(s->c), host, di ? di->port : (unsigned)port);
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        fprintf(stderr, "packlm serve: signal %d, stopping\n", sig);
+        MHD_stop_daemon(d);
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_cond_broadcast(&s->cv_engine);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(eng, NULL);
+    for (int i = 0; i < s->n_act; i++) job_unref_locked(s->act[i]);
+    for (job *j = s->inq, *nx; j; j = nx) nx = j->next, job_unref_locked(j);
+    for (int i = 0; i < s->n_pool; i++) plm_state_free(s->pool[i]);
+    free(s->pool);
+    free(s->act);
+    plm_generator_free(s->g);
+    plm_tokenizer_free(s->tok);
+    cli_session_close(&ss);
+    free(s);
+    return rc;
+}
