@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages packlm builds with (skips those already present).
 set -euo pipefail
-# python3: the CLI test scripts read JSON with it; clang + libclang-rt: the fuzz run. The test suite
+# python3: the CLI test scripts read JSON with it; python3-numpy + python3-pytest: the Python package's
+# tests (tests/python_tests.sh); clang + libclang-rt: the fuzz run. The test suite
 # fails (never skips) when any of them is missing.
 # libomp-14-dev: the fuzz targets' OpenMP runtime for clang.
-pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev python3 clang
+pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev python3 python3-numpy
+      python3-pytest clang
       libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

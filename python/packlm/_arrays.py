@@ -36,6 +36,12 @@ def to_numpy(x, name: str) -> np.ndarray:
         return t.numpy()
     if isinstance(x, (str, bytes)):
         raise TypeError("%s must be integer token ids, not %s" % (name, type(x).__name__))
+    if isinstance(x, (list, tuple)):
+        for i, e in enumerate(x):  # what np.asarray would turn into strings or objects
+            if isinstance(e, bool) or not isinstance(e, (numbers.Integral, float, np.floating)):
+                if isinstance(e, (list, tuple, np.ndarray)) or is_torch(e):
+                    break  # nested: the shape check names it
+                raise ValueError("%s[%d] is not an integer" % (name, i))
     if not isinstance(x, (list, tuple)) and hasattr(x, "__dlpack__") and \
             not hasattr(x, "__array__") and not hasattr(x, "__array_interface__"):
         try:

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _arrays as A
 from ._lib import (lib, check, plm_error, plm_ctx_params, plm_step, plm_outputs, plm_piece, plm_sampling,
-                   plm_request, plm_generator_params, plm_gen_step_info, raise_status, ERR_INPUT)
+                   plm_request, plm_generator_params, LOGITS_CB, plm_gen_step_info, raise_status, ERR_INPUT)
 
 I32P = POINTER(c_int32)
 F32P = POINTER(c_float)
@@ -207,16 +207,16 @@ class Model:
             lens = np.array([len(a) for a in parts], dtype=np.int64)
             return (np.concatenate(parts) if len(parts) > 1 else parts[0]), lens
         if isinstance(input_ids, (list, tuple)) and len(input_ids) == 0:
-            raise ValueError("input_ids: no sequences")
+            raise ValueError("no sequences")
         tok = A.row(input_ids, "input_ids", lo=0, hi=V)
         T = tok.size
         if T == 0:
-            raise ValueError("input_ids: empty sequence")
+            raise ValueError("empty sequence")
         if T > 2**31 - 2:
             raise ValueError("input_ids: a packed row holds at most 2^31 - 2 tokens")
         pos = None
         if position_ids is not None:
-            pos = A.row(position_ids, "position_ids", lo=-2**31, hi=2**31, what="position id")
+            pos = A.row(position_ids, "position_ids", lo=0, what="position id")
             if pos.size != T:
                 raise ValueError("position_ids has %d entries but input_ids has %d" % (pos.size, T))
         if cu_seqlens is not None:
@@ -279,6 +279,17 @@ class Model:
         cu = np.zeros(max_pieces + 1, dtype=np.int32)
         sptr = (c_void_p * max_pieces)()
         pool, owner = [], {}  # owner: sequence -> state handle
+        cb = None
+        if logits is not None:
+            # the logits come block by block through the callback, as the CLI receives them (the
+            # lm_head then runs the same GEMMs, so the bits are the CLI's); each block is copied in place
+            row_bytes = 4 * self.vocab_size
+            where = [0]
+
+            def on_block(user, first_row, nrows, block):
+                ctypes.memmove(logits.ctypes.data + (where[0] + first_row) * row_bytes, block, nrows * row_bytes)
+                return 0
+            cb = LOGITS_CB(on_block)
         free = []
         cs, co = c_int32(0), c_int64(0)
         lens_p = lens.ctypes.data_as(POINTER(c_int64))
@@ -310,7 +321,8 @@ class Model:
                     step = plm_step(T, _i32(tok, first), None, np_, _i32(cu), sptr)
                     out = plm_outputs()
                     if logits is not None:
-                        out.logits = _f32(logits, first * self.vocab_size)
+                        where[0] = first
+                        out.logits_cb = cb
                         out.n_rows = T
                     if logprob is not None:
                         out.target = _i32(tgt, first)
