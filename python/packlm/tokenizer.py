@@ -18,6 +18,7 @@ class Tokenizer:
     """Tokenizer(path): path is a tokenizer.json file or a folder holding one (tokenizer_config.json
     beside it is read too: special tokens, bos/eos/pad). Immutable; safe to use from several threads.
 
+        >>> import packlm
         >>> tok = packlm.Tokenizer("tests/data/tokenizer-qwen3")
         >>> ids = tok.encode("Hello, world!")
         >>> tok.decode(ids)

@@ -546,3 +546,15 @@ def test_threads_share_a_model(models):
     for t in ts:
         t.join()
     assert all(np.array_equal(g, want) for g in got)
+
+
+def test_readme_and_docstring_examples(packlm, monkeypatch):
+    """The README's Python example and the docstrings' examples run as written (from the repository root)."""
+    import doctest
+    monkeypatch.chdir(ROOT)
+    text = open(os.path.join(ROOT, "README.md")).read()
+    code = text.split("\n## Python\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    for mod in (packlm.model, packlm.tokenizer, packlm):
+        r = doctest.testmod(mod, verbose=False)
+        assert r.failed == 0, mod.__name__
