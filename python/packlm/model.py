@@ -1,10 +1,12 @@
 """Model, State and Snapshot: the C library's plm_model + plm_ctx, plm_state and plm_snapshot."""
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
 import os
+import signal
 import threading
 import weakref
 from ctypes import POINTER, byref, c_float, c_int32, c_int64, c_void_p
@@ -44,6 +46,45 @@ def _float_param(v, name):
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(float(v)):
         raise ValueError("%s must be a finite number, got %r" % (name, v))
     return float(v)
+
+
+@contextlib.contextmanager
+def _sigint_between_steps():
+    """Ctrl-C lands between steps, never inside the logits callback (an exception raised in a ctypes
+    callback cannot cross C and would be lost): while a packed run is in progress on the main thread,
+    SIGINT is recorded by a handler that raises nothing; the check yielded here, called between
+    steps, hands it to the previous handler (KeyboardInterrupt by default). The previous handler is
+    back in place when the run ends, and a SIGINT recorded by then is delivered to it."""
+    pending = []
+    prev = None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            prev = signal.getsignal(signal.SIGINT)
+            if prev is not None and prev not in (signal.SIG_IGN, signal.SIG_DFL):
+                signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+            else:
+                prev = None
+        except (ValueError, OSError):
+            prev = None
+
+    def deliver():
+        if pending:
+            frame = pending.pop()
+            pending.clear()
+            if prev is not None:
+                signal.signal(signal.SIGINT, prev)
+            try:
+                prev(signal.SIGINT, frame)
+            finally:
+                signal.signal(signal.SIGINT, lambda signum, frame: pending.append(frame))
+
+    try:
+        yield deliver
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGINT, prev)
+            if pending:
+                prev(signal.SIGINT, pending[-1])
 
 
 @dataclass
@@ -195,6 +236,9 @@ class Model:
     def _sequences(self, input_ids, position_ids, cu_seqlens):
         """(tokens int32 [T], lens int64 [n]): the sequences of an input, laid end to end."""
         V = self.vocab_size
+        if A.is_list_of_sequences(input_ids) and len(input_ids) == 1 and (position_ids is not None or
+                                                                         cu_seqlens is not None):
+            input_ids = input_ids[0]  # [[...]]: a batch of one packed row, as a nested list
         if A.is_list_of_sequences(input_ids):
             if position_ids is not None or cu_seqlens is not None:
                 raise ValueError("position_ids and cu_seqlens go with a packed row, not with a list of sequences")
@@ -294,10 +338,11 @@ class Model:
         cs, co = c_int32(0), c_int64(0)
         lens_p = lens.ctypes.data_as(POINTER(c_int64))
         err = plm_error()
-        with self._lock:
+        with self._lock, _sigint_between_steps() as interrupted:
             self._live()
             try:
                 while True:
+                    interrupted()
                     np_ = lib.plm_plan_next(pieces, max_pieces, lens_p, n, byref(cs), byref(co), budget)
                     if np_ == 0:
                         break

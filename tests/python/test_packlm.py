@@ -66,6 +66,7 @@ def test_forward_every_form_equals_cli_and_reference(models, cli_logits, name):
         "packed [1,T] + cu_seqlens": m.forward(ids, cu_seqlens=cu),
         "packed + cu_seqlens + position_ids": m.forward(ids, position_ids=pos, cu_seqlens=cu),
         "packed list row + position list": m.forward(ids[0].tolist(), position_ids=pos[0].tolist()),
+        "nested list [[row]] + [[positions]]": m.forward(ids.tolist(), position_ids=pos.tolist()),
     }
     for what, got in forms.items():
         assert got.dtype == np.float32 and got.shape == ref.shape, what
@@ -215,7 +216,7 @@ def test_bad_input_more(models):
         (dict(input_ids=[1, 2, 3], cu_seqlens=[0, 2, 1, 3]), "reversed"),
         (dict(input_ids=[1, 2, 3], cu_seqlens=[0]), "at least 2 entries"),
         (dict(input_ids=[1, 2, 3], cu_seqlens=[0, 2, 3], position_ids=[0, 1, 2]), "disagrees with cu_seqlens"),
-        (dict(input_ids=[[1, 2]], position_ids=[0, 1]), "packed row"),
+        (dict(input_ids=[[1, 2], [3]], position_ids=[0, 1, 0]), "packed row"),
         (dict(input_ids=[1, 2], max_batch_tokens=0), "max_batch_tokens expects an integer in [1, 1073741824]"),
         (dict(input_ids=[1, 2], max_batch_tokens=2.5), "max_batch_tokens"),
         (dict(input_ids=[1, 2], position_ids=[0, 2**40]), "position_ids[1]"),
@@ -515,6 +516,21 @@ def test_torch_tensors(models):
     assert np.array_equal(got, want)
     r = m.score(torch.tensor(ids), position_ids=torch.tensor(pos), output="torch")
     assert isinstance(r.logprob, torch.Tensor)
+
+
+def test_keyboard_interrupt_stops_a_long_forward(models):
+    """Ctrl-C during forward, whether it lands between steps or in the logits callback: raised, never lost."""
+    m = models["tiny-dense"]
+    seqs = read_inputs("tiny-dense") * 40
+    for delay in (0.05, 0.2, 0.37):
+        timer = threading.Timer(delay, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                m.forward(seqs, max_batch_tokens=3)
+        finally:
+            timer.cancel()
+    assert np.array_equal(m.forward(seqs[:7]), m.forward(seqs[:7]))
 
 
 def test_keyboard_interrupt_stops_a_long_score(models):
