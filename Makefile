@@ -2,6 +2,7 @@
 # B=dir builds elsewhere (tests/sanitize.sh: B=build/asan with AddressSanitizer + UBSan).
 # CUDA=1 adds the CUDA backend (src/**/*.cu through nvcc from $(CUDA_HOME), cuBLAS and the CUDA
 # runtime from the toolkit): sm_90 code plus compute_80 PTX for other GPUs.
+# $(B)/libpacklm.so is the same library, shared, for the Python package (python/).
 B       ?= build
 CC      ?= cc
 OPT     ?= -O2 -march=native
@@ -9,7 +10,7 @@ SAN     ?=
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += $(SAN)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
-           -I/usr/include/x86_64-linux-gnu/openblas-pthread
+           -I/usr/include/x86_64-linux-gnu/openblas-pthread -fPIC
 LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm -fopenmp $(SAN)
 
 SRC     := $(shell find src -name '*.c' | sort)
@@ -18,7 +19,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(CUDA_HOME)/bin/nvcc
 NVFLAGS ?= -O2 -g -lineinfo
 NVFLAGS += -std=c++17 -Iinclude -Isrc -Xcompiler -Wall,-Wno-unused-parameter \
-           -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+           -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 -Xcompiler -fPIC
 ifeq ($(CUDA),1)
 CUSRC   := $(shell find src -name '*.cu' | sort)
 SRC     := $(filter-out src/model/cuda_stub.c,$(SRC))
@@ -30,6 +31,7 @@ FLAVOR  := cpu
 endif
 OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(CUSRC:%.cu=$(B)/obj/%.cu.o)
 LIB     := $(B)/libpacklm.a
+SO      := $(B)/libpacklm.so
 TOOLSRC := $(wildcard tools/*.c)
 TOOLOBJ := $(TOOLSRC:%.c=$(B)/obj/%.o)
 TESTSRC := $(wildcard tests/test_*.c)
@@ -42,7 +44,7 @@ TESTCOMMONOBJ := $(TESTCOMMON:%.c=$(B)/obj/%.o)
 BENCHSRC := $(wildcard bench/*.c)
 BENCHOBJ := $(BENCHSRC:%.c=$(B)/obj/%.o)
 
-all: $(B)/packlm $(TESTBIN)
+all: $(B)/packlm $(SO) $(TESTBIN)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -62,6 +64,9 @@ $(B)/flavor: FORCE
 $(LIB): $(OBJ) $(B)/flavor
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $(OBJ)
+
+$(SO): $(OBJ) $(B)/flavor
+	$(CC) $(CFLAGS) -shared $(OBJ) -o $@ $(LDFLAGS) $(LDLIBS)
 
 $(B)/packlm: $(TOOLOBJ) $(BENCHOBJ) $(LIB)
 	$(CC) $(CFLAGS) $^ -o $@ $(LDFLAGS) $(LDLIBS)
