@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (c.n_eos < 0 || c.n_eos > 8) __builtin_trap();
     for (int i = 0; i < c.n_eos; i++)
         if (c.eos_ids[i] < 0 || c.eos_ids[i] >= c.vocab_size) __builtin_trap();
-    if (c.rope_dim < 0 || c.rope_dim > c.head_dim || !(c.rope_theta > 0) || !(c.rms_eps > 0)) __builtin_trap();
+    if (c.rope_dim < 0 || 2 * ((c.rope_dim + 1) / 2) > c.head_dim || !(c.rope_theta > 0) || !(c.rms_eps > 0)) __builtin_trap();
     if (plm_config_validate(&c, &err) != PLM_OK) __builtin_trap();
     return 0;
 }

@@ -16,11 +16,15 @@ void synth_random_spec(synth_spec *s, tu_rng *r) {
     c->tie_embeddings = tu_randint(r, 0, 1);
     c->n_kv_heads = tu_randint(r, 1, 3);
     c->n_heads = c->n_kv_heads * tu_randint(r, 1, 3);
-    c->head_dim = 2 * tu_randint(r, 2, 9);
-    static const double fr[] = {0.25, 0.5, 1.0};
-    double f = fr[tu_randint(r, 0, 2)];
-    c->rope_dim = ((int)(c->head_dim * f)) & ~1;
-    if (c->rope_dim < 2) c->rope_dim = 2;
+    c->head_dim = tu_randint(r, 3, 18); /* odd ones too */
+    static const double fr[] = {0.25, 0.5, 0.75, 1.0};
+    s->rot_factor = fr[tu_randint(r, 0, 3)];
+    c->rope_dim = (int)(c->head_dim * s->rot_factor); /* odd ones too: 2 * ceil(dim/2) channels turn */
+    if (2 * ((c->rope_dim + 1) / 2) > c->head_dim) { /* odd dim = head_dim: refused, as transformers fails */
+        s->rot_factor = 0.5;
+        c->rope_dim = (int)(c->head_dim * s->rot_factor);
+    }
+    s->mrope = tu_randint(r, 0, 1);
     c->rope_theta = tu_randint(r, 0, 1) ? 10000.0 : 1e6;
     c->lin_k_heads = tu_randint(r, 1, 3);
     c->lin_v_heads = c->lin_k_heads * tu_randint(r, 1, 3);
@@ -40,6 +44,52 @@ void synth_random_spec(synth_spec *s, tu_rng *r) {
     s->dtype = dts[tu_randint(r, 0, 2)];
     s->nested = tu_randint(r, 0, 1);
     s->fused_experts = tu_randint(r, 0, 1);
+}
+
+void synth_unusual_spec(synth_spec *s, int which, tu_rng *r) {
+    synth_random_spec(s, r); /* random dtype, layout, theta; the shape below */
+    plm_config *c = &s->c;
+    static const struct {
+        const char *layers;
+        int V, H, nkv, nh, hd, nk, nv, dk, dv, moe;
+        double f;
+    } u[SYNTH_N_UNUSUAL] = {
+        /* odd head_dim 7, rotary dim int(7 * 0.75) = 5 (6 channels turn); 1 k head for 6 v heads */
+        {"LAL", 101, 20, 1, 5, 7, 1, 6, 5, 11, 0, 0.75},
+        /* a single linear layer; d_k 13 != d_v 3; odd head_dim 9 never used */
+        {"L", 77, 16, 1, 3, 9, 1, 4, 13, 3, 1, 0.25},
+        /* a single attention layer: head_dim 6, rotary dim 3 (4 channels turn), 1 kv head for 7 */
+        {"A", 99, 12, 1, 7, 6, 2, 2, 4, 4, 0, 0.5},
+        /* int(10 * 0.3) = 3 (10 * 0.3 is 3.0000000000000004); odd hidden size */
+        {"AL", 61, 13, 2, 4, 10, 2, 6, 6, 9, 0, 0.3},
+        /* head_dim 5 fully rotary but one: int(5 * 0.9) = 4; a single MoE attention layer */
+        {"A", 45, 8, 1, 3, 5, 1, 1, 3, 5, 1, 0.9},
+    };
+    const int w = which % SYNTH_N_UNUSUAL;
+    c->n_layers = (int)strlen(u[w].layers);
+    for (int i = 0; i < c->n_layers; i++) c->layer_type[i] = u[w].layers[i] == 'L' ? PLM_LAYER_LINEAR : PLM_LAYER_ATTENTION;
+    c->vocab_size = u[w].V;
+    c->hidden_size = u[w].H;
+    c->n_kv_heads = u[w].nkv;
+    c->n_heads = u[w].nh;
+    c->head_dim = u[w].hd;
+    s->rot_factor = u[w].f;
+    c->rope_dim = (int)(c->head_dim * s->rot_factor);
+    c->lin_k_heads = u[w].nk;
+    c->lin_v_heads = u[w].nv;
+    c->lin_k_dim = u[w].dk;
+    c->lin_v_dim = u[w].dv;
+    if (u[w].moe && !c->is_moe) {
+        c->is_moe = 1;
+        c->n_experts = 3;
+        c->n_experts_per_tok = 2;
+        c->moe_intermediate_size = 7;
+        c->shared_intermediate_size = 5;
+    } else if (!u[w].moe && c->is_moe) {
+        c->is_moe = 0;
+        c->intermediate_size = 19;
+    }
+    s->mrope = w % 2 == 0;
 }
 
 typedef struct {
@@ -96,11 +146,13 @@ static void write_config(const synth_spec *s, FILE *f) {
                      " \"layer_types\": [%s], \"rms_norm_eps\": 1e-06, \"hidden_act\": \"silu\",\n"
                      " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d,\n"
                      " \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": %.1f, "
-                     "\"partial_rotary_factor\": %.17g},\n"
+                     "\"partial_rotary_factor\": %.17g%s},\n"
                      " \"linear_num_key_heads\": %d, \"linear_num_value_heads\": %d, \"linear_key_head_dim\": %d,\n"
                      " \"linear_value_head_dim\": %d, \"linear_conv_kernel_dim\": %d, \"tie_word_embeddings\": %s",
                      c->is_moe ? "qwen3_5_moe_text" : "qwen3_5_text", c->vocab_size, c->hidden_size, c->n_layers, lt,
-                     c->n_heads, c->n_kv_heads, c->head_dim, c->rope_theta, (double)c->rope_dim / c->head_dim,
+                     c->n_heads, c->n_kv_heads, c->head_dim, c->rope_theta,
+                     s->rot_factor > 0 ? s->rot_factor : (double)c->rope_dim / c->head_dim,
+                     s->mrope ? ", \"mrope_section\": [11, 11, 10], \"mrope_interleaved\": true" : "",
                      c->lin_k_heads, c->lin_v_heads, c->lin_k_dim, c->lin_v_dim, c->conv_kernel,
                      c->tie_embeddings ? "true" : "false");
     if (c->is_moe)

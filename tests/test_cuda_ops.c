@@ -368,8 +368,9 @@ static void test_rope(int64_t T, int nh, int hd, int rot) {
     for (int64_t t = 0; t < T; t++) pos[t] = tu_randint(&R, 0, 40000); /* long contexts: large angles */
     memcpy(ref, x, N * 4);
     plm_rope(ref, pos, T, nh, hd, rot, 1e7);
-    for (int i = 0; i < rot / 2; i++) inv[i] = (float)(1.0 / pow(1e7, (double)(2 * i) / (double)rot));
-    float *dx = dput(x, N), *di = dput(inv, rot / 2);
+    const int half = (rot + 1) / 2; /* an odd rot: ceil(rot/2) frequencies, rot + 1 channels turn */
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(1e7f, (float)(2 * i) / (float)rot);
+    float *dx = dput(x, N), *di = dput(inv, half);
     int64_t *dp = dput_bytes(pos, T * 8);
     plm_rope_cuda(dx, dp, T, nh, hd, rot, di, NULL);
     char what[96];
@@ -529,6 +530,8 @@ int main(void) {
     test_rowops(200, 24);
     test_rope(50, 4, 32, 8);
     test_rope(20, 8, 256, 64);
+    test_rope(30, 3, 7, 5); /* odd head and rotary dims */
+    test_rope(20, 2, 10, 3);
     test_route(97, 8, 2);
     test_route(33, 64, 8);
     test_logprob(7, 512, 5);

@@ -388,6 +388,79 @@ static void test_exp(void) {
     tu_check(specials, "exp fast: -inf -> 0, inf -> inf, NaN -> NaN, overflow -> inf, underflow -> 0, exp(0) = 1");
 }
 
+/* ---------------------------------------------------------------- rotary embedding
+ * The reference follows transformers' Qwen3.5 text rotary embedding (Qwen3_5TextRotaryEmbedding,
+ * apply_interleaved_mrope, apply_rotary_pos_emb, rotate_half), written here from those formulas in
+ * float32 as torch computes them, not from packlm's kernel:
+ *   dim      = int(head_dim * partial_rotary_factor)
+ *   inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))      ceil(dim/2) entries
+ *   freqs[s, t, j] = inv_freq[j] * position_ids[s, t]     three streams s = T, H, W (M-RoPE); for
+ *                    text, 2-D position ids are expanded to the three streams unchanged
+ *   apply_interleaved_mrope: freqs_t = freqs[0]; for s in (1, 2):
+ *                    idx = slice(s, mrope_section[s] * 3, 3); freqs_t[..., idx] = freqs[s][..., idx]
+ *   emb = cat(freqs_t, freqs_t); cos = emb.cos(); sin = emb.sin()
+ *   rotary_dim = cos.shape[-1]; q_rot, q_pass = q[..., :rotary_dim], q[..., rotary_dim:]
+ *   q_embed = cat(q_rot * cos + rotate_half(q_rot) * sin, q_pass);  rotate_half(x) = cat(-x2, x1)
+ * With the three streams equal (text), the interleaving picks the same value everywhere, so M-RoPE
+ * is the plain rotary: the test runs the reference through it and expects plm_rope exactly. */
+static void rope_reference(float *out, const float *x, const int64_t *pos3[3], int64_t T, int nh, int hd, double f,
+                           float base, const int section[3]) {
+    const int dim = (int)(hd * f);
+    int nf = 0;
+    float inv_freq[512];
+    for (int j = 0; j < dim; j += 2) inv_freq[nf++] = 1.0f / powf(base, (float)j / (float)dim);
+    const int rotary_dim = 2 * nf; /* cos.shape[-1] */
+    float freqs[3][512], emb[1024];
+    for (int64_t t = 0; t < T; t++) {
+        for (int s = 0; s < 3; s++)
+            for (int j = 0; j < nf; j++) freqs[s][j] = inv_freq[j] * (float)pos3[s][t];
+        for (int s = 1; s <= 2; s++) /* apply_interleaved_mrope */
+            for (int j = s; j < section[s] * 3 && j < nf; j += 3) freqs[0][j] = freqs[s][j];
+        for (int j = 0; j < nf; j++) emb[j] = emb[j + nf] = freqs[0][j];
+        for (int h = 0; h < nh; h++) {
+            const float *q = x + (t * nh + h) * hd;
+            float *o = out + (t * nh + h) * hd;
+            for (int i = 0; i < rotary_dim; i++) {
+                const float rh = i < nf ? -q[i + nf] : q[i - nf]; /* rotate_half(q_rot)[i] */
+                o[i] = q[i] * cosf(emb[i]) + rh * sinf(emb[i]);
+            }
+            for (int i = rotary_dim; i < hd; i++) o[i] = q[i]; /* q_pass */
+        }
+    }
+}
+
+static void test_rope(int64_t T, int nh, int hd, double f, float base) {
+    const size_t N = (size_t)T * nh * hd;
+    const int dim = (int)(hd * f);
+    float *x = malloc(N * 4), *ref = malloc(N * 4), *y = gbuf(N);
+    int64_t *pos = malloc(T * 8), *pos1 = malloc(T * 8), *pos2 = malloc(T * 8);
+    fill(x, N, -1, 1);
+    for (int64_t t = 0; t < T; t++) pos[t] = t < 3 ? t : tu_randint(&R, 0, 5000);
+    const int64_t *text[3] = {pos, pos, pos};
+    static const int qwen_section[3] = {11, 11, 10}, small_section[3] = {2, 2, 1};
+    char what[160];
+    memcpy(y, x, N * 4);
+    plm_rope(y, pos, T, nh, hd, dim, base);
+    rope_reference(ref, x, text, T, nh, hd, f, base, qwen_section);
+    snprintf(what, sizeof what, "rope hd %d, factor %g: dim %d (%d channels turn), theta %g, vs transformers", hd, f,
+             dim, 2 * ((dim + 1) / 2), base);
+    check_close(y, ref, N, TOL_F32, what);
+    check_guard(y, N, what);
+    /* M-RoPE of text positions: the same streams three times, sections that interleave inside nf */
+    rope_reference(ref, x, text, T, nh, hd, f, base, small_section);
+    snprintf(what, sizeof what, "rope hd %d dim %d: interleaved M-RoPE [2, 2, 1] with equal streams = plain", hd, dim);
+    check_close(y, ref, N, TOL_F32, what);
+    if (dim >= 4) { /* ... and the reference's M-RoPE is live: distinct streams give other values */
+        for (int64_t t = 0; t < T; t++) pos1[t] = pos[t] + 7, pos2[t] = pos[t] + 13;
+        const int64_t *img[3] = {pos, pos1, pos2};
+        rope_reference(ref, x, img, T, nh, hd, f, base, small_section);
+        const double r = tu_rel_err(y, ref, N);
+        tu_check(r > 1e-3, "rope hd %d dim %d: distinct M-RoPE streams differ (%.2e)", hd, dim, r);
+    }
+    free(x), free(ref), free(y), free(pos), free(pos1), free(pos2);
+}
+
+/* ---------------------------------------------------------------- row ops */
 static void test_rowops(int rows, int n) {
     const size_t N = (size_t)rows * n;
     float *x = malloc(N * 4), *z = malloc(N * 4), *w = malloc(n * 4), *ref = malloc(N * 4);
@@ -489,6 +562,15 @@ int main(void) {
     test_rowops(3, 1027);
     test_rowops(5, 128);
     test_rowops(1, 7);
+    /* rotary: odd and even rotary dims, odd head dims, the model's 256 x 0.25 */
+    test_rope(37, 3, 7, 0.75, 1e7f);   /* dim 5: 6 channels turn, 1 passes */
+    test_rope(20, 2, 10, 0.3, 1e4f);   /* 10 * 0.3 = 3.0000000000000004: dim 3 */
+    test_rope(20, 4, 6, 0.5, 1e6f);    /* dim 3 */
+    test_rope(9, 1, 5, 0.25, 1e4f);    /* dim 1: one frequency (1), 2 channels */
+    test_rope(16, 3, 9, 1.0 / 3, 1e7f);/* dim 2 (9 / 3 = 2.9999...) */
+    test_rope(11, 2, 18, 1.0, 1e4f);   /* fully rotary, even */
+    test_rope(40, 2, 256, 0.25, 1e7f); /* Qwen3.5: dim 64 */
+    test_rope(5, 2, 2, 0.25, 1e4f);    /* dim 0: nothing turns */
     /* delta rule: edge lengths, many segments, n_v = 2 n_k, d_k != d_v, and the model's 128 x 128 */
     const int l1[] = {1}, l63[] = {63}, l64[] = {64}, l65[] = {65}, llong[] = {200, 300};
     const int many[] = {1, 63, 64, 65, 2, 7, 1, 128, 129, 9, 1, 33};

@@ -220,6 +220,94 @@ static void test_config(void) {
                 "leading zero", NULL);
 }
 
+/* Loads the fixture config with two replacements (from1 -> to1 first, then load_cfg's). */
+static plm_status load_cfg2(plm_config *c, const char *from1, const char *to1, const char *from, const char *to,
+                            plm_error *err) {
+    char saved[sizeof g_base_cfg];
+    memcpy(saved, g_base_cfg, sizeof saved);
+    const char *at = strstr(saved, from1);
+    if (!at) {
+        tu_check(0, "test bug: '%s' not in the config", from1);
+        return PLM_ERR_INPUT;
+    }
+    snprintf(g_base_cfg, sizeof g_base_cfg, "%.*s%s%s", (int)(at - saved), saved, to1, at + strlen(from1));
+    plm_status st = load_cfg(c, from, to, NULL, err);
+    memcpy(g_base_cfg, saved, sizeof saved);
+    return st;
+}
+
+/* Rotary dimensions as transformers derives them, the M-RoPE keys of real Qwen3.5 checkpoints, and
+ * every rope type, activation or layer type packlm does not compute refused with its name. */
+static void test_config_model_kinds(void) {
+    plm_config c;
+    plm_error err;
+    const char *T = "\"rope_type\": \"default\"", *F = "\"partial_rotary_factor\": 0.25,\n    \"rope_theta\"";
+    plm_status st = load_cfg(&c, F, "\"partial_rotary_factor\": 0.15625,\n    \"rope_theta\"", NULL, &err);
+    tu_check(st == PLM_OK && c.rope_dim == 5, "head_dim 32 x 0.15625: odd rotary dim 5 kept, not rounded (%d, %s)",
+             c.rope_dim, st ? err.msg : "");
+    st = load_cfg(&c, F, "\"partial_rotary_factor\": 0.3,\n    \"rope_theta\"", NULL, &err);
+    tu_check(st == PLM_OK && c.rope_dim == 9, "head_dim 32 x 0.3 = 9.6: int() gives 9 (%d, %s)", c.rope_dim,
+             st ? err.msg : "");
+    st = load_cfg2(&c, "\"head_dim\": 32", "\"head_dim\": 33", F, "\"partial_rotary_factor\": 0.5,\n    \"rope_theta\"",
+                   &err);
+    tu_check(st == PLM_OK && c.rope_dim == 16 && c.head_dim == 33, "odd head_dim 33 x 0.5: dim 16 (%d, %s)",
+             c.rope_dim, st ? err.msg : "");
+    expect_fail(load_cfg2(&c, "\"head_dim\": 32", "\"head_dim\": 33", F,
+                          "\"partial_rotary_factor\": 1.0,\n    \"rope_theta\"", &err),
+                &err, "odd head_dim fully rotary", "partial_rotary_factor 1 gives an odd rotary dimension 33 = head_dim",
+                "34 rotated channels exceed head_dim", NULL);
+    /* M-RoPE keys as real checkpoints write them: text positions make it the plain rotary */
+    st = load_cfg(&c, T, "\"rope_type\": \"default\", \"mrope_section\": [11, 11, 10], \"mrope_interleaved\": true",
+                  NULL, &err);
+    tu_check(st == PLM_OK && c.rope_dim == 8, "mrope_section + mrope_interleaved accepted (%s)", st ? err.msg : "");
+    st = load_cfg(&c, T, "\"rope_type\": \"mrope\", \"mrope_section\": [2, 1, 1]", NULL, &err);
+    tu_check(st == PLM_OK && c.rope_dim == 8, "rope_type 'mrope' (transformers maps it to 'default') accepted (%s)",
+             st ? err.msg : "");
+    expect_fail(load_cfg(&c, T, "\"rope_type\": \"default\", \"mrope_section\": [11, 11]", NULL, &err), &err,
+                "mrope_section of two", "field 'rope_parameters.mrope_section' must be a list of three integers", NULL);
+    expect_fail(load_cfg(&c, T, "\"rope_type\": \"default\", \"mrope_section\": [11, 11, 1.5]", NULL, &err), &err,
+                "mrope_section 1.5", "'rope_parameters.mrope_section'", NULL);
+    expect_fail(load_cfg(&c, T, "\"rope_type\": \"default\", \"mrope_interleaved\": 1", NULL, &err), &err,
+                "mrope_interleaved 1", "field 'rope_parameters.mrope_interleaved' must be true or false", NULL);
+    /* rope types that change the frequencies */
+    static const char *const types[] = {"yarn", "linear", "dynamic", "llama3", "longrope", "axial"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char to[96], want[128];
+        snprintf(to, sizeof to, "\"rope_type\": \"%s\", \"factor\": 4.0", types[i]);
+        snprintf(want, sizeof want, "field 'rope_parameters.rope_type' = '%s' is not supported", types[i]);
+        st = load_cfg(&c, T, to, NULL, &err);
+        expect_fail(st, &err, to, want, NULL);
+        tu_check(st == PLM_ERR_UNSUPPORTED, "rope_type '%s': PLM_ERR_UNSUPPORTED (%d)", types[i], (int)st);
+    }
+    expect_fail(load_cfg(&c, T, "\"rope_type\": 7", NULL, &err), &err, "rope_type 7",
+                "field 'rope_parameters.rope_type' must be a string", NULL);
+    const char *RP = "\"rope_parameters\": {\n    \"partial_rotary_factor\": 0.25,\n    \"rope_theta\": 10000.0,\n"
+                     "    \"rope_type\": \"default\"\n  }";
+    expect_fail(load_cfg(&c, RP, "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0, \"rope_theta\": 1e4}", NULL,
+                         &err),
+                &err, "legacy rope_scaling.type linear", "field 'rope_scaling.type' = 'linear' is not supported", NULL);
+    st = load_cfg(&c, RP, "\"rope_scaling\": {\"type\": \"mrope\", \"mrope_section\": [1, 1, 2], \"rope_theta\": 1e4}", NULL,
+                  &err);
+    tu_check(st == PLM_OK && c.rope_dim == 8 && c.rope_theta == 1e4,
+             "legacy rope_scaling {type: mrope} with the top-level partial_rotary_factor (%s)", st ? err.msg : "");
+    expect_fail(load_cfg(&c, RP, "\"rope_parameters\": [1]", NULL, &err), &err, "rope_parameters a list",
+                "field 'rope_parameters' must be an object", NULL);
+    /* activations and layer kinds */
+    st = load_cfg(&c, "\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu_pytorch_tanh\"", NULL, &err);
+    expect_fail(st, &err, "hidden_act gelu", "field 'hidden_act' = 'gelu_pytorch_tanh' is not supported (only 'silu')",
+                NULL);
+    tu_check(st == PLM_ERR_UNSUPPORTED, "hidden_act gelu: PLM_ERR_UNSUPPORTED (%d)", (int)st);
+    expect_fail(load_cfg(&c, "\"hidden_act\": \"silu\"", "\"hidden_act\": [\"silu\"]", NULL, &err), &err,
+                "hidden_act list", "field 'hidden_act' must be a string", NULL);
+    st = load_cfg(&c, "\"full_attention\"\n", "\"sliding_attention\"\n", NULL, &err);
+    expect_fail(st, &err, "a sliding_attention layer",
+                "field 'layer_types[3]' = 'sliding_attention' is not supported (only 'linear_attention', "
+                "'full_attention')", NULL);
+    tu_check(st == PLM_ERR_UNSUPPORTED, "layer type sliding_attention: PLM_ERR_UNSUPPORTED (%d)", (int)st);
+    expect_fail(load_cfg(&c, "\"full_attention\"\n", "null\n", NULL, &err), &err, "a null layer type",
+                "field 'layer_types[3]' must be a string", NULL);
+}
+
 /* ---------------------------------------------------------------- reproducers */
 static void test_repro_models(void) {
     plm_model *m = NULL;
@@ -369,6 +457,7 @@ int main(void) {
     if (!mkdtemp(g_tmp)) return 1;
     test_json_strict();
     test_config();
+    test_config_model_kinds();
     test_repro_models();
     test_odd_alignment();
     test_cli_reader();

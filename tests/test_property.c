@@ -1,6 +1,8 @@
 /* Property tests on random configurations and random weights made in C: a packed run equals each
  * sequence run alone, under any packing and token budget, for segment lengths 1, 63, 64, 65 and
- * longer; and the fast kernels equal the reference kernels end to end. Tolerance: 1e-4 * max|alone|. */
+ * longer; and the fast kernels equal the reference kernels end to end. After the random ones, fixed
+ * unusual shapes (synth_unusual_spec): odd head and rotary dims, one k head for many v heads,
+ * d_k != d_v, a single layer of each kind, a vocabulary that is not a multiple of 8. Tolerance: 1e-4 * max|alone|. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,16 +19,18 @@ static void describe(const synth_spec *s, char *buf, size_t n) {
     const plm_config *c = &s->c;
     char lt[64] = "";
     for (int i = 0; i < c->n_layers && i < 60; i++) lt[i] = c->layer_type[i] == PLM_LAYER_LINEAR ? 'L' : 'A';
-    snprintf(buf, n, "%s %s %s H%d [%s] nk%d nv%d dk%d dv%d K%d | nh%d nkv%d hd%d rot%d | %s E%d k%d%s%s",
+    snprintf(buf, n, "%s %s %s V%d H%d [%s] nk%d nv%d dk%d dv%d K%d | nh%d nkv%d hd%d rot%d%s | %s E%d k%d%s%s",
              plm_dtype_name(s->dtype), s->nested ? "nested" : "flat", c->tie_embeddings ? "tied" : "untied",
-             c->hidden_size, lt, c->lin_k_heads, c->lin_v_heads, c->lin_k_dim, c->lin_v_dim, c->conv_kernel, c->n_heads,
-             c->n_kv_heads, c->head_dim, c->rope_dim, c->is_moe ? "moe" : "dense", c->n_experts, c->n_experts_per_tok,
+             c->vocab_size, c->hidden_size, lt, c->lin_k_heads, c->lin_v_heads, c->lin_k_dim, c->lin_v_dim, c->conv_kernel, c->n_heads,
+             c->n_kv_heads, c->head_dim, c->rope_dim, s->mrope ? " mrope" : "", c->is_moe ? "moe" : "dense", c->n_experts, c->n_experts_per_tok,
              c->is_moe && c->shared_intermediate_size ? " +shared" : "", c->is_moe && s->fused_experts ? " fused" : "");
 }
 
+/* idx < N_MODELS: a random configuration; after that the unusual shapes of synth_unusual_spec */
 static int one_model(int idx, tu_rng *r, const char *root) {
     synth_spec s;
-    synth_random_spec(&s, r);
+    if (idx < N_MODELS) synth_random_spec(&s, r);
+    else synth_unusual_spec(&s, idx - N_MODELS, r);
     char dir[512], what[512], desc[256];
     snprintf(dir, sizeof dir, "%s/m%d", root, idx);
     mkdir(dir, 0700);
@@ -87,7 +91,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(root)) return 1;
     tu_rng r = {argc > 1 ? strtoull(argv[1], NULL, 0) : 20261127};
     printf("seed %llu, models in %s\n", (unsigned long long)r.s, root);
-    for (int i = 0; i < N_MODELS; i++) one_model(i, &r, root);
+    for (int i = 0; i < N_MODELS + SYNTH_N_UNUSUAL; i++) one_model(i, &r, root);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
     if (system(cmd) != 0) printf("note: could not remove %s\n", root);

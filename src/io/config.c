@@ -177,34 +177,83 @@ static plm_status read_layer_types(plm_config *c, const src_t *s, plm_error *err
         const cJSON *e = cJSON_GetArrayItem(lt, i);
         if (cJSON_IsString(e) && !strcmp(e->valuestring, "linear_attention")) c->layer_type[i] = PLM_LAYER_LINEAR;
         else if (cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")) c->layer_type[i] = PLM_LAYER_ATTENTION;
+        else if (cJSON_IsString(e))
+            return plm_fail(err, PLM_ERR_UNSUPPORTED,
+                            "%s: field 'layer_types[%d]' = '%s' is not supported (only 'linear_attention', "
+                            "'full_attention')", s->path, i, e->valuestring);
         else
-            return plm_fail(err, PLM_ERR_CONFIG, "%s: layer_types[%d] is not 'linear_attention' or 'full_attention'",
-                            s->path, i);
+            return plm_fail(err, PLM_ERR_CONFIG, "%s: field 'layer_types[%d]' must be a string", s->path, i);
     }
     return PLM_OK;
 }
 
+/* rope_parameters (or the older rope_scaling), as transformers' Qwen3.5 text rotary embedding reads
+ * it. rope_type must be "default" ("mrope", the older spelling of the multimodal form, is what
+ * transformers maps to "default" too); any other type changes the frequencies and is refused by name.
+ * mrope_section / mrope_interleaved describe M-RoPE: three position streams (temporal, height, width)
+ * whose frequencies are interleaved (or laid out in sections) over the rotary channels. packlm runs
+ * text only, where transformers expands the position ids to the three streams unchanged, so every
+ * frequency sees the same position and M-RoPE is exactly the plain rotary below, whatever the
+ * sections; they are still checked to have the form transformers indexes (three integers). */
 static plm_status read_rope(plm_config *c, const src_t *s, plm_error *err) {
     const cJSON *rp = lookup(s, "rope_parameters");
-    if (!rp) rp = lookup(s, "rope_scaling");
+    const char *rp_name = "rope_parameters";
+    if (!rp) {
+        rp = lookup(s, "rope_scaling");
+        rp_name = "rope_scaling";
+    }
+    if (rp && !cJSON_IsObject(rp))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' must be an object", s->path, rp_name);
     const cJSON *theta = rp ? cJSON_GetObjectItemCaseSensitive(rp, "rope_theta") : NULL;
     if (!theta) theta = lookup(s, "rope_theta");
     if (!theta) return plm_fail(err, PLM_ERR_CONFIG, "%s: missing field 'rope_parameters.rope_theta'", s->path);
     plm_status st = get_num(&c->rope_theta, theta, s->path, "rope_theta", err);
     if (st) return st;
     if (c->rope_theta <= 0) return plm_fail(err, PLM_ERR_CONFIG, "%s: rope_theta must be positive", s->path);
-    const cJSON *type = rp ? cJSON_GetObjectItemCaseSensitive(rp, "rope_type") : NULL;
-    if (type && (!cJSON_IsString(type) || strcmp(type->valuestring, "default")))
-        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: rope_type '%s' is not supported (only 'default')", s->path,
-                        cJSON_IsString(type) ? type->valuestring : "?");
+    const char *type_key = "rope_type"; /* "type" in older rope_scaling objects */
+    const cJSON *type = rp ? cJSON_GetObjectItemCaseSensitive(rp, type_key) : NULL;
+    if (rp && (!type || cJSON_IsNull(type))) {
+        type_key = "type";
+        type = cJSON_GetObjectItemCaseSensitive(rp, type_key);
+    }
+    if (type && !cJSON_IsNull(type)) {
+        if (!cJSON_IsString(type))
+            return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s.%s' must be a string", s->path, rp_name, type_key);
+        if (strcmp(type->valuestring, "default") && strcmp(type->valuestring, "mrope"))
+            return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: field '%s.%s' = '%s' is not supported (only 'default')",
+                            s->path, rp_name, type_key, type->valuestring);
+    }
+    const cJSON *sec = rp ? cJSON_GetObjectItemCaseSensitive(rp, "mrope_section") : NULL;
+    if (sec && !cJSON_IsNull(sec)) {
+        int ok = cJSON_IsArray(sec) && cJSON_GetArraySize(sec) == 3;
+        for (const cJSON *e = ok ? sec->child : NULL; e; e = e->next) {
+            int64_t x = 0;
+            if (json_int(e, 0, 1 << 16, &x)) ok = 0;
+        }
+        if (!ok)
+            return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s.mrope_section' must be a list of three integers",
+                            s->path, rp_name);
+    }
+    int32_t interleaved = 0;
+    char key[64];
+    snprintf(key, sizeof key, "%s.mrope_interleaved", rp_name);
+    if (rp && (st = get_bool(&interleaved, cJSON_GetObjectItemCaseSensitive(rp, "mrope_interleaved"), s->path, key,
+                             err)))
+        return st;
     const cJSON *prf = rp ? cJSON_GetObjectItemCaseSensitive(rp, "partial_rotary_factor") : NULL;
     if (!prf) prf = lookup(s, "partial_rotary_factor");
     double f = 0.25; /* the Qwen3.5 configuration default */
     if (prf && (st = get_num(&f, prf, s->path, "partial_rotary_factor", err))) return st;
     if (f <= 0 || f > 1)
         return plm_fail(err, PLM_ERR_CONFIG, "%s: partial_rotary_factor %g is not in (0, 1]", s->path, f);
+    /* transformers: dim = int(head_dim * partial_rotary_factor), kept as is (an odd dim turns
+     * dim + 1 channels, see plm_rope) */
     c->rope_dim = (int32_t)(c->head_dim * f);
-    c->rope_dim &= ~1;
+    if (2 * ((c->rope_dim + 1) / 2) > c->head_dim)
+        return plm_fail(err, PLM_ERR_CONFIG,
+                        "%s: partial_rotary_factor %g gives an odd rotary dimension %d = head_dim, whose %d rotated "
+                        "channels exceed head_dim (transformers cannot run it either)",
+                        s->path, f, c->rope_dim, c->rope_dim + 1);
     return PLM_OK;
 }
 
@@ -243,8 +292,11 @@ static plm_status fill(plm_config *c, const src_t *s, int is_moe, plm_error *err
         return plm_fail(err, PLM_ERR_CONFIG, "%s: rms_norm_eps = %g must be a positive float32", s->path, e);
     c->rms_eps = (float)e;
     const cJSON *act = lookup(s, "hidden_act");
-    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
-        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: hidden_act must be 'silu'", s->path);
+    if (act && !cJSON_IsString(act))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field 'hidden_act' must be a string", s->path);
+    if (act && strcmp(act->valuestring, "silu"))
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: field 'hidden_act' = '%s' is not supported (only 'silu')",
+                        s->path, act->valuestring);
     int32_t bias = 0;
     if ((st = get_bool(&bias, lookup(s, "attention_bias"), s->path, "attention_bias", err))) return st;
     if (bias) return plm_fail(err, PLM_ERR_UNSUPPORTED, "%s: attention_bias = true is not supported", s->path);
@@ -275,7 +327,9 @@ plm_status plm_config_validate(const plm_config *c, plm_error *err) {
     if (c->is_moe && c->n_experts_per_tok > c->n_experts)
         return plm_fail(err, PLM_ERR_CONFIG, "num_experts_per_tok (%d) exceeds num_experts (%d)",
                         c->n_experts_per_tok, c->n_experts);
-    if (c->rope_dim > c->head_dim) return plm_fail(err, PLM_ERR_CONFIG, "rotary dims exceed head_dim");
+    if (c->rope_dim < 0 || 2 * ((c->rope_dim + 1) / 2) > c->head_dim)
+        return plm_fail(err, PLM_ERR_CONFIG, "the rotary embedding turns %d channels, more than head_dim (%d)",
+                        2 * ((c->rope_dim + 1) / 2), c->head_dim);
     return PLM_OK;
 }
 

@@ -16,7 +16,8 @@ typedef struct {
     float rms_eps;
     int32_t tie_embeddings;
     /* gated attention */
-    int32_t n_heads, n_kv_heads, head_dim, rope_dim; /* rope_dim: rotated dims (even) */
+    int32_t n_heads, n_kv_heads, head_dim, rope_dim; /* rope_dim: int(head_dim * partial_rotary_factor), as
+                                                      * transformers; 2 * ceil(rope_dim/2) channels turn */
     double rope_theta;
     /* Gated DeltaNet */
     int32_t lin_k_heads, lin_v_heads, lin_k_dim, lin_v_dim, conv_kernel;

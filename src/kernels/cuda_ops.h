@@ -66,7 +66,7 @@ void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w,
                              void *stream);
 void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps,
                             void *stream);
-/* inv_freq [rot/2] as plm_rope computes it (host side, float) */
+/* inv_freq [ceil(rot/2)] as plm_rope computes it (host side, float); turns 2 * ceil(rot/2) channels */
 void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, const float *inv_freq,
                    void *stream);
 void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream);

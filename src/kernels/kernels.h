@@ -68,7 +68,10 @@ void plm_rmsnorm_zc(float *y, const float *x, const float *w, int64_t T, int n, 
 void plm_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps);
 /* per row of n: x *= scale * rsqrt(sum x^2 + 1e-6) */
 void plm_l2norm_rows(float *x, int64_t rows, int n, float scale);
-/* rotate-half RoPE on the first rot dims of each head: x [T, nh, hd], positions pos[T] */
+/* rotate-half RoPE of each head of x [T, nh, hd] at positions pos[T], as transformers' default
+ * rotary with dim = rot = int(head_dim * partial_rotary_factor): ceil(rot/2) frequencies
+ * 1 / theta^(2i/rot), turning the first 2 * ceil(rot/2) channels (an odd rot turns rot + 1; the
+ * caller guarantees 2 * ceil(rot/2) <= hd); the channels after them pass through */
 void plm_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, double theta);
 /* g = x * silu(g) elementwise (SwiGLU: writes silu(gate) * up into gate) */
 void plm_swiglu(float *gate, const float *up, int64_t n);

@@ -78,10 +78,15 @@ void plm_l2norm_rows(float *x, int64_t rows, int n, float scale) {
 }
 
 void plm_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, double theta) {
-    const int half = rot / 2;
+    /* as transformers' default rotary: dim = rot = int(head_dim * partial_rotary_factor),
+     * inv_freq = 1 / theta^(arange(0, dim, 2) / dim): ceil(dim/2) frequencies over the even indices
+     * below dim, each divided by dim itself (an odd dim included); apply_rotary_pos_emb then turns
+     * cos.shape[-1] = 2 * ceil(dim/2) channels, rotate_half pairing channel i with i + half.
+     * Computed in float32 as torch does (exponent (2i)/dim, the power and the reciprocal each rounded
+     * to float), and angles float(pos) * inv_freq in float32, as transformers' float32 matmul. */
+    const int half = (rot + 1) / 2;
     float inv_freq[half > 0 ? half : 1];
-    /* as transformers: inv_freq = 1 / theta^(2i/rot) in float32, angle = float(pos) * inv_freq */
-    for (int i = 0; i < half; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(2 * i) / (double)rot));
+    for (int i = 0; i < half; i++) inv_freq[i] = 1.0f / powf((float)theta, (float)(2 * i) / (float)rot);
     for (int64_t t = 0; t < T; t++) {
         for (int i = 0; i < half; i++) {
             float ang = (float)pos[t] * inv_freq[i];

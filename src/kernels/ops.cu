@@ -103,7 +103,7 @@ __global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, 
 
 extern "C" void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, const float *inv_freq,
                               void *stream) {
-    const int half = rot / 2;
+    const int half = (rot + 1) / 2; /* as plm_rope: an odd rot turns rot + 1 channels */
     if (T > 0 && half > 0)
         k_rope<<<plm_blocks(T * nh * half, 256), 256, 0, PLM_STREAM(stream)>>>(x, pos, T, nh, hd, half, inv_freq);
 }

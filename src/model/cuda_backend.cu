@@ -235,9 +235,9 @@ static plm_status upload(plm_cuda *g, plm_error *err) {
     if (!st && m->lm_head.data == m->embed.data) g->lm_head = g->embed; /* tied */
     else if (!st) st = put_mat(g, &g->lm_head, &m->lm_head, err);
     if (!st) st = put_vec(g, &g->final_norm, m->final_norm, H, err);
-    const int half = c->rope_dim / 2;
+    const int half = (c->rope_dim + 1) / 2; /* as plm_rope: ceil(dim/2) frequencies, divided by dim */
     float inv[PLM_CUDA_MAX_HD / 2 + 1];
-    for (int i = 0; i < half; i++) inv[i] = (float)(1.0 / pow(c->rope_theta, (double)(2 * i) / (double)c->rope_dim));
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf((float)c->rope_theta, (float)(2 * i) / (float)c->rope_dim);
     if (!st) st = put_vec(g, &g->inv_freq, inv, half > 0 ? half : 1, err);
     for (int li = 0; li < c->n_layers && !st; li++) {
         const plm_layer *L = &m->layers[li];
@@ -292,7 +292,7 @@ static plm_status check_shapes(const plm_model *m, int dev, plm_error *err) {
     if (c->lin_k_dim > PLM_CUDA_MAX_DK)
         return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: linear_key_head_dim %d is over the CUDA kernels' %d", dev,
                         c->lin_k_dim, PLM_CUDA_MAX_DK);
-    if (c->head_dim > PLM_CUDA_MAX_HD || c->rope_dim / 2 > PLM_CUDA_MAX_HD / 2)
+    if (c->head_dim > PLM_CUDA_MAX_HD || (c->rope_dim + 1) / 2 > PLM_CUDA_MAX_HD / 2)
         return plm_fail(err, PLM_ERR_UNSUPPORTED, "cuda:%d: head_dim %d is over the CUDA kernels' %d", dev, c->head_dim,
                         PLM_CUDA_MAX_HD);
     if (c->conv_kernel > PLM_CUDA_MAX_K)
