@@ -168,14 +168,10 @@ static void device_errors(const char *name, const char *device) {
         free(tok);
         plm_ctx_free(tiny);
     } else tu_check(0, "%s on %s: context under a limit just above the weights: %s", name, device, err.msg);
-    plm_state *huge = NULL;
-    plm_snapshot *snap = NULL;
-    (void)snap;
     void *pbig = NULL;
     a = plm_cuda_alloc(0, &pbig, (size_t)1 << 52, "an impossible test allocation", &err);
     tu_check(a == PLM_ERR_NOMEM && strstr(err.msg, "4503599627370496 bytes") && !pbig,
              "%s on %s: an impossible allocation is a clean out-of-memory error (\"%s\")", name, device, err.msg);
-    plm_state_free(huge);
     plm_state_free(s);
     plm_state_free(sc);
     plm_ctx_free(cpu);

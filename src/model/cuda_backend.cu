@@ -456,7 +456,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->moe_map = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
     p->moe_tok = (int32_t *)take(d, moe_k ? T * moe_k * 4 : 0);
     /* tables: the same layout on both sides, uploaded as one block */
-    const size_t t0 = d->used, h0 = hst->used;
+    const size_t h0 = hst->used;
 #define TABLE(field, type, n)                                                                                       \
     do {                                                                                                            \
         p->field = (type *)take(d, (size_t)(n) * sizeof(type));                                                     \
@@ -478,7 +478,6 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     TABLE(amax_rows, int32_t, p->n_amax);
     TABLE(atiles, int32_t, na ? 2 * (T / p->attn_qt + ns + 1) : 0);
 #undef TABLE
-    (void)t0;
     p->h_bytes = hst->used - h0;
     p->h_base = hst->base ? hst->base + h0 : NULL;
     p->h_moe = (int32_t *)take(hst, moe_k ? T * moe_k * 4 : 0);
@@ -979,8 +978,7 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *er
         for (int i = 0; i < 15; i++) hT[i] = tails + (size_t)i * 3 * C;
         cudaMemcpy(Sp, hS, sizeof hS, cudaMemcpyHostToDevice);
         cudaMemcpy(Tp, hT, sizeof hT, cudaMemcpyHostToDevice);
-        int32_t hcu[NS + 1], hso[1];
-        (void)hso;
+        int32_t hcu[NS + 1];
         /* delta rule: 15 sequences, one, 512 x 64 (states zeroed once: the timing does not depend on them) */
         for (int c = 0; c < 3; c++) {
             const int n = c == 0 ? 15 : c == 1 ? 1 : NS;
