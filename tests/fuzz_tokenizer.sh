@@ -37,6 +37,13 @@ while IFS= read -r line; do
 done < tests/data/tokenizer-qwen3/corpus.jsonl
 export PLM_FUZZ_TOKENIZER=tests/data/tokenizer-qwen3/tokenizer.json
 export PLM_FUZZ_SEED_DIR="$corpus"
+# inputs that once failed (fuzz/regress/tokenizer-*) run first, as fixed cases
+regress=$(ls fuzz/regress/tokenizer-* 2>/dev/null)
+if [ -n "$regress" ] && ! "$OUT/fuzz_tokenizer" $regress > "$OUT/regress.log" 2>&1; then
+    grep -E "runtime error|ERROR|SUMMARY" "$OUT/regress.log" | head -5
+    echo "FAIL fuzz_tokenizer: a regression input fails again (log: $OUT/regress.log)"
+    exit 1
+fi
 echo "fuzz_tokenizer: running for ${SECONDS_TOTAL}s"
 "$OUT/fuzz_tokenizer" -max_total_time="$SECONDS_TOTAL" -max_len=4096 -timeout=20 -rss_limit_mb=4096 \
     -print_final_stats=1 -artifact_prefix="$OUT/" "$corpus" > "$OUT/fuzz.log" 2>&1

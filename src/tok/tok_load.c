@@ -582,7 +582,7 @@ static plm_status load(plm_tokenizer *t, cJSON *root, cJSON *cfg, plm_error *err
             free(buf);
             return plm_fail(err, PLM_ERR_FORMAT, "merge %u is neither \"a b\" nor [a, b]", rank);
         }
-        if (la + lb > bcap) {
+        if (!buf || la + lb > bcap) { /* allocated even for two empty parts: memcpy never sees NULL */
             bcap = 2 * (la + lb) + 64;
             char *nb = realloc(buf, bcap);
             if (!nb) {
