@@ -556,10 +556,38 @@ class Model:
         return results[0] if single else results
 
 
-class Snapshot:
+class _Owned:
+    """A C handle (self._h) freed once: by close(), or when the object is collected."""
+
+    _h = None
+
+    @staticmethod
+    def _release(h):
+        raise NotImplementedError
+
+    def _free(self):
+        if self._h:
+            self._release(self._h)
+            self._h = None
+
+    def close(self):
+        self._free()
+
+    def __del__(self):
+        try:
+            self._free()
+        except Exception:
+            pass
+
+
+class Snapshot(_Owned):
     """A state's conv tails, delta-rule states and length at one moment (State.snapshot()); restores
     into the state it was taken from while that state still holds those tokens, any number of
     times."""
+
+    @staticmethod
+    def _release(h):
+        lib.plm_snapshot_free(h)
 
     def __init__(self, state: "State", h):
         self._model, self._h = state._model, h
@@ -571,24 +599,15 @@ class Snapshot:
             raise ValueError("the snapshot is closed")
         return lib.plm_snapshot_length(self._h)
 
-    def _free(self):
-        if self._h:
-            lib.plm_snapshot_free(self._h)
-            self._h = None
 
-    close = _free
-
-    def __del__(self):
-        try:
-            self._free()
-        except Exception:
-            pass
-
-
-class State:
+class State(_Owned):
     """One sequence's state (plm_state): conv tails and delta-rule states of the linear layers, keys
     and values of the attention layers, and its length. Made by Model.new_state(); advanced by
     Model.step. fork() copies it, snapshot()/restore() roll it back."""
+
+    @staticmethod
+    def _release(h):
+        lib.plm_state_free(h)
 
     def __init__(self, model: Model, h):
         self._model, self._h = model, h
@@ -657,18 +676,6 @@ class State:
         with self._model._lock:
             check(lib.plm_state_restore(self._handle(), snap._h, byref(err)), err)
 
-    def _free(self):
-        if self._h:
-            lib.plm_state_free(self._h)
-            self._h = None
-
-    close = _free
-
-    def __del__(self):
-        try:
-            self._free()
-        except Exception:
-            pass
 
     def __repr__(self):
         return "packlm.State(length=%s)" % (self.length if self._h else "closed")
