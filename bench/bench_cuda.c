@@ -33,6 +33,49 @@ static double best_of(plm_ctx *c, plm_model *m, int n, const int *lens, int scor
     return best;
 }
 
+/* the token mixers alone, on FLA's shapes (packlm bench --only mixers runs just this) */
+int bench_cuda_mixers(bench_ctx *b) {
+    const int dev = dev_index(b->device);
+    plm_error err = {0};
+    int fail = 0;
+    double tflops = 0, tbps = 0;
+    if (plm_cuda_ceilings(dev, 2048, 2048, 2048, 1u << 30, 10, &tflops, &tbps, &err)) {
+        fprintf(stderr, "packlm bench: %s\n", err.msg);
+        return 1;
+    }
+
+        double ms[PLM_CUDA_MIXER_TIMES];
+        if (plm_cuda_bench_mixers(dev, ms, &err)) {
+            fprintf(stderr, "packlm bench: %s\n", err.msg);
+            fail = 1;
+        } else {
+            const char *keys[PLM_CUDA_MIXER_TIMES] = {
+                "cuda_gdn_15seq_ms", "cuda_gdn_1seq_ms", "cuda_gdn_512x64_ms", "cuda_gdn_decode1_ms",
+                "cuda_gdn_decode16_ms", "cuda_gdn_decode256_ms", "cuda_conv_15seq_ms", "cuda_gdn_precise_15seq_ms",
+                "cuda_gdn_precise_1seq_ms", "cuda_gdn_precise_512x64_ms", "cuda_gdn_simple_15seq_ms",
+                "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms"};
+            const char *labels[PLM_CUDA_MIXER_TIMES] = {
+                "delta rule (tensor cores, bf16), 32,768 tokens as 15 sequences, 16 heads, K=V=128",
+                "delta rule (tensor cores, bf16), one sequence of 32,768",
+                "delta rule (tensor cores, bf16), 512 x 64",
+                "delta rule decode step, 1 sequence",
+                "delta rule decode step, 16 sequences",
+                "delta rule decode step, 256 sequences",
+                "conv1d + SiLU, [32,768 x 6,144], width 4, 15 sequences",
+                "delta rule (tensor cores, precise), 15 sequences",
+                "delta rule (tensor cores, precise), one sequence of 32,768",
+                "delta rule (tensor cores, precise), 512 x 64",
+                "delta rule (simple kernels), 15 sequences",
+                "delta rule (simple kernels), one sequence of 32,768",
+                "delta rule (simple kernels), 512 x 64"};
+            for (int i = 0; i < PLM_CUDA_MIXER_TIMES; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
+            const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
+            bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,
+                         "x");
+        }
+        return fail;
+}
+
 int bench_cuda(bench_ctx *b) {
     const int quick = b->quick, dev = dev_index(b->device);
     printf("cuda: prefill / score on %s%s\n", b->device, quick ? " (quick)" : "");
@@ -105,25 +148,7 @@ int bench_cuda(bench_ctx *b) {
         bench_report(b, "cuda_score_many_short_tokens_per_s", label, tot / tm, "tokens/s");
         bench_report(b, "cuda_many_vs_one", "time of many short / time of one long (target <= 1.1)", tm / t1, "x");
     }
-    if (!quick && !fail) { /* the token mixers alone, on FLA's shapes */
-        double ms[7];
-        if (plm_cuda_bench_mixers(dev, ms, &err)) {
-            fprintf(stderr, "packlm bench: %s\n", err.msg);
-            fail = 1;
-        } else {
-            const char *keys[7] = {"cuda_gdn_15seq_ms", "cuda_gdn_1seq_ms", "cuda_gdn_512x64_ms", "cuda_gdn_decode1_ms",
-                                   "cuda_gdn_decode16_ms", "cuda_gdn_decode256_ms", "cuda_conv_15seq_ms"};
-            const char *labels[7] = {"delta rule, 32,768 tokens as 15 sequences, 16 heads, K=V=128",
-                                     "delta rule, one sequence of 32,768", "delta rule, 512 x 64",
-                                     "delta rule decode step, 1 sequence", "delta rule decode step, 16 sequences",
-                                     "delta rule decode step, 256 sequences",
-                                     "conv1d + SiLU, [32,768 x 6,144], width 4, 15 sequences"};
-            for (int i = 0; i < 7; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
-            const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
-            bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,
-                         "x");
-        }
-    }
+    if (!quick && !fail && bench_cuda_mixers(b)) fail = 1;
     bench_report(b, "cuda_device_mb", "device memory the context holds (weights + largest step's scratch)",
                  plm_ctx_device_bytes(c) / 1048576.0, "MiB");
     free(one), free(many);

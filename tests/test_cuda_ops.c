@@ -17,6 +17,7 @@
 #define GUARD 32
 #define TOL 1e-5
 #define TOL_GDN 1e-4
+#define TOL_GDN_BF16 1e-2
 
 static tu_rng R = {0xc0da0c0da0ull};
 static plm_error ERR;
@@ -125,7 +126,11 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
     free(dt), free(tl), free(tr), free(x), free(w), free(y), free(yr), free(cu), free(so);
 }
 
-static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
+/* variant 0: plm_gdn_cuda (the simple kernels); 1: plm_gdn_tc_cuda precise; 2: plm_gdn_tc_cuda with
+ * one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
+ * intermediates to 8 significant bits, accumulated over a chunk of 64) */
+static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
+                             int variant) {
     int64_t T;
     int32_t *cu = make_cu(lens, n_seg, &T);
     const size_t qn = T * nk * dk, vn = T * nv * dv, sn = (size_t)nv * dk * dv;
@@ -149,14 +154,27 @@ static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv,
     float *dq = dput(q, qn), *dk_ = dput(k, qn), *dv_ = dput(v, vn), *dg = dput(g, T * nv), *db = dput(b, T * nv);
     float *doo = dput(NULL, vn), **dSa;
     float **dS = dput_each(S, n_seg, sn, &dSa);
-    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4);
-    plm_gdn_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, nk, nv, dk, dv, NULL);
-    char what[160];
-    snprintf(what, sizeof what, "gated delta rule %s (T=%lld, %d segments, nk=%d nv=%d dk=%d dv=%d)", label,
+    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dtab = NULL;
+    float *work = NULL;
+    const double tol = variant == 2 ? TOL_GDN_BF16 : TOL_GDN;
+    if (variant == 0) {
+        plm_gdn_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, nk, nv, dk, dv, NULL);
+    } else {
+        int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
+        const int nc = plm_gdn_chunks(tab, cu, n_seg);
+        dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
+        work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
+        plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, T, dtab, nc, work, nk, nv, dk, dv, variant == 1,
+                        NULL);
+        free(tab);
+    }
+    char what[200];
+    snprintf(what, sizeof what, "gated delta rule%s %s (T=%lld, %d segments, nk=%d nv=%d dk=%d dv=%d)",
+             variant == 0 ? "" : variant == 1 ? " [tensor cores, precise]" : " [tensor cores, bf16]", label,
              (long long)T, n_seg, nk, nv, dk, dv);
     if (sync_ok(what)) {
         dget(o, doo, vn, what);
-        tu_close(o, orf, vn, TOL_GDN, what);
+        tu_close(o, orf, vn, tol, what);
         double worst = 0;
         int ok = 1;
         for (int s = 0; s < n_seg; s++) {
@@ -167,13 +185,16 @@ static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv,
             if (!(r <= worst)) worst = r; /* NaN-safe: NaN makes worst NaN and fails below */
             free(got);
         }
-        tu_check(ok && worst <= TOL_GDN, "%s: final states, worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst,
-                 TOL_GDN);
+        tu_check(ok && worst <= tol, "%s: final states, worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst, tol);
     }
     plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dg), plm_cuda_free(0, db);
-    plm_cuda_free(0, dSa), plm_cuda_free(0, dcu);
+    plm_cuda_free(0, dSa), plm_cuda_free(0, dcu), plm_cuda_free(0, dtab), plm_cuda_free(0, work);
     for (int s = 0; s < n_seg; s++) free(S[s]), free(Sr[s]);
     free(dS), free(S), free(Sr), free(q), free(k), free(v), free(g), free(b), free(o), free(orf), free(cu);
+}
+
+static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
+    for (int variant = 0; variant < 3; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */

@@ -11,7 +11,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick] [--only prefill|decode|tokenizer]\n"
+            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick] [--only prefill|decode|tokenizer|mixers]\n"
             "                    [--device cpu|cuda[:N]]\n"
             "  Measures, on this machine: the OpenBLAS sgemm ceiling, packed score throughput and its ratio\n"
             "  to the ceiling, per-segment overhead, chunked vs recurrent delta rule, peak memory, decode\n"
@@ -22,7 +22,7 @@ static void usage(FILE *f) {
             "                (built once into build/bench-model-0.8b/)\n"
             "  --quick       a small model and sizes: a smoke run of a few seconds\n"
             "  --only S      run one section: prefill (sgemm, score, segments, delta rule, memory),\n"
-            "                decode, or tokenizer\n"
+            "                decode, tokenizer, or mixers (with --device cuda: the delta rule and conv1d alone)\n"
             "  --device D    cpu (default), or cuda[:N]: the GPU's BF16 GEMM and copy ceilings, packed score\n"
             "                and prefill of 12,680 tokens in 32 long-tailed sequences, 512 x 64 against\n"
             "                1 x 32768, device memory, and decode at 1, 16 and 256 sequences\n");
@@ -45,8 +45,8 @@ int cmd_bench(int argc, char **argv) {
             json = argv[++i];
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             only = argv[++i];
-            if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer"))
-                return cli_error("bench", "--only expects prefill, decode or tokenizer, got '%s'", only) + 1;
+            if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer") && strcmp(only, "mixers"))
+                return cli_error("bench", "--only expects prefill, decode, tokenizer or mixers, got '%s'", only) + 1;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
             model = argv[++i];
         } else if (!strcmp(a, "--device") && i + 1 < argc) {
@@ -82,6 +82,10 @@ int cmd_bench(int argc, char **argv) {
     if (RUN("prefill") && !gpu && bench_prefill(&b)) {
         fprintf(stderr, "packlm bench: the prefill section failed\n");
         rc = 1;
+    }
+    if (only && !strcmp(only, "mixers")) {
+        if (!gpu) return cli_error("bench", "--only mixers times the GPU's kernels: it needs --device cuda") + 1;
+        if (bench_cuda_mixers(&b)) rc = 1;
     }
     if (RUN("decode") && bench_decode(&b)) printf("decode: not available\n");
     double mbps = 0;

@@ -223,6 +223,13 @@ extern "C" void plm_gdn_cuda(float *o, float *const *S, const float *q, const fl
             skip_from = CHUNKED_MIN;
         }
     }
+    plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, skip_from, stream);
+}
+
+extern "C" void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
+                                 const float *g, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
+                                 int dk, int dv, int skip_from, void *stream) {
+    if (n_seg <= 0 || dk <= 0 || dk > PLM_CUDA_MAX_DK) return;
     dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nv, (unsigned)n_seg);
     dim3 block(32, (unsigned)((dk + ROWS - 1) / ROWS));
     k_gdn_rec<<<grid, block, 0, PLM_STREAM(stream)>>>(o, S, q, k, v, g, beta, cu, nk, nv, dk, dv, skip_from);

@@ -402,7 +402,8 @@ typedef struct {
     void *xb;       /* bf16 staging of a GEMM input */
     size_t work_floats;
     int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map, *atiles;
-    int n_atiles, attn_qt;
+    int32_t *gtab; /* the delta rule's chunks (plm_gdn_chunks) */
+    int n_atiles, attn_qt, n_gchunks;
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -420,7 +421,9 @@ typedef struct {
 static size_t layer_work_floats(const plm_model *m, int64_t T) {
     const plm_config *c = &m->cfg;
     const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
-    const size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk; /* 9 pieces */
+    const size_t gw = nv * (dk + dv + PLM_GDN_CHUNK + 1); /* plm_gdn_work_floats, per token: in raw */
+    const size_t lin = ((size_t)m->conv_dim > gw ? (size_t)m->conv_dim : gw) + (size_t)m->conv_dim + 3 * nv * dv +
+                       2 * nv + 2 * nk * dk; /* 9 pieces */
     const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const size_t att = 5 * nh * hd + 2 * nkv * hd;                                    /* 6 pieces */
     size_t mlp = 2 * (size_t)c->intermediate_size;                                    /* 2 pieces */
@@ -477,6 +480,7 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     TABLE(logit_rows, int32_t, p->n_logit);
     TABLE(amax_rows, int32_t, p->n_amax);
     TABLE(atiles, int32_t, na ? 2 * (T / p->attn_qt + ns + 1) : 0);
+    TABLE(gtab, int32_t, nl ? 2 * (T / PLM_GDN_CHUNK + ns) : 0);
 #undef TABLE
     p->h_bytes = hst->used - h0;
     p->h_base = hst->base ? hst->base + h0 : NULL;
@@ -541,7 +545,8 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     const int nk = cf->lin_k_heads, nv = cf->lin_v_heads, dk = cf->lin_k_dim, dv = cf->lin_v_dim;
     const int CD = m->conv_dim, K = cf->conv_kernel, ns = p->n_seg, li = Lh->lin_index;
     float *at = p->work;
-    float *raw = wtake(&at, (size_t)T * CD), *mixed = wtake(&at, (size_t)T * CD);
+    const size_t gw = plm_gdn_work_floats(T, nv, dk, dv); /* the delta rule's work area: raw, once conv read it */
+    float *raw = wtake(&at, (size_t)T * CD > gw ? (size_t)T * CD : gw), *mixed = wtake(&at, (size_t)T * CD);
     float *z = wtake(&at, (size_t)T * nv * dv), *bb = wtake(&at, (size_t)T * nv), *aa = wtake(&at, (size_t)T * nv);
     float *q = wtake(&at, (size_t)T * nk * dk), *k = wtake(&at, (size_t)T * nk * dk);
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
@@ -552,7 +557,8 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     TRY(gemm(g, aa, p->h, T, &L->a, p->xb, err));
     plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
     plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
-    plm_gdn_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, nk, nv, dk, dv, g->st);
+    plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, raw, nk, nv,
+                    dk, dv, g->split, g->st);
     plm_rmsnorm_gated_cuda(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
     return gemm(g, p->mo, o, T, &L->out, p->xb, err);
 }
@@ -787,6 +793,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
     if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
     if (na) p.n_atiles = plm_attn_tiles(HOST(&p, atiles, int32_t), s->cu, ns, p.attn_qt);
+    if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
 
     /* the layers */
@@ -943,7 +950,7 @@ template <typename F> static float time_median(F fn, cudaEvent_t a, cudaEvent_t 
     return t[10];
 }
 
-extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *err) {
+extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err) {
     plm_status st = check_device(dev, err);
     if (st) return st;
     const int H = 16, D = 128, TT = 32768, C = 6144, NS = 512;
@@ -951,17 +958,20 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *er
     const size_t qk = (size_t)TT * H * D, mixed_n = (size_t)TT * (3 * H * D);
     float *mixed = NULL, *q = NULL, *k = NULL, *v = NULL, *g = NULL, *beta = NULL, *o = NULL, *S = NULL, *negA = NULL,
           *dtb = NULL, *xc = NULL, *yc = NULL, *wc = NULL, *tails = NULL;
-    float **Sp = NULL, **Tp = NULL;
-    int32_t *cu = NULL, *so = NULL;
+    float **Sp = NULL, **Tp = NULL, *work = NULL;
+    int32_t *cu = NULL, *so = NULL, *tab = NULL;
     cudaEvent_t a = NULL, b = NULL;
     void **bufs[] = {(void **)&mixed, (void **)&q, (void **)&k, (void **)&v, (void **)&g, (void **)&beta, (void **)&o,
                      (void **)&S, (void **)&negA, (void **)&dtb, (void **)&xc, (void **)&yc, (void **)&wc,
-                     (void **)&tails, (void **)&Sp, (void **)&Tp, (void **)&cu, (void **)&so};
+                     (void **)&tails, (void **)&Sp, (void **)&Tp, (void **)&cu, (void **)&so, (void **)&tab,
+                     (void **)&work};
     const size_t sizes[] = {mixed_n * 4, qk * 4, qk * 4, qk * 4, (size_t)TT * H * 4, (size_t)TT * H * 4, qk * 4,
                             (size_t)NS * H * D * D * 4, (size_t)H * 4, (size_t)H * 4, (size_t)TT * C * 4,
                             (size_t)TT * C * 4, (size_t)C * 4 * 4, (size_t)15 * 3 * C * 4, (size_t)NS * 8,
-                            (size_t)15 * 8, (size_t)(NS + 1) * 4, (size_t)TT * 4};
-    for (int i = 0; i < 18 && !st; i++) st = dev_malloc(dev, bufs[i], sizes[i], "benchmark buffers", err);
+                            (size_t)15 * 8, (size_t)(NS + 1) * 4, (size_t)TT * 4, (size_t)2 * (TT / 64 + NS) * 4,
+                            plm_gdn_work_floats(TT, H, D, D) * 4};
+    const int nbufs = (int)(sizeof sizes / sizeof sizes[0]);
+    for (int i = 0; i < nbufs && !st; i++) st = dev_malloc(dev, bufs[i], sizes[i], "benchmark buffers", err);
     if (!st && (cudaEventCreate(&a) || cudaEventCreate(&b)))
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot create events", dev);
     if (!st) {
@@ -978,15 +988,22 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *er
         for (int i = 0; i < 15; i++) hT[i] = tails + (size_t)i * 3 * C;
         cudaMemcpy(Sp, hS, sizeof hS, cudaMemcpyHostToDevice);
         cudaMemcpy(Tp, hT, sizeof hT, cudaMemcpyHostToDevice);
-        int32_t hcu[NS + 1];
-        /* delta rule: 15 sequences, one, 512 x 64 (states zeroed once: the timing does not depend on them) */
+        int32_t hcu[NS + 1], htab[2 * (TT / 64 + NS)];
+        /* delta rule: 15 sequences, one, 512 x 64 (states zeroed once: the timing does not depend on them);
+         * tensor cores in BF16 (as FLA computes), precise, and the simple kernels */
         for (int c = 0; c < 3; c++) {
             const int n = c == 0 ? 15 : c == 1 ? 1 : NS;
             hcu[0] = 0;
             for (int i = 0; i < n; i++) hcu[i + 1] = hcu[i] + (c == 0 ? lens15[i] : c == 1 ? TT : 64);
+            const int nc = plm_gdn_chunks(htab, hcu, n);
             cudaMemcpy(cu, hcu, (n + 1) * 4, cudaMemcpyHostToDevice);
+            cudaMemcpy(tab, htab, (size_t)2 * nc * 4, cudaMemcpyHostToDevice);
             cudaMemset(S, 0, sizes[7]);
-            ms[c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
+            ms[c] = time_median(
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, work, H, H, D, D, 0, NULL); }, a, b);
+            ms[7 + c] = time_median(
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, work, H, H, D, D, 1, NULL); }, a, b);
+            ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
         /* decode steps: N sequences of one token */
         const int dn[3] = {1, 16, 256};
@@ -1012,6 +1029,6 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *er
     }
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
-    for (int i = 0; i < 18; i++) cudaFree(*bufs[i]);
+    for (int i = 0; i < nbufs; i++) cudaFree(*bufs[i]);
     return st;
 }

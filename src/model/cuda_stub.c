@@ -41,6 +41,6 @@ plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int rep
                              double *copy_tbps, plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }
-plm_status plm_cuda_bench_mixers(int dev, double ms[7], plm_error *err) {
+plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }

@@ -1,0 +1,461 @@
+/* Gated delta rule on tensor cores: the chunked (UT / WY) form of gdn.cu's k_gdn_chunk, split so
+ * that everything that does not depend on the state runs in parallel over all chunks, and only the
+ * state scan walks a segment's chunks in order.
+ *
+ * Per chunk of 64 tokens within a segment (the last one short), c the inclusive cumulative log decay:
+ *   A[i][j] = beta_i (k_i . k_j) exp(c_i - c_j)  (j < i)      T = (I + A)^-1
+ *   W = T diag(beta exp(c)) K      U = T diag(beta) V       P[i][j] = (q_i . k_j) exp(c_i - c_j)  (j <= i)
+ * then, in order over the chunks, with S the [dk, dv] state:
+ *   V' = U - W S      O = diag(exp(c)) Q S + P V'      S = exp(c_L) S + (diag(exp(c_L - c)) K)^T V'
+ *
+ * k_gdn_tc_prep: one block per (chunk, value head): c, A (K K^T on tensor cores), T by substitution
+ * on the triangle, W, U and P (tensor cores), written to a work area indexed by token.
+ * k_gdn_tc_scan: one block per (segment, value head, VT value columns): the state slice stays in
+ * shared memory for the whole segment; per chunk three products on tensor cores.
+ *
+ * Tensor cores take BF16 operands with FP32 accumulation (mma.sync m16n8k16, sm_80 and later). The
+ * precise form splits every operand into two BF16 parts (hi + lo, about 2^-16 relative) and runs
+ * three products (hi hi, hi lo, lo hi): FP32-grade results, as the BF16 GEMMs do with split inputs.
+ * The single form rounds each operand to BF16 once, as transformers + FLA compute in BF16.
+ * Everything in shared memory stays FP32; operands are rounded as they are loaded into fragments. */
+#include <cuda_bf16.h>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/cuda_ops.h"
+
+#define CH PLM_GDN_CHUNK /* 64 */
+#define MIN_LEN PLM_GDN_CHUNKED_MIN
+/* row strides in shared memory: blocks read as rows of A operands (pairs along a row) take 8 mod 32
+ * (a half warp's 8-byte loads hit 32 different banks); blocks read down their columns (B operands
+ * stored k-major) take 4 mod 32 */
+#define LDK (PLM_GDN_TC_MAX_DK + 8) /* [64, dk] blocks */
+#define LDC (CH + 8)                /* [64, 64] blocks */
+
+/* ---- fragments of mma.sync.m16n8k16 (row.col, bf16 x bf16 -> f32) ---------------------------------
+ * lane = 4 g + t. A (16 x 16): a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..).
+ * B (16 x 8, k x n): b0 (2t..2t+1, g), b1 (2t+8..2t+9, g). C (16 x 8): c0, c1 (g, 2t..2t+1),
+ * c2, c3 (g+8, 2t..2t+1). The lower half of each 32-bit register holds the lower index. */
+
+__device__ __forceinline__ uint32_t pack_bf16(float x, float y) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+/* hi = bf16(x, y); lo = bf16 of the remainders */
+__device__ __forceinline__ void split_pair(float x, float y, uint32_t &hi, uint32_t &lo) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    hi = *reinterpret_cast<uint32_t *>(&h);
+    lo = pack_bf16(x - __low2float(h), y - __high2float(h));
+}
+
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* acc[nt] += A[r0 .. r0+15][0 .. K) B[0 .. K)[n0 + 8 nt .. +7] for nt < NT. fa(r, k) returns the pair
+ * A[r][k], A[r][k+1] and fb(k, n) the pair B[k][n], B[k+1][n] (k even; zero in any padding); K a
+ * multiple of 16. */
+template <bool SPLIT, int NT, class FA, class FB>
+__device__ __forceinline__ void warp_mma(float (&acc)[NT][4], int r0, int n0, int K, FA fa, FB fb) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        uint32_t ah[4], al[4];
+        const int ka = k0 + 2 * t;
+        const float2 x0 = fa(r0 + g, ka), x1 = fa(r0 + g + 8, ka), x2 = fa(r0 + g, ka + 8), x3 = fa(r0 + g + 8, ka + 8);
+        if (SPLIT) {
+            split_pair(x0.x, x0.y, ah[0], al[0]);
+            split_pair(x1.x, x1.y, ah[1], al[1]);
+            split_pair(x2.x, x2.y, ah[2], al[2]);
+            split_pair(x3.x, x3.y, ah[3], al[3]);
+        } else {
+            ah[0] = pack_bf16(x0.x, x0.y);
+            ah[1] = pack_bf16(x1.x, x1.y);
+            ah[2] = pack_bf16(x2.x, x2.y);
+            ah[3] = pack_bf16(x3.x, x3.y);
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const int n = n0 + 8 * nt + g;
+            const float2 y0 = fb(ka, n), y1 = fb(ka + 8, n);
+            if (SPLIT) {
+                uint32_t bh0, bl0, bh1, bl1;
+                split_pair(y0.x, y0.y, bh0, bl0);
+                split_pair(y1.x, y1.y, bh1, bl1);
+                mma16816(acc[nt], ah, bh0, bh1);
+                mma16816(acc[nt], ah, bl0, bl1);
+                mma16816(acc[nt], al, bh0, bh1);
+            } else {
+                mma16816(acc[nt], ah, pack_bf16(y0.x, y0.y), pack_bf16(y1.x, y1.y));
+            }
+        }
+    }
+}
+
+/* operand pairs from shared memory: along a row (8-byte aligned) and down a column */
+__device__ __forceinline__ float2 row2(const float *X, int ld, int r, int c) {
+    return *reinterpret_cast<const float2 *>(X + r * ld + c);
+}
+__device__ __forceinline__ float2 col2(const float *X, int ld, int r, int c) {
+    return make_float2(X[r * ld + c], X[(r + 1) * ld + c]);
+}
+
+template <int NT> __device__ __forceinline__ void zero_acc(float (&acc)[NT][4]) {
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+}
+
+/* calls f(row, col, value) for each accumulator element of the warp tile at (r0, n0) */
+template <int NT, class F> __device__ __forceinline__ void each_acc(const float (&acc)[NT][4], int r0, int n0, F f) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+        const int c = n0 + 8 * nt + 2 * t;
+        f(r0 + g, c, acc[nt][0]);
+        f(r0 + g, c + 1, acc[nt][1]);
+        f(r0 + g + 8, c, acc[nt][2]);
+        f(r0 + g + 8, c + 1, acc[nt][3]);
+    }
+}
+
+/* a [64, pad) block of rows t0 .. t0+L-1 of a [T, heads, stride] array (head hd, columns c0 ..) into
+ * shared memory with row stride ld (a multiple of 4), zero past L rows and past `cols` columns: all
+ * copies in flight at once (cp.async, 16 bytes where the layout allows, zero-filled outside), so
+ * the block waits for memory once per block of rows, not once per element. Completed by
+ * copies_done(). */
+__device__ __forceinline__ void copy4(float *dst, const float *src, bool ok) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 4 : 0));
+}
+__device__ __forceinline__ void copy16(float *dst, const float *src, bool ok) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0));
+}
+__device__ __forceinline__ void copies_done(void) {
+    asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+}
+
+__device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, int64_t t0, int L, int heads, int hd,
+                                          int stride, int c0, int cols, int pad) {
+    const float *base = src + (t0 * heads + hd) * (int64_t)stride + c0;
+    const int64_t row = (int64_t)heads * stride;
+    if ((((uintptr_t)base & 15) | (stride & 3) | (cols & 3)) == 0) {
+        const int pv = pad >> 2;
+        for (int e = threadIdx.x; e < CH * pv; e += blockDim.x) {
+            const int i = e / pv, c = (e - i * pv) << 2;
+            const bool ok = i < L && c < cols;
+            copy16(dst + i * ld + c, ok ? base + i * row + c : src, ok);
+        }
+    } else {
+        for (int e = threadIdx.x; e < CH * pad; e += blockDim.x) {
+            const int i = e / pad, c = e - i * pad;
+            const bool ok = i < L && c < cols;
+            copy4(dst + i * ld + c, ok ? base + i * row + c : src, ok);
+        }
+    }
+}
+
+static __host__ __device__ inline int pad16(int n) { return (n + 15) & ~15; }
+
+/* ---- per chunk: c, A, T, W, U, P ----------------------------------------------------------------- */
+
+#define PREP_THREADS 128
+
+static size_t prep_smem(void) { return ((size_t)2 * CH * LDK + 2 * CH * LDC + 3 * CH) * sizeof(float); }
+
+template <bool SPLIT>
+__global__ void __launch_bounds__(PREP_THREADS)
+    k_gdn_tc_prep(float *Wg, float *Ug, float *Pg, float *Gg, const float *q, const float *k, const float *v,
+                  const float *g, const float *beta, const int32_t *cu, const int32_t *tab, int nk, int nv, int dk,
+                  int dv) {
+    extern __shared__ float sm[];
+    float *Ks = sm, *Qs = Ks + CH * LDK, *As = Qs + CH * LDK, *Ts = As + CH * LDC, *Gs = Ts + CH * LDC;
+    float *Bs = Gs + CH, *Sc = Bs + CH; /* c, beta, and a column scale of T */
+    const int ci = blockIdx.x, h = blockIdx.y, kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
+    const int s = tab[2 * ci];
+    const int64_t t0 = tab[2 * ci + 1];
+    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk);
+    load_rows(Ks, LDK, k, t0, L, nk, kh, dk, 0, dk, DK);
+    load_rows(Qs, LDK, q, t0, L, nk, kh, dk, 0, dk, DK);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (w == 0) { /* inclusive scan of the log decay, two tokens a lane; past L: the last value */
+        const int i = 2 * lane;
+        const float g0 = i < L ? g[(t0 + i) * nv + h] : 0.0f, g1 = i + 1 < L ? g[(t0 + i + 1) * nv + h] : 0.0f;
+        float sum = g0 + g1;
+        for (int o = 1; o < 32; o <<= 1) {
+            const float y = __shfl_up_sync(0xffffffffu, sum, o);
+            if (lane >= o) sum += y;
+        }
+        Gs[i] = sum - g1;
+        Gs[i + 1] = sum;
+        Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
+        Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
+    }
+    copies_done();
+    { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i; P likewise from q, j <= i (straight to global) */
+        float acc[8][4];
+        const int r0 = 16 * w;
+        zero_acc(acc);
+        warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(Ks, LDK, r, c); },
+                        [&](int c, int n) { return row2(Ks, LDK, n, c); });
+        each_acc(acc, r0, 0, [&](int i, int j, float x) {
+            As[i * LDC + j] = j < i ? x * Bs[i] * expf(Gs[i] - Gs[j]) : 0.0f;
+        });
+        zero_acc(acc);
+        warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
+                        [&](int c, int n) { return row2(Ks, LDK, n, c); });
+        each_acc(acc, r0, 0, [&](int i, int j, float x) {
+            if (i < L) Pg[((t0 + i) * nv + h) * CH + j] = j <= i ? x * expf(Gs[i] - Gs[j]) : 0.0f;
+        });
+    }
+    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+    __syncthreads();
+    /* T = (I + A)^-1, lower unit triangular: thread j solves column j by forward substitution with
+     * the column in registers (fully unrolled; rows of A read four at a time, the same address across
+     * the warp); rows past L have A = 0 and come out as the identity's */
+    if (tid < CH) {
+        const int j = tid;
+        float x[CH];
+#pragma unroll
+        for (int i = 0; i < CH; i++) {
+            float acc = i == j ? 1.0f : 0.0f;
+#pragma unroll
+            for (int m = 0; m < (i & ~3); m += 4) {
+                const float4 a4 = *reinterpret_cast<const float4 *>(As + i * LDC + m);
+                acc -= a4.x * x[m] + a4.y * x[m + 1] + a4.z * x[m + 2] + a4.w * x[m + 3];
+            }
+#pragma unroll
+            for (int m = i & ~3; m < i; m++) acc -= As[i * LDC + m] * x[m];
+            x[i] = acc;
+        }
+#pragma unroll
+        for (int i = 0; i < CH; i++) Ts[i * LDC + j] = x[i];
+        Sc[j] = Bs[j] * expf(Gs[j]);
+    }
+    __syncthreads();
+    { /* W = T diag(beta exp(c)) K: [64, dk] */
+        const int r0 = 16 * w;
+        for (int n0 = 0; n0 < DK; n0 += 64) {
+            float acc[8][4];
+            zero_acc(acc);
+            warp_mma<SPLIT>(
+                acc, r0, n0, CH,
+                [&](int r, int c) {
+                    const float2 x = row2(Ts, LDC, r, c);
+                    return make_float2(x.x * Sc[c], x.y * Sc[c + 1]);
+                },
+                [&](int c, int n) { return n < DK ? col2(Ks, LDK, c, n) : make_float2(0.0f, 0.0f); });
+            each_acc(acc, r0, n0, [&](int i, int d, float x) {
+                if (i < L && d < dk) Wg[((t0 + i) * nv + h) * (int64_t)dk + d] = x;
+            });
+        }
+    }
+    __syncthreads(); /* Qs is free: value tiles of 64 columns go there */
+    for (int c0 = 0; c0 < dv; c0 += 64) { /* U = T diag(beta) V, [64, dv] */
+        load_rows(Qs, LDK, v, t0, L, nv, h, dv, c0, min(64, dv - c0), 64);
+        copies_done();
+        float acc[8][4];
+        const int r0 = 16 * w;
+        zero_acc(acc);
+        warp_mma<SPLIT>(
+            acc, r0, 0, CH,
+            [&](int r, int c) {
+                const float2 x = row2(Ts, LDC, r, c);
+                return make_float2(x.x * Bs[c], x.y * Bs[c + 1]);
+            },
+            [&](int c, int n) { return col2(Qs, LDK, c, n); });
+        each_acc(acc, r0, 0, [&](int i, int d, float x) {
+            if (i < L && c0 + d < dv) Ug[((t0 + i) * nv + h) * (int64_t)dv + c0 + d] = x;
+        });
+        __syncthreads();
+    }
+}
+
+/* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
+
+template <int VT> static size_t scan_smem(void) {
+    return ((size_t)4 * CH * LDK + (size_t)CH * (VT + 4) + (size_t)CH * LDC + (size_t)PLM_GDN_TC_MAX_DK * (VT + 4) +
+            3 * CH) * sizeof(float);
+}
+
+/* Loads are issued a chunk ahead, into each block as soon as the current chunk is done with it: W and
+ * c after V', Q, P and K (two buffers) after O, U after the state update's reads. */
+template <bool SPLIT, int VT>
+__global__ void __launch_bounds__(VT * 4)
+    k_gdn_tc_scan(float *o, float *const *S, const float *Wg, const float *Ug, const float *Pg, const float *Gg,
+                  const float *q, const float *k, const int32_t *cu, int nk, int nv, int dk, int dv) {
+    constexpr int CG = VT / 32, NW = 4 * CG, LDV = VT + 4; /* column groups of 32; warps */
+    extern __shared__ float sm[];
+    float *Ws = sm, *Qs = Ws + CH * LDK, *Kb = Qs + CH * LDK, *Us = Kb + 2 * CH * LDK, *Ps = Us + CH * LDV;
+    float *Ss = Ps + CH * LDC, *Gs = Ss + PLM_GDN_TC_MAX_DK * LDV, *Dl = Gs + CH, *Gr = Dl + CH; /* exp(c_i), exp(c_L - c_j), c */
+    const int s = blockIdx.x, h = blockIdx.y, j0 = blockIdx.z * VT, kh = h / (nv / nk), tid = threadIdx.x;
+    const int w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
+    const int64_t t_beg = cu[s], t_end = cu[s + 1];
+    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    float *Sh = S[s] + (size_t)h * dk * dv;
+    auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    {
+        const int L = len(t_beg);
+        load_rows(Ws, LDK, Wg, t_beg, L, nv, h, dk, 0, dk, DK);
+        load_rows(Gr, 1, Gg, t_beg, L, nv, h, 1, 0, 1, 1);
+        load_rows(Qs, LDK, q, t_beg, L, nk, kh, dk, 0, dk, DK);
+        load_rows(Ps, LDC, Pg, t_beg, L, nv, h, CH, 0, CH, CH);
+        load_rows(Kb, LDK, k, t_beg, L, nk, kh, dk, 0, dk, DK);
+        load_rows(Us, LDV, Ug, t_beg, L, nv, h, dv, j0, VC, VT);
+    }
+    for (int e = tid; e < DK * VT; e += NW * 32) {
+        const int d = e / VT, c = e - d * VT;
+        Ss[d * LDV + c] = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
+    }
+    const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG); /* this warp's tile of V' and O */
+    int kb = 0;
+    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
+        const int L = len(t0);
+        const int64_t t1 = t0 + CH;
+        const bool next = t1 < t_end;
+        const int L1 = next ? len(t1) : 0;
+        float *Ks = Kb + kb * CH * LDK;
+        copies_done(); /* this chunk's blocks are in */
+        const float gl = Gr[L - 1];
+        for (int i = tid; i < CH; i += NW * 32) {
+            const float c = i < L ? Gr[i] : gl;
+            Gs[i] = expf(c);
+            Dl[i] = expf(gl - c);
+        }
+        { /* V' = U - W S (own rows of Us; read by every warp after the barrier) */
+            float acc[4][4];
+            zero_acc(acc);
+            warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Ws, LDK, r, c); },
+                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
+            each_acc(acc, vr0, vn0, [&](int i, int c, float x) { Us[i * LDV + c] -= x; });
+        }
+        __syncthreads();
+        if (next) {
+            load_rows(Ws, LDK, Wg, t1, L1, nv, h, dk, 0, dk, DK);
+            load_rows(Gr, 1, Gg, t1, L1, nv, h, 1, 0, 1, 1);
+        }
+        { /* O = diag(exp(c)) Q S + P V' */
+            float acc[4][4], acc2[4][4];
+            zero_acc(acc);
+            zero_acc(acc2);
+            warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
+                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
+            warp_mma<SPLIT>(acc2, vr0, vn0, CH, [&](int r, int c) { return row2(Ps, LDC, r, c); },
+                            [&](int c, int n) { return col2(Us, LDV, c, n); });
+            const int lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                const int c = vn0 + 8 * nt + 2 * tq;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = vr0 + gq + (e >> 1) * 8, cc = c + (e & 1);
+                    if (i < L && cc < VC)
+                        o[((t0 + i) * nv + h) * (int64_t)dv + j0 + cc] = acc[nt][e] * Gs[i] + acc2[nt][e];
+                }
+            }
+        }
+        __syncthreads();
+        if (next) {
+            load_rows(Qs, LDK, q, t1, L1, nk, kh, dk, 0, dk, DK);
+            load_rows(Ps, LDC, Pg, t1, L1, nv, h, CH, 0, CH, CH);
+            load_rows(Kb + (kb ^ 1) * CH * LDK, LDK, k, t1, L1, nk, kh, dk, 0, dk, DK);
+        }
+        { /* S = exp(c_L) S + (diag(exp(c_L - c)) K)^T V': [DK, VT], tasks of 16 rows x 32 columns */
+            float acc[2][4][4];
+            const int ntask = (DK / 16) * CG;
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const int task = w + a * NW;
+                zero_acc(acc[a]);
+                if (task < ntask)
+                    warp_mma<SPLIT>(acc[a], 16 * (task / CG), 32 * (task % CG), CH,
+                                    [&](int r, int c) {
+                                        return make_float2(Ks[c * LDK + r] * Dl[c], Ks[(c + 1) * LDK + r] * Dl[c + 1]);
+                                    },
+                                    [&](int c, int n) { return col2(Us, LDV, c, n); });
+            }
+            __syncthreads(); /* every read of S, U and this chunk's K is done */
+            if (next) load_rows(Us, LDV, Ug, t1, L1, nv, h, dv, j0, VC, VT);
+            const float el = expf(gl);
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const int task = w + a * NW;
+                if (task < ntask)
+                    each_acc(acc[a], 16 * (task / CG), 32 * (task % CG),
+                             [&](int d, int c, float x) { Ss[d * LDV + c] = Ss[d * LDV + c] * el + x; });
+            }
+        }
+        kb ^= 1;
+    }
+    __syncthreads();
+    for (int e = tid; e < dk * VT; e += NW * 32) {
+        const int d = e / VT, c = e - d * VT;
+        if (c < VC) Sh[(size_t)d * dv + j0 + c] = Ss[d * LDV + c];
+    }
+}
+
+/* ---- host side ------------------------------------------------------------------------------------ */
+
+extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg) {
+    int n = 0;
+    for (int s = 0; s < n_seg; s++) {
+        if (cu[s + 1] - cu[s] < MIN_LEN) continue;
+        for (int32_t t = cu[s]; t < cu[s + 1]; t += CH) {
+            tab[2 * n] = s;
+            tab[2 * n + 1] = t;
+            n++;
+        }
+    }
+    return n;
+}
+
+extern "C" size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv) {
+    return (size_t)T * nv * ((size_t)dk + dv + CH + 1);
+}
+
+extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
+
+extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
+                                const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T,
+                                const int32_t *tab, int n_chunks, float *work, int nk, int nv, int dk, int dv,
+                                int precise, void *stream) {
+    if (n_seg <= 0) return;
+    if (!plm_gdn_tc_fits(dk, dv)) {
+        plm_gdn_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, stream);
+        return;
+    }
+    cudaStream_t st = PLM_STREAM(stream);
+    float *Wg = work, *Ug = Wg + (size_t)T * nv * dk, *Pg = Ug + (size_t)T * nv * dv, *Gg = Pg + (size_t)T * nv * CH;
+    if (n_chunks > 0) {
+        const size_t ps = prep_smem();
+        const int vt = dv > 32 ? 64 : 32;
+        dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)n_seg, (unsigned)nv, (unsigned)((dv + vt - 1) / vt));
+#define GO(SPLIT)                                                                                                   \
+    do {                                                                                                            \
+        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);           \
+        k_gdn_tc_prep<SPLIT><<<pgrid, PREP_THREADS, ps, st>>>(Wg, Ug, Pg, Gg, q, k, v, g, beta, cu, tab, nk, nv, dk,  \
+                                                               dv);                                                 \
+        if (vt == 64) {                                                                                             \
+            cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,             \
+                                 (int)scan_smem<64>());                                                             \
+            k_gdn_tc_scan<SPLIT, 64><<<sgrid, 256, scan_smem<64>(), st>>>(o, S, Wg, Ug, Pg, Gg, q, k, cu, nk, nv,  \
+                                                                          dk, dv);                                  \
+        } else {                                                                                                    \
+            cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,             \
+                                 (int)scan_smem<32>());                                                             \
+            k_gdn_tc_scan<SPLIT, 32><<<sgrid, 128, scan_smem<32>(), st>>>(o, S, Wg, Ug, Pg, Gg, q, k, cu, nk, nv,  \
+                                                                          dk, dv);                                  \
+        }                                                                                                           \
+    } while (0)
+        if (precise)
+            GO(true);
+        else
+            GO(false);
+#undef GO
+    }
+    /* segments shorter than MIN_LEN (decode tokens): the recurrent form */
+    plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, n_chunks > 0 ? MIN_LEN : 0x7fffffff, stream);
+}
