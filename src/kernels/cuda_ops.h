@@ -33,19 +33,24 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
 /* The gated delta rule on tensor cores (kernels/gdn_tc.cu): segments of PLM_GDN_CHUNKED_MIN tokens or
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
  * shorter segments take the recurrent form. tab: plm_gdn_chunks' table (pairs: segment, first token;
- * room for 2 * (T / PLM_GDN_CHUNK + n_seg) entries), built on the host from the host's cu and uploaded;
- * work: plm_gdn_work_floats(T, ...) floats of device memory. precise: operands split into two BF16
- * parts (FP32-grade); 0: one BF16 rounding per operand. Key dims above PLM_GDN_TC_MAX_DK (see
+ * room for 2 * (T / PLM_GDN_CHUNK + n_seg) entries), built on the host from the host's cu and uploaded,
+ * with n_long the segments it covers; work: plm_gdn_work_floats(T, ...) floats of device memory.
+ * flags: PLM_GDN_PRECISE splits operands into two BF16 parts (FP32-grade; otherwise one BF16
+ * rounding per operand); PLM_GDN_VT32 / PLM_GDN_VT64 force the scan's value tile (the op harness
+ * tests both; otherwise chosen by the work's shape). Key dims above PLM_GDN_TC_MAX_DK (see
  * plm_gdn_tc_fits) run plm_gdn_cuda instead. */
 #define PLM_GDN_CHUNK 64
 #define PLM_GDN_CHUNKED_MIN 16
 #define PLM_GDN_TC_MAX_DK 128
-int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg);
+#define PLM_GDN_PRECISE 1
+#define PLM_GDN_VT32 2
+#define PLM_GDN_VT64 4
+int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);
 void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                      const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab, int n_chunks,
-                     float *work, int nk, int nv, int dk, int dv, int precise, void *stream);
+                     int n_long, float *work, int nk, int nv, int dk, int dv, int flags, void *stream);
 /* from the conv output mixed [T, 2*nk*dk + nv*dv] and the projections b, a [T, nv]: q, k [T, nk, dk]
  * L2-normalised (q also scaled by 1/sqrt(dk)), v [T, nv, dv], beta = sigmoid(b) and the log decay
  * g = neg_A * softplus(a + dt_bias), each [T, nv] (beta may alias b, g may alias a) */

@@ -4,14 +4,17 @@
  *
  * Per chunk of 64 tokens within a segment (the last one short), c the inclusive cumulative log decay:
  *   A[i][j] = beta_i (k_i . k_j) exp(c_i - c_j)  (j < i)      T = (I + A)^-1
- *   W = T diag(beta exp(c)) K      U = T diag(beta) V       P[i][j] = (q_i . k_j) exp(c_i - c_j)  (j <= i)
+ *   P[i][j] = (q_i . k_j) exp(c_i - c_j)  (j <= i)
  * then, in order over the chunks, with S the [dk, dv] state:
- *   V' = U - W S      O = diag(exp(c)) Q S + P V'      S = exp(c_L) S + (diag(exp(c_L - c)) K)^T V'
+ *   V' = T diag(beta) (V - diag(exp(c)) K S)          (= U - W S of the WY form, W and U never stored)
+ *   O = diag(exp(c)) Q S + P V'      S = exp(c_L) S + (diag(exp(c_L - c)) K)^T V'
  *
  * k_gdn_tc_prep: one block per (chunk, value head): c, A (K K^T on tensor cores), T by substitution
- * on the triangle, W, U and P (tensor cores), written to a work area indexed by token.
- * k_gdn_tc_scan: one block per (segment, value head, VT value columns): the state slice stays in
- * shared memory for the whole segment; per chunk three products on tensor cores.
+ * on the triangle in registers, and P, written to a work area indexed by token (T and P: 64 floats a
+ * token and head, c: one).
+ * k_gdn_tc_scan: one block per (segment, value head, VT value columns), the column tiles of one
+ * segment and head side by side (they read the same keys and queries): the state slice stays in
+ * shared memory for the whole segment; per chunk five products on tensor cores.
  *
  * Tensor cores take BF16 operands with FP32 accumulation (mma.sync m16n8k16, sm_80 and later). The
  * precise form splits every operand into two BF16 parts (hi + lo, about 2^-16 relative) and runs
@@ -61,6 +64,7 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
 template <bool SPLIT, int NT, class FA, class FB>
 __device__ __forceinline__ void warp_mma(float (&acc)[NT][4], int r0, int n0, int K, FA fa, FB fb) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll 4
     for (int k0 = 0; k0 < K; k0 += 16) {
         uint32_t ah[4], al[4];
         const int ka = k0 + 2 * t;
@@ -138,24 +142,28 @@ __device__ __forceinline__ void copies_done(void) {
     __syncthreads();
 }
 
+/* rows x cols of src (row stride rs floats) into a prow x pcol block of dst (row stride ld, a multiple
+ * of 4), zero outside */
+__device__ __forceinline__ void load_block(float *dst, int ld, const float *src, int64_t rs, int rows, int cols,
+                                           int prow, int pcol) {
+    const int vec = (((uintptr_t)src & 15) | (rs & 3) | (cols & 3) | (pcol & 3)) == 0 ? 4 : 1;
+    const int pv = pcol / vec, nt = blockDim.x, di = nt / pv, dc = (nt % pv) * vec;
+    int i = threadIdx.x / pv, c = (threadIdx.x % pv) * vec; /* walks the block nt elements at a time */
+    for (; i < prow; i += di, c += dc) {
+        if (c >= pcol) c -= pcol, i++;
+        if (i >= prow) break;
+        const bool ok = i < rows && c < cols;
+        if (vec == 4)
+            copy16(dst + i * ld + c, ok ? src + i * rs + c : src, ok);
+        else
+            copy4(dst + i * ld + c, ok ? src + i * rs + c : src, ok);
+    }
+}
+
+/* a [64, pad) block of rows t0 .. t0+L-1 of a [T, heads, stride] array (head hd, columns c0 ..) */
 __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, int64_t t0, int L, int heads, int hd,
                                           int stride, int c0, int cols, int pad) {
-    const float *base = src + (t0 * heads + hd) * (int64_t)stride + c0;
-    const int64_t row = (int64_t)heads * stride;
-    if ((((uintptr_t)base & 15) | (stride & 3) | (cols & 3)) == 0) {
-        const int pv = pad >> 2;
-        for (int e = threadIdx.x; e < CH * pv; e += blockDim.x) {
-            const int i = e / pv, c = (e - i * pv) << 2;
-            const bool ok = i < L && c < cols;
-            copy16(dst + i * ld + c, ok ? base + i * row + c : src, ok);
-        }
-    } else {
-        for (int e = threadIdx.x; e < CH * pad; e += blockDim.x) {
-            const int i = e / pad, c = e - i * pad;
-            const bool ok = i < L && c < cols;
-            copy4(dst + i * ld + c, ok ? base + i * row + c : src, ok);
-        }
-    }
+    load_block(dst, ld, src + (t0 * heads + hd) * (int64_t)stride + c0, (int64_t)heads * stride, L, cols, CH, pad);
 }
 
 static __host__ __device__ inline int pad16(int n) { return (n + 15) & ~15; }
@@ -164,16 +172,14 @@ static __host__ __device__ inline int pad16(int n) { return (n + 15) & ~15; }
 
 #define PREP_THREADS 128
 
-static size_t prep_smem(void) { return ((size_t)2 * CH * LDK + 2 * CH * LDC + 3 * CH) * sizeof(float); }
+static size_t prep_smem(void) { return ((size_t)2 * CH * LDK + CH * LDC + 2 * CH) * sizeof(float); }
 
 template <bool SPLIT>
 __global__ void __launch_bounds__(PREP_THREADS)
-    k_gdn_tc_prep(float *Wg, float *Ug, float *Pg, float *Gg, const float *q, const float *k, const float *v,
-                  const float *g, const float *beta, const int32_t *cu, const int32_t *tab, int nk, int nv, int dk,
-                  int dv) {
+    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const float *g, const float *beta,
+                  const int32_t *cu, const int32_t *tab, int nk, int nv, int dk) {
     extern __shared__ float sm[];
-    float *Ks = sm, *Qs = Ks + CH * LDK, *As = Qs + CH * LDK, *Ts = As + CH * LDC, *Gs = Ts + CH * LDC;
-    float *Bs = Gs + CH, *Sc = Bs + CH; /* c, beta, and a column scale of T */
+    float *Ks = sm, *Qs = Ks + CH * LDK, *As = Qs + CH * LDK, *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
     const int ci = blockIdx.x, h = blockIdx.y, kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
@@ -213,102 +219,69 @@ __global__ void __launch_bounds__(PREP_THREADS)
     }
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
     __syncthreads();
-    /* T = (I + A)^-1, lower unit triangular: thread j solves column j by forward substitution with
-     * the column in registers (fully unrolled; rows of A read four at a time, the same address across
-     * the warp); rows past L have A = 0 and come out as the identity's */
-    if (tid < CH) {
-        const int j = tid;
+    /* T = (I + A)^-1, lower unit triangular, by forward substitution on each column: lanes 2j' and
+     * 2j'+1 of a warp share column j (every thread of the block busy), each summing half of every
+     * row's products (m = 4 n + 2 p .. +1, p its parity), combined across the pair; the column lives
+     * in registers (fully unrolled), rows past L have A = 0 and come out as the identity's */
+    {
+        const int j = tid >> 1, p = tid & 1;
         float x[CH];
 #pragma unroll
         for (int i = 0; i < CH; i++) {
-            float acc = i == j ? 1.0f : 0.0f;
+            float acc = 0.0f;
 #pragma unroll
             for (int m = 0; m < (i & ~3); m += 4) {
-                const float4 a4 = *reinterpret_cast<const float4 *>(As + i * LDC + m);
-                acc -= a4.x * x[m] + a4.y * x[m + 1] + a4.z * x[m + 2] + a4.w * x[m + 3];
+                const float2 a2 = *reinterpret_cast<const float2 *>(As + i * LDC + m + 2 * p);
+                acc += p ? a2.x * x[m + 2] + a2.y * x[m + 3] : a2.x * x[m] + a2.y * x[m + 1];
             }
 #pragma unroll
-            for (int m = i & ~3; m < i; m++) acc -= As[i * LDC + m] * x[m];
-            x[i] = acc;
+            for (int m = i & ~3; m < i; m++)
+                if ((m & 1) == p) acc += As[i * LDC + m] * x[m];
+            acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+            x[i] = (i == j ? 1.0f : 0.0f) - acc;
         }
+        float *Tj = Tg + (t0 * nv + h) * (int64_t)CH + j;
 #pragma unroll
-        for (int i = 0; i < CH; i++) Ts[i * LDC + j] = x[i];
-        Sc[j] = Bs[j] * expf(Gs[j]);
-    }
-    __syncthreads();
-    { /* W = T diag(beta exp(c)) K: [64, dk] */
-        const int r0 = 16 * w;
-        for (int n0 = 0; n0 < DK; n0 += 64) {
-            float acc[8][4];
-            zero_acc(acc);
-            warp_mma<SPLIT>(
-                acc, r0, n0, CH,
-                [&](int r, int c) {
-                    const float2 x = row2(Ts, LDC, r, c);
-                    return make_float2(x.x * Sc[c], x.y * Sc[c + 1]);
-                },
-                [&](int c, int n) { return n < DK ? col2(Ks, LDK, c, n) : make_float2(0.0f, 0.0f); });
-            each_acc(acc, r0, n0, [&](int i, int d, float x) {
-                if (i < L && d < dk) Wg[((t0 + i) * nv + h) * (int64_t)dk + d] = x;
-            });
-        }
-    }
-    __syncthreads(); /* Qs is free: value tiles of 64 columns go there */
-    for (int c0 = 0; c0 < dv; c0 += 64) { /* U = T diag(beta) V, [64, dv] */
-        load_rows(Qs, LDK, v, t0, L, nv, h, dv, c0, min(64, dv - c0), 64);
-        copies_done();
-        float acc[8][4];
-        const int r0 = 16 * w;
-        zero_acc(acc);
-        warp_mma<SPLIT>(
-            acc, r0, 0, CH,
-            [&](int r, int c) {
-                const float2 x = row2(Ts, LDC, r, c);
-                return make_float2(x.x * Bs[c], x.y * Bs[c + 1]);
-            },
-            [&](int c, int n) { return col2(Qs, LDK, c, n); });
-        each_acc(acc, r0, 0, [&](int i, int d, float x) {
-            if (i < L && c0 + d < dv) Ug[((t0 + i) * nv + h) * (int64_t)dv + c0 + d] = x;
-        });
-        __syncthreads();
+        for (int i = 0; i < CH; i++)
+            if (i < L && (i & 1) == p) Tj[(int64_t)i * nv * CH] = x[i];
     }
 }
 
 /* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
 
 template <int VT> static size_t scan_smem(void) {
-    return ((size_t)4 * CH * LDK + (size_t)CH * (VT + 4) + (size_t)CH * LDC + (size_t)PLM_GDN_TC_MAX_DK * (VT + 4) +
-            3 * CH) * sizeof(float);
+    return ((size_t)3 * CH * LDK + (size_t)2 * CH * LDC + (size_t)CH * (VT + 4) + (size_t)PLM_GDN_TC_MAX_DK * (VT + 4) +
+            6 * CH) * sizeof(float);
 }
 
-/* Loads are issued a chunk ahead, into each block as soon as the current chunk is done with it: W and
- * c after V', Q, P and K (two buffers) after O, U after the state update's reads. */
+/* Loads are issued a chunk ahead, into each block as soon as the current chunk is done with it: c and
+ * beta at once, T after V', Q, P and K (two buffers) after O, V after the state update's reads. */
 template <bool SPLIT, int VT>
 __global__ void __launch_bounds__(VT * 4)
-    k_gdn_tc_scan(float *o, float *const *S, const float *Wg, const float *Ug, const float *Pg, const float *Gg,
-                  const float *q, const float *k, const int32_t *cu, int nk, int nv, int dk, int dv) {
+    k_gdn_tc_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
+                  const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
+                  int dk, int dv) {
     constexpr int CG = VT / 32, NW = 4 * CG, LDV = VT + 4; /* column groups of 32; warps */
     extern __shared__ float sm[];
-    float *Ws = sm, *Qs = Ws + CH * LDK, *Kb = Qs + CH * LDK, *Us = Kb + 2 * CH * LDK, *Ps = Us + CH * LDV;
-    float *Ss = Ps + CH * LDC, *Gs = Ss + PLM_GDN_TC_MAX_DK * LDV, *Dl = Gs + CH, *Gr = Dl + CH; /* exp(c_i), exp(c_L - c_j), c */
-    const int s = blockIdx.x, h = blockIdx.y, j0 = blockIdx.z * VT, kh = h / (nv / nk), tid = threadIdx.x;
-    const int w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
+    float *Qs = sm, *Kb = Qs + CH * LDK, *Ts = Kb + 2 * CH * LDK, *Ps = Ts + CH * LDC, *Vs = Ps + CH * LDC;
+    float *Ss = Vs + CH * LDV, *Gs = Ss + PLM_GDN_TC_MAX_DK * LDV, *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH;
+    float *Br = Gr + CH; /* exp(c_i), exp(c_L - c_j), beta; c and beta as loaded */
+    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
     {
         const int L = len(t_beg);
-        load_rows(Ws, LDK, Wg, t_beg, L, nv, h, dk, 0, dk, DK);
         load_rows(Gr, 1, Gg, t_beg, L, nv, h, 1, 0, 1, 1);
+        load_rows(Br, 1, beta, t_beg, L, nv, h, 1, 0, 1, 1);
+        load_rows(Ts, LDC, Tg, t_beg, L, nv, h, CH, 0, CH, CH);
         load_rows(Qs, LDK, q, t_beg, L, nk, kh, dk, 0, dk, DK);
         load_rows(Ps, LDC, Pg, t_beg, L, nv, h, CH, 0, CH, CH);
         load_rows(Kb, LDK, k, t_beg, L, nk, kh, dk, 0, dk, DK);
-        load_rows(Us, LDV, Ug, t_beg, L, nv, h, dv, j0, VC, VT);
-    }
-    for (int e = tid; e < DK * VT; e += NW * 32) {
-        const int d = e / VT, c = e - d * VT;
-        Ss[d * LDV + c] = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
+        load_rows(Vs, LDV, v, t_beg, L, nv, h, dv, j0, VC, VT);
+        load_block(Ss, LDV, Sh + j0, dv, dk, VC, DK, VT);
     }
     const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG); /* this warp's tile of V' and O */
     int kb = 0;
@@ -324,19 +297,32 @@ __global__ void __launch_bounds__(VT * 4)
             const float c = i < L ? Gr[i] : gl;
             Gs[i] = expf(c);
             Dl[i] = expf(gl - c);
-        }
-        { /* V' = U - W S (own rows of Us; read by every warp after the barrier) */
-            float acc[4][4];
-            zero_acc(acc);
-            warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Ws, LDK, r, c); },
-                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
-            each_acc(acc, vr0, vn0, [&](int i, int c, float x) { Us[i * LDV + c] -= x; });
+            Bs[i] = Br[i];
         }
         __syncthreads();
         if (next) {
-            load_rows(Ws, LDK, Wg, t1, L1, nv, h, dk, 0, dk, DK);
             load_rows(Gr, 1, Gg, t1, L1, nv, h, 1, 0, 1, 1);
+            load_rows(Br, 1, beta, t1, L1, nv, h, 1, 0, 1, 1);
         }
+        { /* R = diag(beta) (V - diag(exp(c)) K S), in place of V (own elements) */
+            float acc[4][4];
+            zero_acc(acc);
+            warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Ks, LDK, r, c); },
+                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
+            each_acc(acc, vr0, vn0,
+                     [&](int i, int c, float x) { Vs[i * LDV + c] = Bs[i] * (Vs[i * LDV + c] - Gs[i] * x); });
+        }
+        __syncthreads();
+        { /* V' = T R */
+            float acc[4][4];
+            zero_acc(acc);
+            warp_mma<SPLIT>(acc, vr0, vn0, CH, [&](int r, int c) { return row2(Ts, LDC, r, c); },
+                            [&](int c, int n) { return col2(Vs, LDV, c, n); });
+            __syncthreads();
+            each_acc(acc, vr0, vn0, [&](int i, int c, float x) { Vs[i * LDV + c] = x; });
+        }
+        __syncthreads();
+        if (next) load_rows(Ts, LDC, Tg, t1, L1, nv, h, CH, 0, CH, CH);
         { /* O = diag(exp(c)) Q S + P V' */
             float acc[4][4], acc2[4][4];
             zero_acc(acc);
@@ -344,7 +330,7 @@ __global__ void __launch_bounds__(VT * 4)
             warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
                             [&](int c, int n) { return col2(Ss, LDV, c, n); });
             warp_mma<SPLIT>(acc2, vr0, vn0, CH, [&](int r, int c) { return row2(Ps, LDC, r, c); },
-                            [&](int c, int n) { return col2(Us, LDV, c, n); });
+                            [&](int c, int n) { return col2(Vs, LDV, c, n); });
             const int lane = tid & 31, gq = lane >> 2, tq = lane & 3;
 #pragma unroll
             for (int nt = 0; nt < 4; nt++) {
@@ -375,10 +361,10 @@ __global__ void __launch_bounds__(VT * 4)
                                     [&](int r, int c) {
                                         return make_float2(Ks[c * LDK + r] * Dl[c], Ks[(c + 1) * LDK + r] * Dl[c + 1]);
                                     },
-                                    [&](int c, int n) { return col2(Us, LDV, c, n); });
+                                    [&](int c, int n) { return col2(Vs, LDV, c, n); });
             }
-            __syncthreads(); /* every read of S, U and this chunk's K is done */
-            if (next) load_rows(Us, LDV, Ug, t1, L1, nv, h, dv, j0, VC, VT);
+            __syncthreads(); /* every read of S, V' and this chunk's K is done */
+            if (next) load_rows(Vs, LDV, v, t1, L1, nv, h, dv, j0, VC, VT);
             const float el = expf(gl);
 #pragma unroll
             for (int a = 0; a < 2; a++) {
@@ -399,61 +385,78 @@ __global__ void __launch_bounds__(VT * 4)
 
 /* ---- host side ------------------------------------------------------------------------------------ */
 
-extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg) {
-    int n = 0;
+extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long) {
+    int n = 0, nl = 0;
     for (int s = 0; s < n_seg; s++) {
         if (cu[s + 1] - cu[s] < MIN_LEN) continue;
+        nl++;
         for (int32_t t = cu[s]; t < cu[s + 1]; t += CH) {
             tab[2 * n] = s;
             tab[2 * n + 1] = t;
             n++;
         }
     }
+    if (n_long) *n_long = nl;
     return n;
 }
 
 extern "C" size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv) {
-    return (size_t)T * nv * ((size_t)dk + dv + CH + 1);
+    return (size_t)T * nv * (2 * CH + 1); /* T, P and c of every token and head */
+}
+
+/* streaming multiprocessors of the current device (an attribute query: no synchronisation) */
+static int sm_count(void) {
+    int dev = 0, n = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
 }
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
 
 extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
                                 const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T,
-                                const int32_t *tab, int n_chunks, float *work, int nk, int nv, int dk, int dv,
-                                int precise, void *stream) {
+                                const int32_t *tab, int n_chunks, int n_long, float *work, int nk, int nv, int dk,
+                                int dv, int flags, void *stream) {
     if (n_seg <= 0) return;
     if (!plm_gdn_tc_fits(dk, dv)) {
         plm_gdn_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, stream);
         return;
     }
     cudaStream_t st = PLM_STREAM(stream);
-    float *Wg = work, *Ug = Wg + (size_t)T * nv * dk, *Pg = Ug + (size_t)T * nv * dv, *Gg = Pg + (size_t)T * nv * CH;
+    float *Tg = work, *Pg = Tg + (size_t)T * nv * CH, *Gg = Pg + (size_t)T * nv * CH;
     if (n_chunks > 0) {
         const size_t ps = prep_smem();
-        const int vt = dv > 32 ? 64 : 32;
-        dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)n_seg, (unsigned)nv, (unsigned)((dv + vt - 1) / vt));
-#define GO(SPLIT)                                                                                                   \
+        /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
+         * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks) */
+        const int precise = flags & PLM_GDN_PRECISE;
+        int vt = dv > 32 && (long)n_long * nv * ((dv + 63) / 64) >= 2L * sm_count() ? 64 : 32;
+        if (flags & PLM_GDN_VT32) vt = 32;
+        if (flags & PLM_GDN_VT64) vt = 64;
+        const int ntile = (dv + vt - 1) / vt;
+        dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+#define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
-        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);           \
-        k_gdn_tc_prep<SPLIT><<<pgrid, PREP_THREADS, ps, st>>>(Wg, Ug, Pg, Gg, q, k, v, g, beta, cu, tab, nk, nv, dk,  \
-                                                               dv);                                                 \
-        if (vt == 64) {                                                                                             \
-            cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,             \
-                                 (int)scan_smem<64>());                                                             \
-            k_gdn_tc_scan<SPLIT, 64><<<sgrid, 256, scan_smem<64>(), st>>>(o, S, Wg, Ug, Pg, Gg, q, k, cu, nk, nv,  \
-                                                                          dk, dv);                                  \
-        } else {                                                                                                    \
-            cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,             \
-                                 (int)scan_smem<32>());                                                             \
-            k_gdn_tc_scan<SPLIT, 32><<<sgrid, 128, scan_smem<32>(), st>>>(o, S, Wg, Ug, Pg, Gg, q, k, cu, nk, nv,  \
-                                                                          dk, dv);                                  \
-        }                                                                                                           \
+        cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,                 \
+                             (int)scan_smem<VT>());                                                                 \
+        k_gdn_tc_scan<SPLIT, VT><<<sgrid, VT * 4, scan_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, \
+                                                                          nk, nv, dk, dv);                          \
     } while (0)
-        if (precise)
-            GO(true);
-        else
-            GO(false);
+        if (precise) {
+            cudaFuncSetAttribute(k_gdn_tc_prep<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
+            k_gdn_tc_prep<true><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
+            if (vt == 64)
+                GO(true, 64);
+            else
+                GO(true, 32);
+        } else {
+            cudaFuncSetAttribute(k_gdn_tc_prep<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
+            k_gdn_tc_prep<false><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
+            if (vt == 64)
+                GO(false, 64);
+            else
+                GO(false, 32);
+        }
 #undef GO
     }
     /* segments shorter than MIN_LEN (decode tokens): the recurrent form */

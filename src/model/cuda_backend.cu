@@ -403,7 +403,7 @@ typedef struct {
     size_t work_floats;
     int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map, *atiles;
     int32_t *gtab; /* the delta rule's chunks (plm_gdn_chunks) */
-    int n_atiles, attn_qt, n_gchunks;
+    int n_atiles, attn_qt, n_gchunks, n_glong;
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -421,7 +421,7 @@ typedef struct {
 static size_t layer_work_floats(const plm_model *m, int64_t T) {
     const plm_config *c = &m->cfg;
     const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
-    const size_t gw = nv * (dk + dv + PLM_GDN_CHUNK + 1); /* plm_gdn_work_floats, per token: in raw */
+    const size_t gw = plm_gdn_work_floats(1, (int)nv, (int)dk, (int)dv); /* per token: in raw */
     const size_t lin = ((size_t)m->conv_dim > gw ? (size_t)m->conv_dim : gw) + (size_t)m->conv_dim + 3 * nv * dv +
                        2 * nv + 2 * nk * dk; /* 9 pieces */
     const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
@@ -557,8 +557,8 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     TRY(gemm(g, aa, p->h, T, &L->a, p->xb, err));
     plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
     plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
-    plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, raw, nk, nv,
-                    dk, dv, g->split, g->st);
+    plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, p->n_glong,
+                    raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
     plm_rmsnorm_gated_cuda(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
     return gemm(g, p->mo, o, T, &L->out, p->xb, err);
 }
@@ -793,7 +793,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
     if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
     if (na) p.n_atiles = plm_attn_tiles(HOST(&p, atiles, int32_t), s->cu, ns, p.attn_qt);
-    if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns);
+    if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
 
     /* the layers */
@@ -995,14 +995,15 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
             const int n = c == 0 ? 15 : c == 1 ? 1 : NS;
             hcu[0] = 0;
             for (int i = 0; i < n; i++) hcu[i + 1] = hcu[i] + (c == 0 ? lens15[i] : c == 1 ? TT : 64);
-            const int nc = plm_gdn_chunks(htab, hcu, n);
+            int nl = 0;
+            const int nc = plm_gdn_chunks(htab, hcu, n, &nl);
             cudaMemcpy(cu, hcu, (n + 1) * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(tab, htab, (size_t)2 * nc * 4, cudaMemcpyHostToDevice);
             cudaMemset(S, 0, sizes[7]);
             ms[c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, work, H, H, D, D, 0, NULL); }, a, b);
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, 0, NULL); }, a, b);
             ms[7 + c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, work, H, H, D, D, 1, NULL); }, a, b);
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_PRECISE, NULL); }, a, b);
             ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
         /* decode steps: N sequences of one token */
