@@ -18,6 +18,9 @@
 #define TOL 1e-5
 #define TOL_GDN 1e-4
 #define TOL_GDN_BF16 1e-2
+/* attention on tensor cores with split operands: products of hi + lo parts, the lo x lo term dropped
+ * (about 2^-16 relative per product), accumulated over the head dim and the keys */
+#define TOL_ATTN_TC 1e-4
 
 static tu_rng R = {0xc0da0c0da0ull};
 static plm_error ERR;
@@ -306,9 +309,14 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     int32_t *tiles = malloc((T / qt + n_seg + 1) * 2 * sizeof *tiles);
     const int n_tiles = plm_attn_tiles(tiles, cu, n_seg, qt);
     int32_t *dtiles = dput_bytes(tiles, (size_t)n_tiles * 2 * sizeof *tiles);
-    float *doo2 = dput(NULL, T * nh * hd);
+    float *doo2 = dput(NULL, T * nh * hd), *doo3 = dput(NULL, T * nh * hd), *doo4 = dput(NULL, T * nh * hd);
+    const int tc = plm_attn_tc_fits(nh, nkv, hd);
     if (hd <= PLM_ATTN_TILED_MAX_HD)
         plm_attn_tiled_cuda(doo2, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, NULL);
+    if (tc) { /* tensor cores: precise and BF16 */
+        plm_attn_tc_cuda(doo3, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, 1, NULL);
+        plm_attn_tc_cuda(doo4, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, 0, NULL);
+    }
     char what[160];
     snprintf(what, sizeof what, "attention %s (T=%lld, %d segments, nh=%d nkv=%d hd=%d)", label, (long long)T, n_seg,
              nh, nkv, hd);
@@ -320,6 +328,15 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
             snprintf(w2, sizeof w2, "%s, tiled (%d tiles of %d tokens)", what, n_tiles, qt);
             dget(o, doo2, T * nh * hd, w2);
             tu_close(o, orf, T * nh * hd, TOL, w2);
+        }
+        if (tc) {
+            char w3[200];
+            snprintf(w3, sizeof w3, "%s, tensor cores, precise", what);
+            dget(o, doo3, T * nh * hd, w3);
+            tu_close(o, orf, T * nh * hd, TOL_ATTN_TC, w3);
+            snprintf(w3, sizeof w3, "%s, tensor cores, bf16", what);
+            dget(o, doo4, T * nh * hd, w3);
+            tu_close(o, orf, T * nh * hd, TOL_GDN_BF16, w3);
         }
         int ok = 1; /* the caches: every block equal to the CPU's after the append */
         float *g = malloc(blk * 4);
@@ -333,6 +350,7 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     }
     plm_cuda_free(0, dkt), plm_cuda_free(0, dvt), plm_cuda_free(0, dq), plm_cuda_free(0, dkn), plm_cuda_free(0, dvn);
     plm_cuda_free(0, dboff), plm_cuda_free(0, dcu), plm_cuda_free(0, dso), plm_cuda_free(0, dst);
+    plm_cuda_free(0, doo3), plm_cuda_free(0, doo4);
     plm_cuda_free(0, dtiles);
     if (hd > PLM_ATTN_TILED_MAX_HD) plm_cuda_free(0, doo2);
     free(tiles);

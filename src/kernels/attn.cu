@@ -192,3 +192,211 @@ extern "C" void plm_attn_tiled_cuda(float *o, const float *q, float *const *kb, 
     dim3 grid((unsigned)n_tiles, (unsigned)nkv);
     k_attn_tiled<<<grid, ATT_THREADS, smem, PLM_STREAM(stream)>>>(o, q, kb, vb, boff, start, cu, tiles, nh, nkv, hd, scale);
 }
+
+/* ---------------------------------------------------------------- tensor cores */
+/* The same tiles on tensor cores, flash-attention style: 64 query rows a block (4 warps of 16 rows,
+ * each the whole head dim), keys in tiles of one KV block (PLM_KV_BLOCK = 64 tokens): S = Q K^T on
+ * mma.sync (BF16 operands, or split hi + lo: FP32-grade), scale, causal mask, online softmax in
+ * registers (a row's four lanes reduce by shuffles), then O += P V with P taken straight from S's
+ * accumulators as the A operand. The next tile's keys load while this tile's P V runs, its values
+ * while the next S runs. Head dims up to 256 (padded to 16), rows per block 64 (nh / nkv <= 64). */
+#include "kernels/mma.cuh"
+
+#define TC_ROWS 64
+#define TC_KEYS PLM_KV_BLOCK
+
+static size_t attn_tc_smem(int HP) {
+    return ((size_t)TC_ROWS * (HP + 8) + (size_t)TC_KEYS * (HP + 8) + (size_t)TC_KEYS * (HP + 4)) * sizeof(float);
+}
+
+template <bool SPLIT, int NTO>
+__global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float *const *kb, float *const *vb,
+                                                 const int32_t *boff, const int64_t *start, const int32_t *cu,
+                                                 const int32_t *tiles, int nh, int nkv, int hd, float scale) {
+    extern __shared__ float sm[];
+    const int HP = pad16(hd), LQ = HP + 8, LV = HP + 4;
+    float *Qs = sm, *Ks = Qs + TC_ROWS * LQ, *Vs = Ks + TC_KEYS * LQ;
+    const int rep = nh / nkv, qt = TC_ROWS / rep, rows = qt * rep;
+    const int s = tiles[2 * blockIdx.x], kvh = blockIdx.y, tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int64_t t0 = tiles[2 * blockIdx.x + 1], t_end = cu[s + 1] < t0 + qt ? cu[s + 1] : t0 + qt;
+    const int64_t p0 = start[s] + (t0 - cu[s]);        /* position of the tile's first token */
+    const int64_t n_keys = start[s] + (t_end - cu[s]); /* keys the last token sees */
+    float *const *kbs = kb + boff[s], *const *vbs = vb + boff[s];
+    const int64_t krow = (int64_t)nkv * hd;
+    /* Q rows: row r is token t0 + r / rep, head kvh * rep + r % rep */
+    {
+        const bool v4 = (hd & 3) == 0 && ((uintptr_t)q & 15) == 0;
+        const int per = v4 ? HP / 4 : HP;
+        for (int e = tid; e < TC_ROWS * per; e += 128) {
+            const int r = e / per, c = (e - r * per) * (v4 ? 4 : 1);
+            const int64_t t = t0 + r / rep;
+            const bool ok = r < rows && t < t_end && c < hd;
+            const float *src = ok ? q + (t * nh + kvh * rep + r % rep) * (int64_t)hd + c : q;
+            if (v4)
+                copy16(Qs + r * LQ + c, src, ok);
+            else
+                copy4(Qs + r * LQ + c, src, ok);
+        }
+    }
+    load_block(Ks, LQ, kbs[0] + (int64_t)kvh * hd, krow, (int)(n_keys < TC_KEYS ? n_keys : TC_KEYS), hd, TC_KEYS, HP);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    load_block(Vs, LV, vbs[0] + (int64_t)kvh * hd, krow, (int)(n_keys < TC_KEYS ? n_keys : TC_KEYS), hd, TC_KEYS, HP);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    const int r0 = 16 * w;
+    /* this lane's two rows (g, g + 8): their positions (-1: past the tile's tokens, sees nothing) */
+    int64_t pos[2];
+    for (int h = 0; h < 2; h++) {
+        const int r = r0 + g + 8 * h;
+        pos[h] = r < rows && t0 + r / rep < t_end ? p0 + r / rep : -1;
+    }
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[NTO][4];
+    zero_acc(acc);
+    for (int64_t j0 = 0; j0 < n_keys; j0 += TC_KEYS) {
+        const int64_t j1 = j0 + TC_KEYS;
+        const int nk1 = (int)(n_keys - j1 < TC_KEYS ? n_keys - j1 : TC_KEYS);
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* this tile's keys */
+        __syncthreads();
+        float sc[TC_KEYS / 8][4];
+        zero_acc(sc);
+        warp_mma<SPLIT>(sc, r0, 0, HP, [&](int r, int c) { return row2(Qs, LQ, r, c); },
+                        [&](int c, int n) { return row2(Ks, LQ, n, c); });
+        __syncthreads(); /* keys read: the next tile's go there */
+        if (j1 < n_keys) load_block(Ks, LQ, kbs[j1 / TC_KEYS] + (int64_t)kvh * hd, krow, nk1, hd, TC_KEYS, HP);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        /* scale, mask, online softmax over this tile */
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1;
+                const int64_t j = j0 + nt * 8 + 2 * t4 + (e & 1);
+                const float x = j <= pos[h] ? sc[nt][e] * scale : -INFINITY;
+                sc[nt][e] = x;
+                mx[h] = fmaxf(mx[h], x);
+            }
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            const float mn = fmaxf(m[h], mx[h]);
+            const float base = mn == -INFINITY ? 0.0f : mn; /* a row that has seen nothing yet */
+            corr[h] = expf(m[h] - base);
+            m[h] = mn;
+            mx[h] = base;
+        }
+        float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = expf(sc[nt][e] - mx[e >> 1]);
+                sc[nt][e] = p;
+                rs[e >> 1] += p;
+            }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
+            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
+            l[h] = l[h] * corr[h] + rs[h];
+        }
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
+            acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
+        }
+        asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* this tile's values */
+        __syncthreads();
+        /* O += P V: P's A fragments come from S's accumulators (key pairs 2t, 2t+1 and 2t+8, 2t+9) */
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
+            uint32_t ah[4], al[4];
+            const float *p0r = sc[2 * kk], *p1r = sc[2 * kk + 1];
+            if (SPLIT) {
+                split_pair(p0r[0], p0r[1], ah[0], al[0]);
+                split_pair(p0r[2], p0r[3], ah[1], al[1]);
+                split_pair(p1r[0], p1r[1], ah[2], al[2]);
+                split_pair(p1r[2], p1r[3], ah[3], al[3]);
+            } else {
+                ah[0] = pack_bf16(p0r[0], p0r[1]);
+                ah[1] = pack_bf16(p0r[2], p0r[3]);
+                ah[2] = pack_bf16(p1r[0], p1r[1]);
+                ah[3] = pack_bf16(p1r[2], p1r[3]);
+            }
+            const int ka = 16 * kk + 2 * t4;
+#pragma unroll
+            for (int nt = 0; nt < NTO; nt++) {
+                const int n = 8 * nt + g;
+                if (8 * nt >= HP) break;
+                const float2 y0 = col2(Vs, LV, ka, n), y1 = col2(Vs, LV, ka + 8, n);
+                if (SPLIT) {
+                    uint32_t bh0, bl0, bh1, bl1;
+                    split_pair(y0.x, y0.y, bh0, bl0);
+                    split_pair(y1.x, y1.y, bh1, bl1);
+                    mma16816(acc[nt], ah, bh0, bh1);
+                    mma16816(acc[nt], ah, bl0, bl1);
+                    mma16816(acc[nt], al, bh0, bh1);
+                } else {
+                    mma16816(acc[nt], ah, pack_bf16(y0.x, y0.y), pack_bf16(y1.x, y1.y));
+                }
+            }
+        }
+        __syncthreads(); /* values read: the next tile's go there */
+        if (j1 < n_keys) load_block(Vs, LV, vbs[j1 / TC_KEYS] + (int64_t)kvh * hd, krow, nk1, hd, TC_KEYS, HP);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = r0 + g + 8 * h;
+        if (pos[h] < 0) continue;
+        const int64_t t = t0 + r / rep;
+        float *orow = o + (t * nh + kvh * rep + r % rep) * (int64_t)hd;
+        const float inv = 1.0f / l[h];
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            const int c = 8 * nt + 2 * t4;
+            if (c < hd) orow[c] = acc[nt][2 * h] * inv;
+            if (c + 1 < hd) orow[c + 1] = acc[nt][2 * h + 1] * inv;
+        }
+    }
+}
+
+extern "C" int plm_attn_tc_fits(int nh, int nkv, int hd) { return nh / nkv <= TC_ROWS && hd >= 1 && hd <= 256; }
+
+extern "C" void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                                 const int64_t *start, const int32_t *cu, const int32_t *tiles, int n_tiles, int nh,
+                                 int nkv, int hd, float scale, int precise, void *stream) {
+    if (n_tiles <= 0) return;
+    if (!plm_attn_tc_fits(nh, nkv, hd)) {
+        plm_attn_tiled_cuda(o, q, kb, vb, boff, start, cu, tiles, n_tiles, nh, nkv, hd, scale, stream);
+        return;
+    }
+    const int HP = pad16(hd);
+    const size_t smem = attn_tc_smem(HP);
+    dim3 grid((unsigned)n_tiles, (unsigned)nkv);
+    cudaStream_t st = PLM_STREAM(stream);
+#define GO(SPLIT, NTO)                                                                                              \
+    do {                                                                                                            \
+        cudaFuncSetAttribute(k_attn_tc<SPLIT, NTO>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);        \
+        k_attn_tc<SPLIT, NTO><<<grid, 128, smem, st>>>(o, q, kb, vb, boff, start, cu, tiles, nh, nkv, hd, scale);   \
+    } while (0)
+    if (precise) {
+        if (HP <= 64)
+            GO(true, 8);
+        else if (HP <= 128)
+            GO(true, 16);
+        else
+            GO(true, 32);
+    } else {
+        if (HP <= 64)
+            GO(false, 8);
+        else if (HP <= 128)
+            GO(false, 16);
+        else
+            GO(false, 32);
+    }
+#undef GO
+}

@@ -81,6 +81,14 @@ int plm_attn_tiles(int32_t *tiles, const int32_t *cu, int n_seg, int qt);
 void plm_attn_tiled_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                          const int64_t *start, const int32_t *cu, const int32_t *tiles, int n_tiles, int nh, int nkv,
                          int hd, float scale, void *stream);
+/* The same tiles on tensor cores (kernels/attn.cu, flash-attention style, 64 query rows a block;
+ * PLM_ATTN_ROWS must stay 64 for the tiles to match): precise splits operands into hi + lo BF16
+ * parts (FP32-grade), 0 rounds them to BF16 once. Shapes outside plm_attn_tc_fits (nh / nkv > 64,
+ * head dims above 256) run plm_attn_tiled_cuda. */
+int plm_attn_tc_fits(int nh, int nkv, int hd);
+void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                      const int64_t *start, const int32_t *cu, const int32_t *tiles, int n_tiles, int nh, int nkv,
+                      int hd, float scale, int precise, void *stream);
 /* lp[i] = log softmax(logits[i])[target[i]] */
 void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
 

@@ -582,9 +582,9 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
     float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
     plm_kv_append_cuda(kt, vt, p->boff, k, v, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
-    if (hd <= PLM_ATTN_TILED_MAX_HD)
-        plm_attn_tiled_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->atiles, p->n_atiles, nh, nkv, hd,
-                            1.0f / sqrtf((float)hd), g->st);
+    if (hd <= PLM_ATTN_TILED_MAX_HD) /* tensor cores where the shape fits, the tiled kernel otherwise */
+        plm_attn_tc_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->atiles, p->n_atiles, nh, nkv, hd,
+                         1.0f / sqrtf((float)hd), g->split, g->st);
     else
         plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
     plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
