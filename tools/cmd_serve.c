@@ -67,8 +67,9 @@ static void usage(FILE *f) {
             "  --served-model-name S   the model's name in the API (default: the directory's name)\n"
             "  --max-model-len N       prompt + max_tokens limit (default: max_position_embeddings)\n"
             "  --no-chat               serve without a chat template (/v1/chat/completions answers 400)\n"
-            "The chat template comes from tokenizer_config.json (or chat_template.jinja) next to the tokenizer;\n"
-            "packlm renders Qwen's ChatML templates natively and refuses to start with one it cannot render.\n"
+            "The chat template comes from chat_template.jinja (or tokenizer_config.json) next to the tokenizer and is\n"
+            "rendered by packlm's Jinja interpreter (the subset chat templates use: Qwen's templates with tools and\n"
+            "the thinking switch); serve refuses to start with a template outside that subset.\n"
             "Request bodies are limited to 8 MiB (413). SIGINT / SIGTERM stop the server.\n");
 }
 
@@ -120,7 +121,8 @@ typedef struct {
     plm_ctx *c;
     plm_tokenizer *tok;
     const plm_model_info *info;
-    int chat_kind;
+    jtpl *tpl;              /* the chat template, or NULL */
+    char *bos_tok, *eos_tok; /* tokenizer_config.json's bos_token / eos_token, for the template */
     char name[256];
     const char *api_key;
     int64_t max_len, max_queue, budget;
@@ -1279,49 +1281,34 @@ static enum MHD_Result do_completions(conn *c, struct MHD_Connection *mc, cJSON 
     return submit(c, mc, ids, n, k, (int32_t)max_new, &sp, ignore_eos);
 }
 
-/* messages -> the rendered prompt (malloc'ed), or NULL with why */
-static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
-    if (!s->chat_kind) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
+/* The chat request's variables for the template, as vLLM passes them: messages (content parts joined,
+ * a null content as "", tool calls' JSON arguments parsed), tools, add_generation_prompt, bos/eos
+ * tokens, then chat_template_kwargs. NULL with why on a malformed request. */
+static cJSON *chat_context(server *s, cJSON *req, char *why, size_t wl) {
     cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) < 1)
         return snprintf(why, wl, "'messages' must be a non-empty array"), NULL;
-    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
-    if (tools && !cJSON_IsNull(tools) && !(cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0))
-        return snprintf(why, wl, "'tools' is not supported"), NULL;
-    int enable_thinking = -1;
-    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw) || f_bool(kw, "enable_thinking", &enable_thinking, why, wl))
-            return snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}"), NULL;
-    }
-    int n = cJSON_GetArraySize(ms), i = 0;
-    chat_msg *m = calloc((size_t)n, sizeof *m);
-    char **owned = calloc((size_t)n, sizeof *owned);
-    char *out = NULL;
-    if (!m || !owned) {
-        snprintf(why, wl, "out of memory");
-        goto done;
-    }
+    cJSON *ctx = cJSON_CreateObject(), *out = cJSON_AddArrayToObject(ctx, "messages");
+    if (!out) goto nomem;
+    int i = 0;
     for (cJSON *x = ms->child; x; x = x->next, i++) {
-        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role"), *ct = cJSON_GetObjectItemCaseSensitive(x, "content");
-        cJSON *rc = cJSON_GetObjectItemCaseSensitive(x, "reasoning_content");
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role");
         if (!cJSON_IsObject(x) || !cJSON_IsString(r)) {
             snprintf(why, wl, "messages[%d] must be an object with a string 'role'", i);
-            goto done;
+            goto bad;
         }
         if (strcmp(r->valuestring, "system") && strcmp(r->valuestring, "user") && strcmp(r->valuestring, "assistant") &&
             strcmp(r->valuestring, "tool")) {
             snprintf(why, wl, "messages[%d]: role '%s' is not one of system, user, assistant, tool", i, r->valuestring);
-            goto done;
+            goto bad;
         }
-        if (cJSON_GetObjectItemCaseSensitive(x, "tool_calls")) {
-            snprintf(why, wl, "messages[%d]: tool_calls are not supported", i);
-            goto done;
-        }
-        m[i].role = r->valuestring;
-        if (cJSON_IsString(ct)) {
-            m[i].content = ct->valuestring;
-        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, concatenated */
+        cJSON *m = cJSON_Duplicate(x, 1);
+        if (!m || !cJSON_AddItemToArray(out, m)) goto nomem;
+        cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!ct || cJSON_IsNull(ct)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(m, "content");
+            if (!cJSON_AddStringToObject(m, "content", "")) goto nomem;
+        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, one a line */
             sbuf b = {0};
             sb_add(&b, "");
             for (cJSON *pt = ct->child; pt; pt = pt->next) {
@@ -1329,29 +1316,105 @@ static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
                 if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") || !cJSON_IsString(tx)) {
                     free(b.p);
                     snprintf(why, wl, "messages[%d]: only text content parts are supported", i);
-                    goto done;
+                    goto bad;
                 }
+                if (pt != ct->child) sb_add(&b, "\n");
                 sb_add(&b, tx->valuestring);
             }
-            owned[i] = b.p;
-            m[i].content = b.p ? b.p : "";
-        } else {
+            cJSON *str = b.oom ? NULL : cJSON_CreateString(b.p);
+            free(b.p);
+            if (!str || !cJSON_ReplaceItemInObjectCaseSensitive(m, "content", str)) goto nomem;
+        } else if (!cJSON_IsString(ct)) {
             snprintf(why, wl, "messages[%d]: 'content' must be a string or an array of text parts", i);
-            goto done;
+            goto bad;
         }
-        if (rc && !cJSON_IsNull(rc)) {
-            if (!cJSON_IsString(rc)) {
-                snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
-                goto done;
+        cJSON *rc = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
+        if (rc && !cJSON_IsNull(rc) && !cJSON_IsString(rc)) {
+            snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
+            goto bad;
+        }
+        cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (tc && !cJSON_IsNull(tc)) {
+            if (!cJSON_IsArray(tc)) {
+                snprintf(why, wl, "messages[%d]: 'tool_calls' must be an array", i);
+                goto bad;
             }
-            m[i].reasoning = rc->valuestring;
+            for (cJSON *c = tc->child; c; c = c->next) {
+                cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+                cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name"), *ar = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+                if (!cJSON_IsObject(c) || !cJSON_IsObject(f) || !cJSON_IsString(nm)) {
+                    snprintf(why, wl, "messages[%d]: each tool call needs a 'function' with a string 'name'", i);
+                    goto bad;
+                }
+                if (cJSON_IsString(ar)) { /* the arguments' JSON text becomes an object, as vLLM does */
+                    cJSON *pa = cJSON_Parse(ar->valuestring);
+                    if (pa && cJSON_IsObject(pa)) cJSON_ReplaceItemInObjectCaseSensitive(f, "arguments", pa);
+                    else cJSON_Delete(pa);
+                }
+            }
         }
     }
-    out = chat_render(s->chat_kind, m, n, enable_thinking, why, wl);
-done:
-    for (int k = 0; owned && k < n; k++) free(owned[k]);
-    free(owned);
-    free(m);
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+    if (tools && !cJSON_IsNull(tools)) {
+        if (!cJSON_IsArray(tools)) {
+            snprintf(why, wl, "'tools' must be an array");
+            goto bad;
+        }
+        i = 0;
+        for (cJSON *t = tools->child; t; t = t->next, i++) {
+            cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type"), *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsObject(f) ||
+                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name"))) {
+                snprintf(why, wl, "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i);
+                goto bad;
+            }
+            cJSON *pa = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+            if (pa && !cJSON_IsNull(pa) && !cJSON_IsObject(pa)) {
+                snprintf(why, wl, "tools[%d].function.parameters must be an object (a JSON Schema)", i);
+                goto bad;
+            }
+        }
+        if (cJSON_GetArraySize(tools) > 0) {
+            cJSON *tc = cJSON_Duplicate(tools, 1);
+            if (!tc || !cJSON_AddItemToObject(ctx, "tools", tc)) goto nomem;
+        }
+    }
+    int agp = 1;
+    if (f_bool(req, "add_generation_prompt", &agp, why, wl)) goto bad;
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", agp);
+    if (s->bos_tok) cJSON_AddStringToObject(ctx, "bos_token", s->bos_tok);
+    if (s->eos_tok) cJSON_AddStringToObject(ctx, "eos_token", s->eos_tok);
+    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
+    if (kw && !cJSON_IsNull(kw)) {
+        if (!cJSON_IsObject(kw)) {
+            snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}");
+            goto bad;
+        }
+        for (cJSON *k = kw->child; k; k = k->next) {
+            if (!k->string || !strcmp(k->string, "messages")) continue;
+            cJSON *d = cJSON_Duplicate(k, 1);
+            if (!d) goto nomem;
+            cJSON_DeleteItemFromObjectCaseSensitive(ctx, k->string);
+            cJSON_AddItemToObject(ctx, k->string, d);
+        }
+    }
+    return ctx;
+nomem:
+    snprintf(why, wl, "out of memory");
+bad:
+    cJSON_Delete(ctx);
+    return NULL;
+}
+
+/* messages -> the rendered prompt (malloc'ed), or NULL with why */
+static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
+    if (!s->tpl) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
+    cJSON *ctx = chat_context(s, req, why, wl);
+    if (!ctx) return NULL;
+    char err[400];
+    char *out = jinja_render(s->tpl, ctx, err, sizeof err);
+    cJSON_Delete(ctx);
+    if (!out) snprintf(why, wl, "the chat template cannot render these messages: %s", err);
     return out;
 }
 
@@ -1552,29 +1615,64 @@ static int64_t config_max_len(const char *dir) {
     return v > 0 ? v : 32768;
 }
 
+/* tokenizer_config.json's special token k as text: a string or {"content": ...}; NULL if absent */
+static char *special_token(cJSON *o, const char *k) {
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsObject(t)) t = cJSON_GetObjectItemCaseSensitive(t, "content");
+    return cJSON_IsString(t) ? strdup(t->valuestring) : NULL;
+}
+
 /* the chat template next to the tokenizer: chat_template.jinja, else tokenizer_config.json's
- * chat_template (a string, or a list of {name, template}: "default"); NULL when there is none */
-static char *find_template(const char *tok_path) {
+ * chat_template (a string, or a list of {name, template}: "default"); NULL when there is none.
+ * The bos / eos token texts the template may use come along into s. */
+static char *find_template(server *s, const char *tok_path) {
     char dir[4200], p[4300];
     snprintf(dir, sizeof dir, "%s", tok_path);
     char *sl = strrchr(dir, '/');
     if (sl) *sl = 0;
     else snprintf(dir, sizeof dir, ".");
-    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
-    char *t = read_text(p, NULL);
-    if (t) return t;
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
     char *j = read_text(p, NULL);
     cJSON *o = j ? cJSON_Parse(j) : NULL;
     free(j);
+    s->bos_tok = special_token(o, "bos_token");
+    s->eos_tok = special_token(o, "eos_token");
+    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
+    char *t = read_text(p, NULL);
     cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
-    if (cJSON_IsString(ct)) t = strdup(ct->valuestring);
+    if (t) {
+    } else if (cJSON_IsString(ct)) t = strdup(ct->valuestring);
     else if (cJSON_IsArray(ct))
         for (cJSON *x = ct->child; x && !t; x = x->next) {
             cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name"), *tp = cJSON_GetObjectItemCaseSensitive(x, "template");
             if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) t = strdup(tp->valuestring);
         }
     cJSON_Delete(o);
+    return t;
+}
+
+/* The chat template parsed, and tried on a one-message conversation; NULL with why when packlm
+ * cannot render it (then serve refuses to start). */
+static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
+    char e[400];
+    jtpl *t = jinja_parse(text, e, sizeof e);
+    if (!t) {
+        snprintf(why, wl, "the chat template uses what packlm serve cannot render: %s; run with --no-chat to serve "
+                          "completions only", e);
+        return NULL;
+    }
+    cJSON *req = cJSON_Parse("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    cJSON *ctx = req ? chat_context(s, req, e, sizeof e) : NULL;
+    char *out = ctx ? jinja_render(t, ctx, e, sizeof e) : NULL;
+    if (!out) {
+        snprintf(why, wl, "the chat template fails on a one-message conversation: %s; run with --no-chat to serve "
+                          "completions only", req ? e : "out of memory");
+        jinja_free(t);
+        t = NULL;
+    }
+    free(out);
+    cJSON_Delete(ctx);
+    cJSON_Delete(req);
     return t;
 }
 
@@ -1644,15 +1742,14 @@ int cmd_serve(int argc, char **argv) {
         int32_t e = plm_tokenizer_eos_id(s->tok), in = 0;
         for (int i = 0; i < s->info->n_eos; i++) in |= s->info->eos_ids[i] == e;
         if (e >= 0 && e < s->info->vocab_size && !in) s->stop_id = e;
-        char *t = no_chat ? NULL : find_template(tp);
+        char *t = no_chat ? NULL : find_template(s, tp);
         if (t) {
-            char why[512];
-            s->chat_kind = chat_template_kind(t, why, sizeof why);
-            if (s->chat_kind < 0) rc = cli_error(cmd, "%s", why);
+            char why[900];
+            s->tpl = load_template(s, t, why, sizeof why);
+            if (!s->tpl) rc = cli_error(cmd, "%s", why);
             free(t);
         }
     }
-    if (s->chat_kind < 0) s->chat_kind = 0;
     plm_generator_params gp = {o.budget, (int32_t)max_seqs};
     if (!rc && plm_generator_new(&s->g, s->m, s->c, &gp, &err)) rc = cli_error(cmd, "%s", err.msg);
     struct sockaddr_in addr;
@@ -1670,6 +1767,9 @@ int cmd_serve(int argc, char **argv) {
         plm_generator_free(s->g);
         plm_tokenizer_free(s->tok);
         cli_session_close(&ss);
+        jinja_free(s->tpl);
+        free(s->bos_tok);
+        free(s->eos_tok);
         free(s);
         return rc;
     }
@@ -1698,7 +1798,7 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr,
                 "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s:%u\n",
                 s->name, s->info->vocab_size, (long long)s->max_len,
-                s->chat_kind == CHAT_QWEN3 ? "qwen3 template" : s->chat_kind == CHAT_CHATML ? "chatml template" : "off",
+                s->tpl ? "template" : "off",
                 plm_ctx_device(s->c), host, di ? di->port : (unsigned)port);
         int sig = 0;
         sigwait(&sigs, &sig);
@@ -1718,6 +1818,9 @@ int cmd_serve(int argc, char **argv) {
     plm_generator_free(s->g);
     plm_tokenizer_free(s->tok);
     cli_session_close(&ss);
+    jinja_free(s->tpl);
+    free(s->bos_tok);
+    free(s->eos_tok);
     free(s);
     return rc;
 }

@@ -32,18 +32,14 @@ static inline void sb_addn(sbuf *b, const char *s, size_t n) {
 }
 static inline void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
 
-enum { CHAT_QWEN3 = 1, CHAT_CHATML = 2 };
-
-typedef struct {
-    const char *role;      /* system, user, assistant, tool */
-    const char *content;
-    const char *reasoning; /* assistant's reasoning_content, or NULL */
-} chat_msg;
-
-/* The renderer for a chat template (CHAT_*), or -1 with the reason in why. */
-int chat_template_kind(const char *tpl, char *why, size_t why_len);
-/* The prompt text of a conversation plus the generation prompt (malloc'ed), or NULL with why.
- * enable_thinking: -1 not given, 0 false, 1 true. */
-char *chat_render(int kind, const chat_msg *msg, int n, int enable_thinking, char *why, size_t why_len);
+/* Chat templates (serve_jinja.c): a Jinja interpreter for the subset chat templates use. */
+typedef struct jtpl jtpl;
+struct cJSON;
+/* The parsed template, or NULL with the reason (a construct outside the subset, a syntax error). */
+jtpl *jinja_parse(const char *src, char *why, size_t why_len);
+/* The template rendered with the variables of the object ctx (malloc'ed), or NULL with the reason
+ * (raise_exception's message, a type error). */
+char *jinja_render(const jtpl *t, const struct cJSON *ctx, char *why, size_t why_len);
+void jinja_free(jtpl *t);
 
 #endif
