@@ -54,7 +54,8 @@ static void usage(FILE *f) {
             "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health,\n"
             "GET /metrics (Prometheus text), POST /tokenize (text or messages -> rendered prompt and ids).\n"
             "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
-            "  --host H                address to listen on (default 127.0.0.1)\n"
+            "  --host H                address to listen on (default 127.0.0.1; IPv6 too: ::1, or :: for all\n"
+            "                          addresses, IPv4 included)\n"
             "  --port P                port (default 8080; 0: any free port, printed on stderr)\n"
             "  --max-batch-tokens N    at most N tokens per packed step (default 512)\n"
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
@@ -123,6 +124,7 @@ typedef struct {
     const plm_model_info *info;
     jtpl *tpl;              /* the chat template, or NULL */
     char *bos_tok, *eos_tok; /* tokenizer_config.json's bos_token / eos_token, for the template */
+    int tool_fmt;            /* TOOL_FMT_*: how the template asks for tool calls */
     char name[256];
     const char *api_key;
     int64_t max_len, max_queue, budget;
@@ -476,6 +478,9 @@ typedef struct {
     size_t cut;
     int final;       /* finish_reason sent */
     int head;        /* chat: role chunk / completions: echo chunk sent */
+    size_t tsent;    /* tool parsing: bytes of prefill + text handled */
+    int in_call;     /* tool parsing: inside <tool_call> at tsent */
+    int ncalls;      /* tool parsing: calls streamed */
 } jview;
 
 typedef struct {
@@ -498,6 +503,11 @@ typedef struct {
     sbuf out;        /* SSE bytes not yet handed to MHD */
     size_t out_off;
     int ended;
+    /* chat with tools */
+    int tool_parse;  /* answers are read for tool calls (tool_choice other than none) */
+    int parallel;    /* parallel_tool_calls (false: the first call only) */
+    char *prefill;   /* the answer's forced start (tool_choice required or a named function), or NULL */
+    cJSON *tools;    /* the request's tools (parameter types for the XML format) */
 } conn;
 
 static void conn_free(conn *c) {
@@ -515,6 +525,8 @@ static void conn_free(conn *c) {
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < c->n_jobs; i++) free(c->ptext[i]);
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
+    free(c->prefill);
+    cJSON_Delete(c->tools);
     free(c->body.p);
     free(c->out.p);
     free(c);
@@ -886,6 +898,85 @@ static void wait_progress(server *s, double secs) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/* a tool call as the API writes it; index >= 0 in streamed deltas */
+static cJSON *call_json(const tool_call *tc, int index) {
+    cJSON *o = cJSON_CreateObject();
+    if (index >= 0) cJSON_AddNumberToObject(o, "index", index);
+    cJSON_AddStringToObject(o, "id", tc->id);
+    cJSON_AddStringToObject(o, "type", "function");
+    cJSON *f = cJSON_AddObjectToObject(o, "function");
+    cJSON_AddStringToObject(f, "name", tc->name);
+    cJSON_AddStringToObject(f, "arguments", tc->args);
+    return o;
+}
+
+static const char *find_in(const char *b, const char *e, const char *needle) {
+    size_t k = strlen(needle);
+    for (const char *p = b; p + k <= e; p++)
+        if (!memcmp(p, needle, k)) return p;
+    return NULL;
+}
+
+/* Streaming with tool parsing: the delta for the answer's text so far (the prefill, then t[0, upto)).
+ * Content streams until a <tool_call> opens (a possible partial opening tag is held back); a call is
+ * sent whole, in one delta, once its closing tag arrives (or the answer ends). As in the
+ * non-streaming answer, text after the first call is not content, and a call that does not parse
+ * is sent as content when no call came before it. */
+static void tool_delta(conn *c, jview *v, const char *t, size_t upto, int fin, cJSON *d) {
+    sbuf f = {0}, content = {0};
+    sb_add(&f, c->prefill ? c->prefill : "");
+    sb_addn(&f, t, upto);
+    if (f.oom) {
+        free(f.p);
+        return;
+    }
+    const char *full = f.p, *end = full + f.n;
+    const size_t ko = strlen(TOOL_OPEN), kc = strlen(TOOL_CLOSE);
+    cJSON *calls = NULL;
+    while (v->tsent <= f.n) {
+        const char *at = full + v->tsent;
+        if (!v->in_call) {
+            const char *o = find_in(at, end, TOOL_OPEN);
+            if (o) {
+                if (!v->ncalls) sb_addn(&content, at, (size_t)(o - at));
+                v->tsent = (size_t)(o - full);
+                v->in_call = 1;
+                continue;
+            }
+            size_t lim = f.n;
+            if (!fin) /* hold back a tail that may be the start of <tool_call> */
+                for (size_t j = f.n > v->tsent + ko ? f.n - ko : v->tsent; j < f.n; j++)
+                    if (!memcmp(full + j, TOOL_OPEN, f.n - j)) {
+                        lim = j;
+                        break;
+                    }
+            if (!v->ncalls) sb_addn(&content, at, lim - v->tsent);
+            v->tsent = lim;
+            break;
+        }
+        const char *b = at + ko, *q = find_in(b, end, TOOL_CLOSE);
+        if (!q && !fin) break;
+        const char *stop = q ? q + kc : end;
+        tool_call tc;
+        if (!tool_parse_one(b, (size_t)((q ? q : end) - b), c->s->tool_fmt, c->tools, &tc)) {
+            if (v->ncalls == 0 || c->parallel) {
+                if (!calls) calls = cJSON_CreateArray();
+                cJSON_AddItemToArray(calls, call_json(&tc, v->ncalls));
+                v->ncalls++;
+            }
+            free(tc.name);
+            free(tc.args);
+        } else if (!v->ncalls) sb_addn(&content, at, (size_t)(stop - at));
+        v->tsent = (size_t)(stop - full);
+        v->in_call = 0;
+        if (!q) break;
+    }
+    if (content.n) cJSON_AddStringToObject(d, "content", content.p);
+    if (calls) cJSON_AddItemToObject(d, "tool_calls", calls);
+    free(content.p);
+    free(f.p);
+}
+
 /* the whole answer of a non-streaming request */
 static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
     server *s = c->s;
@@ -915,11 +1006,30 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
         size_t L, sf;
         char *t = job_text(c, i, &ps[i], &L, &sf);
         cJSON *x = cJSON_CreateObject();
+        int calls = 0;
         cJSON_AddNumberToObject(x, "index", i);
         if (c->chat) {
             cJSON *m = cJSON_AddObjectToObject(x, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", t ? t : "");
+            if (c->tool_parse) {
+                sbuf full = {0};
+                sb_add(&full, c->prefill ? c->prefill : "");
+                sb_add(&full, t ? t : "");
+                tool_call *tc = NULL;
+                size_t cl = 0;
+                int nc = full.p ? tool_parse_all(full.p, s->tool_fmt, c->tools, &tc, &cl) : 0;
+                if (nc > 0) {
+                    if (cl) {
+                        full.p[cl] = 0;
+                        cJSON_AddStringToObject(m, "content", full.p);
+                    } else cJSON_AddNullToObject(m, "content");
+                    cJSON *arr = cJSON_AddArrayToObject(m, "tool_calls");
+                    for (int k = 0; k < nc && (k == 0 || c->parallel); k++) cJSON_AddItemToArray(arr, call_json(&tc[k], -1));
+                    calls = 1;
+                } else cJSON_AddStringToObject(m, "content", full.p ? full.p : "");
+                tool_calls_free(tc, nc > 0 ? nc : 0);
+                free(full.p);
+            } else cJSON_AddStringToObject(m, "content", t ? t : "");
             if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", chat_logprobs(c, i, &ps[i], 0, ps[i].n));
             else cJSON_AddNullToObject(x, "logprobs");
         } else {
@@ -939,7 +1049,7 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
             if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", completion_logprobs(c, i, &ps[i], 0, ps[i].n, c->echo, &off));
             else cJSON_AddNullToObject(x, "logprobs");
         }
-        cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], &c->v[i]));
+        cJSON_AddStringToObject(x, "finish_reason", calls ? "tool_calls" : fin_reason(&ps[i], &c->v[i]));
         cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok, ps[i].n));
         if (c->echo) cJSON_AddItemToObject(x, "prompt_token_ids", ids_array(c->jobs[i]->prompt, c->jobs[i]->n_prompt));
         cJSON_AddItemToArray(ch, x);
@@ -1026,7 +1136,9 @@ static int stream_events(conn *c) {
                 t[upto] = 0;
             }
             const char *piece = t ? t + (v->sent < upto ? v->sent : upto) : "";
-            if (c->chat) {
+            if (c->chat && c->tool_parse) {
+                tool_delta(c, v, t ? t : "", upto, fin, cJSON_AddObjectToObject(x, "delta"));
+            } else if (c->chat) {
                 cJSON *d = cJSON_AddObjectToObject(x, "delta");
                 if (upto > v->sent) cJSON_AddStringToObject(d, "content", piece);
             } else {
@@ -1041,7 +1153,7 @@ static int stream_events(conn *c) {
             } else {
                 cJSON_AddNullToObject(x, "logprobs");
             }
-            if (fin) cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], v));
+            if (fin) cJSON_AddStringToObject(x, "finish_reason", v->ncalls ? "tool_calls" : fin_reason(&ps[i], v));
             else cJSON_AddNullToObject(x, "finish_reason");
             cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok + v->sent_ids, ntok - v->sent_ids));
             v->sent_ids = ntok;
@@ -1418,6 +1530,59 @@ static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
     return out;
 }
 
+/* tools, tool_choice, parallel_tool_calls: what the answer is read for; 0 ok, else why is set */
+static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools"), *ch = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
+    int have = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
+    c->parallel = 1;
+    if (f_bool(req, "parallel_tool_calls", &c->parallel, why, wl)) return -1;
+    const char *mode = have ? "auto" : "none", *name = NULL;
+    if (ch && !cJSON_IsNull(ch)) {
+        if (cJSON_IsString(ch)) mode = ch->valuestring;
+        else if (cJSON_IsObject(ch)) {
+            cJSON *ty = cJSON_GetObjectItemCaseSensitive(ch, "type"), *f = cJSON_GetObjectItemCaseSensitive(ch, "function");
+            cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name");
+            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(nm))
+                return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}"), -1;
+            mode = "function";
+            name = nm->valuestring;
+        } else return snprintf(why, wl, "'tool_choice' must be a string or an object"), -1;
+        if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required") && strcmp(mode, "function"))
+            return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function"), -1;
+        if (strcmp(mode, "none") && !have)
+            return snprintf(why, wl, "'tool_choice' \"%s\" needs a non-empty 'tools' list", name ? name : mode), -1;
+    }
+    if (name) {
+        int found = 0;
+        for (cJSON *t = tools->child; t; t = t->next) {
+            cJSON *nm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+            found |= cJSON_IsString(nm) && !strcmp(nm->valuestring, name);
+        }
+        if (!found) return snprintf(why, wl, "'tool_choice' names '%s', which is not among the tools", name), -1;
+    }
+    if (!strcmp(mode, "none")) return 0;
+    c->tool_parse = 1;
+    c->tools = cJSON_Duplicate(tools, 1);
+    if (!c->tools) return snprintf(why, wl, "out of memory"), -1;
+    if (!strcmp(mode, "required") || name) { /* the answer is made to start with a call (no constrained decoding) */
+        sbuf b = {0};
+        sb_add(&b, TOOL_OPEN "\n");
+        if (name && c->s->tool_fmt == TOOL_FMT_XML) {
+            sb_add(&b, "<function=");
+            sb_add(&b, name);
+            sb_add(&b, ">\n");
+        } else if (name) {
+            sb_add(&b, "{\"name\": ");
+            json_dumps_py(&b, cJSON_GetObjectItemCaseSensitive(ch, "function")->child ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "function"), "name") : NULL);
+            sb_add(&b, ", \"arguments\": ");
+        }
+        if (b.oom) return free(b.p), snprintf(why, wl, "out of memory"), -1;
+        c->prefill = b.p;
+    }
+    return 0;
+}
+
 static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
     server *s = c->s;
     char why[600] = "";
@@ -1430,8 +1595,20 @@ static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
         return bad(c, mc, why);
     c->logprobs = lp;
     c->top = lp ? (int)top : 0;
+    if (tool_choice(c, req, why, sizeof why)) return bad(c, mc, why);
     char *text = render_messages(s, req, why, sizeof why);
     if (!text) return bad(c, mc, why);
+    if (c->prefill) { /* the answer starts with the call: after the generation prompt (and a closed think block) */
+        sbuf b = {0};
+        sb_add(&b, text);
+        const char *turn = strstr(text, "<|im_start|>assistant\n"), *nx;
+        while (turn && (nx = strstr(turn + 1, "<|im_start|>assistant\n"))) turn = nx;
+        if (turn && strstr(turn, "<think>") && !strstr(turn, "</think>")) sb_add(&b, "\n</think>\n\n");
+        sb_add(&b, c->prefill);
+        free(text);
+        text = b.p;
+        if (!text || b.oom) return free(text), bad(c, mc, "out of memory");
+    }
     cJSON *tmp = cJSON_CreateString(text);
     free(text);
     int32_t *ids[1];
@@ -1746,23 +1923,39 @@ int cmd_serve(int argc, char **argv) {
         if (t) {
             char why[900];
             s->tpl = load_template(s, t, why, sizeof why);
+            s->tool_fmt = strstr(t, "<function=") ? TOOL_FMT_XML : TOOL_FMT_JSON;
             if (!s->tpl) rc = cli_error(cmd, "%s", why);
             free(t);
         }
     }
     plm_generator_params gp = {o.budget, (int32_t)max_seqs};
     if (!rc && plm_generator_new(&s->g, s->m, s->c, &gp, &err)) rc = cli_error(cmd, "%s", err.msg);
-    struct sockaddr_in addr;
+    /* the address: IPv4 or IPv6 (a literal such as :: or ::1, or a name) */
+    struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (!rc && inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+    int v6 = 0;
+    if (!rc && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+    } else if (!rc && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        v6 = 1;
+    } else if (!rc) {
         struct addrinfo hints = {0}, *ai = NULL;
-        hints.ai_family = AF_INET;
-        if (getaddrinfo(host, NULL, &hints, &ai) || !ai) rc = cli_error(cmd, "cannot resolve --host '%s' (IPv4)", host);
-        else addr.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, NULL, &hints, &ai) || !ai) rc = cli_error(cmd, "cannot resolve --host '%s'", host);
+        else {
+            memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+            v6 = ai->ai_family == AF_INET6;
+        }
         if (ai) freeaddrinfo(ai);
     }
+    if (v6) a6->sin6_port = htons((uint16_t)port);
+    else a4->sin_port = htons((uint16_t)port);
+    /* :: also takes IPv4 connections (dual stack), as 0.0.0.0 and :: do in most servers */
+    int any6 = v6 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
     if (rc) {
         plm_generator_free(s->g);
         plm_tokenizer_free(s->tok);
@@ -1787,19 +1980,22 @@ int cmd_serve(int argc, char **argv) {
     pthread_t eng;
     if (pthread_create(&eng, NULL, engine_main, s)) return cli_error(cmd, "cannot start the engine thread");
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
+            (any6 ? MHD_USE_DUAL_STACK : v6 ? MHD_USE_IPv6 : 0),
         (uint16_t)port, NULL, NULL, handler, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_queue + 256),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!d) {
-        rc = cli_error(cmd, "cannot listen on %s:%lld (%s)", host, (long long)port, strerror(errno));
+        rc = cli_error(cmd, "cannot listen on %s%s%s:%lld (%s)", strchr(host, ':') ? "[" : "", host,
+                       strchr(host, ':') ? "]" : "", (long long)port, strerror(errno));
     } else {
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
         fprintf(stderr,
-                "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s:%u\n",
+                "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s%s%s:%u\n",
                 s->name, s->info->vocab_size, (long long)s->max_len,
                 s->tpl ? "template" : "off",
-                plm_ctx_device(s->c), host, di ? di->port : (unsigned)port);
+                plm_ctx_device(s->c), strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                di ? di->port : (unsigned)port);
         int sig = 0;
         sigwait(&sigs, &sig);
         fprintf(stderr, "packlm serve: signal %d, stopping\n", sig);

@@ -42,4 +42,20 @@ jtpl *jinja_parse(const char *src, char *why, size_t why_len);
 char *jinja_render(const jtpl *t, const struct cJSON *ctx, char *why, size_t why_len);
 void jinja_free(jtpl *t);
 
+/* Tool calls (serve_tools.c) in the two formats Qwen's templates ask for. */
+enum { TOOL_FMT_JSON = 0, TOOL_FMT_XML = 1 };
+#define TOOL_OPEN "<tool_call>"
+#define TOOL_CLOSE "</tool_call>"
+typedef struct {
+    char *name, *args; /* args: JSON text as json.dumps writes it */
+    char id[40];
+} tool_call;
+/* json.dumps(x, ensure_ascii=False) */
+void json_dumps_py(sbuf *b, const struct cJSON *x);
+/* one call from the text between the tags; 0 ok, -1 when it does not parse */
+int tool_parse_one(const char *body, size_t n, int fmt, const struct cJSON *tools, tool_call *out);
+/* the calls of a whole answer; see serve_tools.c */
+int tool_parse_all(const char *text, int fmt, const struct cJSON *tools, tool_call **calls, size_t *content_len);
+void tool_calls_free(tool_call *c, int n);
+
 #endif

@@ -118,6 +118,7 @@ typedef struct {
     jstr *str;
     long long i;
     double f;
+    const char *at; /* where in the source */
 } tok;
 
 typedef struct {
@@ -127,6 +128,7 @@ typedef struct {
     char *why;
     size_t wl;
     int bad;
+    const char *src, *at; /* the source; where the lexer is */
 } P;
 
 static void perr(P *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -165,6 +167,7 @@ static tok *push(P *p, int t) {
     tok *r = &p->t[p->n++];
     memset(r, 0, sizeof *r);
     r->t = t;
+    r->at = p->at;
     return r;
 }
 
@@ -177,6 +180,7 @@ static const char *lex_tag(P *p, const char *s, const char *end, int stmt, int *
             s++;
             continue;
         }
+        p->at = s;
         if (depth == 0) {
             const char *close = stmt ? "%}" : "}}";
             if (*s == '-' && s + 2 < end + 1 && !strncmp(s + 1, close, 2)) {
@@ -287,6 +291,7 @@ static void lex(P *p, const char *src) {
             if (t) t->str = mkstr(p->ar, tb, (size_t)(te - tb));
         }
         if (o >= end) break;
+        p->at = o;
         const char *in = o + 2 + (o[2] == '-');
         int rt = 0;
         if (o[1] == '#') {
@@ -829,8 +834,9 @@ static void check_calls(const node *n, const nvec *m, P *p) {
 jtpl *jinja_parse(const char *src, char *why, size_t wl) {
     jtpl *t = calloc(1, sizeof *t);
     if (!t) return snprintf(why, wl, "out of memory"), NULL;
-    P p = {.ar = &t->ar, .why = why, .wl = wl};
+    P p = {.ar = &t->ar, .why = why, .wl = wl, .src = src, .at = src};
     lex(&p, src);
+    int lexed = !p.bad;
     if (!p.bad) t->root = p_block(&p, NULL, &(const char *){NULL});
     if (!p.bad) {
         nvec m = {0};
@@ -839,11 +845,12 @@ jtpl *jinja_parse(const char *src, char *why, size_t wl) {
     }
     if (!p.bad && t->ar.oom) perr(&p, "out of memory");
     if (p.bad) {
-        /* where: the tag that failed, counted from the start */
-        int tags = 0;
-        for (int i = 0; i < p.pos && i < p.n; i++) tags += p.t[i].t == T_OSTMT || p.t[i].t == T_OEXPR;
+        /* where: the line of the token that failed */
+        const char *at = lexed && p.pos < p.n && p.t[p.pos].at ? p.t[p.pos].at : p.at;
+        int line = 1;
+        for (const char *q = src; q < at && *q; q++) line += *q == '\n';
         size_t l = strlen(why);
-        if (l + 40 < wl) snprintf(why + l, wl - l, " (at tag %d)", tags);
+        if (l + 40 < wl) snprintf(why + l, wl - l, " (line %d)", line);
         free(p.t);
         jinja_free(t);
         return NULL;
