@@ -52,9 +52,11 @@ start() { # start <log> <args...>: echoes the URL
     local log=$1
     shift
     "$P" serve --port 0 --threads 1 "$@" 2> "$log" &
-    pids+=($!)
-    for _ in $(seq 100); do
+    local pid=$!
+    pids+=($pid)
+    for _ in $(seq 600); do # until it listens or exits (a minute at most)
         grep -q "listening on" "$log" && break
+        kill -0 $pid 2> /dev/null || break
         sleep 0.1
     done
 }
@@ -63,7 +65,7 @@ start "$T/text.log" --model "$T/text-model" --api-key "$KEY" --max-seqs 8
 # IPv6 where the machine has it (a loopback ::1), else these two listen on IPv4 and the IPv6 checks say so
 H6=::1 HA=::
 start "$T/tool.log" --model "$T/tool-model" --host $H6
-if ! grep -q "listening on" "$T/tool.log"; then
+if grep -q "cannot listen" "$T/tool.log"; then
     H6=127.0.0.1 HA=0.0.0.0
     start "$T/tool.log" --model "$T/tool-model" --host $H6
 fi

@@ -42,6 +42,9 @@
 #define MAX_PROMPTS 64      /* prompts of one completion request */
 #define MAX_STOP 8
 #define MAX_TOP 20
+#define GATHER_QUIET 0.002 /* an idle engine starts when no request arrived for this long, */
+#define GATHER_MAX 0.010   /* or after this long */
+#define READER_WAIT 0.002  /* the most an engine step waits for streaming connections to take its tokens */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -114,6 +117,10 @@ struct job {
     int refs;
     double t_submit, t_first;
     job *next;
+    /* the HTTP thread that waits for this job, under server.mu */
+    pthread_cond_t *cv; /* its condition variable; NULL once the connection is gone */
+    int wake_each;      /* wake it at every new token (streaming, stop strings), else when done */
+    int unread;         /* new tokens it has not taken yet (counted in server.unread) */
 };
 
 typedef struct {
@@ -138,7 +145,7 @@ typedef struct {
     int n_pool;
     /* shared, under mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv_engine, cv_http;
+    pthread_cond_t cv_engine;
     job *inq, *inq_tail;
     int stop;
     int64_t inflight;  /* queued or running jobs */
@@ -148,9 +155,19 @@ typedef struct {
     int64_t n_requests, n_errors, n_prompt_tok, n_gen_tok, n_steps, n_ttft;
     double step_sum, step_last, ttft_sum, rate, rate_t0;
     int64_t rate_n0;
+    int64_t unread;    /* jobs with tokens their streaming connection has not taken yet */
 } server;
 
 static double now_s(void) { return cli_now(); }
+/* now + secs, for pthread_cond_timedwait */
+static struct timespec deadline(double secs) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(secs * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    return ts;
+}
 
 static plm_status fail_nomem(plm_error *err) {
     if (err) {
@@ -170,10 +187,26 @@ static void job_unref_locked(job *j) {
 
 /* ------------------------------------------------------------------ the engine thread */
 /* copies the generator's new tokens of j into the job; finishes it when the generator did */
+/* the job's HTTP thread learns of new tokens (streaming) or of the end */
+static void notify_locked(server *s, job *j, int done) {
+    if (!j->cv || (!done && !j->wake_each)) return;
+    pthread_cond_signal(j->cv);
+    if (!done && !j->unread) {
+        j->unread = 1;
+        s->unread++;
+    }
+}
+/* the connection took the job's tokens (or is gone) */
+static void taken_locked(server *s, job *j) {
+    if (!j->unread) return;
+    j->unread = 0;
+    if (--s->unread == 0) pthread_cond_signal(&s->cv_engine);
+}
 static void publish_locked(server *s, job *j) {
     const int32_t *t;
     int64_t n;
     plm_gen_state st = plm_generator_result(s->g, j->gen_id, &t, &n);
+    if (n > j->n_tok) notify_locked(s, j, 0);
     if (n > j->n_tok) {
         if (n > j->cap_tok) {
             int64_t c = j->cap_tok ? j->cap_tok * 2 : 64;
@@ -232,6 +265,7 @@ static void finish_locked(server *s, job *j, int fin) {
     if (!j->fin) j->fin = fin;
     j->done = 1;
     s->inflight--;
+    notify_locked(s, j, 1);
     job_unref_locked(j);
 }
 
@@ -363,6 +397,17 @@ static void *engine_main(void *arg) {
     for (;;) {
         while (!s->stop && !s->inq && s->n_act == 0) pthread_cond_wait(&s->cv_engine, &s->mu);
         if (s->stop) break;
+        if (s->n_act == 0) { /* idle until now: requests that arrive together start together (up to 10 ms) */
+            double t_end = now_s() + GATHER_MAX;
+            for (int n = 0, m;;) {
+                m = 0;
+                for (job *j = s->inq; j; j = j->next) m++;
+                if (m == n || now_s() >= t_end) break;
+                n = m;
+                struct timespec ts = deadline(GATHER_QUIET);
+                pthread_cond_timedwait(&s->cv_engine, &s->mu, &ts);
+            }
+        }
         /* take the new jobs */
         int nf = 0;
         for (job *j = s->inq; j; j = j->next) nf++;
@@ -461,7 +506,13 @@ static void *engine_main(void *arg) {
             s->rate_t0 = tn;
             s->rate_n0 = s->n_gen_tok;
         }
-        pthread_cond_broadcast(&s->cv_http);
+        /* the streaming connections take this step's tokens before the next step starts, rather than
+         * compete with it for the cores (at most a quarter of a step's time, 2 ms) */
+        double wait_end = now_s() + (dt * 0.25 < READER_WAIT ? dt * 0.25 : READER_WAIT);
+        while (s->unread > 0 && !s->stop && now_s() < wait_end) {
+            struct timespec ts = deadline(wait_end - now_s());
+            pthread_cond_timedwait(&s->cv_engine, &s->mu, &ts);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     free(fresh);
@@ -508,6 +559,7 @@ typedef struct {
     int parallel;    /* parallel_tool_calls (false: the first call only) */
     char *prefill;   /* the answer's forced start (tool_choice required or a named function), or NULL */
     cJSON *tools;    /* the request's tools (parameter types for the XML format) */
+    pthread_cond_t cv; /* signalled when its jobs make progress */
 } conn;
 
 static void conn_free(conn *c) {
@@ -519,10 +571,13 @@ static void conn_free(conn *c) {
             c->jobs[i]->cancel = 1;
             wake = 1;
         }
+        c->jobs[i]->cv = NULL;
+        taken_locked(s, c->jobs[i]);
         job_unref_locked(c->jobs[i]);
     }
     if (wake) pthread_cond_signal(&s->cv_engine);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&c->cv);
     for (int i = 0; i < c->n_jobs; i++) free(c->ptext[i]);
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
     free(c->prefill);
@@ -865,6 +920,7 @@ static int refresh(conn *c, snap *ps) {
     int all = 1;
     for (int i = 0; i < c->n_jobs; i++) {
         take_snap_locked(c->jobs[i], &ps[i]);
+        taken_locked(s, c->jobs[i]);
         all &= ps[i].done;
     }
     pthread_mutex_unlock(&s->mu);
@@ -887,14 +943,14 @@ static int refresh(conn *c, snap *ps) {
     return all;
 }
 
-static void wait_progress(server *s, double secs) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (long)(secs * 1e9);
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
+/* until the connection's jobs make progress (or secs pass: a disconnect is noticed by polling) */
+static void wait_progress(conn *c, double secs) {
+    struct timespec ts = deadline(secs);
+    server *s = c->s;
     pthread_mutex_lock(&s->mu);
-    pthread_cond_timedwait(&s->cv_http, &s->mu, &ts);
+    int ready = 0;
+    for (int i = 0; i < c->n_jobs; i++) ready |= c->jobs[i]->unread || c->jobs[i]->done;
+    if (!ready) pthread_cond_timedwait(&c->cv, &s->mu, &ts);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -992,7 +1048,7 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
             for (int i = 0; i < c->n_jobs; i++) snap_free(&ps[i]);
             return MHD_NO; /* the connection closes; the completion handler cancels the jobs */
         }
-        wait_progress(s, 0.1);
+        wait_progress(c, 0.1);
     }
     for (int i = 0; i < c->n_jobs; i++)
         if (ps[i].fin == FIN_ERROR) {
@@ -1198,7 +1254,7 @@ static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         if (c->out.n > c->out_off) continue;
         if (peer_gone(c->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-        wait_progress(c->s, 0.1);
+        wait_progress(c, 0.1);
     }
 }
 
@@ -1232,6 +1288,8 @@ static enum MHD_Result submit(conn *c, struct MHD_Connection *mc, int32_t **ids,
         j->echo = c->echo && c->logprobs;
         j->gen_id = -1;
         j->refs = 2;
+        j->cv = &c->cv;
+        j->wake_each = c->stream || c->n_stop > 0;
         j->t_submit = now_s();
         c->jobs[c->n_jobs++] = j;
     }
@@ -1693,6 +1751,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
         c->s = s;
+        pthread_cond_init(&c->cv, NULL);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : -1;
         *con_cls = c;
@@ -1968,7 +2027,6 @@ int cmd_serve(int argc, char **argv) {
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_engine, NULL);
-    pthread_cond_init(&s->cv_http, NULL);
     s->rate_t0 = now_s();
     /* SIGINT / SIGTERM are taken by sigwait below: blocked in every thread */
     sigset_t sigs;
