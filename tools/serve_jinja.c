@@ -283,7 +283,7 @@ static void lex(P *p, const char *src) {
             else if (o[1] != '{') { /* lstrip_blocks: only blanks between the line start and the tag */
                 const char *q = te;
                 while (q > tb && (q[-1] == ' ' || q[-1] == '\t')) q--;
-                if (q == tb ? (tb == s && (tb == src || tb[-1] == '\n')) : q[-1] == '\n') te = q;
+                if (q == src || q[-1] == '\n') te = q;
             }
         }
         if (te > tb) {
@@ -1084,6 +1084,44 @@ static void to_json(R *r, sbuf *b, jv v, int indent, int depth) {
     }
 }
 
+/* Python's repr, for values inside a printed list or dict */
+static void to_text(R *r, sbuf *b, jv v);
+static void py_repr(R *r, sbuf *b, jv v) {
+    if (v.t == V_STR) {
+        int dq = memchr(v.s->p, '\'', v.s->n) && !memchr(v.s->p, '"', v.s->n);
+        char q = dq ? '"' : '\'';
+        sb_addn(b, &q, 1);
+        for (size_t i = 0; i < v.s->n; i++) {
+            unsigned char c = (unsigned char)v.s->p[i];
+            char e[8];
+            if (c == '\\' || c == (unsigned char)q) {
+                sb_add(b, "\\");
+                sb_addn(b, (const char *)&v.s->p[i], 1);
+            } else if (c == '\n') sb_add(b, "\\n");
+            else if (c == '\r') sb_add(b, "\\r");
+            else if (c == '\t') sb_add(b, "\\t");
+            else if (c < 0x20 || c == 0x7f) {
+                snprintf(e, sizeof e, "\\x%02x", c);
+                sb_add(b, e);
+            } else sb_addn(b, (const char *)&v.s->p[i], 1);
+        }
+        sb_addn(b, &q, 1);
+    } else if (v.t == V_LIST || v.t == V_DICT) {
+        int n = v.t == V_LIST ? v.l->n : v.d->n;
+        sb_add(b, v.t == V_LIST ? "[" : "{");
+        for (int i = 0; i < n; i++) {
+            if (i) sb_add(b, ", ");
+            if (v.t == V_DICT) {
+                py_repr(r, b, (jv){.t = V_STR, .s = v.d->k[i]});
+                sb_add(b, ": ");
+                py_repr(r, b, v.d->v[i]);
+            } else py_repr(r, b, v.l->v[i]);
+        }
+        sb_add(b, v.t == V_LIST ? "]" : "}");
+    } else if (v.t == V_UNDEF) sb_add(b, "None");
+    else to_text(r, b, v);
+}
+
 /* str(v) as Jinja prints it */
 static void to_text(R *r, sbuf *b, jv v) {
     char t[64];
@@ -1095,7 +1133,7 @@ static void to_text(R *r, sbuf *b, jv v) {
     case V_FLOAT: fmt_float(t, sizeof t, v.f), sb_add(b, t); break;
     case V_STR: sb_addn(b, v.s->p, v.s->n); break;
     case V_LIST:
-    case V_DICT: to_json(r, b, v, 0, 0); break; /* Python would print its repr; JSON is the nearest */
+    case V_DICT: py_repr(r, b, v); break;
     default: sb_add(b, "<macro>");
     }
 }
