@@ -1595,6 +1595,7 @@ static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
     c->parallel = 1;
     if (f_bool(req, "parallel_tool_calls", &c->parallel, why, wl)) return -1;
     const char *mode = have ? "auto" : "none", *name = NULL;
+    cJSON *name_item = NULL;
     if (ch && !cJSON_IsNull(ch)) {
         if (cJSON_IsString(ch)) mode = ch->valuestring;
         else if (cJSON_IsObject(ch)) {
@@ -1605,6 +1606,7 @@ static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
                                          "{\"type\": \"function\", \"function\": {\"name\": ...}}"), -1;
             mode = "function";
             name = nm->valuestring;
+            name_item = nm;
         } else return snprintf(why, wl, "'tool_choice' must be a string or an object"), -1;
         if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required") && strcmp(mode, "function"))
             return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function"), -1;
@@ -1632,7 +1634,7 @@ static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
             sb_add(&b, ">\n");
         } else if (name) {
             sb_add(&b, "{\"name\": ");
-            json_dumps_py(&b, cJSON_GetObjectItemCaseSensitive(ch, "function")->child ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ch, "function"), "name") : NULL);
+            json_dumps_py(&b, name_item);
             sb_add(&b, ", \"arguments\": ");
         }
         if (b.oom) return free(b.p), snprintf(why, wl, "out of memory"), -1;
