@@ -32,6 +32,18 @@ check "serve --help exits 0 and documents the options" grep -q -- "--max-queue" 
 check "serve without --model: exit 2" test $? -eq 2
 
 [ -f "$T/text-model/model.safetensors" ] || timeout 120 node tests/node/make_text_model.mjs "$T/text-model"
+[ -f "$T/tool-model/model.safetensors" ] || timeout 120 node tests/node/make_tool_model.mjs "$T/tool-model" > /dev/null
+# the text model with a template in Qwen3.5's style (XML tool calls, macros), and with one packlm refuses
+for d in xml-model refused-model; do
+    mkdir -p "$T/$d"
+    for f in model.safetensors config.json tokenizer.json; do ln -sf "../text-model/$f" "$T/$d/$f"; done
+done
+cp tests/data/chat-templates/xml-tools.jinja "$T/xml-model/chat_template.jinja"
+cp tests/data/chat-templates/refused.jinja "$T/refused-model/chat_template.jinja"
+"$P" serve --model "$T/refused-model" --port 0 > /dev/null 2> "$T/refused.log"
+rc=$?
+check "a template outside the subset: serve refuses to start (exit 1) and names what it cannot render" \
+    test $rc -eq 1 -a -n "$(grep "cannot render: filter 'wordwrap' is not supported" "$T/refused.log")"
 KEY=test-key-123
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done; wait 2> /dev/null; }
@@ -40,18 +52,41 @@ start() { # start <log> <args...>: echoes the URL
     local log=$1
     shift
     "$P" serve --port 0 --threads 1 "$@" 2> "$log" &
-    pids+=($!)
-    for _ in $(seq 100); do
+    local pid=$!
+    pids+=($pid)
+    for _ in $(seq 600); do # until it listens or exits (a minute at most)
         grep -q "listening on" "$log" && break
+        kill -0 $pid 2> /dev/null || break
         sleep 0.1
     done
 }
 start "$T/ids.log" --model tests/data/tiny-dense --max-seqs 16 --max-batch-tokens 64
 start "$T/text.log" --model "$T/text-model" --api-key "$KEY" --max-seqs 8
+# IPv6 where the machine has it (a loopback ::1), else these two listen on IPv4 and the IPv6 checks say so
+H6=::1 HA=::
+start "$T/tool.log" --model "$T/tool-model" --host $H6
+if grep -q "cannot listen" "$T/tool.log"; then
+    H6=127.0.0.1 HA=0.0.0.0
+    start "$T/tool.log" --model "$T/tool-model" --host $H6
+fi
+start "$T/xml.log" --model "$T/xml-model" --host $HA
 U1=$(grep -o 'http://[0-9.]*:[0-9]*' "$T/ids.log" | head -1)
 U2=$(grep -o 'http://[0-9.]*:[0-9]*' "$T/text.log" | head -1)
-check "both servers listen" test -n "$U1" -a -n "$U2"
-if [ -z "$U1" ] || [ -z "$U2" ]; then cat "$T/ids.log" "$T/text.log"; exit 1; fi
+U3=$(grep -o 'http://[][0-9.:]*:[0-9]*' "$T/tool.log" | head -1)
+U4=$(grep -o 'http://[][0-9.:]*:[0-9]*' "$T/xml.log" | head -1)
+check "the servers listen (two on IPv4, one on ::1, one on ::)" test -n "$U1" -a -n "$U2" -a -n "$U3" -a -n "$U4"
+if [ -z "$U1" ] || [ -z "$U2" ] || [ -z "$U3" ] || [ -z "$U4" ]; then cat "$T/ids.log" "$T/text.log" "$T/tool.log" "$T/xml.log"; exit 1; fi
+P4=${U4##*:}
+if [ $H6 = ::1 ]; then
+    U4="http://[::1]:$P4"
+    check "IPv6: the server on --host ::1 listens on [::1] and curl reaches it" \
+        test "$(echo "$U3" | grep -c '^http://\[::1\]:')" = 1 -a "$(curl -s -m 30 -g "$U3/health")" = '{"status":"ok"}'
+    check "IPv6: the server on --host :: answers on [::1] and on 127.0.0.1 (dual stack)" \
+        test "$(curl -s -m 30 -g "$U4/health")" = '{"status":"ok"}' -a "$(curl -s -m 30 "http://127.0.0.1:$P4/health")" = '{"status":"ok"}'
+else
+    U4="http://127.0.0.1:$P4"
+    echo "skip IPv6: serve --host ::1 cannot listen on this machine (no IPv6 loopback)"
+fi
 
 # curl: health, streaming (SSE ending in [DONE]), errors
 C="curl -s -m 30"
@@ -74,11 +109,12 @@ check "curl: no API key answers 401" test "$code" = 401
 code=$($C -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$U2/v1/models")
 check "curl: the API key is accepted" test "$code" = 200
 
-URL_IDS=$U1 URL_TEXT=$U2 KEY=$KEY PACKLM=$P MODEL_IDS=tests/data/tiny-dense MODEL_TEXT="$T/text-model" TMP="$T" \
+URL_IDS=$U1 URL_TEXT=$U2 URL_TOOL=$U3 URL_XML=$U4 KEY=$KEY PACKLM=$P MODEL_IDS=tests/data/tiny-dense MODEL_TEXT="$T/text-model" XML_TEMPLATE=tests/data/chat-templates/xml-tools.jinja TMP="$T" \
     timeout 300 node tests/node/serve_test.mjs
 rc=$?
 check "openai client checks (tests/node/serve_test.mjs)" test $rc -eq 0
-check "the servers are still up" test "$($C "$U1/health")" = '{"status":"ok"}' -a "$($C "$U2/health")" = '{"status":"ok"}'
+check "the servers are still up" test "$($C "$U1/health")" = '{"status":"ok"}' -a "$($C "$U2/health")" = '{"status":"ok"}' \
+    -a "$($C -g "$U3/health")" = '{"status":"ok"}' -a "$($C -g "$U4/health")" = '{"status":"ok"}'
 cleanup
 trap - EXIT
 rm -rf "$T/big.json"

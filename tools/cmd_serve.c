@@ -42,6 +42,9 @@
 #define MAX_PROMPTS 64      /* prompts of one completion request */
 #define MAX_STOP 8
 #define MAX_TOP 20
+#define GATHER_QUIET 0.002 /* an idle engine starts when no request arrived for this long, */
+#define GATHER_MAX 0.010   /* or after this long */
+#define READER_WAIT 0.002  /* the most an engine step waits for streaming connections to take its tokens */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -54,7 +57,8 @@ static void usage(FILE *f) {
             "Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /health,\n"
             "GET /metrics (Prometheus text), POST /tokenize (text or messages -> rendered prompt and ids).\n"
             "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
-            "  --host H                address to listen on (default 127.0.0.1)\n"
+            "  --host H                address to listen on (default 127.0.0.1; IPv6 too: ::1, or :: for all\n"
+            "                          addresses, IPv4 included)\n"
             "  --port P                port (default 8080; 0: any free port, printed on stderr)\n"
             "  --max-batch-tokens N    at most N tokens per packed step (default 512)\n"
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
@@ -67,8 +71,9 @@ static void usage(FILE *f) {
             "  --served-model-name S   the model's name in the API (default: the directory's name)\n"
             "  --max-model-len N       prompt + max_tokens limit (default: max_position_embeddings)\n"
             "  --no-chat               serve without a chat template (/v1/chat/completions answers 400)\n"
-            "The chat template comes from tokenizer_config.json (or chat_template.jinja) next to the tokenizer;\n"
-            "packlm renders Qwen's ChatML templates natively and refuses to start with one it cannot render.\n"
+            "The chat template comes from chat_template.jinja (or tokenizer_config.json) next to the tokenizer and is\n"
+            "rendered by packlm's Jinja interpreter (the subset chat templates use: Qwen's templates with tools and\n"
+            "the thinking switch); serve refuses to start with a template outside that subset.\n"
             "Request bodies are limited to 8 MiB (413). SIGINT / SIGTERM stop the server.\n");
 }
 
@@ -112,6 +117,10 @@ struct job {
     int refs;
     double t_submit, t_first;
     job *next;
+    /* the HTTP thread that waits for this job, under server.mu */
+    pthread_cond_t *cv; /* its condition variable; NULL once the connection is gone */
+    int wake_each;      /* wake it at every new token (streaming, stop strings), else when done */
+    int unread;         /* new tokens it has not taken yet (counted in server.unread) */
 };
 
 typedef struct {
@@ -120,7 +129,9 @@ typedef struct {
     plm_ctx *c;
     plm_tokenizer *tok;
     const plm_model_info *info;
-    int chat_kind;
+    jtpl *tpl;              /* the chat template, or NULL */
+    char *bos_tok, *eos_tok; /* tokenizer_config.json's bos_token / eos_token, for the template */
+    int tool_fmt;            /* TOOL_FMT_*: how the template asks for tool calls */
     char name[256];
     const char *api_key;
     int64_t max_len, max_queue, budget;
@@ -134,7 +145,7 @@ typedef struct {
     int n_pool;
     /* shared, under mu */
     pthread_mutex_t mu;
-    pthread_cond_t cv_engine, cv_http;
+    pthread_cond_t cv_engine;
     job *inq, *inq_tail;
     int stop;
     int64_t inflight;  /* queued or running jobs */
@@ -144,9 +155,19 @@ typedef struct {
     int64_t n_requests, n_errors, n_prompt_tok, n_gen_tok, n_steps, n_ttft;
     double step_sum, step_last, ttft_sum, rate, rate_t0;
     int64_t rate_n0;
+    int64_t unread;    /* jobs with tokens their streaming connection has not taken yet */
 } server;
 
 static double now_s(void) { return cli_now(); }
+/* now + secs, for pthread_cond_timedwait */
+static struct timespec deadline(double secs) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(secs * 1e9);
+    ts.tv_sec += ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    return ts;
+}
 
 static plm_status fail_nomem(plm_error *err) {
     if (err) {
@@ -166,10 +187,26 @@ static void job_unref_locked(job *j) {
 
 /* ------------------------------------------------------------------ the engine thread */
 /* copies the generator's new tokens of j into the job; finishes it when the generator did */
+/* the job's HTTP thread learns of new tokens (streaming) or of the end */
+static void notify_locked(server *s, job *j, int done) {
+    if (!j->cv || (!done && !j->wake_each)) return;
+    pthread_cond_signal(j->cv);
+    if (!done && !j->unread) {
+        j->unread = 1;
+        s->unread++;
+    }
+}
+/* the connection took the job's tokens (or is gone) */
+static void taken_locked(server *s, job *j) {
+    if (!j->unread) return;
+    j->unread = 0;
+    if (--s->unread == 0) pthread_cond_signal(&s->cv_engine);
+}
 static void publish_locked(server *s, job *j) {
     const int32_t *t;
     int64_t n;
     plm_gen_state st = plm_generator_result(s->g, j->gen_id, &t, &n);
+    if (n > j->n_tok) notify_locked(s, j, 0);
     if (n > j->n_tok) {
         if (n > j->cap_tok) {
             int64_t c = j->cap_tok ? j->cap_tok * 2 : 64;
@@ -228,6 +265,7 @@ static void finish_locked(server *s, job *j, int fin) {
     if (!j->fin) j->fin = fin;
     j->done = 1;
     s->inflight--;
+    notify_locked(s, j, 1);
     job_unref_locked(j);
 }
 
@@ -359,6 +397,17 @@ static void *engine_main(void *arg) {
     for (;;) {
         while (!s->stop && !s->inq && s->n_act == 0) pthread_cond_wait(&s->cv_engine, &s->mu);
         if (s->stop) break;
+        if (s->n_act == 0) { /* idle until now: requests that arrive together start together (up to 10 ms) */
+            double t_end = now_s() + GATHER_MAX;
+            for (int n = 0, m;;) {
+                m = 0;
+                for (job *j = s->inq; j; j = j->next) m++;
+                if (m == n || now_s() >= t_end) break;
+                n = m;
+                struct timespec ts = deadline(GATHER_QUIET);
+                pthread_cond_timedwait(&s->cv_engine, &s->mu, &ts);
+            }
+        }
         /* take the new jobs */
         int nf = 0;
         for (job *j = s->inq; j; j = j->next) nf++;
@@ -457,7 +506,13 @@ static void *engine_main(void *arg) {
             s->rate_t0 = tn;
             s->rate_n0 = s->n_gen_tok;
         }
-        pthread_cond_broadcast(&s->cv_http);
+        /* the streaming connections take this step's tokens before the next step starts, rather than
+         * compete with it for the cores (at most a quarter of a step's time, 2 ms) */
+        double wait_end = now_s() + (dt * 0.25 < READER_WAIT ? dt * 0.25 : READER_WAIT);
+        while (s->unread > 0 && !s->stop && now_s() < wait_end) {
+            struct timespec ts = deadline(wait_end - now_s());
+            pthread_cond_timedwait(&s->cv_engine, &s->mu, &ts);
+        }
     }
     pthread_mutex_unlock(&s->mu);
     free(fresh);
@@ -474,6 +529,9 @@ typedef struct {
     size_t cut;
     int final;       /* finish_reason sent */
     int head;        /* chat: role chunk / completions: echo chunk sent */
+    size_t tsent;    /* tool parsing: bytes of prefill + text handled */
+    int in_call;     /* tool parsing: inside <tool_call> at tsent */
+    int ncalls;      /* tool parsing: calls streamed */
 } jview;
 
 typedef struct {
@@ -496,6 +554,12 @@ typedef struct {
     sbuf out;        /* SSE bytes not yet handed to MHD */
     size_t out_off;
     int ended;
+    /* chat with tools */
+    int tool_parse;  /* answers are read for tool calls (tool_choice other than none) */
+    int parallel;    /* parallel_tool_calls (false: the first call only) */
+    char *prefill;   /* the answer's forced start (tool_choice required or a named function), or NULL */
+    cJSON *tools;    /* the request's tools (parameter types for the XML format) */
+    pthread_cond_t cv; /* signalled when its jobs make progress */
 } conn;
 
 static void conn_free(conn *c) {
@@ -507,12 +571,17 @@ static void conn_free(conn *c) {
             c->jobs[i]->cancel = 1;
             wake = 1;
         }
+        c->jobs[i]->cv = NULL;
+        taken_locked(s, c->jobs[i]);
         job_unref_locked(c->jobs[i]);
     }
     if (wake) pthread_cond_signal(&s->cv_engine);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&c->cv);
     for (int i = 0; i < c->n_jobs; i++) free(c->ptext[i]);
     for (int i = 0; i < c->n_stop; i++) free(c->stop[i]);
+    free(c->prefill);
+    cJSON_Delete(c->tools);
     free(c->body.p);
     free(c->out.p);
     free(c);
@@ -851,6 +920,7 @@ static int refresh(conn *c, snap *ps) {
     int all = 1;
     for (int i = 0; i < c->n_jobs; i++) {
         take_snap_locked(c->jobs[i], &ps[i]);
+        taken_locked(s, c->jobs[i]);
         all &= ps[i].done;
     }
     pthread_mutex_unlock(&s->mu);
@@ -873,15 +943,94 @@ static int refresh(conn *c, snap *ps) {
     return all;
 }
 
-static void wait_progress(server *s, double secs) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long ns = ts.tv_nsec + (long)(secs * 1e9);
-    ts.tv_sec += ns / 1000000000L;
-    ts.tv_nsec = ns % 1000000000L;
+/* until the connection's jobs make progress (or secs pass: a disconnect is noticed by polling) */
+static void wait_progress(conn *c, double secs) {
+    struct timespec ts = deadline(secs);
+    server *s = c->s;
     pthread_mutex_lock(&s->mu);
-    pthread_cond_timedwait(&s->cv_http, &s->mu, &ts);
+    int ready = 0;
+    for (int i = 0; i < c->n_jobs; i++) ready |= c->jobs[i]->unread || c->jobs[i]->done;
+    if (!ready) pthread_cond_timedwait(&c->cv, &s->mu, &ts);
     pthread_mutex_unlock(&s->mu);
+}
+
+/* a tool call as the API writes it; index >= 0 in streamed deltas */
+static cJSON *call_json(const tool_call *tc, int index) {
+    cJSON *o = cJSON_CreateObject();
+    if (index >= 0) cJSON_AddNumberToObject(o, "index", index);
+    cJSON_AddStringToObject(o, "id", tc->id);
+    cJSON_AddStringToObject(o, "type", "function");
+    cJSON *f = cJSON_AddObjectToObject(o, "function");
+    cJSON_AddStringToObject(f, "name", tc->name);
+    cJSON_AddStringToObject(f, "arguments", tc->args);
+    return o;
+}
+
+static const char *find_in(const char *b, const char *e, const char *needle) {
+    size_t k = strlen(needle);
+    for (const char *p = b; p + k <= e; p++)
+        if (!memcmp(p, needle, k)) return p;
+    return NULL;
+}
+
+/* Streaming with tool parsing: the delta for the answer's text so far (the prefill, then t[0, upto)).
+ * Content streams until a <tool_call> opens (a possible partial opening tag is held back); a call is
+ * sent whole, in one delta, once its closing tag arrives (or the answer ends). As in the
+ * non-streaming answer, text after the first call is not content, and a call that does not parse
+ * is sent as content when no call came before it. */
+static void tool_delta(conn *c, jview *v, const char *t, size_t upto, int fin, cJSON *d) {
+    sbuf f = {0}, content = {0};
+    sb_add(&f, c->prefill ? c->prefill : "");
+    sb_addn(&f, t, upto);
+    if (f.oom) {
+        free(f.p);
+        return;
+    }
+    const char *full = f.p, *end = full + f.n;
+    const size_t ko = strlen(TOOL_OPEN), kc = strlen(TOOL_CLOSE);
+    cJSON *calls = NULL;
+    while (v->tsent <= f.n) {
+        const char *at = full + v->tsent;
+        if (!v->in_call) {
+            const char *o = find_in(at, end, TOOL_OPEN);
+            if (o) {
+                if (!v->ncalls) sb_addn(&content, at, (size_t)(o - at));
+                v->tsent = (size_t)(o - full);
+                v->in_call = 1;
+                continue;
+            }
+            size_t lim = f.n;
+            if (!fin) /* hold back a tail that may be the start of <tool_call> */
+                for (size_t j = f.n > v->tsent + ko ? f.n - ko : v->tsent; j < f.n; j++)
+                    if (!memcmp(full + j, TOOL_OPEN, f.n - j)) {
+                        lim = j;
+                        break;
+                    }
+            if (!v->ncalls) sb_addn(&content, at, lim - v->tsent);
+            v->tsent = lim;
+            break;
+        }
+        const char *b = at + ko, *q = find_in(b, end, TOOL_CLOSE);
+        if (!q && !fin) break;
+        const char *stop = q ? q + kc : end;
+        tool_call tc;
+        if (!tool_parse_one(b, (size_t)((q ? q : end) - b), c->s->tool_fmt, c->tools, &tc)) {
+            if (v->ncalls == 0 || c->parallel) {
+                if (!calls) calls = cJSON_CreateArray();
+                cJSON_AddItemToArray(calls, call_json(&tc, v->ncalls));
+                v->ncalls++;
+            }
+            free(tc.name);
+            free(tc.args);
+        } else if (!v->ncalls) sb_addn(&content, at, (size_t)(stop - at));
+        v->tsent = (size_t)(stop - full);
+        v->in_call = 0;
+        if (!q) break;
+    }
+    if (content.n) cJSON_AddStringToObject(d, "content", content.p);
+    if (calls) cJSON_AddItemToObject(d, "tool_calls", calls);
+    free(content.p);
+    free(f.p);
 }
 
 /* the whole answer of a non-streaming request */
@@ -899,7 +1048,7 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
             for (int i = 0; i < c->n_jobs; i++) snap_free(&ps[i]);
             return MHD_NO; /* the connection closes; the completion handler cancels the jobs */
         }
-        wait_progress(s, 0.1);
+        wait_progress(c, 0.1);
     }
     for (int i = 0; i < c->n_jobs; i++)
         if (ps[i].fin == FIN_ERROR) {
@@ -913,11 +1062,30 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
         size_t L, sf;
         char *t = job_text(c, i, &ps[i], &L, &sf);
         cJSON *x = cJSON_CreateObject();
+        int calls = 0;
         cJSON_AddNumberToObject(x, "index", i);
         if (c->chat) {
             cJSON *m = cJSON_AddObjectToObject(x, "message");
             cJSON_AddStringToObject(m, "role", "assistant");
-            cJSON_AddStringToObject(m, "content", t ? t : "");
+            if (c->tool_parse) {
+                sbuf full = {0};
+                sb_add(&full, c->prefill ? c->prefill : "");
+                sb_add(&full, t ? t : "");
+                tool_call *tc = NULL;
+                size_t cl = 0;
+                int nc = full.p ? tool_parse_all(full.p, s->tool_fmt, c->tools, &tc, &cl) : 0;
+                if (nc > 0) {
+                    if (cl) {
+                        full.p[cl] = 0;
+                        cJSON_AddStringToObject(m, "content", full.p);
+                    } else cJSON_AddNullToObject(m, "content");
+                    cJSON *arr = cJSON_AddArrayToObject(m, "tool_calls");
+                    for (int k = 0; k < nc && (k == 0 || c->parallel); k++) cJSON_AddItemToArray(arr, call_json(&tc[k], -1));
+                    calls = 1;
+                } else cJSON_AddStringToObject(m, "content", full.p ? full.p : "");
+                tool_calls_free(tc, nc > 0 ? nc : 0);
+                free(full.p);
+            } else cJSON_AddStringToObject(m, "content", t ? t : "");
             if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", chat_logprobs(c, i, &ps[i], 0, ps[i].n));
             else cJSON_AddNullToObject(x, "logprobs");
         } else {
@@ -937,7 +1105,7 @@ static enum MHD_Result answer_full(conn *c, struct MHD_Connection *mc) {
             if (c->logprobs) cJSON_AddItemToObject(x, "logprobs", completion_logprobs(c, i, &ps[i], 0, ps[i].n, c->echo, &off));
             else cJSON_AddNullToObject(x, "logprobs");
         }
-        cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], &c->v[i]));
+        cJSON_AddStringToObject(x, "finish_reason", calls ? "tool_calls" : fin_reason(&ps[i], &c->v[i]));
         cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok, ps[i].n));
         if (c->echo) cJSON_AddItemToObject(x, "prompt_token_ids", ids_array(c->jobs[i]->prompt, c->jobs[i]->n_prompt));
         cJSON_AddItemToArray(ch, x);
@@ -1024,7 +1192,9 @@ static int stream_events(conn *c) {
                 t[upto] = 0;
             }
             const char *piece = t ? t + (v->sent < upto ? v->sent : upto) : "";
-            if (c->chat) {
+            if (c->chat && c->tool_parse) {
+                tool_delta(c, v, t ? t : "", upto, fin, cJSON_AddObjectToObject(x, "delta"));
+            } else if (c->chat) {
                 cJSON *d = cJSON_AddObjectToObject(x, "delta");
                 if (upto > v->sent) cJSON_AddStringToObject(d, "content", piece);
             } else {
@@ -1039,7 +1209,7 @@ static int stream_events(conn *c) {
             } else {
                 cJSON_AddNullToObject(x, "logprobs");
             }
-            if (fin) cJSON_AddStringToObject(x, "finish_reason", fin_reason(&ps[i], v));
+            if (fin) cJSON_AddStringToObject(x, "finish_reason", v->ncalls ? "tool_calls" : fin_reason(&ps[i], v));
             else cJSON_AddNullToObject(x, "finish_reason");
             cJSON_AddItemToObject(x, "token_ids", ids_array(ps[i].tok + v->sent_ids, ntok - v->sent_ids));
             v->sent_ids = ntok;
@@ -1084,7 +1254,7 @@ static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         if (c->out.n > c->out_off) continue;
         if (peer_gone(c->fd)) return MHD_CONTENT_READER_END_WITH_ERROR;
-        wait_progress(c->s, 0.1);
+        wait_progress(c, 0.1);
     }
 }
 
@@ -1118,6 +1288,8 @@ static enum MHD_Result submit(conn *c, struct MHD_Connection *mc, int32_t **ids,
         j->echo = c->echo && c->logprobs;
         j->gen_id = -1;
         j->refs = 2;
+        j->cv = &c->cv;
+        j->wake_each = c->stream || c->n_stop > 0;
         j->t_submit = now_s();
         c->jobs[c->n_jobs++] = j;
     }
@@ -1279,49 +1451,34 @@ static enum MHD_Result do_completions(conn *c, struct MHD_Connection *mc, cJSON 
     return submit(c, mc, ids, n, k, (int32_t)max_new, &sp, ignore_eos);
 }
 
-/* messages -> the rendered prompt (malloc'ed), or NULL with why */
-static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
-    if (!s->chat_kind) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
+/* The chat request's variables for the template, as vLLM passes them: messages (content parts joined,
+ * a null content as "", tool calls' JSON arguments parsed), tools, add_generation_prompt, bos/eos
+ * tokens, then chat_template_kwargs. NULL with why on a malformed request. */
+static cJSON *chat_context(server *s, cJSON *req, char *why, size_t wl) {
     cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) < 1)
         return snprintf(why, wl, "'messages' must be a non-empty array"), NULL;
-    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
-    if (tools && !cJSON_IsNull(tools) && !(cJSON_IsArray(tools) && cJSON_GetArraySize(tools) == 0))
-        return snprintf(why, wl, "'tools' is not supported"), NULL;
-    int enable_thinking = -1;
-    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw) || f_bool(kw, "enable_thinking", &enable_thinking, why, wl))
-            return snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}"), NULL;
-    }
-    int n = cJSON_GetArraySize(ms), i = 0;
-    chat_msg *m = calloc((size_t)n, sizeof *m);
-    char **owned = calloc((size_t)n, sizeof *owned);
-    char *out = NULL;
-    if (!m || !owned) {
-        snprintf(why, wl, "out of memory");
-        goto done;
-    }
+    cJSON *ctx = cJSON_CreateObject(), *out = cJSON_AddArrayToObject(ctx, "messages");
+    if (!out) goto nomem;
+    int i = 0;
     for (cJSON *x = ms->child; x; x = x->next, i++) {
-        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role"), *ct = cJSON_GetObjectItemCaseSensitive(x, "content");
-        cJSON *rc = cJSON_GetObjectItemCaseSensitive(x, "reasoning_content");
+        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role");
         if (!cJSON_IsObject(x) || !cJSON_IsString(r)) {
             snprintf(why, wl, "messages[%d] must be an object with a string 'role'", i);
-            goto done;
+            goto bad;
         }
         if (strcmp(r->valuestring, "system") && strcmp(r->valuestring, "user") && strcmp(r->valuestring, "assistant") &&
             strcmp(r->valuestring, "tool")) {
             snprintf(why, wl, "messages[%d]: role '%s' is not one of system, user, assistant, tool", i, r->valuestring);
-            goto done;
+            goto bad;
         }
-        if (cJSON_GetObjectItemCaseSensitive(x, "tool_calls")) {
-            snprintf(why, wl, "messages[%d]: tool_calls are not supported", i);
-            goto done;
-        }
-        m[i].role = r->valuestring;
-        if (cJSON_IsString(ct)) {
-            m[i].content = ct->valuestring;
-        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, concatenated */
+        cJSON *m = cJSON_Duplicate(x, 1);
+        if (!m || !cJSON_AddItemToArray(out, m)) goto nomem;
+        cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!ct || cJSON_IsNull(ct)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(m, "content");
+            if (!cJSON_AddStringToObject(m, "content", "")) goto nomem;
+        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, one a line */
             sbuf b = {0};
             sb_add(&b, "");
             for (cJSON *pt = ct->child; pt; pt = pt->next) {
@@ -1329,30 +1486,161 @@ static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
                 if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") || !cJSON_IsString(tx)) {
                     free(b.p);
                     snprintf(why, wl, "messages[%d]: only text content parts are supported", i);
-                    goto done;
+                    goto bad;
                 }
+                if (pt != ct->child) sb_add(&b, "\n");
                 sb_add(&b, tx->valuestring);
             }
-            owned[i] = b.p;
-            m[i].content = b.p ? b.p : "";
-        } else {
+            cJSON *str = b.oom ? NULL : cJSON_CreateString(b.p);
+            free(b.p);
+            if (!str || !cJSON_ReplaceItemInObjectCaseSensitive(m, "content", str)) goto nomem;
+        } else if (!cJSON_IsString(ct)) {
             snprintf(why, wl, "messages[%d]: 'content' must be a string or an array of text parts", i);
-            goto done;
+            goto bad;
         }
-        if (rc && !cJSON_IsNull(rc)) {
-            if (!cJSON_IsString(rc)) {
-                snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
-                goto done;
+        cJSON *rc = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
+        if (rc && !cJSON_IsNull(rc) && !cJSON_IsString(rc)) {
+            snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
+            goto bad;
+        }
+        cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
+        if (tc && !cJSON_IsNull(tc)) {
+            if (!cJSON_IsArray(tc)) {
+                snprintf(why, wl, "messages[%d]: 'tool_calls' must be an array", i);
+                goto bad;
             }
-            m[i].reasoning = rc->valuestring;
+            for (cJSON *c = tc->child; c; c = c->next) {
+                cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
+                cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name"), *ar = cJSON_GetObjectItemCaseSensitive(f, "arguments");
+                if (!cJSON_IsObject(c) || !cJSON_IsObject(f) || !cJSON_IsString(nm)) {
+                    snprintf(why, wl, "messages[%d]: each tool call needs a 'function' with a string 'name'", i);
+                    goto bad;
+                }
+                if (cJSON_IsString(ar)) { /* the arguments' JSON text becomes an object, as vLLM does */
+                    cJSON *pa = cJSON_Parse(ar->valuestring);
+                    if (pa && cJSON_IsObject(pa)) cJSON_ReplaceItemInObjectCaseSensitive(f, "arguments", pa);
+                    else cJSON_Delete(pa);
+                }
+            }
         }
     }
-    out = chat_render(s->chat_kind, m, n, enable_thinking, why, wl);
-done:
-    for (int k = 0; owned && k < n; k++) free(owned[k]);
-    free(owned);
-    free(m);
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
+    if (tools && !cJSON_IsNull(tools)) {
+        if (!cJSON_IsArray(tools)) {
+            snprintf(why, wl, "'tools' must be an array");
+            goto bad;
+        }
+        i = 0;
+        for (cJSON *t = tools->child; t; t = t->next, i++) {
+            cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type"), *f = cJSON_GetObjectItemCaseSensitive(t, "function");
+            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsObject(f) ||
+                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name"))) {
+                snprintf(why, wl, "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i);
+                goto bad;
+            }
+            cJSON *pa = cJSON_GetObjectItemCaseSensitive(f, "parameters");
+            if (pa && !cJSON_IsNull(pa) && !cJSON_IsObject(pa)) {
+                snprintf(why, wl, "tools[%d].function.parameters must be an object (a JSON Schema)", i);
+                goto bad;
+            }
+        }
+        if (cJSON_GetArraySize(tools) > 0) {
+            cJSON *tc = cJSON_Duplicate(tools, 1);
+            if (!tc || !cJSON_AddItemToObject(ctx, "tools", tc)) goto nomem;
+        }
+    }
+    int agp = 1;
+    if (f_bool(req, "add_generation_prompt", &agp, why, wl)) goto bad;
+    cJSON_AddBoolToObject(ctx, "add_generation_prompt", agp);
+    if (s->bos_tok) cJSON_AddStringToObject(ctx, "bos_token", s->bos_tok);
+    if (s->eos_tok) cJSON_AddStringToObject(ctx, "eos_token", s->eos_tok);
+    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
+    if (kw && !cJSON_IsNull(kw)) {
+        if (!cJSON_IsObject(kw)) {
+            snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}");
+            goto bad;
+        }
+        for (cJSON *k = kw->child; k; k = k->next) {
+            if (!k->string || !strcmp(k->string, "messages")) continue;
+            cJSON *d = cJSON_Duplicate(k, 1);
+            if (!d) goto nomem;
+            cJSON_DeleteItemFromObjectCaseSensitive(ctx, k->string);
+            cJSON_AddItemToObject(ctx, k->string, d);
+        }
+    }
+    return ctx;
+nomem:
+    snprintf(why, wl, "out of memory");
+bad:
+    cJSON_Delete(ctx);
+    return NULL;
+}
+
+/* messages -> the rendered prompt (malloc'ed), or NULL with why */
+static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
+    if (!s->tpl) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
+    cJSON *ctx = chat_context(s, req, why, wl);
+    if (!ctx) return NULL;
+    char err[400];
+    char *out = jinja_render(s->tpl, ctx, err, sizeof err);
+    cJSON_Delete(ctx);
+    if (!out) snprintf(why, wl, "the chat template cannot render these messages: %s", err);
     return out;
+}
+
+/* tools, tool_choice, parallel_tool_calls: what the answer is read for; 0 ok, else why is set */
+static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
+    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools"), *ch = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
+    int have = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
+    c->parallel = 1;
+    if (f_bool(req, "parallel_tool_calls", &c->parallel, why, wl)) return -1;
+    const char *mode = have ? "auto" : "none", *name = NULL;
+    cJSON *name_item = NULL;
+    if (ch && !cJSON_IsNull(ch)) {
+        if (cJSON_IsString(ch)) mode = ch->valuestring;
+        else if (cJSON_IsObject(ch)) {
+            cJSON *ty = cJSON_GetObjectItemCaseSensitive(ch, "type"), *f = cJSON_GetObjectItemCaseSensitive(ch, "function");
+            cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name");
+            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(nm))
+                return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}"), -1;
+            mode = "function";
+            name = nm->valuestring;
+            name_item = nm;
+        } else return snprintf(why, wl, "'tool_choice' must be a string or an object"), -1;
+        if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required") && strcmp(mode, "function"))
+            return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function"), -1;
+        if (strcmp(mode, "none") && !have)
+            return snprintf(why, wl, "'tool_choice' \"%s\" needs a non-empty 'tools' list", name ? name : mode), -1;
+    }
+    if (name) {
+        int found = 0;
+        for (cJSON *t = tools->child; t; t = t->next) {
+            cJSON *nm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
+            found |= cJSON_IsString(nm) && !strcmp(nm->valuestring, name);
+        }
+        if (!found) return snprintf(why, wl, "'tool_choice' names '%s', which is not among the tools", name), -1;
+    }
+    if (!strcmp(mode, "none")) return 0;
+    c->tool_parse = 1;
+    c->tools = cJSON_Duplicate(tools, 1);
+    if (!c->tools) return snprintf(why, wl, "out of memory"), -1;
+    if (!strcmp(mode, "required") || name) { /* the answer is made to start with a call (no constrained decoding) */
+        sbuf b = {0};
+        sb_add(&b, TOOL_OPEN "\n");
+        if (name && c->s->tool_fmt == TOOL_FMT_XML) {
+            sb_add(&b, "<function=");
+            sb_add(&b, name);
+            sb_add(&b, ">\n");
+        } else if (name) {
+            sb_add(&b, "{\"name\": ");
+            json_dumps_py(&b, name_item);
+            sb_add(&b, ", \"arguments\": ");
+        }
+        if (b.oom) return free(b.p), snprintf(why, wl, "out of memory"), -1;
+        c->prefill = b.p;
+    }
+    return 0;
 }
 
 static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
@@ -1367,8 +1655,20 @@ static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
         return bad(c, mc, why);
     c->logprobs = lp;
     c->top = lp ? (int)top : 0;
+    if (tool_choice(c, req, why, sizeof why)) return bad(c, mc, why);
     char *text = render_messages(s, req, why, sizeof why);
     if (!text) return bad(c, mc, why);
+    if (c->prefill) { /* the answer starts with the call: after the generation prompt (and a closed think block) */
+        sbuf b = {0};
+        sb_add(&b, text);
+        const char *turn = strstr(text, "<|im_start|>assistant\n"), *nx;
+        while (turn && (nx = strstr(turn + 1, "<|im_start|>assistant\n"))) turn = nx;
+        if (turn && strstr(turn, "<think>") && !strstr(turn, "</think>")) sb_add(&b, "\n</think>\n\n");
+        sb_add(&b, c->prefill);
+        free(text);
+        text = b.p;
+        if (!text || b.oom) return free(text), bad(c, mc, "out of memory");
+    }
     cJSON *tmp = cJSON_CreateString(text);
     free(text);
     int32_t *ids[1];
@@ -1453,6 +1753,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
         c = calloc(1, sizeof *c);
         if (!c) return MHD_NO;
         c->s = s;
+        pthread_cond_init(&c->cv, NULL);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
         c->fd = ci ? ci->connect_fd : -1;
         *con_cls = c;
@@ -1552,29 +1853,64 @@ static int64_t config_max_len(const char *dir) {
     return v > 0 ? v : 32768;
 }
 
+/* tokenizer_config.json's special token k as text: a string or {"content": ...}; NULL if absent */
+static char *special_token(cJSON *o, const char *k) {
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (cJSON_IsObject(t)) t = cJSON_GetObjectItemCaseSensitive(t, "content");
+    return cJSON_IsString(t) ? strdup(t->valuestring) : NULL;
+}
+
 /* the chat template next to the tokenizer: chat_template.jinja, else tokenizer_config.json's
- * chat_template (a string, or a list of {name, template}: "default"); NULL when there is none */
-static char *find_template(const char *tok_path) {
+ * chat_template (a string, or a list of {name, template}: "default"); NULL when there is none.
+ * The bos / eos token texts the template may use come along into s. */
+static char *find_template(server *s, const char *tok_path) {
     char dir[4200], p[4300];
     snprintf(dir, sizeof dir, "%s", tok_path);
     char *sl = strrchr(dir, '/');
     if (sl) *sl = 0;
     else snprintf(dir, sizeof dir, ".");
-    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
-    char *t = read_text(p, NULL);
-    if (t) return t;
     snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
     char *j = read_text(p, NULL);
     cJSON *o = j ? cJSON_Parse(j) : NULL;
     free(j);
+    s->bos_tok = special_token(o, "bos_token");
+    s->eos_tok = special_token(o, "eos_token");
+    snprintf(p, sizeof p, "%s/chat_template.jinja", dir);
+    char *t = read_text(p, NULL);
     cJSON *ct = cJSON_GetObjectItemCaseSensitive(o, "chat_template");
-    if (cJSON_IsString(ct)) t = strdup(ct->valuestring);
+    if (t) {
+    } else if (cJSON_IsString(ct)) t = strdup(ct->valuestring);
     else if (cJSON_IsArray(ct))
         for (cJSON *x = ct->child; x && !t; x = x->next) {
             cJSON *nm = cJSON_GetObjectItemCaseSensitive(x, "name"), *tp = cJSON_GetObjectItemCaseSensitive(x, "template");
             if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default") && cJSON_IsString(tp)) t = strdup(tp->valuestring);
         }
     cJSON_Delete(o);
+    return t;
+}
+
+/* The chat template parsed, and tried on a one-message conversation; NULL with why when packlm
+ * cannot render it (then serve refuses to start). */
+static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
+    char e[400];
+    jtpl *t = jinja_parse(text, e, sizeof e);
+    if (!t) {
+        snprintf(why, wl, "the chat template uses what packlm serve cannot render: %s; run with --no-chat to serve "
+                          "completions only", e);
+        return NULL;
+    }
+    cJSON *req = cJSON_Parse("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
+    cJSON *ctx = req ? chat_context(s, req, e, sizeof e) : NULL;
+    char *out = ctx ? jinja_render(t, ctx, e, sizeof e) : NULL;
+    if (!out) {
+        snprintf(why, wl, "the chat template fails on a one-message conversation: %s; run with --no-chat to serve "
+                          "completions only", req ? e : "out of memory");
+        jinja_free(t);
+        t = NULL;
+    }
+    free(out);
+    cJSON_Delete(ctx);
+    cJSON_Delete(req);
     return t;
 }
 
@@ -1644,38 +1980,55 @@ int cmd_serve(int argc, char **argv) {
         int32_t e = plm_tokenizer_eos_id(s->tok), in = 0;
         for (int i = 0; i < s->info->n_eos; i++) in |= s->info->eos_ids[i] == e;
         if (e >= 0 && e < s->info->vocab_size && !in) s->stop_id = e;
-        char *t = no_chat ? NULL : find_template(tp);
+        char *t = no_chat ? NULL : find_template(s, tp);
         if (t) {
-            char why[512];
-            s->chat_kind = chat_template_kind(t, why, sizeof why);
-            if (s->chat_kind < 0) rc = cli_error(cmd, "%s", why);
+            char why[900];
+            s->tpl = load_template(s, t, why, sizeof why);
+            s->tool_fmt = strstr(t, "<function=") ? TOOL_FMT_XML : TOOL_FMT_JSON;
+            if (!s->tpl) rc = cli_error(cmd, "%s", why);
             free(t);
         }
     }
-    if (s->chat_kind < 0) s->chat_kind = 0;
     plm_generator_params gp = {o.budget, (int32_t)max_seqs};
     if (!rc && plm_generator_new(&s->g, s->m, s->c, &gp, &err)) rc = cli_error(cmd, "%s", err.msg);
-    struct sockaddr_in addr;
+    /* the address: IPv4 or IPv6 (a literal such as :: or ::1, or a name) */
+    struct sockaddr_storage addr;
     memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((uint16_t)port);
-    if (!rc && inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+    int v6 = 0;
+    if (!rc && inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+    } else if (!rc && inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        v6 = 1;
+    } else if (!rc) {
         struct addrinfo hints = {0}, *ai = NULL;
-        hints.ai_family = AF_INET;
-        if (getaddrinfo(host, NULL, &hints, &ai) || !ai) rc = cli_error(cmd, "cannot resolve --host '%s' (IPv4)", host);
-        else addr.sin_addr = ((struct sockaddr_in *)ai->ai_addr)->sin_addr;
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        if (getaddrinfo(host, NULL, &hints, &ai) || !ai) rc = cli_error(cmd, "cannot resolve --host '%s'", host);
+        else {
+            memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+            v6 = ai->ai_family == AF_INET6;
+        }
         if (ai) freeaddrinfo(ai);
     }
+    if (v6) a6->sin6_port = htons((uint16_t)port);
+    else a4->sin_port = htons((uint16_t)port);
+    /* :: also takes IPv4 connections (dual stack), as 0.0.0.0 and :: do in most servers */
+    int any6 = v6 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
     if (rc) {
         plm_generator_free(s->g);
         plm_tokenizer_free(s->tok);
         cli_session_close(&ss);
+        jinja_free(s->tpl);
+        free(s->bos_tok);
+        free(s->eos_tok);
         free(s);
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_engine, NULL);
-    pthread_cond_init(&s->cv_http, NULL);
     s->rate_t0 = now_s();
     /* SIGINT / SIGTERM are taken by sigwait below: blocked in every thread */
     sigset_t sigs;
@@ -1687,19 +2040,22 @@ int cmd_serve(int argc, char **argv) {
     pthread_t eng;
     if (pthread_create(&eng, NULL, engine_main, s)) return cli_error(cmd, "cannot start the engine thread");
     struct MHD_Daemon *d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG,
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
+            (any6 ? MHD_USE_DUAL_STACK : v6 ? MHD_USE_IPv6 : 0),
         (uint16_t)port, NULL, NULL, handler, s, MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT, (unsigned)(max_queue + 256),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)600, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!d) {
-        rc = cli_error(cmd, "cannot listen on %s:%lld (%s)", host, (long long)port, strerror(errno));
+        rc = cli_error(cmd, "cannot listen on %s%s%s:%lld (%s)", strchr(host, ':') ? "[" : "", host,
+                       strchr(host, ':') ? "]" : "", (long long)port, strerror(errno));
     } else {
         const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
         fprintf(stderr,
-                "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s:%u\n",
+                "packlm serve: model '%s' (vocab %d, max_model_len %lld, chat %s) on %s; listening on http://%s%s%s:%u\n",
                 s->name, s->info->vocab_size, (long long)s->max_len,
-                s->chat_kind == CHAT_QWEN3 ? "qwen3 template" : s->chat_kind == CHAT_CHATML ? "chatml template" : "off",
-                plm_ctx_device(s->c), host, di ? di->port : (unsigned)port);
+                s->tpl ? "template" : "off",
+                plm_ctx_device(s->c), strchr(host, ':') ? "[" : "", host, strchr(host, ':') ? "]" : "",
+                di ? di->port : (unsigned)port);
         int sig = 0;
         sigwait(&sigs, &sig);
         fprintf(stderr, "packlm serve: signal %d, stopping\n", sig);
@@ -1718,6 +2074,9 @@ int cmd_serve(int argc, char **argv) {
     plm_generator_free(s->g);
     plm_tokenizer_free(s->tok);
     cli_session_close(&ss);
+    jinja_free(s->tpl);
+    free(s->bos_tok);
+    free(s->eos_tok);
     free(s);
     return rc;
 }

@@ -32,18 +32,30 @@ static inline void sb_addn(sbuf *b, const char *s, size_t n) {
 }
 static inline void sb_add(sbuf *b, const char *s) { sb_addn(b, s, strlen(s)); }
 
-enum { CHAT_QWEN3 = 1, CHAT_CHATML = 2 };
+/* Chat templates (serve_jinja.c): a Jinja interpreter for the subset chat templates use. */
+typedef struct jtpl jtpl;
+struct cJSON;
+/* The parsed template, or NULL with the reason (a construct outside the subset, a syntax error). */
+jtpl *jinja_parse(const char *src, char *why, size_t why_len);
+/* The template rendered with the variables of the object ctx (malloc'ed), or NULL with the reason
+ * (raise_exception's message, a type error). */
+char *jinja_render(const jtpl *t, const struct cJSON *ctx, char *why, size_t why_len);
+void jinja_free(jtpl *t);
 
+/* Tool calls (serve_tools.c) in the two formats Qwen's templates ask for. */
+enum { TOOL_FMT_JSON = 0, TOOL_FMT_XML = 1 };
+#define TOOL_OPEN "<tool_call>"
+#define TOOL_CLOSE "</tool_call>"
 typedef struct {
-    const char *role;      /* system, user, assistant, tool */
-    const char *content;
-    const char *reasoning; /* assistant's reasoning_content, or NULL */
-} chat_msg;
-
-/* The renderer for a chat template (CHAT_*), or -1 with the reason in why. */
-int chat_template_kind(const char *tpl, char *why, size_t why_len);
-/* The prompt text of a conversation plus the generation prompt (malloc'ed), or NULL with why.
- * enable_thinking: -1 not given, 0 false, 1 true. */
-char *chat_render(int kind, const chat_msg *msg, int n, int enable_thinking, char *why, size_t why_len);
+    char *name, *args; /* args: JSON text as json.dumps writes it */
+    char id[40];
+} tool_call;
+/* json.dumps(x, ensure_ascii=False) */
+void json_dumps_py(sbuf *b, const struct cJSON *x);
+/* one call from the text between the tags; 0 ok, -1 when it does not parse */
+int tool_parse_one(const char *body, size_t n, int fmt, const struct cJSON *tools, tool_call *out);
+/* the calls of a whole answer; see serve_tools.c */
+int tool_parse_all(const char *text, int fmt, const struct cJSON *tools, tool_call **calls, size_t *content_len);
+void tool_calls_free(tool_call *c, int n);
 
 #endif

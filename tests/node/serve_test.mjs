@@ -8,8 +8,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import OpenAI from 'openai';
 import { Template } from '@huggingface/jinja';
+import { compareAll, conversations } from './chat_cases.mjs';
 
-const { URL_IDS, URL_TEXT, KEY, PACKLM, MODEL_IDS, MODEL_TEXT, TMP } = process.env;
+const { URL_IDS, URL_TEXT, URL_TOOL, URL_XML, XML_TEMPLATE, KEY, PACKLM, MODEL_IDS, MODEL_TEXT, TMP } = process.env;
 let fails = 0;
 const check = (ok, what) => {
   console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}`);
@@ -279,41 +280,22 @@ const isErr = (r, status, code) => r.status === status && r.j && r.j.error && ty
   check(e1.choices[0].text.startsWith(texts[1]) && e1.choices[0].text === texts[1] + generateText([texts[1]], 3)[0].text, 'echo prepends the prompt text');
 }
 {
-  // chat rendering equals @huggingface/jinja on the template, byte for byte
+  // chat rendering equals @huggingface/jinja on the template, byte for byte: the checkpoint's own
+  // template (Qwen3's, from the real tokenizer) and a Qwen3.5-style one (XML tool calls, macros)
   const tpl = new Template(JSON.parse(fs.readFileSync(`${MODEL_TEXT}/tokenizer_config.json`, 'utf8')).chat_template);
-  const convs = [
-    [{ role: 'user', content: 'Hi!' }],
-    [{ role: 'system', content: 'You are terse.' }, { role: 'user', content: 'What is 2+2?' }],
-    [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, { role: 'user', content: 'c' }],
-    [{ role: 'user', content: 'q' }, { role: 'assistant', content: '<think>\nlet me see\n</think>\n\nanswer' }],
-    [{ role: 'user', content: 'q' }, { role: 'assistant', content: '<think>\nold\n</think>\n\nold answer' }, { role: 'user', content: 'again' }],
-    [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'plain reply' }],
-    [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'x', reasoning_content: '\nthought\n' }, { role: 'user', content: 'r' },
-      { role: 'assistant', content: 'y', reasoning_content: 'more' }],
-    [{ role: 'user', content: 'call' }, { role: 'tool', content: '{"t": 1}' }, { role: 'tool', content: 'two' }, { role: 'user', content: 'ok' }],
-    [{ role: 'user', content: 'tool?' }, { role: 'assistant', content: 'calling' }, { role: 'user', content: '<tool_response>\nr\n</tool_response>' }],
-    [{ role: 'system', content: 'S' }, { role: 'user', content: 'u' }, { role: 'system', content: 'late system' }, { role: 'user', content: 'ünïcødé 🎉\n\nnew lines' }],
-    [{ role: 'user', content: '  spaces  ' }, { role: 'assistant', content: '\n\n<think>a</think>b</think>\n\nc' }],
-  ];
-  let ok = true, n = 0;
-  for (const msgs of convs) {
-    for (const thinking of [undefined, false, true]) {
-      const body = { messages: msgs };
-      const ctx = { messages: msgs, add_generation_prompt: true };
-      if (thinking !== undefined) {
-        body.chat_template_kwargs = { enable_thinking: thinking };
-        ctx.enable_thinking = thinking;
-      }
-      const r = await post(`${URL_TEXT}/tokenize`, JSON.stringify(body), { Authorization: `Bearer ${KEY}` });
-      const ref = tpl.render(ctx);
-      n++;
-      if (r.status !== 200 || r.j.prompt !== ref) {
-        ok = false;
-        console.log('  differs:', JSON.stringify(msgs), thinking, '\n  packlm:', JSON.stringify(r.j && r.j.prompt), '\n  jinja: ', JSON.stringify(ref));
-      }
-    }
+  const convs = conversations.map((c) => c.messages);
+  {
+    const [ok, n, bad] = await compareAll(URL_TEXT, KEY, JSON.parse(fs.readFileSync(`${MODEL_TEXT}/tokenizer_config.json`, 'utf8')).chat_template);
+    if (bad) console.log('  differs:', JSON.stringify(bad, null, 1));
+    check(ok, `Qwen3's chat template: packlm's rendering equals @huggingface/jinja byte for byte on ${n} conversations x thinking switches (tools, tool calls and results among them)`);
   }
-  check(ok, `chat rendering equals @huggingface/jinja byte for byte on ${n} conversations x thinking switches`);
+  {
+    const [ok, n, bad] = await compareAll(URL_XML, null, fs.readFileSync(XML_TEMPLATE, 'utf8'));
+    if (bad) console.log('  differs:', JSON.stringify(bad, null, 1));
+    check(ok, `a Qwen3.5-style template (macros, namespaces, XML tool calls): packlm equals @huggingface/jinja on ${n} conversations x thinking switches`);
+    const r2 = await post(`${URL_XML}/tokenize`, JSON.stringify({ messages: [{ role: 'user', content: 'a' }, { role: 'system', content: 'late' }] }));
+    check(isErr(r2, 400) && r2.j.error.message.includes('A system message must come first.'), "the template's raise_exception message comes back in a 400");
+  }
   // chat completions: the rendered prompt's greedy continuation, streaming and not, with logprobs
   const msgs = convs[1];
   const rendered = tpl.render({ messages: msgs, add_generation_prompt: true });
@@ -332,6 +314,70 @@ const isErr = (r, status, code) => r.status === status && r.j && r.j.error && ty
   check(isErr(bad, 400), 'an unknown role: 400');
   const bad2 = await post(`${URL_TEXT}/v1/chat/completions`, '{"messages": "hi"}', { Authorization: `Bearer ${KEY}` });
   check(isErr(bad2, 400), 'messages not an array: 400');
+}
+
+// ---- tools: a model whose greedy answers are known tool calls (tests/node/make_tool_model.mjs)
+{
+  const tool = new OpenAI({ baseURL: `${URL_TOOL}/v1`, apiKey: 'none', maxRetries: 0, timeout: 60000 });
+  const tools = [
+    { type: 'function', function: { name: 'get_time', description: 'The time now', parameters: { type: 'object', properties: {} } } },
+    { type: 'function', function: { name: 'get_weather', description: 'Weather in a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } },
+  ];
+  const messages = [{ role: 'user', content: 'What time is it?' }];
+  const base = { model: 'tool-model', messages, tools, max_tokens: 64, temperature: 0 };
+  const collect = async (req) => { // a stream's content, tool calls (merged by index) and finish_reason
+    let content = '', fin = null, chunks = 0;
+    const calls = [];
+    for await (const ch of await tool.chat.completions.create({ ...req, stream: true })) {
+      const c = ch.choices[0];
+      if (!c) continue;
+      chunks++;
+      content += c.delta?.content ?? '';
+      for (const t of c.delta?.tool_calls ?? []) {
+        calls[t.index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } };
+        if (t.id) calls[t.index].id = t.id;
+        if (t.function?.name) calls[t.index].function.name += t.function.name;
+        if (t.function?.arguments) calls[t.index].function.arguments += t.function.arguments;
+      }
+      fin = c.finish_reason ?? fin;
+    }
+    return { content, calls, fin, chunks };
+  };
+  const r = await tool.chat.completions.create(base);
+  const m = r.choices[0].message;
+  check(m.content === 'Checking.\n' && m.tool_calls?.length === 1 && m.tool_calls[0].type === 'function' && /^call_/.test(m.tool_calls[0].id) &&
+    m.tool_calls[0].function.name === 'get_time' && m.tool_calls[0].function.arguments === '{}' && r.choices[0].finish_reason === 'tool_calls',
+    `tools, tool_choice auto: the answer's <tool_call> comes back as tool_calls (get_time, "{}"), the text before it as content, finish_reason tool_calls: ${JSON.stringify(m)}`);
+  const st = await collect(base);
+  check(st.content === 'Checking.\n' && st.calls.length === 1 && st.calls[0].function.name === 'get_time' && st.calls[0].function.arguments === '{}' &&
+    /^call_/.test(st.calls[0].id) && st.fin === 'tool_calls', `... streaming: content deltas, then the call in a tool_calls delta, finish_reason tool_calls (${st.chunks} chunks)`);
+  const named = { ...base, tool_choice: { type: 'function', function: { name: 'get_weather' } } };
+  const rn = await tool.chat.completions.create(named);
+  const mn = rn.choices[0].message;
+  check(mn.content === null && mn.tool_calls?.length === 1 && mn.tool_calls[0].function.name === 'get_weather' &&
+    JSON.parse(mn.tool_calls[0].function.arguments).city === 'Paris' && mn.tool_calls[0].function.arguments === '{"city": "Paris"}' && rn.choices[0].finish_reason === 'tool_calls',
+    `tool_choice naming get_weather: the answer starts as that call; arguments as json.dumps writes them (${JSON.stringify(mn.tool_calls?.[0]?.function)})`);
+  const sn = await collect(named);
+  check(sn.content === '' && sn.calls.length === 1 && sn.calls[0].function.arguments === '{"city": "Paris"}' && sn.fin === 'tool_calls', '... streaming');
+  const rnone = await tool.chat.completions.create({ ...base, tool_choice: 'none' });
+  check(rnone.choices[0].message.content.startsWith('Checking.\n<tool_call>\n{"name":"get_time"') && !rnone.choices[0].message.tool_calls &&
+    rnone.choices[0].finish_reason === 'stop', 'tool_choice none: the text as it came, no tool_calls, finish_reason stop');
+  const plain = await tool.chat.completions.create({ model: 'tool-model', messages, max_tokens: 64, temperature: 0 });
+  check(plain.choices[0].message.content === rnone.choices[0].message.content, 'without tools: the same text, no parsing');
+  // the round trip: the assistant's call and the tool's result go back in the next request
+  const back = [...messages, m, { role: 'tool', tool_call_id: m.tool_calls[0].id, content: '12:00' }];
+  const r3 = await tool.chat.completions.create({ ...base, messages: back });
+  const tk = await post(`${URL_TOOL}/tokenize`, JSON.stringify({ messages: back, tools }));
+  check(r3.choices[0].message !== undefined && tk.status === 200 &&
+    tk.j.prompt.includes('<tool_call>\n{"name": "get_time", "arguments": {}}\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n12:00\n</tool_response>'),
+    'a tool call and its result sent back render as the template writes them');
+  const e = async (body) => post(`${URL_TOOL}/v1/chat/completions`, JSON.stringify({ model: 'tool-model', messages, ...body }));
+  check(isErr(await e({ tools, tool_choice: { type: 'function', function: { name: 'nope' } } }), 400), 'tool_choice naming a function not in tools: 400');
+  check(isErr(await e({ tool_choice: 'required' }), 400), 'tool_choice required without tools: 400');
+  check(isErr(await e({ tools, tool_choice: 'sometimes' }), 400), 'an unknown tool_choice: 400');
+  check(isErr(await e({ tools: [{ type: 'function' }] }), 400), 'a tool without a function name: 400');
+  check(isErr(await e({ tools: { type: 'function' } }), 400), 'tools not a list: 400');
+  check(isErr(await e({ messages: [{ role: 'assistant', content: null, tool_calls: [{ type: 'function' }] }] }), 400), 'a tool call without a function: 400');
 }
 const m = await idle(URL_TEXT, KEY);
 check(m.packlm_sequences_running === 0, 'text server: no slot held at the end');
