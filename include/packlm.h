@@ -8,7 +8,9 @@
  *
  * The central structure is the step (plm_step): T tokens laid end to end, split into segments by
  * cu[]; segment s reads and writes the state of one sequence (state[s]). A fresh sequence, a chunk
- * of a long prompt and a single decode token are all just segments.
+ * of a long prompt and a single decode token are all just segments. A segment that is a whole
+ * sequence, whose final state nobody needs (scoring, a forward pass), takes no state at all
+ * (state[s] = NULL): memory then grows with the threads, not with the sequences of a step.
  */
 #ifndef PACKLM_H
 #define PACKLM_H
@@ -117,7 +119,13 @@ typedef struct {
     int32_t n_seg;
     const int32_t *cu;      /* [n_seg + 1] segment s owns tokens cu[s] .. cu[s+1]-1; cu[0] = 0,
                                cu[n_seg] = n_tokens, every segment non-empty */
-    plm_state *const *state;/* [n_seg] the state each segment continues and updates */
+    plm_state *const *state;/* [n_seg] the state each segment continues and updates; state[s] = NULL:
+                               segment s is a new sequence (positions from 0) whose final state is
+                               not wanted. Such a segment costs no per-sequence memory: the kernels
+                               start from zeros and keep nothing (its conv and delta-rule states live
+                               in per-thread scratch, its attention reads the step's own keys and
+                               values). A sequence split over several steps, or one that goes on
+                               decoding, needs a state (plm_state_new) from its first piece on. */
 } plm_step;
 
 /* What a step should produce. Everything is optional. */

@@ -99,10 +99,7 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
         base[i] = acc;
         acc += lens[i];
     }
-    for (int i = 0; !st && i < max_pieces; i++) {
-        owner[i] = -1;
-        st = plm_state_new_on(&pool[i], c, err);
-    }
+    for (int i = 0; !st && i < max_pieces; i++) owner[i] = -1;
     int32_t cs = 0;
     int64_t co = 0;
     rows_ctx rc = {on_logits, user, 0, 0};
@@ -113,16 +110,20 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
         cu[0] = 0;
         for (int p = 0; p < np; p++) {
             const cli_seq *q = &in->seq[pc[p].seq];
+            /* a whole sequence in this step needs no state; a split one keeps a pooled state from its
+               first piece to its last (pooled states are created when first needed, then reused) */
             int slot = -1;
-            for (int i = 0; i < max_pieces && slot < 0; i++)
+            for (int i = 0; i < max_pieces && slot < 0 && pc[p].len < lens[pc[p].seq]; i++)
                 if (owner[i] == pc[p].seq) slot = i;
-            for (int i = 0; i < max_pieces && slot < 0; i++)
+            for (int i = 0; i < max_pieces && slot < 0 && pc[p].len < lens[pc[p].seq]; i++)
                 if (owner[i] < 0) {
+                    if (!pool[i] && (st = plm_state_new_on(&pool[i], c, err))) break;
                     slot = i;
                     owner[i] = pc[p].seq;
                     plm_state_reset(pool[i]);
                 }
-            sst[p] = pool[slot];
+            if (st) break;
+            sst[p] = slot < 0 ? NULL : pool[slot];
             for (int64_t j = pc[p].offset; j < pc[p].offset + pc[p].len; j++) {
                 tok[T] = q->tok[j];
                 tgt[T] = j + 1 < q->n ? q->tok[j + 1] : -1;
@@ -130,6 +131,7 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
             }
             cu[p + 1] = T;
         }
+        if (st) break;
         plm_step step = {T, tok, NULL, np, cu, sst};
         plm_outputs out;
         memset(&out, 0, sizeof out);

@@ -67,6 +67,8 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
 
 void plm_ctx_free(plm_ctx *c) {
     if (!c) return;
+    for (int i = 0; i < c->n_scratch_states; i++) plm_state_free(c->scratch_states[i]);
+    free(c->scratch_states);
     plm_cuda_close(c->cuda);
     free(c->scratch);
     free(c);
