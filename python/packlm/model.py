@@ -349,7 +349,12 @@ class Model:
                     T = 0
                     for p in range(np_):
                         q = pieces[p].seq
-                        h = owner.get(q)
+                        T += pieces[p].len
+                        cu[p + 1] = T
+                        if pieces[p].len == lens[q]:  # a whole sequence in this step: no state
+                            sptr[p] = None
+                            continue
+                        h = owner.get(q)  # a split one: a pooled state from its first piece to its last
                         if h is None:
                             if free:
                                 h = free.pop()
@@ -360,8 +365,6 @@ class Model:
                                 pool.append(h)
                             owner[q] = h
                         sptr[p] = h
-                        T += pieces[p].len
-                        cu[p + 1] = T
                     first = int(base[pieces[0].seq] + pieces[0].offset)
                     step = plm_step(T, _i32(tok, first), None, np_, _i32(cu), sptr)
                     out = plm_outputs()
@@ -375,7 +378,7 @@ class Model:
                     check(lib.plm_step_run(self._c, byref(step), byref(out), byref(err)), err)
                     for p in range(np_):
                         q = pieces[p].seq
-                        if pieces[p].offset + pieces[p].len == lens[q]:
+                        if pieces[p].offset + pieces[p].len == lens[q] and q in owner:
                             free.append(owner.pop(q))
             finally:
                 for h in pool:
