@@ -36,6 +36,9 @@ static void usage(FILE *f) {
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
             "  --out FILE              output file, written atomically (default: stdout)\n"
             "  --threads N             threads (default: all cores)\n"
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
+            "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
             "At the end, stderr gets a summary: prefill tokens/s (steps holding prompt tokens) and decode\n"
             "tokens/s (steps holding only generated tokens).\n");
@@ -81,7 +84,7 @@ static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int
 
 int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
     int64_t max_new = -1, max_seqs = 64, top_k = 0, seed = 0;
     double temperature = 0.0, top_p = 1.0;
     int greedy = 0, sampled = 0, ignore_eos = 0;

@@ -53,6 +53,9 @@ static inline int plm_team(int n_threads, double work) {
 void plm_logprob_fast(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* batch-invariant matmul: BF16 weights always through plm_matmul_bf16 (each output element is one
+   fixed sequence of FMAs over its row, whatever T and the row's place); others as plm_matmul_fast */
+void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */
 void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 

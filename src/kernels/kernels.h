@@ -49,7 +49,9 @@ typedef struct {
     void (*logprob)(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 } plm_kernels;
 
-void plm_kernels_init(plm_kernels *k, int reference_only);
+/* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
+   (plm_ctx_params.batch_invariant) */
+void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
 
 /* references */
 void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
