@@ -279,9 +279,9 @@ static int test_positions(const char *name) {
              "logits vs alone", name, b2, (long long)hb);
     tu_close(got, ref, (size_t)lens[b2] * V, 1e-4, what);
     { /* a segment without a state is a new sequence: positions from 0, nothing kept */
-        int32_t pos_bad[2] = {1, 2}, pos_ok[2] = {0, 1}, cu0[2] = {0, 2};
+        int32_t pos_bad[2] = {1, 2}, pos_ok[2] = {0, 1}, cu0[2] = {0, 2}, tk2[2] = {seqs[a][0], seqs[a][0]};
         plm_state *none[1] = {NULL};
-        plm_step sn = {2, seqs[a], pos_bad, 1, cu0, none};
+        plm_step sn = {2, tk2, pos_bad, 1, cu0, none};
         plm_status stn = plm_step_run(c, &sn, NULL, &err);
         tu_check(stn == PLM_ERR_STATE && strstr(err.msg, "no state"),
                  "%s: a stateless segment at position 1 is refused (\"%s\")", name, err.msg);
@@ -289,7 +289,7 @@ static int test_positions(const char *name) {
         tu_check(plm_step_run(c, &sn, NULL, &err) == PLM_OK, "%s: a stateless segment at positions 0, 1 runs", name);
         plm_state *dup[2] = {NULL, NULL};
         int32_t cu2n[3] = {0, 1, 2};
-        plm_step s2n = {2, seqs[a], NULL, 2, cu2n, dup};
+        plm_step s2n = {2, tk2, NULL, 2, cu2n, dup};
         tu_check(plm_step_run(c, &s2n, NULL, &err) == PLM_OK, "%s: several stateless segments in one step run", name);
     }
     free(lg1);
