@@ -3,6 +3,8 @@
 # CUDA=1 adds the CUDA backend (src/**/*.cu through nvcc from $(CUDA_HOME), cuBLAS and the CUDA
 # runtime from the toolkit): sm_90 code plus compute_80 PTX for other GPUs.
 # $(B)/libpacklm.so is the same library, shared, for the Python package (python/).
+# Libraries (Debian packages, scripts/deps.sh installs them): libopenblas-dev, libcjson-dev,
+# libjansson-dev (the CLI's JSONL input), libpcre2-dev, libutf8proc-dev, libmicrohttpd-dev.
 B       ?= build
 CC      ?= cc
 OPT     ?= -O2 -march=native
@@ -11,7 +13,7 @@ CFLAGS  ?= $(OPT) -g
 CFLAGS  += $(SAN)
 CFLAGS  += -std=c11 -Wall -Wextra -Wno-unused-parameter -fopenmp -D_GNU_SOURCE -Iinclude -Isrc \
            -I/usr/include/x86_64-linux-gnu/openblas-pthread -fPIC
-LDLIBS  += -lopenblas -lcjson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm -fopenmp $(SAN)
+LDLIBS  += -lopenblas -lcjson -ljansson -lpcre2-8 -lutf8proc -lmicrohttpd -lpthread -lm -fopenmp $(SAN)
 
 SRC     := $(shell find src -name '*.c' | sort)
 CUDA    ?=

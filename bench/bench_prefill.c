@@ -3,7 +3,9 @@
  *   1. the machine's ceiling: OpenBLAS sgemm GFLOP/s on the model's projection shapes;
  *   2. packed score throughput (plm_step_run with targets: the lm_head runs block-wise as `score`
  *      does): tokens/s, model GFLOP/s (2 x active weights per token), ratio to the ceiling;
- *   3. the same tokens as one segment vs many (1x1024, 4x256, 128x8): per-segment overhead;
+ *   3. the same tokens as one segment vs many (1x1024, 4x256, 128x8): per-segment overhead; 256 x 8
+ *      against 8 x 256 with the peak memory of the short sequences (every step as `score` runs it:
+ *      whole sequences without states, any set-up inside the timed step);
  *   4. chunked vs recurrent delta rule on one long segment, same thread count;
  *   5. peak resident memory vs the checkpoint's file size. */
 #include <cblas.h>
@@ -63,9 +65,10 @@ static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
     return tb / tf;
 }
 
-/* one step over n_seg segments of lens[s] tokens, fresh states on the context's device; score:
-   log-probabilities of every token whose next token is in the segment, else (prefill) the logits of
-   each segment's last token; returns seconds (what plm_step_run takes, outputs copied back) */
+/* one step over n_seg whole sequences of lens[s] tokens, as `packlm score` / `forward` run them:
+   no states (state[s] = NULL, nothing kept); score: log-probabilities of every token whose next token
+   is in the segment, else (prefill) the logits of each segment's last token; returns seconds (what
+   plm_step_run takes, outputs copied back: any state set-up the step needs is inside) */
 double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail) {
     const plm_model_info *in = plm_model_get_info(m);
     int T = 0;
@@ -75,17 +78,12 @@ double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int 
     int32_t *rows = malloc(n_seg * 4);
     cu[0] = 0;
     for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s], rows[s] = cu[s + 1] - 1;
-    plm_state **st = calloc(n_seg, sizeof *st), *fresh = NULL;
+    plm_state **st = calloc(n_seg, sizeof *st); /* all NULL */
     plm_error err = {0};
     for (int t = 0; t < T; t++) tok[t] = (int32_t)(rnd32() % (uint32_t)in->vocab_size);
     for (int s = 0; s < n_seg; s++)
         for (int t = cu[s]; t < cu[s + 1]; t++) tgt[t] = t + 1 < cu[s + 1] ? tok[t + 1] : -1;
     double dt = -1;
-    /* fresh states, written once before timing (a copy of an empty state): a served sequence's
-       state is resident; the first touch of newly allocated state pages is not a step's cost */
-    if (plm_state_new_on(&fresh, c, &err)) goto out;
-    for (int s = 0; s < n_seg; s++)
-        if (plm_state_new_on(&st[s], c, &err) || plm_state_copy(st[s], fresh, &err)) goto out;
     plm_step step = {T, tok, NULL, n_seg, cu, st};
     plm_outputs o = {0};
     if (score) {
@@ -110,8 +108,6 @@ out:
         fprintf(stderr, "packlm bench: score step failed: %s\n", err.msg);
         *fail = 1;
     }
-    for (int s = 0; s < n_seg; s++) plm_state_free(st[s]);
-    plm_state_free(fresh);
     free(st), free(tok), free(tgt), free(cu), free(lp), free(logits), free(rows);
     return dt;
 }
@@ -248,6 +244,27 @@ int bench_prefill(bench_ctx *b) {
     if (fail) goto done;
     snprintf(label, sizeof label, "time of %dx8 / time of 1x%d (per-segment overhead)", tot / 8, tot);
     bench_report(b, "segments_many_vs_one", label, tlast / t1, "x");
+
+    /* 3b. many short sequences, what scoring a dataset of them costs: 256 x 8 against 8 x 256 tokens
+       (one step each at `packlm score`'s default budget of 2048), and the peak resident memory of
+       the short ones alone (the high-water mark is reset first, where the kernel allows it) */
+    {
+        const int ns = quick ? 64 : 256, nl = quick ? 32 : 256; /* ns x 8 vs (ns*8/nl) x nl */
+        double tl = best_step(c, m, ns * 8 / nl, nl, 1, 1, &fail);
+        FILE *cr = fopen("/proc/self/clear_refs", "w");
+        int reset = cr && fputs("5", cr) >= 0;
+        if (cr) reset &= fclose(cr) == 0;
+        double tsh = fail ? 0 : best_step(c, m, ns, 8, 1, 1, &fail);
+        if (fail) goto done;
+        const double rs2 = bench_peak_rss();
+        snprintf(label, sizeof label, "score %d x 8 tokens: throughput", ns);
+        bench_report(b, "short_seqs_tokens_per_s", label, ns * 8 / tsh, "tokens/s");
+        snprintf(label, sizeof label, "time of %d x 8 / time of %d x %d (same tokens, one step)", ns, ns * 8 / nl, nl);
+        bench_report(b, "short_vs_long_seqs", label, tsh / tl, "x");
+        snprintf(label, sizeof label, "peak resident memory scoring %d x 8%s", ns, reset ? "" : " (whole run so far)");
+        bench_report(b, "short_seqs_peak_rss_mb", label, rs2 / 1048576.0, "MiB");
+        bench_report(b, "short_seqs_rss_vs_file", "  / file size", rs2 / file, "x");
+    }
 
     /* 4. chunked vs recurrent delta rule, one long segment */
     {

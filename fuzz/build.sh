@@ -30,7 +30,7 @@ if ! make -s B="$OUT/lib" CC="$CLANG" OPT="-O1 -march=native" SAN="$SAN -fsaniti
     exit 1
 fi
 CF="-g -O1 -march=native -std=c11 -D_GNU_SOURCE -fopenmp -Iinclude -Isrc -Itools -Itests -Ifuzz $SAN -fsanitize=fuzzer"
-LIBS="$OUT/lib/libpacklm.a -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm"
+LIBS="$OUT/lib/libpacklm.a -lopenblas -lcjson -ljansson -lpcre2-8 -lutf8proc -lm"
 targets=${*:-fuzz_safetensors fuzz_config fuzz_cli_input}
 for t in $targets; do
     case $t in

@@ -8,7 +8,9 @@
  *
  * The central structure is the step (plm_step): T tokens laid end to end, split into segments by
  * cu[]; segment s reads and writes the state of one sequence (state[s]). A fresh sequence, a chunk
- * of a long prompt and a single decode token are all just segments.
+ * of a long prompt and a single decode token are all just segments. A segment that is a whole
+ * sequence, whose final state nobody needs (scoring, a forward pass), takes no state at all
+ * (state[s] = NULL): memory then grows with the threads, not with the sequences of a step.
  */
 #ifndef PACKLM_H
 #define PACKLM_H
@@ -117,7 +119,13 @@ typedef struct {
     int32_t n_seg;
     const int32_t *cu;      /* [n_seg + 1] segment s owns tokens cu[s] .. cu[s+1]-1; cu[0] = 0,
                                cu[n_seg] = n_tokens, every segment non-empty */
-    plm_state *const *state;/* [n_seg] the state each segment continues and updates */
+    plm_state *const *state;/* [n_seg] the state each segment continues and updates; state[s] = NULL:
+                               segment s is a new sequence (positions from 0) whose final state is
+                               not wanted. Such a segment costs no per-sequence memory: the kernels
+                               start from zeros and keep nothing (its conv and delta-rule states live
+                               in per-thread scratch, its attention reads the step's own keys and
+                               values). A sequence split over several steps, or one that goes on
+                               decoding, needs a state (plm_state_new) from its first piece on. */
 } plm_step;
 
 /* What a step should produce. Everything is optional. */
@@ -166,6 +174,15 @@ typedef struct {
        1 rounds the input to BF16 once (one pass, about twice the GEMM speed; how transformers runs a
        BF16 model). */
     int32_t bf16_single_pass;
+    /* CPU: 1 makes a sequence's results (logits, log-probabilities, hidden states, hence sampled
+       tokens) bitwise identical whatever else shares its steps and however many rows a step has,
+       given the same split of its own tokens into steps (see plm_plan_next_aligned for splits that
+       keep it across budgets and batches). Every BF16 GEMM then takes the direct kernel, whose
+       per-row reduction order does not depend on the row count or the row's place, and every
+       delta-rule segment the chunked form (chunks of PLM_SPLIT_ALIGN tokens from the segment's
+       start). Covers BF16 checkpoints (F32 / F16 weights keep OpenBLAS). Its cost is measured in
+       docs/performance.md. 0 (default): the fastest kernel for each shape. */
+    int32_t batch_invariant;
 } plm_ctx_params;
 
 plm_ctx_params plm_ctx_default_params(void);
@@ -203,6 +220,17 @@ typedef struct {
  * every sequence is done). */
 int32_t plm_plan_next(plm_piece *pieces, int32_t max_pieces, const int64_t *len, int32_t n_seqs, int32_t *seq,
                       int64_t *offset, int64_t budget);
+
+/* Splits that keep batch invariance (plm_ctx_params.batch_invariant): as plm_plan_next, but a
+ * sequence is only cut at a multiple of align tokens from its start (align > 0; PLM_SPLIT_ALIGN, the
+ * delta rule's chunk, for invariance); when the room left holds less than align tokens and the rest
+ * of the sequence does not fit, the step ends there. Then every piece starts at a multiple of align
+ * and the delta rule's chunks (and attention's query blocks) fall at the same positions of the
+ * sequence whatever the budget and the other sequences: its results are bitwise those of its run
+ * alone (budget >= align; a smaller budget cuts at the budget). */
+#define PLM_SPLIT_ALIGN 64
+int32_t plm_plan_next_aligned(plm_piece *pieces, int32_t max_pieces, const int64_t *len, int32_t n_seqs,
+                              int32_t *seq, int64_t *offset, int64_t budget, int64_t align);
 
 /* ---------------------------------------------------------------- sampling */
 /* How the next token is chosen from a row of logits. temperature <= 0 is greedy (the argmax; ties go

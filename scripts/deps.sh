@@ -5,7 +5,7 @@ set -euo pipefail
 # tests (tests/python_tests.sh); clang + libclang-rt: the fuzz run; libomp-14-dev: the fuzz targets'
 # OpenMP runtime for clang; libmicrohttpd-dev, curl, node + npm: the server and its tests (tests/node:
 # the openai package, @huggingface/jinja). The test suite fails (never skips) when any is missing.
-pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libpcre2-dev libutf8proc-dev python3 python3-numpy
+pkgs=(build-essential pkg-config libopenblas-dev libcjson-dev libjansson-dev libpcre2-dev libutf8proc-dev python3 python3-numpy
       python3-pytest clang libclang-rt-14-dev libomp-14-dev libmicrohttpd-dev curl)
 command -v node > /dev/null || pkgs+=(nodejs)
 command -v npm > /dev/null || pkgs+=(npm)

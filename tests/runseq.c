@@ -13,6 +13,12 @@ plm_status tu_run_packed(plm_ctx *c, const plm_model *m, int32_t *const *seqs, c
 plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
                                 const int *order, int64_t budget, float *logits, float *logprob, plm_state **states,
                                 plm_error *err) {
+    return tu_run_packed_aligned(c, m, seqs, lens, n, order, budget, 1, logits, logprob, states, err);
+}
+
+plm_status tu_run_packed_aligned(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                                 const int *order, int64_t budget, int64_t align, float *logits, float *logprob,
+                                 plm_state **states, plm_error *err) {
     const int V = plm_model_get_info(m)->vocab_size;
     int64_t *olen = malloc(n * sizeof *olen), *base = malloc(n * sizeof *base), total = 0;
     plm_state **st = calloc(n, sizeof *st);
@@ -34,7 +40,7 @@ plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *
     int32_t cs = 0;
     int64_t co = 0;
     while (!status) {
-        int32_t np = plm_plan_next(pc, n + 1, olen, n, &cs, &co, budget);
+        int32_t np = plm_plan_next_aligned(pc, n + 1, olen, n, &cs, &co, budget, align);
         if (!np) break;
         int32_t T = 0;
         cu[0] = 0;

@@ -16,4 +16,9 @@ plm_status tu_run_packed_states(plm_ctx *c, const plm_model *m, int32_t *const *
                                 const int *order, int64_t budget, float *logits, float *logprob, plm_state **states,
                                 plm_error *err);
 
+/* The same with steps planned by plm_plan_next_aligned(align). */
+plm_status tu_run_packed_aligned(plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                                 const int *order, int64_t budget, int64_t align, float *logits, float *logprob,
+                                 plm_state **states, plm_error *err);
+
 #endif

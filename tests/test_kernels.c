@@ -246,6 +246,44 @@ static void test_gdn_cases(void) {
     cJSON_Delete(root);
 }
 
+/* segments without a state (S[s] NULL: zeros in, nothing kept) give bit for bit what zeroed states
+   give, in every form and thread count; the other segments' states are unaffected */
+static void test_gdn_stateless(const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
+    int32_t cu[n_seg + 1];
+    cu[0] = 0;
+    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
+    const int64_t T = cu[n_seg];
+    const size_t nq = (size_t)T * nk * dk, nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
+    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nvv * 4), *g = malloc(T * nv * 4),
+          *b = malloc(T * nv * 4);
+    fill(q, nq, -1, 1);
+    fill(k, nq, -1, 1);
+    fill(v, nvv, -1, 1);
+    for (int64_t i = 0; i < T * nv; i++) g[i] = -0.5f * tu_uniform(&R), b[i] = tu_uniform(&R);
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    const struct { const char *n; gdn_fn f; } fs[] = {
+        {"ref", plm_gdn_ref}, {"fast", plm_gdn_fast}, {"chunked", plm_gdn_chunked}, {"recurrent", plm_gdn_recurrent}};
+    for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
+        for (int nth = 1; nth <= 2; nth++) {
+            float *o1 = gbuf(nvv), *o2 = gbuf(nvv), *Sa[n_seg], *Sb[n_seg];
+            for (int s = 0; s < n_seg; s++) {
+                Sa[s] = calloc(ns, 4);
+                Sb[s] = s % 2 ? calloc(ns, 4) : NULL;
+            }
+            fs[fi].f(o1, Sa, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, nth);
+            fs[fi].f(o2, Sb, q, k, v, g, b, cu, n_seg, nk, nv, dk, dv, nth);
+            int same = memcmp(o1, o2, nvv * 4) == 0;
+            for (int s = 1; s < n_seg; s += 2) same &= memcmp(Sa[s], Sb[s], ns * 4) == 0;
+            tu_check(same, "gdn %s (%d seg, nk %d nv %d dk %d dv %d, %d thr): segments without a state give what "
+                     "zeroed states give, bit for bit", fs[fi].n, n_seg, nk, nv, dk, dv, nth);
+            check_guard(o2, nvv, "gdn without states");
+            for (int s = 0; s < n_seg; s++) free(Sa[s]), free(Sb[s]);
+            free(o1), free(o2);
+        }
+    free(q), free(k), free(v), free(g), free(b);
+}
+
 /* ---------------------------------------------------------------- conv */
 static void test_conv(const int *lens, int n_seg, int C, int K) {
     int32_t cu[n_seg + 1];
@@ -275,6 +313,20 @@ static void test_conv(const int *lens, int n_seg, int C, int K) {
         check_close(tf, tr, nt * n_seg, 0.0, what);
         check_guard(tf, nt * n_seg, what);
         free(y), free(tf);
+    }
+    /* no tail (NULL): zeros before the segment, nothing kept; the same outputs as zeroed tails */
+    for (int nth = 1; nth <= 2; nth++) {
+        float *y1 = gbuf(T * C), *y2 = gbuf(T * C), *tz = calloc(nt * n_seg + 1, 4), *tzp[n_seg], *tnp[n_seg];
+        for (int s = 0; s < n_seg; s++) tzp[s] = tz + s * nt, tnp[s] = NULL;
+        plm_conv_fast(y1, tzp, x, w, cu, n_seg, C, K, nth);
+        plm_conv_fast(y2, tnp, x, w, cu, n_seg, C, K, nth);
+        tu_check(memcmp(y1, y2, (size_t)T * C * 4) == 0, "conv fast (C %d, K %d, %d thr): no tail = zeroed tails", C,
+                 K, nth);
+        memset(tz, 0, (nt * n_seg + 1) * 4); /* the fast run kept its last inputs there */
+        plm_conv_ref(y1, tzp, x, w, cu, n_seg, C, K, nth);
+        plm_conv_ref(y2, tnp, x, w, cu, n_seg, C, K, nth);
+        tu_check(memcmp(y1, y2, (size_t)T * C * 4) == 0, "conv ref (C %d, K %d): no tail = zeroed tails", C, K);
+        free(y1), free(y2), free(tz);
     }
     free(x), free(w), free(t0), free(yr), free(tr);
 }
@@ -582,6 +634,9 @@ int main(void) {
     test_gdn("many", many, 12, 2, 4, 16, 24);
     test_gdn("model heads", l65, 1, 1, 2, 128, 128);
     test_gdn_cases();
+    test_gdn_stateless(many, 12, 2, 4, 16, 24);
+    test_gdn_stateless(llong, 2, 1, 2, 24, 40);
+    test_gdn_stateless(l65, 1, 1, 2, 128, 128);
     /* conv: segments shorter than the kernel's history, channel counts off the block size */
     const int cl[] = {1, 2, 3, 64, 65, 1, 5};
     test_conv(cl, 7, 300, 4);

@@ -431,6 +431,26 @@ static void test_cli_reader(void) {
              "input-text-nul-truncated: the tokenizer gets all 5 bytes \"ab\\0cd\" (%zu; %s)", g_enc_len, err.msg);
     if (in.n) cli_input_free(&in);
     free(nul);
+    /* every escape reaches the tokenizer as its character (jansson, JSON_ALLOW_NUL); a key holding
+       \u0000 elsewhere in the line (top level or nested) is not one of ours and does not matter */
+    static const struct { const char *line, *want; size_t n; } keep[] = {
+        {"{\"text\": \"\\u0000\"}\n", "\0", 1},
+        {"{\"text\": \"x\\u0000\\u0000y\\u0000\", \"meta\": {\"k\\u0000\": [1]}}\n", "x\0\0y\0", 5},
+        {"{\"a\\u0000b\": 1, \"text\": \"\\u00e9\\ud83d\\ude00\\n\\t\\\"\\\\\\/\\b\\f\\r\\u0001\"}\n",
+         "\xc3\xa9\xf0\x9f\x98\x80\n\t\"\\/\b\f\r\x01", 15},
+    };
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
+        g_enc_len = 0;
+        plm_status st = read_mem(&in, keep[i].line, 0, &err);
+        tu_check(st == PLM_OK && g_enc_len == keep[i].n && memcmp(g_enc_text, keep[i].want, keep[i].n) == 0,
+                 "text line %zu: the tokenizer gets all %zu bytes (%zu; %s)", i, keep[i].n, g_enc_len,
+                 st ? err.msg : "ok");
+        if (!st) cli_input_free(&in);
+    }
+    tu_check(read_mem(&in, "{\"input_ids\": [1, 2], \"x\\u0000\": 0}\n", 0, &err) == PLM_OK && in.n == 1 &&
+                 in.seq[0].n == 2,
+             "input_ids beside a key holding \\u0000: accepted (%s)", err.msg);
+    if (in.n) cli_input_free(&in);
     expect_fail(read_mem(&in, "1 2\n  {\"input_ids\": [3]}  x\n", 0, &err), &err, "garbage after an indented line",
                 "line 2: malformed JSON at column 23", NULL);
     expect_fail(read_mem(&in, "{\"input_ids\": [3]}\n{\"input_ids\": [1], \"input_ids\": [2]}\n", 0, &err), &err,

@@ -122,6 +122,42 @@ static void test_planner(void) {
     }
     tu_check(!bad, "planner on %d random cases (lengths 0-300, budgets 1-400 or none, piece limits): budget, "
                    "contiguous offsets, order, full steps (%d failed)", cases, bad);
+    /* aligned: every piece starts at a multiple of 64 of its sequence, the budget holds, every token is
+       planned once in order, and a step ends only when the next aligned piece does not fit */
+    bad = 0;
+    for (int k = 0; k < 2000; k++) {
+        int n = tu_randint(&r, 1, 12);
+        int64_t len[12], next_off[12] = {0}, budget = tu_randint(&r, 0, 3) == 0 ? 0 : tu_randint(&r, 64, 500);
+        for (int i = 0; i < n; i++) len[i] = tu_randint(&r, 0, 6) == 0 ? 0 : tu_randint(&r, 1, 400);
+        int32_t cs = 0, guard = 0;
+        int64_t co = 0;
+        int32_t got;
+        int ok = 1, last_seq = 0;
+        while (ok && (got = plm_plan_next_aligned(pc, 16, len, n, &cs, &co, budget, 64)) > 0 && guard++ < 10000) {
+            int64_t used = 0;
+            for (int p = 0; p < got; p++) {
+                const plm_piece *q = &pc[p];
+                ok &= q->offset % 64 == 0 && q->len >= 1 && q->offset == next_off[q->seq] && q->seq >= last_seq;
+                ok &= q->offset + q->len == len[q->seq] || q->len % 64 == 0;
+                next_off[q->seq] += q->len;
+                last_seq = q->seq;
+                used += q->len;
+            }
+            ok &= budget == 0 || used <= budget;
+            int32_t nx = cs;
+            int64_t nxo = co;
+            while (nx < n && len[nx] - nxo <= 0) nx++, nxo = 0; /* the next non-empty piece */
+            if (budget && got < 16 && nx < n) { /* the step ended: the next piece would not fit */
+                int64_t left = len[nx] - nxo, room = budget - used;
+                ok &= left > room && room < 64;
+            }
+        }
+        for (int i = 0; i < n; i++) ok &= next_off[i] == len[i];
+        if (!ok && bad++ < 3) tu_check(0, "aligned planner, random case %d (%d sequences, budget %lld)", k, n,
+                                       (long long)budget);
+    }
+    tu_check(!bad, "aligned planner (align 64) on 2000 random cases: pieces start at multiples of 64, cut only "
+                   "there, within the budget, every token once, in order (%d failed)", bad);
 }
 
 /* ---------------------------------------------------------------- positions over several steps */
@@ -242,6 +278,20 @@ static int test_positions(const char *name) {
     snprintf(what, sizeof what, "%s: sequence %d as segment 1 of step 1 (%lld tokens), then segment 0 of step 2: "
              "logits vs alone", name, b2, (long long)hb);
     tu_close(got, ref, (size_t)lens[b2] * V, 1e-4, what);
+    { /* a segment without a state is a new sequence: positions from 0, nothing kept */
+        int32_t pos_bad[2] = {1, 2}, pos_ok[2] = {0, 1}, cu0[2] = {0, 2}, tk2[2] = {seqs[a][0], seqs[a][0]};
+        plm_state *none[1] = {NULL};
+        plm_step sn = {2, tk2, pos_bad, 1, cu0, none};
+        plm_status stn = plm_step_run(c, &sn, NULL, &err);
+        tu_check(stn == PLM_ERR_STATE && strstr(err.msg, "no state"),
+                 "%s: a stateless segment at position 1 is refused (\"%s\")", name, err.msg);
+        sn.pos = pos_ok;
+        tu_check(plm_step_run(c, &sn, NULL, &err) == PLM_OK, "%s: a stateless segment at positions 0, 1 runs", name);
+        plm_state *dup[2] = {NULL, NULL};
+        int32_t cu2n[3] = {0, 1, 2};
+        plm_step s2n = {2, tk2, NULL, 2, cu2n, dup};
+        tu_check(plm_step_run(c, &s2n, NULL, &err) == PLM_OK, "%s: several stateless segments in one step run", name);
+    }
     free(lg1);
     free(ref);
     free(got);

@@ -68,6 +68,34 @@ static int one_model(int idx, tu_rng *r, const char *root) {
     TU_REQUIRE_OK(tu_run_packed(c, m, seqs, lens, n, NULL, 0, got, NULL, &err), &err);
     snprintf(what, sizeof what, "model %d (%s): one packed step vs alone", idx, desc);
     tu_close(got, alone, (size_t)total * V, REL, what);
+    { /* whole sequences without states (NULL), mixed with some that have one: the same logits, bit for bit */
+        int32_t *tok = malloc((size_t)total * sizeof *tok), cu[9];
+        plm_state *sts[8];
+        cu[0] = 0;
+        for (int i = 0; i < n; i++) {
+            memcpy(tok + cu[i], seqs[i], (size_t)lens[i] * sizeof *tok);
+            cu[i + 1] = cu[i] + (int32_t)lens[i];
+            sts[i] = NULL;
+            if (i % 2) TU_REQUIRE_OK(plm_state_new(&sts[i], m, &err), &err);
+        }
+        float *nos = malloc((size_t)total * V * sizeof(float));
+        plm_step step = {(int32_t)total, tok, NULL, n, cu, sts};
+        plm_outputs o = {0};
+        o.logits = nos;
+        o.n_rows = (int32_t)total;
+        TU_REQUIRE_OK(plm_step_run(c, &step, &o, &err), &err);
+        tu_check(memcmp(nos, got, (size_t)total * V * sizeof(float)) == 0,
+                 "model %d: whole sequences without states (every other one) give the logits of states, bit for bit", idx);
+        int lens_ok = 1;
+        for (int i = 1; i < n; i += 2) lens_ok &= plm_state_length(sts[i]) == lens[i];
+        tu_check(lens_ok, "model %d: the segments with states advanced them", idx);
+        for (int i = 0; i < n; i++) plm_state_free(sts[i]), sts[i] = NULL;
+        TU_REQUIRE_OK(plm_step_run(cref, &step, &o, &err), &err);
+        snprintf(what, sizeof what, "model %d: reference kernels without states vs fast alone", idx);
+        tu_close(nos, alone, (size_t)total * V, REL, what);
+        free(nos);
+        free(tok);
+    }
     int64_t bud = tu_randint(r, 1, 80);
     int order[8];
     for (int i = 0; i < n; i++) order[i] = n - 1 - i;

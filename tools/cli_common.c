@@ -78,8 +78,8 @@ static int on_block(void *user, int32_t first, int32_t n, const float *block) {
     return r->stop;
 }
 
-plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, cli_rows_fn on_logits,
-                   void *user, float *logprob, cli_progress *prog, plm_error *err) {
+plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, int aligned,
+                   cli_rows_fn on_logits, void *user, float *logprob, cli_progress *prog, plm_error *err) {
     const int n = in->n;
     int64_t *lens = malloc((size_t)n * sizeof *lens), *base = malloc((size_t)n * sizeof *base);
     int64_t step_cap = budget > 0 ? budget : in->total;
@@ -99,30 +99,31 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
         base[i] = acc;
         acc += lens[i];
     }
-    for (int i = 0; !st && i < max_pieces; i++) {
-        owner[i] = -1;
-        st = plm_state_new_on(&pool[i], c, err);
-    }
+    for (int i = 0; !st && i < max_pieces; i++) owner[i] = -1;
     int32_t cs = 0;
     int64_t co = 0;
     rows_ctx rc = {on_logits, user, 0, 0};
     while (!st && !rc.stop) {
-        int32_t np = plm_plan_next(pc, max_pieces, lens, n, &cs, &co, budget);
+        int32_t np = plm_plan_next_aligned(pc, max_pieces, lens, n, &cs, &co, budget, aligned ? PLM_SPLIT_ALIGN : 1);
         if (!np) break;
         int32_t T = 0;
         cu[0] = 0;
         for (int p = 0; p < np; p++) {
             const cli_seq *q = &in->seq[pc[p].seq];
+            /* a whole sequence in this step needs no state; a split one keeps a pooled state from its
+               first piece to its last (pooled states are created when first needed, then reused) */
             int slot = -1;
-            for (int i = 0; i < max_pieces && slot < 0; i++)
+            for (int i = 0; i < max_pieces && slot < 0 && pc[p].len < lens[pc[p].seq]; i++)
                 if (owner[i] == pc[p].seq) slot = i;
-            for (int i = 0; i < max_pieces && slot < 0; i++)
+            for (int i = 0; i < max_pieces && slot < 0 && pc[p].len < lens[pc[p].seq]; i++)
                 if (owner[i] < 0) {
+                    if (!pool[i] && (st = plm_state_new_on(&pool[i], c, err))) break;
                     slot = i;
                     owner[i] = pc[p].seq;
                     plm_state_reset(pool[i]);
                 }
-            sst[p] = pool[slot];
+            if (st) break;
+            sst[p] = slot < 0 ? NULL : pool[slot];
             for (int64_t j = pc[p].offset; j < pc[p].offset + pc[p].len; j++) {
                 tok[T] = q->tok[j];
                 tgt[T] = j + 1 < q->n ? q->tok[j + 1] : -1;
@@ -130,6 +131,7 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
             }
             cu[p + 1] = T;
         }
+        if (st) break;
         plm_step step = {T, tok, NULL, np, cu, sst};
         plm_outputs out;
         memset(&out, 0, sizeof out);
@@ -178,7 +180,8 @@ static plm_status session_encode(void *user, const char *text, size_t len, int32
     return st ? st : plm_tokenizer_encode(tok, text, len, ids, n, err);
 }
 
-plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device, plm_error *err) {
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
+                            int batch_invariant, plm_error *err) {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s", model_dir);
     s->enc = session_encode;
@@ -188,6 +191,8 @@ plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = n_threads;
     p.device = device;
+    p.batch_invariant = batch_invariant;
+    s->invariant = batch_invariant;
     if ((st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
         plm_model_free(s->model);
         return st;
@@ -205,6 +210,10 @@ void cli_session_close(cli_session *s) {
 
 int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) {
     const char *a = argv[*i];
+    if (!strcmp(a, "--batch-invariant")) {
+        o->invariant = 1;
+        return 1;
+    }
     if (*i + 1 >= argc) return 0;
     const char *v = argv[*i + 1];
     if (!strcmp(a, "--model")) o->model = v;
@@ -220,7 +229,8 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
 
 int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant) {
     plm_error err = {0};
-    if (cli_session_open(ss, o->model, (int)o->threads, o->device, &err)) return cli_error(cmd, "%s", err.msg);
+    if (cli_session_open(ss, o->model, (int)o->threads, o->device, o->invariant, &err))
+        return cli_error(cmd, "%s", err.msg);
     plm_status st = tolerant ? cli_read_input_tolerant(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err)
                              : cli_read_input(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err);
     if (st) {

@@ -21,9 +21,10 @@ typedef struct {
     const char *model, *input, *out;
     int64_t budget, threads;
     const char *device; /* --device: cpu (default), cuda, cuda:N */
+    int invariant;      /* --batch-invariant */
 } cli_opts;
 
-/* If argv[*i] is --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
+/* If argv[*i] is --batch-invariant, or --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
  * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)
  * for a bad value. */
 int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i);
@@ -50,10 +51,11 @@ void cli_progress_end(cli_progress *p);
 typedef int (*cli_rows_fn)(void *user, int64_t first, int32_t n, const float *block);
 
 /* Runs every sequence of in through packed steps of at most budget tokens (<= 0: no limit),
- * in input order. on_logits (optional) receives the logits of every token in input order;
+ * in input order (aligned: sequences cut only at multiples of PLM_SPLIT_ALIGN, for batch invariance).
+ * on_logits (optional) receives the logits of every token in input order;
  * logprob (optional, [in->total]) receives log p(next token) for every token but each
  * sequence's last. */
-plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, cli_rows_fn on_logits,
-                   void *user, float *logprob, cli_progress *prog, plm_error *err);
+plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t budget, int aligned,
+                   cli_rows_fn on_logits, void *user, float *logprob, cli_progress *prog, plm_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 #include "cli_input.h"
 
-#include <cjson/cJSON.h>
 #include <ctype.h>
+#include <jansson.h>
 #include <limits.h>
 #include <errno.h>
 #include <math.h>
@@ -84,29 +84,28 @@ static plm_status parse_ids_line(cli_input *in, const char *line, int lineno, in
     return st;
 }
 
-/* An array of integers (token ids or positions). */
-static plm_status int_array(int32_t **out, int64_t *n, const cJSON *a, const char *field, int lineno,
+/* An array of integers (token ids or positions); numbers arrive as doubles (JSON_DECODE_INT_AS_REAL). */
+static plm_status int_array(int32_t **out, int64_t *n, const json_t *a, const char *field, int lineno,
                             int64_t hi, plm_error *err) {
-    if (!cJSON_IsArray(a)) return fail(err, PLM_ERR_INPUT, "line %d: '%s' must be a list of integers", lineno, field);
-    int64_t k = cJSON_GetArraySize(a);
+    if (!json_is_array(a)) return fail(err, PLM_ERR_INPUT, "line %d: '%s' must be a list of integers", lineno, field);
+    int64_t k = (int64_t)json_array_size(a);
     int32_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
     if (!v) return fail(err, PLM_ERR_NOMEM, "out of memory");
-    int64_t i = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, a) {
-        if (!cJSON_IsNumber(e) || e->valuedouble != floor(e->valuedouble) || fabs(e->valuedouble) > 2e9) {
+    for (int64_t i = 0; i < k; i++) {
+        const json_t *e = json_array_get(a, (size_t)i);
+        const double d = json_is_number(e) ? json_number_value(e) : NAN;
+        if (!json_is_number(e) || d != floor(d) || fabs(d) > 2e9) {
             free(v);
             return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] is not an integer", lineno, field, (long long)i);
         }
-        if (e->valuedouble < 0 || e->valuedouble >= (double)hi) {
+        if (d < 0 || d >= (double)hi) {
             free(v);
             if (hi < INT32_MAX)
                 return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %.0f is outside the vocabulary [0, %lld)", lineno,
-                            field, (long long)i, e->valuedouble, (long long)hi);
-            return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %.0f is negative", lineno, field, (long long)i,
-                        e->valuedouble);
+                            field, (long long)i, d, (long long)hi);
+            return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %.0f is negative", lineno, field, (long long)i, d);
         }
-        v[i++] = (int32_t)e->valuedouble;
+        v[i] = (int32_t)d;
     }
     *out = v;
     *n = k;
@@ -114,31 +113,47 @@ static plm_status int_array(int32_t **out, int64_t *n, const cJSON *a, const cha
 }
 
 /* line: the JSON text (from its '{' to the end of the line, n bytes); col0: the column of its
- * first byte in the file's line, for messages. */
+ * first byte in the file's line, for messages. The strict checker (util/json_strict.h) gives the
+ * line and column of any syntax error; jansson then builds the value with JSON_ALLOW_NUL, so a
+ * string keeps every character, an escaped U+0000 included (json_string_length). */
 static plm_status parse_json_line(cli_input *in, const char *line, size_t len, long col0, int lineno, int32_t vocab,
                                   cli_encode_fn enc, void *enc_user, plm_error *err) {
-    size_t bad = 0;
+    size_t bad = 0, nul = SIZE_MAX;
     const char *why = NULL;
-    if (!plm_json_check(line, len, &bad, &why, NULL))
+    if (!plm_json_check(line, len, &bad, &why, &nul))
         return fail(err, PLM_ERR_INPUT, "line %d: malformed JSON at column %ld: %s", lineno, col0 + (long)bad, why);
-    cJSON *o = cJSON_ParseWithLength(line, len);
-    if (!o) return fail(err, PLM_ERR_NOMEM, "out of memory");
-    if (!cJSON_IsObject(o)) {
-        cJSON_Delete(o);
+    static const char *const keys[3] = {"input_ids", "position_ids", "text"};
+    for (int k = 0; k < 3; k++) { /* a repeated key would be ambiguous (jansson keeps the last) */
+        if (plm_json_member_count(line, len, keys[k], NULL, NULL) > 1)
+            return fail(err, PLM_ERR_INPUT, "line %d: key '%s' appears twice", lineno, keys[k]);
+        /* "text\u0000" reads as "text" to anything that stops at NUL */
+        if (nul != SIZE_MAX && plm_json_key_cut_at_nul(line, len, keys[k]))
+            return fail(err, PLM_ERR_INPUT, "line %d: a key holds \\u0000", lineno);
+    }
+    /* jansson keeps U+0000 in strings (JSON_ALLOW_NUL) but refuses it in keys: a key holding it is
+       none of ours, so it is parsed with U+0001 instead */
+    char *fixed = NULL;
+    if (nul != SIZE_MAX && (fixed = malloc(len + 1))) {
+        memcpy(fixed, line, len);
+        fixed[len] = 0;
+        plm_json_fix_key_nul(fixed, len);
+    } else if (nul != SIZE_MAX) {
+        return fail(err, PLM_ERR_NOMEM, "out of memory");
+    }
+    json_error_t jerr;
+    json_t *o = json_loadb(fixed ? fixed : line, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY,
+                           &jerr);
+    free(fixed);
+    if (!o) /* the checker accepted it: what is left is memory (or a limit of jansson's) */
+        return fail(err, PLM_ERR_INPUT, "line %d: JSON at column %ld: %s", lineno, col0 + (long)jerr.position,
+                    jerr.text);
+    if (!json_is_object(o)) {
+        json_decref(o);
         return fail(err, PLM_ERR_INPUT, "line %d: a JSON line must be an object", lineno);
     }
-    static const char *const keys[3] = {"input_ids", "position_ids", "text"};
-    int seen[3] = {0, 0, 0};
-    for (const cJSON *a = o->child; a; a = a->next) /* a repeated key would be ambiguous */
-        for (int k = 0; k < 3; k++)
-            if (a->string && !strcmp(a->string, keys[k]) && seen[k]++) {
-                plm_status st = fail(err, PLM_ERR_INPUT, "line %d: key '%s' appears twice", lineno, keys[k]);
-                cJSON_Delete(o);
-                return st;
-            }
-    const cJSON *ids_j = cJSON_GetObjectItemCaseSensitive(o, "input_ids");
-    const cJSON *pos_j = cJSON_GetObjectItemCaseSensitive(o, "position_ids");
-    const cJSON *text_j = cJSON_GetObjectItemCaseSensitive(o, "text");
+    const json_t *ids_j = json_object_get(o, "input_ids");
+    const json_t *pos_j = json_object_get(o, "position_ids");
+    const json_t *text_j = json_object_get(o, "text");
     int32_t *ids = NULL, *pos = NULL, *cu = NULL;
     int64_t n = 0, np = 0;
     plm_status st = PLM_OK;
@@ -146,22 +161,12 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
     if (ids_j) {
         st = int_array(&ids, &n, ids_j, "input_ids", lineno, vocab, err);
     } else if (text_j) {
-        if (!cJSON_IsString(text_j)) st = fail(err, PLM_ERR_INPUT, "line %d: 'text' must be a string", lineno);
+        if (!json_is_string(text_j)) st = fail(err, PLM_ERR_INPUT, "line %d: 'text' must be a string", lineno);
         else if (!enc) st = fail(err, PLM_ERR_INPUT, "line %d: text input needs a tokenizer (tokenizer.json in the model directory)", lineno);
         else {
-            /* decoded here rather than by cJSON, which cuts a string at an escaped U+0000 */
-            size_t nn = 0, b = 0, e = 0, tl = 0;
-            if (!plm_json_member(line, len, "text", &b, &e)) { /* cJSON saw "text" where a key holds \u0000 */
-                cJSON_Delete(o);
-                return fail(err, PLM_ERR_INPUT, "line %d: a key holds \\u0000", lineno);
-            }
-            char *text = plm_json_decode_string(line + b, e - b, &tl);
-            if (!text) {
-                cJSON_Delete(o);
-                return fail(err, PLM_ERR_NOMEM, "out of memory");
-            }
+            size_t nn = 0, tl = json_string_length(text_j);
+            const char *text = json_string_value(text_j);
             st = enc(enc_user, text, tl, &ids, &nn, err);
-            free(text);
             if (st) {
                 char m[sizeof err->msg];
                 snprintf(m, sizeof m, "%s", err->msg);
@@ -217,7 +222,7 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
     free(ids);
     free(pos);
     free(cu);
-    cJSON_Delete(o);
+    json_decref(o);
     return st;
 }
 

@@ -8,7 +8,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm forward --model DIR --input FILE --out OUT.npy [--max-batch-tokens N] [--threads N]\n"
-            "                       [--device cpu|cuda[:N]]\n"
+            "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
             "\n"
             "Writes the logits of every input token, float32 [total tokens, vocab], sequences in input order.\n"
             "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
@@ -18,6 +18,9 @@ static void usage(FILE *f) {
             "  --max-batch-tokens N    at most N tokens per packed step (default 512); the result does not\n"
             "                          depend on N\n"
             "  --threads N             threads (default: all cores)\n"
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
+            "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n");
 }
 
@@ -42,7 +45,7 @@ static int write_rows(void *user, int64_t first, int32_t n, const float *block) 
 
 int cmd_forward(int argc, char **argv) {
     const char *cmd = "forward";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);
@@ -66,7 +69,7 @@ int cmd_forward(int argc, char **argv) {
     if (!sink.w) rc = cli_error(cmd, "%s", err.msg);
     cli_progress prog;
     cli_progress_start(&prog, "forward", in.total);
-    if (!rc && cli_run(ss.ctx, ss.model, &in, o.budget, write_rows, &sink, NULL, &prog, &err)) {
+    if (!rc && cli_run(ss.ctx, ss.model, &in, o.budget, ss.invariant, write_rows, &sink, NULL, &prog, &err)) {
         plm_npy_writer_abort(sink.w);
         rc = cli_error(cmd, "%s", err.msg);
     } else if (!rc && plm_npy_writer_commit(sink.w, &err)) {

@@ -1,7 +1,7 @@
 /* packlm generate: continue every input prompt (greedy or sampled) with continuous batching; one
  * output line per input sequence, in input order. A rejected line is reported and the others still
  * run (exit status 1 when any failed). */
-#include <cjson/cJSON.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +36,9 @@ static void usage(FILE *f) {
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
             "  --out FILE              output file, written atomically (default: stdout)\n"
             "  --threads N             threads (default: all cores)\n"
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
+            "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
             "At the end, stderr gets a summary: prefill tokens/s (steps holding prompt tokens) and decode\n"
             "tokens/s (steps holding only generated tokens).\n");
@@ -52,23 +55,25 @@ static int parse_float(const char *cmd, const char *opt, const char *s, double l
     return 0;
 }
 
-/* {"index": i, "text": "<decoded continuation>", "ids": [...]} for a sequence given as text */
+/* {"index": i, "text": "<decoded continuation>", "ids": [...]} for a sequence given as text (jansson:
+   the text keeps every character, a U+0000 included, as the input reader does) */
 static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int32_t *t, int64_t n, plm_error *err) {
     plm_tokenizer *tok;
     char *text = NULL;
+    size_t tlen = 0;
     plm_status st = cli_session_tokenizer(ss, &tok, err);
-    if (!st) st = plm_tokenizer_decode(tok, t, (size_t)n, &text, NULL, err);
+    if (!st) st = plm_tokenizer_decode(tok, t, (size_t)n, &text, &tlen, err);
     if (st) return st;
-    cJSON *o = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(o, "ids");
-    cJSON_AddNumberToObject(o, "index", index);
-    cJSON_AddStringToObject(o, "text", text);
-    for (int64_t j = 0; j < n; j++) cJSON_AddItemToArray(a, cJSON_CreateNumber(t[j]));
-    cJSON_DetachItemViaPointer(o, a);
-    cJSON_AddItemToObject(o, "ids", a); /* keep index, text, ids in that order */
-    char *line = cJSON_PrintUnformatted(o);
+    json_t *o = json_object(), *a = json_array();
+    int bad = !o || !a || json_object_set_new(o, "index", json_integer(index)) ||
+              json_object_set_new(o, "text", json_stringn(text, tlen));
+    for (int64_t j = 0; !bad && j < n; j++) bad = json_array_append_new(a, json_integer(t[j]));
+    bad = bad || json_object_set(o, "ids", a); /* keys in this order */
+    char *line = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     if (line) fprintf(f, "%s\n", line);
     free(line);
-    cJSON_Delete(o);
+    json_decref(a);
+    json_decref(o);
     free(text);
     if (!line) {
         snprintf(err->msg, sizeof err->msg, "out of memory");
@@ -79,7 +84,7 @@ static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int
 
 int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
     int64_t max_new = -1, max_seqs = 64, top_k = 0, seed = 0;
     double temperature = 0.0, top_p = 1.0;
     int greedy = 0, sampled = 0, ignore_eos = 0;

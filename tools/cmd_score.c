@@ -10,7 +10,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm score --model DIR --input FILE [--out FILE.jsonl] [--max-batch-tokens N] [--threads N]\n"
-            "                       [--device cpu|cuda[:N]]\n"
+            "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
             "\n"
             "One JSONL line per input sequence, in input order:\n"
             "  {\"index\": i, \"tokens\": n, \"logprob\": s, \"ppl\": p}\n"
@@ -22,12 +22,15 @@ static void usage(FILE *f) {
             "  --out FILE.jsonl        output file, written atomically (default: stdout)\n"
             "  --max-batch-tokens N    at most N tokens per packed step (default 2048)\n"
             "  --threads N             threads (default: all cores)\n"
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
+            "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n");
 }
 
 int cmd_score(int argc, char **argv) {
     const char *cmd = "score";
-    cli_opts o = {NULL, NULL, NULL, 2048, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 2048, 0, NULL, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);
@@ -51,7 +54,7 @@ int cmd_score(int argc, char **argv) {
     cli_progress_start(&prog, "score", in.total);
     double t0 = cli_now();
     if (!lp) rc = cli_error(cmd, "out of memory");
-    else if (cli_run(ss.ctx, ss.model, &in, o.budget, NULL, NULL, lp, &prog, &err)) rc = cli_error(cmd, "%s", err.msg);
+    else if (cli_run(ss.ctx, ss.model, &in, o.budget, ss.invariant, NULL, NULL, lp, &prog, &err)) rc = cli_error(cmd, "%s", err.msg);
     cli_progress_end(&prog);
     double el = cli_now() - t0;
     /* format everything, then write it in one go (atomically for --out) */

@@ -64,6 +64,9 @@ static void usage(FILE *f) {
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
             "  --threads N             compute threads (default: all cores)\n"
             "  --api-key KEY           require 'Authorization: Bearer KEY' (all paths but /health)\n"
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
+            "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
             "  --max-queue N           requests waiting or running at most (default 256); more answer 429\n"
             "  --tokenizer FILE        tokenizer.json (default: DIR/tokenizer.json when present; without one,\n"
@@ -1916,7 +1919,7 @@ static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
     const char *host = "127.0.0.1", *api_key = NULL, *tok_path = NULL, *name = NULL;
     int64_t port = 8080, max_seqs = 64, max_queue = 256, max_len = 0;
     int no_chat = 0;
@@ -1947,7 +1950,7 @@ int cmd_serve(int argc, char **argv) {
     cli_session ss;
     plm_error err = {0};
     if (!s) return cli_error(cmd, "out of memory");
-    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, &err)) {
+    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, o.invariant, &err)) {
         free(s);
         return cli_error(cmd, "%s", err.msg);
     }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 #include "util/json_strict.h"
 
@@ -59,18 +60,24 @@ static void put_json_string(FILE *f, const char *s, size_t n) {
 static int encode_line(const plm_tokenizer *t, char *line, size_t n, size_t lineno, FILE *out) {
     const char *text = line;
     size_t len = n;
-    char *decoded = NULL;
+    json_t *doc = NULL;
     if (n && line[0] == '{') {
-        /* a JSON object with a string "text" (decoded here: cJSON would cut it at an escaped U+0000);
-         * a complete object followed by more than whitespace is an error, not a text; anything else
-         * that starts with '{' is a plain-text line */
-        size_t bad = 0, b = 0, e = 0;
+        /* a JSON object with a string "text" (jansson with JSON_ALLOW_NUL: an escaped U+0000 stays in
+         * the text); a complete object followed by more than whitespace is an error, not a text;
+         * anything else that starts with '{' is a plain-text line */
+        size_t bad = 0;
         const char *why = NULL;
         if (plm_json_check(line, n, &bad, &why, NULL)) {
-            if (plm_json_member(line, n, "text", &b, &e) && line[b] == '"') {
-                if (!(decoded = plm_json_decode_string(line + b, e - b, &len)))
-                    return fail("out of memory%s%s", "", "");
-                text = decoded;
+            json_error_t jerr;
+            doc = json_loadb(line, n, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, &jerr);
+            if (!doc) {
+                fprintf(stderr, "packlm tokenize: error: line %zu: %s\n", lineno, jerr.text);
+                return 1;
+            }
+            const json_t *tj = json_object_get(doc, "text");
+            if (json_is_string(tj)) {
+                text = json_string_value(tj);
+                len = json_string_length(tj);
             }
         } else if (!strcmp(why, "unexpected characters after the JSON value")) {
             fprintf(stderr, "packlm tokenize: error: line %zu: malformed JSON at column %zu: %s\n", lineno, bad + 1, why);
@@ -81,7 +88,7 @@ static int encode_line(const plm_tokenizer *t, char *line, size_t n, size_t line
     size_t n_ids = 0;
     plm_error err = {0};
     plm_status st = plm_tokenizer_encode(t, text, len, &ids, &n_ids, &err);
-    free(decoded);
+    json_decref(doc);
     if (st) {
         fprintf(stderr, "packlm tokenize: error: line %zu: %s\n", lineno, err.msg);
         return 1;

@@ -20,13 +20,15 @@ typedef struct {
     void *enc_user;     /* the session itself */
     plm_tokenizer *tok; /* NULL until needed; see cli_session_tokenizer */
     char dir[4096];
+    int invariant;      /* the context is batch-invariant: steps are planned with aligned splits */
 } cli_session;
 
 /* The model directory's tokenizer, opened on first use. */
 plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err);
 
+/* batch_invariant: plm_ctx_params.batch_invariant (--batch-invariant) */
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
-                            plm_error *err);
+                            int batch_invariant, plm_error *err);
 void cli_session_close(cli_session *s);
 
 #endif

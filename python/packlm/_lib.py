@@ -35,7 +35,7 @@ class plm_model_info(Structure):
 
 class plm_ctx_params(Structure):
     _fields_ = [("n_threads", c_int32), ("use_reference", c_int32), ("device", c_char_p),
-                ("device_mem_limit", c_size_t), ("bf16_single_pass", c_int32)]
+                ("device_mem_limit", c_size_t), ("bf16_single_pass", c_int32), ("batch_invariant", c_int32)]
 
 
 class plm_step(Structure):
@@ -64,7 +64,8 @@ class plm_sampling(Structure):
 
 class plm_request(Structure):
     _fields_ = [("prompt", POINTER(c_int32)), ("n_prompt", c_int64), ("max_new_tokens", c_int32),
-                ("sampling", plm_sampling), ("stream", c_int64), ("ignore_eos", c_int32)]
+                ("sampling", plm_sampling), ("stream", c_int64), ("ignore_eos", c_int32), ("logprobs", c_int32),
+                ("top_logprobs", c_int32)]
 
 
 class plm_generator_params(Structure):
@@ -181,6 +182,8 @@ _decl("plm_step_run", c_int, P, POINTER(plm_step), POINTER(plm_outputs), E)
 _decl("plm_segments_from_positions", c_int, I32P, I32P, I32P, c_int32, E)
 _decl("plm_plan_next", c_int32, POINTER(plm_piece), c_int32, POINTER(c_int64), c_int32, POINTER(c_int32),
       POINTER(c_int64), c_int64)
+_decl("plm_plan_next_aligned", c_int32, POINTER(plm_piece), c_int32, POINTER(c_int64), c_int32, POINTER(c_int32),
+      POINTER(c_int64), c_int64, c_int64)
 _decl("plm_generator_new", c_int, POINTER(P), P, P, POINTER(plm_generator_params), E)
 _decl("plm_generator_free", None, P)
 _decl("plm_generator_add", c_int, P, POINTER(c_int64), POINTER(plm_request), E)

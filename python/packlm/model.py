@@ -130,6 +130,10 @@ class Model:
         ...     for s, a, b in zip(seqs, starts[:-1], starts[1:]))
         True
 
+    batch_invariant=True (CPU, BF16 checkpoints): a sequence's results are bitwise the same whatever
+    else shares its steps (plm_ctx_params.batch_invariant; forward / score then cut sequences only at
+    multiples of 64 tokens); slower, see docs/performance.md.
+
     A Model is safe to share between threads (calls on one model run one at a time; the library
     runs them with the GIL released). Errors raise exceptions carrying the library's message:
     ValueError (bad input, state or file format), OSError (files), MemoryError,
@@ -137,7 +141,7 @@ class Model:
     """
 
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None, *, use_reference: bool = False,
-                 device_mem_limit: int = 0, bf16_single_pass: bool = False):
+                 device_mem_limit: int = 0, bf16_single_pass: bool = False, batch_invariant: bool = False):
         self._m = self._c = None
         self._lock = threading.RLock()
         self._children = weakref.WeakSet()
@@ -160,6 +164,8 @@ class Model:
         p.device = device.encode()
         p.device_mem_limit = limit
         p.bf16_single_pass = 1 if bf16_single_pass else 0
+        p.batch_invariant = 1 if batch_invariant else 0
+        self._align = 64 if batch_invariant else 1  # PLM_SPLIT_ALIGN: plm_plan_next_aligned
         c = c_void_p()
         st = lib.plm_ctx_new(byref(c), m, byref(p), byref(err))
         if st:
@@ -343,13 +349,19 @@ class Model:
             try:
                 while True:
                     interrupted()
-                    np_ = lib.plm_plan_next(pieces, max_pieces, lens_p, n, byref(cs), byref(co), budget)
+                    np_ = lib.plm_plan_next_aligned(pieces, max_pieces, lens_p, n, byref(cs), byref(co), budget,
+                                                    self._align)
                     if np_ == 0:
                         break
                     T = 0
                     for p in range(np_):
                         q = pieces[p].seq
-                        h = owner.get(q)
+                        T += pieces[p].len
+                        cu[p + 1] = T
+                        if pieces[p].len == lens[q]:  # a whole sequence in this step: no state
+                            sptr[p] = None
+                            continue
+                        h = owner.get(q)  # a split one: a pooled state from its first piece to its last
                         if h is None:
                             if free:
                                 h = free.pop()
@@ -360,8 +372,6 @@ class Model:
                                 pool.append(h)
                             owner[q] = h
                         sptr[p] = h
-                        T += pieces[p].len
-                        cu[p + 1] = T
                     first = int(base[pieces[0].seq] + pieces[0].offset)
                     step = plm_step(T, _i32(tok, first), None, np_, _i32(cu), sptr)
                     out = plm_outputs()
@@ -375,7 +385,7 @@ class Model:
                     check(lib.plm_step_run(self._c, byref(step), byref(out), byref(err)), err)
                     for p in range(np_):
                         q = pieces[p].seq
-                        if pieces[p].offset + pieces[p].len == lens[q]:
+                        if pieces[p].offset + pieces[p].len == lens[q] and q in owner:
                             free.append(owner.pop(q))
             finally:
                 for h in pool:

@@ -222,6 +222,9 @@ static plm_status add_piece(plm_generator *g, int64_t *np, int64_t req, int64_t 
 /* Plans the step into g->pc; admits waiting requests while there is room. */
 static plm_status plan(plm_generator *g, int64_t *n_pieces, plm_error *err) {
     int64_t room = g->p.max_batch_tokens > 0 ? g->p.max_batch_tokens : INT64_MAX, np = 0;
+    /* a batch-invariant context: prompts are cut only at multiples of PLM_SPLIT_ALIGN (see
+       plm_plan_next_aligned), so a sequence's delta-rule chunks fall where they fall alone */
+    const int64_t align = g->ctx->p.batch_invariant && room >= PLM_SPLIT_ALIGN ? PLM_SPLIT_ALIGN : 1;
     plm_status st = PLM_OK;
     for (int i = 0; i < g->n_live && room > 0 && !st; i++) { /* decode tokens first */
         gen_req *r = &g->r[g->live[i]];
@@ -232,7 +235,8 @@ static plm_status plan(plm_generator *g, int64_t *n_pieces, plm_error *err) {
     for (int i = 0; i < g->n_live && room > 0 && !st; i++) { /* then prompts, admission order */
         gen_req *r = &g->r[g->live[i]];
         if (r->st != PLM_GEN_PROMPT) continue;
-        int64_t left = r->n_prompt - r->fed, take = left < room ? left : room;
+        int64_t left = r->n_prompt - r->fed, take = left <= room ? left : room / align * align;
+        if (take <= 0) continue;
         st = add_piece(g, &np, g->live[i], take, take == left, err);
         room -= take;
     }
@@ -243,6 +247,7 @@ static plm_status plan(plm_generator *g, int64_t *n_pieces, plm_error *err) {
             g->next_wait++;
             continue;
         }
+        if (r->n_prompt > room && room < align) break; /* no aligned cut fits: admitted next step */
         if (grow((void **)&g->live, &g->cap_live, g->n_live + 1, sizeof *g->live)) {
             st = plm_fail(err, PLM_ERR_NOMEM, "out of memory admitting a request");
             break;
@@ -256,7 +261,7 @@ static plm_status plan(plm_generator *g, int64_t *n_pieces, plm_error *err) {
         r->st = PLM_GEN_PROMPT;
         r->fed = 0;
         g->live[g->n_live++] = g->next_wait++;
-        int64_t take = r->n_prompt < room ? r->n_prompt : room;
+        int64_t take = r->n_prompt <= room ? r->n_prompt : room / align * align;
         st = add_piece(g, &np, g->live[g->n_live - 1], take, take == r->n_prompt, err);
         room -= take;
     }

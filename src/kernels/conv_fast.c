@@ -1,6 +1,7 @@
 /* Causal depthwise conv1d + SiLU over packed segments, threaded over (segment, channel block)
  * and vectorised over channels (weights transposed to [K, block] per work item). The tails are
- * updated after all outputs are written, as in the reference. */
+ * updated after all outputs are written, as in the reference; a NULL tail reads as zeros and keeps
+ * nothing. */
 #pragma GCC optimize("fp-contract=fast")
 #include <string.h>
 
@@ -18,14 +19,16 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
         const int s = (int)(it / nb), c0 = (int)(it % nb) * CB, nc = C - c0 < CB ? C - c0 : CB;
         const int64_t t0 = cu[s], L = cu[s + 1] - cu[s];
         const float *tl = tail[s];
-        float wt[K][CB], acc[CB];
+        float wt[K][CB], acc[CB], zeros[CB];
+        if (!tl)
+            for (int c = 0; c < nc; c++) zeros[c] = 0.0f;
         for (int j = 0; j < K; j++)
             for (int c = 0; c < nc; c++) wt[j][c] = w[(int64_t)(c0 + c) * K + j];
         for (int64_t i = 0; i < L; i++) {
             for (int c = 0; c < nc; c++) acc[c] = 0.0f;
             for (int j = 0; j < K; j++) {
                 const int64_t src = i - P + j;
-                const float *row = (src >= 0 ? x + (t0 + src) * C : tl + (P + src) * C) + c0;
+                const float *row = src >= 0 ? x + (t0 + src) * C + c0 : tl ? tl + (P + src) * C + c0 : zeros;
                 const float *wj = wt[j];
 #pragma omp simd
                 for (int c = 0; c < nc; c++) acc[c] += wj[c] * row[c];
@@ -40,6 +43,7 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
     for (int s = 0; s < n_seg; s++) {
         const int64_t t0 = cu[s], L = cu[s + 1] - cu[s];
         float *tl = tail[s];
+        if (!tl) continue;
         if (L >= P) {
             memcpy(tl, x + (t0 + L - P) * C, (size_t)P * C * sizeof(float));
         } else {

@@ -1,8 +1,11 @@
 /* The kernel table: references first, then the fast variants this build has. */
 #include "kernels/fast.h"
 #include "kernels/kernels.h"
+#include "packlm.h"
 
-void plm_kernels_init(plm_kernels *k, int reference_only) {
+_Static_assert(PLM_SPLIT_ALIGN == PLM_GDN_CHUNK, "aligned splits fall on delta-rule chunk boundaries");
+
+void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant) {
     k->matmul = plm_matmul_ref;
     k->gdn = plm_gdn_ref;
     k->conv = plm_conv_ref;
@@ -14,4 +17,9 @@ void plm_kernels_init(plm_kernels *k, int reference_only) {
     k->conv = plm_conv_fast;
     k->attn = plm_attn_fast;
     k->logprob = plm_logprob_fast;
+    if (!batch_invariant) return;
+    /* one reduction order per row whatever the step: the direct BF16 GEMM for every row count, the
+       chunked delta rule for every segment (the other kernels already work per row / per segment) */
+    k->matmul = plm_matmul_invariant;
+    k->gdn = plm_gdn_chunked;
 }

@@ -8,7 +8,7 @@
 #include "kernels/kernels.h"
 
 /* gated delta rule: chunked (UT/WY, chunk 64) for segments longer than PLM_GDN_RECURRENT_MAX,
-   recurrent for shorter ones; threaded over (segment, value head) */
+   recurrent for shorter ones; threaded over (segment, value head). S[s] may be NULL (kernels.h) */
 #define PLM_GDN_CHUNK 64
 #define PLM_GDN_RECURRENT_MAX 8
 void plm_gdn_fast(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
@@ -21,10 +21,16 @@ void plm_gdn_chunked(float *o, float *const *S, const float *q, const float *k, 
 void plm_gdn_recurrent(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                        const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv,
                        int n_threads);
-/* one (segment, head) pair of each form; used by the threaded drivers */
+/* one (segment, head) pair, recurrent; used by the threaded drivers. fresh: S holds nothing yet
+   (read as zeros, only written) */
 void plm_gdn_pair_recurrent(float *o, float *S, const float *q, const float *k, const float *v, const float *g,
                             const float *beta, int64_t t0, int64_t t1, int kh, int h, int nk, int nv, int dk,
-                            int dv);
+                            int dv, int fresh);
+/* the same for a segment without a state (S[s] NULL: starts from zeros, nothing kept): the state
+   lives in *scratch, the calling thread's [dk, dv] buffer (malloc'ed on first use when NULL, freed by
+   the caller) */
+void plm_gdn_pair_scratch(float *o, float **scratch, const float *q, const float *k, const float *v, const float *g,
+                          const float *beta, int64_t t0, int64_t t1, int kh, int h, int nk, int nv, int dk, int dv);
 
 void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu, int n_seg,
                    int C, int K, int n_threads);
@@ -47,6 +53,9 @@ static inline int plm_team(int n_threads, double work) {
 void plm_logprob_fast(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* batch-invariant matmul: BF16 weights always through plm_matmul_bf16 (each output element is one
+   fixed sequence of FMAs over its row, whatever T and the row's place); others as plm_matmul_fast */
+void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */
 void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 

@@ -1,6 +1,7 @@
 /* Gated delta rule, recurrent reference: per segment, per value head, per token
  *   S = exp(g) S;  S += k (beta (v - S^T k))^T;  o = S^T q
- * with S [dk, dv]. The segment starts from S[s] and leaves its final state there. */
+ * with S [dk, dv]. The segment starts from S[s] and leaves its final state there; a segment with
+ * S[s] NULL starts from zeros and keeps nothing. */
 #include <math.h>
 
 #include "kernels/kernels.h"
@@ -30,7 +31,14 @@ void plm_gdn_ref(float *o, float *const *S, const float *q, const float *k, cons
                  const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int n_threads) {
     const int rep = nv / nk;
     for (int s = 0; s < n_seg; s++)
-        for (int h = 0; h < nv; h++)
-            gdn_head_ref(o, S[s] + (size_t)h * dk * dv, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk,
-                         dv);
+        for (int h = 0; h < nv; h++) {
+            if (S[s]) {
+                gdn_head_ref(o, S[s] + (size_t)h * dk * dv, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv,
+                             dk, dv);
+                continue;
+            }
+            float Sz[(size_t)dk * dv]; /* no state: zeros, discarded */
+            for (size_t i = 0; i < (size_t)dk * dv; i++) Sz[i] = 0.0f;
+            gdn_head_ref(o, Sz, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk, dv);
+        }
 }

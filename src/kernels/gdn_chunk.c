@@ -8,7 +8,8 @@
  *   S  = exp(c_L) S + (k exp(c_L - c))^T V'
  * the same recursion as the recurrent form, with the work in small GEMMs. Threaded over
  * (segment, value head) pairs; segments of at most PLM_GDN_RECURRENT_MAX tokens use the
- * recurrent form (cheaper for decode). */
+ * recurrent form (cheaper for decode). A segment without a state (S[s] NULL) runs on one state of
+ * its thread, zeroed first (the recurrent form starts without reading it) and discarded after. */
 #pragma GCC optimize("fp-contract=fast")
 #include <math.h>
 #include <stdlib.h>
@@ -139,22 +140,28 @@ static void gdn_driver(float *o, float *const *S, const float *q, const float *k
 #pragma omp parallel num_threads(plm_team(n_threads, (double)cu[n_seg] * nv * dk * dv * 4))
     {
         chunk_ws w;
-        float *base = NULL;
+        float *base = NULL, *fresh = NULL; /* fresh: this thread's state for segments without one */
         int tried = 0;
 #pragma omp for schedule(dynamic)
         for (int64_t p = 0; p < n_pairs; p++) {
             const int s = (int)(p / nv), h = (int)(p % nv);
-            float *Sh = S[s] + (size_t)h * dk * dv;
             if (cu[s + 1] - cu[s] > rec_max && !tried) {
                 base = ws_alloc(&w, dk, dv);
+                if (!fresh) fresh = malloc((size_t)dk * dv * sizeof(float));
                 tried = 1;
             }
-            if (cu[s + 1] - cu[s] > rec_max && base)
+            const int chunked = cu[s + 1] - cu[s] > rec_max && base;
+            float *Sh = S[s] ? S[s] + (size_t)h * dk * dv : chunked && fresh ? fresh : NULL;
+            if (!S[s] && Sh) memset(Sh, 0, (size_t)dk * dv * sizeof(float));
+            if (chunked && Sh)
                 chunk_pair(&w, o, Sh, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk, dv);
-            else /* short segment, or no scratch memory: the recurrent form */
-                plm_gdn_pair_recurrent(o, Sh, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk, dv);
+            else if (Sh) /* short segment, or no scratch memory: the recurrent form */
+                plm_gdn_pair_recurrent(o, Sh, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk, dv, 0);
+            else /* no state: recurrent on this thread's scratch */
+                plm_gdn_pair_scratch(o, &fresh, q, k, v, g, beta, cu[s], cu[s + 1], h / rep, h, nk, nv, dk, dv);
         }
         free(base);
+        free(fresh);
     }
 }
 

@@ -31,13 +31,14 @@ typedef struct {
     /* y[T, W.rows] = x[T, W.cols] . W^T */
     void (*matmul)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
     /* gated delta rule over packed segments: q,k [T, nk, dk] (l2-normalised, q scaled),
-       v [T, nv, dv], g (log decay), beta [T, nv]; S[s] -> [nv, dk, dv] in (initial) and out (final);
+       v [T, nv, dv], g (log decay), beta [T, nv]; S[s] -> [nv, dk, dv] in (initial) and out (final),
+       or NULL: the segment starts from zeros and its final state is not kept (kernel scratch);
        o [T, nv, dv]. Value head h reads key head h / (nv / nk). */
     void (*gdn)(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                 const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int n_threads);
     /* causal depthwise conv1d + SiLU over packed segments: x, y [T, C]; w [C, K];
        tail[s] -> [K-1, C] the segment's previous K-1 inputs (zeros for a fresh sequence), replaced
-       by its last K-1 inputs on return. */
+       by its last K-1 inputs on return; or NULL: zeros before the segment, nothing kept. */
     void (*conv)(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu, int n_seg,
                  int C, int K, int n_threads);
     /* attention within each segment: q [T, nh, hd]; keys/values of segment s are kv[s] positions
@@ -48,7 +49,9 @@ typedef struct {
     void (*logprob)(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 } plm_kernels;
 
-void plm_kernels_init(plm_kernels *k, int reference_only);
+/* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
+   (plm_ctx_params.batch_invariant) */
+void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
 
 /* references */
 void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);

@@ -3,8 +3,11 @@
  * are widened to F32 in registers (16 at a time, as even and odd halves, x permuted to match), then
  * each accumulator is summed across lanes in a fixed order. Weight rows are split statically over
  * the threads (contiguous ranges) and walked in blocks of ~96 KiB so that a block stays in L2 while
- * every x row group passes over it, and the next block is prefetched meanwhile. */
+ * every x row group passes over it, and the next block is prefetched meanwhile. Every output element
+ * is the same sequence of explicit FMAs (plm_v8_fma) whatever the block shape it falls in, so a row's
+ * result depends neither on T nor on the row's place (batch invariance rests on this). */
 #pragma GCC optimize("fp-contract=fast")
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,9 +66,9 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
                 __asm__("" : "+x"(xo));
 #endif
 #pragma GCC unroll 2
-                for (int r = 0; r < NR; r++) acc[t][r] += xe * we[r];
+                for (int r = 0; r < NR; r++) acc[t][r] = plm_v8_fma(xe, we[r], acc[t][r]);
 #pragma GCC unroll 2
-                for (int r = 0; r < NR; r++) acc[t][r] += xo * wo[r];
+                for (int r = 0; r < NR; r++) acc[t][r] = plm_v8_fma(xo, wo[r], acc[t][r]);
             }
         } else {
 #pragma GCC unroll 3
@@ -74,8 +77,8 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
                 widen16(w + r * C + i, &we, &wo);
 #pragma GCC unroll 4
                 for (int t = 0; t < NT; t++) {
-                    acc[t][r] += plm_v8_load(xp + t * C + i) * we;
-                    acc[t][r] += plm_v8_load(xp + t * C + i + 8) * wo;
+                    acc[t][r] = plm_v8_fma(plm_v8_load(xp + t * C + i), we, acc[t][r]);
+                    acc[t][r] = plm_v8_fma(plm_v8_load(xp + t * C + i + 8), wo, acc[t][r]);
                 }
             }
         }
@@ -83,7 +86,7 @@ static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, c
     for (int t = 0; t < NT; t++)
         for (int r = 0; r < NR; r++) {
             float s = hsum8(acc[t][r]);
-            for (int64_t e = C16; e < C; e++) s += x[t * C + e] * plm_bf16_to_f32(plm_ld_u16(w, r * C + e));
+            for (int64_t e = C16; e < C; e++) s = fmaf(x[t * C + e], plm_bf16_to_f32(plm_ld_u16(w, r * C + e)), s);
             y[t * ldy + r] = s;
         }
 }

@@ -138,3 +138,19 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
     }
     free(panels);
 }
+
+#ifndef PLM_INVARIANT_TB
+#define PLM_INVARIANT_TB 64
+#endif
+void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    if (W->dt != PLM_DT_BF16 || T <= 0 || W->rows <= 0 || W->cols <= 0) {
+        plm_matmul_fast(y, x, T, W, n_threads);
+        return;
+    }
+    /* rows of x in groups of PLM_INVARIANT_TB: each group's x stays in cache while the weights stream
+       past it once (how the rows are grouped does not change any row's arithmetic) */
+    for (int64_t t0 = 0; t0 < T; t0 += PLM_INVARIANT_TB) {
+        const int64_t nt = T - t0 < PLM_INVARIANT_TB ? T - t0 : PLM_INVARIANT_TB;
+        plm_matmul_bf16(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
+    }
+}

@@ -5,6 +5,7 @@
 #ifndef PLM_KERNELS_SIMD_H
 #define PLM_KERNELS_SIMD_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -23,6 +24,18 @@ static inline plm_v8 plm_v8_load(const float *p) {
     return v;
 }
 static inline void plm_v8_store(float *p, plm_v8 v) { memcpy(p, &v, sizeof v); }
+/* a * b + c rounded once, always (fp-contract may or may not fuse a written a * b + c, and may decide
+   differently in two instantiations of one loop: kernels whose bits must not depend on the shape
+   use this) */
+static inline plm_v8 plm_v8_fma(plm_v8 a, plm_v8 b, plm_v8 c) {
+#if defined(__FMA__)
+    return __builtin_ia32_vfmaddps256(a, b, c);
+#else
+    plm_v8 r;
+    for (int i = 0; i < 8; i++) r[i] = fmaf(a[i], b[i], c[i]);
+    return r;
+#endif
+}
 
 /* C[M, N] = (acc ? C : 0) + alpha * A[M, K] . B[K, N]; all row-major with leading dimensions.
  * Deterministic: every element is summed in the same order whatever the caller's threading. */

@@ -48,6 +48,11 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
             return plm_fail(err, PLM_ERR_UNSUPPORTED, "the reference kernels run on the CPU only, not on %s",
                             p->device);
         }
+        if (c->p.batch_invariant) {
+            free(c);
+            return plm_fail(err, PLM_ERR_UNSUPPORTED, "batch-invariant kernels run on the CPU only, not on %s",
+                            p->device);
+        }
         plm_status st = plm_cuda_open(&c->cuda, m, c->dev, c->p.device_mem_limit, c->p.bf16_single_pass, err);
         if (st) {
             free(c);
@@ -60,13 +65,15 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
        OpenBLAS's own threads would only fight the team for the cores. Its thread count is
        process-wide; packlm sets it to one. */
     openblas_set_num_threads(1);
-    plm_kernels_init(&c->k, c->p.use_reference);
+    plm_kernels_init(&c->k, c->p.use_reference, c->p.batch_invariant);
     *out = c;
     return PLM_OK;
 }
 
 void plm_ctx_free(plm_ctx *c) {
     if (!c) return;
+    for (int i = 0; i < c->n_scratch_states; i++) plm_state_free(c->scratch_states[i]);
+    free(c->scratch_states);
     plm_cuda_close(c->cuda);
     free(c->scratch);
     free(c);

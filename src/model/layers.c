@@ -11,7 +11,9 @@ size_t plm_layers_scratch(const plm_model *m, int64_t T) {
     const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
     size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk;
     size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    size_t att = 5 * nh * hd + 2 * nkv * hd; /* qg (2), q, gate, o; k, v */
+    /* qg (2), q, gate, o; k, v; views of k, v as caches for segments without a state (a plm_kv and
+       at most 2 block pointers per token each for keys and values) */
+    size_t att = 5 * nh * hd + 2 * nkv * hd + 16;
     size_t mlp = 2 * (size_t)c->intermediate_size;
     if (c->is_moe)
         mlp = (size_t)c->n_experts + 2 * (size_t)c->n_experts_per_tok + 2 * (size_t)c->hidden_size +
@@ -34,9 +36,9 @@ void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, f
     float *k = plm_take(&a, (size_t)T * nk * dk), *v = plm_take(&a, (size_t)T * nv * dv);
     float *o = plm_take(&a, (size_t)T * nv * dv);
     float *tails[r->n_seg > 0 ? r->n_seg : 1], *S[r->n_seg > 0 ? r->n_seg : 1];
-    for (int s = 0; s < r->n_seg; s++) {
-        tails[s] = r->state[s]->conv[L->lin_index];
-        S[s] = r->state[s]->rec[L->lin_index];
+    for (int s = 0; s < r->n_seg; s++) { /* no state: the kernels start from zeros, keep nothing */
+        tails[s] = r->state[s] ? r->state[s]->conv[L->lin_index] : NULL;
+        S[s] = r->state[s] ? r->state[s]->rec[L->lin_index] : NULL;
     }
     c->k.matmul(raw, h, T, &L->qkv, nth);
     c->k.matmul(z, h, T, &L->z, nth);
@@ -86,7 +88,25 @@ void plm_attention_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, flo
     plm_rope(k, r->pos, T, nkv, hd, cf->rope_dim, cf->rope_theta);
     const plm_kv *kvs[r->n_seg > 0 ? r->n_seg : 1];
     const size_t row = (size_t)nkv * hd;
+    /* a segment without a state sees only its own keys and values: a cache view over the rows of k
+       and v (blocks of PLM_KV_BLOCK rows laid out as the cache's), nothing copied */
+    plm_kv *views = (plm_kv *)plm_take(&a, ((size_t)r->n_seg * sizeof(plm_kv) + 3) / 4);
+    float **bpe = (float **)plm_take(&a, (size_t)2 * (T + r->n_seg) * sizeof(float *) / sizeof(float));
+    for (int s = 0; s < r->n_seg; s++) {
+        if (r->state[s]) continue;
+        const int64_t t0 = r->cu[s], len = r->cu[s + 1] - t0;
+        const int nb = (int)((len + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+        plm_kv *w = &views[s];
+        w->k = bpe, w->v = bpe + nb, bpe += 2 * nb;
+        for (int b = 0; b < nb; b++) {
+            w->k[b] = k + (t0 + (int64_t)b * PLM_KV_BLOCK) * row;
+            w->v[b] = v + (t0 + (int64_t)b * PLM_KV_BLOCK) * row;
+        }
+        w->n_blocks = w->cap_blocks = nb;
+        kvs[s] = w;
+    }
     for (int s = 0; s < r->n_seg; s++) { /* append the new keys and values (room reserved before) */
+        if (!r->state[s]) continue;
         plm_kv *kv = &r->state[s]->kv[L->attn_index];
         kvs[s] = kv;
         for (int64_t t = r->cu[s]; t < r->cu[s + 1]; t++) {

@@ -78,6 +78,9 @@ struct plm_ctx {
     plm_kernels k;    /* dispatch table: reference or fast */
     float *scratch;   /* grown on demand */
     size_t scratch_n;
+    /* CUDA: device states standing in for the segments of a step that have none (step.c) */
+    plm_state **scratch_states;
+    int n_scratch_states;
 };
 
 /* Scratch of at least n floats (contents undefined). NULL on allocation failure. */

@@ -28,7 +28,14 @@ static plm_status validate(const plm_ctx *c, const plm_step *s, plm_error *err) 
                             s->tokens[t], t, m->cfg.vocab_size);
     for (int i = 0; i < s->n_seg; i++) {
         const plm_state *st = s->state[i];
-        if (!st) return plm_fail(err, PLM_ERR_INPUT, "segment %d has no state", i);
+        if (!st) { /* a whole sequence from its first token, nothing kept */
+            for (int32_t t = s->cu[i]; s->pos && t < s->cu[i + 1]; t++)
+                if (s->pos[t] != t - s->cu[i])
+                    return plm_fail(err, PLM_ERR_STATE,
+                                    "segment %d: token %d has position %d but the segment has no state (a new "
+                                    "sequence: expected position %d)", i, t, s->pos[t], t - s->cu[i]);
+            continue;
+        }
         if (st->model != m) return plm_fail(err, PLM_ERR_STATE, "segment %d's state belongs to another model", i);
         if (st->dev != c->dev)
             return plm_fail(err, PLM_ERR_STATE, "segment %d's state is on %s but the context runs on %s", i,
@@ -104,6 +111,43 @@ static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int6
     }
 }
 
+/* The step on the GPU (model/cuda_backend.cu), which takes a state for every segment: a segment
+ * without one runs on a scratch state of the context (kept between steps, reset before each use:
+ * device memory for the most stateless segments of a step so far). */
+static plm_status cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
+    plm_status st = PLM_OK;
+    int n_free = 0;
+    for (int i = 0; i < s->n_seg; i++) n_free += !s->state[i];
+    if (n_free > c->n_scratch_states) {
+        plm_state **p = realloc(c->scratch_states, (size_t)n_free * sizeof *p);
+        if (!p) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %d segments", s->n_seg);
+        c->scratch_states = p;
+        for (; c->n_scratch_states < n_free; c->n_scratch_states++)
+            if ((st = plm_state_new_on(&p[c->n_scratch_states], c, err))) return st;
+    }
+    int64_t start_buf[64], *start = s->n_seg <= 64 ? start_buf : malloc((size_t)s->n_seg * sizeof *start);
+    plm_state *sb_buf[64], **sts = s->n_seg <= 64 ? sb_buf : malloc((size_t)s->n_seg * sizeof *sts);
+    if (!start || !sts) st = plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %d segments", s->n_seg);
+    for (int i = 0, j = 0; !st && i < s->n_seg; i++) {
+        if ((sts[i] = s->state[i])) continue;
+        sts[i] = c->scratch_states[j++];
+        plm_state_reset(sts[i]);
+        st = plm_state_reserve(sts[i], s->cu[i + 1] - s->cu[i], err);
+    }
+    for (int i = 0; !st && i < s->n_seg; i++) start[i] = sts[i]->len;
+    if (!st) {
+        plm_step ds = *s;
+        ds.state = sts;
+        st = plm_cuda_step(c, &ds, out, start, err);
+    }
+    if (!st)
+        for (int i = 0; i < s->n_seg; i++)
+            if (s->state[i]) s->state[i]->len += s->cu[i + 1] - s->cu[i];
+    if (start != start_buf) free(start);
+    if (sts != sb_buf) free(sts);
+    return st;
+}
+
 plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
     const plm_model *m = c->model;
     const plm_config *cf = &m->cfg;
@@ -126,17 +170,10 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
                 return plm_fail(err, PLM_ERR_INPUT, "argmax row %d is not a token of the step", out->amax_rows[i]);
     }
     for (int i = 0; i < s->n_seg; i++) /* KV room first: after this nothing can fail */
-        if ((st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err))) return st;
-    if (c->dev >= 0) { /* the same step on the GPU (model/cuda_backend.cu) */
-        int64_t start_buf[64], *start = s->n_seg <= 64 ? start_buf : malloc((size_t)s->n_seg * sizeof *start);
-        if (!start) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %d segments", s->n_seg);
-        for (int i = 0; i < s->n_seg; i++) start[i] = s->state[i]->len;
-        st = plm_cuda_step(c, s, out, start, err);
-        if (!st)
-            for (int i = 0; i < s->n_seg; i++) s->state[i]->len += s->cu[i + 1] - s->cu[i];
-        if (start != start_buf) free(start);
-        return st;
-    }
+        if (s->state[i] &&
+            (st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err)))
+            return st;
+    if (c->dev >= 0) return cuda_step(c, s, out, err);
 
     const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
     const int n_seg = s->n_seg;
@@ -159,7 +196,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     float *blk = plm_take(&a, blk_rows * H), *buf = blocked ? plm_take(&a, (size_t)OUT_BLOCK * V) : NULL;
     int64_t *pos = idx64, *start = idx64 + T;
     for (int i = 0; i < n_seg; i++) {
-        start[i] = s->state[i]->len;
+        start[i] = s->state[i] ? s->state[i]->len : 0;
         for (int32_t t = s->cu[i]; t < s->cu[i + 1]; t++) pos[t] = start[i] + (t - s->cu[i]);
     }
     plm_run r = {T, n_seg, s->cu, start, pos, s->state};
@@ -178,7 +215,8 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
         for (int64_t i = 0; i < T * H; i++) x[i] += mo[i];
         if (hid && li + 1 < cf->n_layers) memcpy(hid + (li + 1) * T * H, x, (size_t)(T * H) * sizeof(float));
     }
-    for (int i = 0; i < n_seg; i++) s->state[i]->len += s->cu[i + 1] - s->cu[i];
+    for (int i = 0; i < n_seg; i++)
+        if (s->state[i]) s->state[i]->len += s->cu[i + 1] - s->cu[i];
     plm_rmsnorm_zc(h, x, m->final_norm, T, (int)H, cf->rms_eps);
     if (hid) memcpy(hid + (int64_t)cf->n_layers * T * H, h, (size_t)(T * H) * sizeof(float));
     if (want_logits && n_rows > 0) head_rows(c, out, h, n_rows, blk, buf);

@@ -8,7 +8,9 @@
  * the four JSON whitespace characters; strings of valid UTF-8 without raw control characters and
  * with well-formed escapes (surrogates paired); numbers as the grammar says; nesting at most
  * PLM_JSON_MAX_DEPTH. A failure gives the byte offset and a reason, which callers turn into a
- * line and column.
+ * line and column. The CLI's JSONL lines are then built by jansson with JSON_ALLOW_NUL, which keeps
+ * an escaped U+0000 in a string (tools/cli_input.c); the readers in the library use cJSON and refuse
+ * \u0000 (nul_off below).
  *
  * Header-only (static inline) so that the CLI, which links only the public library API, uses the
  * same code. */
@@ -27,6 +29,9 @@ typedef struct {
     size_t n, i;
     const char *why;   /* set on failure; i is then the offset of the offending byte */
     size_t nul_off;    /* offset of the first \u0000 escape in a string, SIZE_MAX when none */
+    int in_key;        /* the string being read is an object key */
+    unsigned char *key_fix; /* when set (a writable copy of s): \u0000 in keys is rewritten \u0001 */
+    size_t n_fixed;
 } plm_json_lex;
 
 static inline int plm_json_fail_(plm_json_lex *L, const char *why) {
@@ -103,6 +108,10 @@ static inline int plm_json_string_(plm_json_lex *L) {
                     continue;
                 }
                 if (u == 0 && L->nul_off == SIZE_MAX) L->nul_off = L->i;
+                if (u == 0 && L->in_key && L->key_fix) {
+                    L->key_fix[L->i + 5] = '1';
+                    L->n_fixed++;
+                }
                 L->i += 6;
                 continue;
             }
@@ -169,7 +178,10 @@ static inline int plm_json_value_(plm_json_lex *L, int depth) {
         if (close == '}') {
             plm_json_ws_(L);
             if (L->i >= L->n || L->s[L->i] != '"') return plm_json_fail_(L, "expected a string key");
-            if (!plm_json_string_(L)) return 0;
+            L->in_key = 1;
+            const int ok = plm_json_string_(L);
+            L->in_key = 0;
+            if (!ok) return 0;
             plm_json_ws_(L);
             if (L->i >= L->n || L->s[L->i] != ':') return plm_json_fail_(L, "expected ':' after a key");
             L->i++;
@@ -193,7 +205,7 @@ static inline int plm_json_value_(plm_json_lex *L, int depth) {
  * the offset of the offending byte and *why the reason. *nul_off (may be NULL): the offset of the
  * first \u0000 escape in a string (which cJSON would cut the string at), SIZE_MAX when none. */
 static inline int plm_json_check(const char *s, size_t n, size_t *bad_off, const char **why, size_t *nul_off) {
-    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX};
+    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX, 0, NULL, 0};
     int ok = plm_json_value_(&L, 0);
     if (ok) {
         plm_json_ws_(&L);
@@ -203,6 +215,15 @@ static inline int plm_json_check(const char *s, size_t n, size_t *bad_off, const
     if (why) *why = ok ? NULL : L.why;
     if (nul_off) *nul_off = L.nul_off;
     return ok;
+}
+
+/* In s[0, n), a writable document accepted by plm_json_check: rewrites every \u0000 escape inside an
+ * object key (at any depth) as \u0001, leaving string values alone; returns how many. For parsers
+ * that keep U+0000 in values but cannot hold it in keys (jansson's JSON_ALLOW_NUL). */
+static inline size_t plm_json_fix_key_nul(char *s, size_t n) {
+    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX, 0, (unsigned char *)s, 0};
+    plm_json_value_(&L, 0);
+    return L.n_fixed;
 }
 
 /* 1-based line and column (in bytes) of offset off in s. */
@@ -265,16 +286,18 @@ static inline char *plm_json_decode_string(const char *s, size_t n, size_t *len)
     return out;
 }
 
-/* In a document accepted by plm_json_check whose value is an object: the span [*beg, *end) of the
- * value of the first member whose (decoded) key is key. 0 when absent or out of memory. */
-static inline int plm_json_member(const char *s, size_t n, const char *key, size_t *beg, size_t *end) {
-    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX};
+/* In a document accepted by plm_json_check whose value is an object: the number of members whose
+ * (decoded) key is key, and the span [*beg, *end) of the first one's value (beg, end may be NULL).
+ * 0 when absent, when the value is not an object, or out of memory. */
+static inline int plm_json_member_count(const char *s, size_t n, const char *key, size_t *beg, size_t *end) {
+    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX, 0, NULL, 0};
+    int count = 0;
     plm_json_ws_(&L);
     if (L.i >= n || s[L.i] != '{') return 0;
     L.i++;
     for (;;) {
         plm_json_ws_(&L);
-        if (L.i >= n || s[L.i] != '"') return 0;
+        if (L.i >= n || s[L.i] != '"') return count;
         size_t k0 = L.i;
         if (!plm_json_string_(&L)) return 0;
         size_t klen = 0;
@@ -287,15 +310,47 @@ static inline int plm_json_member(const char *s, size_t n, const char *key, size
         plm_json_ws_(&L);
         size_t v0 = L.i;
         if (!plm_json_value_(&L, 0)) return 0;
-        if (match) {
-            *beg = v0;
-            *end = L.i;
-            return 1;
+        if (match && !count++) {
+            if (beg) *beg = v0;
+            if (end) *end = L.i;
         }
+        plm_json_ws_(&L);
+        if (L.i >= n || s[L.i] != ',') return count;
+        L.i++;
+    }
+}
+
+/* In a document accepted by plm_json_check whose value is an object: 1 when a member's key holds
+ * U+0000 and reads as key up to it (what a reader that stops at NUL would take for key). */
+static inline int plm_json_key_cut_at_nul(const char *s, size_t n, const char *key) {
+    plm_json_lex L = {(const unsigned char *)s, n, 0, NULL, SIZE_MAX, 0, NULL, 0};
+    plm_json_ws_(&L);
+    if (L.i >= n || s[L.i] != '{') return 0;
+    L.i++;
+    for (;;) {
+        plm_json_ws_(&L);
+        if (L.i >= n || s[L.i] != '"') return 0;
+        size_t k0 = L.i;
+        if (!plm_json_string_(&L)) return 0;
+        size_t klen = 0;
+        char *k = plm_json_decode_string(s + k0, L.i - k0, &klen);
+        if (!k) return 0;
+        int cut = strlen(k) < klen && !strcmp(k, key);
+        free(k);
+        if (cut) return 1;
+        plm_json_ws_(&L);
+        L.i++; /* ':' */
+        if (!plm_json_value_(&L, 0)) return 0;
         plm_json_ws_(&L);
         if (L.i >= n || s[L.i] != ',') return 0;
         L.i++;
     }
+}
+
+/* The span of the value of the first member whose key is key (see plm_json_member_count); 0 when
+ * absent. */
+static inline int plm_json_member(const char *s, size_t n, const char *key, size_t *beg, size_t *end) {
+    return plm_json_member_count(s, n, key, beg, end) > 0;
 }
 
 #endif
