@@ -48,7 +48,7 @@ static plm_status mat(binder *b, plm_mat *out, const char *name, int64_t rows, i
     int64_t shape[2] = {rows, cols};
     const plm_st_tensor *t = find(b, name, 2, shape, &st);
     if (!t) return st;
-    *out = (plm_mat){t->data, t->dtype, rows, cols};
+    *out = (plm_mat){t->data, t->dtype, rows, cols, NULL};
     return PLM_OK;
 }
 
@@ -74,7 +74,7 @@ static plm_status vec(binder *b, float **out, const char *name, int ndim, const 
     for (int i = 0; i < ndim; i++) n *= shape[i];
     float *f = own(b->m, (size_t)n);
     if (!f) return plm_fail(b->err, PLM_ERR_NOMEM, "out of memory copying '%s'", name);
-    plm_mat row = {t->data, t->dtype, 1, n};
+    plm_mat row = {t->data, t->dtype, 1, n, NULL};
     plm_mat_row(f, &row, 0);
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(f[i])) return plm_fail(b->err, PLM_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
@@ -113,9 +113,9 @@ static plm_status bind_mlp(binder *b, plm_layer *L, const char *lp) {
         size_t es = plm_dtype_size(gu->dtype), ds = plm_dtype_size(dn->dtype);
         for (int64_t e = 0; e < E; e++) {
             const char *base = (const char *)gu->data + (size_t)(e * 2 * Im * H) * es;
-            L->e_gate[e] = (plm_mat){base, gu->dtype, Im, H};
-            L->e_up[e] = (plm_mat){base + (size_t)(Im * H) * es, gu->dtype, Im, H};
-            L->e_down[e] = (plm_mat){(const char *)dn->data + (size_t)(e * H * Im) * ds, dn->dtype, H, Im};
+            L->e_gate[e] = (plm_mat){base, gu->dtype, Im, H, NULL};
+            L->e_up[e] = (plm_mat){base + (size_t)(Im * H) * es, gu->dtype, Im, H, NULL};
+            L->e_down[e] = (plm_mat){(const char *)dn->data + (size_t)(e * H * Im) * ds, dn->dtype, H, Im, NULL};
         }
     } else {
         for (int64_t e = 0; e < E; e++) {
