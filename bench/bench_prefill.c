@@ -199,6 +199,8 @@ int bench_prefill(bench_ctx *b) {
     }
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = nth;
+    p.weights = b->weights;
+    p.int8_keep_head = b->keep_head;
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: %s\n", err.msg);
         plm_model_free(m);

@@ -8,7 +8,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm forward --model DIR --input FILE --out OUT.npy [--max-batch-tokens N] [--threads N]\n"
-            "                       [--device cpu|cuda[:N]]\n"
+            "                       [--device cpu|cuda[:N]] [--weights stored|int8|int8-keep-head]\n"
             "\n"
             "Writes the logits of every input token, float32 [total tokens, vocab], sequences in input order.\n"
             "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
@@ -18,7 +18,9 @@ static void usage(FILE *f) {
             "  --max-batch-tokens N    at most N tokens per packed step (default 512); the result does not\n"
             "                          depend on N\n"
             "  --threads N             threads (default: all cores)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n");
+            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
+            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
+            "                          int8-keep-head (lm_head as stored)\n");
 }
 
 typedef struct {
@@ -42,7 +44,7 @@ static int write_rows(void *user, int64_t first, int32_t n, const float *block) 
 
 int cmd_forward(int argc, char **argv) {
     const char *cmd = "forward";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);

@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_quantize(int argc, char **argv);
 
 typedef struct {
     plm_model *model;
@@ -25,8 +26,8 @@ typedef struct {
 /* The model directory's tokenizer, opened on first use. */
 plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err);
 
-plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
-                            plm_error *err);
+plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device, int weights,
+                            int keep_head, plm_error *err);
 void cli_session_close(cli_session *s);
 
 #endif
