@@ -191,20 +191,25 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void micro
     float *y, int64_t ldy, const int8_t *xq, const float *xd, const int8_t *w, const void *ws, int64_t wsi,
     int64_t S, int64_t nb, const int NT, const int NR) {
     __m256 acc[4][4];
+    #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t b = 0; b < nb; b++) {
         __m256i wv[4], aw[4];
         float dw[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             wv[r] = _mm256_loadu_si256((const __m256i *)(w + r * S + b * 32));
             aw[r] = _mm256_sign_epi8(wv[r], wv[r]);
             dw[r] = f16_scalar(ws, wsi + r * nb + b);
         }
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + t * S + b * 32));
             const float dx = xd[t * nb + b];
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i p16 = _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, wv[r]));
                 const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
@@ -212,7 +217,9 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void micro
             }
         }
     }
+    #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) y[t * ldy + r] = hsum256(acc[t][r]);
 }
 
@@ -300,13 +307,16 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
     int64_t wsi, int64_t S, int64_t nb, const int NT, const int NR) {
     const int64_t np = nb / 2;
     __m512 acc[4][4];
+    #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) acc[t][r] = _mm512_setzero_ps();
     const __m512i c80 = _mm512_set1_epi8((char)0x80);
     const __m512i spread = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t p = 0; p < np; p++) {
         __m512i wv[4], nc[4];
         __m512 dw[4];
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             wv[r] = _mm512_loadu_si512((const void *)(w + r * S + p * 64));
             nc[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
@@ -316,9 +326,11 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
             const __m128 d2 = _mm_cvtph_ps(_mm_cvtsi32_si128((int)h2));
             dw[r] = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(d2));
         }
+        #pragma GCC unroll 4
         for (int t = 0; t < NT; t++) {
             const __m512i xv = _mm512_loadu_si512((const void *)(xu + t * S + p * 64));
             const __m512 dx = _mm512_load_ps(xs + (t * np + p) * 16);
+            #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc[r], xv, wv[r]));
                 acc[t][r] = _mm512_fmadd_ps(s, _mm512_mul_ps(dx, dw[r]), acc[t][r]);
@@ -328,11 +340,13 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
     if (nb & 1) {
         const int64_t b = nb - 1;
         const __m256i c80h = _mm256_set1_epi8((char)0x80);
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + r * S + b * 32));
             const __m256i nc = _mm256_sub_epi32(_mm256_setzero_si256(),
                                                 _mm256_dpbusd_epi32(_mm256_setzero_si256(), c80h, wv));
             const float dw = _cvtsh_ss(plm_ld_u16(ws, wsi + r * nb + b));
+            #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(xu + t * S + b * 32));
                 const __m256 s = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(nc, xv, wv));
@@ -341,7 +355,9 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
             }
         }
     }
+    #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
+        #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[t][r]);
 }
 
