@@ -156,7 +156,7 @@ typedef struct {
     float *xd;
 } qx;
 
-static int quantize_x(qx *o, const float *x, int64_t T, int64_t C) {
+static int quantize_x(qx *o, const float *x, int64_t T, int64_t C, int n_threads) {
     const int64_t S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
     o->xq = aligned_alloc(64, (((size_t)(T * S) + 63) / 64) * 64 + 64);
     o->xd = malloc((size_t)(T * nb + 1) * sizeof(float));
@@ -164,6 +164,7 @@ static int quantize_x(qx *o, const float *x, int64_t T, int64_t C) {
         free(o->xq), free(o->xd);
         return -1;
     }
+#pragma omp parallel for num_threads(plm_team(n_threads, 64.0 * (double)(T * C))) schedule(static)
     for (int64_t t = 0; t < T; t++) plm_q8_quantize_row(o->xq + t * S, NULL, o->xd + t * nb, x + t * C, C);
     return 0;
 }
@@ -283,7 +284,7 @@ static int trivial(float *y, int64_t T, const plm_mat *W) {
 void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
     if (trivial(y, T, W)) return;
     qx q;
-    if (quantize_x(&q, x, T, W->cols)) {
+    if (quantize_x(&q, x, T, W->cols, n_threads)) {
         plm_matmul_q8_ref(y, x, T, W, n_threads);
         return;
     }
@@ -404,7 +405,7 @@ void plm_matmul_q8_vnni(float *y, const float *x, int64_t T, const plm_mat *W, i
     if (trivial(y, T, W)) return;
     const int64_t C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C), np = nb / 2;
     qx2 q;
-    if (quantize_x(&q.q, x, T, C)) {
+    if (quantize_x(&q.q, x, T, C, n_threads)) {
         plm_matmul_q8_ref(y, x, T, W, n_threads);
         return;
     }
