@@ -137,7 +137,7 @@ class Model:
     """
 
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None, *, use_reference: bool = False,
-                 device_mem_limit: int = 0, bf16_single_pass: bool = False):
+                 device_mem_limit: int = 0, bf16_single_pass: bool = False, weights: str = "stored"):
         self._m = self._c = None
         self._lock = threading.RLock()
         self._children = weakref.WeakSet()
@@ -150,6 +150,9 @@ class Model:
             raise ValueError("device must be 'cpu', 'cuda' or 'cuda:N', got %r" % (device,))
         n_threads = _int_param(threads, "threads", 1, 1024, 0)
         limit = _int_param(device_mem_limit, "device_mem_limit", 0, 2**63 - 1, 0)
+        modes = {"stored": (0, 0), "int8": (1, 0), "int8-keep-head": (1, 1)}
+        if weights not in modes:
+            raise ValueError("weights must be 'stored', 'int8' or 'int8-keep-head', got %r" % (weights,))
         err = plm_error()
         m = c_void_p()
         check(lib.plm_model_open(byref(m), os.fsencode(path), byref(err)), err)
@@ -160,6 +163,7 @@ class Model:
         p.device = device.encode()
         p.device_mem_limit = limit
         p.bf16_single_pass = 1 if bf16_single_pass else 0
+        p.weights, p.int8_keep_head = modes[weights]
         c = c_void_p()
         st = lib.plm_ctx_new(byref(c), m, byref(p), byref(err))
         if st:
