@@ -95,6 +95,7 @@ int main(int argc, char ** argv) {
     cp.n_batch = 512;
     cp.n_ubatch = 512;
     cp.n_seq_max = 16;
+    cp.kv_unified = true; // one KV buffer for all sequences (a 512-token prompt fits)
     cp.n_threads = n_threads;
     cp.n_threads_batch = n_threads;
     llama_context * ctx = llama_init_from_model(model, cp);
