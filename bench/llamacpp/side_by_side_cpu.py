@@ -1,4 +1,5 @@
-"""Prints packlm beside llama.cpp from bench/llamacpp/side_by_side_cpu.sh's rounds.
+"""Prints packlm beside llama.cpp from bench/llamacpp/side_by_side_cpu.sh's rounds (peer.cpp's JSON
+lines for llama.cpp, packlm bench --json for packlm).
 
 python3 bench/llamacpp/side_by_side_cpu.py OUT_DIR ROUNDS
 Per case and tool: the best round (tokens/s), the spread over the rounds (best / slowest - 1) and
@@ -6,7 +7,6 @@ every round; the ratio is packlm's best over llama.cpp's best (> 1: packlm faste
 """
 import json
 import os
-import re
 import sys
 
 
@@ -18,28 +18,16 @@ def load(path):
         return None
 
 
-def llama_bench(text):
-    out = {}
-    try:
-        for row in json.loads(text):
-            if row.get("n_prompt") == 512 and row.get("n_gen") == 0:
-                out["prompt"] = row["avg_ts"]
-            if row.get("n_prompt") == 0 and row.get("n_gen") == 32:
-                out["decode1"] = row["avg_ts"]
-    except (TypeError, ValueError, KeyError):
-        pass
-    return out
-
-
-def llama_batched(text):
-    # |    PP |     TG |    B |   N_KV |   T_PP s | S_PP t/s |   T_TG s | S_TG t/s |      T s |    S t/s |
-    out = {}
-    for line in (text or "").splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 10 and re.fullmatch(r"\d+", cells[2] or ""):
-            if int(cells[2]) == 16:
-                out["decode16"] = float(cells[7])
-    return out
+def llama_peer(text):
+    """the last JSON line peer.cpp printed: {"prompt": .., "decode1": .., "decode16": ..}"""
+    for line in reversed((text or "").splitlines()):
+        try:
+            j = json.loads(line)
+            if isinstance(j, dict):
+                return {k: float(v) for k, v in j.items()}
+        except ValueError:
+            continue
+    return {}
 
 
 def packlm(text):
@@ -59,9 +47,7 @@ def main():
     d, rounds = sys.argv[1], int(sys.argv[2])
     tools = {"llama.cpp Q8_0": [], "packlm int8": [], "packlm BF16": []}
     for r in range(1, rounds + 1):
-        ll = llama_bench(load(os.path.join(d, f"round-{r}-llama-bench.json")))
-        ll.update(llama_batched(load(os.path.join(d, f"round-{r}-llama-batched.txt"))))
-        tools["llama.cpp Q8_0"].append(ll)
+        tools["llama.cpp Q8_0"].append(llama_peer(load(os.path.join(d, f"round-{r}-llama.json"))))
         tools["packlm int8"].append(packlm(load(os.path.join(d, f"round-{r}-packlm-int8.json"))))
         bf = load(os.path.join(d, f"round-{r}-packlm-bf16.json"))
         if bf:
@@ -70,6 +56,9 @@ def main():
              ("decode16", "decode, 16 sequences aggregate"))
     print(f"CPU: {load(os.path.join(d, 'cpu.txt')) or '?'}".strip())
     print(f"flags: {load(os.path.join(d, 'cpuflags.txt')) or '?'}".strip())
+    for r in range(1, rounds + 1):
+        print((load(os.path.join(d, f"round-{r}-load.txt")) or "").strip())
+    print((load(os.path.join(d, "end-load.txt")) or "").strip())
     print(f"{'case':40s} {'tool':16s} {'best tok/s':>10s} {'spread':>7s}  rounds")
     for key, label in cases:
         best = {}
