@@ -6,9 +6,11 @@
  *   - mean per-token KL(stored || int8) <= KL_MAX and greedy (argmax) agreement >= ARGMAX_MIN over
  *     every token of inputs.txt; perplexity of inputs.txt within PPL_REL of the stored model's;
  *     max|logit difference| / max|logit| is printed (recorded in the README), bounded by LOGIT_REL.
- *     Measured when written (tiny-dense / tiny-moe): KL 1.9e-3 / 1.3e-2, argmax 0.93 / 0.82, logit
- *     error 0.29 / 0.49 of max|logit| (the fixtures' hidden size is 64: two blocks a row, the worst
- *     case for block scales); the bounds leave ~1.5x room.
+ *     Measured when written (tiny-dense / tiny-moe / tiny-vl): KL 1.9e-3 / 1.3e-2 / 3.1e-2, argmax
+ *     0.93 / 0.82 / 0.97, perplexity +0.5 % / +0.2 % / +7.3 %, logit error 0.29 / 0.49 / 0.30 of
+ *     max|logit| (the fixtures' hidden size is 64: two blocks a row, the worst case for block
+ *     scales; tiny-vl's random weights give logits up to 56 and a perplexity of 3e14); the bounds,
+ *     per fixture in main(), leave ~1.5x room.
  * Between int8 paths the quantized weights are the same bytes: a checkpoint written by
  * plm_model_save_int8 gives the same logits as quantizing at load (TOL). The kernels agree to float
  * rounding (the kernel harness, 1e-5), but through a whole model that rounding does not stay small:
@@ -27,10 +29,8 @@
 #include "runseq.h"
 #include "testutil.h"
 
-#define KL_MAX 2e-2
-#define ARGMAX_MIN 0.75
-#define PPL_REL 0.05
-#define LOGIT_REL 0.75
+/* per fixture: KL_MAX, ARGMAX_MIN, PPL_REL, LOGIT_REL (see fixture()) */
+#define TOL_TIED 0.2 /* a tied checkpoint's int8 embeddings against stored ones (measured 0.109) */
 #define TOL 1e-5
 #define TOL_PATH 5e-2
 
@@ -72,7 +72,8 @@ static double ppl(const float *lp, const inputs *in) {
     return exp(-s / (double)n);
 }
 
-static void fixture(const char *name) {
+static void fixture(const char *name, int tied, double KL_MAX, double ARGMAX_MIN, double PPL_REL,
+                    double LOGIT_REL) {
     char dir[256], path[512], qdir[256];
     snprintf(dir, sizeof dir, "tests/data/%s", name);
     snprintf(path, sizeof path, "%s/inputs.txt", dir);
@@ -145,11 +146,15 @@ static void fixture(const char *name) {
         if (tu_check(plm_model_open(&m, dir, &err) == PLM_OK, "open") &&
             tu_check(plm_model_save_int8(m, qdir, 0, 2, &err) == PLM_OK, "%s: save int8: %s", name, err.msg)) {
             float *lq = run(qdir, &in, PLM_WEIGHTS_STORED, 0, NULL, 0, NULL);
-            if (lq) tu_close(lq, l1, nl, TOL, "int8 checkpoint (packlm quantize) = int8 at load");
-            free(lq);
+            /* tied embeddings: the checkpoint holds one int8 table, for lm_head and the embedding
+               lookups, where quantizing at load keeps the lookups in the stored precision */
+            if (lq)
+                tu_close(lq, l1, nl, tied ? TOL_TIED : TOL,
+                         tied ? "int8 checkpoint (packlm quantize, tied: int8 embeddings) ~ int8 at load"
+                              : "int8 checkpoint (packlm quantize) = int8 at load");
             float *lq2 = run(qdir, &in, PLM_WEIGHTS_INT8, 0, NULL, 0, NULL);
-            if (lq2) tu_close(lq2, l1, nl, TOL, "int8 checkpoint with --weights int8 (nothing to quantize)");
-            free(lq2);
+            if (lq2 && lq) tu_close(lq2, lq, nl, 0, "int8 checkpoint with --weights int8 (nothing to quantize)");
+            free(lq), free(lq2);
             /* CUDA contexts refuse int8 weights from host code, before touching a device */
             plm_model *mq;
             plm_ctx *c = NULL;
@@ -174,8 +179,9 @@ static void fixture(const char *name) {
 }
 
 int main(void) {
-    fixture("tiny-dense");
-    fixture("tiny-moe");
+    fixture("tiny-dense", 0, 3e-3, 0.85, 0.03, 0.45);
+    fixture("tiny-moe", 0, 2e-2, 0.75, 0.03, 0.75);
+    fixture("tiny-vl", 1, 5e-2, 0.90, 0.11, 0.45); /* tied embeddings, nested config */
     plm_error err = {0};
     plm_model *m;
     plm_ctx *c = NULL;
