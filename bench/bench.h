@@ -11,6 +11,7 @@ typedef struct {
     const char *device;     /* "cpu" or "cuda[:N]" */
     int n_threads;
     int quick;              /* smaller sizes: a smoke run for the test suite */
+    int weights, keep_head; /* plm_ctx_params.weights / int8_keep_head of the contexts */
     /* recorded figures */
     struct bench_fig { char key[64]; double value; char unit[24]; } figs[128];
     int n_figs;
@@ -36,5 +37,17 @@ int bench_cuda_mixers(bench_ctx *b); /* --device cuda: the delta rule and conv1d
  * prefill (last-token logits); seconds, or -1 with *fail set. */
 #include "packlm.h"
 double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail);
+
+/* n prompts of lens[i] pseudo-random ids through the generator (greedy, max_new each); the figures */
+typedef struct {
+    double wall, decode_s, prefill_s;
+    int64_t decode_tokens, new_tokens, prompt_tokens;
+} run_fig;
+int bench_gen_run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64_t *lens, int32_t max_new,
+                  int64_t budget, int32_t cap);
+/* the cases llama.cpp's tools time (llama-bench -p 512 -n 32, llama-batched-bench -npp 32 -ntg 32
+   -npl 1,16): prompt of 512 tokens with last-token logits, decode of 1 and of 16 sequences; rounds
+   of each, the best and the spread reported */
+int bench_peer(bench_ctx *b, int rounds);
 
 #endif

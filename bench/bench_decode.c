@@ -17,14 +17,9 @@ static uint64_t mix(uint64_t x) {
     return x ^ (x >> 31);
 }
 
-/* n prompts of lens[i] pseudo-random ids; returns the generator's decode figures */
-typedef struct {
-    double wall, decode_s, prefill_s;
-    int64_t decode_tokens, new_tokens, prompt_tokens;
-} run_fig;
 
-static int run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64_t *lens, int32_t max_new,
-               int64_t budget, int32_t cap) {
+int bench_gen_run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64_t *lens, int32_t max_new,
+                  int64_t budget, int32_t cap) {
     plm_error err = {0};
     const int32_t V = plm_model_get_info(m)->vocab_size;
     plm_generator *g = NULL;
@@ -75,6 +70,8 @@ int bench_decode(bench_ctx *b) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = b->n_threads;
     p.device = b->device;
+    p.weights = b->weights;
+    p.int8_keep_head = b->keep_head;
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: decode: %s\n", err.msg);
         plm_model_free(m);
@@ -86,12 +83,12 @@ int bench_decode(bench_ctx *b) {
     run_fig f;
     int64_t lens[256];
     for (int i = 0; i < 256; i++) lens[i] = prompt;
-    rc |= run(&f, c, m, 1, lens, 2, 0, 0); /* warm-up: page the weights in, size the scratch */
+    rc |= bench_gen_run(&f, c, m, 1, lens, 2, 0, 0); /* warm-up: page the weights in, size the scratch */
     const int gpu = b->device && strcmp(b->device, "cpu");
     const int counts[3] = {1, gpu ? 16 : 4, gpu ? 256 : 16}; /* a GPU batches far more */
     double tps[3] = {0, 0, 0};
     for (int k = 0; k < 3 && !rc; k++) {
-        rc |= run(&f, c, m, counts[k], lens, new_tokens, 0, 0);
+        rc |= bench_gen_run(&f, c, m, counts[k], lens, new_tokens, 0, 0);
         tps[k] = f.decode_s > 0 ? (double)f.decode_tokens / f.decode_s : 0;
         char key[64], label[96];
         snprintf(key, sizeof key, "decode_tokens_per_s_%d", counts[k]);
@@ -108,7 +105,7 @@ int bench_decode(bench_ctx *b) {
     static const int64_t tail[16] = {3, 5, 7, 8, 10, 12, 14, 16, 20, 24, 32, 48, 64, 96, 200, 500};
     for (int i = 0; i < 16; i++) lens[i] = b->quick ? (tail[i] + 3) / 4 : tail[i];
     const int32_t mixed_new = b->quick ? 8 : 32;
-    if (!rc) rc |= run(&f, c, m, 16, lens, mixed_new, 512, 64);
+    if (!rc) rc |= bench_gen_run(&f, c, m, 16, lens, mixed_new, 512, 64);
     if (!rc) {
         char label[128];
         snprintf(label, sizeof label, "mixed: 16 prompts (%lld tokens, 3..%lld), %d new each: wall time",

@@ -49,7 +49,7 @@ static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
     uint16_t *wb = malloc((size_t)R * C * 2);
     for (size_t i = 0; i < (size_t)T * C; i++) x[i] = unif() - 0.5f;
     for (size_t i = 0; i < (size_t)R * C; i++) w[i] = unif() - 0.5f, wb[i] = plm_f32_to_bf16(w[i]);
-    plm_mat W = {wb, PLM_DT_BF16, R, C};
+    plm_mat W = {wb, PLM_DT_BF16, R, C, NULL};
     double tb = 1e30, tf = 1e30;
     for (int r = 0; r <= reps; r++) { /* the first round warms up */
         openblas_set_num_threads(nth);
@@ -195,6 +195,8 @@ int bench_prefill(bench_ctx *b) {
     }
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = nth;
+    p.weights = b->weights;
+    p.int8_keep_head = b->keep_head;
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: %s\n", err.msg);
         plm_model_free(m);

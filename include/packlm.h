@@ -65,6 +65,11 @@ typedef struct {
 plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err);
 void plm_model_free(plm_model *m);
 const plm_model_info *plm_model_get_info(const plm_model *m);
+/* Writes the model with int8 weights (as PLM_WEIGHTS_INT8 computes with them; keep_head: lm_head as
+ * stored) to out_dir: model.safetensors holding each int8 matrix as NAME (I8, [rows, cols rounded up
+ * to 32]) and NAME_scale (F16, [rows, cols / 32 rounded up]), every other tensor as stored, and the
+ * directory's other files (config, tokenizer) copied. The result opens with plm_model_open. */
+plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep_head, int n_threads, plm_error *err);
 
 /* ---------------------------------------------------------------- per-sequence state */
 /* A sequence's state: conv tails and delta-rule states of the linear layers, keys and values of the
@@ -183,7 +188,19 @@ typedef struct {
        start). Covers BF16 checkpoints (F32 / F16 weights keep OpenBLAS). Its cost is measured in
        docs/performance.md. 0 (default): the fastest kernel for each shape. */
     int32_t batch_invariant;
+    /* CPU: PLM_WEIGHTS_STORED (0) computes with the checkpoint's dtypes; PLM_WEIGHTS_INT8 with int8
+       weights (blocks of 32 along the reduction, one fp16 scale each; activations quantized the
+       same way on the fly): the projection, MLP and expert matrices and lm_head are quantized when
+       the first such context of a model starts, and shared by later ones (norms, conv weights,
+       A_log, dt_bias, in_proj_a/b, router, shared_expert_gate and embeddings stay as stored). A
+       checkpoint written by plm_model_save_int8 computes in int8 either way. CUDA contexts refuse
+       int8 weights (PLM_ERR_UNSUPPORTED). */
+    int32_t weights;
+    /* with PLM_WEIGHTS_INT8: 1 keeps lm_head in its stored dtype */
+    int32_t int8_keep_head;
 } plm_ctx_params;
+
+enum { PLM_WEIGHTS_STORED = 0, PLM_WEIGHTS_INT8 = 1 };
 
 plm_ctx_params plm_ctx_default_params(void);
 /* Errors of a CUDA context name the device and, for memory, the bytes asked for: no GPU visible,

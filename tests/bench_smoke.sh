@@ -25,5 +25,20 @@ elif ! python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out"; then
     echo "FAIL bench_smoke: $out is not valid JSON"
     fail=1
 fi
+# the llama.cpp comparison cases with int8 weights (quick sizes)
+peer=build/bench_peer.json
+rm -f "$peer"
+if ! timeout 120 build/packlm bench --quick --only peer --weights int8 --rounds 2 --json "$peer" \
+        > build/bench_smoke_peer.log 2>&1; then
+    echo "FAIL bench_smoke: packlm bench --only peer --weights int8 failed (log: build/bench_smoke_peer.log)"
+    tail -n 5 build/bench_smoke_peer.log
+    fail=1
+fi
+for key in peer_prompt512_tokens_per_s peer_decode1_tokens_per_s peer_decode16_tokens_per_s peer_decode16_spread; do
+    if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$peer"; then
+        echo "FAIL bench_smoke: key $key missing from $peer"
+        fail=1
+    fi
+done
 [ "$fail" -eq 0 ] && echo "bench_smoke: ok ($(grep -c '"value"' "$out") figures)"
 exit "$fail"

@@ -497,7 +497,7 @@ static void test_embed_gather(int64_t V, int H, int64_t T) {
     for (int64_t t = 0; t < T; t++) tok[t] = tu_randint(&R, 0, (int)V - 1);
     int32_t *dtok = dput_bytes(tok, T * 4);
     for (int bf = 0; bf < 2; bf++) {
-        plm_mat M = {bf ? (const void *)E16 : E32, bf ? PLM_DT_BF16 : PLM_DT_F32, V, H};
+        plm_mat M = {bf ? (const void *)E16 : E32, bf ? PLM_DT_BF16 : PLM_DT_F32, V, H, NULL};
         plm_embed_rows(ref, &M, tok, T);
         void *dE = bf ? dput_bytes(E16, V * H * 2) : (void *)dput(E32, V * H);
         float *dx = dput(NULL, T * H);

@@ -390,7 +390,7 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
         else if (dt == PLM_DT_F16) ((uint16_t *)wd)[i] = plm_f32_to_f16(wf[i]);
         else ((float *)wd)[i] = wf[i];
     }
-    plm_mat W = {wd, dt, rows, cols};
+    plm_mat W = {wd, dt, rows, cols, NULL};
     float *x = malloc(T * cols * 4);
     fill(x, T * cols, -1, 1);
     float *yr = gbuf(T * rows);
@@ -411,6 +411,100 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
             free(y), free(y2);
         }
     free(wd), free(wf), free(x), free(yr);
+}
+
+/* ---------------------------------------------------------------- int8 matmul */
+/* Tolerance rule for the int8 kernels: every block's int32 dot product is exact in all of them,
+   so the fast variants differ from the reference only in the order of the float sum over blocks
+   (one rounding each): TOL_Q8 * max|ref|, as for the f32 GEMM. The reference itself is checked
+   against the f32 product of the dequantized weights and x: the activation rounding (at most
+   d_x / 2 an element) bounds that difference, tested at TOL_Q8_ACT * max|ref|. */
+#define TOL_Q8 1e-5
+#define TOL_Q8_ACT 3e-2
+static void test_matmul_q8(int64_t T, int64_t rows, int64_t cols, float xspread) {
+    const size_t nw = (size_t)rows * cols;
+    float *wf = malloc(nw * 4 + 4);
+    fill(wf, nw, -1, 1);
+    if (nw > 40) wf[37] = 9.0f; /* an outlier: its block's scale, not the row's */
+    plm_mat Wf = {wf, PLM_DT_F32, rows, cols, NULL};
+    int8_t *q;
+    uint16_t *d;
+    if (!tu_check(plm_q8_quantize_mat(&q, &d, &Wf, 2) == PLM_OK, "quantize [%lld x %lld]", (long long)rows,
+                  (long long)cols))
+        return;
+    plm_mat W = {q, PLM_DT_Q8, rows, cols, d};
+    /* the quantized weights round-trip within half a step of their block */
+    float *row = malloc((size_t)(cols + 1) * 4);
+    double worst = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        plm_mat_row(row, &W, r);
+        for (int64_t c = 0; c < cols; c++) {
+            double dq = plm_f16_to_f32(d[r * PLM_Q8_NB(cols) + c / 32]);
+            double e = fabs(row[c] - wf[r * cols + c]) / (dq > 0 ? dq : 1);
+            if (e > worst) worst = e;
+        }
+    }
+    tu_check(worst <= 0.5 + 1e-3, "q8 [%lld x %lld]: |w - deq(q(w))| <= d/2 (worst %.3f d)", (long long)rows,
+             (long long)cols, worst);
+    float *x = malloc((size_t)(T * cols + 1) * 4);
+    fill(x, T * cols, -xspread, xspread);
+    float *yr = gbuf(T * rows), *yf = gbuf(T * rows);
+    plm_matmul_q8_ref(yr, x, T, &W, 1);
+    /* the f32 product with the dequantized weights: the reference differs by activation rounding only */
+    float *wd = malloc(nw * 4 + 4);
+    for (int64_t r = 0; r < rows; r++) plm_mat_row(wd + r * cols, &W, r);
+    plm_mat Wd = {wd, PLM_DT_F32, rows, cols, NULL};
+    plm_matmul_ref(yf, x, T, &Wd, 1);
+    char what[160];
+    snprintf(what, sizeof what, "matmul q8 ref [%lld x %lld] x [%lld -> %lld] vs f32 of dequantized weights",
+             (long long)T, (long long)cols, (long long)cols, (long long)rows);
+    check_close(yr, yf, T * rows, TOL_Q8_ACT, what);
+    check_guard(yr, T * rows, what);
+    const struct { const char *n; int isa; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
+        {"avx2", PLM_ISA_AVX2, plm_matmul_q8_avx2}, {"avx512vnni", PLM_ISA_AVX512VNNI, plm_matmul_q8_vnni}};
+    for (int fi = 0; fi < 2; fi++) {
+        if (!plm_isa_supported(fs[fi].isa)) {
+            printf("skip: matmul q8 %s: this CPU cannot run it\n", fs[fi].n);
+            continue;
+        }
+        for (int nth = 1; nth <= 2; nth++) {
+            float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
+            fs[fi].f(y, x, T, &W, nth);
+            fs[fi].f(y2, x, T, &W, nth);
+            snprintf(what, sizeof what, "matmul q8 %s [%lld x %lld] x [%lld -> %lld], %d thr", fs[fi].n,
+                     (long long)T, (long long)cols, (long long)cols, (long long)rows, nth);
+            check_close(y, yr, T * rows, TOL_Q8, what);
+            check_guard(y, T * rows, what);
+            tu_check(!memcmp(y, y2, T * rows * 4), "%s: bit-for-bit reproducible", what);
+            free(y), free(y2);
+        }
+    }
+    free(wf), free(q), free(d), free(row), free(x), free(yr), free(yf), free(wd);
+}
+
+/* the dispatch table picks the widest int8 path the CPU has, and PLM_ISA narrows it */
+static void test_isa_switch(void) {
+    const char *old = getenv("PLM_ISA");
+    char *saved = old ? strdup(old) : NULL;
+    plm_kernels k;
+    unsetenv("PLM_ISA");
+    plm_kernels_init(&k, 0, 0);
+    int best = k.isa;
+    printf("int8 kernels: this CPU runs %s (avx2 %s, avx512vnni %s)\n", plm_isa_name(best),
+           plm_isa_supported(PLM_ISA_AVX2) ? "yes" : "no", plm_isa_supported(PLM_ISA_AVX512VNNI) ? "yes" : "no");
+    tu_check(plm_isa_supported(best), "the chosen int8 path is supported");
+    setenv("PLM_ISA", "avx2", 1);
+    plm_kernels_init(&k, 0, 0);
+    tu_check(k.isa == (best < PLM_ISA_AVX2 ? best : PLM_ISA_AVX2), "PLM_ISA=avx2 narrows the int8 path (%s)",
+             plm_isa_name(k.isa));
+    setenv("PLM_ISA", "scalar", 1);
+    plm_kernels_init(&k, 0, 0);
+    tu_check(k.isa == PLM_ISA_SCALAR && k.matmul_q8 == plm_matmul_q8_ref, "PLM_ISA=scalar: the reference");
+    plm_kernels_init(&k, 1, 0);
+    tu_check(k.matmul_q8 == plm_matmul_q8_ref, "reference table: the int8 reference");
+    if (saved) setenv("PLM_ISA", saved, 1);
+    else unsetenv("PLM_ISA");
+    free(saved);
 }
 
 /* ---------------------------------------------------------------- exp and row ops */
@@ -660,6 +754,20 @@ int main(void) {
     test_matmul(PLM_DT_F16, 3, 50, 77);
     test_matmul(PLM_DT_F16, 9, 50, 77);
     test_matmul(PLM_DT_F32, 9, 50, 77);
+    /* int8: decode (1 row: 4-row weight groups, threaded over rows), 2..5 rows (x groups of 4 with
+       tails), a prompt chunk; columns of 1 block, odd block counts (the VNNI single-block tail),
+       partial last blocks (zero padding), the model's 1024 and 3584 */
+    test_isa_switch();
+    const int64_t Tq[] = {1, 2, 3, 4, 5, 9, 64};
+    for (int i = 0; i < 7; i++) test_matmul_q8(Tq[i], 301, 203, 1);
+    test_matmul_q8(1, 7, 32, 1);
+    test_matmul_q8(3, 5, 96, 1);
+    test_matmul_q8(1, 2050, 264, 1);   /* threaded GEMV */
+    test_matmul_q8(1, 1027, 1024, 4);
+    test_matmul_q8(6, 130, 3584, 1);
+    test_matmul_q8(33, 700, 100, 1);
+    test_matmul_q8(1, 3, 48, 100);
+    test_matmul_q8(2, 1, 1, 1);
     test_logprob(3, 7, 5);        /* shorter than one vector */
     test_logprob(5, 1027, 30);    /* tails */
     test_logprob(40, 248320, 20); /* the Qwen3.5 vocabulary, threaded */

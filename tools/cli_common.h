@@ -22,7 +22,11 @@ typedef struct {
     int64_t budget, threads;
     const char *device; /* --device: cpu (default), cuda, cuda:N */
     int invariant;      /* --batch-invariant */
+    int weights, keep_head; /* --weights stored|int8|int8-keep-head (plm_ctx_params) */
 } cli_opts;
+
+/* --weights: "stored", "int8" or "int8-keep-head"; 0, or -1 with a message */
+int cli_parse_weights(const char *cmd, const char *v, int *weights, int *keep_head);
 
 /* If argv[*i] is --batch-invariant, or --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
  * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)

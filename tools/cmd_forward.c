@@ -9,6 +9,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm forward --model DIR --input FILE --out OUT.npy [--max-batch-tokens N] [--threads N]\n"
             "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
+            "                       [--weights stored|int8|int8-keep-head]\n"
             "\n"
             "Writes the logits of every input token, float32 [total tokens, vocab], sequences in input order.\n"
             "  --model DIR             Hugging Face Qwen3.5 checkpoint directory\n"
@@ -21,7 +22,9 @@ static void usage(FILE *f) {
             "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
             "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
             "                          slower: docs/performance.md)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n");
+            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
+            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
+            "                          int8-keep-head (lm_head as stored)\n");
 }
 
 typedef struct {
@@ -45,7 +48,7 @@ static int write_rows(void *user, int64_t first, int32_t n, const float *block) 
 
 int cmd_forward(int argc, char **argv) {
     const char *cmd = "forward";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);

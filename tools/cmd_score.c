@@ -11,6 +11,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm score --model DIR --input FILE [--out FILE.jsonl] [--max-batch-tokens N] [--threads N]\n"
             "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
+            "                       [--weights stored|int8|int8-keep-head]\n"
             "\n"
             "One JSONL line per input sequence, in input order:\n"
             "  {\"index\": i, \"tokens\": n, \"logprob\": s, \"ppl\": p}\n"
@@ -25,12 +26,14 @@ static void usage(FILE *f) {
             "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
             "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
             "                          slower: docs/performance.md)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n");
+            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
+            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
+            "                          int8-keep-head (lm_head as stored)\n");
 }
 
 int cmd_score(int argc, char **argv) {
     const char *cmd = "score";
-    cli_opts o = {NULL, NULL, NULL, 2048, 0, NULL, 0};
+    cli_opts o = {NULL, NULL, NULL, 2048, 0, NULL, 0, 0, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);

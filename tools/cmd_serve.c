@@ -68,6 +68,8 @@ static void usage(FILE *f) {
             "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
             "                          slower: docs/performance.md)\n"
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
+            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
+            "                          int8-keep-head (lm_head as stored)\n"
             "  --max-queue N           requests waiting or running at most (default 256); more answer 429\n"
             "  --tokenizer FILE        tokenizer.json (default: DIR/tokenizer.json when present; without one,\n"
             "                          prompts must be token ids and answers carry ids only)\n"
@@ -1919,7 +1921,7 @@ static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0};
+    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, 0, 0};
     const char *host = "127.0.0.1", *api_key = NULL, *tok_path = NULL, *name = NULL;
     int64_t port = 8080, max_seqs = 64, max_queue = 256, max_len = 0;
     int no_chat = 0;
@@ -1950,7 +1952,7 @@ int cmd_serve(int argc, char **argv) {
     cli_session ss;
     plm_error err = {0};
     if (!s) return cli_error(cmd, "out of memory");
-    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, o.invariant, &err)) {
+    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, o.invariant, o.weights, o.keep_head, &err)) {
         free(s);
         return cli_error(cmd, "%s", err.msg);
     }

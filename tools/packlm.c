@@ -16,7 +16,8 @@ static void usage(FILE *f) {
             "  generate   continue prompts: greedy or sampled, continuous batching\n"
             "  tokenize   text to token ids and back with the model's tokenizer.json\n"
             "  serve      an OpenAI-compatible HTTP server (completions, chat) on continuous batching\n"
-            "  bench      speed on a random-weight Qwen3.5-0.8B-shaped model\n");
+            "  bench      speed on a random-weight Qwen3.5-0.8B-shaped model\n"
+            "  quantize   write a checkpoint with int8 weights (loads with --model like any other)\n");
 }
 
 typedef struct {
@@ -32,6 +33,7 @@ int main(int argc, char **argv) {
         {"generate", cmd_generate},
         {"serve", cmd_serve},
         {"bench", cmd_bench},
+        {"quantize", cmd_quantize},
     };
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);

@@ -141,7 +141,8 @@ class Model:
     """
 
     def __init__(self, path, device: str = "cpu", threads: Optional[int] = None, *, use_reference: bool = False,
-                 device_mem_limit: int = 0, bf16_single_pass: bool = False, batch_invariant: bool = False):
+                 device_mem_limit: int = 0, bf16_single_pass: bool = False, batch_invariant: bool = False,
+                 weights: str = "stored"):
         self._m = self._c = None
         self._lock = threading.RLock()
         self._children = weakref.WeakSet()
@@ -154,6 +155,9 @@ class Model:
             raise ValueError("device must be 'cpu', 'cuda' or 'cuda:N', got %r" % (device,))
         n_threads = _int_param(threads, "threads", 1, 1024, 0)
         limit = _int_param(device_mem_limit, "device_mem_limit", 0, 2**63 - 1, 0)
+        modes = {"stored": (0, 0), "int8": (1, 0), "int8-keep-head": (1, 1)}
+        if weights not in modes:
+            raise ValueError("weights must be 'stored', 'int8' or 'int8-keep-head', got %r" % (weights,))
         err = plm_error()
         m = c_void_p()
         check(lib.plm_model_open(byref(m), os.fsencode(path), byref(err)), err)
@@ -166,6 +170,7 @@ class Model:
         p.bf16_single_pass = 1 if bf16_single_pass else 0
         p.batch_invariant = 1 if batch_invariant else 0
         self._align = 64 if batch_invariant else 1  # PLM_SPLIT_ALIGN: plm_plan_next_aligned
+        p.weights, p.int8_keep_head = modes[weights]
         c = c_void_p()
         st = lib.plm_ctx_new(byref(c), m, byref(p), byref(err))
         if st:

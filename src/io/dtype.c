@@ -5,7 +5,7 @@
 #include "io/safetensors_internal.h"
 
 /* Element sizes in bits of the dtypes safetensors defines (the reference's Dtype::bitsize); only
- * the first three are computed with. Any other dtype string is refused, as the reference does. */
+ * F32/BF16/F16 are computed with, I8 holds int8 weights. Any other dtype string is refused, as the reference does. */
 static const struct {
     const char *name;
     plm_dtype dt;
@@ -14,7 +14,7 @@ static const struct {
     {"F32", PLM_DT_F32, 32},     {"BF16", PLM_DT_BF16, 16},    {"F16", PLM_DT_F16, 16},
     {"F64", PLM_DT_OTHER, 64},   {"I64", PLM_DT_OTHER, 64},    {"U64", PLM_DT_OTHER, 64},
     {"I32", PLM_DT_OTHER, 32},   {"U32", PLM_DT_OTHER, 32},    {"I16", PLM_DT_OTHER, 16},
-    {"U16", PLM_DT_OTHER, 16},   {"I8", PLM_DT_OTHER, 8},      {"U8", PLM_DT_OTHER, 8},
+    {"U16", PLM_DT_OTHER, 16},   {"I8", PLM_DT_I8, 8},      {"U8", PLM_DT_OTHER, 8},
     {"BOOL", PLM_DT_OTHER, 8},   {"F8_E4M3", PLM_DT_OTHER, 8}, {"F8_E5M2", PLM_DT_OTHER, 8},
     {"F8_E8M0", PLM_DT_OTHER, 8}, {"F6_E2M3", PLM_DT_OTHER, 6}, {"F6_E3M2", PLM_DT_OTHER, 6},
     {"F4", PLM_DT_OTHER, 4},     {"C64", PLM_DT_OTHER, 64},
@@ -35,6 +35,8 @@ size_t plm_dtype_size(plm_dtype dt) {
     case PLM_DT_F32: return 4;
     case PLM_DT_BF16: return 2;
     case PLM_DT_F16: return 2;
+    case PLM_DT_I8: return 1;
+    case PLM_DT_Q8: return 1;
     default: return 0;
     }
 }
@@ -44,6 +46,8 @@ const char *plm_dtype_name(plm_dtype dt) {
     case PLM_DT_F32: return "F32";
     case PLM_DT_BF16: return "BF16";
     case PLM_DT_F16: return "F16";
+    case PLM_DT_I8: return "I8";
+    case PLM_DT_Q8: return "Q8";
     default: return "OTHER";
     }
 }

@@ -15,10 +15,12 @@
 /* PLM_DT_OTHER: a dtype packlm does not compute with (I64, F64, U8, BOOL, F8_E4M3, ...). Such
  * tensors are kept in the set (their name is in plm_st_tensor.dtype_name) so a loader can refuse
  * them by name, only if it uses them. */
-typedef enum { PLM_DT_F32 = 0, PLM_DT_BF16, PLM_DT_F16, PLM_DT_OTHER } plm_dtype;
+/* PLM_DT_I8: int8 values (the quantized weights of an int8 checkpoint, read and written).
+ * PLM_DT_Q8: never in a file: a matrix in packlm's int8 layout (plm_mat with scales; kernels.h). */
+typedef enum { PLM_DT_F32 = 0, PLM_DT_BF16, PLM_DT_F16, PLM_DT_I8, PLM_DT_Q8, PLM_DT_OTHER } plm_dtype;
 
-size_t plm_dtype_size(plm_dtype dt);        /* 0 for PLM_DT_OTHER */
-const char *plm_dtype_name(plm_dtype dt);   /* "F32", "BF16", "F16", "OTHER" */
+size_t plm_dtype_size(plm_dtype dt);        /* 0 for PLM_DT_OTHER; 1 for I8 and Q8 (the int8 values) */
+const char *plm_dtype_name(plm_dtype dt);   /* "F32", "BF16", "F16", "I8", "Q8", "OTHER" */
 
 typedef struct {
     const char *name;       /* points into the set's own storage */

@@ -45,7 +45,7 @@ plm_status plm_st_writer_add(plm_st_writer *w, const char *name, plm_dtype dt, i
     if (!name[0] || strcmp(name, "__metadata__") == 0)
         return plm_fail(err, PLM_ERR_INPUT, "safetensors writer: invalid tensor name '%s'", name);
     size_t esize = plm_dtype_size(dt);
-    if (esize == 0)
+    if (esize == 0 || dt == PLM_DT_Q8)
         return plm_fail(err, PLM_ERR_INPUT, "safetensors writer: tensor '%s': unsupported dtype", name);
     if (ndim < 0 || ndim > 8 || (ndim > 0 && !shape))
         return plm_fail(err, PLM_ERR_INPUT, "safetensors writer: tensor '%s': bad ndim %d", name, ndim);

@@ -11,7 +11,14 @@ void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant) {
     k->conv = plm_conv_ref;
     k->attn = plm_attn_ref;
     k->logprob = plm_logprob_ref;
+    k->matmul_q8 = plm_matmul_q8_ref;
+    k->isa = PLM_ISA_SCALAR;
     if (reference_only) return;
+#if defined(__x86_64__) || defined(__i386__)
+    k->isa = plm_isa_best();
+    if (k->isa == PLM_ISA_AVX512VNNI) k->matmul_q8 = plm_matmul_q8_vnni;
+    else if (k->isa == PLM_ISA_AVX2) k->matmul_q8 = plm_matmul_q8_avx2;
+#endif
     k->matmul = plm_matmul_fast;
     k->gdn = plm_gdn_fast;
     k->conv = plm_conv_fast;

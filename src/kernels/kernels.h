@@ -13,12 +13,20 @@
 
 #include "io/safetensors.h"
 
-/* A weight matrix as stored: row-major [rows, cols], F32/BF16/F16, usually inside the mapping. */
+/* A weight matrix as stored: row-major [rows, cols], F32/BF16/F16, usually inside the mapping.
+ * PLM_DT_Q8 (int8 weights): data holds int8 rows of PLM_Q8_STRIDE(cols) bytes (cols rounded up to
+ * whole blocks of PLM_Q8_BLOCK, zero-padded), scale the fp16 scales [rows, PLM_Q8_NB(cols)]: weight
+ * (r, c) = data[r][c] * scale[r][c / 32], data in [-127, 127]. Either may lie at any alignment. */
 typedef struct {
     const void *data;
     plm_dtype dt;
     int64_t rows, cols;
+    const void *scale; /* PLM_DT_Q8 only */
 } plm_mat;
+
+#define PLM_Q8_BLOCK 32
+#define PLM_Q8_NB(cols) (((cols) + PLM_Q8_BLOCK - 1) / PLM_Q8_BLOCK)
+#define PLM_Q8_STRIDE(cols) (PLM_Q8_NB(cols) * PLM_Q8_BLOCK)
 
 /* The KV cache of one attention layer of one sequence, in blocks that never move. */
 #define PLM_KV_BLOCK 64
@@ -47,11 +55,44 @@ typedef struct {
                  int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
     /* lp[i] = log softmax(logits[i])[target[i]] for n rows of V logits */
     void (*logprob)(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
+    /* matmul for PLM_DT_Q8 weights (the int8 path: x quantized per block of 32 on the fly) */
+    void (*matmul_q8)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+    int isa; /* PLM_ISA_*: the widest instruction set the int8 kernels use in this table */
 } plm_kernels;
+
+/* Instruction sets of the int8 kernels, narrowest first. */
+enum { PLM_ISA_SCALAR = 0, PLM_ISA_AVX2 = 1, PLM_ISA_AVX512VNNI = 2 };
+/* The widest PLM_ISA_* this CPU and build can run, lowered by the environment variable
+   PLM_ISA=scalar|avx2 (forces the narrower path; a wider name than the CPU has is ignored). */
+int plm_isa_best(void);
+/* 1 when this CPU and build can run isa */
+int plm_isa_supported(int isa);
+const char *plm_isa_name(int isa);
 
 /* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
    (plm_ctx_params.batch_invariant) */
 void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
+
+/* y = x . W^T for any weight dtype through the table */
+static inline void plm_kmatmul(const plm_kernels *k, float *y, const float *x, int64_t T, const plm_mat *W,
+                               int n_threads) {
+    if (W->dt == PLM_DT_Q8) k->matmul_q8(y, x, T, W, n_threads);
+    else k->matmul(y, x, T, W, n_threads);
+}
+
+/* ---------------------------------------------------------------- int8 (Q8) */
+/* Quantizes one row of C floats in blocks of 32: q[PLM_Q8_STRIDE(C)] (zero-padded) and one scale per
+   block, d = max|x| / 127, q = round-to-nearest-even(x / d) in [-127, 127]; an all-zero block has
+   d = 0 and q = 0; a block holding a non-finite value has d = NaN (its products are NaN). Weights
+   keep fp16 scales (d16; q computed with the rounded scale); activations fp32 (df). Either pointer
+   may be NULL. */
+void plm_q8_quantize_row(int8_t *q, uint16_t *d16, float *df, const float *x, int64_t C);
+/* A quantized copy of W (any dtype): q [rows, PLM_Q8_STRIDE(cols)] and d16 [rows, PLM_Q8_NB(cols)]
+   allocated with malloc (freed by the caller); threaded over rows. PLM_ERR_NOMEM on failure. */
+int plm_q8_quantize_mat(int8_t **q, uint16_t **d16, const plm_mat *W, int n_threads);
+/* The reference: x quantized per row with plm_q8_quantize_row, each block's int32 dot product
+   times d_w * d_x, summed over the blocks in order, in float. */
+void plm_matmul_q8_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 
 /* references */
 void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);

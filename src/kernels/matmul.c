@@ -10,12 +10,16 @@ void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n
     enum { CHUNK = 512 };
     const int64_t R = W->rows, C = W->cols;
     float buf[CHUNK];
+    if (W->dt == PLM_DT_Q8) {
+        plm_matmul_q8_ref(y, x, T, W, n_threads);
+        return;
+    }
     for (int64_t t = 0; t < T; t++)
         for (int64_t r = 0; r < R; r++) y[t * R + r] = 0.0f;
     for (int64_t r = 0; r < R; r++) {
         for (int64_t c0 = 0; c0 < C; c0 += CHUNK) {
             int64_t nc = C - c0 < CHUNK ? C - c0 : CHUNK;
-            plm_mat sub = {NULL, W->dt, 1, nc};
+            plm_mat sub = {NULL, W->dt, 1, nc, NULL};
             sub.data = (const char *)W->data + (size_t)(r * C + c0) * plm_dtype_size(W->dt);
             plm_mat_row(buf, &sub, 0);
             for (int64_t t = 0; t < T; t++) {

@@ -90,6 +90,10 @@ void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int 
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
     const int64_t R = W->rows, C = W->cols;
     if (T == 0 || R == 0) return;
+    if (W->dt == PLM_DT_Q8) { /* callers go through plm_kmatmul; this keeps a direct call correct */
+        plm_matmul_q8_ref(y, x, T, W, n_threads);
+        return;
+    }
     if (C == 0) {
         memset(y, 0, (size_t)(T * R) * sizeof(float));
         return;

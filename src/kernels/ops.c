@@ -31,6 +31,12 @@ void plm_mat_row(float *dst, const plm_mat *W, int64_t r) {
         for (int64_t i = 0; i < n; i++) dst[i] = plm_f16_to_f32(plm_ld_u16(s, i));
         break;
     }
+    case PLM_DT_Q8: {
+        const int8_t *q = (const int8_t *)W->data + r * PLM_Q8_STRIDE(n);
+        const int64_t nb = PLM_Q8_NB(n);
+        for (int64_t i = 0; i < n; i++) dst[i] = (float)q[i] * plm_f16_to_f32(plm_ld_u16(W->scale, r * nb + i / 32));
+        break;
+    }
     default: memset(dst, 0, (size_t)n * sizeof(float)); break; /* refused at load */
     }
 }

@@ -42,6 +42,15 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
     }
     if (c->dev < 0) snprintf(c->dev_name, sizeof c->dev_name, "cpu");
     else snprintf(c->dev_name, sizeof c->dev_name, "cuda:%d", c->dev);
+    if (c->p.weights != PLM_WEIGHTS_STORED && c->p.weights != PLM_WEIGHTS_INT8) {
+        free(c);
+        return plm_fail(err, PLM_ERR_INPUT, "unknown weights mode %d (expected stored or int8)", (int)p->weights);
+    }
+    if (c->dev >= 0 && (c->p.weights == PLM_WEIGHTS_INT8 || m->file_q8)) {
+        free(c);
+        return plm_fail(err, PLM_ERR_UNSUPPORTED, "int8 weights run on the CPU only, not on %s%s", p->device,
+                        m->file_q8 ? " (this checkpoint holds int8 matrices)" : "");
+    }
     if (c->dev >= 0) {
         if (c->p.use_reference) {
             free(c);
@@ -66,6 +75,18 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
        process-wide; packlm sets it to one. */
     openblas_set_num_threads(1);
     plm_kernels_init(&c->k, c->p.use_reference, c->p.batch_invariant);
+    c->layers = m->layers;
+    c->lm_head = &m->lm_head;
+    if (c->p.weights == PLM_WEIGHTS_INT8) {
+        /* the model's int8 copies are built once, under the model's lock (the model is otherwise
+           read-only and may be shared between contexts) */
+        plm_status st = plm_model_int8((plm_model *)m, c->p.int8_keep_head, c->p.n_threads, &c->layers, &c->lm_head,
+                                       err);
+        if (st) {
+            plm_ctx_free(c);
+            return st;
+        }
+    }
     *out = c;
     return PLM_OK;
 }

@@ -40,10 +40,10 @@ void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, f
         tails[s] = r->state[s] ? r->state[s]->conv[L->lin_index] : NULL;
         S[s] = r->state[s] ? r->state[s]->rec[L->lin_index] : NULL;
     }
-    c->k.matmul(raw, h, T, &L->qkv, nth);
-    c->k.matmul(z, h, T, &L->z, nth);
-    c->k.matmul(bb, h, T, &L->b, nth);
-    c->k.matmul(aa, h, T, &L->a, nth);
+    plm_kmatmul(&c->k, raw, h, T, &L->qkv, nth);
+    plm_kmatmul(&c->k, z, h, T, &L->z, nth);
+    plm_kmatmul(&c->k, bb, h, T, &L->b, nth);
+    plm_kmatmul(&c->k, aa, h, T, &L->a, nth);
     c->k.conv(mixed, tails, raw, L->conv_w, r->cu, r->n_seg, CD, K, nth);
     const size_t qk = (size_t)nk * dk, vv = (size_t)nv * dv;
     for (int64_t t = 0; t < T; t++) {
@@ -62,7 +62,7 @@ void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, f
         }
     c->k.gdn(o, S, q, k, v, aa, bb, r->cu, r->n_seg, nk, nv, dk, dv, nth);
     plm_rmsnorm_gated(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps);
-    c->k.matmul(out, o, T, &L->out, nth);
+    plm_kmatmul(&c->k, out, o, T, &L->out, nth);
 }
 
 void plm_attention_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, float *out, const float *h,
@@ -73,9 +73,9 @@ void plm_attention_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, flo
     float *qg = plm_take(&a, (size_t)T * nh * 2 * hd), *q = plm_take(&a, (size_t)T * nh * hd);
     float *gate = plm_take(&a, (size_t)T * nh * hd), *k = plm_take(&a, (size_t)T * nkv * hd);
     float *v = plm_take(&a, (size_t)T * nkv * hd), *o = plm_take(&a, (size_t)T * nh * hd);
-    c->k.matmul(qg, h, T, &L->q, nth);
-    c->k.matmul(k, h, T, &L->k, nth);
-    c->k.matmul(v, h, T, &L->v, nth);
+    plm_kmatmul(&c->k, qg, h, T, &L->q, nth);
+    plm_kmatmul(&c->k, k, h, T, &L->k, nth);
+    plm_kmatmul(&c->k, v, h, T, &L->v, nth);
     for (int64_t t = 0; t < T; t++) /* per head: [query | gate] */
         for (int hh = 0; hh < nh; hh++) {
             const float *src = qg + (t * nh + hh) * 2 * hd;
@@ -117,7 +117,7 @@ void plm_attention_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, flo
     }
     c->k.attn(o, q, kvs, r->start, r->cu, r->n_seg, nh, nkv, hd, 1.0f / sqrtf((float)hd), nth);
     for (int64_t i = 0; i < T * nh * hd; i++) o[i] *= plm_sigmoid(gate[i]);
-    c->k.matmul(out, o, T, &L->o, nth);
+    plm_kmatmul(&c->k, out, o, T, &L->o, nth);
 }
 
 static void moe_forward(plm_ctx *c, const plm_layer *L, int64_t T, float *out, const float *h, plm_arena a) {
@@ -129,7 +129,7 @@ static void moe_forward(plm_ctx *c, const plm_layer *L, int64_t T, float *out, c
     float *xe = plm_take(&a, (size_t)T * H), *ye = plm_take(&a, (size_t)T * H);
     float *ge = plm_take(&a, (size_t)T * (Im > Is ? Im : Is)), *ue = plm_take(&a, (size_t)T * (Im > Is ? Im : Is));
     float *we = plm_take(&a, (size_t)T);
-    c->k.matmul(logits, h, T, &L->router, nth);
+    plm_kmatmul(&c->k, logits, h, T, &L->router, nth);
     plm_moe_route(idx, w, logits, T, E, k);
     memset(out, 0, (size_t)T * H * sizeof(float));
     int32_t *tok = (int32_t *)logits; /* logits are consumed: reuse as the token list */
@@ -144,19 +144,19 @@ static void moe_forward(plm_ctx *c, const plm_layer *L, int64_t T, float *out, c
                     n++;
                 }
         if (!n) continue;
-        c->k.matmul(ge, xe, n, &L->e_gate[e], nth);
-        c->k.matmul(ue, xe, n, &L->e_up[e], nth);
+        plm_kmatmul(&c->k, ge, xe, n, &L->e_gate[e], nth);
+        plm_kmatmul(&c->k, ue, xe, n, &L->e_up[e], nth);
         plm_swiglu(ge, ue, n * Im);
-        c->k.matmul(ye, ge, n, &L->e_down[e], nth);
+        plm_kmatmul(&c->k, ye, ge, n, &L->e_down[e], nth);
         for (int64_t i = 0; i < n; i++)
             for (int d = 0; d < H; d++) out[tok[i] * H + d] += we[i] * ye[i * H + d];
     }
     if (Is <= 0) return;
-    c->k.matmul(ge, h, T, &L->sh_gate, nth);
-    c->k.matmul(ue, h, T, &L->sh_up, nth);
+    plm_kmatmul(&c->k, ge, h, T, &L->sh_gate, nth);
+    plm_kmatmul(&c->k, ue, h, T, &L->sh_up, nth);
     plm_swiglu(ge, ue, T * Is);
-    c->k.matmul(ye, ge, T, &L->sh_down, nth);
-    c->k.matmul(we, h, T, &L->sh_score, nth);
+    plm_kmatmul(&c->k, ye, ge, T, &L->sh_down, nth);
+    plm_kmatmul(&c->k, we, h, T, &L->sh_score, nth);
     for (int64_t t = 0; t < T; t++) {
         const float g = plm_sigmoid(we[t]);
         for (int d = 0; d < H; d++) out[t * H + d] += g * ye[t * H + d];
@@ -172,8 +172,8 @@ void plm_mlp_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, float *ou
     }
     const int I = cf->intermediate_size, nth = c->p.n_threads;
     float *g = plm_take(&a, (size_t)T * I), *u = plm_take(&a, (size_t)T * I);
-    c->k.matmul(g, h, T, &L->gate, nth);
-    c->k.matmul(u, h, T, &L->up, nth);
+    plm_kmatmul(&c->k, g, h, T, &L->gate, nth);
+    plm_kmatmul(&c->k, u, h, T, &L->up, nth);
     plm_swiglu(g, u, T * I);
-    c->k.matmul(out, g, T, &L->down, nth);
+    plm_kmatmul(&c->k, out, g, T, &L->down, nth);
 }

@@ -43,12 +43,36 @@ static const plm_st_tensor *find(binder *b, const char *name, int ndim, const in
     return t;
 }
 
+/* An int8 matrix as packlm quantize writes it: name I8 [rows, PLM_Q8_STRIDE(cols)] and name + "_scale"
+   F16 [rows, PLM_Q8_NB(cols)] */
+static plm_status mat_q8(binder *b, plm_mat *out, const plm_st_tensor *t, const char *name, int64_t rows,
+                         int64_t cols) {
+    plm_status st;
+    const int64_t shape[2] = {rows, PLM_Q8_STRIDE(cols)}, sshape[2] = {rows, PLM_Q8_NB(cols)};
+    if (t->ndim != 2 || t->shape[0] != shape[0] || t->shape[1] != shape[1])
+        return plm_fail(b->err, PLM_ERR_FORMAT,
+                        "int8 tensor '%s' must have shape [%lld, %lld] (the config's [%lld, %lld] in blocks of %d)",
+                        name, (long long)shape[0], (long long)shape[1], (long long)rows, (long long)cols,
+                        PLM_Q8_BLOCK);
+    char sn[544];
+    snprintf(sn, sizeof sn, "%s_scale", name);
+    const plm_st_tensor *sc = find(b, sn, 2, sshape, &st);
+    if (!sc) return st;
+    if (sc->dtype != PLM_DT_F16)
+        return plm_fail(b->err, PLM_ERR_FORMAT, "int8 scales '%s' must be F16, not %s", sn, sc->dtype_name);
+    *out = (plm_mat){t->data, PLM_DT_Q8, rows, cols, sc->data};
+    b->m->file_q8 = 1;
+    return PLM_OK;
+}
+
 static plm_status mat(binder *b, plm_mat *out, const char *name, int64_t rows, int64_t cols) {
     plm_status st;
+    const plm_st_tensor *tq = plm_st_find(b->m->st, name);
+    if (tq && tq->dtype == PLM_DT_I8) return mat_q8(b, out, tq, name, rows, cols);
     int64_t shape[2] = {rows, cols};
     const plm_st_tensor *t = find(b, name, 2, shape, &st);
     if (!t) return st;
-    *out = (plm_mat){t->data, t->dtype, rows, cols};
+    *out = (plm_mat){t->data, t->dtype, rows, cols, NULL};
     return PLM_OK;
 }
 
@@ -74,7 +98,7 @@ static plm_status vec(binder *b, float **out, const char *name, int ndim, const 
     for (int i = 0; i < ndim; i++) n *= shape[i];
     float *f = own(b->m, (size_t)n);
     if (!f) return plm_fail(b->err, PLM_ERR_NOMEM, "out of memory copying '%s'", name);
-    plm_mat row = {t->data, t->dtype, 1, n};
+    plm_mat row = {t->data, t->dtype, 1, n, NULL};
     plm_mat_row(f, &row, 0);
     for (int64_t i = 0; i < n; i++)
         if (!isfinite(f[i])) return plm_fail(b->err, PLM_ERR_FORMAT, "tensor '%s' holds a non-finite value", name);
@@ -113,9 +137,9 @@ static plm_status bind_mlp(binder *b, plm_layer *L, const char *lp) {
         size_t es = plm_dtype_size(gu->dtype), ds = plm_dtype_size(dn->dtype);
         for (int64_t e = 0; e < E; e++) {
             const char *base = (const char *)gu->data + (size_t)(e * 2 * Im * H) * es;
-            L->e_gate[e] = (plm_mat){base, gu->dtype, Im, H};
-            L->e_up[e] = (plm_mat){base + (size_t)(Im * H) * es, gu->dtype, Im, H};
-            L->e_down[e] = (plm_mat){(const char *)dn->data + (size_t)(e * H * Im) * ds, dn->dtype, H, Im};
+            L->e_gate[e] = (plm_mat){base, gu->dtype, Im, H, NULL};
+            L->e_up[e] = (plm_mat){base + (size_t)(Im * H) * es, gu->dtype, Im, H, NULL};
+            L->e_down[e] = (plm_mat){(const char *)dn->data + (size_t)(e * H * Im) * ds, dn->dtype, H, Im, NULL};
         }
     } else {
         for (int64_t e = 0; e < E; e++) {
@@ -232,6 +256,12 @@ plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
     *out = NULL;
     plm_model *m = calloc(1, sizeof *m);
     if (!m) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    pthread_mutex_init(&m->q8_lock, NULL);
+    m->dir = strdup(dir);
+    if (!m->dir) {
+        free(m);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    }
     plm_status st = plm_config_load(&m->cfg, dir, err);
     if (!st && (st = check_widths(&m->cfg, err))) plm_fail_prefix(err, st, "%s", dir);
     if (!st) st = plm_st_open_dir(&m->st, dir, err);
@@ -242,6 +272,7 @@ plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
     const plm_config *c = &m->cfg;
     binder b = {m, "model.", err};
     if (plm_st_find(m->st, "model.language_model.embed_tokens.weight")) b.prefix = "model.language_model.";
+    m->prefix = b.prefix;
     char nm[512];
     const int64_t V = c->vocab_size, H = c->hidden_size;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
@@ -287,6 +318,9 @@ plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err) {
 
 void plm_model_free(plm_model *m) {
     if (!m) return;
+    plm_model_int8_free(m);
+    pthread_mutex_destroy(&m->q8_lock);
+    free(m->dir);
     if (m->layers)
         for (int i = 0; i < m->cfg.n_layers; i++) free(m->layers[i].e_gate);
     free(m->layers);

@@ -2,6 +2,7 @@
 #ifndef PLM_MODEL_MODEL_H
 #define PLM_MODEL_MODEL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,7 +42,25 @@ struct plm_model {
     void **owned;               /* f32 copies made at load (small vectors) */
     int n_owned, cap_owned;
     int conv_dim;               /* 2*nk*dk + nv*dv */
+    char *dir;                  /* the checkpoint directory */
+    const char *prefix;         /* "model." or "model.language_model." */
+    int file_q8;                /* the checkpoint holds int8 (Q8) matrices (written by packlm quantize) */
+    /* int8 copies made for contexts that ask for int8 weights (model/quant.c): built once, on the
+       first such context, shared by later ones, freed with the model */
+    pthread_mutex_t q8_lock;
+    plm_layer *q8_layers;       /* NULL until built */
+    plm_mat q8_head;            /* dt PLM_DT_Q8 once built */
+    void **q8_bufs;
+    int n_q8_bufs, cap_q8_bufs;
 };
+
+/* The layers and lm_head an int8 context computes with: every large matrix (projections, MLP and
+ * expert weights; lm_head unless keep_head) in PLM_DT_Q8, quantized from the checkpoint's dtype on
+ * the first call; norms, conv weights, A_log, dt_bias, the small gate projections (in_proj_a,
+ * in_proj_b, shared_expert_gate) and the router stay as stored. */
+plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_layer **layers,
+                          const plm_mat **head, plm_error *err);
+void plm_model_int8_free(plm_model *m);
 
 
 struct plm_state {
@@ -76,6 +95,8 @@ struct plm_ctx {
     char dev_name[16];
     plm_cuda *cuda;   /* NULL on the CPU */
     plm_kernels k;    /* dispatch table: reference or fast */
+    const plm_layer *layers; /* the model's, or its int8 copies (plm_ctx_params.weights) */
+    const plm_mat *lm_head;
     float *scratch;   /* grown on demand */
     size_t scratch_n;
     /* CUDA: device states standing in for the segments of a step that have none (step.c) */

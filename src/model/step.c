@@ -65,7 +65,7 @@ static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64
     if (!out->logits_cb) { /* decode: every chosen row in one GEMM, the weights streamed once */
         if (rows)
             for (int64_t i = 0; i < n; i++) memcpy(blk + i * H, xn + (int64_t)rows[i] * H, (size_t)H * sizeof(float));
-        c->k.matmul(out->logits, rows ? blk : xn, n, &m->lm_head, c->p.n_threads);
+        plm_kmatmul(&c->k, out->logits, rows ? blk : xn, n, c->lm_head, c->p.n_threads);
         return;
     }
     for (int64_t i0 = 0; i0 < n; i0 += OUT_BLOCK) {
@@ -73,7 +73,7 @@ static void head_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int64
         for (int64_t i = 0; i < nb; i++)
             memcpy(blk + i * H, xn + (int64_t)(rows ? rows[i0 + i] : i0 + i) * H, (size_t)H * sizeof(float));
         float *dst = out->logits_cb ? buf : out->logits + i0 * V;
-        c->k.matmul(dst, blk, nb, &m->lm_head, c->p.n_threads);
+        plm_kmatmul(&c->k, dst, blk, nb, c->lm_head, c->p.n_threads);
         if (out->logits_cb && out->logits_cb(out->cb_user, (int32_t)i0, (int32_t)nb, buf)) break;
     }
 }
@@ -85,7 +85,7 @@ static void argmax_rows(plm_ctx *c, const plm_outputs *out, const float *xn, flo
         const int64_t nb = out->n_amax - i0 < OUT_BLOCK ? out->n_amax - i0 : OUT_BLOCK;
         for (int64_t i = 0; i < nb; i++)
             memcpy(blk + i * H, xn + (int64_t)out->amax_rows[i0 + i] * H, (size_t)H * sizeof(float));
-        c->k.matmul(buf, blk, nb, &m->lm_head, c->p.n_threads);
+        plm_kmatmul(&c->k, buf, blk, nb, c->lm_head, c->p.n_threads);
         for (int64_t i = 0; i < nb; i++) out->argmax[i0 + i] = plm_argmax_row(buf + i * V, V);
     }
 }
@@ -105,7 +105,7 @@ static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int6
             }
         if (!nb) break;
         for (int i = 0; i < nb; i++) memcpy(blk + i * H, xn + (int64_t)rows[i] * H, (size_t)H * sizeof(float));
-        c->k.matmul(buf, blk, nb, &m->lm_head, c->p.n_threads);
+        plm_kmatmul(&c->k, buf, blk, nb, c->lm_head, c->p.n_threads);
         c->k.logprob(lp, buf, tgt, nb, V, c->p.n_threads);
         for (int i = 0; i < nb; i++) out->logprob[rows[i]] = lp[i];
     }
@@ -205,7 +205,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     plm_embed_rows(x, &m->embed, s->tokens, T);
     if (hid) memcpy(hid, x, (size_t)(T * H) * sizeof(float));
     for (int li = 0; li < cf->n_layers; li++) {
-        const plm_layer *L = &m->layers[li];
+        const plm_layer *L = &c->layers[li];
         plm_rmsnorm_zc(h, x, L->in_norm, T, (int)H, cf->rms_eps);
         if (L->type == PLM_LAYER_LINEAR) plm_linear_attn_forward(c, L, &r, mo, h, a);
         else plm_attention_forward(c, L, &r, mo, h, a);

@@ -574,3 +574,17 @@ def test_readme_and_docstring_examples(packlm, monkeypatch):
     for mod in (packlm.model, packlm.tokenizer, packlm):
         r = doctest.testmod(mod, verbose=False)
         assert r.failed == 0, mod.__name__
+
+
+def test_int8_weights(packlm):
+    # int8 weights through the Python API: the same logits as `packlm forward --weights int8`
+    # (test_int8 holds the accuracy bounds), and an unknown mode refused
+    name = "tiny-dense"
+    seqs = read_inputs(name)
+    ref = ref_logits(name)
+    with packlm.Model(fixture_dir(name), weights="int8") as m:
+        got = m.forward(seqs)
+    assert got.shape == ref.shape and np.isfinite(got).all()
+    assert 0 < np.abs(got - ref).max() <= 0.75 * np.abs(ref).max()
+    with pytest.raises(ValueError, match="weights"):
+        packlm.Model(fixture_dir(name), weights="int4")
