@@ -548,17 +548,7 @@ static enum MHD_Result reply_error(conn *c, struct MHD_Connection *mc, unsigned 
     pthread_mutex_lock(&c->s->mu);
     c->s->n_errors++;
     pthread_mutex_unlock(&c->s->mu);
-    const char *type = status == 401 ? "authentication_error"
-                       : status == 404 ? "not_found_error"
-                       : status == 429 ? "rate_limit_error"
-                       : status >= 500 ? "server_error"
-                                       : "invalid_request_error";
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code);
-    return reply_json(c, mc, status, o);
+    return reply_json(c, mc, status, serve_error_json(status, code, msg));
 }
 
 /* peer closed its side (a disconnecting client) */

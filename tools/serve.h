@@ -102,8 +102,15 @@ typedef struct {
 
 /* Parses the body of a POST to ep (SERVE_EP_COMPLETIONS, _CHAT or _TOKENIZE): body[0..n) with
  * body[n] == 0 (body may be NULL: an empty body). Returns 0 with r filled (the caller owns what it
- * holds: serve_req_free), or the HTTP status (400) with r->code and r->why set. */
+ * holds: serve_req_free), or the HTTP status (400) with r->code and r->why set (n_prompts is then
+ * 0; serve_req_free is still called). */
 unsigned serve_parse_request(const serve_view *v, int ep, const char *body, size_t n, serve_req *r);
 void serve_req_free(serve_req *r);
+
+/* The JSON of an error answer, {"error": {"message", "type", "param": null, "code"}}, the type
+ * following the status; the message is made valid UTF-8 (an invalid byte becomes U+FFFD), so that
+ * the answer is JSON whatever the request held. Returns a cJSON object (cJSON_Delete). */
+struct cJSON;
+struct cJSON *serve_error_json(unsigned status, const char *code, const char *msg);
 
 #endif

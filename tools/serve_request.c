@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "serve.h"
+#include "util/json_strict.h"
 
 int serve_endpoint(const char *url) {
     if (!strcmp(url, "/health")) return SERVE_EP_HEALTH;
@@ -235,8 +236,8 @@ static unsigned parse_completions(const serve_view *s, serve_req *r, cJSON *req)
         r->ids[i] = prompt_ids(s, list[i], &r->n[i], &r->ptext[i], i, why, wl);
         if (!r->ids[i]) return bad(r, why);
     }
-    r->n_prompts = k;
     if (check_len(s, r->n, k, &r->max_new, why, wl)) return bad(r, why);
+    r->n_prompts = k;
     return 0;
 }
 
@@ -336,8 +337,8 @@ static unsigned parse_chat(const serve_view *s, serve_req *r, cJSON *req) {
     cJSON_Delete(tmp);
     free(pt);
     if (!r->ids[0]) return bad(r, why[0] ? why : "out of memory");
-    r->n_prompts = 1;
     if (check_len(s, r->n, 1, &r->max_new, why, wl)) return bad(r, why);
+    r->n_prompts = 1;
     return 0;
 }
 
@@ -366,8 +367,31 @@ static unsigned parse_tokenize(const serve_view *s, serve_req *r, cJSON *req) {
 
 unsigned serve_parse_request(const serve_view *v, int ep, const char *body, size_t n, serve_req *r) {
     memset(r, 0, sizeof *r);
+    /* the body must be one strict JSON value (RFC 8259: valid UTF-8, nothing after the value, no
+       raw control characters in strings); cJSON alone stops at a NUL byte, accepts invalid UTF-8
+       (which the error answers would then echo) and cuts strings at an escaped NUL */
+    size_t off = 0, nul = SIZE_MAX;
+    const char *jwhy = NULL;
+    if (!body || !plm_json_check(body, n, &off, &jwhy, &nul)) {
+        long line = 1, col = 1;
+        if (body) plm_json_line_col(body, off, &line, &col);
+        if (body && jwhy)
+            snprintf(r->why, sizeof r->why, "the request body is not valid JSON: %s at line %ld, column %ld", jwhy,
+                     line, col);
+        else snprintf(r->why, sizeof r->why, "the request body is not valid JSON");
+        r->code = "invalid_json";
+        return r->status = 400;
+    }
+    if (nul != SIZE_MAX) {
+        long line = 1, col = 1;
+        plm_json_line_col(body, nul, &line, &col);
+        snprintf(r->why, sizeof r->why,
+                 "the request body holds \\u0000 (NUL) in a string at line %ld, column %ld: not supported", line, col);
+        r->code = "invalid_request";
+        return r->status = 400;
+    }
     const char *end = NULL;
-    cJSON *req = body ? cJSON_ParseWithLengthOpts(body, n + 1, &end, 1) : NULL;
+    cJSON *req = cJSON_ParseWithLengthOpts(body, n + 1, &end, 1);
     if (!req) {
         snprintf(r->why, sizeof r->why, "the request body is not valid JSON");
         r->code = "invalid_json";
@@ -384,4 +408,37 @@ unsigned serve_parse_request(const serve_view *v, int ep, const char *body, size
                                              : parse_tokenize(v, r, req);
     cJSON_Delete(req);
     return st;
+}
+
+cJSON *serve_error_json(unsigned status, const char *code, const char *msg) {
+    const char *type = status == 401 ? "authentication_error"
+                       : status == 404 ? "not_found_error"
+                       : status == 429 ? "rate_limit_error"
+                       : status >= 500 ? "server_error"
+                                       : "invalid_request_error";
+    /* the message as valid UTF-8: a path or a truncated message may hold anything */
+    size_t n = strlen(msg), o = 0;
+    char *u = malloc(3 * n + 1);
+    if (u) {
+        for (size_t i = 0; i < n;) {
+            size_t k = plm_utf8_seq((const unsigned char *)msg + i, n - i);
+            if (k) {
+                memcpy(u + o, msg + i, k);
+                o += k;
+                i += k;
+            } else {
+                memcpy(u + o, "\xEF\xBF\xBD", 3); /* U+FFFD */
+                o += 3;
+                i++;
+            }
+        }
+        u[o] = 0;
+    }
+    cJSON *obj = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(obj, "error");
+    cJSON_AddStringToObject(e, "message", u ? u : "out of memory");
+    cJSON_AddStringToObject(e, "type", type);
+    cJSON_AddNullToObject(e, "param");
+    cJSON_AddStringToObject(e, "code", code);
+    free(u);
+    return obj;
 }
