@@ -461,8 +461,12 @@ static void test_cli_reader(void) {
                 "line 1: JSON line has neither", NULL);
     expect_fail(read_mem(&in, "{\"text\\u0000\": \"a\"}\n", 0, &err), &err, "key 'text\\u0000'",
                 "line 1: a key holds \\u0000", NULL);
-    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2e0]}\n{\"input_ids\": [01]}\n", 0, &err), &err, "leading zero",
+    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2]}\n{\"input_ids\": [01]}\n", 0, &err), &err, "leading zero",
                 "line 2: malformed JSON at column 17: invalid number (leading zero)", NULL);
+    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2.0]}\n", 0, &err), &err, "2.0",
+                "line 1: input_ids[1] = 2.0 is not a JSON integer (written with a fraction or an exponent)", NULL);
+    expect_fail(read_mem(&in, "{\"text\": \"x\", \"input_ids\": [3e0]}\n", 0, &err), &err, "3e0",
+                "line 1: input_ids[0] = 3e0 is not a JSON integer (written with a fraction or an exponent)", NULL);
     expect_fail(read_mem(&in, "{\"input_ids\": [1, 2.5]}\n", 0, &err), &err, "2.5", "line 1: input_ids[1] is not an integer",
                 NULL);
     expect_fail(read_mem(&in, "[1, 2]\n", 0, &err), &err, "a JSON array line", "line 1: '[1,' at index 0", NULL);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json_int.h"
 #include "util/json_strict.h"
 
 static plm_status fail(plm_error *err, plm_status code, const char *fmt, ...) {
@@ -98,6 +99,11 @@ static plm_status int_array(int32_t **out, int64_t *n, const cJSON *a, const cha
             free(v);
             return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] is not an integer", lineno, field, (long long)i);
         }
+        if (!plm_json_is_int(e)) { /* 1.0: Python's json reads a float, which no embedding takes */
+            free(v);
+            return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] = %s is not a JSON integer (written with a fraction or an "
+                        "exponent)", lineno, field, (long long)i, plm_json_float_literal(e) ? plm_json_float_literal(e) : "?");
+        }
         if (e->valuedouble < 0 || e->valuedouble >= (double)hi) {
             free(v);
             if (hi < INT32_MAX)
@@ -123,6 +129,7 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
         return fail(err, PLM_ERR_INPUT, "line %d: malformed JSON at column %ld: %s", lineno, col0 + (long)bad, why);
     cJSON *o = cJSON_ParseWithLength(line, len);
     if (!o) return fail(err, PLM_ERR_NOMEM, "out of memory");
+    plm_json_mark_ints(line, len, o);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         return fail(err, PLM_ERR_INPUT, "line %d: a JSON line must be an object", lineno);
