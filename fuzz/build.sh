@@ -5,9 +5,10 @@
 #   fuzz_config       config.json + generation_config.json
 #   fuzz_cli_input    the CLI's input reader (token-id lines, JSONL)
 #   fuzz_tokenizer    tokenizer.json loading, encode / decode (also built by tests/fuzz_tokenizer.sh)
+#   fuzz_serve        packlm serve's request path: endpoint, body, fields, chat rendering, prompts
 # Exits non-zero, loudly, when clang or its
 # libFuzzer runtime is missing (Debian: apt-get install clang libclang-rt-14-dev libomp-14-dev).
-# Usage: fuzz/build.sh [target ...]   (default: the first three)
+# Usage: fuzz/build.sh [target ...]   (default: all but fuzz_tokenizer)
 set -u
 cd "$(dirname "$0")/.."
 CLANG=${CLANG:-clang}
@@ -31,11 +32,12 @@ if ! make -s B="$OUT/lib" CC="$CLANG" OPT="-O1 -march=native" SAN="$SAN -fsaniti
 fi
 CF="-g -O1 -march=native -std=c11 -D_GNU_SOURCE -fopenmp -Iinclude -Isrc -Itools -Itests -Ifuzz $SAN -fsanitize=fuzzer"
 LIBS="$OUT/lib/libpacklm.a -lopenblas -lcjson -ljansson -lpcre2-8 -lutf8proc -lm"
-targets=${*:-fuzz_safetensors fuzz_config fuzz_cli_input}
+targets=${*:-fuzz_safetensors fuzz_config fuzz_cli_input fuzz_serve}
 for t in $targets; do
     case $t in
     fuzz_safetensors) extra="tests/synth.c tests/testutil.c" ;;
     fuzz_cli_input) extra="tools/cli_input.c" ;;
+    fuzz_serve) extra="tools/serve_request.c tools/serve_jinja.c tools/serve_tools.c" ;;
     *) extra="" ;;
     esac
     if ! "$CLANG" $CF "fuzz/$t.c" $extra $LIBS -o "$OUT/$t" 2> "$OUT/$t.build.log"; then

@@ -5,12 +5,12 @@
 # fuzz/corpus/<target>/), so later campaigns continue where earlier ones stopped; findings are
 # written as build/fuzz/campaign/<target>/crash-*. Prints one line per target: executions, time,
 # corpus size, result (the figures docs/robustness.md records).
-# Usage: scripts/fuzz-long.sh [target ...]   (default: safetensors config cli_input tokenizer)
+# Usage: scripts/fuzz-long.sh [target ...]   (default: safetensors config cli_input tokenizer serve)
 set -u
 cd "$(dirname "$0")/.."
 RUNS=${FUZZ_RUNS:-10000000}
 MAXT=${FUZZ_MAX_SECONDS:-7200}
-targets=${*:-safetensors config cli_input tokenizer}
+targets=${*:-safetensors config cli_input tokenizer serve}
 fuzz/build.sh $(for t in $targets; do echo fuzz_$t; done) || exit 1
 fail=0
 for t in $targets; do

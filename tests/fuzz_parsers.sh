@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the libFuzzer targets of the file parsers (fuzz/build.sh: safetensors + step, config,
-# CLI input) briefly under AddressSanitizer + UBSan: each starts from its committed seed corpus
-# fuzz/corpus/<name>/ (copied, so the repository is never written) and runs FUZZ_SECONDS
+# Runs the libFuzzer targets of the file parsers and of the server's request path (fuzz/build.sh:
+# safetensors + step, config, CLI input, serve) briefly under AddressSanitizer + UBSan: each first
+# replays the inputs that once failed (fuzz/regress/<name>-*), then starts from its committed seed
+# corpus fuzz/corpus/<name>/ (copied, so the repository is never written) and runs FUZZ_SECONDS
 # (default 5) seconds. Any crash, sanitizer report or failed invariant fails the suite, and so
 # does a missing clang: the suite never passes without having fuzzed.
 set -u
@@ -14,10 +15,17 @@ if ! fuzz/build.sh; then
     exit 1
 fi
 fail=0
-for t in safetensors config cli_input; do
+for t in safetensors config cli_input serve; do
     work="$OUT/run-$t"
     rm -rf "$work"
     mkdir -p "$work/corpus"
+    regress=$(ls fuzz/regress/$t-* 2>/dev/null)
+    if [ -n "$regress" ] && ! UBSAN_OPTIONS=print_stacktrace=1 "$OUT/fuzz_$t" $regress > "$work/regress.log" 2>&1; then
+        grep -E "ERROR|runtime error|SUMMARY|deadly" "$work/regress.log" | head -5
+        echo "FAIL fuzz_$t: an input of fuzz/regress/ fails again (log: $work/regress.log)"
+        fail=1
+        continue
+    fi
     cp fuzz/corpus/$t/* "$work/corpus/"
     dict=""
     [ -f fuzz/$t.dict ] && dict="-dict=fuzz/$t.dict"

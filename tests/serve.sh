@@ -102,6 +102,21 @@ check "curl: bad max_tokens answers 400 with an error object" test "$code" = 400
 head -c 9000000 /dev/zero | tr '\0' ' ' > "$T/big.json"
 code=$($C -o /dev/null -w '%{http_code}' "$U1/v1/completions" --data-binary @"$T/big.json")
 check "curl: a 9 MB body answers 413" test "$code" = 413
+# the body must be strict JSON: invalid UTF-8 (which the error answer would echo), data after a NUL
+# byte, and \u0000 (cJSON would cut the string there) are refused; answers stay valid JSON
+printf '{"model": "o\377\376x", "prompt": [1]}' > "$T/bad-utf8.json"
+code=$($C -o "$T/e.json" -w '%{http_code}' "$U1/v1/completions" --data-binary @"$T/bad-utf8.json")
+check "curl: invalid UTF-8 in the body answers 400 invalid_json, naming line and column" test "$code" = 400 -a \
+    "$(grep -o '"message":"[^"]*"' "$T/e.json")" = '"message":"the request body is not valid JSON: invalid UTF-8 in a string at line 1, column 13"'
+printf '{"prompt": [1], "max_tokens": 1}\000{"prompt": "x"' > "$T/nul.json"
+code=$($C -o "$T/e.json" -w '%{http_code}' "$U1/v1/completions" --data-binary @"$T/nul.json")
+check "curl: a body with data after a NUL byte answers 400 invalid_json" test "$code" = 400 -a -n "$(grep -o '"code":"invalid_json"' "$T/e.json")"
+code=$($C -o "$T/e.json" -w '%{http_code}' "$U1/v1/completions" -d '{"prompt": "ab\u0000cd"}')
+check "curl: \\u0000 in a string answers 400 (not a prompt cut at the NUL)" test "$code" = 400 -a \
+    "$(grep -o '"message":"[^"]*"' "$T/e.json")" = '"message":"the request body holds \\u0000 (NUL) in a string at line 1, column 15: not supported"'
+code=$($C -o "$T/e.json" -w '%{http_code}' "$U1/%FF%FEnowhere")
+check "curl: a 404 quoting a path of invalid UTF-8 is valid JSON (U+FFFD)" test "$code" = 404 -a \
+    "$(grep -o '"message":"[^"]*"' "$T/e.json")" = "$(printf '"message":"no such path: GET /\357\277\275\357\277\275nowhere"')"
 code=$($C -o /dev/null -w '%{http_code}' "$U1/nowhere")
 check "curl: unknown path answers 404" test "$code" = 404
 code=$($C -o /dev/null -w '%{http_code}' "$U2/v1/models")

@@ -197,6 +197,28 @@ static void test_config(void) {
                 "field 'vocab_size' = 512.5 is not an integer in [1, 1073741824]", NULL);
     expect_fail(load_cfg(&c, "\"vocab_size\": 512", "\"vocab_size\": 1e20", NULL, &err), &err, "vocab 1e20",
                 "field 'vocab_size' = 1e+20 is out of range [1, 1073741824]", NULL);
+    /* integers written as JSON integers: Python's json reads 4.0 as a float, which transformers'
+       config then carries (range(4.0) fails); the value alone (integral) does not make it one */
+    expect_fail(load_cfg(&c, "\"num_hidden_layers\": 4", "\"num_hidden_layers\": 4.0", NULL, &err), &err,
+                "num_hidden_layers 4.0",
+                "config.json: field 'num_hidden_layers' = 4.0 is not a JSON integer (written with a fraction or an "
+                "exponent)", NULL);
+    expect_fail(load_cfg(&c, "\"hidden_size\": 64", "\"hidden_size\": 6.4e1", NULL, &err), &err, "hidden_size 6.4e1",
+                "config.json: field 'hidden_size' = 6.4e1 is not a JSON integer (written with a fraction or an "
+                "exponent)", NULL);
+    expect_fail(load_cfg(&c, "\"vocab_size\": 512", "\"vocab_size\": 512E0", NULL, &err), &err, "vocab_size 512E0",
+                "config.json: field 'vocab_size' = 512E0 is not a JSON integer (written with a fraction or an "
+                "exponent)", NULL);
+    expect_fail(load_cfg(&c, E, "\"eos_token_id\": [1, 2.0]", NULL, &err), &err, "eos [1, 2.0]",
+                "config.json: field 'eos_token_id[1]' = 2.0 is not a JSON integer (written with a fraction or an "
+                "exponent)", NULL);
+    expect_fail(load_cfg(&c, NULL, NULL, "{\"eos_token_id\": 1e1}", &err), &err, "generation eos 1e1",
+                "generation_config.json: field 'eos_token_id' = 1e1 is not a JSON integer (written with a fraction "
+                "or an exponent)", NULL);
+    /* floats stay floats, integers elsewhere in the document do not confuse the walk */
+    tu_check(load_cfg(&c, "\"rms_norm_eps\": 1e-06", "\"rms_norm_eps\": 1e-06, \"x\": [1.5, {\"a]\\\"\": 2.0}]", NULL,
+                      &err) == PLM_OK && c.n_layers == 4,
+             "floats, nested values and strings with brackets around integer fields load (%s)", err.msg);
     expect_fail(load_cfg(&c, "\"vocab_size\": 512", "\"vocab_size\": \"512\"", NULL, &err), &err, "vocab string",
                 "field 'vocab_size' must be an integer", NULL);
     expect_fail(load_cfg(&c, "\"head_dim\": 32", "\"head_dim\": -32", NULL, &err), &err, "head_dim -32",
@@ -459,8 +481,12 @@ static void test_cli_reader(void) {
                 "line 1: JSON line has neither", NULL);
     expect_fail(read_mem(&in, "{\"text\\u0000\": \"a\"}\n", 0, &err), &err, "key 'text\\u0000'",
                 "line 1: a key holds \\u0000", NULL);
-    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2e0]}\n{\"input_ids\": [01]}\n", 0, &err), &err, "leading zero",
+    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2]}\n{\"input_ids\": [01]}\n", 0, &err), &err, "leading zero",
                 "line 2: malformed JSON at column 17: invalid number (leading zero)", NULL);
+    expect_fail(read_mem(&in, "{\"input_ids\": [1, 2.0]}\n", 0, &err), &err, "2.0",
+                "line 1: input_ids[1] = 2.0 is not a JSON integer (written with a fraction or an exponent)", NULL);
+    expect_fail(read_mem(&in, "{\"text\": \"x\", \"input_ids\": [3e0]}\n", 0, &err), &err, "3e0",
+                "line 1: input_ids[0] = 3e0 is not a JSON integer (written with a fraction or an exponent)", NULL);
     expect_fail(read_mem(&in, "{\"input_ids\": [1, 2.5]}\n", 0, &err), &err, "2.5", "line 1: input_ids[1] is not an integer",
                 NULL);
     expect_fail(read_mem(&in, "[1, 2]\n", 0, &err), &err, "a JSON array line", "line 1: '[1,' at index 0", NULL);

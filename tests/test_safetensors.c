@@ -302,6 +302,18 @@ static void test_corrupt(void) {
         {"{\"zz\": {\"dtype\": \"F64\", \"shape\": [2305843009213693952], \"data_offsets\": [0, 0]}}", 0, PLM_ERR_FORMAT, "'zz'", "too large"},
         {"{\"w\": {\"dtype\": \"WEIRD\", \"shape\": [2], \"data_offsets\": [0, 2]}}", 2, PLM_ERR_FORMAT, "'w'", "unknown dtype 'WEIRD'"},
         {"{\"w\": {\"dtype\": \"F4\", \"shape\": [3], \"data_offsets\": [0, 2]}}", 2, PLM_ERR_FORMAT, "'w'", "whole bytes"},
+        /* integers written as JSON integers (the reference reads usize through serde: 8.0 and 1e3 refused) */
+        {"{\"w\": {\"dtype\": \"F32\", \"shape\": [2.0], \"data_offsets\": [0, 8]}}", 8, PLM_ERR_FORMAT,
+         "tensor 'w': shape[0] = 2.0 is not a JSON integer (written with a fraction or an exponent)", NULL},
+        {"{\"w\": {\"dtype\": \"U8\", \"shape\": [1, 1e3], \"data_offsets\": [0, 1000]}}", 1000, PLM_ERR_FORMAT,
+         "tensor 'w': shape[1] = 1e3 is not a JSON integer (written with a fraction or an exponent)", NULL},
+        {"{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8.0]}}", 8, PLM_ERR_FORMAT,
+         "tensor 'w': data_offsets[1] = 8.0 is not a JSON integer (written with a fraction or an exponent)", NULL},
+        {"{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0E0, 8]}}", 8, PLM_ERR_FORMAT,
+         "tensor 'w': data_offsets[0] = 0E0 is not a JSON integer (written with a fraction or an exponent)", NULL},
+        {"{\"__metadata__\": {\"format\": \"pt\"}, \"a\\\"]},[\": {\"dtype\": \"F32\", \"shape\": [2], "
+         "\"data_offsets\": [0, 8.00]}}", 8, PLM_ERR_FORMAT,
+         "tensor 'a\"]},[': data_offsets[1] = 8.00 is not a JSON integer (written with a fraction or an exponent)", NULL},
         /* the data section covered exactly: no gap, no bytes after the last tensor */
         {"{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
          "\"b\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}}", 12, PLM_ERR_FORMAT, "tensor 'b' begins at byte 8", "end at 4"},

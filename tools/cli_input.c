@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/json_int.h"
 #include "util/json_strict.h"
 
 static plm_status fail(plm_error *err, plm_status code, const char *fmt, ...) {
@@ -84,9 +85,25 @@ static plm_status parse_ids_line(cli_input *in, const char *line, int lineno, in
     return st;
 }
 
-/* An array of integers (token ids or positions); numbers arrive as doubles (JSON_DECODE_INT_AS_REAL). */
+/* The literal of field[i] as written in the line (for messages; "?" if it cannot be found): the line
+ * is parsed once more with cJSON, whose numbers util/json_int.h marks with their literals. Only on
+ * the error path. */
+static const char *float_literal(const char *line, size_t len, const char *field, int64_t i, char *buf, size_t cap) {
+    snprintf(buf, cap, "?");
+    cJSON *o = cJSON_ParseWithLength(line, len);
+    if (!o) return buf;
+    plm_json_mark_ints(line, len, o);
+    const cJSON *e = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(o, field), (int)i);
+    const char *lit = e ? plm_json_float_literal(e) : NULL;
+    if (lit) snprintf(buf, cap, "%s", lit);
+    cJSON_Delete(o);
+    return buf;
+}
+
+/* An array of integers (token ids or positions): JSON integers (jansson keeps integers and reals
+ * apart); line, len: the JSON text, for the literal of a number written otherwise. */
 static plm_status int_array(int32_t **out, int64_t *n, const json_t *a, const char *field, int lineno,
-                            int64_t hi, plm_error *err) {
+                            int64_t hi, const char *line, size_t len, plm_error *err) {
     if (!json_is_array(a)) return fail(err, PLM_ERR_INPUT, "line %d: '%s' must be a list of integers", lineno, field);
     int64_t k = (int64_t)json_array_size(a);
     int32_t *v = malloc((size_t)(k ? k : 1) * sizeof *v);
@@ -97,6 +114,13 @@ static plm_status int_array(int32_t **out, int64_t *n, const json_t *a, const ch
         if (!json_is_number(e) || d != floor(d) || fabs(d) > 2e9) {
             free(v);
             return fail(err, PLM_ERR_INPUT, "line %d: %s[%lld] is not an integer", lineno, field, (long long)i);
+        }
+        if (json_is_real(e)) { /* 2.0: Python's json reads a float, which no embedding takes */
+            char lit[64];
+            free(v);
+            return fail(err, PLM_ERR_INPUT,
+                        "line %d: %s[%lld] = %s is not a JSON integer (written with a fraction or an exponent)", lineno,
+                        field, (long long)i, float_literal(line, len, field, i, lit, sizeof lit));
         }
         if (d < 0 || d >= (double)hi) {
             free(v);
@@ -141,7 +165,7 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
         return fail(err, PLM_ERR_NOMEM, "out of memory");
     }
     json_error_t jerr;
-    json_t *o = json_loadb(fixed ? fixed : line, len, JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY,
+    json_t *o = json_loadb(fixed ? fixed : line, len, JSON_ALLOW_NUL | JSON_DECODE_ANY,
                            &jerr);
     free(fixed);
     if (!o) /* the checker accepted it: what is left is memory (or a limit of jansson's) */
@@ -159,7 +183,7 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
     plm_status st = PLM_OK;
     int from_text = 0;
     if (ids_j) {
-        st = int_array(&ids, &n, ids_j, "input_ids", lineno, vocab, err);
+        st = int_array(&ids, &n, ids_j, "input_ids", lineno, vocab, line, len, err);
     } else if (text_j) {
         if (!json_is_string(text_j)) st = fail(err, PLM_ERR_INPUT, "line %d: 'text' must be a string", lineno);
         else if (!enc) st = fail(err, PLM_ERR_INPUT, "line %d: text input needs a tokenizer (tokenizer.json in the model directory)", lineno);
@@ -181,7 +205,7 @@ static plm_status parse_json_line(cli_input *in, const char *line, size_t len, l
     }
     if (!st && n == 0) st = fail(err, PLM_ERR_INPUT, "line %d: empty sequence", lineno);
     if (!st && pos_j) {
-        st = int_array(&pos, &np, pos_j, "position_ids", lineno, INT32_MAX, err);
+        st = int_array(&pos, &np, pos_j, "position_ids", lineno, INT32_MAX, line, len, err);
         if (!st && np != n)
             st = fail(err, PLM_ERR_INPUT, "line %d: position_ids has %lld entries but input_ids has %lld", lineno,
                       (long long)np, (long long)n);

@@ -39,9 +39,9 @@
 #include "serve.h"
 
 #define MAX_BODY (8u << 20) /* request bodies above this answer 413 */
-#define MAX_PROMPTS 64      /* prompts of one completion request */
-#define MAX_STOP 8
-#define MAX_TOP 20
+#define MAX_PROMPTS SERVE_MAX_PROMPTS
+#define MAX_STOP SERVE_MAX_STOP
+#define MAX_TOP SERVE_MAX_TOP
 #define GATHER_QUIET 0.002 /* an idle engine starts when no request arrived for this long, */
 #define GATHER_MAX 0.010   /* or after this long */
 #define READER_WAIT 0.002  /* the most an engine step waits for streaming connections to take its tokens */
@@ -623,17 +623,7 @@ static enum MHD_Result reply_error(conn *c, struct MHD_Connection *mc, unsigned 
     pthread_mutex_lock(&c->s->mu);
     c->s->n_errors++;
     pthread_mutex_unlock(&c->s->mu);
-    const char *type = status == 401 ? "authentication_error"
-                       : status == 404 ? "not_found_error"
-                       : status == 429 ? "rate_limit_error"
-                       : status >= 500 ? "server_error"
-                                       : "invalid_request_error";
-    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
-    cJSON_AddStringToObject(e, "message", msg);
-    cJSON_AddStringToObject(e, "type", type);
-    cJSON_AddNullToObject(e, "param");
-    cJSON_AddStringToObject(e, "code", code);
-    return reply_json(c, mc, status, o);
+    return reply_json(c, mc, status, serve_error_json(status, code, msg));
 }
 
 /* peer closed its side (a disconnecting client) */
@@ -644,95 +634,6 @@ static int peer_gone(int fd) {
     if (r == 0) return 1;
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return 1;
     return 0;
-}
-
-/* ---- request fields: absent or null keeps the default; a wrong type or range is an error (1) */
-static int f_num(cJSON *o, const char *k, double lo, double hi, double *out, char *why, size_t wl) {
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!x || cJSON_IsNull(x)) return 0;
-    if (!cJSON_IsNumber(x) || !(x->valuedouble >= lo && x->valuedouble <= hi)) {
-        snprintf(why, wl, "'%s' must be a number in [%g, %g]", k, lo, hi);
-        return 1;
-    }
-    *out = x->valuedouble;
-    return 0;
-}
-static int f_int(cJSON *o, const char *k, double lo, double hi, int64_t *out, char *why, size_t wl) {
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!x || cJSON_IsNull(x)) return 0;
-    if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) || !(x->valuedouble >= lo && x->valuedouble <= hi)) {
-        snprintf(why, wl, "'%s' must be an integer in [%.0f, %.0f]", k, lo, hi);
-        return 1;
-    }
-    *out = (int64_t)x->valuedouble;
-    return 0;
-}
-static int f_bool(cJSON *o, const char *k, int *out, char *why, size_t wl) {
-    cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-    if (!x || cJSON_IsNull(x)) return 0;
-    if (!cJSON_IsBool(x)) {
-        snprintf(why, wl, "'%s' must be a boolean", k);
-        return 1;
-    }
-    *out = cJSON_IsTrue(x);
-    return 0;
-}
-
-/* ids of one prompt (a string or an array of token ids): malloc'ed; NULL with why */
-static int32_t *prompt_ids(server *s, cJSON *p, int64_t *n, char **text, int idx, char *why, size_t wl) {
-    *n = 0;
-    *text = NULL;
-    const int32_t V = s->info->vocab_size;
-    if (cJSON_IsString(p)) {
-        if (!s->tok) {
-            snprintf(why, wl, "this server has no tokenizer: send prompts as token ids");
-            return NULL;
-        }
-        int32_t *ids = NULL;
-        size_t k = 0;
-        plm_error err = {0};
-        if (plm_tokenizer_encode(s->tok, p->valuestring, strlen(p->valuestring), &ids, &k, &err)) {
-            snprintf(why, wl, "prompt %d: %s", idx, err.msg);
-            return NULL;
-        }
-        for (size_t i = 0; i < k; i++)
-            if (ids[i] < 0 || ids[i] >= V) {
-                snprintf(why, wl, "prompt %d: token %d at index %zu is outside the model's vocabulary [0, %d)", idx,
-                         ids[i], i, V);
-                free(ids);
-                return NULL;
-            }
-        *n = (int64_t)k;
-        *text = strdup(p->valuestring);
-        return ids;
-    }
-    if (!cJSON_IsArray(p)) {
-        snprintf(why, wl, "'prompt' must be a string, an array of token ids or an array of either");
-        return NULL;
-    }
-    int k = cJSON_GetArraySize(p);
-    int32_t *ids = malloc((size_t)(k ? k : 1) * sizeof *ids);
-    if (!ids) {
-        snprintf(why, wl, "out of memory");
-        return NULL;
-    }
-    int i = 0;
-    for (cJSON *x = p->child; x; x = x->next, i++) {
-        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble)) {
-            snprintf(why, wl, "prompt %d: element %d is not an integer token id", idx, i);
-            free(ids);
-            return NULL;
-        }
-        if (!(x->valuedouble >= 0 && x->valuedouble < V)) {
-            snprintf(why, wl, "prompt %d: token id %.0f at index %d is outside the vocabulary [0, %d)", idx,
-                     x->valuedouble, i, V);
-            free(ids);
-            return NULL;
-        }
-        ids[i] = (int32_t)x->valuedouble;
-    }
-    *n = k;
-    return ids;
 }
 
 /* the text of the ids, or a placeholder without a tokenizer */
@@ -1331,394 +1232,51 @@ static enum MHD_Result submit(conn *c, struct MHD_Connection *mc, int32_t **ids,
     return ret;
 }
 
-/* sampling, limits, stop strings: the fields completions and chat share; 0 ok, else why is set */
-static int common_fields(conn *c, cJSON *req, int chat, int64_t *max_new, plm_sampling *sp, int *ignore_eos, char *why,
-                         size_t wl) {
+/* what request parsing reads of the server */
+static serve_view view_of(const server *s) {
+    serve_view v = {0};
+    v.tok = s->tok;
+    v.vocab_size = s->info->vocab_size;
+    v.tpl = s->tpl;
+    v.bos_tok = s->bos_tok;
+    v.eos_tok = s->eos_tok;
+    v.tool_fmt = s->tool_fmt;
+    v.name = s->name;
+    v.max_len = s->max_len;
+    return v;
+}
+
+/* /tokenize: the rendered prompt and its ids */
+static enum MHD_Result answer_tokenize(conn *c, struct MHD_Connection *mc, serve_req *r) {
     server *s = c->s;
-    cJSON *model = cJSON_GetObjectItemCaseSensitive(req, "model");
-    if (model && !cJSON_IsNull(model)) {
-        if (!cJSON_IsString(model)) return snprintf(why, wl, "'model' must be a string"), 1;
-        if (strcmp(model->valuestring, s->name))
-            return snprintf(why, wl, "model_not_found:the model '%s' does not exist; this server serves '%s'",
-                            model->valuestring, s->name), 1;
-    }
-    double temperature = 1.0, top_p = 1.0, pp = 0, fp = 0;
-    int64_t top_k = 0, seed = INT64_MIN, n = 1;
-    *max_new = chat ? -1 : 16;
-    int stream = 0;
-    if (f_num(req, "temperature", 0, 100, &temperature, why, wl) || f_num(req, "top_p", 0, 1, &top_p, why, wl) ||
-        f_int(req, "top_k", -1, 1 << 30, &top_k, why, wl) || f_int(req, "seed", -9.2e18, 9.2e18, &seed, why, wl) ||
-        f_int(req, "n", 1, 1 << 20, &n, why, wl) || f_int(req, "max_tokens", 0, 1 << 30, max_new, why, wl) ||
-        (chat && f_int(req, "max_completion_tokens", 0, 1 << 30, max_new, why, wl)) ||
-        f_bool(req, "stream", &stream, why, wl) || f_bool(req, "ignore_eos", ignore_eos, why, wl) ||
-        f_num(req, "presence_penalty", -2, 2, &pp, why, wl) || f_num(req, "frequency_penalty", -2, 2, &fp, why, wl))
-        return 1;
-    if (n != 1) return snprintf(why, wl, "'n' must be 1: packlm serve returns one choice per prompt"), 1;
-    if (pp != 0 || fp != 0) return snprintf(why, wl, "presence_penalty and frequency_penalty are not supported"), 1;
-    if (top_p <= 0) return snprintf(why, wl, "'top_p' must be in (0, 1]"), 1;
-    c->stream = stream;
-    cJSON *so = cJSON_GetObjectItemCaseSensitive(req, "stream_options");
-    if (so && !cJSON_IsNull(so)) {
-        if (!cJSON_IsObject(so) || f_bool(so, "include_usage", &c->include_usage, why, wl))
-            return snprintf(why, wl, "'stream_options' must be an object like {\"include_usage\": true}"), 1;
-    }
-    cJSON *st = cJSON_GetObjectItemCaseSensitive(req, "stop");
-    if (st && !cJSON_IsNull(st)) {
-        if (cJSON_IsString(st)) {
-            if (*st->valuestring) c->stop[c->n_stop++] = strdup(st->valuestring);
-        } else if (cJSON_IsArray(st) && cJSON_GetArraySize(st) <= MAX_STOP) {
-            for (cJSON *x = st->child; x; x = x->next) {
-                if (!cJSON_IsString(x)) return snprintf(why, wl, "'stop' must be a string or an array of strings"), 1;
-                if (*x->valuestring) c->stop[c->n_stop++] = strdup(x->valuestring);
-            }
-        } else {
-            return snprintf(why, wl, "'stop' must be a string or an array of at most %d strings", MAX_STOP), 1;
-        }
-        for (int i = 0; i < c->n_stop; i++) {
-            if (!c->stop[i]) return snprintf(why, wl, "out of memory"), 1;
-            size_t l = strlen(c->stop[i]);
-            if (l > c->max_stop) c->max_stop = l;
-        }
-        if (c->n_stop && !s->tok) return snprintf(why, wl, "stop strings need a tokenizer"), 1;
-    }
-    static uint64_t counter = 0; /* a default seed per request (sampling without 'seed') */
-    uint64_t sd = seed != INT64_MIN ? (uint64_t)seed
-                                    : ((uint64_t)time(NULL) << 20) ^
-                                          __atomic_add_fetch(&counter, 0x9E3779B97F4A7C15ull, __ATOMIC_RELAXED);
-    *sp = (plm_sampling){(float)temperature, (int32_t)(top_k < 0 ? 0 : top_k), (float)top_p, sd};
-    return 0;
-}
-
-static enum MHD_Result bad(conn *c, struct MHD_Connection *mc, const char *why) {
-    if (!strncmp(why, "model_not_found:", 16)) return reply_error(c, mc, 400, "model_not_found", "%s", why + 16);
-    if (!strncmp(why, "context_length_exceeded:", 24))
-        return reply_error(c, mc, 400, "context_length_exceeded", "%s", why + 24);
-    return reply_error(c, mc, 400, "invalid_request", "%s", why);
-}
-
-/* the length check shared by both endpoints */
-static int check_len(conn *c, const int64_t *n, int k, int64_t *max_new, char *why, size_t wl) {
-    int64_t longest = 0;
-    for (int i = 0; i < k; i++) {
-        if (n[i] < 1) return snprintf(why, wl, "prompt %d is empty", i), 1;
-        if (n[i] > longest) longest = n[i];
-    }
-    if (*max_new < 0) *max_new = c->s->max_len - longest > 0 ? c->s->max_len - longest : 0;
-    if (longest + *max_new > c->s->max_len)
-        return snprintf(why, wl,
-                        "context_length_exceeded:this model's maximum context length is %lld tokens; the prompt holds "
-                        "%lld tokens and max_tokens asks for %lld more",
-                        (long long)c->s->max_len, (long long)longest, (long long)*max_new), 1;
-    if (*max_new > INT32_MAX) *max_new = INT32_MAX;
-    return 0;
-}
-
-static enum MHD_Result do_completions(conn *c, struct MHD_Connection *mc, cJSON *req) {
-    server *s = c->s;
-    char why[600] = "";
-    int64_t max_new, lp = -1;
-    plm_sampling sp;
-    int ignore_eos = 0;
-    if (common_fields(c, req, 0, &max_new, &sp, &ignore_eos, why, sizeof why) ||
-        f_bool(req, "echo", &c->echo, why, sizeof why) || f_int(req, "logprobs", 0, MAX_TOP, &lp, why, sizeof why))
-        return bad(c, mc, why);
-    c->logprobs = lp >= 0;
-    c->top = lp > 0 ? (int)lp : 0;
-    cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    if (!p) return bad(c, mc, "'prompt' is required");
-    cJSON *list[MAX_PROMPTS];
-    int k = 0;
-    /* a list of prompts: strings or arrays of ids; else one prompt */
-    if (cJSON_IsArray(p) && p->child && (cJSON_IsString(p->child) || cJSON_IsArray(p->child))) {
-        for (cJSON *x = p->child; x; x = x->next) {
-            if (k == MAX_PROMPTS) return reply_error(c, mc, 400, "invalid_request", "at most %d prompts per request", MAX_PROMPTS);
-            list[k++] = x;
-        }
-    } else {
-        list[k++] = p;
-    }
-    int32_t *ids[MAX_PROMPTS] = {0};
-    int64_t n[MAX_PROMPTS];
-    for (int i = 0; i < k; i++) {
-        ids[i] = prompt_ids(s, list[i], &n[i], &c->ptext[i], i, why, sizeof why);
-        if (!ids[i]) {
-            for (int q = 0; q < i; q++) free(ids[q]);
-            for (int q = 0; q <= i; q++) free(c->ptext[q]), c->ptext[q] = NULL;
-            return bad(c, mc, why);
-        }
-    }
-    if (check_len(c, n, k, &max_new, why, sizeof why)) {
-        for (int q = 0; q < k; q++) free(ids[q]), free(c->ptext[q]), c->ptext[q] = NULL;
-        return bad(c, mc, why);
-    }
-    snprintf(c->id, sizeof c->id, "cmpl-%llx%04x", (unsigned long long)(now_s() * 1e6), (unsigned)rand() & 0xffff);
-    c->created = (long)time(NULL);
-    return submit(c, mc, ids, n, k, (int32_t)max_new, &sp, ignore_eos);
-}
-
-/* The chat request's variables for the template, as vLLM passes them: messages (content parts joined,
- * a null content as "", tool calls' JSON arguments parsed), tools, add_generation_prompt, bos/eos
- * tokens, then chat_template_kwargs. NULL with why on a malformed request. */
-static cJSON *chat_context(server *s, cJSON *req, char *why, size_t wl) {
-    cJSON *ms = cJSON_GetObjectItemCaseSensitive(req, "messages");
-    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) < 1)
-        return snprintf(why, wl, "'messages' must be a non-empty array"), NULL;
-    cJSON *ctx = cJSON_CreateObject(), *out = cJSON_AddArrayToObject(ctx, "messages");
-    if (!out) goto nomem;
-    int i = 0;
-    for (cJSON *x = ms->child; x; x = x->next, i++) {
-        cJSON *r = cJSON_GetObjectItemCaseSensitive(x, "role");
-        if (!cJSON_IsObject(x) || !cJSON_IsString(r)) {
-            snprintf(why, wl, "messages[%d] must be an object with a string 'role'", i);
-            goto bad;
-        }
-        if (strcmp(r->valuestring, "system") && strcmp(r->valuestring, "user") && strcmp(r->valuestring, "assistant") &&
-            strcmp(r->valuestring, "tool")) {
-            snprintf(why, wl, "messages[%d]: role '%s' is not one of system, user, assistant, tool", i, r->valuestring);
-            goto bad;
-        }
-        cJSON *m = cJSON_Duplicate(x, 1);
-        if (!m || !cJSON_AddItemToArray(out, m)) goto nomem;
-        cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content");
-        if (!ct || cJSON_IsNull(ct)) {
-            cJSON_DeleteItemFromObjectCaseSensitive(m, "content");
-            if (!cJSON_AddStringToObject(m, "content", "")) goto nomem;
-        } else if (cJSON_IsArray(ct)) { /* content parts: the text parts, one a line */
-            sbuf b = {0};
-            sb_add(&b, "");
-            for (cJSON *pt = ct->child; pt; pt = pt->next) {
-                cJSON *ty = cJSON_GetObjectItemCaseSensitive(pt, "type"), *tx = cJSON_GetObjectItemCaseSensitive(pt, "text");
-                if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "text") || !cJSON_IsString(tx)) {
-                    free(b.p);
-                    snprintf(why, wl, "messages[%d]: only text content parts are supported", i);
-                    goto bad;
-                }
-                if (pt != ct->child) sb_add(&b, "\n");
-                sb_add(&b, tx->valuestring);
-            }
-            cJSON *str = b.oom ? NULL : cJSON_CreateString(b.p);
-            free(b.p);
-            if (!str || !cJSON_ReplaceItemInObjectCaseSensitive(m, "content", str)) goto nomem;
-        } else if (!cJSON_IsString(ct)) {
-            snprintf(why, wl, "messages[%d]: 'content' must be a string or an array of text parts", i);
-            goto bad;
-        }
-        cJSON *rc = cJSON_GetObjectItemCaseSensitive(m, "reasoning_content");
-        if (rc && !cJSON_IsNull(rc) && !cJSON_IsString(rc)) {
-            snprintf(why, wl, "messages[%d]: 'reasoning_content' must be a string", i);
-            goto bad;
-        }
-        cJSON *tc = cJSON_GetObjectItemCaseSensitive(m, "tool_calls");
-        if (tc && !cJSON_IsNull(tc)) {
-            if (!cJSON_IsArray(tc)) {
-                snprintf(why, wl, "messages[%d]: 'tool_calls' must be an array", i);
-                goto bad;
-            }
-            for (cJSON *c = tc->child; c; c = c->next) {
-                cJSON *f = cJSON_GetObjectItemCaseSensitive(c, "function");
-                cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name"), *ar = cJSON_GetObjectItemCaseSensitive(f, "arguments");
-                if (!cJSON_IsObject(c) || !cJSON_IsObject(f) || !cJSON_IsString(nm)) {
-                    snprintf(why, wl, "messages[%d]: each tool call needs a 'function' with a string 'name'", i);
-                    goto bad;
-                }
-                if (cJSON_IsString(ar)) { /* the arguments' JSON text becomes an object, as vLLM does */
-                    cJSON *pa = cJSON_Parse(ar->valuestring);
-                    if (pa && cJSON_IsObject(pa)) cJSON_ReplaceItemInObjectCaseSensitive(f, "arguments", pa);
-                    else cJSON_Delete(pa);
-                }
-            }
-        }
-    }
-    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools");
-    if (tools && !cJSON_IsNull(tools)) {
-        if (!cJSON_IsArray(tools)) {
-            snprintf(why, wl, "'tools' must be an array");
-            goto bad;
-        }
-        i = 0;
-        for (cJSON *t = tools->child; t; t = t->next, i++) {
-            cJSON *ty = cJSON_GetObjectItemCaseSensitive(t, "type"), *f = cJSON_GetObjectItemCaseSensitive(t, "function");
-            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsObject(f) ||
-                !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(f, "name"))) {
-                snprintf(why, wl, "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ...}}", i);
-                goto bad;
-            }
-            cJSON *pa = cJSON_GetObjectItemCaseSensitive(f, "parameters");
-            if (pa && !cJSON_IsNull(pa) && !cJSON_IsObject(pa)) {
-                snprintf(why, wl, "tools[%d].function.parameters must be an object (a JSON Schema)", i);
-                goto bad;
-            }
-        }
-        if (cJSON_GetArraySize(tools) > 0) {
-            cJSON *tc = cJSON_Duplicate(tools, 1);
-            if (!tc || !cJSON_AddItemToObject(ctx, "tools", tc)) goto nomem;
-        }
-    }
-    int agp = 1;
-    if (f_bool(req, "add_generation_prompt", &agp, why, wl)) goto bad;
-    cJSON_AddBoolToObject(ctx, "add_generation_prompt", agp);
-    if (s->bos_tok) cJSON_AddStringToObject(ctx, "bos_token", s->bos_tok);
-    if (s->eos_tok) cJSON_AddStringToObject(ctx, "eos_token", s->eos_tok);
-    cJSON *kw = cJSON_GetObjectItemCaseSensitive(req, "chat_template_kwargs");
-    if (kw && !cJSON_IsNull(kw)) {
-        if (!cJSON_IsObject(kw)) {
-            snprintf(why, wl, "'chat_template_kwargs' must be an object like {\"enable_thinking\": false}");
-            goto bad;
-        }
-        for (cJSON *k = kw->child; k; k = k->next) {
-            if (!k->string || !strcmp(k->string, "messages")) continue;
-            cJSON *d = cJSON_Duplicate(k, 1);
-            if (!d) goto nomem;
-            cJSON_DeleteItemFromObjectCaseSensitive(ctx, k->string);
-            cJSON_AddItemToObject(ctx, k->string, d);
-        }
-    }
-    return ctx;
-nomem:
-    snprintf(why, wl, "out of memory");
-bad:
-    cJSON_Delete(ctx);
-    return NULL;
-}
-
-/* messages -> the rendered prompt (malloc'ed), or NULL with why */
-static char *render_messages(server *s, cJSON *req, char *why, size_t wl) {
-    if (!s->tpl) return snprintf(why, wl, "this server has no chat template (use /v1/completions)"), NULL;
-    cJSON *ctx = chat_context(s, req, why, wl);
-    if (!ctx) return NULL;
-    char err[400];
-    char *out = jinja_render(s->tpl, ctx, err, sizeof err);
-    cJSON_Delete(ctx);
-    if (!out) snprintf(why, wl, "the chat template cannot render these messages: %s", err);
-    return out;
-}
-
-/* tools, tool_choice, parallel_tool_calls: what the answer is read for; 0 ok, else why is set */
-static int tool_choice(conn *c, cJSON *req, char *why, size_t wl) {
-    cJSON *tools = cJSON_GetObjectItemCaseSensitive(req, "tools"), *ch = cJSON_GetObjectItemCaseSensitive(req, "tool_choice");
-    int have = cJSON_IsArray(tools) && cJSON_GetArraySize(tools) > 0;
-    c->parallel = 1;
-    if (f_bool(req, "parallel_tool_calls", &c->parallel, why, wl)) return -1;
-    const char *mode = have ? "auto" : "none", *name = NULL;
-    cJSON *name_item = NULL;
-    if (ch && !cJSON_IsNull(ch)) {
-        if (cJSON_IsString(ch)) mode = ch->valuestring;
-        else if (cJSON_IsObject(ch)) {
-            cJSON *ty = cJSON_GetObjectItemCaseSensitive(ch, "type"), *f = cJSON_GetObjectItemCaseSensitive(ch, "function");
-            cJSON *nm = cJSON_GetObjectItemCaseSensitive(f, "name");
-            if (!cJSON_IsString(ty) || strcmp(ty->valuestring, "function") || !cJSON_IsString(nm))
-                return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or "
-                                         "{\"type\": \"function\", \"function\": {\"name\": ...}}"), -1;
-            mode = "function";
-            name = nm->valuestring;
-            name_item = nm;
-        } else return snprintf(why, wl, "'tool_choice' must be a string or an object"), -1;
-        if (strcmp(mode, "none") && strcmp(mode, "auto") && strcmp(mode, "required") && strcmp(mode, "function"))
-            return snprintf(why, wl, "'tool_choice' must be \"none\", \"auto\", \"required\" or a named function"), -1;
-        if (strcmp(mode, "none") && !have)
-            return snprintf(why, wl, "'tool_choice' \"%s\" needs a non-empty 'tools' list", name ? name : mode), -1;
-    }
-    if (name) {
-        int found = 0;
-        for (cJSON *t = tools->child; t; t = t->next) {
-            cJSON *nm = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name");
-            found |= cJSON_IsString(nm) && !strcmp(nm->valuestring, name);
-        }
-        if (!found) return snprintf(why, wl, "'tool_choice' names '%s', which is not among the tools", name), -1;
-    }
-    if (!strcmp(mode, "none")) return 0;
-    c->tool_parse = 1;
-    c->tools = cJSON_Duplicate(tools, 1);
-    if (!c->tools) return snprintf(why, wl, "out of memory"), -1;
-    if (!strcmp(mode, "required") || name) { /* the answer is made to start with a call (no constrained decoding) */
-        sbuf b = {0};
-        sb_add(&b, TOOL_OPEN "\n");
-        if (name && c->s->tool_fmt == TOOL_FMT_XML) {
-            sb_add(&b, "<function=");
-            sb_add(&b, name);
-            sb_add(&b, ">\n");
-        } else if (name) {
-            sb_add(&b, "{\"name\": ");
-            json_dumps_py(&b, name_item);
-            sb_add(&b, ", \"arguments\": ");
-        }
-        if (b.oom) return free(b.p), snprintf(why, wl, "out of memory"), -1;
-        c->prefill = b.p;
-    }
-    return 0;
-}
-
-static enum MHD_Result do_chat(conn *c, struct MHD_Connection *mc, cJSON *req) {
-    server *s = c->s;
-    char why[600] = "";
-    int64_t max_new, top = 0;
-    plm_sampling sp;
-    int ignore_eos = 0, lp = 0;
-    c->chat = 1;
-    if (common_fields(c, req, 1, &max_new, &sp, &ignore_eos, why, sizeof why) ||
-        f_bool(req, "logprobs", &lp, why, sizeof why) || f_int(req, "top_logprobs", 0, MAX_TOP, &top, why, sizeof why))
-        return bad(c, mc, why);
-    c->logprobs = lp;
-    c->top = lp ? (int)top : 0;
-    if (tool_choice(c, req, why, sizeof why)) return bad(c, mc, why);
-    char *text = render_messages(s, req, why, sizeof why);
-    if (!text) return bad(c, mc, why);
-    if (c->prefill) { /* the answer starts with the call: after the generation prompt (and a closed think block) */
-        sbuf b = {0};
-        sb_add(&b, text);
-        const char *turn = strstr(text, "<|im_start|>assistant\n"), *nx;
-        while (turn && (nx = strstr(turn + 1, "<|im_start|>assistant\n"))) turn = nx;
-        if (turn && strstr(turn, "<think>") && !strstr(turn, "</think>")) sb_add(&b, "\n</think>\n\n");
-        sb_add(&b, c->prefill);
-        free(text);
-        text = b.p;
-        if (!text || b.oom) return free(text), bad(c, mc, "out of memory");
-    }
-    cJSON *tmp = cJSON_CreateString(text);
-    free(text);
-    int32_t *ids[1];
-    int64_t n[1];
-    char *pt = NULL;
-    ids[0] = tmp ? prompt_ids(s, tmp, &n[0], &pt, 0, why, sizeof why) : NULL;
-    cJSON_Delete(tmp);
-    free(pt);
-    if (!ids[0]) return bad(c, mc, why[0] ? why : "out of memory");
-    if (check_len(c, n, 1, &max_new, why, sizeof why)) {
-        free(ids[0]);
-        return bad(c, mc, why);
-    }
-    snprintf(c->id, sizeof c->id, "chatcmpl-%llx%04x", (unsigned long long)(now_s() * 1e6), (unsigned)rand() & 0xffff);
-    c->created = (long)time(NULL);
-    return submit(c, mc, ids, n, 1, (int32_t)max_new, &sp, ignore_eos);
-}
-
-static enum MHD_Result do_tokenize(conn *c, struct MHD_Connection *mc, cJSON *req) {
-    server *s = c->s;
-    char why[600] = "";
-    char *text = NULL;
-    cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
-    if (cJSON_GetObjectItemCaseSensitive(req, "messages")) text = render_messages(s, req, why, sizeof why);
-    else if (cJSON_IsString(p)) text = strdup(p->valuestring);
-    else snprintf(why, sizeof why, "give 'prompt' (a string) or 'messages'");
-    if (!text) return bad(c, mc, why);
-    cJSON *tmp = cJSON_CreateString(text);
-    int64_t n = 0;
-    char *pt = NULL;
-    int32_t *ids = prompt_ids(s, tmp, &n, &pt, 0, why, sizeof why);
-    cJSON_Delete(tmp);
-    free(pt);
-    if (!ids) {
-        free(text);
-        return bad(c, mc, why);
-    }
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "count", (double)n);
+    cJSON_AddNumberToObject(o, "count", (double)r->n[0]);
     cJSON_AddNumberToObject(o, "max_model_len", (double)s->max_len);
-    cJSON_AddItemToObject(o, "tokens", ids_array(ids, n));
-    cJSON_AddStringToObject(o, "prompt", text);
-    free(ids);
-    free(text);
+    cJSON_AddItemToObject(o, "tokens", ids_array(r->ids[0], r->n[0]));
+    cJSON_AddStringToObject(o, "prompt", r->text);
     return reply_json(c, mc, 200, o);
+}
+
+/* a parsed completions or chat request: the connection takes its options, the jobs its prompts */
+static enum MHD_Result answer_generate(conn *c, struct MHD_Connection *mc, serve_req *r) {
+    c->chat = r->chat;
+    c->stream = r->stream;
+    c->echo = r->echo;
+    c->logprobs = r->logprobs;
+    c->top = r->top;
+    c->include_usage = r->include_usage;
+    for (int i = 0; i < r->n_stop; i++) c->stop[i] = r->stop[i], r->stop[i] = NULL;
+    c->n_stop = r->n_stop;
+    c->max_stop = r->max_stop;
+    for (int i = 0; i < r->n_prompts; i++) c->ptext[i] = r->ptext[i], r->ptext[i] = NULL;
+    c->tool_parse = r->tool_parse;
+    c->parallel = r->parallel;
+    c->tools = r->tools, r->tools = NULL;
+    c->prefill = r->prefill, r->prefill = NULL;
+    snprintf(c->id, sizeof c->id, "%s-%llx%04x", r->chat ? "chatcmpl" : "cmpl", (unsigned long long)(now_s() * 1e6),
+             (unsigned)rand() & 0xffff);
+    c->created = (long)time(NULL);
+    return submit(c, mc, r->ids, r->n, r->n_prompts, (int32_t)r->max_new, &r->sp, r->ignore_eos);
 }
 
 static enum MHD_Result do_metrics(conn *c, struct MHD_Connection *mc) {
@@ -1773,7 +1331,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
     if (c->too_big) return reply_error(c, mc, 413, "request_too_large", "the request body is larger than %u bytes", MAX_BODY);
     if (c->body.oom) return reply_error(c, mc, 500, "out_of_memory", "out of memory");
     const int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
-    if (!strcmp(url, "/health")) {
+    const int which = serve_endpoint(url);
+    if (which == SERVE_EP_HEALTH) {
         if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
         return reply(mc, 200, "application/json", strdup("{\"status\":\"ok\"}"));
     }
@@ -1787,11 +1346,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
             return reply_error(c, mc, 401, "invalid_api_key",
                                h ? "incorrect API key provided" : "missing API key: send 'Authorization: Bearer KEY'");
     }
-    if (!strcmp(url, "/metrics")) {
+    if (which == SERVE_EP_METRICS) {
         if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
         return do_metrics(c, mc);
     }
-    if (!strcmp(url, "/v1/models")) {
+    if (which == SERVE_EP_MODELS) {
         if (!get) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use GET", method, url);
         cJSON *o = cJSON_CreateObject(), *d = cJSON_AddArrayToObject(o, "data"), *m = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "object", "list");
@@ -1803,19 +1362,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
         cJSON_AddItemToArray(d, m);
         return reply_json(c, mc, 200, o);
     }
-    int which = !strcmp(url, "/v1/completions") ? 1 : !strcmp(url, "/v1/chat/completions") ? 2 : !strcmp(url, "/tokenize") ? 3 : 0;
     if (!which) return reply_error(c, mc, 404, "not_found", "no such path: %s %s", method, url);
     if (!post) return reply_error(c, mc, 405, "method_not_allowed", "%s %s: use POST", method, url);
-    const char *end = NULL;
-    cJSON *req = c->body.p ? cJSON_ParseWithLengthOpts(c->body.p, c->body.n + 1, &end, 1) : NULL;
-    if (!req) return reply_error(c, mc, 400, "invalid_json", "the request body is not valid JSON");
-    if (!cJSON_IsObject(req)) {
-        cJSON_Delete(req);
-        return reply_error(c, mc, 400, "invalid_request", "the request body must be a JSON object");
-    }
-    enum MHD_Result r = which == 1 ? do_completions(c, mc, req) : which == 2 ? do_chat(c, mc, req) : do_tokenize(c, mc, req);
-    cJSON_Delete(req);
-    return r;
+    const serve_view v = view_of(s);
+    serve_req r;
+    unsigned st = serve_parse_request(&v, which, c->body.p, c->body.n, &r);
+    enum MHD_Result res = st                          ? reply_error(c, mc, st, r.code, "%s", r.why)
+                          : which == SERVE_EP_TOKENIZE ? answer_tokenize(c, mc, &r)
+                                                       : answer_generate(c, mc, &r);
+    serve_req_free(&r);
+    return res;
 }
 
 static void completed(void *cls, struct MHD_Connection *mc, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -1905,7 +1461,8 @@ static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
         return NULL;
     }
     cJSON *req = cJSON_Parse("{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}");
-    cJSON *ctx = req ? chat_context(s, req, e, sizeof e) : NULL;
+    const serve_view v = view_of(s);
+    cJSON *ctx = req ? serve_chat_context(&v, req, e, sizeof e) : NULL;
     char *out = ctx ? jinja_render(t, ctx, e, sizeof e) : NULL;
     if (!out) {
         snprintf(why, wl, "the chat template fails on a one-message conversation: %s; run with --no-chat to serve "

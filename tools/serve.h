@@ -58,4 +58,82 @@ int tool_parse_one(const char *body, size_t n, int fmt, const struct cJSON *tool
 int tool_parse_all(const char *text, int fmt, const struct cJSON *tools, tool_call **calls, size_t *content_len);
 void tool_calls_free(tool_call *c, int n);
 
+/* ------------------------------------------------------------------ requests
+ * What the server does with a request before it reaches the engine: the endpoint of a path, the
+ * body parsed and every field validated, chat messages rendered through the template, prompts
+ * tokenised and checked against the vocabulary and the context length. No socket, no engine: the
+ * fuzz target (fuzz/fuzz_serve.c) calls the same functions as the HTTP handler. */
+#include <stdint.h>
+
+#include "packlm.h"
+
+#define SERVE_MAX_PROMPTS 64 /* prompts of one completion request */
+#define SERVE_MAX_STOP 8
+#define SERVE_MAX_TOP 20
+
+enum {
+    SERVE_EP_NONE = 0, /* 404 */
+    SERVE_EP_COMPLETIONS = 1,
+    SERVE_EP_CHAT = 2,
+    SERVE_EP_TOKENIZE = 3,
+    SERVE_EP_HEALTH = 4,
+    SERVE_EP_METRICS = 5,
+    SERVE_EP_MODELS = 6,
+};
+
+/* The endpoint a path names (exact match), SERVE_EP_NONE for any other. */
+int serve_endpoint(const char *url);
+
+/* What request parsing needs to know about the server (read-only). */
+typedef struct {
+    const plm_tokenizer *tok; /* NULL: prompts must be token ids */
+    int32_t vocab_size;
+    const jtpl *tpl;          /* the chat template, or NULL */
+    const char *bos_tok, *eos_tok; /* tokenizer_config.json's bos_token / eos_token, for the template */
+    int tool_fmt;             /* TOOL_FMT_*: how the template asks for tool calls */
+    const char *name;         /* the served model name */
+    int64_t max_len;          /* prompt + max_tokens limit */
+} serve_view;
+
+/* A parsed, validated request. */
+typedef struct {
+    int chat, stream, echo, logprobs, top, include_usage, ignore_eos;
+    char *stop[SERVE_MAX_STOP]; /* non-empty stop strings (malloc'ed) */
+    int n_stop;
+    size_t max_stop;            /* the longest one's length */
+    int n_prompts;
+    int32_t *ids[SERVE_MAX_PROMPTS]; /* malloc'ed; n[i] >= 1 ids in [0, vocab_size) */
+    int64_t n[SERVE_MAX_PROMPTS];
+    char *ptext[SERVE_MAX_PROMPTS];  /* a string prompt's text (completions echo), else NULL */
+    int64_t max_new;            /* in [0, INT32_MAX]; longest prompt + max_new <= max_len */
+    plm_sampling sp;
+    char *text;                 /* /tokenize: the text that was tokenised (malloc'ed) */
+    /* chat with tools: the answer is read for tool calls (tool_parse) against tools (owned), calls in
+       parallel allowed; prefill: what the answer was made to start with (owned), or NULL */
+    int tool_parse, parallel;
+    struct cJSON *tools;
+    char *prefill;
+    /* a refusal: the HTTP status, the error code and the message */
+    unsigned status;
+    const char *code;
+    char why[600];
+} serve_req;
+
+/* Parses the body of a POST to ep (SERVE_EP_COMPLETIONS, _CHAT or _TOKENIZE): body[0..n) with
+ * body[n] == 0 (body may be NULL: an empty body). Returns 0 with r filled (the caller owns what it
+ * holds: serve_req_free), or the HTTP status (400) with r->code and r->why set (n_prompts is then
+ * 0; serve_req_free is still called). */
+unsigned serve_parse_request(const serve_view *v, int ep, const char *body, size_t n, serve_req *r);
+void serve_req_free(serve_req *r);
+/* The chat request's variables for the template, as vLLM passes them: messages (content parts joined,
+ * a null content as "", tool calls' JSON arguments parsed), tools, add_generation_prompt, bos/eos
+ * tokens, then chat_template_kwargs. NULL with why on a malformed request. */
+struct cJSON *serve_chat_context(const serve_view *v, struct cJSON *req, char *why, size_t wl);
+
+/* The JSON of an error answer, {"error": {"message", "type", "param": null, "code"}}, the type
+ * following the status; the message is made valid UTF-8 (an invalid byte becomes U+FFFD), so that
+ * the answer is JSON whatever the request held. Returns a cJSON object (cJSON_Delete). */
+struct cJSON;
+struct cJSON *serve_error_json(unsigned status, const char *code, const char *msg);
+
 #endif

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/json_int.h"
 #include "util/json_strict.h"
 
 /* Reads a whole small file into a NUL-terminated buffer. */
@@ -57,6 +58,7 @@ static plm_status parse_json(cJSON **out, const char *path, const char *text, si
     }
     *out = cJSON_ParseWithLength(text, len);
     if (!*out) return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory", path);
+    plm_json_mark_ints(text, len, *out);
     if (!cJSON_IsObject(*out)) {
         cJSON_Delete(*out);
         *out = NULL;
@@ -77,19 +79,25 @@ static const cJSON *lookup(const src_t *s, const char *key) {
     return (v && !cJSON_IsNull(v)) ? v : NULL;
 }
 
-/* The one check every integer read from a configuration file goes through: a JSON number that is
- * an integer (no fraction, finite) within [lo, hi]. Returns NULL when it is, else why not. */
+/* The one check every integer read from a configuration file goes through: a JSON number written
+ * as an integer (no fraction, no exponent: Python's json reads "2.0" as the float 2.0, which
+ * transformers' config then carries as a float) within [lo, hi]. Returns NULL when it is, else why
+ * not. */
 static const char *json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out) {
     if (!cJSON_IsNumber(v)) return "must be an integer";
     const double d = v->valuedouble;
     if (!isfinite(d) || d != floor(d)) return "must be an integer";
     if (d < (double)lo || d > (double)hi) return "is out of range";
+    if (!plm_json_is_int(v)) return "float";
     *out = (int64_t)d;
     return NULL;
 }
 
 static plm_status int_fail(plm_error *err, const char *path, const char *key, const cJSON *v, const char *why,
                            int64_t lo, int64_t hi) {
+    if (!strcmp(why, "float"))
+        return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %s is not a JSON integer (written with a fraction or an "
+                        "exponent)", path, key, plm_json_float_literal(v) ? plm_json_float_literal(v) : "?");
     if (cJSON_IsNumber(v))
         return plm_fail(err, PLM_ERR_CONFIG, "%s: field '%s' = %.17g %s [%lld, %lld]", path, key, v->valuedouble,
                         !strcmp(why, "is out of range") ? "is out of range" : "is not an integer in",

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/json_int.h"
 #include "util/json_strict.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* a larger header length is treated as corrupt */
@@ -102,21 +103,28 @@ const plm_st_tensor *plm_st_find(const plm_st_set *s, const char *name) {
 }
 
 /* ---------------------------------------------------------------- one header entry */
-/* A non-negative integer <= 2^53 held in a JSON number (cJSON parses numbers as double). */
+/* A non-negative integer <= 2^53 written as a JSON integer (the reference reads usize through serde:
+ * "8.0" and "1e3" are refused there; cJSON parses every number as a double, util/json_int.h marks
+ * the integer literals). */
 static int json_uint(const cJSON *v, uint64_t *out) {
-    if (!cJSON_IsNumber(v)) return 0;
+    if (!plm_json_is_int(v)) return 0;
     double d = v->valuedouble;
     if (!(d >= 0.0) || d > ST_MAX_INT || d != floor(d)) return 0;
     *out = (uint64_t)d;
     return 1;
 }
 
-/* Describes why json_uint refused v, for messages. */
-static const char *json_uint_why(const cJSON *v) {
+/* Describes why json_uint refused v, for messages (buf: room for the literal). */
+static const char *json_uint_why(const cJSON *v, char *buf, size_t cap) {
     if (!cJSON_IsNumber(v)) return "is not a number";
     double d = v->valuedouble;
     if (!(d >= 0.0)) return "is negative";
     if (d > ST_MAX_INT) return "is too large (over 2^53)";
+    if (d == floor(d) && plm_json_float_literal(v)) {
+        snprintf(buf, cap, "= %.40s is not a JSON integer (written with a fraction or an exponent)",
+                 plm_json_float_literal(v));
+        return buf;
+    }
     return "is not an integer";
 }
 
@@ -135,6 +143,7 @@ static int cmp_range(const void *a, const void *b) {
 static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, const char *name,
                               const cJSON *e, plm_error *err) {
     const char *path = f->path;
+    char why[128];
     if (!cJSON_IsObject(e))
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': entry is not a JSON object", path, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
@@ -168,7 +177,7 @@ static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, 
         uint64_t dim;
         if (!json_uint(v, &dim))
             return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape[%d] %s", path, name, d,
-                            json_uint_why(v));
+                            json_uint_why(v, why, sizeof why));
         t->shape[d] = (int64_t)dim;
         if (__builtin_mul_overflow(count, dim, &count))
             return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': shape product overflows (at shape[%d])",
@@ -188,10 +197,10 @@ static plm_status parse_entry(plm_st_tensor *t, range *r, const plm_st_file *f, 
     const cJSON *b = off->child, *en = b->next;
     if (!json_uint(b, &r->begin))
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': data_offsets[0] %s", path, name,
-                        json_uint_why(b));
+                        json_uint_why(b, why, sizeof why));
     if (!json_uint(en, &r->end))
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': data_offsets[1] %s", path, name,
-                        json_uint_why(en));
+                        json_uint_why(en, why, sizeof why));
     if (r->begin > r->end)
         return plm_fail(err, PLM_ERR_FORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] begin after end",
                         path, name, (unsigned long long)r->begin, (unsigned long long)r->end);
@@ -287,6 +296,7 @@ static plm_status parse_header(plm_st_set *s, plm_error *err) {
         return plm_fail(err, PLM_ERR_FORMAT, "%s: header: a string holds \\u0000 (at byte %zu)", f->path, nul);
     cJSON *root = cJSON_ParseWithLength(js, (size_t)hlen);
     if (!root) return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory parsing the header", f->path);
+    plm_json_mark_ints(js, (size_t)hlen, root);
     if (!cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return plm_fail(err, PLM_ERR_FORMAT, "%s: header is not a JSON object", f->path);

@@ -129,8 +129,9 @@ struct plm_tokenizer {
 
     tok_norm_kind norms[TOK_MAX_NORMS];
     int n_norms;
-    uint8_t *nfc_unsafe; /* bitmap over code points: may change under NFC (or compose with a
-                            neighbour); NULL unless the normalizer is exactly NFC */
+    const uint8_t *nfc_unsafe; /* bitmap over code points: may change under NFC (or compose
+                                  with a neighbour); NULL unless the normalizer is exactly NFC;
+                                  shared (tok_nfc_table), not owned */
 
     tok_pretok_step steps[TOK_MAX_STEPS];
     int n_steps;
@@ -153,7 +154,8 @@ int32_t tok_strtab_find(const tok_strtab *t, const char *s, size_t n);
 size_t tok_utf8_check(const char *s, size_t len);
 /* Decodes one code point of valid UTF-8; returns its length. */
 int tok_utf8_next(const unsigned char *s, int32_t *cp);
-plm_status tok_nfc_table(uint8_t **out, plm_error *err);
+/* The process-wide NFC table (built on first use, never freed). */
+plm_status tok_nfc_table(const uint8_t **out, plm_error *err);
 /* Applies the normalizers to s (valid UTF-8). *out points either to s (unchanged) or to a
  * malloc'ed buffer stored in *owned (caller frees). */
 plm_status tok_normalize(const plm_tokenizer *t, const char *s, size_t n, const char **out,

@@ -721,7 +721,6 @@ void plm_tokenizer_free(plm_tokenizer *t) {
     free(t->in_vocab);
     free(t->match_raw.idx);
     free(t->match_norm.idx);
-    free(t->nfc_unsafe);
     for (int i = 0; i < t->n_steps; i++) pcre2_code_free(t->steps[i].re);
     tok_scratch_free(atomic_exchange(&t->spare, NULL));
     free(t);

@@ -2,6 +2,7 @@
 #include "tok/tok_internal.h"
 #include "util/error.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -70,10 +71,14 @@ int tok_utf8_next(const unsigned char *s, int32_t *cp) {
  * combining class, canonical decompositions that do not compose back to themselves, and every
  * non-initial element of a canonical decomposition (e.g. Hangul V/T jamo, Indic vowel signs).
  * A code point left unmarked is a stable starter: NFC never changes it and the text can be
- * normalized piecewise between such code points. */
-plm_status tok_nfc_table(uint8_t **out, plm_error *err) {
+ * normalized piecewise between such code points. The table depends only on utf8proc's Unicode
+ * data, so it is built once per process (about 1.1 million code points examined) and shared by
+ * every tokenizer; it is never freed. */
+static uint8_t *nfc_table;
+
+static void nfc_table_build(void) {
     uint8_t *b = calloc(0x110000 / 8, 1);
-    if (!b) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    if (!b) return;
     for (int32_t cp = 0x80; cp < 0x110000; cp++) {
         if (cp >= 0xD800 && cp <= 0xDFFF) continue;
         const utf8proc_property_t *p = utf8proc_get_property(cp);
@@ -90,7 +95,14 @@ plm_status tok_nfc_table(uint8_t **out, plm_error *err) {
         free(res);
     }
     for (int32_t cp = 0x1160; cp <= 0x11FF; cp++) BIT_SET(b, cp); /* Hangul V and T jamo */
-    *out = b;
+    nfc_table = b;
+}
+
+plm_status tok_nfc_table(const uint8_t **out, plm_error *err) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, nfc_table_build);
+    if (!nfc_table) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    *out = nfc_table;
     return PLM_OK;
 }
 
