@@ -442,6 +442,10 @@ static void test_synthetic(void) {
         {"\"h e\"", "\"h zz\"", "merge 1", PLM_ERR_FORMAT},
         {"\"merges\": [", "\"merges\": [\"a b c\", ", "merge 0", PLM_ERR_FORMAT},
         {"\"version\"", "\"version\" \"", "JSON", PLM_ERR_FORMAT},
+        /* ids are JSON integers, as serde's u32 reads them */
+        {"\"ab\": 259", "\"ab\": 259.0", "vocab entry \"ab\": id 259.0 is not a JSON integer", PLM_ERR_FORMAT},
+        {"\"ab\": 259", "\"ab\": 2.59e2", "id 2.59e2 is not a JSON integer", PLM_ERR_FORMAT},
+        {"\"ab\": 259}", "\"ab\": 259}}", "not valid JSON at line 1", PLM_ERR_FORMAT},
         {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"byte_fallback\": false,", "", PLM_OK}, /* false: fine */
         {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"byte_fallback\": true,", "byte_fallback", PLM_ERR_UNSUPPORTED},
         {"\"type\": \"BPE\",", "\"type\": \"BPE\", \"continuing_subword_prefix\": \"##\",", "continuing_subword_prefix", PLM_ERR_UNSUPPORTED},

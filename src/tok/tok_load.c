@@ -3,6 +3,8 @@
  * name with PLM_ERR_UNSUPPORTED. */
 #include "tok/tok_internal.h"
 #include "util/error.h"
+#include "util/json_int.h"
+#include "util/json_strict.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -150,8 +152,10 @@ static bool jbool(const cJSON *o, const char *key, bool dflt) {
     return dflt;
 }
 
+/* an id: a JSON integer (util/json_int.h marks them: "5.0" is refused as the reference's serde u32
+ * refuses it) in [0, 2^28) */
 static bool jint(const cJSON *v, int32_t *out) {
-    if (!cJSON_IsNumber(v)) return false;
+    if (!cJSON_IsNumber(v) || !plm_json_is_int(v)) return false;
     double d = v->valuedouble;
     if (!(d >= 0 && d < (1 << 28)) || d != (double)(int32_t)d) return false;
     *out = (int32_t)d;
@@ -417,6 +421,10 @@ static plm_status load(plm_tokenizer *t, cJSON *root, cJSON *cfg, plm_error *err
         int32_t id;
         if (!jint(it, &id)) {
             free(specs);
+            if (cJSON_IsNumber(it) && !plm_json_is_int(it))
+                return plm_fail(err, PLM_ERR_FORMAT, "vocab entry \"%.100s\": id %s is not a JSON integer (written with a "
+                                "fraction or an exponent)", it->string ? it->string : "?",
+                                plm_json_float_literal(it) ? plm_json_float_literal(it) : "?");
             return plm_fail(err, PLM_ERR_FORMAT, "vocab entry has a bad id");
         }
         if (id > max_id) max_id = id;
@@ -659,11 +667,23 @@ plm_status tok_load_memory(plm_tokenizer **out, const char *json, size_t json_le
     plm_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
     atomic_init(&t->spare, NULL);
+    /* strict JSON first (one value, valid UTF-8, nothing after it), as the reference's serde reads it;
+       then the tree, with every integer literal marked for jint */
+    size_t bad = 0;
+    const char *why = NULL;
+    if (!plm_json_check(json, json_len, &bad, &why, NULL)) {
+        long line = 1, col = 1;
+        plm_json_line_col(json, bad, &line, &col);
+        plm_tokenizer_free(t);
+        return plm_fail(err, PLM_ERR_FORMAT, "tokenizer.json is not valid JSON at line %ld, column %ld: %s", line, col,
+                        why ? why : "malformed");
+    }
     cJSON *root = cJSON_ParseWithLength(json, json_len);
     cJSON *cfg = NULL;
     plm_status st = PLM_OK;
     if (!root) st = plm_fail(err, PLM_ERR_FORMAT, "tokenizer.json is not valid JSON (near byte %zu)",
                              (size_t)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0));
+    else plm_json_mark_ints(json, json_len, root);
     if (!st && config_json) {
         cfg = cJSON_ParseWithLength(config_json, config_len);
         if (!cfg || !cJSON_IsObject(cfg)) st = plm_fail(err, PLM_ERR_FORMAT, "tokenizer_config.json is not a JSON object");
