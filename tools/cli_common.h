@@ -25,6 +25,16 @@ typedef struct {
     int weights, keep_head; /* --weights stored|int8|int8-keep-head (plm_ctx_params) */
 } cli_opts;
 
+/* The --help lines of the context options every model command shares (--batch-invariant, --device,
+   --weights), in the commands' two-column layout. */
+#define CLI_CTX_OPTS_HELP                                                                                       \
+            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n" \
+            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n" \
+            "                          slower: docs/performance.md)\n" \
+            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n" \
+            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n" \
+            "                          int8-keep-head (lm_head as stored)\n"
+
 /* --weights: "stored", "int8" or "int8-keep-head"; 0, or -1 with a message */
 int cli_parse_weights(const char *cmd, const char *v, int *weights, int *keep_head);
 

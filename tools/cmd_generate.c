@@ -36,12 +36,7 @@ static void usage(FILE *f) {
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
             "  --out FILE              output file, written atomically (default: stdout)\n"
             "  --threads N             threads (default: all cores)\n"
-            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
-            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
-            "                          slower: docs/performance.md)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
-            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
-            "                          int8-keep-head (lm_head as stored)\n"
+            CLI_CTX_OPTS_HELP
             "At the end, stderr gets a summary: prefill tokens/s (steps holding prompt tokens) and decode\n"
             "tokens/s (steps holding only generated tokens).\n");
 }

@@ -23,12 +23,7 @@ static void usage(FILE *f) {
             "  --out FILE.jsonl        output file, written atomically (default: stdout)\n"
             "  --max-batch-tokens N    at most N tokens per packed step (default 2048)\n"
             "  --threads N             threads (default: all cores)\n"
-            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
-            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
-            "                          slower: docs/performance.md)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
-            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
-            "                          int8-keep-head (lm_head as stored)\n");
+            CLI_CTX_OPTS_HELP);
 }
 
 int cmd_score(int argc, char **argv) {

@@ -64,12 +64,7 @@ static void usage(FILE *f) {
             "  --max-seqs N            at most N sequences in flight, each holding one state (default 64)\n"
             "  --threads N             compute threads (default: all cores)\n"
             "  --api-key KEY           require 'Authorization: Bearer KEY' (all paths but /health)\n"
-            "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n"
-            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n"
-            "                          slower: docs/performance.md)\n"
-            "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n"
-            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n"
-            "                          int8-keep-head (lm_head as stored)\n"
+            CLI_CTX_OPTS_HELP
             "  --max-queue N           requests waiting or running at most (default 256); more answer 429\n"
             "  --tokenizer FILE        tokenizer.json (default: DIR/tokenizer.json when present; without one,\n"
             "                          prompts must be token ids and answers carry ids only)\n"
@@ -1476,6 +1471,17 @@ static jtpl *load_template(server *s, const char *text, char *why, size_t wl) {
     return t;
 }
 
+/* what start-up built, in reverse: the generator, tokenizer, session, template and tokens */
+static void server_free(server *s, cli_session *ss) {
+    plm_generator_free(s->g);
+    plm_tokenizer_free(s->tok);
+    cli_session_close(ss);
+    jinja_free(s->tpl);
+    free(s->bos_tok);
+    free(s->eos_tok);
+    free(s);
+}
+
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
     cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, 0, 0};
@@ -1579,16 +1585,7 @@ int cmd_serve(int argc, char **argv) {
     else a4->sin_port = htons((uint16_t)port);
     /* :: also takes IPv4 connections (dual stack), as 0.0.0.0 and :: do in most servers */
     int any6 = v6 && IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr);
-    if (rc) {
-        plm_generator_free(s->g);
-        plm_tokenizer_free(s->tok);
-        cli_session_close(&ss);
-        jinja_free(s->tpl);
-        free(s->bos_tok);
-        free(s->eos_tok);
-        free(s);
-        return rc;
-    }
+    if (rc) return server_free(s, &ss), rc;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv_engine, NULL);
     s->rate_t0 = now_s();
@@ -1633,12 +1630,6 @@ int cmd_serve(int argc, char **argv) {
     for (int i = 0; i < s->n_pool; i++) plm_state_free(s->pool[i]);
     free(s->pool);
     free(s->act);
-    plm_generator_free(s->g);
-    plm_tokenizer_free(s->tok);
-    cli_session_close(&ss);
-    jinja_free(s->tpl);
-    free(s->bos_tok);
-    free(s->eos_tok);
-    free(s);
+    server_free(s, &ss);
     return rc;
 }
