@@ -531,6 +531,9 @@ int main(void) {
     /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
     const int l1[] = {1, 3, 63, 64, 65, 2, 130}, l2[] = {1}, l3[] = {700};
     test_conv(l1, 7, 37, 4, "boundary lengths");
+    test_conv(l1, 7, 40, 4, "boundary lengths, float4 rows");
+    const int l5[] = {17, 1, 15, 16, 33, 2, 3};
+    test_conv(l5, 7, 264, 4, "segments starting inside a run of 16, 66 channel groups");
     test_conv(l2, 1, 100, 4, "one token");
     test_conv(l3, 1, 64, 4, "one long segment");
     test_conv(l1, 7, 40, 2, "K = 2");

@@ -122,12 +122,12 @@ __global__ void __launch_bounds__(PREP_THREADS)
 /* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
 
 template <int VT> static size_t scan_smem(void) {
-    return ((size_t)3 * CH * LDK + (size_t)2 * CH * LDC + (size_t)CH * (VT + 4) + (size_t)PLM_GDN_TC_MAX_DK * (VT + 4) +
+    return ((size_t)3 * CH * LDK + (size_t)2 * CH * LDC + (size_t)CH * (VT + 4) + (size_t)VT * LDK + (size_t)VT * LDC +
             6 * CH) * sizeof(float);
 }
 
 /* Loads are issued a chunk ahead, into each block as soon as the current chunk is done with it: c and
- * beta at once, T after V', Q, P and K (two buffers) after O, V after the state update's reads. */
+ * beta at once, V after R, T after V', Q, P and K (two buffers) after O. */
 template <bool SPLIT, int VT>
 __global__ void __launch_bounds__(VT * 4)
     k_gdn_tc_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
@@ -136,7 +136,9 @@ __global__ void __launch_bounds__(VT * 4)
     constexpr int CG = VT / 32, NW = 4 * CG, LDV = VT + 4; /* column groups of 32; warps */
     extern __shared__ float sm[];
     float *Qs = sm, *Kb = Qs + CH * LDK, *Ts = Kb + 2 * CH * LDK, *Ps = Ts + CH * LDC, *Vs = Ps + CH * LDC;
-    float *Ss = Vs + CH * LDV, *Gs = Ss + PLM_GDN_TC_MAX_DK * LDV, *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH;
+    /* St: the state slice transposed ([VT][dk]), Xt: R then V' transposed ([VT][64]): the B operands
+     * of K S, Q S, T R, P V' and K^T V' read pairs along their rows (one 8-byte load each) */
+    float *St = Vs + CH * LDV, *Xt = St + VT * LDK, *Gs = Xt + VT * LDC, *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH;
     float *Br = Gr + CH; /* exp(c_i), exp(c_L - c_j), beta; c and beta as loaded */
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
@@ -153,7 +155,10 @@ __global__ void __launch_bounds__(VT * 4)
         load_rows(Ps, LDC, Pg, t_beg, L, nv, h, CH, 0, CH, CH);
         load_rows(Kb, LDK, k, t_beg, L, nk, kh, dk, 0, dk, DK);
         load_rows(Vs, LDV, v, t_beg, L, nv, h, dv, j0, VC, VT);
-        load_block(Ss, LDV, Sh + j0, dv, dk, VC, DK, VT);
+    }
+    for (int e = tid; e < VT * DK; e += NW * 32) { /* S transposed: rows of the state are columns here */
+        const int d = e / VT, c = e - d * VT;
+        St[c * LDK + d] = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
     }
     const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG); /* this warp's tile of V' and O */
     int kb = 0;
@@ -176,22 +181,23 @@ __global__ void __launch_bounds__(VT * 4)
             load_rows(Gr, 1, Gg, t1, L1, nv, h, 1, 0, 1, 1);
             load_rows(Br, 1, beta, t1, L1, nv, h, 1, 0, 1, 1);
         }
-        { /* R = diag(beta) (V - diag(exp(c)) K S), in place of V (own elements) */
+        { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
             float acc[4][4];
             zero_acc(acc);
             warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Ks, LDK, r, c); },
-                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
+                            [&](int c, int n) { return row2(St, LDK, n, c); });
             each_acc(acc, vr0, vn0,
-                     [&](int i, int c, float x) { Vs[i * LDV + c] = Bs[i] * (Vs[i * LDV + c] - Gs[i] * x); });
+                     [&](int i, int c, float x) { Xt[c * LDC + i] = Bs[i] * (Vs[i * LDV + c] - Gs[i] * x); });
         }
         __syncthreads();
-        { /* V' = T R */
+        if (next) load_rows(Vs, LDV, v, t1, L1, nv, h, dv, j0, VC, VT); /* V read: the next chunk's */
+        { /* V' = T R, into Xt once every warp has read R */
             float acc[4][4];
             zero_acc(acc);
             warp_mma<SPLIT>(acc, vr0, vn0, CH, [&](int r, int c) { return row2(Ts, LDC, r, c); },
-                            [&](int c, int n) { return col2(Vs, LDV, c, n); });
+                            [&](int c, int n) { return row2(Xt, LDC, n, c); });
             __syncthreads();
-            each_acc(acc, vr0, vn0, [&](int i, int c, float x) { Vs[i * LDV + c] = x; });
+            each_acc(acc, vr0, vn0, [&](int i, int c, float x) { Xt[c * LDC + i] = x; });
         }
         __syncthreads();
         if (next) load_rows(Ts, LDC, Tg, t1, L1, nv, h, CH, 0, CH, CH);
@@ -200,9 +206,9 @@ __global__ void __launch_bounds__(VT * 4)
             zero_acc(acc);
             zero_acc(acc2);
             warp_mma<SPLIT>(acc, vr0, vn0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
-                            [&](int c, int n) { return col2(Ss, LDV, c, n); });
+                            [&](int c, int n) { return row2(St, LDK, n, c); });
             warp_mma<SPLIT>(acc2, vr0, vn0, CH, [&](int r, int c) { return row2(Ps, LDC, r, c); },
-                            [&](int c, int n) { return col2(Vs, LDV, c, n); });
+                            [&](int c, int n) { return row2(Xt, LDC, n, c); });
             const int lane = tid & 31, gq = lane >> 2, tq = lane & 3;
 #pragma unroll
             for (int nt = 0; nt < 4; nt++) {
@@ -233,17 +239,16 @@ __global__ void __launch_bounds__(VT * 4)
                                     [&](int r, int c) {
                                         return make_float2(Ks[c * LDK + r] * Dl[c], Ks[(c + 1) * LDK + r] * Dl[c + 1]);
                                     },
-                                    [&](int c, int n) { return col2(Vs, LDV, c, n); });
+                                    [&](int c, int n) { return row2(Xt, LDC, n, c); });
             }
             __syncthreads(); /* every read of S, V' and this chunk's K is done */
-            if (next) load_rows(Vs, LDV, v, t1, L1, nv, h, dv, j0, VC, VT);
             const float el = expf(gl);
 #pragma unroll
             for (int a = 0; a < 2; a++) {
                 const int task = w + a * NW;
                 if (task < ntask)
                     each_acc(acc[a], 16 * (task / CG), 32 * (task % CG),
-                             [&](int d, int c, float x) { Ss[d * LDV + c] = Ss[d * LDV + c] * el + x; });
+                             [&](int d, int c, float x) { St[c * LDK + d] = St[c * LDK + d] * el + x; });
             }
         }
         kb ^= 1;
@@ -251,7 +256,7 @@ __global__ void __launch_bounds__(VT * 4)
     __syncthreads();
     for (int e = tid; e < dk * VT; e += NW * 32) {
         const int d = e / VT, c = e - d * VT;
-        if (c < VC) Sh[(size_t)d * dv + j0 + c] = Ss[d * LDV + c];
+        if (c < VC) Sh[(size_t)d * dv + j0 + c] = St[c * LDK + d];
     }
 }
 
