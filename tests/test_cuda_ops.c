@@ -584,6 +584,11 @@ int main(void) {
     test_route(33, 64, 8);
     test_logprob(7, 512, 5);
     test_logprob(3, 151936, 30);
+    test_logprob(5, 1001, 20);   /* V % 4 != 0: the scalar path */
+    test_logprob(4, 13, 3);      /* fewer values than threads */
+    test_logprob(1, 1, 3);
+    test_logprob(2, 248323, 40); /* the vectorised rows' tail */
+    test_logprob(300, 2048, 10);
     test_embed_gather(512, 64, 300);
     test_argmax(25, 512);
     test_argmax(10, 248320);

@@ -57,6 +57,8 @@ struct plm_cuda {
     size_t pin_bytes;
     int max_cols;              /* widest GEMM input (bf16 staging) */
     int split;                 /* BF16 GEMMs take their input as two BF16 parts (F32 accuracy) */
+    const void *xb_of, *xb_at; /* the GEMM input whose BF16 form is in xb_at, and its length */
+    int64_t xb_n;
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -495,7 +497,10 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 /* host address of a table field: the same offset from the first table in the pinned block */
 #define HOST(p, field, type) ((type *)((p)->h_base + ((char *)(p)->field - (char *)(p)->tokens)))
 
-static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, plm_error *err) {
+/* y = x W^T. keep: x has not changed since the previous GEMM call, so its BF16 form in xb (if that
+ * call made it from this x) is reused: the projections that share one input convert it once. */
+static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
+                         plm_error *err) {
     if (T <= 0) return PLM_OK;
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t s;
@@ -504,7 +509,10 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
-        plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
+        if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
+            plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
+            g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
+        }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
                          (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -517,6 +525,10 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
         return plm_fail(err, PLM_ERR_INTERNAL, "%s: cuBLAS GEMM [%lld x %lld] x [%lld rows] failed (%s)", g->name,
                         (long long)W->rows, (long long)W->cols, (long long)T, cublasGetStatusString(s));
     return PLM_OK;
+}
+
+static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, plm_error *err) {
+    return gemm_k(g, y, x, T, W, xb, 0, err);
 }
 
 #define TRY(x)                                                                                                      \
@@ -552,9 +564,9 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
     TRY(work_fits(p, at, g, err));
     TRY(gemm(g, raw, p->h, T, &L->qkv, p->xb, err));
-    TRY(gemm(g, z, p->h, T, &L->z, p->xb, err));
-    TRY(gemm(g, bb, p->h, T, &L->b, p->xb, err));
-    TRY(gemm(g, aa, p->h, T, &L->a, p->xb, err));
+    TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
+    TRY(gemm_k(g, bb, p->h, T, &L->b, p->xb, 1, err));
+    TRY(gemm_k(g, aa, p->h, T, &L->a, p->xb, 1, err));
     plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
     plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
     plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, p->n_glong,
@@ -573,8 +585,8 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     float *v = wtake(&at, (size_t)T * nkv * hd), *o = wtake(&at, (size_t)T * nh * hd);
     TRY(work_fits(p, at, g, err));
     TRY(gemm(g, qg, p->h, T, &L->q, p->xb, err));
-    TRY(gemm(g, k, p->h, T, &L->k, p->xb, err));
-    TRY(gemm(g, v, p->h, T, &L->v, p->xb, err));
+    TRY(gemm_k(g, k, p->h, T, &L->k, p->xb, 1, err));
+    TRY(gemm_k(g, v, p->h, T, &L->v, p->xb, 1, err));
     plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
     plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
     plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
@@ -652,7 +664,7 @@ static plm_status moe_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
         const int64_t r0 = n0[e], n = n0[e + 1] - n0[e];
         if (!n) continue;
         st = gemm(g, ge, xe + r0 * H, n, &L->e_gate[e], p->xb, err);
-        if (!st) st = gemm(g, ue, xe + r0 * H, n, &L->e_up[e], p->xb, err);
+        if (!st) st = gemm_k(g, ue, xe + r0 * H, n, &L->e_up[e], p->xb, 1, err);
         if (!st) plm_swiglu_cuda(ge, ue, n * Im, g->st);
         if (!st) st = gemm(g, ye + r0 * H, ge, n, &L->e_down[e], p->xb, err);
     }
@@ -661,7 +673,7 @@ static plm_status moe_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     plm_moe_combine_cuda(p->mo, ye, p->moe_map, p->moe_w, T, k, H, g->st);
     if (Is <= 0) return PLM_OK;
     TRY(gemm(g, ge, p->h, T, &L->sh_gate, p->xb, err));
-    TRY(gemm(g, ue, p->h, T, &L->sh_up, p->xb, err));
+    TRY(gemm_k(g, ue, p->h, T, &L->sh_up, p->xb, 1, err));
     plm_swiglu_cuda(ge, ue, T * Is, g->st);
     TRY(gemm(g, ye, ge, T, &L->sh_down, p->xb, err));
     TRY(gemm(g, sc, p->h, T, &L->sh_score, p->xb, err));
@@ -676,7 +688,7 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     const int I = cf->intermediate_size;
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
     TRY(gemm(g, gg, p->h, T, &L->gate, p->xb, err));
-    TRY(gemm(g, u, p->h, T, &L->up, p->xb, err));
+    TRY(gemm_k(g, u, p->h, T, &L->up, p->xb, 1, err));
     plm_swiglu_cuda(gg, u, T * I, g->st);
     return gemm(g, p->mo, gg, T, &L->down, p->xb, err);
 }
