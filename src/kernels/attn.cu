@@ -364,6 +364,139 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
     }
 }
 
+/* Single-pass BF16 form: the same tiles with Q, K and V rounded to BF16 as they enter shared memory
+ * (half the bytes: two blocks of 4 warps fit an SM, where the FP32 blocks fit one) and every fragment
+ * taken by ldmatrix. */
+template <int NTO>
+__global__ void __launch_bounds__(128, 2) k_attn_bf(float *o, const float *q, float *const *kb, float *const *vb,
+                                                    const int32_t *boff, const int64_t *start, const int32_t *cu,
+                                                    const int32_t *tiles, int nh, int nkv, int hd, float scale) {
+    extern __shared__ __align__(16) unsigned char smb[];
+    const int HP = pad16(hd), LD = HP + 8; /* rows of (HP + 8) BF16: ldmatrix rows 16 bytes apart mod 128 */
+    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + TC_ROWS * LD, *Vs = Ks + TC_KEYS * LD;
+    const int rep = nh / nkv, qt = TC_ROWS / rep, rows = qt * rep;
+    const int s = tiles[2 * blockIdx.x], kvh = blockIdx.y, tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int64_t t0 = tiles[2 * blockIdx.x + 1], t_end = cu[s + 1] < t0 + qt ? cu[s + 1] : t0 + qt;
+    const int64_t p0 = start[s] + (t0 - cu[s]);
+    const int64_t n_keys = start[s] + (t_end - cu[s]);
+    float *const *kbs = kb + boff[s], *const *vbs = vb + boff[s];
+    const int64_t krow = (int64_t)nkv * hd;
+    { /* Q rows: row r is token t0 + r / rep, head kvh * rep + r % rep */
+        const int per = HP / 4;
+        for (int e = tid; e < TC_ROWS * per; e += 128) {
+            const int r = e / per, c = (e - r * per) * 4;
+            const int64_t t = t0 + r / rep;
+            float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+            if (r < rows && t < t_end) {
+                const float *src = q + (t * nh + kvh * rep + r % rep) * (int64_t)hd + c;
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (c + u < hd) x[u] = src[u];
+            }
+            *reinterpret_cast<uint2 *>(Qs + r * LD + c) = make_uint2(pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]));
+        }
+    }
+    const int r0 = 16 * w;
+    int64_t pos[2];
+    for (int h = 0; h < 2; h++) {
+        const int r = r0 + g + 8 * h;
+        pos[h] = r < rows && t0 + r / rep < t_end ? p0 + r / rep : -1;
+    }
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, acc[NTO][4];
+    zero_acc(acc);
+    for (int64_t j0 = 0; j0 < n_keys; j0 += TC_KEYS) {
+        const int nk0 = (int)(n_keys - j0 < TC_KEYS ? n_keys - j0 : TC_KEYS);
+        __syncthreads(); /* the previous tile's keys and values are read */
+        load_bf16(Ks, LD, kbs[j0 / TC_KEYS] + (int64_t)kvh * hd, krow, nk0, hd, TC_KEYS, HP);
+        load_bf16(Vs, LD, vbs[j0 / TC_KEYS] + (int64_t)kvh * hd, krow, nk0, hd, TC_KEYS, HP);
+        __syncthreads();
+        float sc[TC_KEYS / 8][4];
+        zero_acc(sc);
+        for (int k0 = 0; k0 < HP; k0 += 16) {
+            uint32_t a[4];
+            ldsm_a(a, Qs, LD, r0, k0);
+#pragma unroll
+            for (int np = 0; np < TC_KEYS / 16; np++) {
+                uint32_t b[4];
+                ldsm_b(b, Ks, LD, 16 * np, k0);
+                mma16816(sc[2 * np], a, b[0], b[1]);
+                mma16816(sc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1;
+                const int64_t j = j0 + nt * 8 + 2 * t4 + (e & 1);
+                const float x = j <= pos[h] ? sc[nt][e] * scale : -INFINITY;
+                sc[nt][e] = x;
+                mx[h] = fmaxf(mx[h], x);
+            }
+        float corr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+            const float mn = fmaxf(m[h], mx[h]);
+            const float base = mn == -INFINITY ? 0.0f : mn;
+            corr[h] = expf(m[h] - base);
+            m[h] = mn;
+            mx[h] = base;
+        }
+        float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+        for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float p = expf(sc[nt][e] - mx[e >> 1]);
+                sc[nt][e] = p;
+                rs[e >> 1] += p;
+            }
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
+            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
+            l[h] = l[h] * corr[h] + rs[h];
+        }
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
+            acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < TC_KEYS / 16; kk++) {
+            const float *p0r = sc[2 * kk], *p1r = sc[2 * kk + 1];
+            const uint32_t a[4] = {pack_bf16(p0r[0], p0r[1]), pack_bf16(p0r[2], p0r[3]), pack_bf16(p1r[0], p1r[1]),
+                                   pack_bf16(p1r[2], p1r[3])};
+#pragma unroll
+            for (int np = 0; np < NTO / 2; np++) {
+                if (16 * np >= HP) break;
+                uint32_t b[4];
+                ldsm_bt(b, Vs, LD, 16 * kk, 16 * np);
+                mma16816(acc[2 * np], a, b[0], b[1]);
+                mma16816(acc[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const int r = r0 + g + 8 * h;
+        if (pos[h] < 0) continue;
+        const int64_t t = t0 + r / rep;
+        float *orow = o + (t * nh + kvh * rep + r % rep) * (int64_t)hd;
+        const float inv = 1.0f / l[h];
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            const int c = 8 * nt + 2 * t4;
+            if (c < hd) orow[c] = acc[nt][2 * h] * inv;
+            if (c + 1 < hd) orow[c + 1] = acc[nt][2 * h + 1] * inv;
+        }
+    }
+}
+
 extern "C" int plm_attn_tc_fits(int nh, int nkv, int hd) { return nh / nkv <= TC_ROWS && hd >= 1 && hd <= 256; }
 
 extern "C" void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
@@ -391,12 +524,19 @@ extern "C" void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, flo
         else
             GO(true, 32);
     } else {
+        const size_t sb = (size_t)(TC_ROWS + 2 * TC_KEYS) * (HP + 8) * 2;
+#define GB(NTO)                                                                                                     \
+    do {                                                                                                            \
+        cudaFuncSetAttribute(k_attn_bf<NTO>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sb);                 \
+        k_attn_bf<NTO><<<grid, 128, sb, st>>>(o, q, kb, vb, boff, start, cu, tiles, nh, nkv, hd, scale);            \
+    } while (0)
         if (HP <= 64)
-            GO(false, 8);
+            GB(8);
         else if (HP <= 128)
-            GO(false, 16);
+            GB(16);
         else
-            GO(false, 32);
+            GB(32);
+#undef GB
     }
 #undef GO
 }

@@ -134,4 +134,64 @@ __device__ __forceinline__ void load_block(float *dst, int ld, const float *src,
     }
 }
 
+/* ---- BF16 operands in shared memory, fragments by ldmatrix -----------------------------------------
+ * A (16 x 16, row-major rows of a [rows][ld] BF16 block at (r0, k0)); B pairs of n-tiles from a block
+ * stored [n][k] (ldsm_b: two 16 x 8 fragments, n0 .. n0+15) or [k][n] (ldsm_bt, transposed on load). */
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const __nv_bfloat16 *p) {
+    const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+__device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const __nv_bfloat16 *X, int ld, int r0, int k0) {
+    const int l = threadIdx.x & 31;
+    ldsm_x4(a, X + (r0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + k0 + (l >> 4) * 8);
+}
+__device__ __forceinline__ void ldsm_b(uint32_t (&b)[4], const __nv_bfloat16 *X, int ld, int n0, int k0) {
+    const int l = threadIdx.x & 31;
+    ldsm_x4(b, X + (n0 + (l & 7) + (l >> 4) * 8) * ld + k0 + ((l >> 3) & 1) * 8);
+}
+__device__ __forceinline__ void ldsm_bt(uint32_t (&b)[4], const __nv_bfloat16 *X, int ld, int k0, int n0) {
+    const int l = threadIdx.x & 31;
+    ldsm_x4_t(b, X + (k0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + n0 + (l >> 4) * 8);
+}
+
+/* rows x cols of FP32 src (row stride rs) rounded to BF16 into a prow x pcol block of dst (row stride
+ * ld elements, 8-byte aligned rows; pcol a multiple of 4), zero outside; four loads in flight a thread */
+__device__ __forceinline__ void load_bf16(__nv_bfloat16 *dst, int ld, const float *src, int64_t rs, int rows, int cols,
+                                          int prow, int pcol) {
+    const bool v4 = (((uintptr_t)src & 15) | (rs & 3) | (cols & 3)) == 0;
+    const int per = pcol >> 2, n = prow * per, nt = blockDim.x;
+    for (int e0 = threadIdx.x; e0 < n; e0 += 4 * nt) {
+        float4 x[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int e = e0 + u * nt, i = e / per, c = (e - i * per) * 4;
+            x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (e < n && i < rows && c < cols) {
+                const float *s = src + i * rs + c;
+                if (v4)
+                    x[u] = *reinterpret_cast<const float4 *>(s);
+                else {
+                    x[u].x = s[0];
+                    if (c + 1 < cols) x[u].y = s[1];
+                    if (c + 2 < cols) x[u].z = s[2];
+                    if (c + 3 < cols) x[u].w = s[3];
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int e = e0 + u * nt, i = e / per, c = (e - i * per) * 4;
+            if (e < n) *reinterpret_cast<uint2 *>(dst + i * ld + c) = make_uint2(pack_bf16(x[u].x, x[u].y), pack_bf16(x[u].z, x[u].w));
+        }
+    }
+}
+
 #endif
