@@ -130,7 +130,7 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
 }
 
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
- * and 32; 3: plm_gdn_tc_cuda with one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of
+ * and 32; 3, 4: plm_gdn_tc_cuda single-pass (tiles of 64, 32): one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of
  * q, k, v and the chunk's intermediates to 8 significant bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
@@ -159,14 +159,15 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
     float **dS = dput_each(S, n_seg, sn, &dSa);
     int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dtab = NULL;
     float *work = NULL;
-    const double tol = variant == 3 ? TOL_GDN_BF16 : TOL_GDN;
+    const double tol = variant >= 3 ? TOL_GDN_BF16 : TOL_GDN;
     if (variant == 0) {
         plm_gdn_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, nk, nv, dk, dv, NULL);
     } else {
         int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
-        const int flags[4] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, 0};
+        const int flags[5] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+                               PLM_GDN_VT32};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, T, dtab, nc, nl, work, nk, nv, dk, dv,
@@ -178,7 +179,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              variant == 0   ? ""
              : variant == 1 ? " [tensor cores, precise, value tiles of 64]"
              : variant == 2 ? " [tensor cores, precise, value tiles of 32]"
-                            : " [tensor cores, bf16]",
+             : variant == 3 ? " [tensor cores, bf16, value tiles of 64]"
+                            : " [tensor cores, bf16, value tiles of 32]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
     if (sync_ok(what)) {
@@ -203,7 +205,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 }
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 4; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 5; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */

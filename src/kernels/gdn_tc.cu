@@ -46,6 +46,14 @@ __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, 
 
 static size_t prep_smem(void) { return ((size_t)2 * CH * LDK + CH * LDC + 2 * CH) * sizeof(float); }
 
+/* T and P go out as FP32 for the precise scan, as BF16 (the same indices) for the single-pass one */
+template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i, float x) {
+    if (SPLIT)
+        base[i] = x;
+    else
+        reinterpret_cast<__nv_bfloat16 *>(base)[i] = __float2bfloat16_rn(x);
+}
+
 template <bool SPLIT>
 __global__ void __launch_bounds__(PREP_THREADS)
     k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const float *g, const float *beta,
@@ -86,7 +94,7 @@ __global__ void __launch_bounds__(PREP_THREADS)
         warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
                         [&](int c, int n) { return row2(Ks, LDK, n, c); });
         each_acc(acc, r0, 0, [&](int i, int j, float x) {
-            if (i < L) Pg[((t0 + i) * nv + h) * CH + j] = j <= i ? x * expf(Gs[i] - Gs[j]) : 0.0f;
+            if (i < L) put<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, j <= i ? x * expf(Gs[i] - Gs[j]) : 0.0f);
         });
     }
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
@@ -112,10 +120,10 @@ __global__ void __launch_bounds__(PREP_THREADS)
             acc += __shfl_xor_sync(0xffffffffu, acc, 1);
             x[i] = (i == j ? 1.0f : 0.0f) - acc;
         }
-        float *Tj = Tg + (t0 * nv + h) * (int64_t)CH + j;
+        const int64_t tj = (t0 * nv + h) * (int64_t)CH + j;
 #pragma unroll
         for (int i = 0; i < CH; i++)
-            if (i < L && (i & 1) == p) Tj[(int64_t)i * nv * CH] = x[i];
+            if (i < L && (i & 1) == p) put<SPLIT>(Tg, tj + (int64_t)i * nv * CH, x[i]);
     }
 }
 
@@ -260,6 +268,205 @@ __global__ void __launch_bounds__(VT * 4)
     }
 }
 
+/* ---- the single-pass scan: BF16 blocks, the state in registers --------------------------------------
+ * The same per-chunk products with every operand in BF16 shared memory (fragments by ldmatrix) and T
+ * and P as the single-pass prep wrote them (BF16). The FP32 state slice lives in the accumulators of
+ * the state update (each warp owns 16 x 32 tiles of it); a BF16 copy, transposed, is the B operand
+ * of K S and Q S. The state update takes (diag(exp(c_L - c)) K)^T V' as K^T (diag(exp(c_L - c)) V').
+ * About 100 KB a block (VT = 64): two blocks an SM. */
+#define LK2 (PLM_GDN_TC_MAX_DK + 8) /* BF16 rows of [64, dk] blocks: ldmatrix rows 16 bytes apart mod 128 */
+#define LC2 (CH + 8)
+
+template <int VT> static size_t scan_bf_smem(void) {
+    return ((size_t)2 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)CH * (VT + 8) + (size_t)VT * LK2 +
+            (size_t)2 * VT * LC2) * 2 + 5 * CH * sizeof(float);
+}
+
+template <int VT>
+__global__ void __launch_bounds__(VT * 4, 2)
+    k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
+                  const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
+                  int dk, int dv) {
+    constexpr int CG = VT / 32, NW = 4 * CG, LV = VT + 8;
+    extern __shared__ __align__(16) unsigned char smb[];
+    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + CH * LK2, *Ts = Ks + CH * LK2;
+    __nv_bfloat16 *Ps = Ts + CH * LC2, *Vs = Ps + CH * LC2, *Sb = Vs + CH * LV, *Xt = Sb + VT * LK2, *Xd = Xt + VT * LC2;
+    float *Gs = reinterpret_cast<float *>(Xd + VT * LC2), *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH, *Br = Gr + CH;
+    const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
+    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int DK = pad16(dk), VC = min(VT, dv - j0);
+    const int64_t t_beg = cu[s], t_end = cu[s + 1];
+    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    float *Sh = S[s] + (size_t)h * dk * dv;
+    auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    auto load_chunk = [&](int64_t t0) {
+        const int L = len(t0);
+        load_rows(Gr, 1, Gg, t0, L, nv, h, 1, 0, 1, 1);
+        load_rows(Br, 1, beta, t0, L, nv, h, 1, 0, 1, 1);
+        load_b16(Ts, LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
+        load_b16(Ps, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+        load_bf16(Qs, LK2, q + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+        load_bf16(Ks, LK2, k + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+        load_bf16(Vs, LV, v + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, CH, VT);
+    };
+    /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp at most */
+    const int ntask = (DK / 16) * CG;
+    float sacc[2][4][4];
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+        zero_acc(sacc[a]);
+        if (task < ntask)
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
+                    const float x = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
+                    sacc[a][nt][e] = x;
+                    Sb[c * LK2 + d] = __float2bfloat16_rn(x);
+                }
+    }
+    load_chunk(t_beg);
+    const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG);
+    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
+        const int L = len(t0);
+        copies_done();
+        const float gl = Gr[L - 1];
+        for (int i = tid; i < CH; i += NW * 32) {
+            const float c = i < L ? Gr[i] : gl;
+            Gs[i] = expf(c);
+            Dl[i] = expf(gl - c);
+            Bs[i] = Br[i];
+        }
+        __syncthreads();
+        { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
+            float acc[4][4];
+            zero_acc(acc);
+            for (int k0 = 0; k0 < DK; k0 += 16) {
+                uint32_t a[4], b[4], b2[4];
+                ldsm_a(a, Ks, LK2, vr0, k0);
+                ldsm_b(b, Sb, LK2, vn0, k0);
+                ldsm_b(b2, Sb, LK2, vn0 + 16, k0);
+                mma16816(acc[0], a, b[0], b[1]);
+                mma16816(acc[1], a, b[2], b[3]);
+                mma16816(acc[2], a, b2[0], b2[1]);
+                mma16816(acc[3], a, b2[2], b2[3]);
+            }
+            each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
+                Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
+            });
+        }
+        __syncthreads();
+        float vacc[4][4]; /* V' = T R */
+        zero_acc(vacc);
+#pragma unroll
+        for (int k0 = 0; k0 < CH; k0 += 16) {
+            uint32_t a[4], b[4], b2[4];
+            ldsm_a(a, Ts, LC2, vr0, k0);
+            ldsm_b(b, Xt, LC2, vn0, k0);
+            ldsm_b(b2, Xt, LC2, vn0 + 16, k0);
+            mma16816(vacc[0], a, b[0], b[1]);
+            mma16816(vacc[1], a, b[2], b[3]);
+            mma16816(vacc[2], a, b2[0], b2[1]);
+            mma16816(vacc[3], a, b2[2], b2[3]);
+        }
+        __syncthreads(); /* every warp has read R */
+        each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
+            Xt[c * LC2 + i] = __float2bfloat16_rn(x);
+            Xd[c * LC2 + i] = __float2bfloat16_rn(Dl[i] * x);
+        });
+        __syncthreads();
+        { /* O = diag(exp(c)) Q S + P V' */
+            float acc[4][4], acc2[4][4];
+            zero_acc(acc);
+            zero_acc(acc2);
+            for (int k0 = 0; k0 < DK; k0 += 16) {
+                uint32_t a[4], b[4], b2[4];
+                ldsm_a(a, Qs, LK2, vr0, k0);
+                ldsm_b(b, Sb, LK2, vn0, k0);
+                ldsm_b(b2, Sb, LK2, vn0 + 16, k0);
+                mma16816(acc[0], a, b[0], b[1]);
+                mma16816(acc[1], a, b[2], b[3]);
+                mma16816(acc[2], a, b2[0], b2[1]);
+                mma16816(acc[3], a, b2[2], b2[3]);
+            }
+#pragma unroll
+            for (int k0 = 0; k0 < CH; k0 += 16) {
+                uint32_t a[4], b[4], b2[4];
+                ldsm_a(a, Ps, LC2, vr0, k0);
+                ldsm_b(b, Xt, LC2, vn0, k0);
+                ldsm_b(b2, Xt, LC2, vn0 + 16, k0);
+                mma16816(acc2[0], a, b[0], b[1]);
+                mma16816(acc2[1], a, b[2], b[3]);
+                mma16816(acc2[2], a, b2[0], b2[1]);
+                mma16816(acc2[3], a, b2[2], b2[3]);
+            }
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++) {
+                const int c = vn0 + 8 * nt + 2 * t4;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = vr0 + g + (e >> 1) * 8, cc = c + (e & 1);
+                    if (i < L && cc < VC)
+                        o[((t0 + i) * nv + h) * (int64_t)dv + j0 + cc] = acc[nt][e] * Gs[i] + acc2[nt][e];
+                }
+            }
+        }
+        { /* S = exp(c_L) S + K^T (diag(exp(c_L - c)) V') */
+            float up[2][4][4];
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+                zero_acc(up[a]);
+                if (task < ntask)
+#pragma unroll
+                    for (int k0 = 0; k0 < CH; k0 += 16) {
+                        uint32_t af[4], b[4], b2[4];
+                        ldsm_at(af, Ks, LK2, d0, k0);
+                        ldsm_b(b, Xd, LC2, c0, k0);
+                        ldsm_b(b2, Xd, LC2, c0 + 16, k0);
+                        mma16816(up[a][0], af, b[0], b[1]);
+                        mma16816(up[a][1], af, b[2], b[3]);
+                        mma16816(up[a][2], af, b2[0], b2[1]);
+                        mma16816(up[a][3], af, b2[2], b2[3]);
+                    }
+            }
+            __syncthreads(); /* every read of Sb, Q, K, V, T, P of this chunk is done */
+            const float el = expf(gl);
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+                if (task < ntask)
+#pragma unroll
+                    for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
+                            const float x = sacc[a][nt][e] * el + up[a][nt][e];
+                            sacc[a][nt][e] = x;
+                            Sb[c * LK2 + d] = __float2bfloat16_rn(x);
+                        }
+            }
+        }
+        if (t0 + CH < t_end) load_chunk(t0 + CH);
+    }
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+        if (task < ntask)
+#pragma unroll
+            for (int nt = 0; nt < 4; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
+                    if (d < dk && c < VC) Sh[(size_t)d * dv + j0 + c] = sacc[a][nt][e];
+                }
+    }
+}
+
 /* ---- host side ------------------------------------------------------------------------------------ */
 
 extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long) {
@@ -326,13 +533,20 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GO(true, 64);
             else
                 GO(true, 32);
-        } else {
+        } else { /* T and P in BF16, the scan on BF16 blocks */
             cudaFuncSetAttribute(k_gdn_tc_prep<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
             k_gdn_tc_prep<false><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
+#define GB(VT)                                                                                                      \
+    do {                                                                                                            \
+        cudaFuncSetAttribute(k_gdn_bf_scan<VT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_bf_smem<VT>()); \
+        k_gdn_bf_scan<VT><<<sgrid, VT * 4, scan_bf_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, nk, \
+                                                                     nv, dk, dv);                                   \
+    } while (0)
             if (vt == 64)
-                GO(false, 64);
+                GB(64);
             else
-                GO(false, 32);
+                GB(32);
+#undef GB
         }
 #undef GO
     }

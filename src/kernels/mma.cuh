@@ -157,6 +157,24 @@ __device__ __forceinline__ void ldsm_b(uint32_t (&b)[4], const __nv_bfloat16 *X,
     const int l = threadIdx.x & 31;
     ldsm_x4(b, X + (n0 + (l & 7) + (l >> 4) * 8) * ld + k0 + ((l >> 3) & 1) * 8);
 }
+/* A (16 x 16 at (m0, k0)) from a block stored [k][m] (a transposed operand) */
+__device__ __forceinline__ void ldsm_at(uint32_t (&a)[4], const __nv_bfloat16 *X, int ld, int m0, int k0) {
+    const int l = threadIdx.x & 31;
+    ldsm_x4_t(a, X + (k0 + (l & 7) + ((l >> 4) & 1) * 8) * ld + m0 + ((l >> 3) & 1) * 8);
+}
+/* rows x cols (a multiple of 8) of BF16 src (row stride rs) into a prow-row block of dst (row stride
+ * ld, 16-byte aligned rows) by cp.async, zero-filled past rows */
+__device__ __forceinline__ void load_b16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs, int rows,
+                                         int prow, int cols) {
+    const int per = cols >> 3;
+    for (int e = threadIdx.x; e < prow * per; e += blockDim.x) {
+        const int i = e / per, c = (e - i * per) * 8;
+        const bool ok = i < rows;
+        const unsigned d = (unsigned)__cvta_generic_to_shared(dst + i * ld + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? src + i * rs + c : src),
+                     "r"(ok ? 16 : 0));
+    }
+}
 __device__ __forceinline__ void ldsm_bt(uint32_t (&b)[4], const __nv_bfloat16 *X, int ld, int k0, int n0) {
     const int l = threadIdx.x & 31;
     ldsm_x4_t(b, X + (k0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + n0 + (l >> 4) * 8);
