@@ -102,6 +102,12 @@ void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const floa
 /* inv_freq [ceil(rot/2)] as plm_rope computes it (host side, float); turns 2 * ceil(rot/2) channels */
 void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int rot, const float *inv_freq,
                    void *stream);
+/* the elementwise steps whose result only feeds a BF16 GEMM, written straight as its input: hi the BF16
+ * rounding of the FP32 result, lo (when not NULL) the BF16 of the remainder, as plm_to_bf16_cuda makes */
+void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, const float *up, int64_t n, void *stream);
+void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gate, int64_t n, void *stream);
+void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w, int64_t rows,
+                                 int n, float eps, void *stream);
 void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream);
 void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream);
 /* x[T, cols] = rows tokens[t] of E (bf16 != 0: BF16, else F32) */

@@ -277,13 +277,28 @@ __global__ void __launch_bounds__(VT * 4)
 #define LK2 (PLM_GDN_TC_MAX_DK + 8) /* BF16 rows of [64, dk] blocks: ldmatrix rows 16 bytes apart mod 128 */
 #define LC2 (CH + 8)
 
-template <int VT> static size_t scan_bf_smem(void) {
+/* STAGE (value tiles of 32, when few long segments leave one block an SM and nothing else hides its
+ * loads): the next chunk's q, k, v arrive by cp.async in FP32 staging blocks while this chunk runs, and
+ * are rounded into the BF16 blocks at the top of the next */
+#define LQF (PLM_GDN_TC_MAX_DK + 4)
+template <int VT, bool STAGE> static size_t scan_bf_smem(void) {
     return ((size_t)2 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)CH * (VT + 8) + (size_t)VT * LK2 +
-            (size_t)2 * VT * LC2) * 2 + 5 * CH * sizeof(float);
+            (size_t)2 * VT * LC2) * 2 + 5 * CH * sizeof(float) +
+           (STAGE ? ((size_t)2 * CH * LQF + (size_t)CH * (VT + 4)) * sizeof(float) : 0);
 }
 
-template <int VT>
-__global__ void __launch_bounds__(VT * 4, 2)
+/* n rows x pcol FP32 (row stride lds) of src rounded into dst (row stride ldd BF16), pcol % 4 == 0 */
+__device__ __forceinline__ void round_block(__nv_bfloat16 *dst, int ldd, const float *src, int lds, int n, int pcol) {
+    const int per = pcol >> 2;
+    for (int e = threadIdx.x; e < n * per; e += blockDim.x) {
+        const int i = e / per, c = (e - i * per) * 4;
+        const float4 x = *reinterpret_cast<const float4 *>(src + i * lds + c);
+        *reinterpret_cast<uint2 *>(dst + i * ldd + c) = make_uint2(pack_bf16(x.x, x.y), pack_bf16(x.z, x.w));
+    }
+}
+
+template <int VT, bool STAGE>
+__global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
                   int dk, int dv) {
@@ -292,6 +307,7 @@ __global__ void __launch_bounds__(VT * 4, 2)
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + CH * LK2, *Ts = Ks + CH * LK2;
     __nv_bfloat16 *Ps = Ts + CH * LC2, *Vs = Ps + CH * LC2, *Sb = Vs + CH * LV, *Xt = Sb + VT * LK2, *Xd = Xt + VT * LC2;
     float *Gs = reinterpret_cast<float *>(Xd + VT * LC2), *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH, *Br = Gr + CH;
+    float *Qf = Br + CH, *Kf = Qf + CH * LQF, *Vf = Kf + CH * LQF; /* STAGE only */
     const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -300,16 +316,26 @@ __global__ void __launch_bounds__(VT * 4, 2)
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
-    auto load_chunk = [&](int64_t t0) {
+    auto load_small = [&](int64_t t0) { /* c, beta, T, P */
         const int L = len(t0);
         load_rows(Gr, 1, Gg, t0, L, nv, h, 1, 0, 1, 1);
         load_rows(Br, 1, beta, t0, L, nv, h, 1, 0, 1, 1);
         load_b16(Ts, LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
         load_b16(Ps, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
-        load_bf16(Qs, LK2, q + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
-        load_bf16(Ks, LK2, k + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
-        load_bf16(Vs, LV, v + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, CH, VT);
+    };
+    auto load_qkv = [&](int64_t t0) {
+        const int L = len(t0);
+        if (STAGE) {
+            load_rows(Qf, LQF, q, t0, L, nk, kh, dk, 0, dk, DK);
+            load_rows(Kf, LQF, k, t0, L, nk, kh, dk, 0, dk, DK);
+            load_rows(Vf, VT + 4, v, t0, L, nv, h, dv, j0, VC, VT);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+        } else {
+            load_bf16(Qs, LK2, q + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+            load_bf16(Ks, LK2, k + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+            load_bf16(Vs, LV, v + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, CH, VT);
+        }
     };
     /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp at most */
     const int ntask = (DK / 16) * CG;
@@ -329,11 +355,17 @@ __global__ void __launch_bounds__(VT * 4, 2)
                     Sb[c * LK2 + d] = __float2bfloat16_rn(x);
                 }
     }
-    load_chunk(t_beg);
+    load_small(t_beg);
+    load_qkv(t_beg);
     const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG);
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
         const int L = len(t0);
         copies_done();
+        if (STAGE) {
+            round_block(Qs, LK2, Qf, LQF, CH, DK);
+            round_block(Ks, LK2, Kf, LQF, CH, DK);
+            round_block(Vs, LV, Vf, VT + 4, CH, VT);
+        }
         const float gl = Gr[L - 1];
         for (int i = tid; i < CH; i += NW * 32) {
             const float c = i < L ? Gr[i] : gl;
@@ -342,6 +374,7 @@ __global__ void __launch_bounds__(VT * 4, 2)
             Bs[i] = Br[i];
         }
         __syncthreads();
+        if (STAGE && t0 + CH < t_end) load_qkv(t0 + CH); /* the staging blocks are free again */
         { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
             float acc[4][4];
             zero_acc(acc);
@@ -451,7 +484,10 @@ __global__ void __launch_bounds__(VT * 4, 2)
                         }
             }
         }
-        if (t0 + CH < t_end) load_chunk(t0 + CH);
+        if (t0 + CH < t_end) {
+            load_small(t0 + CH);
+            if (!STAGE) load_qkv(t0 + CH);
+        }
     }
 #pragma unroll
     for (int a = 0; a < 2; a++) {
@@ -536,16 +572,16 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         } else { /* T and P in BF16, the scan on BF16 blocks */
             cudaFuncSetAttribute(k_gdn_tc_prep<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
             k_gdn_tc_prep<false><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
-#define GB(VT)                                                                                                      \
-    do {                                                                                                            \
-        cudaFuncSetAttribute(k_gdn_bf_scan<VT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)scan_bf_smem<VT>()); \
-        k_gdn_bf_scan<VT><<<sgrid, VT * 4, scan_bf_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, nk, \
-                                                                     nv, dk, dv);                                   \
+#define GB(VT, STAGE)                                                                                               \
+    do {                                                                                                             \
+        const int sb = (int)scan_bf_smem<VT, STAGE>();                                                               \
+        cudaFuncSetAttribute(k_gdn_bf_scan<VT, STAGE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
+        k_gdn_bf_scan<VT, STAGE><<<sgrid, VT * 4, sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, nk, nv, dk, dv); \
     } while (0)
             if (vt == 64)
-                GB(64);
+                GB(64, false);
             else
-                GB(32);
+                GB(32, true);
 #undef GB
         }
 #undef GO

@@ -51,6 +51,31 @@ extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, cons
     if (rows > 0) k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
 }
 
+/* the same, written as the BF16 input of the next GEMM: hi = bf16(y), with lo the BF16 of the remainder */
+__device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float y) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(y);
+    hi[i] = h;
+    if (lo) lo[i] = __float2bfloat16_rn(y - __bfloat162float(h));
+}
+
+__global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const float *z,
+                                     const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const float *xr = x + r * n;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
+    const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
+    for (int i = threadIdx.x; i < n; i += blockDim.x) put_bf16(hi, lo, r * n + i, w[i] * (xr[i] * inv) * plm_silu_d(z[r * n + i]));
+}
+
+extern "C" void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w,
+                                            int64_t rows, int n, float eps, void *stream) {
+    if (rows > 0)
+        k_rmsnorm_gated_bf16<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(
+            (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, z, w, n, eps);
+}
+
 extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n,
                                        float eps, void *stream) {
     if (rows > 0) k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
@@ -115,6 +140,31 @@ __global__ void k_swiglu(float *gate, const float *up, int64_t n) {
 
 extern "C" void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream) {
     if (n > 0) k_swiglu<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(gate, up, n);
+}
+
+__global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *gate, const float *up, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        put_bf16(hi, lo, i, plm_silu_d(gate[i]) * up[i]);
+}
+
+extern "C" void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, const float *up, int64_t n, void *stream) {
+    if (n > 0)
+        k_swiglu_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo,
+                                                                          gate, up, n);
+}
+
+__global__ void k_gate_mul_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *o, const float *gate, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        float y = o[i];
+        y *= plm_sigmoid_d(gate[i]);
+        put_bf16(hi, lo, i, y);
+    }
+}
+
+extern "C" void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gate, int64_t n, void *stream) {
+    if (n > 0)
+        k_gate_mul_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo,
+                                                                            o, gate, n);
 }
 
 __global__ void k_gate_mul(float *o, const float *gate, int64_t n) {

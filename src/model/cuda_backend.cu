@@ -498,7 +498,8 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 #define HOST(p, field, type) ((type *)((p)->h_base + ((char *)(p)->field - (char *)(p)->tokens)))
 
 /* y = x W^T. keep: x has not changed since the previous GEMM call, so its BF16 form in xb (if that
- * call made it from this x) is reused: the projections that share one input convert it once. */
+ * call made it from this x) is reused: the projections that share one input convert it once. x NULL
+ * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where). */
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -509,7 +510,9 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
-        if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
+        if (!x) /* the caller wrote the BF16 input into xb itself */
+            g->xb_of = NULL;
+        else if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
         }
@@ -525,6 +528,11 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
         return plm_fail(err, PLM_ERR_INTERNAL, "%s: cuBLAS GEMM [%lld x %lld] x [%lld rows] failed (%s)", g->name,
                         (long long)W->rows, (long long)W->cols, (long long)T, cublasGetStatusString(s));
     return PLM_OK;
+}
+
+/* where the remainder half of a split BF16 input of T x cols goes in xb (NULL: single pass) */
+static void *xb_lo(const plm_cuda *g, void *xb, int64_t T, int64_t cols) {
+    return g->split ? (char *)xb + (size_t)T * cols * 2 : NULL;
 }
 
 static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, plm_error *err) {
@@ -571,6 +579,11 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
     plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, p->n_glong,
                     raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
+    if (L->out.bf16) { /* the gated norm writes the out projection's BF16 input */
+        plm_rmsnorm_gated_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->out.cols), o, z, L->gnorm, T * nv, dv, cf->rms_eps,
+                                    g->st);
+        return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
+    }
     plm_rmsnorm_gated_cuda(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
     return gemm(g, p->mo, o, T, &L->out, p->xb, err);
 }
@@ -599,6 +612,10 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
                          1.0f / sqrtf((float)hd), g->split, g->st);
     else
         plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
+    if (L->o.bf16) {
+        plm_gate_mul_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->o.cols), o, gate, T * nh * hd, g->st);
+        return gemm_k(g, p->mo, NULL, T, &L->o, p->xb, 0, err);
+    }
     plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
     return gemm(g, p->mo, o, T, &L->o, p->xb, err);
 }
@@ -689,6 +706,10 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
     TRY(gemm(g, gg, p->h, T, &L->gate, p->xb, err));
     TRY(gemm_k(g, u, p->h, T, &L->up, p->xb, 1, err));
+    if (L->down.bf16) {
+        plm_swiglu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->down.cols), gg, u, T * I, g->st);
+        return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+    }
     plm_swiglu_cuda(gg, u, T * I, g->st);
     return gemm(g, p->mo, gg, T, &L->down, p->xb, err);
 }
