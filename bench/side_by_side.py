@@ -65,6 +65,11 @@ def main():
     sc = f(pk, "cuda_score_tokens_per_s")
     rows.append(("model, same, packlm score (all log-probs)", "transformers + FLA, packed",
                  f(hf, "packed_fla_kwargs_ms"), tok / sc * 1e3 if tok and sc else None))
+    s1 = f(pk, "cuda_score_single_pass_tokens_per_s")
+    rows.append(("model, same, score, single-pass BF16 (as transformers)", "transformers + FLA, packed",
+                 f(hf, "packed_fla_kwargs_ms"), tok / s1 * 1e3 if tok and s1 else None))
+    rows.append(("model, same, score, single-pass BF16", "transformers, padded",
+                 f(hf, "padded_ms"), tok / s1 * 1e3 if tok and s1 else None))
 
     def fmt(x):
         return "-" if x is None else f"{x:.3f}"
