@@ -25,6 +25,9 @@ extern "C" {
 #include "kernels/cuda_ops.h"
 
 #define OUT_ROWS_MAX 256            /* rows of logits per lm_head block */
+#define BLAS_WS_BYTES (32u << 20)   /* cuBLAS workspace (32 MiB, as cuBLAS advises for Hopper) */
+#define GRAPH_MAX_T 256             /* steps of at most this many tokens run their layers as a graph */
+#define GRAPH_SLOTS 4
 #define OUT_BYTES_MAX (256u << 20)  /* and at most this many bytes of them */
 
 typedef struct {
@@ -59,6 +62,11 @@ struct plm_cuda {
     int split;                 /* BF16 GEMMs take their input as two BF16 parts (F32 accuracy) */
     const void *xb_of, *xb_at; /* the GEMM input whose BF16 form is in xb_at, and its length */
     int64_t xb_n;
+    void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
+    /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
+     * shape and every scratch address); least recently used replaced */
+    struct graph_slot *graphs;
+    unsigned graph_clock;
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -341,6 +349,13 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
         plm_cuda_close(g);
         return plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS could not be initialised", dev);
     }
+    st = dev_malloc(dev, &g->blas_ws, BLAS_WS_BYTES, "the cuBLAS workspace", err);
+    if (!st && cublasSetWorkspace(g->blas, g->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
+        st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS refused its workspace", dev);
+    if (st) {
+        plm_cuda_close(g);
+        return st;
+    }
     st = upload(g, err); /* counting pass */
     if (!st) {
         g->w_bytes = g->w_used;
@@ -365,12 +380,16 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     return PLM_OK;
 }
 
+static void graphs_free(plm_cuda *g);
+
 extern "C" void plm_cuda_close(plm_cuda *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     if (g->st) cudaStreamSynchronize(g->st);
+    graphs_free(g);
     if (g->blas) cublasDestroy(g->blas);
     if (g->st) cudaStreamDestroy(g->st);
+    cudaFree(g->blas_ws);
     cudaFree(g->w);
     cudaFree(g->scr);
     cudaFreeHost(g->pin);
@@ -417,6 +436,20 @@ typedef struct {
     int32_t *h_amax;
     int64_t n_score, n_logit, n_amax, out_block;
 } plan;
+
+struct graph_slot {
+    plan key; /* memset before filling: padding compares equal */
+    cudaGraphExec_t exec;
+    unsigned used;
+};
+
+static void graphs_free(plm_cuda *g) {
+    if (!g->graphs) return;
+    for (int i = 0; i < GRAPH_SLOTS; i++)
+        if (g->graphs[i].exec) cudaGraphExecDestroy(g->graphs[i].exec);
+    free(g->graphs);
+    g->graphs = NULL;
+}
 
 /* Floats of the layers' work area for T tokens: the largest of the linear, attention and MLP layers'
  * pieces (wtake), each piece rounded up to 64 floats. */
@@ -758,6 +791,79 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
     return PLM_OK;
 }
 
+/* the embedding, the layers and the final norm into p->h; hid (host, may be NULL) takes the hidden
+ * states after the embedding and after each layer */
+static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, plm_error *err) {
+    const plm_model *m = g->m;
+    const plm_config *cf = &m->cfg;
+    const int64_t T = p->T, H = cf->hidden_size;
+    plm_embed_rows_cuda(p->x, g->embed.d, g->embed.bf16, H, p->tokens, T, g->st);
+    if (hid) CK(g->dev, "reading hidden states", cudaMemcpyAsync(hid, p->x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+    plm_rmsnorm_zc_cuda(p->h, p->x, g->L[0].in_norm, T, (int)H, cf->rms_eps, g->st);
+    for (int li = 0; li < cf->n_layers; li++) {
+        const plm_layer *Lh = &m->layers[li];
+        const dlayer *L = &g->L[li];
+        if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, p, err));
+        else TRY(attention_layer(g, Lh, L, p, err));
+        plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, L->post_norm, T, (int)H, cf->rms_eps, g->st);
+        TRY(mlp_layer(g, L, p, err));
+        const float *next = li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm;
+        plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, next, T, (int)H, cf->rms_eps, g->st);
+        if (hid && li + 1 < cf->n_layers)
+            CK(g->dev, "reading hidden states",
+               cudaMemcpyAsync(hid + (li + 1) * T * H, p->x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+        CK(g->dev, "a kernel launch", cudaGetLastError());
+    }
+    if (hid)
+        CK(g->dev, "reading hidden states",
+           cudaMemcpyAsync(hid + (int64_t)cf->n_layers * T * H, p->h, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+    return PLM_OK;
+}
+
+/* run_layers as a CUDA graph: a step whose plan (shape, tables' sizes, every scratch address) equals
+ * a captured one replays it; the tables it reads were uploaded into the same addresses just before.
+ * Dense models only (MoE routing reads back to the host mid-step), no hidden states. */
+static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
+    if (!g->graphs) {
+        g->graphs = (struct graph_slot *)calloc(GRAPH_SLOTS, sizeof *g->graphs);
+        if (!g->graphs) return run_layers(g, p, NULL, err);
+    }
+    int slot = 0;
+    for (int i = 0; i < GRAPH_SLOTS; i++) {
+        struct graph_slot *gs = &g->graphs[i];
+        if (gs->exec && !memcmp(&gs->key, p, sizeof *p)) {
+            gs->used = ++g->graph_clock;
+            CK(g->dev, "replaying a step's graph", cudaGraphLaunch(gs->exec, g->st));
+            return PLM_OK;
+        }
+        if (gs->used < g->graphs[slot].used) slot = i;
+    }
+    struct graph_slot *gs = &g->graphs[slot];
+    if (gs->exec) cudaGraphExecDestroy(gs->exec);
+    gs->exec = NULL;
+    g->xb_of = NULL; /* every conversion the layers need is recorded */
+    CK(g->dev, "capturing a step's graph", cudaStreamBeginCapture(g->st, cudaStreamCaptureModeRelaxed));
+    plm_status st = run_layers(g, p, NULL, err);
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(g->st, &graph);
+    g->xb_of = NULL;
+    if (st || e != cudaSuccess) {
+        if (graph) cudaGraphDestroy(graph);
+        cudaGetLastError();
+        return st ? st : cu_fail(err, g->dev, "capturing a step's graph", e);
+    }
+    e = cudaGraphInstantiate(&gs->exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        gs->exec = NULL;
+        return cu_fail(err, g->dev, "instantiating a step's graph", e);
+    }
+    memcpy(&gs->key, p, sizeof *p);
+    gs->used = ++g->graph_clock;
+    CK(g->dev, "replaying a step's graph", cudaGraphLaunch(gs->exec, g->st));
+    return PLM_OK;
+}
+
 extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
                                     plm_error *err) {
     plm_cuda *g = c->cuda;
@@ -773,6 +879,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     p.T = T;
     p.n_seg = ns;
     for (int i = 0; i < ns; i++) p.nbt += (int)((start[i] + (s->cu[i + 1] - s->cu[i]) + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
+    p.nbt = (p.nbt + 15) & ~15; /* the KV tables' stride: steady for a while as sequences grow (graph reuse) */
     const int want_logits = out && (out->logits || out->logits_cb);
     p.n_logit = want_logits ? (out->rows ? out->n_rows : T) : 0;
     if (out && out->target && out->logprob)
@@ -829,28 +936,10 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
 
-    /* the layers */
+    /* the layers: small steps replay a graph of them (captured on first use of their shape) */
     float *hid = out ? out->hidden : NULL;
-    plm_embed_rows_cuda(p.x, g->embed.d, g->embed.bf16, H, p.tokens, T, g->st);
-    if (hid) CK(g->dev, "reading hidden states", cudaMemcpyAsync(hid, p.x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
-    plm_rmsnorm_zc_cuda(p.h, p.x, g->L[0].in_norm, T, (int)H, cf->rms_eps, g->st);
-    for (int li = 0; li < cf->n_layers; li++) {
-        const plm_layer *Lh = &m->layers[li];
-        const dlayer *L = &g->L[li];
-        if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, &p, err));
-        else TRY(attention_layer(g, Lh, L, &p, err));
-        plm_add_rmsnorm_zc_cuda(p.h, p.x, p.mo, L->post_norm, T, (int)H, cf->rms_eps, g->st);
-        TRY(mlp_layer(g, L, &p, err));
-        const float *next = li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm;
-        plm_add_rmsnorm_zc_cuda(p.h, p.x, p.mo, next, T, (int)H, cf->rms_eps, g->st);
-        if (hid && li + 1 < cf->n_layers)
-            CK(g->dev, "reading hidden states",
-               cudaMemcpyAsync(hid + (li + 1) * T * H, p.x, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
-        CK(g->dev, "a kernel launch", cudaGetLastError());
-    }
-    if (hid)
-        CK(g->dev, "reading hidden states",
-           cudaMemcpyAsync(hid + (int64_t)cf->n_layers * T * H, p.h, (size_t)T * H * 4, cudaMemcpyDeviceToHost, g->st));
+    if (!hid && !cf->is_moe && T <= GRAPH_MAX_T) TRY(run_layers_graph(g, &p, err));
+    else TRY(run_layers(g, &p, hid, err));
 
     /* outputs: logits rows and log-probabilities, out_block rows of lm_head at a time */
     for (int64_t i0 = 0; i0 < p.n_logit; i0 += p.out_block) {
