@@ -130,8 +130,10 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
 }
 
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
- * and 32; 3, 4: plm_gdn_tc_cuda single-pass (tiles of 64, 32): one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of
- * q, k, v and the chunk's intermediates to 8 significant bits, accumulated over a chunk of 64) */
+ * and 32; 3, 4: single pass (tiles of 64, 32); 5 .. 7: single pass from BF16 copies of q, k, v (tiles
+ * of 64; of 32 with two sets of blocks; of 64 with two sets). Single pass: one BF16 rounding per
+ * operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's intermediates to 8 significant
+ * bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
     int64_t T;
@@ -166,12 +168,20 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
-        const int flags[5] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
-                               PLM_GDN_VT32};
+        const int flags[8] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+                              PLM_GDN_VT32, PLM_GDN_VT64, PLM_GDN_VT32, PLM_GDN_VT64 | PLM_GDN_BF2};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
-        plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, T, dtab, nc, nl, work, nk, nv, dk, dv,
+        void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
+        if (variant >= 5) {
+            qkvb = dput_bytes(NULL, (size_t)(2 * qn + vn) * 2);
+            plm_to_bf16_cuda(qkvb, NULL, dq, qn, NULL);
+            plm_to_bf16_cuda((char *)qkvb + qn * 2, NULL, dk_, qn, NULL);
+            plm_to_bf16_cuda((char *)qkvb + qn * 4, NULL, dv_, vn, NULL);
+        }
+        plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, qkvb, dg, db, dcu, n_seg, T, dtab, nc, nl, work, nk, nv, dk, dv,
                         flags[variant], NULL);
+        if (qkvb) plm_cuda_free(0, qkvb);
         free(tab);
     }
     char what[200];
@@ -180,7 +190,10 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 1 ? " [tensor cores, precise, value tiles of 64]"
              : variant == 2 ? " [tensor cores, precise, value tiles of 32]"
              : variant == 3 ? " [tensor cores, bf16, value tiles of 64]"
-                            : " [tensor cores, bf16, value tiles of 32]",
+             : variant == 4 ? " [tensor cores, bf16, value tiles of 32, staged]"
+             : variant == 5 ? " [tensor cores, bf16 copies, value tiles of 64]"
+             : variant == 6 ? " [tensor cores, bf16 copies, value tiles of 32, two sets]"
+                            : " [tensor cores, bf16 copies, value tiles of 64, two sets]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
     if (sync_ok(what)) {
@@ -205,7 +218,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 }
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 5; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 8; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */
@@ -234,6 +247,13 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
           *ddt = dput(dtb, nv);
     float *dq = dput(NULL, T * nk * dk), *dk_ = dput(NULL, T * nk * dk), *dv_ = dput(NULL, T * nv * dv);
+    /* the BF16 copies' form: same FP32 outputs (beta, g into fresh buffers), and copies that are their
+     * round-to-nearest-even BF16 values exactly */
+    const int64_t nqk = T * nk * dk, nb16 = 2 * nqk + T * nv * dv;
+    float *dq2 = dput(NULL, nqk), *dk2 = dput(NULL, nqk), *dv2 = dput(NULL, T * nv * dv), *db2 = dput(NULL, T * nv),
+          *dg2 = dput(NULL, T * nv);
+    uint16_t *dcopy = dput_bytes(NULL, nb16 * 2);
+    plm_gdn_prep_bf_cuda(dq2, dk2, dv2, dcopy, db2, dg2, dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL);
     plm_gdn_prep_cuda(dq, dk_, dv_, dbb, da, dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL); /* beta, g in place */
     char what[128];
     snprintf(what, sizeof what, "delta-rule inputs (T=%lld, nk=%d nv=%d dk=%d dv=%d)", (long long)T, nk, nv, dk, dv);
@@ -244,8 +264,31 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
         dget(x, dv_, T * nv * dv, what), tu_close(x, v, T * nv * dv, 0.0, "  v (copied)");
         dget(x, dbb, T * nv, what), tu_close(x, beta, T * nv, TOL, "  beta = sigmoid(b)");
         dget(x, da, T * nv, what), tu_close(x, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
+        /* the BF16-copy form against the plain one, bit for bit */
+        float *y = malloc(T * (nk * dk > nv * dv ? nk * dk : nv * dv) * 4);
+        uint16_t *c16 = malloc(nb16 * 2);
+        float *dx[5] = {dq, dk_, dv_, dbb, da}, *dy[5] = {dq2, dk2, dv2, db2, dg2};
+        const int64_t nx[5] = {nqk, nqk, T * nv * dv, T * nv, T * nv};
+        int same = 1;
+        for (int i = 0; i < 5; i++) {
+            dget(x, dx[i], nx[i], what), dget(y, dy[i], nx[i], what);
+            same &= !memcmp(x, y, nx[i] * 4);
+        }
+        tu_check(same, "%s: q, k, v, beta, g identical with the BF16 copies written", what);
+        plm_cuda_download(0, c16, dcopy, nb16 * 2, &ERR);
+        int64_t bad = -1;
+        for (int i = 0; i < 3 && bad < 0; i++) {
+            const int64_t n = nx[i], base = i == 0 ? 0 : i == 1 ? nqk : 2 * nqk;
+            dget(x, dx[i], n, what);
+            for (int64_t e = 0; e < n && bad < 0; e++)
+                if (c16[base + e] != plm_f32_to_bf16(x[e])) bad = base + e;
+        }
+        tu_check(bad < 0, "%s: BF16 copies are the rounded q, k, v (first difference at %lld)", what, (long long)bad);
+        free(y), free(c16);
         free(x);
     }
+    plm_cuda_free(0, dq2), plm_cuda_free(0, dk2), plm_cuda_free(0, dv2), plm_cuda_free(0, db2), plm_cuda_free(0, dg2);
+    plm_cuda_free(0, dcopy);
     plm_cuda_free(0, dm), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
 }

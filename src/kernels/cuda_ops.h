@@ -45,18 +45,26 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
 #define PLM_GDN_PRECISE 1
 #define PLM_GDN_VT32 2
 #define PLM_GDN_VT64 4
+#define PLM_GDN_BF2 8 /* single pass, BF16 copies, tiles of 64: two sets of input blocks, one block an SM */
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);
-void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
-                     const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab, int n_chunks,
-                     int n_long, float *work, int nk, int nv, int dk, int dv, int flags, void *stream);
+/* qkv_bf (single pass only, may be NULL): BF16 copies of q, k and v laid end to end (q [T, nk, dk],
+ * k likewise, v [T, nv, dv]), as plm_gdn_prep_cuda writes them; used when plm_gdn_bf_fits(dk, dv) */
+int plm_gdn_bf_fits(int dk, int dv);
+void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const void *qkv_bf,
+                     const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab,
+                     int n_chunks, int n_long, float *work, int nk, int nv, int dk, int dv, int flags, void *stream);
 /* from the conv output mixed [T, 2*nk*dk + nv*dv] and the projections b, a [T, nv]: q, k [T, nk, dk]
  * L2-normalised (q also scaled by 1/sqrt(dk)), v [T, nv, dv], beta = sigmoid(b) and the log decay
  * g = neg_A * softplus(a + dt_bias), each [T, nv] (beta may alias b, g may alias a) */
 void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed, const float *b,
                        const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk, int nv, int dk,
                        int dv, void *stream);
+/* the same, also writing the BF16 copies of q, k, v that plm_gdn_tc_cuda's qkv_bf takes */
+void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g, const float *mixed,
+                          const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk,
+                          int nv, int dk, int dv, void *stream);
 /* KV cache blocks of one attention layer: block b of segment s is kb[boff[s] + b] (vb likewise), each
  * [PLM_KV_BLOCK, nkv, hd]. Append writes token t's k, v [T, nkv, hd] at its position start[s] + (t - cu[s]). */
 void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff, const float *k, const float *v,

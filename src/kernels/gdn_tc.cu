@@ -44,7 +44,15 @@ __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, 
 
 #define PREP_THREADS 128
 
-static size_t prep_smem(void) { return ((size_t)2 * CH * LDK + CH * LDC + 2 * CH) * sizeof(float); }
+#define LK2 (PLM_GDN_TC_MAX_DK + 8) /* BF16 rows of [64, dk] blocks: ldmatrix rows 16 bytes apart mod 128 */
+#define LC2 (CH + 8)
+
+/* BFIN: q and k arrive as BF16 copies (cp.async into BF16 blocks, fragments by ldmatrix: a quarter of
+ * the FP32 form's shared memory for them), single pass only */
+static size_t prep_smem(bool bfin) {
+    return bfin ? (size_t)2 * CH * LK2 * 2 + ((size_t)CH * LDC + 2 * CH) * sizeof(float)
+                : ((size_t)2 * CH * LDK + CH * LDC + 2 * CH) * sizeof(float);
+}
 
 /* T and P go out as FP32 for the precise scan, as BF16 (the same indices) for the single-pass one */
 template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i, float x) {
@@ -54,18 +62,30 @@ template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i
         reinterpret_cast<__nv_bfloat16 *>(base)[i] = __float2bfloat16_rn(x);
 }
 
-template <bool SPLIT>
+template <bool SPLIT, bool BFIN>
 __global__ void __launch_bounds__(PREP_THREADS)
-    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const float *g, const float *beta,
-                  const int32_t *cu, const int32_t *tab, int nk, int nv, int dk) {
-    extern __shared__ float sm[];
-    float *Ks = sm, *Qs = Ks + CH * LDK, *As = Qs + CH * LDK, *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
+    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const __nv_bfloat16 *qkvb,
+                  const float *g, const float *beta, const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv,
+                  int dk) {
+    extern __shared__ __align__(16) float sm[];
+    float *Ks = sm, *Qs = Ks + CH * LDK, *As = BFIN ? sm + CH * LK2 : Qs + CH * LDK; /* BFIN: 2 BF16 blocks */
+    float *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
+    __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2;
     const int ci = blockIdx.x, h = blockIdx.y, kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
     const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk);
-    load_rows(Ks, LDK, k, t0, L, nk, kh, dk, 0, dk, DK);
-    load_rows(Qs, LDK, q, t0, L, nk, kh, dk, 0, dk, DK);
+    if (BFIN) {
+        load_b16(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
+        load_b16(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
+        for (int e = tid; e < CH * (DK - dk); e += PREP_THREADS) { /* padding columns */
+            const int r = e / (DK - dk), c = dk + e % (DK - dk);
+            Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
+        }
+    } else {
+        load_rows(Ks, LDK, k, t0, L, nk, kh, dk, 0, dk, DK);
+        load_rows(Qs, LDK, q, t0, L, nk, kh, dk, 0, dk, DK);
+    }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
     if (w == 0) { /* inclusive scan of the log decay, two tokens a lane; past L: the last value */
         const int i = 2 * lane;
@@ -84,15 +104,31 @@ __global__ void __launch_bounds__(PREP_THREADS)
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i; P likewise from q, j <= i (straight to global) */
         float acc[8][4];
         const int r0 = 16 * w;
-        zero_acc(acc);
-        warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(Ks, LDK, r, c); },
-                        [&](int c, int n) { return row2(Ks, LDK, n, c); });
+        /* acc = X[r0 .. r0+15] K^T over all 64 columns, X = K or Q */
+        auto xkt = [&](const float *X, const __nv_bfloat16 *Xh) {
+            zero_acc(acc);
+            if (BFIN) {
+                for (int k0 = 0; k0 < DK; k0 += 16) {
+                    uint32_t a[4];
+                    ldsm_a(a, Xh, LK2, r0, k0);
+#pragma unroll
+                    for (int np = 0; np < CH / 16; np++) {
+                        uint32_t b[4];
+                        ldsm_b(b, Kh, LK2, 16 * np, k0);
+                        mma16816(acc[2 * np], a, b[0], b[1]);
+                        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            } else {
+                warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(X, LDK, r, c); },
+                                [&](int c, int n) { return row2(Ks, LDK, n, c); });
+            }
+        };
+        xkt(Ks, Kh);
         each_acc(acc, r0, 0, [&](int i, int j, float x) {
             As[i * LDC + j] = j < i ? x * Bs[i] * expf(Gs[i] - Gs[j]) : 0.0f;
         });
-        zero_acc(acc);
-        warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(Qs, LDK, r, c); },
-                        [&](int c, int n) { return row2(Ks, LDK, n, c); });
+        xkt(Qs, Qh);
         each_acc(acc, r0, 0, [&](int i, int j, float x) {
             if (i < L) put<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, j <= i ? x * expf(Gs[i] - Gs[j]) : 0.0f);
         });
@@ -274,17 +310,22 @@ __global__ void __launch_bounds__(VT * 4)
  * the state update (each warp owns 16 x 32 tiles of it); a BF16 copy, transposed, is the B operand
  * of K S and Q S. The state update takes (diag(exp(c_L - c)) K)^T V' as K^T (diag(exp(c_L - c)) V').
  * About 100 KB a block (VT = 64): two blocks an SM. */
-#define LK2 (PLM_GDN_TC_MAX_DK + 8) /* BF16 rows of [64, dk] blocks: ldmatrix rows 16 bytes apart mod 128 */
-#define LC2 (CH + 8)
-
-/* STAGE (value tiles of 32, when few long segments leave one block an SM and nothing else hides its
- * loads): the next chunk's q, k, v arrive by cp.async in FP32 staging blocks while this chunk runs, and
- * are rounded into the BF16 blocks at the top of the next */
+/* Where q, k, v come from (MODE):
+ *  SYNC   FP32 q, k, v read and rounded into the BF16 blocks at the end of each chunk (two blocks an SM
+ *         hide each other's loads);
+ *  STAGE  FP32, by cp.async into FP32 staging blocks while the chunk runs, rounded at the top of the
+ *         next (value tiles of 32: few long segments leave one block an SM, nothing else hides loads);
+ *  BF     BF16 copies (written by plm_gdn_prep_cuda) by cp.async straight into the blocks, issued at
+ *         the end of each chunk (two blocks an SM);
+ *  BF2    the same into a second set of blocks (q, k, v, T, P), issued at the top of the chunk before,
+ *         so a whole chunk's work hides them (one block an SM). */
+enum { SYNC, STAGE, BF, BF2 };
 #define LQF (PLM_GDN_TC_MAX_DK + 4)
-template <int VT, bool STAGE> static size_t scan_bf_smem(void) {
-    return ((size_t)2 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)CH * (VT + 8) + (size_t)VT * LK2 +
+template <int VT, int MODE> static size_t scan_bf_smem(void) {
+    const size_t nb = MODE == BF2 ? 2 : 1; /* sets of the per-chunk input blocks */
+    return (nb * ((size_t)2 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)CH * (VT + 8)) + (size_t)VT * LK2 +
             (size_t)2 * VT * LC2) * 2 + 5 * CH * sizeof(float) +
-           (STAGE ? ((size_t)2 * CH * LQF + (size_t)CH * (VT + 4)) * sizeof(float) : 0);
+           (MODE == STAGE ? ((size_t)2 * CH * LQF + (size_t)CH * (VT + 4)) * sizeof(float) : 0);
 }
 
 /* n rows x pcol FP32 (row stride lds) of src rounded into dst (row stride ldd BF16), pcol % 4 == 0 */
@@ -297,18 +338,27 @@ __device__ __forceinline__ void round_block(__nv_bfloat16 *dst, int ldd, const f
     }
 }
 
-template <int VT, bool STAGE>
-__global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
+/* columns c0 .. c1-1 of n rows of a BF16 block set to zero (the padding cp.async never writes) */
+__device__ __forceinline__ void zero_cols(__nv_bfloat16 *X, int ld, int n, int c0, int c1) {
+    const int w = c1 - c0;
+    if (w <= 0) return;
+    for (int e = threadIdx.x; e < n * w; e += blockDim.x) X[(e / w) * ld + c0 + e % w] = __float2bfloat16_rn(0.0f);
+}
+
+template <int VT, int MODE>
+__global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
-                  const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
-                  int dk, int dv) {
-    constexpr int CG = VT / 32, NW = 4 * CG, LV = VT + 8;
+                  const float *k, const float *v, const __nv_bfloat16 *qkvb, const float *beta, const int32_t *cu,
+                  int64_t T, int n_seg, int nk, int nv, int dk, int dv) {
+    constexpr int CG = VT / 32, NW = 4 * CG, LV = VT + 8, NB = MODE == BF2 ? 2 : 1;
+    constexpr int SET = 2 * CH * LK2 + 2 * CH * LC2 + CH * LV; /* one set of input blocks, BF16 elements */
     extern __shared__ __align__(16) unsigned char smb[];
-    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + CH * LK2, *Ts = Ks + CH * LK2;
-    __nv_bfloat16 *Ps = Ts + CH * LC2, *Vs = Ps + CH * LC2, *Sb = Vs + CH * LV, *Xt = Sb + VT * LK2, *Xd = Xt + VT * LC2;
+    __nv_bfloat16 *set0 = reinterpret_cast<__nv_bfloat16 *>(smb), *Sb = set0 + NB * SET, *Xt = Sb + VT * LK2;
+    __nv_bfloat16 *Xd = Xt + VT * LC2;
     float *Gs = reinterpret_cast<float *>(Xd + VT * LC2), *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH, *Br = Gr + CH;
     float *Qf = Br + CH, *Kf = Qf + CH * LQF, *Vf = Kf + CH * LQF; /* STAGE only */
     const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
+    const __nv_bfloat16 *Qb = qkvb, *Kb = qkvb + T * nk * dk, *Vb = qkvb + 2 * T * nk * dk;
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
@@ -316,27 +366,44 @@ __global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
-    auto load_small = [&](int64_t t0) { /* c, beta, T, P */
+    /* the input blocks of set b: Q, K [64, LK2], T, P [64, LC2], V [64, LV] */
+    auto Qs_ = [&](int b) { return set0 + b * SET; };
+    auto Ks_ = [&](int b) { return set0 + b * SET + CH * LK2; };
+    auto Ts_ = [&](int b) { return set0 + b * SET + 2 * CH * LK2; };
+    auto Ps_ = [&](int b) { return set0 + b * SET + 2 * CH * LK2 + CH * LC2; };
+    auto Vs_ = [&](int b) { return set0 + b * SET + 2 * CH * LK2 + 2 * CH * LC2; };
+    auto load_tp = [&](int64_t t0, int b) { /* T, P (cp.async, committed with what follows) */
+        const int L = len(t0);
+        load_b16(Ts_(b), LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
+        load_b16(Ps_(b), LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
+    };
+    auto load_gb = [&](int64_t t0) { /* c and beta */
         const int L = len(t0);
         load_rows(Gr, 1, Gg, t0, L, nv, h, 1, 0, 1, 1);
         load_rows(Br, 1, beta, t0, L, nv, h, 1, 0, 1, 1);
-        load_b16(Ts, LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
-        load_b16(Ps, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
     };
-    auto load_qkv = [&](int64_t t0) {
+    auto load_qkv = [&](int64_t t0, int b) {
         const int L = len(t0);
-        if (STAGE) {
+        if (MODE == BF || MODE == BF2) {
+            load_b16(Qs_(b), LK2, Qb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
+            load_b16(Ks_(b), LK2, Kb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
+            load_b16(Vs_(b), LV, Vb + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, CH, VC);
+        } else if (MODE == STAGE) {
             load_rows(Qf, LQF, q, t0, L, nk, kh, dk, 0, dk, DK);
             load_rows(Kf, LQF, k, t0, L, nk, kh, dk, 0, dk, DK);
             load_rows(Vf, VT + 4, v, t0, L, nv, h, dv, j0, VC, VT);
-            asm volatile("cp.async.commit_group;\n" ::: "memory");
         } else {
-            load_bf16(Qs, LK2, q + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
-            load_bf16(Ks, LK2, k + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
-            load_bf16(Vs, LV, v + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, CH, VT);
+            load_bf16(Qs_(b), LK2, q + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+            load_bf16(Ks_(b), LK2, k + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, CH, DK);
+            load_bf16(Vs_(b), LV, v + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, CH, VT);
         }
     };
+    if (MODE == BF || MODE == BF2) /* padding columns the copies never touch */
+        for (int b = 0; b < NB; b++) {
+            zero_cols(Qs_(b), LK2, CH, dk, DK);
+            zero_cols(Ks_(b), LK2, CH, dk, DK);
+            zero_cols(Vs_(b), LV, CH, VC, VT);
+        }
     /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp at most */
     const int ntask = (DK / 16) * CG;
     float sacc[2][4][4];
@@ -355,13 +422,18 @@ __global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
                     Sb[c * LK2 + d] = __float2bfloat16_rn(x);
                 }
     }
-    load_small(t_beg);
-    load_qkv(t_beg);
+    load_gb(t_beg);
+    load_tp(t_beg, 0);
+    load_qkv(t_beg, 0);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
     const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG);
+    int cb = 0; /* the set holding this chunk's blocks */
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
         const int L = len(t0);
+        const bool next = t0 + CH < t_end;
+        __nv_bfloat16 *Qs = Qs_(cb), *Ks = Ks_(cb), *Ts = Ts_(cb), *Ps = Ps_(cb), *Vs = Vs_(cb);
         copies_done();
-        if (STAGE) {
+        if (MODE == STAGE) {
             round_block(Qs, LK2, Qf, LQF, CH, DK);
             round_block(Ks, LK2, Kf, LQF, CH, DK);
             round_block(Vs, LV, Vf, VT + 4, CH, VT);
@@ -374,7 +446,12 @@ __global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
             Bs[i] = Br[i];
         }
         __syncthreads();
-        if (STAGE && t0 + CH < t_end) load_qkv(t0 + CH); /* the staging blocks are free again */
+        if (next && (MODE == STAGE || MODE == BF2)) { /* staging, or the other set, is free: load ahead */
+            load_gb(t0 + CH);
+            load_qkv(t0 + CH, cb ^ 1);
+            if (MODE == BF2) load_tp(t0 + CH, cb ^ 1);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+        }
         { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
             float acc[4][4];
             zero_acc(acc);
@@ -467,7 +544,7 @@ __global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
                         mma16816(up[a][3], af, b2[2], b2[3]);
                     }
             }
-            __syncthreads(); /* every read of Sb, Q, K, V, T, P of this chunk is done */
+            __syncthreads(); /* every read of Sb and of this chunk's blocks is done */
             const float el = expf(gl);
 #pragma unroll
             for (int a = 0; a < 2; a++) {
@@ -484,10 +561,16 @@ __global__ void __launch_bounds__(VT * 4, STAGE ? 1 : 2)
                         }
             }
         }
-        if (t0 + CH < t_end) {
-            load_small(t0 + CH);
-            if (!STAGE) load_qkv(t0 + CH);
+        if (next && (MODE == SYNC || MODE == BF)) { /* into the blocks just read */
+            load_gb(t0 + CH);
+            load_tp(t0 + CH, 0);
+            load_qkv(t0 + CH, 0);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
+        } else if (next && MODE == STAGE) {
+            load_tp(t0 + CH, 0);
+            asm volatile("cp.async.commit_group;\n" ::: "memory");
         }
+        if (MODE == BF2) cb ^= 1;
     }
 #pragma unroll
     for (int a = 0; a < 2; a++) {
@@ -534,10 +617,12 @@ static int sm_count(void) {
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
 
+extern "C" int plm_gdn_bf_fits(int dk, int dv) { return dk % 8 == 0 && dv % 8 == 0; }
+
 extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
-                                const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T,
-                                const int32_t *tab, int n_chunks, int n_long, float *work, int nk, int nv, int dk,
-                                int dv, int flags, void *stream) {
+                                const void *qkv_bf, const float *g, const float *beta, const int32_t *cu, int n_seg,
+                                int64_t T, const int32_t *tab, int n_chunks, int n_long, float *work, int nk, int nv,
+                                int dk, int dv, int flags, void *stream) {
     if (n_seg <= 0) return;
     if (!plm_gdn_tc_fits(dk, dv)) {
         plm_gdn_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, stream);
@@ -545,16 +630,23 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     }
     cudaStream_t st = PLM_STREAM(stream);
     float *Tg = work, *Pg = Tg + (size_t)T * nv * CH, *Gg = Pg + (size_t)T * nv * CH;
+    const int precise = flags & PLM_GDN_PRECISE;
+    const __nv_bfloat16 *qkvb = !precise && qkv_bf && plm_gdn_bf_fits(dk, dv) ? (const __nv_bfloat16 *)qkv_bf : NULL;
     if (n_chunks > 0) {
-        const size_t ps = prep_smem();
         /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
          * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks) */
-        const int precise = flags & PLM_GDN_PRECISE;
         int vt = dv > 32 && (long)n_long * nv * ((dv + 63) / 64) >= 2L * sm_count() ? 64 : 32;
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         const int ntile = (dv + vt - 1) / vt;
         dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+#define PREP(SPLIT, BFIN)                                                                                           \
+    do {                                                                                                            \
+        const size_t ps = prep_smem(BFIN);                                                                          \
+        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);     \
+        k_gdn_tc_prep<SPLIT, BFIN><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, qkvb, g, beta, cu, tab, T, nk, nv, \
+                                                                     dk);                                           \
+    } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
         cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,                 \
@@ -562,29 +654,37 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         k_gdn_tc_scan<SPLIT, VT><<<sgrid, VT * 4, scan_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, \
                                                                           nk, nv, dk, dv);                          \
     } while (0)
+#define GB(VT, MODE)                                                                                                \
+    do {                                                                                                            \
+        const int sb = (int)scan_bf_smem<VT, MODE>();                                                               \
+        cudaFuncSetAttribute(k_gdn_bf_scan<VT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
+        k_gdn_bf_scan<VT, MODE><<<sgrid, VT * 4, sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
+                                                            dk, dv);                                                \
+    } while (0)
         if (precise) {
-            cudaFuncSetAttribute(k_gdn_tc_prep<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
-            k_gdn_tc_prep<true><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
+            PREP(true, false);
             if (vt == 64)
                 GO(true, 64);
             else
                 GO(true, 32);
-        } else { /* T and P in BF16, the scan on BF16 blocks */
-            cudaFuncSetAttribute(k_gdn_tc_prep<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);
-            k_gdn_tc_prep<false><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, g, beta, cu, tab, nk, nv, dk);
-#define GB(VT, STAGE)                                                                                               \
-    do {                                                                                                             \
-        const int sb = (int)scan_bf_smem<VT, STAGE>();                                                               \
-        cudaFuncSetAttribute(k_gdn_bf_scan<VT, STAGE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
-        k_gdn_bf_scan<VT, STAGE><<<sgrid, VT * 4, sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, nk, nv, dk, dv); \
-    } while (0)
-            if (vt == 64)
-                GB(64, false);
+        } else if (qkvb) { /* T and P in BF16, q, k, v from their BF16 copies by cp.async */
+            PREP(false, true);
+            if (vt == 64 && (flags & PLM_GDN_BF2))
+                GB(64, BF2);
+            else if (vt == 64)
+                GB(64, BF);
             else
-                GB(32, true);
-#undef GB
+                GB(32, BF2);
+        } else { /* T and P in BF16, q, k, v rounded as they are loaded */
+            PREP(false, false);
+            if (vt == 64)
+                GB(64, SYNC);
+            else
+                GB(32, STAGE);
         }
+#undef GB
 #undef GO
+#undef PREP
     }
     /* segments shorter than MIN_LEN (decode tokens): the recurrent form */
     plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, n_chunks > 0 ? MIN_LEN : 0x7fffffff, stream);

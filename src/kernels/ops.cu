@@ -82,8 +82,9 @@ extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z,
 }
 
 /* one warp per row of q or k heads: L2 norm; then v copied, beta and g per value head */
-__global__ void k_gdn_prep(float *q, float *k, float *v, float *beta, float *g, const float *mixed, const float *b,
-                           const float *a, const float *neg_A, const float *dt_bias, int nk, int nv, int dk, int dv) {
+__global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, int64_t T, float *beta, float *g,
+                           const float *mixed, const float *b, const float *a, const float *neg_A,
+                           const float *dt_bias, int nk, int nv, int dk, int dv) {
     const int64_t t = blockIdx.x;
     const int CD = 2 * nk * dk + nv * dv;
     const float *row = mixed + t * CD;
@@ -95,10 +96,20 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, float *beta, float *g, 
         for (int i = lane; i < dk; i += 32) ss += src[i] * src[i];
         ss = plm_warp_sum(ss);
         const float r = (hh < nk ? qscale : 1.0f) / sqrtf(ss + 1e-6f);
-        float *dst = hh < nk ? q + (t * nk + hh) * dk : k + (t * nk + hh - nk) * dk;
-        for (int i = lane; i < dk; i += 32) dst[i] = src[i] * r;
+        const int64_t at = hh < nk ? (t * nk + hh) * dk : (t * nk + hh - nk) * dk;
+        float *dst = (hh < nk ? q : k) + at;
+        __nv_bfloat16 *db = qkvb ? qkvb + (hh < nk ? 0 : T * nk * dk) + at : NULL;
+        for (int i = lane; i < dk; i += 32) {
+            const float y = src[i] * r;
+            dst[i] = y;
+            if (db) db[i] = __float2bfloat16_rn(y);
+        }
     }
-    for (int i = threadIdx.x; i < nv * dv; i += blockDim.x) v[t * nv * dv + i] = row[2 * nk * dk + i];
+    for (int i = threadIdx.x; i < nv * dv; i += blockDim.x) {
+        const float y = row[2 * nk * dk + i];
+        v[t * nv * dv + i] = y;
+        if (qkvb) qkvb[2 * T * nk * dk + t * nv * dv + i] = __float2bfloat16_rn(y);
+    }
     for (int h = threadIdx.x; h < nv; h += blockDim.x) {
         const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
         beta[t * nv + h] = plm_sigmoid_d(bv);
@@ -109,7 +120,17 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, float *beta, float *g, 
 extern "C" void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed,
                                   const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T,
                                   int nk, int nv, int dk, int dv, void *stream) {
-    if (T > 0) k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, beta, g, mixed, b, a, neg_A, dt_bias, nk, nv, dk, dv);
+    if (T > 0)
+        k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, NULL, T, beta, g, mixed, b, a, neg_A, dt_bias,
+                                                                 nk, nv, dk, dv);
+}
+
+extern "C" void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g,
+                                     const float *mixed, const float *b, const float *a, const float *neg_A,
+                                     const float *dt_bias, int64_t T, int nk, int nv, int dk, int dv, void *stream) {
+    if (T > 0)
+        k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, (__nv_bfloat16 *)qkv_bf, T, beta, g, mixed, b,
+                                                                 a, neg_A, dt_bias, nk, nv, dk, dv);
 }
 
 __global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int half, const float *inv_freq) {

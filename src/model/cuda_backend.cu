@@ -458,7 +458,7 @@ static size_t layer_work_floats(const plm_model *m, int64_t T) {
     const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
     const size_t gw = plm_gdn_work_floats(1, (int)nv, (int)dk, (int)dv); /* per token: in raw */
     const size_t lin = ((size_t)m->conv_dim > gw ? (size_t)m->conv_dim : gw) + (size_t)m->conv_dim + 3 * nv * dv +
-                       2 * nv + 2 * nk * dk; /* 9 pieces */
+                       2 * nv + 2 * nk * dk + ((size_t)m->conv_dim + 1) / 2; /* 10 pieces */
     const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     const size_t att = 5 * nh * hd + 2 * nkv * hd;                                    /* 6 pieces */
     size_t mlp = 2 * (size_t)c->intermediate_size;                                    /* 2 pieces */
@@ -470,7 +470,7 @@ static size_t layer_work_floats(const plm_model *m, int64_t T) {
     }
     size_t per = lin > att ? lin : att;
     per = per > mlp ? per : mlp;
-    return per * (size_t)T + 9 * 64; /* + the rounding of at most 9 pieces */
+    return per * (size_t)T + 10 * 64; /* + the rounding of at most 10 pieces */
 }
 
 /* Lays the step out over the device region d and host region hst (NULL: count only). */
@@ -603,15 +603,20 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *z = wtake(&at, (size_t)T * nv * dv), *bb = wtake(&at, (size_t)T * nv), *aa = wtake(&at, (size_t)T * nv);
     float *q = wtake(&at, (size_t)T * nk * dk), *k = wtake(&at, (size_t)T * nk * dk);
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
+    void *qkvb = wtake(&at, ((size_t)T * CD + 1) / 2); /* BF16 copies of q, k, v for the single-pass kernels */
     TRY(work_fits(p, at, g, err));
     TRY(gemm(g, raw, p->h, T, &L->qkv, p->xb, err));
     TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
     TRY(gemm_k(g, bb, p->h, T, &L->b, p->xb, 1, err));
     TRY(gemm_k(g, aa, p->h, T, &L->a, p->xb, 1, err));
     plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
-    plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
-    plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks, p->n_glong,
-                    raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
+    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL; /* only the single-pass chunked kernels read it */
+    if (qkvb)
+        plm_gdn_prep_bf_cuda(q, k, v, qkvb, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+    else
+        plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+    plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, qkvb, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks,
+                    p->n_glong, raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
     if (L->out.bf16) { /* the gated norm writes the out projection's BF16 input */
         plm_rmsnorm_gated_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->out.cols), o, z, L->gnorm, T * nv, dv, cf->rms_eps,
                                     g->st);
@@ -1081,17 +1086,18 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
     float *mixed = NULL, *q = NULL, *k = NULL, *v = NULL, *g = NULL, *beta = NULL, *o = NULL, *S = NULL, *negA = NULL,
           *dtb = NULL, *xc = NULL, *yc = NULL, *wc = NULL, *tails = NULL;
     float **Sp = NULL, **Tp = NULL, *work = NULL;
+    void *qkvb = NULL;
     int32_t *cu = NULL, *so = NULL, *tab = NULL;
     cudaEvent_t a = NULL, b = NULL;
     void **bufs[] = {(void **)&mixed, (void **)&q, (void **)&k, (void **)&v, (void **)&g, (void **)&beta, (void **)&o,
                      (void **)&S, (void **)&negA, (void **)&dtb, (void **)&xc, (void **)&yc, (void **)&wc,
                      (void **)&tails, (void **)&Sp, (void **)&Tp, (void **)&cu, (void **)&so, (void **)&tab,
-                     (void **)&work};
+                     (void **)&work, &qkvb};
     const size_t sizes[] = {mixed_n * 4, qk * 4, qk * 4, qk * 4, (size_t)TT * H * 4, (size_t)TT * H * 4, qk * 4,
                             (size_t)NS * H * D * D * 4, (size_t)H * 4, (size_t)H * 4, (size_t)TT * C * 4,
                             (size_t)TT * C * 4, (size_t)C * 4 * 4, (size_t)15 * 3 * C * 4, (size_t)NS * 8,
                             (size_t)15 * 8, (size_t)(NS + 1) * 4, (size_t)TT * 4, (size_t)2 * (TT / 64 + NS) * 4,
-                            plm_gdn_work_floats(TT, H, D, D) * 4};
+                            plm_gdn_work_floats(TT, H, D, D) * 4, qk * 3 * 2};
     const int nbufs = (int)(sizeof sizes / sizeof sizes[0]);
     for (int i = 0; i < nbufs && !st; i++) st = dev_malloc(dev, bufs[i], sizes[i], "benchmark buffers", err);
     if (!st && (cudaEventCreate(&a) || cudaEventCreate(&b)))
@@ -1104,7 +1110,7 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
         k_fill_uniform<<<1, 32>>>(dtb, H, 0.0f, 0.0f, 5);
         k_fill_uniform<<<1024, 256>>>(xc, (size_t)TT * C, -1.0f, 1.0f, 6);
         k_fill_uniform<<<64, 256>>>(wc, (size_t)C * 4, -0.5f, 0.5f, 7);
-        plm_gdn_prep_cuda(q, k, v, beta, g, mixed, beta, g, negA, dtb, TT, H, H, D, D, NULL);
+        plm_gdn_prep_bf_cuda(q, k, v, qkvb, beta, g, mixed, beta, g, negA, dtb, TT, H, H, D, D, NULL);
         float *hS[NS], *hT[15];
         for (int i = 0; i < NS; i++) hS[i] = S + (size_t)i * H * D * D;
         for (int i = 0; i < 15; i++) hT[i] = tails + (size_t)i * 3 * C;
@@ -1122,10 +1128,16 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
             cudaMemcpy(cu, hcu, (n + 1) * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(tab, htab, (size_t)2 * nc * 4, cudaMemcpyHostToDevice);
             cudaMemset(S, 0, sizes[7]);
+            /* single pass from BF16 copies of q, k, v (FLA's inputs are BF16 too); precise from FP32 */
             ms[c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, 0, NULL); }, a, b);
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, 0, NULL); }, a, b);
             ms[7 + c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_PRECISE, NULL); }, a, b);
+                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, NULL, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_PRECISE, NULL); }, a, b);
+            if (c == 0)
+                ms[13] = time_median([&] {
+                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
+                                    PLM_GDN_VT64 | PLM_GDN_BF2, NULL);
+                }, a, b);
             ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
         /* decode steps: N sequences of one token */
