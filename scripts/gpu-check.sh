@@ -30,7 +30,7 @@ fi
 say "build: make CUDA=1 B=$B ok in $(( $(date +%s) - t0 )) s"
 export PLM_REQUIRE_CUDA=1
 fail=0
-for t in test_cuda_ops test_fixtures test_generate; do
+for t in test_cuda_ops test_cuda_devmem test_fixtures test_generate; do
     t0=$(date +%s)
     if "$B/tests/$t" > "$OUT/$t.log" 2>&1; then
         say "$t: $(tail -n 1 "$OUT/$t.log") ($(( $(date +%s) - t0 )) s)"
