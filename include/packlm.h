@@ -130,7 +130,8 @@ void plm_snapshot_free(plm_snapshot *snap);
  * its stream before returning), so any stream may read them.
  * What crosses to the host in a step with device arrays: nothing of size T x vocab or T x hidden;
  * the validation reads back 8 int32 (the first bad token id, position and target with their
- * indices, and the number of targets >= 0); the segments' start lengths go up (8 bytes a segment). */
+ * indices, and the number of targets >= 0); with device positions, cu and the segments' start
+ * lengths go up for it (12 bytes a segment). */
 typedef enum { PLM_MEM_HOST = 0, PLM_MEM_DEVICE = 1 } plm_mem;
 
 typedef struct {

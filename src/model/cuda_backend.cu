@@ -5,7 +5,8 @@
  * (kernels/conv.cu, gdn.cu, attn.cu) driven by the step's segments and each segment's state.
  *
  * One step = one upload of its small tables (tokens, segments, positions, state and KV block
- * pointers) from pinned memory, the layers on the stream, then the requested outputs copied back.
+ * pointers) from pinned memory, the layers on the stream, then the requested outputs copied back
+ * (or, for PLM_MEM_DEVICE arrays, read and written in device memory: model/cuda_devmem.cu).
  * MoE layers read the routing back to group tokens by expert (one synchronisation per MoE layer).
  * Every allocation is made before the first layer runs: a step that does not fit is refused with the
  * bytes it needed and no state changed. */
