@@ -374,6 +374,17 @@ static void refusals(void) {
 }
 
 int main(void) {
+    plm_error e = {0};
+    if (!plm_cuda_built() || plm_cuda_probe(0, &e)) {
+        const char *req = getenv("PLM_REQUIRE_CUDA");
+        const char *why = plm_cuda_built() ? e.msg : "this build has no CUDA backend (make CUDA=1)";
+        if (req && !strcmp(req, "1")) {
+            tu_check(0, "CUDA required (PLM_REQUIRE_CUDA=1) but unusable: %s", why);
+            return tu_finish("test_cuda_devmem");
+        }
+        printf("SKIP test_cuda_devmem: %s\n", why);
+        return 0;
+    }
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) compare_fixture(names[i]);
     refusals();
