@@ -84,7 +84,7 @@ double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int 
     for (int s = 0; s < n_seg; s++)
         for (int t = cu[s]; t < cu[s + 1]; t++) tgt[t] = t + 1 < cu[s + 1] ? tok[t + 1] : -1;
     double dt = -1;
-    plm_step step = {T, tok, NULL, n_seg, cu, st};
+    plm_step step = {T, tok, NULL, n_seg, cu, st, PLM_MEM_HOST};
     plm_outputs o = {0};
     if (score) {
         o.target = tgt;

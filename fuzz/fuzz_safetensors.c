@@ -75,7 +75,7 @@ static void run_step(const plm_model *m) {
         plm_state_new(&b, m, &err) == PLM_OK) {
         int32_t tokens[3] = {1, 39, 7}, cu[3] = {0, 2, 3};
         plm_state *st[2] = {a, b};
-        plm_step step = {3, tokens, NULL, 2, cu, st};
+        plm_step step = {3, tokens, NULL, 2, cu, st, PLM_MEM_HOST};
         float logits[3 * 40];
         plm_outputs out = {.logits = logits, .n_rows = 3};
         if (plm_step_run(c, &step, &out, &err) != PLM_OK) __builtin_trap(); /* an opened model must run */

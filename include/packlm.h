@@ -116,6 +116,24 @@ int64_t plm_snapshot_length(const plm_snapshot *snap);
 void plm_snapshot_free(plm_snapshot *snap);
 
 /* ---------------------------------------------------------------- the packed step */
+/* Where the data arrays of a step (plm_step.mem) or of its outputs (plm_outputs.mem) live.
+ * PLM_MEM_DEVICE: in device memory of the context's GPU (cudaMalloc, a torch CUDA tensor, ...), read
+ * and written there: no array passes through the host. Only a CUDA context takes it: a CPU context
+ * refuses it (PLM_ERR_INPUT), and so does a CUDA context for a pointer that is host memory or memory
+ * of another GPU (checked with cudaPointerGetAttributes; the sizes cannot be checked: as with host
+ * memory, each array must hold what the shapes say). The layout stays on the host either way: cu,
+ * state, rows and amax_rows are host arrays, because the host plans the step from them (KV tables,
+ * chunk tables, output blocks).
+ * Stream semantics: the library works on its context's own CUDA stream. Device inputs must be
+ * complete when the call starts (synchronise the stream that wrote them: the library does not wait
+ * for other streams); device outputs are complete when the call returns (plm_step_run synchronises
+ * its stream before returning), so any stream may read them.
+ * What crosses to the host in a step with device arrays: nothing of size T x vocab or T x hidden;
+ * the validation reads back 8 int32 (the first bad token id, position and target with their
+ * indices, and the number of targets >= 0); with device positions, cu and the segments' start
+ * lengths go up for it (12 bytes a segment). */
+typedef enum { PLM_MEM_HOST = 0, PLM_MEM_DEVICE = 1 } plm_mem;
+
 typedef struct {
     int32_t n_tokens;
     const int32_t *tokens;  /* [n_tokens] */
@@ -131,6 +149,9 @@ typedef struct {
                                in per-thread scratch, its attention reads the step's own keys and
                                values). A sequence split over several steps, or one that goes on
                                decoding, needs a state (plm_state_new) from its first piece on. */
+    int32_t mem;            /* PLM_MEM_HOST (0) or PLM_MEM_DEVICE: where tokens and pos are (above);
+                               with PLM_MEM_DEVICE the token ids and positions are validated on the
+                               device, with the host path's messages */
 } plm_step;
 
 /* What a step should produce. Everything is optional. */
@@ -158,6 +179,11 @@ typedef struct {
     const int32_t *amax_rows;
     int32_t n_amax;
     int32_t *argmax;
+    /* PLM_MEM_HOST (0) or PLM_MEM_DEVICE: where logits, target, logprob, hidden and argmax are
+       (rows and amax_rows stay on the host). With PLM_MEM_DEVICE the results are bitwise those of
+       the host path on the same context; logits_cb is refused (PLM_ERR_UNSUPPORTED: its blocks are
+       host memory), pass logits instead. */
+    int32_t mem;
 } plm_outputs;
 
 /* Running context (plm_ctx): device, thread count and scratch memory, reused across steps. Not
@@ -222,6 +248,13 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *step, const plm_outputs *out
  * are an error. */
 plm_status plm_segments_from_positions(int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
                                        plm_error *err);
+/* The same for position ids in device memory of context c's GPU (PLM_MEM_DEVICE; a CPU context
+ * refuses it with PLM_ERR_INPUT): the boundaries are found on the device and only they come back,
+ * cu (host, n + 1 entries) receiving the *n_seg + 1 offsets: 4 bytes a segment, never the [n]
+ * positions. The same messages as plm_segments_from_positions. Synchronous (stream semantics as for
+ * plm_step_run: pos must be complete when the call starts). */
+plm_status plm_segments_from_positions_on(plm_ctx *c, int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
+                                          plm_error *err);
 
 /* Step planning under a token budget: sequences are taken in order, each piece is a contiguous part
  * of one sequence; a sequence that does not fit in the room left is split and its remainder opens

@@ -30,7 +30,7 @@ fi
 say "build: make CUDA=1 B=$B ok in $(( $(date +%s) - t0 )) s"
 export PLM_REQUIRE_CUDA=1
 fail=0
-for t in test_cuda_ops test_fixtures test_generate; do
+for t in test_cuda_ops test_cuda_devmem test_fixtures test_generate; do
     t0=$(date +%s)
     if "$B/tests/$t" > "$OUT/$t.log" 2>&1; then
         say "$t: $(tail -n 1 "$OUT/$t.log") ($(( $(date +%s) - t0 )) s)"
@@ -40,6 +40,16 @@ for t in test_cuda_ops test_fixtures test_generate; do
         fail=1
     fi
 done
+# the Python package with torch CUDA tensors (tests/python/test_device.py), where torch and pytest exist
+if python3 -c 'import torch, pytest, numpy' > /dev/null 2>&1; then
+    PACKLM_LIB="$PWD/$B/libpacklm.so" PYTHONPATH=python python3 -m pytest -q -rs -p no:cacheprovider \
+        tests/python/test_device.py > "$OUT/pytest-device.log" 2>&1
+    rc=$?
+    say "pytest tests/python/test_device.py: exit $rc, $(tail -n 1 "$OUT/pytest-device.log")"
+    [ $rc -eq 0 ] || { grep -E "^(FAILED|ERROR)" "$OUT/pytest-device.log" | head -20; fail=1; }
+else
+    say "pytest tests/python/test_device.py: not run (no python3 with torch, pytest and numpy)"
+fi
 if command -v compute-sanitizer > /dev/null || [ -x /usr/local/cuda/bin/compute-sanitizer ]; then
     cs=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
     for t in ${SANITIZE:-test_cuda_ops}; do

@@ -21,8 +21,10 @@ if ! make -s -j"$(nproc)" CUDA=1 B=$B CUDA_HOME="$(dirname "$(dirname "$nvcc")")
 fi
 echo "cuda_build: make CUDA=1 built $B/packlm with $("$nvcc" --version | tail -1)"
 fail=0
-out=$($B/tests/test_cuda_ops 2>&1) || fail=1
-echo "cuda_build: test_cuda_ops: $(echo "$out" | tail -n 1)"
+for t in test_cuda_ops test_cuda_devmem; do
+    out=$($B/tests/$t 2>&1) || fail=1
+    echo "cuda_build: $t: $(echo "$out" | tail -n 1)"
+done
 # the CLI without a usable GPU: a clear error, a non-zero exit, no output
 msg=$($B/packlm score --model tests/data/tiny-dense --input tests/data/tiny-dense/inputs.txt --device cuda 2>&1 >/dev/null)
 rc=$?

@@ -56,7 +56,7 @@ plm_status tu_run_packed_aligned(plm_ctx *c, const plm_model *m, int32_t *const 
             cu[p + 1] = T;
             sst[p] = st[s];
         }
-        plm_step step = {T, tok, pos, np, cu, sst};
+        plm_step step = {T, tok, pos, np, cu, sst, PLM_MEM_HOST};
         if (lg) tu_poison(lg, (size_t)T * V);
         tu_poison(lp, (size_t)T);
         plm_outputs out = {0};

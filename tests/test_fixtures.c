@@ -128,12 +128,12 @@ static void device_errors(const char *name, const char *device) {
     plm_state_new_on(&s, c, &err);
     plm_state_new(&sc, m, &err);
     int32_t bad[3] = {1, 99999, 2}, cu[2] = {0, 3};
-    plm_step step = {3, bad, NULL, 1, cu, &s}, stepc = {3, bad, NULL, 1, cu, &sc};
+    plm_step step = {3, bad, NULL, 1, cu, &s, PLM_MEM_HOST}, stepc = {3, bad, NULL, 1, cu, &sc, PLM_MEM_HOST};
     plm_status a = plm_step_run(c, &step, NULL, &err), b = plm_step_run(cpu, &stepc, NULL, &err2);
     tu_check(a == PLM_ERR_INPUT && a == b && !strcmp(err.msg, err2.msg) && plm_state_length(s) == 0,
              "%s on %s: a bad token id refused as on the CPU (\"%s\")", name, device, err.msg);
     int32_t good[3] = {1, 2, 3};
-    plm_step mixed = {3, good, NULL, 1, cu, &sc};
+    plm_step mixed = {3, good, NULL, 1, cu, &sc, PLM_MEM_HOST};
     a = plm_step_run(c, &mixed, NULL, &err);
     tu_check(a == PLM_ERR_STATE && strstr(err.msg, "cpu"), "%s on %s: a CPU state refused (\"%s\")", name, device,
              err.msg);
@@ -156,12 +156,12 @@ static void device_errors(const char *name, const char *device) {
     if (plm_ctx_new(&tiny, m, &p, &err) == PLM_OK) {
         const int T = 4000;
         int32_t *tok = calloc(T, sizeof *tok), cu2[2] = {0, T};
-        plm_step big = {T, tok, NULL, 1, cu2, &s};
+        plm_step big = {T, tok, NULL, 1, cu2, &s, PLM_MEM_HOST};
         plm_state_reset(s);
         a = plm_step_run(tiny, &big, NULL, &err);
         tu_check(a == PLM_ERR_NOMEM && strstr(err.msg, "4000 tokens") && plm_state_length(s) == 0,
                  "%s on %s: a step over the memory limit refused before it starts (\"%s\")", name, device, err.msg);
-        plm_step small = {3, good, NULL, 1, cu, &s};
+        plm_step small = {3, good, NULL, 1, cu, &s, PLM_MEM_HOST};
         a = plm_step_run(tiny, &small, NULL, &err);
         tu_check(a == PLM_OK && plm_state_length(s) == 3, "%s on %s: a small step still runs under the limit", name,
                  device);
@@ -175,6 +175,53 @@ static void device_errors(const char *name, const char *device) {
     plm_state_free(s);
     plm_state_free(sc);
     plm_ctx_free(cpu);
+    plm_ctx_free(c);
+    plm_model_free(m);
+}
+
+/* Arrays declared device memory (PLM_MEM_DEVICE) on a CPU context: refused before anything reads them,
+ * as is a mem value that is neither kind (tests/test_cuda_devmem.c covers CUDA contexts). */
+static void device_arrays_on_cpu(void) {
+    plm_error err = {0};
+    plm_model *m = NULL;
+    plm_ctx *c = NULL;
+    if (plm_model_open(&m, "tests/data/tiny-dense", &err) || plm_ctx_new(&c, m, NULL, &err)) {
+        tu_check(0, "device arrays on the CPU: open (%s)", err.msg);
+        plm_model_free(m);
+        return;
+    }
+    plm_state *s = NULL;
+    plm_state_new(&s, m, &err);
+    int32_t tok[3] = {1, 2, 3}, cu[2] = {0, 3}, pos[3] = {0, 1, 2};
+    float lg[3 * 512];
+    plm_step step = {3, tok, NULL, 1, cu, &s, PLM_MEM_DEVICE};
+    plm_status a = plm_step_run(c, &step, NULL, &err);
+    tu_check(a == PLM_ERR_INPUT && strstr(err.msg, "tokens are declared device memory") && strstr(err.msg, "runs on cpu") &&
+                 plm_state_length(s) == 0,
+             "a CPU context refuses device tokens (\"%s\")", err.msg);
+    step.mem = PLM_MEM_HOST;
+    plm_outputs out = {0};
+    out.logits = lg, out.n_rows = 3, out.mem = PLM_MEM_DEVICE;
+    a = plm_step_run(c, &step, &out, &err);
+    tu_check(a == PLM_ERR_INPUT && strstr(err.msg, "outputs are declared device memory") && plm_state_length(s) == 0,
+             "a CPU context refuses device outputs (\"%s\")", err.msg);
+    out.mem = 2;
+    a = plm_step_run(c, &step, &out, &err);
+    tu_check(a == PLM_ERR_INPUT && strstr(err.msg, "plm_outputs.mem is 2"), "an unknown outputs mem refused (\"%s\")",
+             err.msg);
+    step.mem = -1;
+    a = plm_step_run(c, &step, NULL, &err);
+    tu_check(a == PLM_ERR_INPUT && strstr(err.msg, "plm_step.mem is -1"), "an unknown step mem refused (\"%s\")", err.msg);
+    int32_t cuo[4], n = -1;
+    a = plm_segments_from_positions_on(c, cuo, &n, pos, 3, &err);
+    tu_check(a == PLM_ERR_INPUT && strstr(err.msg, "runs on cpu") && n == 0,
+             "a CPU context refuses device position ids (\"%s\")", err.msg);
+    out.mem = PLM_MEM_HOST;
+    step.mem = PLM_MEM_HOST;
+    err.msg[0] = 0;
+    a = plm_step_run(c, &step, &out, &err);
+    tu_check(a == PLM_OK && plm_state_length(s) == 3, "the same step with host arrays runs (%s)", err.msg);
+    plm_state_free(s);
     plm_ctx_free(c);
     plm_model_free(m);
 }
@@ -323,7 +370,7 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
             plm_state_new_on(&st[i], c, &err);
         }
         for (int64_t t = 0; t < total; t++) rows[t] = (int32_t)(total - 1 - t), am[t] = -1; /* any order */
-        plm_step step = {(int32_t)total, toks, NULL, n, cu, st};
+        plm_step step = {(int32_t)total, toks, NULL, n, cu, st, PLM_MEM_HOST};
         plm_outputs out = {0};
         out.logits = got;
         out.n_rows = (int32_t)total;
@@ -352,7 +399,7 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
         plm_state *st;
         TU_REQUIRE_OK(plm_state_new_on(&st, c, &err), &err);
         int32_t cu[2] = {0, (int32_t)lens[0]};
-        plm_step step = {(int32_t)lens[0], seqs[0], NULL, 1, cu, &st};
+        plm_step step = {(int32_t)lens[0], seqs[0], NULL, 1, cu, &st, PLM_MEM_HOST};
         plm_outputs out = {0};
         out.hidden = hid;
         TU_REQUIRE_OK(plm_step_run(c, &step, &out, &err), &err);
@@ -382,5 +429,6 @@ int main(void) {
         run_bf16(names[i], "cuda:0");
         device_errors(names[i], "cuda");
     }
+    device_arrays_on_cpu();
     return tu_finish("test_fixtures");
 }

@@ -229,7 +229,7 @@ static void check_batching(fixture *f, const char *name, int reference) {
 /* one step of toks [n] on state s; logits of every token into lg [n, V] */
 static plm_status run_tokens(plm_ctx *c, plm_state *s, const int32_t *toks, int32_t n, float *lg, plm_error *err) {
     int32_t cu[2] = {0, n};
-    plm_step st = {n, toks, NULL, 1, cu, &s};
+    plm_step st = {n, toks, NULL, 1, cu, &s, PLM_MEM_HOST};
     plm_outputs out;
     memset(&out, 0, sizeof out);
     if (lg) tu_poison(lg, (size_t)n * plm_model_get_info(c->model)->vocab_size); /* no stale answer survives */
@@ -557,7 +557,7 @@ static void check_cancel_logprobs(fixture *f, const char *name) {
     int32_t cu[2] = {0, (int32_t)L};
     double worst = 0;
     if (k == 3 && !plm_state_new_on(&s, f->c, &err)) {
-        plm_step st = {(int32_t)L, seq, NULL, 1, cu, &s};
+        plm_step st = {(int32_t)L, seq, NULL, 1, cu, &s, PLM_MEM_HOST};
         plm_outputs out;
         memset(&out, 0, sizeof out);
         out.target = tgt;

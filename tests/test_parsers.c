@@ -404,7 +404,8 @@ static void test_odd_alignment(void) {
                      plm_state_new(&bb, ms[k], &err) == PLM_OK;
                 plm_state *st[2] = {a, bb};
                 int32_t cu1[2] = {0, 1};
-                plm_step step = T == 7 ? (plm_step){7, tokens, NULL, 2, cu, st} : (plm_step){1, tokens, NULL, 1, cu1, st};
+                plm_step step = T == 7 ? (plm_step){7, tokens, NULL, 2, cu, st, PLM_MEM_HOST}
+                                             : (plm_step){1, tokens, NULL, 1, cu1, st, PLM_MEM_HOST};
                 plm_outputs out = {.logits = outs[k], .n_rows = T};
                 ok = ok && plm_step_run(c, &step, &out, &err) == PLM_OK;
                 plm_state_free(a);

@@ -257,7 +257,7 @@ static int test_positions(const char *name) {
     memcpy(tok + ha, seqs[b2], hb * sizeof *tok);
     int32_t cu1[3] = {0, (int32_t)ha, (int32_t)(ha + hb)};
     plm_state *st1[2] = {sa, sb};
-    plm_step s1 = {(int32_t)(ha + hb), tok, NULL, 2, cu1, st1};
+    plm_step s1 = {(int32_t)(ha + hb), tok, NULL, 2, cu1, st1, PLM_MEM_HOST};
     float *lg1 = malloc((size_t)(ha + hb) * V * sizeof *lg1);
     plm_outputs o1 = {0};
     o1.logits = lg1;
@@ -268,7 +268,7 @@ static int test_positions(const char *name) {
     if (rb > 0) {
         int32_t cu2[2] = {0, (int32_t)rb};
         plm_state *st2[1] = {sb};
-        plm_step s2 = {(int32_t)rb, seqs[b2] + hb, NULL, 1, cu2, st2};
+        plm_step s2 = {(int32_t)rb, seqs[b2] + hb, NULL, 1, cu2, st2, PLM_MEM_HOST};
         plm_outputs o2 = {0};
         o2.logits = got + (size_t)hb * V;
         o2.n_rows = (int32_t)rb;
@@ -281,7 +281,7 @@ static int test_positions(const char *name) {
     { /* a segment without a state is a new sequence: positions from 0, nothing kept */
         int32_t pos_bad[2] = {1, 2}, pos_ok[2] = {0, 1}, cu0[2] = {0, 2}, tk2[2] = {seqs[a][0], seqs[a][0]};
         plm_state *none[1] = {NULL};
-        plm_step sn = {2, tk2, pos_bad, 1, cu0, none};
+        plm_step sn = {2, tk2, pos_bad, 1, cu0, none, PLM_MEM_HOST};
         plm_status stn = plm_step_run(c, &sn, NULL, &err);
         tu_check(stn == PLM_ERR_STATE && strstr(err.msg, "no state"),
                  "%s: a stateless segment at position 1 is refused (\"%s\")", name, err.msg);
@@ -289,7 +289,7 @@ static int test_positions(const char *name) {
         tu_check(plm_step_run(c, &sn, NULL, &err) == PLM_OK, "%s: a stateless segment at positions 0, 1 runs", name);
         plm_state *dup[2] = {NULL, NULL};
         int32_t cu2n[3] = {0, 1, 2};
-        plm_step s2n = {2, tk2, NULL, 2, cu2n, dup};
+        plm_step s2n = {2, tk2, NULL, 2, cu2n, dup, PLM_MEM_HOST};
         tu_check(plm_step_run(c, &s2n, NULL, &err) == PLM_OK, "%s: several stateless segments in one step run", name);
     }
     free(lg1);

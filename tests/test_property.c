@@ -79,7 +79,7 @@ static int one_model(int idx, tu_rng *r, const char *root) {
             if (i % 2) TU_REQUIRE_OK(plm_state_new(&sts[i], m, &err), &err);
         }
         float *nos = malloc((size_t)total * V * sizeof(float));
-        plm_step step = {(int32_t)total, tok, NULL, n, cu, sts};
+        plm_step step = {(int32_t)total, tok, NULL, n, cu, sts, PLM_MEM_HOST};
         plm_outputs o = {0};
         o.logits = nos;
         o.n_rows = (int32_t)total;

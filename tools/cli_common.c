@@ -132,7 +132,7 @@ plm_status cli_run(plm_ctx *c, const plm_model *m, const cli_input *in, int64_t 
             cu[p + 1] = T;
         }
         if (st) break;
-        plm_step step = {T, tok, NULL, np, cu, sst};
+        plm_step step = {T, tok, NULL, np, cu, sst, PLM_MEM_HOST};
         plm_outputs out;
         memset(&out, 0, sizeof out);
         rc.first = base[pc[0].seq] + pc[0].offset;

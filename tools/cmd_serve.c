@@ -352,7 +352,7 @@ static plm_status score_jobs(server *s, job **js, int n, plm_error *err) {
             cu[p + 1] = T;
             sst[p] = s->pool[pc[p].seq];
         }
-        plm_step step = {T, tok, NULL, np, cu, sst};
+        plm_step step = {T, tok, NULL, np, cu, sst, PLM_MEM_HOST};
         plm_outputs out;
         memset(&out, 0, sizeof out);
         out.target = tgt;

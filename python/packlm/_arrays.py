@@ -1,5 +1,8 @@
 """Turning caller arrays (NumPy, lists, torch tensors, anything with the array protocol or DLPack)
-into validated int32 NumPy arrays, and results back into torch tensors on request.
+into validated int32 NumPy arrays, and results back into torch tensors on request; and arrays in
+CUDA memory (torch CUDA tensors, or objects with __cuda_array_interface__ or a CUDA
+__dlpack_device__, seen through torch without a copy) into validated int32 torch tensors that stay
+on their device.
 
 Every check the C library would make on a caller's numbers is made here first, with messages that
 name the argument and the index, so that nothing malformed reaches C."""
@@ -147,3 +150,103 @@ def output(a: np.ndarray, kind: str):
             raise ImportError("output='torch' needs PyTorch, which is not installed") from None
         return torch.from_numpy(a)
     raise ValueError("output must be 'numpy' or 'torch', got %r" % (kind,))
+
+
+# ---------------------------------------------------------------- arrays in device memory
+_DL_CUDA = (2, 13)  # DLPack's kDLCUDA and kDLCUDAManaged
+
+
+def torch_module(why: str):
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("%s needs PyTorch, which is not installed" % why) from None
+    return torch
+
+
+def cuda_tensor(x):
+    """x as a torch tensor when it lives in CUDA memory, else None: a torch CUDA tensor as it is, an
+    object with a CUDA __dlpack_device__ through torch.from_dlpack, one with __cuda_array_interface__
+    through torch.as_tensor (both share the memory: no copy)."""
+    if is_torch(x):
+        return x if getattr(x, "is_cuda", False) else None
+    if isinstance(x, (np.ndarray, list, tuple, str, bytes, numbers.Number)) or x is None:
+        return None
+    dl = None
+    if hasattr(x, "__dlpack_device__"):
+        try:
+            dl = x.__dlpack_device__()[0]
+        except Exception:
+            dl = None
+    if dl in _DL_CUDA and hasattr(x, "__dlpack__"):
+        return torch_module("an array in CUDA memory").from_dlpack(x)
+    if hasattr(x, "__cuda_array_interface__"):
+        return torch_module("an array in CUDA memory").as_tensor(x)
+    return None
+
+
+def device_name(t) -> str:
+    return "cuda:%d" % t.device.index if t.device.index is not None else str(t.device)
+
+
+def _int_dtypes(torch):
+    return (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def dev_int_array(t, name: str, lo: int = 0, hi: int | None = None, what: str = "token id", ndim_ok=(1,)):
+    """int_array for a torch CUDA tensor: the same checks and messages, computed on the device (a few
+    scalars come back: whether anything is wrong, and then the first bad index and its value). Returns
+    a contiguous 1-D int32 tensor on the same device: t itself (no copy) when it already is int32 and
+    contiguous, else a converted copy made on the device."""
+    import torch
+    if t.ndim not in ndim_ok:
+        raise ValueError("%s must have %s dimension(s), got shape %s" % (name, " or ".join(map(str, ndim_ok)),
+                                                                       tuple(t.shape)))
+    if t.dtype not in _int_dtypes(torch):
+        raise ValueError("%s has dtype %s; integers expected (int64, int32, int16, int8 or uint8: an array in "
+                         "device memory is not converted from other types)" % (name, t.dtype))
+    flat = t.reshape(-1)
+    if flat.numel():
+        wide = flat if flat.dtype == torch.int64 else flat.to(torch.int64)
+        top = INT32_MAX + 1 if hi is None else hi
+        bad = (wide < lo) | (wide >= top)
+        if bool(bad.any()):
+            first = int(bad.nonzero()[0, 0])
+            val = int(wide[first])
+            if val < lo and lo == 0 and hi is None:
+                raise ValueError("%s[%d] = %d is negative" % (name, first, val))
+            if hi is not None:
+                raise ValueError("%s[%d] = %d is outside the vocabulary [0, %d)" % (name, first, val, hi)
+                                 if what == "token id" else
+                                 "%s[%d] = %d is outside [%d, %d)" % (name, first, val, lo, hi))
+            raise ValueError("%s[%d] = %d is outside [%d, %d]" % (name, first, val, lo, INT32_MAX))
+    if flat.dtype != torch.int32:
+        flat = flat.to(torch.int32)
+    return flat.contiguous()
+
+
+def dev_row(t, name: str, **kw):
+    """row() for a torch CUDA tensor: [T] or [1, T] as a 1-D int32 tensor on its device."""
+    if t.ndim == 2:
+        if t.shape[0] != 1:
+            raise ValueError("%s has shape %s: a packed row is [T] or [1, T]; pass several rows as a list of "
+                             "sequences" % (name, tuple(t.shape)))
+        t = t[0]
+    return dev_int_array(t, name, **kw)
+
+
+def dev_output(t, kind):
+    """A result computed in device memory: the torch tensor itself (None, "torch", "pt"), or a NumPy
+    copy on request ("numpy", "np": the one copy through the host, asked for)."""
+    if kind in (None, "torch", "pt"):
+        return t
+    if kind in ("numpy", "np"):
+        return t.cpu().numpy()
+    raise ValueError("output must be 'numpy' or 'torch', got %r" % (kind,))
+
+
+def sync_stream(t):
+    """Waits for the work queued on torch's current stream of t's device: the library reads its device
+    inputs on its own stream, and the outputs torch.empty gave may still be in use there."""
+    import torch
+    torch.cuda.current_stream(t.device).synchronize()

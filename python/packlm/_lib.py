@@ -19,6 +19,8 @@ __all__ = ["lib", "lib_path", "check", "PLMError", "libc_free"]
 
 # status codes (plm_status)
 OK, ERR_IO, ERR_FORMAT, ERR_CONFIG, ERR_INPUT, ERR_STATE, ERR_NOMEM, ERR_UNSUPPORTED, ERR_INTERNAL = range(9)
+# where a step's arrays are (plm_mem)
+MEM_HOST, MEM_DEVICE = 0, 1
 
 
 class plm_error(Structure):
@@ -41,7 +43,7 @@ class plm_ctx_params(Structure):
 
 class plm_step(Structure):
     _fields_ = [("n_tokens", c_int32), ("tokens", POINTER(c_int32)), ("pos", POINTER(c_int32)),
-                ("n_seg", c_int32), ("cu", POINTER(c_int32)), ("state", POINTER(c_void_p))]
+                ("n_seg", c_int32), ("cu", POINTER(c_int32)), ("state", POINTER(c_void_p)), ("mem", c_int32)]
 
 
 LOGITS_CB = ctypes.CFUNCTYPE(c_int, c_void_p, c_int32, c_int32, POINTER(c_float))
@@ -52,7 +54,8 @@ class plm_outputs(Structure):
                 ("logits_cb", LOGITS_CB), ("cb_user", c_void_p),
                 ("target", POINTER(c_int32)), ("logprob", POINTER(c_float)),
                 ("hidden", POINTER(c_float)),
-                ("amax_rows", POINTER(c_int32)), ("n_amax", c_int32), ("argmax", POINTER(c_int32))]
+                ("amax_rows", POINTER(c_int32)), ("n_amax", c_int32), ("argmax", POINTER(c_int32)),
+                ("mem", c_int32)]
 
 
 class plm_piece(Structure):
@@ -181,6 +184,7 @@ _decl("plm_ctx_device", c_char_p, P)
 _decl("plm_ctx_device_bytes", c_size_t, P)
 _decl("plm_step_run", c_int, P, POINTER(plm_step), POINTER(plm_outputs), E)
 _decl("plm_segments_from_positions", c_int, I32P, I32P, I32P, c_int32, E)
+_decl("plm_segments_from_positions_on", c_int, P, I32P, I32P, I32P, c_int32, E)
 _decl("plm_plan_next", c_int32, POINTER(plm_piece), c_int32, POINTER(c_int64), c_int32, POINTER(c_int32),
       POINTER(c_int64), c_int64)
 _decl("plm_plan_next_aligned", c_int32, POINTER(plm_piece), c_int32, POINTER(c_int64), c_int32, POINTER(c_int32),

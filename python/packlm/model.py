@@ -17,7 +17,8 @@ import numpy as np
 
 from . import _arrays as A
 from ._lib import (lib, check, plm_error, plm_ctx_params, plm_step, plm_outputs, plm_piece, plm_sampling,
-                   plm_request, plm_generator_params, LOGITS_CB, plm_gen_step_info, raise_status, ERR_INPUT)
+                   plm_request, plm_generator_params, LOGITS_CB, plm_gen_step_info, raise_status, ERR_INPUT,
+                   MEM_HOST, MEM_DEVICE)
 
 I32P = POINTER(c_int32)
 F32P = POINTER(c_float)
@@ -26,12 +27,17 @@ FORWARD_BUDGET = 512   # the CLI's defaults: `packlm forward` and `packlm score`
 SCORE_BUDGET = 2048
 
 
-def _i32(a: np.ndarray, offset: int = 0):
-    return ctypes.cast(c_void_p(a.ctypes.data + 4 * offset), I32P)
+def _addr(a) -> int:
+    """Address of the data of a NumPy array, or of a torch tensor (device memory for a CUDA one)."""
+    return a.data_ptr() if A.is_torch(a) else a.ctypes.data
 
 
-def _f32(a: np.ndarray, offset: int = 0):
-    return ctypes.cast(c_void_p(a.ctypes.data + 4 * offset), F32P)
+def _i32(a, offset: int = 0):
+    return ctypes.cast(c_void_p(_addr(a) + 4 * offset), I32P)
+
+
+def _f32(a, offset: int = 0):
+    return ctypes.cast(c_void_p(_addr(a) + 4 * offset), F32P)
 
 
 def _int_param(v, name, lo, hi, default=None):
@@ -244,6 +250,127 @@ class Model:
         return self._tokenizer
 
     # ------------------------------------------------------------ inputs
+    def _on_device(self, input_ids, position_ids=None, cu_seqlens=None):
+        """input_ids as a torch CUDA tensor (or a list of them) when it is in device memory, else None.
+        Position ids or offsets in device memory go with input_ids in device memory only."""
+        dev = A.cuda_tensor(input_ids)
+        if dev is None and A.is_list_of_sequences(input_ids):
+            parts = [A.cuda_tensor(e) for e in input_ids]
+            if any(p is not None for p in parts):
+                for i, p in enumerate(parts):
+                    if p is None:
+                        raise ValueError("input_ids[%d] is a host array but input_ids[%d] is in device memory: pass "
+                                         "every sequence on one device" % (i, next(j for j, q in enumerate(parts)
+                                                                                  if q is not None)))
+                dev = parts
+        if dev is None:
+            for name, x in (("position_ids", position_ids), ("cu_seqlens", cu_seqlens)):
+                if x is not None and A.cuda_tensor(x) is not None:
+                    raise ValueError("%s is in device memory but input_ids is a host array: pass both on the host "
+                                     "or both on the device" % name)
+        return dev
+
+    def _dev_sequences(self, dev, position_ids, cu_seqlens):
+        """_sequences for input_ids in device memory (dev: a torch CUDA tensor, or a list of them):
+        (tokens: int32 CUDA tensor [T], used in place when the caller's is int32 and contiguous, else
+        converted on the device; lens: int64 NumPy [n]). The checks and messages of _sequences, made on
+        the device; what comes to the host is the segment boundaries (4 bytes a sequence) and, for
+        position ids, the first position of each sequence, never the [T] rows."""
+        torch = A.torch_module("input_ids in device memory")
+        V = self.vocab_size
+        if isinstance(dev, list):
+            if position_ids is not None or cu_seqlens is not None:
+                if len(dev) == 1:
+                    dev = dev[0]
+                else:
+                    raise ValueError("position_ids and cu_seqlens go with a packed row, not with a list of sequences")
+        if isinstance(dev, list):
+            parts = []
+            for i, t in enumerate(dev):
+                if t.device != dev[0].device:
+                    raise ValueError("input_ids[%d] is on %s but input_ids[0] on %s: pass every sequence on one "
+                                     "device" % (i, A.device_name(t), A.device_name(dev[0])))
+                a = A.dev_int_array(t, "input_ids[%d]" % i, 0, V)
+                if a.numel() == 0:
+                    raise ValueError("input_ids[%d]: empty sequence" % i)
+                parts.append(a)
+            lens = np.array([a.numel() for a in parts], dtype=np.int64)
+            return (torch.cat(parts) if len(parts) > 1 else parts[0]), lens
+        tok = A.dev_row(dev, "input_ids", lo=0, hi=V)
+        T = tok.numel()
+        if T == 0:
+            raise ValueError("empty sequence")
+        if T > 2**31 - 2:
+            raise ValueError("input_ids: a packed row holds at most 2^31 - 2 tokens")
+        pos = dpos = None
+        if position_ids is not None:
+            pd = A.cuda_tensor(position_ids)
+            if pd is not None:
+                if pd.device != tok.device:
+                    raise ValueError("position_ids is on %s but input_ids on %s" % (A.device_name(pd),
+                                                                                     A.device_name(tok)))
+                dpos = A.dev_row(pd, "position_ids", lo=0, what="position id")
+                n_pos = dpos.numel()
+            else:
+                pos = A.row(position_ids, "position_ids", lo=0, what="position id")
+                n_pos = pos.size
+            if n_pos != T:
+                raise ValueError("position_ids has %d entries but input_ids has %d" % (n_pos, T))
+        if cu_seqlens is not None:  # offsets: boundary information, read on the host
+            cu = A.int_array(cu_seqlens, "cu_seqlens", lo=-2**31, hi=2**31, what="offset")
+            if cu.size < 2:
+                raise ValueError("cu_seqlens must hold at least 2 entries (0 and the token count), got %d" % cu.size)
+            if cu[0] != 0:
+                raise ValueError("cu_seqlens[0] is %d, must be 0" % cu[0])
+            if cu[-1] != T:
+                raise ValueError("cu_seqlens ends at %d but input_ids has %d tokens" % (cu[-1], T))
+            d = np.diff(cu.astype(np.int64))
+            if (d <= 0).any():
+                i = int(np.flatnonzero(d <= 0)[0])
+                raise ValueError("cu_seqlens: sequence %d is an empty sequence or reversed (%d -> %d)"
+                                 % (i, cu[i], cu[i + 1]))
+            if pos is not None or dpos is not None:
+                want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
+                if dpos is not None:
+                    wd = torch.as_tensor(want, device=tok.device)
+                    bad = dpos.to(torch.int64) != wd
+                    if bool(bad.any()):
+                        t = int(bad.nonzero()[0, 0])
+                        raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every "
+                                         "sequence starts at position 0)" % (t, int(dpos[t]), want[t]))
+                else:
+                    bad = pos != want
+                    if bad.any():
+                        t = int(np.flatnonzero(bad)[0])
+                        raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every "
+                                         "sequence starts at position 0)" % (t, pos[t], want[t]))
+            return tok, d
+        if pos is None and dpos is None:
+            return tok, np.array([T], dtype=np.int64)
+        cu = np.empty(T + 1, dtype=np.int32)
+        n_seg = c_int32()
+        err = plm_error()
+        if dpos is not None:  # boundaries found on the device: only they come back
+            A.sync_stream(dpos)
+            with self._lock:
+                self._live()
+                check(lib.plm_segments_from_positions_on(self._c, _i32(cu), byref(n_seg), _i32(dpos), T, byref(err)),
+                      err)
+            cu = cu[:n_seg.value + 1]
+            first = dpos[torch.as_tensor(cu[:-1].astype(np.int64), device=dpos.device)].cpu().numpy()
+        else:
+            check(lib.plm_segments_from_positions(_i32(cu), byref(n_seg), _i32(pos), T, byref(err)), err)
+            cu = cu[:n_seg.value + 1]
+            first = pos[cu[:-1]]
+        for s in range(n_seg.value):
+            p0 = int(first[s])
+            if p0 != 0:  # continuing a sequence: only from a State (Model.step), never inside one row
+                prev = int(cu[s] - cu[s - 1]) if s else 0
+                raise ValueError("position ids jump to %d at index %d, but the sequence before it holds %d tokens "
+                                 "(a segment starting at p > 0 must continue a sequence of exactly p tokens)"
+                                 % (p0, cu[s], prev))
+        return tok, np.diff(cu.astype(np.int64))
+
     def _sequences(self, input_ids, position_ids, cu_seqlens):
         """(tokens int32 [T], lens int64 [n]): the sequences of an input, laid end to end."""
         V = self.vocab_size
@@ -318,16 +445,26 @@ class Model:
     def _run(self, tok, lens, budget, logits=None, logprob=None):
         """Every sequence through packed steps of at most budget tokens, in input order (the CLI's
         loop): logits [T, V] and/or logprob [T] (log p of the next token; not written at each
-        sequence's last token) are written in place. Signals (Ctrl-C) are handled between steps."""
+        sequence's last token) are written in place. Signals (Ctrl-C) are handled between steps.
+        tok a torch CUDA tensor: tok, logits and logprob are device memory (PLM_MEM_DEVICE), the
+        targets are built on the device, and nothing of size T goes through the host."""
         n = len(lens)
         total = int(lens.sum())
         lens = np.ascontiguousarray(lens, dtype=np.int64)
         base = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
+        on_dev = A.is_torch(tok)
+        mem = MEM_DEVICE if on_dev else MEM_HOST
         tgt = None
         if logprob is not None:
-            tgt = np.empty(total, dtype=np.int32)
-            tgt[:-1] = tok[1:]
-            tgt[base + lens - 1] = -1
+            if on_dev:
+                import torch
+                tgt = torch.empty(total, dtype=torch.int32, device=tok.device)
+                tgt[:-1] = tok[1:]
+                tgt[torch.as_tensor(base + lens - 1, device=tok.device)] = -1
+            else:
+                tgt = np.empty(total, dtype=np.int32)
+                tgt[:-1] = tok[1:]
+                tgt[base + lens - 1] = -1
         step_cap = min(budget, total)
         max_pieces = min(step_cap, n) + 1
         pieces = (plm_piece * max_pieces)()
@@ -335,7 +472,7 @@ class Model:
         sptr = (c_void_p * max_pieces)()
         pool, owner = [], {}  # owner: sequence -> state handle
         cb = None
-        if logits is not None:
+        if logits is not None and not on_dev:
             # the logits come block by block through the callback, as the CLI receives them (the
             # lm_head then runs the same GEMMs, so the bits are the CLI's); each block is copied in place
             row_bytes = 4 * self.vocab_size
@@ -349,6 +486,8 @@ class Model:
         cs, co = c_int32(0), c_int64(0)
         lens_p = lens.ctypes.data_as(POINTER(c_int64))
         err = plm_error()
+        if on_dev:  # the inputs are written, and the outputs torch.empty gave are free, on torch's stream
+            A.sync_stream(tok)
         with self._lock, _sigint_between_steps() as interrupted:
             self._live()
             try:
@@ -378,9 +517,13 @@ class Model:
                             owner[q] = h
                         sptr[p] = h
                     first = int(base[pieces[0].seq] + pieces[0].offset)
-                    step = plm_step(T, _i32(tok, first), None, np_, _i32(cu), sptr)
+                    step = plm_step(T, _i32(tok, first), None, np_, _i32(cu), sptr, mem)
                     out = plm_outputs()
-                    if logits is not None:
+                    out.mem = mem
+                    if logits is not None and on_dev:  # the same lm_head blocks as the callback's
+                        out.logits = _f32(logits, first * self.vocab_size)
+                        out.n_rows = T
+                    elif logits is not None:
                         where[0] = first
                         out.logits_cb = cb
                         out.n_rows = T
@@ -396,7 +539,8 @@ class Model:
                 for h in pool:
                     lib.plm_state_free(h)
 
-    def forward(self, input_ids, position_ids=None, cu_seqlens=None, max_batch_tokens=None, *, output="numpy"):
+    def forward(self, input_ids, position_ids=None, cu_seqlens=None, max_batch_tokens=None, *, output=None,
+                out=None):
         """Logits of every token, float32 [T, vocab], in input order.
 
         input_ids: a packed row as transformers takes it, [T] or [1, T] (NumPy, list, torch tensor),
@@ -408,24 +552,83 @@ class Model:
         max_batch_tokens: tokens per packed step (default 512, as `packlm forward`: the result is
           then bit for bit the CLI's); a sequence longer than the room left continues from its
           state in the next step.
-        output: "numpy" (default) or "torch" (a CPU tensor sharing the array's memory).
+        output: "numpy" or "torch" (a CPU tensor sharing the array's memory); the default is NumPy
+          for host inputs and torch for inputs in device memory.
+        out: optional, the array to write the logits into and return: a C-contiguous float32 NumPy
+          array [T, vocab] for host inputs, a contiguous float32 torch CUDA tensor on the inputs'
+          device for device inputs.
+
+        On a CUDA model, input_ids in device memory (a torch CUDA tensor, or any array with
+        __cuda_array_interface__ or a CUDA __dlpack_device__) stay there: the ids are checked on the
+        device, used in place when int32 and contiguous (converted on the device otherwise), and the
+        logits are written by the library into a tensor that torch allocated on that device
+        (torch.empty, or out): the result is a torch CUDA tensor, bitwise equal to the NumPy path's.
+        position_ids may be in device memory too (the segment boundaries are found on the device);
+        cu_seqlens is read on the host. Stream: torch's current stream is synchronised before the
+        library starts, and the library's own stream is synchronised before the call returns.
+        A CPU model refuses device inputs (ValueError with the library's message).
         """
-        tok, lens = self._sequences(input_ids, position_ids, cu_seqlens)
+        dev = self._on_device(input_ids, position_ids, cu_seqlens)
+        if dev is not None:
+            torch = A.torch_module("input_ids in device memory")
+            tok, lens = self._dev_sequences(dev, position_ids, cu_seqlens)
+            shape = (tok.numel(), self.vocab_size)
+            if out is None:
+                logits = torch.empty(shape, dtype=torch.float32, device=tok.device)
+            else:
+                logits = self._out_tensor(out, shape, tok)
+        else:
+            tok, lens = self._sequences(input_ids, position_ids, cu_seqlens)
+            shape = (tok.size, self.vocab_size)
+            logits = np.empty(shape, dtype=np.float32) if out is None else self._out_array(out, shape)
         budget = self._budget(max_batch_tokens, FORWARD_BUDGET)
-        logits = np.empty((tok.size, self.vocab_size), dtype=np.float32)
         self._run(tok, lens, budget, logits=logits)
-        return A.output(logits, output)
+        return A.dev_output(logits, output) if dev is not None else A.output(logits, output)
+
+    @staticmethod
+    def _out_array(out, shape):
+        if A.cuda_tensor(out) is not None:
+            raise ValueError("out is in device memory but input_ids is a host array: pass both on the host or both "
+                             "on the device")
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != shape or \
+                not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be a writable C-contiguous float32 NumPy array of shape %s, got %s" % (
+                shape, "%s %s" % (out.dtype, out.shape) if isinstance(out, np.ndarray) else type(out).__name__))
+        return out
+
+    @staticmethod
+    def _out_tensor(out, shape, tok):
+        import torch
+        t = A.cuda_tensor(out)
+        if t is None:
+            raise ValueError("out must be a float32 torch CUDA tensor when input_ids is in device memory, got %s"
+                             % type(out).__name__)
+        if t.device != tok.device:
+            raise ValueError("out is on %s but input_ids on %s" % (A.device_name(t), A.device_name(tok)))
+        if t.dtype != torch.float32:
+            raise ValueError("out has dtype %s; float32 expected" % t.dtype)
+        if tuple(t.shape) != shape or not t.is_contiguous():
+            raise ValueError("out must be a contiguous tensor of shape %s, got %s%s" % (
+                shape, tuple(t.shape), "" if t.is_contiguous() else " (not contiguous)"))
+        return t
 
     __call__ = forward
 
     def score(self, input_ids, position_ids=None, cu_seqlens=None, max_batch_tokens=None, *, per_token=False,
-              output="numpy") -> ScoreResult:
+              output=None) -> ScoreResult:
         """Log-probability of every sequence: for each sequence the sum over tokens 1..len-1 of
         log p(token | prefix), the number of such tokens (len - 1) and the perplexity, as
         `packlm score` prints them; with per_token=True also each token's log-probability.
         The input forms are forward's. The logits of a whole step are never held: the lm_head runs
         block by block keeping only what the log-probabilities need. Ctrl-C stops it between steps
-        (KeyboardInterrupt; every state is freed)."""
+        (KeyboardInterrupt; every state is freed).
+        Inputs in device memory (see forward) are scored on the device: the per-token
+        log-probabilities are written into a torch CUDA tensor (bitwise the NumPy path's), the sums
+        per sequence are made there in float64, and every field comes back as a torch CUDA tensor
+        (output="numpy": NumPy copies)."""
+        dev = self._on_device(input_ids, position_ids, cu_seqlens)
+        if dev is not None:
+            return self._dev_score(dev, position_ids, cu_seqlens, max_batch_tokens, per_token, output)
         tok, lens = self._sequences(input_ids, position_ids, cu_seqlens)
         budget = self._budget(max_batch_tokens, SCORE_BUDGET)
         lp = np.zeros(tok.size, dtype=np.float32)
@@ -439,6 +642,25 @@ class Model:
         per = [A.output(lp[a:b - 1].copy(), output) for a, b in zip(starts, ends)] if per_token else None
         return ScoreResult(A.output(sums, output), A.output(n.astype(np.int64), output), A.output(ppl, output), per)
 
+    def _dev_score(self, dev, position_ids, cu_seqlens, max_batch_tokens, per_token, output):
+        torch = A.torch_module("input_ids in device memory")
+        tok, lens = self._dev_sequences(dev, position_ids, cu_seqlens)
+        budget = self._budget(max_batch_tokens, SCORE_BUDGET)
+        lp = torch.zeros(tok.numel(), dtype=torch.float32, device=tok.device)
+        self._run(tok, lens, budget, logprob=lp)
+        ends = np.cumsum(lens)
+        starts = ends - lens
+        # per sequence, the sum of lp[a:b-1] (lp[b-1] is 0: no target): differences of a float64 running sum
+        cs = torch.cumsum(lp.to(torch.float64), 0)
+        hi = cs[torch.as_tensor(ends - 1, device=tok.device)]
+        before = torch.as_tensor(np.maximum(starts - 1, 0), device=tok.device)
+        lo = torch.where(torch.as_tensor(starts > 0, device=tok.device), cs[before], torch.zeros_like(hi))
+        sums = hi - lo
+        n = torch.as_tensor(lens - 1, dtype=torch.int64, device=tok.device)
+        ppl = torch.where(n > 0, torch.exp(-sums / torch.clamp(n, min=1)), torch.full_like(sums, float("nan")))
+        per = [A.dev_output(lp[a:b - 1], output) for a, b in zip(starts, ends)] if per_token else None
+        return ScoreResult(A.dev_output(sums, output), A.dev_output(n, output), A.dev_output(ppl, output), per)
+
     # ------------------------------------------------------------ states
     def new_state(self) -> "State":
         """A fresh sequence state on the model's device (plm_state_new_on)."""
@@ -449,29 +671,37 @@ class Model:
             check(lib.plm_state_new_on(byref(h), self._c, byref(err)), err)
             return State(self, h)
 
-    def step(self, tokens, states: Sequence["State"], *, logits="last", output="numpy"):
+    def step(self, tokens, states: Sequence["State"], *, logits="last", output=None):
         """One packed step: tokens[i] (a sequence of ids, or one id) continues states[i]; every state
-        advances by its tokens. logits: "last" (default) -> float32 [n, vocab], each segment's last
+        advances by its tokens. With several states, tokens may also be one 1-D array of one id per
+        state (a decoding step). logits: "last" (default) -> float32 [n, vocab], each segment's last
         token; "all" -> [sum of lengths, vocab]; "argmax" -> int32 [n], the greedy next token of each
         segment (computed where the step runs); None -> nothing is returned. The step is validated
-        before anything runs: on error no state has changed."""
+        before anything runs: on error no state has changed.
+        Tokens in device memory (torch CUDA tensors, all of them on the model's GPU) stay there, and
+        the result is a torch CUDA tensor written by the library (output="numpy": a NumPy copy): e.g.
+        feed "argmax" of one step as the tokens of the next without the host."""
         if isinstance(states, State):
             states = [states]
         if not isinstance(states, (list, tuple)):
             raise TypeError("states must be a State or a list of States")
-        if len(states) == 1 and not A.is_list_of_sequences(tokens):
+        n = len(states)
+        one_each = False
+        if n == 1 and not A.is_list_of_sequences(tokens):
             tokens = [tokens]  # one state: tokens is its sequence (or its one id)
-        if not isinstance(tokens, (list, tuple)):
+        elif n > 1 and not isinstance(tokens, (list, tuple)) and getattr(tokens, "ndim", None) == 1:
+            one_each = True  # one id per state
+        if not one_each and not isinstance(tokens, (list, tuple)):
             raise TypeError("tokens must be a list with one sequence (or one id) per state")
-        if len(tokens) != len(states):
-            raise ValueError("%d token sequences for %d states" % (len(tokens), len(states)))
-        if len(states) == 0:
+        if not one_each and len(tokens) != n:
+            raise ValueError("%d token sequences for %d states" % (len(tokens), n))
+        if n == 0:
             raise ValueError("step has no segments")
         if logits not in ("last", "all", "argmax", None):
             raise ValueError("logits must be 'last', 'all', 'argmax' or None, got %r" % (logits,))
         V = self.vocab_size
-        parts, seen = [], {}
-        for i, (t, s) in enumerate(zip(tokens, states)):
+        seen = {}
+        for i, s in enumerate(states):
             if not isinstance(s, State):
                 raise TypeError("states[%d] is not a packlm.State" % i)
             if s._model is not self:
@@ -482,39 +712,95 @@ class Model:
                 raise ValueError("states %d and %d are the same State: a step holds each sequence once"
                                  % (seen[id(s)], i))
             seen[id(s)] = i
-            if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
-                t = [t]
-            a = A.int_array(t, "tokens[%d]" % i, 0, V)
-            if a.size == 0:
-                raise ValueError("tokens[%d]: empty sequence" % i)
-            parts.append(a)
-        tok = np.ascontiguousarray(np.concatenate(parts), dtype=np.int32)
-        T = tok.size
+        dev = A.cuda_tensor(tokens) if one_each else None
+        parts_dev = None if one_each else [A.cuda_tensor(t) for t in tokens]
+        if parts_dev is not None and any(p is not None for p in parts_dev):
+            j = next(i for i, p in enumerate(parts_dev) if p is not None)
+            for i, p in enumerate(parts_dev):
+                if p is None:
+                    raise ValueError("tokens[%d] is a host array but tokens[%d] is in device memory: a step's tokens "
+                                     "are all on the host or all on one device" % (i, j))
+                if p.device != parts_dev[j].device:
+                    raise ValueError("tokens[%d] is on %s but tokens[%d] on %s" % (i, A.device_name(p), j,
+                                                                                 A.device_name(parts_dev[j])))
+            dev = parts_dev
+        if dev is not None:
+            tok, cu = self._dev_step_tokens(dev, one_each, n)
+        elif one_each:
+            tok = A.int_array(tokens, "tokens", 0, V)
+            if tok.size != n:
+                raise ValueError("%d token ids for %d states" % (tok.size, n))
+            cu = np.arange(n + 1, dtype=np.int32)
+        else:
+            parts = []
+            for i, t in enumerate(tokens):
+                if isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+                    t = [t]
+                a = A.int_array(t, "tokens[%d]" % i, 0, V)
+                if a.size == 0:
+                    raise ValueError("tokens[%d]: empty sequence" % i)
+                parts.append(a)
+            tok = np.ascontiguousarray(np.concatenate(parts), dtype=np.int32)
+            cu = np.zeros(n + 1, dtype=np.int32)
+            cu[1:] = np.cumsum([a.size for a in parts])
+        T = int(cu[-1])
         if T > MAX_BUDGET:
             raise ValueError("a step holds at most %d tokens, got %d" % (MAX_BUDGET, T))
-        cu = np.zeros(len(parts) + 1, dtype=np.int32)
-        cu[1:] = np.cumsum([a.size for a in parts])
-        n = len(parts)
         sptr = (c_void_p * n)(*[s._h for s in states])
         out = plm_outputs()
+        mem = MEM_DEVICE if dev is not None else MEM_HOST
+        out.mem = mem
+        if dev is not None:
+            import torch
+
+            def empty(shape, dtype):
+                return torch.empty(shape, dtype=getattr(torch, dtype), device=tok.device)
+        else:
+            def empty(shape, dtype):
+                return np.empty(shape, dtype=dtype)
         res = None
+        rows = np.ascontiguousarray(cu[1:] - 1)  # host: the layout stays on the host
         if logits == "all":
-            res = np.empty((T, V), dtype=np.float32)
+            res = empty((T, V), "float32")
             out.logits, out.n_rows = _f32(res), T
         elif logits == "last":
-            rows = np.ascontiguousarray(cu[1:] - 1)
-            res = np.empty((n, V), dtype=np.float32)
+            res = empty((n, V), "float32")
             out.logits, out.rows, out.n_rows = _f32(res), _i32(rows), n
         elif logits == "argmax":
-            rows = np.ascontiguousarray(cu[1:] - 1)
-            res = np.empty(n, dtype=np.int32)
+            res = empty(n, "int32")
             out.amax_rows, out.n_amax, out.argmax = _i32(rows), n, _i32(res)
-        step = plm_step(T, _i32(tok), None, n, _i32(cu), sptr)
+        step = plm_step(T, _i32(tok), None, n, _i32(cu), sptr, mem)
         err = plm_error()
+        if dev is not None:
+            A.sync_stream(tok)
         with self._lock:
             self._live()
             check(lib.plm_step_run(self._c, byref(step), byref(out), byref(err)), err)
-        return None if res is None else A.output(res, output)
+        if res is None:
+            return None
+        return A.dev_output(res, output) if dev is not None else A.output(res, output)
+
+    def _dev_step_tokens(self, dev, one_each, n):
+        """The tokens of a step in device memory: (int32 CUDA tensor [T], host cu [n + 1]). Checked on
+        the device with the host path's messages (tokens[i][j] for the j-th id of state i)."""
+        torch = A.torch_module("tokens in device memory")
+        V = self.vocab_size
+        if one_each:
+            tok = A.dev_int_array(dev, "tokens", 0, V)
+            if tok.numel() != n:
+                raise ValueError("%d token ids for %d states" % (tok.numel(), n))
+            return tok, np.arange(n + 1, dtype=np.int32)
+        parts = []
+        for i, t in enumerate(dev):
+            if t.ndim == 0:
+                t = t.reshape(1)
+            a = A.dev_int_array(t, "tokens[%d]" % i, 0, V)
+            if a.numel() == 0:
+                raise ValueError("tokens[%d]: empty sequence" % i)
+            parts.append(a)
+        cu = np.zeros(n + 1, dtype=np.int32)
+        cu[1:] = np.cumsum([a.numel() for a in parts])
+        return (torch.cat(parts) if n > 1 else parts[0]), cu
 
     # ------------------------------------------------------------ generation
     def generate(self, prompts, max_new_tokens: int = 32, temperature: float = 0.0, top_k: int = 0,

@@ -346,7 +346,7 @@ plm_status plm_generator_step(plm_generator *g, plm_gen_step_info *info, plm_err
         if (g->pc[i].want_row && !needs_logits(r)) g->amax_rows[ka++] = t - 1;
         else if (g->pc[i].want_row) g->rows[k++] = t - 1;
     }
-    plm_step step = {(int32_t)T, g->tok, NULL, (int32_t)np, g->cu, g->sst};
+    plm_step step = {(int32_t)T, g->tok, NULL, (int32_t)np, g->cu, g->sst, PLM_MEM_HOST};
     plm_outputs out;
     memset(&out, 0, sizeof out);
     if (k) {

@@ -29,11 +29,34 @@ plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, siz
 void plm_cuda_close(plm_cuda *g);
 size_t plm_cuda_bytes(const plm_cuda *g);
 
+/* Steps with arrays in device memory (PLM_MEM_DEVICE). plm_cuda_where: PLM_OK when p is memory of
+ * the context's GPU, else PLM_ERR_INPUT naming what and where p is (host memory, another GPU). */
+plm_status plm_cuda_where(struct plm_ctx *c, const void *p, const char *what, plm_error *err);
+/* What the device found in a step's device arrays; an index is -1 where nothing is wrong. */
+typedef struct {
+    int32_t bad_token, token;   /* the first index whose token id is outside [0, vocab), and the id */
+    int32_t bad_pos, pos;       /* the first index whose position is not start[s] + offset in segment s */
+    int32_t bad_target, target; /* the first index whose target is >= vocab */
+    int32_t n_score;            /* targets >= 0 */
+    int32_t unused;
+} plm_cuda_check;
+/* Checks the device arrays among tokens, pos, target (NULL: not on the device, not checked) of a step
+ * of T tokens with valid segments cu[0 .. n_seg] (host) and start lengths start[] (host): one launch
+ * sequence and one read-back of 32 bytes. */
+plm_status plm_cuda_check_arrays(struct plm_ctx *c, const int32_t *tokens, const int32_t *pos, const int32_t *target,
+                                 int32_t T, const int32_t *cu, const int64_t *start, int n_seg, plm_cuda_check *r,
+                                 plm_error *err);
+/* plm_segments_from_positions_on for a CUDA context (pos: device memory, checked by the caller). */
+plm_status plm_cuda_segments(struct plm_ctx *c, int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
+                             plm_error *err);
+
 /* Runs a validated step whose states are on the context's device and hold KV room for it; start[s]
  * is segment s's length before the step. Lengths are not advanced here. On error no state has
- * changed if the error came before the layers ran (memory is checked first). */
+ * changed if the error came before the layers ran (memory is checked first). chk: the validation of
+ * the step's device arrays (NULL when none is on the device; its n_score counts the targets when
+ * out->target is). */
 plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
-                         plm_error *err);
+                         const plm_cuda_check *chk, plm_error *err);
 
 /* Device memory for states and snapshots (synchronous with respect to every stream of the device). */
 plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err);

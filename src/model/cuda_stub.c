@@ -16,7 +16,19 @@ plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, siz
 void plm_cuda_close(plm_cuda *g) { (void)g; }
 size_t plm_cuda_bytes(const plm_cuda *g) { return 0; }
 plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
-                         plm_error *err) {
+                         const plm_cuda_check *chk, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_where(struct plm_ctx *c, const void *p, const char *what, plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_check_arrays(struct plm_ctx *c, const int32_t *tokens, const int32_t *pos, const int32_t *target,
+                                 int32_t T, const int32_t *cu, const int64_t *start, int n_seg, plm_cuda_check *r,
+                                 plm_error *err) {
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+plm_status plm_cuda_segments(struct plm_ctx *c, int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
+                             plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }
 plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err) {

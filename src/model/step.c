@@ -10,10 +10,44 @@
 
 #define OUT_BLOCK 32 /* tokens per lm_head block when scoring or emitting logits */
 
-static plm_status validate(const plm_ctx *c, const plm_step *s, plm_error *err) {
+/* Where the step's arrays are (PLM_MEM_DEVICE: memory of the context's GPU, checked pointer by
+ * pointer before anything reads them). */
+static plm_status check_mem(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
+    if (s->mem != PLM_MEM_HOST && s->mem != PLM_MEM_DEVICE)
+        return plm_fail(err, PLM_ERR_INPUT, "plm_step.mem is %d: PLM_MEM_HOST (0) or PLM_MEM_DEVICE (1)", s->mem);
+    if (out && out->mem != PLM_MEM_HOST && out->mem != PLM_MEM_DEVICE)
+        return plm_fail(err, PLM_ERR_INPUT, "plm_outputs.mem is %d: PLM_MEM_HOST (0) or PLM_MEM_DEVICE (1)", out->mem);
+    const int din = s->mem == PLM_MEM_DEVICE, dout = out && out->mem == PLM_MEM_DEVICE;
+    if (!din && !dout) return PLM_OK;
+    if (c->dev < 0)
+        return plm_fail(err, PLM_ERR_INPUT,
+                        "the step's %s declared device memory (PLM_MEM_DEVICE) but the context runs on cpu: device "
+                        "arrays need a CUDA context", din ? "tokens are" : "outputs are");
+    plm_status st;
+    if (din && (st = plm_cuda_where(c, s->tokens, "plm_step.tokens", err))) return st;
+    if (din && s->pos && (st = plm_cuda_where(c, s->pos, "plm_step.pos", err))) return st;
+    if (!dout) return PLM_OK;
+    if (out->logits_cb)
+        return plm_fail(err, PLM_ERR_UNSUPPORTED,
+                        "logits_cb hands over host blocks: with PLM_MEM_DEVICE outputs pass logits (device memory)");
+    const void *ptr[5] = {out->logits, out->target, out->logprob, out->hidden, out->n_amax > 0 ? out->argmax : NULL};
+    const char *name[5] = {"plm_outputs.logits", "plm_outputs.target", "plm_outputs.logprob", "plm_outputs.hidden",
+                           "plm_outputs.argmax"};
+    for (int i = 0; i < 5; i++)
+        if (ptr[i] && (st = plm_cuda_where(c, ptr[i], name[i], err))) return st;
+    return PLM_OK;
+}
+
+/* Token ids, segments, positions and states; with device arrays (PLM_MEM_DEVICE) the ids, positions
+ * and targets are checked on the device (chk receives what it found, and the count of targets) and
+ * reported here with the host path's messages. */
+static plm_status validate(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_cuda_check *chk,
+                           plm_error *err) {
     const plm_model *m = c->model;
     if (!s || s->n_tokens <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no tokens");
     if (!s->tokens || !s->cu || !s->state) return plm_fail(err, PLM_ERR_INPUT, "step is missing tokens, cu or state");
+    plm_status rc = check_mem(c, s, out, err);
+    if (rc) return rc;
     if (s->n_seg <= 0) return plm_fail(err, PLM_ERR_INPUT, "step has no segments");
     if (s->cu[0] != 0) return plm_fail(err, PLM_ERR_INPUT, "cu[0] is %d, must be 0", s->cu[0]);
     for (int i = 0; i < s->n_seg; i++)
@@ -22,18 +56,38 @@ static plm_status validate(const plm_ctx *c, const plm_step *s, plm_error *err) 
                             s->cu[i + 1]);
     if (s->cu[s->n_seg] != s->n_tokens)
         return plm_fail(err, PLM_ERR_INPUT, "cu ends at %d but the step has %d tokens", s->cu[s->n_seg], s->n_tokens);
-    for (int32_t t = 0; t < s->n_tokens; t++)
-        if (s->tokens[t] < 0 || s->tokens[t] >= m->cfg.vocab_size)
-            return plm_fail(err, PLM_ERR_INPUT, "token %d at index %d is outside the vocabulary [0, %d)",
-                            s->tokens[t], t, m->cfg.vocab_size);
+    const int din = s->mem == PLM_MEM_DEVICE, dout = out && out->mem == PLM_MEM_DEVICE;
+    if (din || (dout && out->target)) {
+        int64_t start_buf[64], *start = s->n_seg <= 64 ? start_buf : malloc((size_t)s->n_seg * sizeof *start);
+        if (!start) return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a step of %d segments", s->n_seg);
+        for (int i = 0; i < s->n_seg; i++) start[i] = s->state[i] ? s->state[i]->len : 0;
+        rc = plm_cuda_check_arrays(c, din ? s->tokens : NULL, din ? s->pos : NULL, dout ? out->target : NULL,
+                                   s->n_tokens, s->cu, start, s->n_seg, chk, err);
+        if (start != start_buf) free(start);
+        if (rc) return rc;
+        if (din && chk->bad_token >= 0)
+            return plm_fail(err, PLM_ERR_INPUT, "token %d at index %d is outside the vocabulary [0, %d)", chk->token,
+                            chk->bad_token, m->cfg.vocab_size);
+    }
+    if (!din)
+        for (int32_t t = 0; t < s->n_tokens; t++)
+            if (s->tokens[t] < 0 || s->tokens[t] >= m->cfg.vocab_size)
+                return plm_fail(err, PLM_ERR_INPUT, "token %d at index %d is outside the vocabulary [0, %d)",
+                                s->tokens[t], t, m->cfg.vocab_size);
+    const int32_t *pos = din ? NULL : s->pos; /* host positions; device ones: chk->bad_pos */
     for (int i = 0; i < s->n_seg; i++) {
         const plm_state *st = s->state[i];
+        const int32_t bad = din && s->pos && chk->bad_pos >= s->cu[i] && chk->bad_pos < s->cu[i + 1] ? chk->bad_pos : -1;
         if (!st) { /* a whole sequence from its first token, nothing kept */
-            for (int32_t t = s->cu[i]; s->pos && t < s->cu[i + 1]; t++)
-                if (s->pos[t] != t - s->cu[i])
+            for (int32_t t = s->cu[i]; pos && t < s->cu[i + 1]; t++)
+                if (pos[t] != t - s->cu[i])
                     return plm_fail(err, PLM_ERR_STATE,
                                     "segment %d: token %d has position %d but the segment has no state (a new "
-                                    "sequence: expected position %d)", i, t, s->pos[t], t - s->cu[i]);
+                                    "sequence: expected position %d)", i, t, pos[t], t - s->cu[i]);
+            if (bad >= 0)
+                return plm_fail(err, PLM_ERR_STATE,
+                                "segment %d: token %d has position %d but the segment has no state (a new "
+                                "sequence: expected position %d)", i, bad, chk->pos, bad - s->cu[i]);
             continue;
         }
         if (st->model != m) return plm_fail(err, PLM_ERR_STATE, "segment %d's state belongs to another model", i);
@@ -43,13 +97,18 @@ static plm_status validate(const plm_ctx *c, const plm_step *s, plm_error *err) 
         for (int j = 0; j < i; j++)
             if (s->state[j] == st)
                 return plm_fail(err, PLM_ERR_INPUT, "segments %d and %d share one state in the same step", j, i);
-        if (!s->pos) continue;
+        if (bad >= 0)
+            return plm_fail(err, PLM_ERR_STATE,
+                            "segment %d: token %d has position %d but its state holds %lld tokens "
+                            "(expected position %lld)", i, bad, chk->pos, (long long)st->len,
+                            (long long)(st->len + (bad - s->cu[i])));
+        if (!pos) continue;
         for (int32_t t = s->cu[i]; t < s->cu[i + 1]; t++) {
             int64_t want = st->len + (t - s->cu[i]);
-            if (s->pos[t] != want)
+            if (pos[t] != want)
                 return plm_fail(err, PLM_ERR_STATE,
                                 "segment %d: token %d has position %d but its state holds %lld tokens "
-                                "(expected position %lld)", i, t, s->pos[t], (long long)st->len, (long long)want);
+                                "(expected position %lld)", i, t, pos[t], (long long)st->len, (long long)want);
         }
     }
     return PLM_OK;
@@ -114,7 +173,8 @@ static void score_rows(plm_ctx *c, const plm_outputs *out, const float *xn, int6
 /* The step on the GPU (model/cuda_backend.cu), which takes a state for every segment: a segment
  * without one runs on a scratch state of the context (kept between steps, reset before each use:
  * device memory for the most stateless segments of a step so far). */
-static plm_status cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
+static plm_status cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *out, const plm_cuda_check *chk,
+                            plm_error *err) {
     plm_status st = PLM_OK;
     int n_free = 0;
     for (int i = 0; i < s->n_seg; i++) n_free += !s->state[i];
@@ -138,7 +198,7 @@ static plm_status cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *ou
     if (!st) {
         plm_step ds = *s;
         ds.state = sts;
-        st = plm_cuda_step(c, &ds, out, start, err);
+        st = plm_cuda_step(c, &ds, out, start, chk, err);
     }
     if (!st)
         for (int i = 0; i < s->n_seg; i++)
@@ -151,9 +211,15 @@ static plm_status cuda_step(plm_ctx *c, const plm_step *s, const plm_outputs *ou
 plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, plm_error *err) {
     const plm_model *m = c->model;
     const plm_config *cf = &m->cfg;
-    plm_status st = validate(c, s, err);
+    plm_cuda_check chk = {-1, 0, -1, 0, -1, 0, 0, 0};
+    plm_status st = validate(c, s, out, &chk, err);
     if (st) return st;
-    if (out && out->target)
+    const int dev_arrays = s->mem == PLM_MEM_DEVICE || (out && out->mem == PLM_MEM_DEVICE);
+    if (out && out->target && out->mem == PLM_MEM_DEVICE) {
+        if (chk.bad_target >= 0)
+            return plm_fail(err, PLM_ERR_INPUT, "target %d at index %d is outside the vocabulary", chk.target,
+                            chk.bad_target);
+    } else if (out && out->target)
         for (int32_t t = 0; t < s->n_tokens; t++)
             if (out->target[t] >= cf->vocab_size)
                 return plm_fail(err, PLM_ERR_INPUT, "target %d at index %d is outside the vocabulary",
@@ -173,7 +239,7 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
         if (s->state[i] &&
             (st = plm_state_reserve(s->state[i], s->state[i]->len + (s->cu[i + 1] - s->cu[i]), err)))
             return st;
-    if (c->dev >= 0) return cuda_step(c, s, out, err);
+    if (c->dev >= 0) return cuda_step(c, s, out, dev_arrays ? &chk : NULL, err);
 
     const int64_t T = s->n_tokens, H = cf->hidden_size, V = cf->vocab_size;
     const int n_seg = s->n_seg;
@@ -224,6 +290,20 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     if (out && out->n_amax > 0) argmax_rows(c, out, h, blk, buf);
     free(idx64);
     return PLM_OK;
+}
+
+plm_status plm_segments_from_positions_on(plm_ctx *c, int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,
+                                          plm_error *err) {
+    *n_seg = 0;
+    if (c->dev < 0)
+        return plm_fail(err, PLM_ERR_INPUT,
+                        "position ids declared device memory (PLM_MEM_DEVICE) but the context runs on cpu: device "
+                        "arrays need a CUDA context");
+    if (n <= 0) return plm_fail(err, PLM_ERR_INPUT, "empty packed row");
+    if (!pos || !cu) return plm_fail(err, PLM_ERR_INPUT, "plm_segments_from_positions_on: pos or cu is NULL");
+    plm_status st = plm_cuda_where(c, pos, "position ids", err);
+    if (st) return st;
+    return plm_cuda_segments(c, cu, n_seg, pos, n, err);
 }
 
 plm_status plm_segments_from_positions(int32_t *cu, int32_t *n_seg, const int32_t *pos, int32_t n,

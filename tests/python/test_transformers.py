@@ -55,7 +55,13 @@ def test_collator_batch_equals_transformers_per_sequence(packlm, name):
     ids, pos = batch["input_ids"], batch["position_ids"]
     assert tuple(ids.shape) == (1, sum(map(len, seqs))) and tuple(pos.shape) == tuple(ids.shape)
     m = packlm.Model(fixture_dir(name), device=PACKLM_DEVICE)
-    got = m.forward(ids.to(DEVICE), position_ids=pos.to(DEVICE))  # the collator's tensors as they are
+    # the collator's tensors as they are, on packlm's device (a CUDA model reads them in device memory
+    # and returns a torch CUDA tensor; a CPU model refuses device tensors)
+    on = "cuda" if m.device.startswith("cuda") else "cpu"
+    got = m.forward(ids.to(on), position_ids=pos.to(on))
+    if isinstance(got, torch.Tensor):
+        assert got.device.type == on
+        got = got.cpu().numpy()
     d_pos = float(np.abs(got - ref).max())
     assert got.shape == ref.shape and d_pos <= bound, (d_pos, bound)
     line = "%s: transformers %s (%s, per sequence) vs packlm (%s, collator's position_ids) max|diff| %.3g, " \
