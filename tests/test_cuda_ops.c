@@ -257,37 +257,36 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     plm_gdn_prep_cuda(dq, dk_, dv_, dbb, da, dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL); /* beta, g in place */
     char what[128];
     snprintf(what, sizeof what, "delta-rule inputs (T=%lld, nk=%d nv=%d dk=%d dv=%d)", (long long)T, nk, nv, dk, dv);
+    float *dx[5] = {dq, dk_, dv_, dbb, da}, *dy[5] = {dq2, dk2, dv2, db2, dg2};
+    const int64_t nx[5] = {nqk, nqk, T * nv * dv, T * nv, T * nv};
     if (sync_ok(what)) {
         float *x = malloc(T * (nk * dk > nv * dv ? nk * dk : nv * dv) * 4);
+        /* the BF16-copy form against the plain one, bit for bit (dget frees: the copies' form first) */
+        float *y = malloc(T * (nk * dk > nv * dv ? nk * dk : nv * dv) * 4);
+        uint16_t *c16 = malloc(nb16 * 2);
+        plm_cuda_download(0, c16, dcopy, nb16 * 2, &ERR);
+        int same = 1;
+        int64_t bad = -1;
+        for (int i = 0; i < 5; i++) {
+            plm_cuda_download(0, x, dx[i], nx[i] * 4, &ERR);
+            dget(y, dy[i], nx[i], what);
+            same &= !memcmp(x, y, nx[i] * 4);
+            const int64_t base = i == 0 ? 0 : i == 1 ? nqk : 2 * nqk;
+            for (int64_t e = 0; i < 3 && e < nx[i] && bad < 0; e++)
+                if (c16[base + e] != plm_f32_to_bf16(x[e])) bad = base + e;
+        }
+        tu_check(same, "%s: q, k, v, beta, g identical with the BF16 copies written", what);
+        tu_check(bad < 0, "%s: BF16 copies are the rounded q, k, v (first difference at %lld)", what, (long long)bad);
+        free(y), free(c16);
         dget(x, dq, T * nk * dk, what), tu_close(x, q, T * nk * dk, TOL, "  q (L2 norm, 1/sqrt(dk))");
         dget(x, dk_, T * nk * dk, what), tu_close(x, k, T * nk * dk, TOL, "  k (L2 norm)");
         dget(x, dv_, T * nv * dv, what), tu_close(x, v, T * nv * dv, 0.0, "  v (copied)");
         dget(x, dbb, T * nv, what), tu_close(x, beta, T * nv, TOL, "  beta = sigmoid(b)");
         dget(x, da, T * nv, what), tu_close(x, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
-        /* the BF16-copy form against the plain one, bit for bit */
-        float *y = malloc(T * (nk * dk > nv * dv ? nk * dk : nv * dv) * 4);
-        uint16_t *c16 = malloc(nb16 * 2);
-        float *dx[5] = {dq, dk_, dv_, dbb, da}, *dy[5] = {dq2, dk2, dv2, db2, dg2};
-        const int64_t nx[5] = {nqk, nqk, T * nv * dv, T * nv, T * nv};
-        int same = 1;
-        for (int i = 0; i < 5; i++) {
-            dget(x, dx[i], nx[i], what), dget(y, dy[i], nx[i], what);
-            same &= !memcmp(x, y, nx[i] * 4);
-        }
-        tu_check(same, "%s: q, k, v, beta, g identical with the BF16 copies written", what);
-        plm_cuda_download(0, c16, dcopy, nb16 * 2, &ERR);
-        int64_t bad = -1;
-        for (int i = 0; i < 3 && bad < 0; i++) {
-            const int64_t n = nx[i], base = i == 0 ? 0 : i == 1 ? nqk : 2 * nqk;
-            dget(x, dx[i], n, what);
-            for (int64_t e = 0; e < n && bad < 0; e++)
-                if (c16[base + e] != plm_f32_to_bf16(x[e])) bad = base + e;
-        }
-        tu_check(bad < 0, "%s: BF16 copies are the rounded q, k, v (first difference at %lld)", what, (long long)bad);
-        free(y), free(c16);
         free(x);
+    } else {
+        for (int i = 0; i < 5; i++) plm_cuda_free(0, dx[i]), plm_cuda_free(0, dy[i]);
     }
-    plm_cuda_free(0, dq2), plm_cuda_free(0, dk2), plm_cuda_free(0, dv2), plm_cuda_free(0, db2), plm_cuda_free(0, dg2);
     plm_cuda_free(0, dcopy);
     plm_cuda_free(0, dm), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
