@@ -345,12 +345,30 @@ __device__ __forceinline__ void zero_cols(__nv_bfloat16 *X, int ld, int n, int c
     for (int e = threadIdx.x; e < n * w; e += blockDim.x) X[(e / w) * ld + c0 + e % w] = __float2bfloat16_rn(0.0f);
 }
 
+/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16
+ * block stored [n][k] (k0 .. k0 + 15) */
+template <int NT>
+__device__ __forceinline__ void mma_bn(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *X, int ld,
+                                       int n0, int k0) {
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+        uint32_t b[4];
+        ldsm_b(b, X, ld, n0 + 16 * np, k0);
+        mma16816(acc[2 * np], a, b[0], b[1]);
+        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    }
+}
+
+/* threads of a scan block: 16 rows x 32 columns a warp (tiles of 32, 64), 16 x 16 (tiles of 16) */
+#define BF_THREADS(VT) ((VT) >= 32 ? (VT) * 4 : 128)
+
 template <int VT, int MODE>
-__global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
+__global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ? 1 : 2)
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const __nv_bfloat16 *qkvb, const float *beta, const int32_t *cu,
                   int64_t T, int n_seg, int nk, int nv, int dk, int dv) {
-    constexpr int CG = VT / 32, NW = 4 * CG, LV = VT + 8, NB = MODE == BF2 ? 2 : 1;
+    constexpr int NTW = VT >= 32 ? 4 : 2, CW = 8 * NTW, CG = VT / CW, NW = 4 * CG; /* a warp: 16 rows x CW */
+    constexpr int LV = VT + 8, NB = MODE == BF2 ? 2 : 1;
     constexpr int SET = 2 * CH * LK2 + 2 * CH * LC2 + CH * LV; /* one set of input blocks, BF16 elements */
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *set0 = reinterpret_cast<__nv_bfloat16 *>(smb), *Sb = set0 + NB * SET, *Xt = Sb + VT * LK2;
@@ -406,14 +424,14 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
         }
     /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp at most */
     const int ntask = (DK / 16) * CG;
-    float sacc[2][4][4];
+    float sacc[2][NTW][4];
 #pragma unroll
     for (int a = 0; a < 2; a++) {
-        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
         zero_acc(sacc[a]);
         if (task < ntask)
 #pragma unroll
-            for (int nt = 0; nt < 4; nt++)
+            for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
@@ -426,7 +444,7 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
     load_tp(t_beg, 0);
     load_qkv(t_beg, 0);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    const int vr0 = 16 * (w / CG), vn0 = 32 * (w % CG);
+    const int vr0 = 16 * (w / CG), vn0 = CW * (w % CG);
     int cb = 0; /* the set holding this chunk's blocks */
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
         const int L = len(t0);
@@ -453,35 +471,25 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
             asm volatile("cp.async.commit_group;\n" ::: "memory");
         }
         { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
-            float acc[4][4];
+            float acc[NTW][4];
             zero_acc(acc);
             for (int k0 = 0; k0 < DK; k0 += 16) {
-                uint32_t a[4], b[4], b2[4];
+                uint32_t a[4];
                 ldsm_a(a, Ks, LK2, vr0, k0);
-                ldsm_b(b, Sb, LK2, vn0, k0);
-                ldsm_b(b2, Sb, LK2, vn0 + 16, k0);
-                mma16816(acc[0], a, b[0], b[1]);
-                mma16816(acc[1], a, b[2], b[3]);
-                mma16816(acc[2], a, b2[0], b2[1]);
-                mma16816(acc[3], a, b2[2], b2[3]);
+                mma_bn(acc, a, Sb, LK2, vn0, k0);
             }
             each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
                 Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
             });
         }
         __syncthreads();
-        float vacc[4][4]; /* V' = T R */
+        float vacc[NTW][4]; /* V' = T R */
         zero_acc(vacc);
 #pragma unroll
         for (int k0 = 0; k0 < CH; k0 += 16) {
-            uint32_t a[4], b[4], b2[4];
+            uint32_t a[4];
             ldsm_a(a, Ts, LC2, vr0, k0);
-            ldsm_b(b, Xt, LC2, vn0, k0);
-            ldsm_b(b2, Xt, LC2, vn0 + 16, k0);
-            mma16816(vacc[0], a, b[0], b[1]);
-            mma16816(vacc[1], a, b[2], b[3]);
-            mma16816(vacc[2], a, b2[0], b2[1]);
-            mma16816(vacc[3], a, b2[2], b2[3]);
+            mma_bn(vacc, a, Xt, LC2, vn0, k0);
         }
         __syncthreads(); /* every warp has read R */
         each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
@@ -490,32 +498,22 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
         });
         __syncthreads();
         { /* O = diag(exp(c)) Q S + P V' */
-            float acc[4][4], acc2[4][4];
+            float acc[NTW][4], acc2[NTW][4];
             zero_acc(acc);
             zero_acc(acc2);
             for (int k0 = 0; k0 < DK; k0 += 16) {
-                uint32_t a[4], b[4], b2[4];
+                uint32_t a[4];
                 ldsm_a(a, Qs, LK2, vr0, k0);
-                ldsm_b(b, Sb, LK2, vn0, k0);
-                ldsm_b(b2, Sb, LK2, vn0 + 16, k0);
-                mma16816(acc[0], a, b[0], b[1]);
-                mma16816(acc[1], a, b[2], b[3]);
-                mma16816(acc[2], a, b2[0], b2[1]);
-                mma16816(acc[3], a, b2[2], b2[3]);
+                mma_bn(acc, a, Sb, LK2, vn0, k0);
             }
 #pragma unroll
             for (int k0 = 0; k0 < CH; k0 += 16) {
-                uint32_t a[4], b[4], b2[4];
+                uint32_t a[4];
                 ldsm_a(a, Ps, LC2, vr0, k0);
-                ldsm_b(b, Xt, LC2, vn0, k0);
-                ldsm_b(b2, Xt, LC2, vn0 + 16, k0);
-                mma16816(acc2[0], a, b[0], b[1]);
-                mma16816(acc2[1], a, b[2], b[3]);
-                mma16816(acc2[2], a, b2[0], b2[1]);
-                mma16816(acc2[3], a, b2[2], b2[3]);
+                mma_bn(acc2, a, Xt, LC2, vn0, k0);
             }
 #pragma unroll
-            for (int nt = 0; nt < 4; nt++) {
+            for (int nt = 0; nt < NTW; nt++) {
                 const int c = vn0 + 8 * nt + 2 * t4;
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
@@ -526,32 +524,27 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
             }
         }
         { /* S = exp(c_L) S + K^T (diag(exp(c_L - c)) V') */
-            float up[2][4][4];
+            float up[2][NTW][4];
 #pragma unroll
             for (int a = 0; a < 2; a++) {
-                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
                 zero_acc(up[a]);
                 if (task < ntask)
 #pragma unroll
                     for (int k0 = 0; k0 < CH; k0 += 16) {
-                        uint32_t af[4], b[4], b2[4];
+                        uint32_t af[4];
                         ldsm_at(af, Ks, LK2, d0, k0);
-                        ldsm_b(b, Xd, LC2, c0, k0);
-                        ldsm_b(b2, Xd, LC2, c0 + 16, k0);
-                        mma16816(up[a][0], af, b[0], b[1]);
-                        mma16816(up[a][1], af, b[2], b[3]);
-                        mma16816(up[a][2], af, b2[0], b2[1]);
-                        mma16816(up[a][3], af, b2[2], b2[3]);
+                        mma_bn(up[a], af, Xd, LC2, c0, k0);
                     }
             }
             __syncthreads(); /* every read of Sb and of this chunk's blocks is done */
             const float el = expf(gl);
 #pragma unroll
             for (int a = 0; a < 2; a++) {
-                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
                 if (task < ntask)
 #pragma unroll
-                    for (int nt = 0; nt < 4; nt++)
+                    for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                         for (int e = 0; e < 4; e++) {
                             const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
@@ -574,10 +567,10 @@ __global__ void __launch_bounds__(VT * 4, MODE == STAGE || MODE == BF2 ? 1 : 2)
     }
 #pragma unroll
     for (int a = 0; a < 2; a++) {
-        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = 32 * (task % CG);
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
         if (task < ntask)
 #pragma unroll
-            for (int nt = 0; nt < 4; nt++)
+            for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
@@ -638,6 +631,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         int vt = dv > 32 && (long)n_long * nv * ((dv + 63) / 64) >= 2L * sm_count() ? 64 : 32;
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
+        if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
         const int ntile = (dv + vt - 1) / vt;
         dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
 #define PREP(SPLIT, BFIN)                                                                                           \
@@ -658,7 +652,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     do {                                                                                                            \
         const int sb = (int)scan_bf_smem<VT, MODE>();                                                               \
         cudaFuncSetAttribute(k_gdn_bf_scan<VT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
-        k_gdn_bf_scan<VT, MODE><<<sgrid, VT * 4, sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
+        k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
         if (precise) {
@@ -673,6 +667,8 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GB(64, BF2);
             else if (vt == 64)
                 GB(64, BF);
+            else if (vt == 16)
+                GB(16, BF2);
             else
                 GB(32, BF2);
         } else { /* T and P in BF16, q, k, v rounded as they are loaded */

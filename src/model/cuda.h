@@ -76,7 +76,7 @@ plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int rep
  * ms[6] conv1d + SiLU over [32,768 x 6,144], width 4, the 15 sequences. The delta rule's three cases
  * on tensor cores with BF16 operands (as FLA computes) in ms[0..2], precise in ms[7..9], and with
  * the simple kernels (plm_gdn_cuda) in ms[10..12]. */
-#define PLM_CUDA_MIXER_TIMES 14
+#define PLM_CUDA_MIXER_TIMES 15
 plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err);
 /* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
 plm_status plm_cuda_sync(int dev, plm_error *err);
