@@ -627,8 +627,11 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     const __nv_bfloat16 *qkvb = !precise && qkv_bf && plm_gdn_bf_fits(dk, dv) ? (const __nv_bfloat16 *)qkv_bf : NULL;
     if (n_chunks > 0) {
         /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
-         * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks) */
+         * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks),
+         * or of 16 (4 warps) when even those would */
         int vt = dv > 32 && (long)n_long * nv * ((dv + 63) / 64) >= 2L * sm_count() ? 64 : 32;
+        /* so few blocks of 32 that SMs idle: tiles of 16 (single pass from BF16 copies), twice the blocks */
+        if (vt == 32 && qkvb && (long)n_long * nv * ((dv + 31) / 32) < sm_count()) vt = 16;
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
