@@ -205,6 +205,79 @@ extern "C" void plm_attn_tiled_cuda(float *o, const float *q, float *const *kb, 
 #define TC_ROWS 64
 #define TC_KEYS PLM_KV_BLOCK
 
+/* One tile of scores through the online softmax, for the lane's two rows (g, g + 8): scale, causal
+ * mask (key j visible to a row at position pos when j <= pos; pos -1 sees nothing), the running
+ * maximum m and sum l updated, sc turned into the tile's unnormalised probabilities, and the output
+ * accumulators acc rescaled to the new maximum. */
+/* the lane's two output rows (r, r + 8 of the tile; row r is token t0 + r / rep, head kvh * rep +
+ * r % rep), normalised by their sums; rows that saw no token (pos -1) are not written */
+template <int NTO>
+__device__ __forceinline__ void store_rows(float *o, const float (&acc)[NTO][4], const float (&l)[2],
+                                           const int64_t (&pos)[2], int64_t t0, int r, int t4, int rep, int nh,
+                                           int kvh, int hd) {
+#pragma unroll
+    for (int h = 0; h < 2; h++, r += 8) {
+        if (pos[h] < 0) continue;
+        const int64_t t = t0 + r / rep;
+        float *orow = o + (t * nh + kvh * rep + r % rep) * (int64_t)hd;
+        const float inv = 1.0f / l[h];
+#pragma unroll
+        for (int nt = 0; nt < NTO; nt++) {
+            const int c = 8 * nt + 2 * t4;
+            if (c < hd) orow[c] = acc[nt][2 * h] * inv;
+            if (c + 1 < hd) orow[c + 1] = acc[nt][2 * h + 1] * inv;
+        }
+    }
+}
+
+template <int NTO>
+__device__ __forceinline__ void online_softmax(float (&sc)[TC_KEYS / 8][4], float (&acc)[NTO][4], float (&m)[2],
+                                               float (&l)[2], const int64_t (&pos)[2], int64_t j0, int t4,
+                                               float scale) {
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int h = e >> 1;
+            const int64_t j = j0 + nt * 8 + 2 * t4 + (e & 1);
+            const float x = j <= pos[h] ? sc[nt][e] * scale : -INFINITY;
+            sc[nt][e] = x;
+            mx[h] = fmaxf(mx[h], x);
+        }
+    float corr[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+        mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+        const float mn = fmaxf(m[h], mx[h]);
+        const float base = mn == -INFINITY ? 0.0f : mn; /* a row that has seen nothing yet */
+        corr[h] = expf(m[h] - base);
+        m[h] = mn;
+        mx[h] = base;
+    }
+    float rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int nt = 0; nt < TC_KEYS / 8; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float p = expf(sc[nt][e] - mx[e >> 1]);
+            sc[nt][e] = p;
+            rs[e >> 1] += p;
+        }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
+        rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
+        l[h] = l[h] * corr[h] + rs[h];
+    }
+#pragma unroll
+    for (int nt = 0; nt < NTO; nt++) {
+        acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
+        acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
+    }
+}
+
 static size_t attn_tc_smem(int HP) {
     return ((size_t)TC_ROWS * (HP + 8) + (size_t)TC_KEYS * (HP + 8) + (size_t)TC_KEYS * (HP + 4)) * sizeof(float);
 }
@@ -265,48 +338,7 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
         if (j1 < n_keys) load_block(Ks, LQ, kbs[j1 / TC_KEYS] + (int64_t)kvh * hd, krow, nk1, hd, TC_KEYS, HP);
         asm volatile("cp.async.commit_group;\n" ::: "memory");
         /* scale, mask, online softmax over this tile */
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int h = e >> 1;
-                const int64_t j = j0 + nt * 8 + 2 * t4 + (e & 1);
-                const float x = j <= pos[h] ? sc[nt][e] * scale : -INFINITY;
-                sc[nt][e] = x;
-                mx[h] = fmaxf(mx[h], x);
-            }
-        float corr[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-            const float mn = fmaxf(m[h], mx[h]);
-            const float base = mn == -INFINITY ? 0.0f : mn; /* a row that has seen nothing yet */
-            corr[h] = expf(m[h] - base);
-            m[h] = mn;
-            mx[h] = base;
-        }
-        float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float p = expf(sc[nt][e] - mx[e >> 1]);
-                sc[nt][e] = p;
-                rs[e >> 1] += p;
-            }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
-            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
-            l[h] = l[h] * corr[h] + rs[h];
-        }
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt++) {
-            acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
-            acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
-        }
+        online_softmax(sc, acc, m, l, pos, j0, t4, scale);
         asm volatile("cp.async.wait_group 1;\n" ::: "memory"); /* this tile's values */
         __syncthreads();
         /* O += P V: P's A fragments come from S's accumulators (key pairs 2t, 2t+1 and 2t+8, 2t+9) */
@@ -348,20 +380,7 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int r = r0 + g + 8 * h;
-        if (pos[h] < 0) continue;
-        const int64_t t = t0 + r / rep;
-        float *orow = o + (t * nh + kvh * rep + r % rep) * (int64_t)hd;
-        const float inv = 1.0f / l[h];
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt++) {
-            const int c = 8 * nt + 2 * t4;
-            if (c < hd) orow[c] = acc[nt][2 * h] * inv;
-            if (c + 1 < hd) orow[c + 1] = acc[nt][2 * h + 1] * inv;
-        }
-    }
+    store_rows(o, acc, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
 }
 
 /* Single-pass BF16 form: the same tiles with Q, K and V rounded to BF16 as they enter shared memory
@@ -413,59 +432,8 @@ __global__ void __launch_bounds__(128, 2) k_attn_bf(float *o, const float *q, fl
         __syncthreads();
         float sc[TC_KEYS / 8][4];
         zero_acc(sc);
-        for (int k0 = 0; k0 < HP; k0 += 16) {
-            uint32_t a[4];
-            ldsm_a(a, Qs, LD, r0, k0);
-#pragma unroll
-            for (int np = 0; np < TC_KEYS / 16; np++) {
-                uint32_t b[4];
-                ldsm_b(b, Ks, LD, 16 * np, k0);
-                mma16816(sc[2 * np], a, b[0], b[1]);
-                mma16816(sc[2 * np + 1], a, b[2], b[3]);
-            }
-        }
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int h = e >> 1;
-                const int64_t j = j0 + nt * 8 + 2 * t4 + (e & 1);
-                const float x = j <= pos[h] ? sc[nt][e] * scale : -INFINITY;
-                sc[nt][e] = x;
-                mx[h] = fmaxf(mx[h], x);
-            }
-        float corr[2];
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-            mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-            const float mn = fmaxf(m[h], mx[h]);
-            const float base = mn == -INFINITY ? 0.0f : mn;
-            corr[h] = expf(m[h] - base);
-            m[h] = mn;
-            mx[h] = base;
-        }
-        float rs[2] = {0.0f, 0.0f};
-#pragma unroll
-        for (int nt = 0; nt < TC_KEYS / 8; nt++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float p = expf(sc[nt][e] - mx[e >> 1]);
-                sc[nt][e] = p;
-                rs[e >> 1] += p;
-            }
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 1);
-            rs[h] += __shfl_xor_sync(0xffffffffu, rs[h], 2);
-            l[h] = l[h] * corr[h] + rs[h];
-        }
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt++) {
-            acc[nt][0] *= corr[0], acc[nt][1] *= corr[0];
-            acc[nt][2] *= corr[1], acc[nt][3] *= corr[1];
-        }
+        mma_rows_bt(sc, Qs, LD, r0, Ks, LD, 0, HP);
+        online_softmax(sc, acc, m, l, pos, j0, t4, scale);
 #pragma unroll
         for (int kk = 0; kk < TC_KEYS / 16; kk++) {
             const float *p0r = sc[2 * kk], *p1r = sc[2 * kk + 1];
@@ -481,20 +449,7 @@ __global__ void __launch_bounds__(128, 2) k_attn_bf(float *o, const float *q, fl
             }
         }
     }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-        const int r = r0 + g + 8 * h;
-        if (pos[h] < 0) continue;
-        const int64_t t = t0 + r / rep;
-        float *orow = o + (t * nh + kvh * rep + r % rep) * (int64_t)hd;
-        const float inv = 1.0f / l[h];
-#pragma unroll
-        for (int nt = 0; nt < NTO; nt++) {
-            const int c = 8 * nt + 2 * t4;
-            if (c < hd) orow[c] = acc[nt][2 * h] * inv;
-            if (c + 1 < hd) orow[c + 1] = acc[nt][2 * h + 1] * inv;
-        }
-    }
+    store_rows(o, acc, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
 }
 
 extern "C" int plm_attn_tc_fits(int nh, int nkv, int hd) { return nh / nkv <= TC_ROWS && hd >= 1 && hd <= 256; }

@@ -108,17 +108,7 @@ __global__ void __launch_bounds__(PREP_THREADS)
         auto xkt = [&](const float *X, const __nv_bfloat16 *Xh) {
             zero_acc(acc);
             if (BFIN) {
-                for (int k0 = 0; k0 < DK; k0 += 16) {
-                    uint32_t a[4];
-                    ldsm_a(a, Xh, LK2, r0, k0);
-#pragma unroll
-                    for (int np = 0; np < CH / 16; np++) {
-                        uint32_t b[4];
-                        ldsm_b(b, Kh, LK2, 16 * np, k0);
-                        mma16816(acc[2 * np], a, b[0], b[1]);
-                        mma16816(acc[2 * np + 1], a, b[2], b[3]);
-                    }
-                }
+                mma_rows_bt(acc, Xh, LK2, r0, Kh, LK2, 0, DK);
             } else {
                 warp_mma<SPLIT>(acc, r0, 0, DK, [&](int r, int c) { return row2(X, LDK, r, c); },
                                 [&](int c, int n) { return row2(Ks, LDK, n, c); });
@@ -345,20 +335,6 @@ __device__ __forceinline__ void zero_cols(__nv_bfloat16 *X, int ld, int n, int c
     for (int e = threadIdx.x; e < n * w; e += blockDim.x) X[(e / w) * ld + c0 + e % w] = __float2bfloat16_rn(0.0f);
 }
 
-/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16
- * block stored [n][k] (k0 .. k0 + 15) */
-template <int NT>
-__device__ __forceinline__ void mma_bn(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *X, int ld,
-                                       int n0, int k0) {
-#pragma unroll
-    for (int np = 0; np < NT / 2; np++) {
-        uint32_t b[4];
-        ldsm_b(b, X, ld, n0 + 16 * np, k0);
-        mma16816(acc[2 * np], a, b[0], b[1]);
-        mma16816(acc[2 * np + 1], a, b[2], b[3]);
-    }
-}
-
 /* threads of a scan block: 16 rows x 32 columns a warp (tiles of 32, 64), 16 x 16 (tiles of 16) */
 #define BF_THREADS(VT) ((VT) >= 32 ? (VT) * 4 : 128)
 
@@ -422,24 +398,29 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             zero_cols(Ks_(b), LK2, CH, dk, DK);
             zero_cols(Vs_(b), LV, CH, VC, VT);
         }
-    /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp at most */
+    /* the state slice: tasks of 16 rows (of dk) x CW columns, two a warp at most; each_state calls
+     * f(a, nt, e, d, c) for every accumulator element [a][nt][e] of this warp's tasks, at state row d,
+     * column c of the tile */
     const int ntask = (DK / 16) * CG;
     float sacc[2][NTW][4];
+    auto each_state = [&](auto f) {
 #pragma unroll
-    for (int a = 0; a < 2; a++) {
-        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-        zero_acc(sacc[a]);
-        if (task < ntask)
+        for (int a = 0; a < 2; a++) {
+            const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
+            if (task < ntask)
 #pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
+                for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
-                    const float x = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
-                    sacc[a][nt][e] = x;
-                    Sb[c * LK2 + d] = __float2bfloat16_rn(x);
-                }
-    }
+                    for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
+        }
+    };
+    zero_acc(sacc[0]);
+    zero_acc(sacc[1]);
+    each_state([&](int a, int nt, int e, int d, int c) {
+        const float x = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
+        sacc[a][nt][e] = x;
+        Sb[c * LK2 + d] = __float2bfloat16_rn(x);
+    });
     load_gb(t_beg);
     load_tp(t_beg, 0);
     load_qkv(t_beg, 0);
@@ -473,11 +454,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
             float acc[NTW][4];
             zero_acc(acc);
-            for (int k0 = 0; k0 < DK; k0 += 16) {
-                uint32_t a[4];
-                ldsm_a(a, Ks, LK2, vr0, k0);
-                mma_bn(acc, a, Sb, LK2, vn0, k0);
-            }
+            mma_rows_bt(acc, Ks, LK2, vr0, Sb, LK2, vn0, DK);
             each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
                 Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
             });
@@ -485,12 +462,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         __syncthreads();
         float vacc[NTW][4]; /* V' = T R */
         zero_acc(vacc);
-#pragma unroll
-        for (int k0 = 0; k0 < CH; k0 += 16) {
-            uint32_t a[4];
-            ldsm_a(a, Ts, LC2, vr0, k0);
-            mma_bn(vacc, a, Xt, LC2, vn0, k0);
-        }
+        mma_rows_bt(vacc, Ts, LC2, vr0, Xt, LC2, vn0, CH);
         __syncthreads(); /* every warp has read R */
         each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
             Xt[c * LC2 + i] = __float2bfloat16_rn(x);
@@ -501,17 +473,8 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             float acc[NTW][4], acc2[NTW][4];
             zero_acc(acc);
             zero_acc(acc2);
-            for (int k0 = 0; k0 < DK; k0 += 16) {
-                uint32_t a[4];
-                ldsm_a(a, Qs, LK2, vr0, k0);
-                mma_bn(acc, a, Sb, LK2, vn0, k0);
-            }
-#pragma unroll
-            for (int k0 = 0; k0 < CH; k0 += 16) {
-                uint32_t a[4];
-                ldsm_a(a, Ps, LC2, vr0, k0);
-                mma_bn(acc2, a, Xt, LC2, vn0, k0);
-            }
+            mma_rows_bt(acc, Qs, LK2, vr0, Sb, LK2, vn0, DK);
+            mma_rows_bt(acc2, Ps, LC2, vr0, Xt, LC2, vn0, CH);
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++) {
                 const int c = vn0 + 8 * nt + 2 * t4;
@@ -539,20 +502,11 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             }
             __syncthreads(); /* every read of Sb and of this chunk's blocks is done */
             const float el = expf(gl);
-#pragma unroll
-            for (int a = 0; a < 2; a++) {
-                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-                if (task < ntask)
-#pragma unroll
-                    for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                        for (int e = 0; e < 4; e++) {
-                            const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
-                            const float x = sacc[a][nt][e] * el + up[a][nt][e];
-                            sacc[a][nt][e] = x;
-                            Sb[c * LK2 + d] = __float2bfloat16_rn(x);
-                        }
-            }
+            each_state([&](int a, int nt, int e, int d, int c) {
+                const float x = sacc[a][nt][e] * el + up[a][nt][e];
+                sacc[a][nt][e] = x;
+                Sb[c * LK2 + d] = __float2bfloat16_rn(x);
+            });
         }
         if (next && (MODE == SYNC || MODE == BF)) { /* into the blocks just read */
             load_gb(t0 + CH);
@@ -565,18 +519,9 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         }
         if (MODE == BF2) cb ^= 1;
     }
-#pragma unroll
-    for (int a = 0; a < 2; a++) {
-        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-        if (task < ntask)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int d = d0 + g + 8 * (e >> 1), c = c0 + 8 * nt + 2 * t4 + (e & 1);
-                    if (d < dk && c < VC) Sh[(size_t)d * dv + j0 + c] = sacc[a][nt][e];
-                }
-    }
+    each_state([&](int a, int nt, int e, int d, int c) {
+        if (d < dk && c < VC) Sh[(size_t)d * dv + j0 + c] = sacc[a][nt][e];
+    });
 }
 
 /* ---- host side ------------------------------------------------------------------------------------ */

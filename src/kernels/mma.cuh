@@ -162,6 +162,32 @@ __device__ __forceinline__ void ldsm_at(uint32_t (&a)[4], const __nv_bfloat16 *X
     const int l = threadIdx.x & 31;
     ldsm_x4_t(a, X + (k0 + (l & 7) + ((l >> 4) & 1) * 8) * ld + m0 + ((l >> 3) & 1) * 8);
 }
+/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16
+ * block stored [n][k] (k0 .. k0 + 15) */
+template <int NT>
+__device__ __forceinline__ void mma_bn(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *B, int ld,
+                                       int n0, int k0) {
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+        uint32_t b[4];
+        ldsm_b(b, B, ld, n0 + 16 * np, k0);
+        mma16816(acc[2 * np], a, b[0], b[1]);
+        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    }
+}
+
+/* acc[0 .. NT) += A[r0 .. r0+15][0 .. K) B[n0 .. n0 + 8 NT)[0 .. K)^T: both BF16 blocks stored by rows
+ * ([m][k] and [n][k]), K a multiple of 16 */
+template <int NT>
+__device__ __forceinline__ void mma_rows_bt(float (&acc)[NT][4], const __nv_bfloat16 *A, int lda, int r0,
+                                            const __nv_bfloat16 *B, int ldb, int n0, int K) {
+    for (int k0 = 0; k0 < K; k0 += 16) {
+        uint32_t a[4];
+        ldsm_a(a, A, lda, r0, k0);
+        mma_bn(acc, a, B, ldb, n0, k0);
+    }
+}
+
 /* rows x cols (a multiple of 8) of BF16 src (row stride rs) into a prow-row block of dst (row stride
  * ld, 16-byte aligned rows) by cp.async, zero-filled past rows */
 __device__ __forceinline__ void load_b16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs, int rows,
