@@ -15,6 +15,17 @@ import numpy as np
 INT32_MAX = 2**31 - 1
 
 
+def _range_error(name, first, val, lo, hi, what, below):
+    """the ValueError for the first out-of-range entry, worded as the C library words it"""
+    if below and lo == 0 and hi is None:
+        return ValueError("%s[%d] = %d is negative" % (name, first, val))
+    if hi is not None:
+        return ValueError("%s[%d] = %d is outside the vocabulary [0, %d)" % (name, first, val, hi)
+                          if what == "token id" else
+                          "%s[%d] = %d is outside [%d, %d)" % (name, first, val, lo, hi))
+    return ValueError("%s[%d] = %d is outside [%d, %d]" % (name, first, val, lo, INT32_MAX))
+
+
 def is_torch(x) -> bool:
     return type(x).__module__.split(".")[0] == "torch"
 
@@ -104,13 +115,7 @@ def int_array(x, name: str, lo: int = 0, hi: int | None = None, what: str = "tok
         if first is not None:
             val = flat[first]
             val = int(val) if not isinstance(val, float) else val
-            if neg == first and lo == 0 and hi is None:
-                raise ValueError("%s[%d] = %d is negative" % (name, first, val))
-            if hi is not None:
-                raise ValueError("%s[%d] = %d is outside the vocabulary [0, %d)" % (name, first, val, hi)
-                                 if what == "token id" else
-                                 "%s[%d] = %d is outside [%d, %d)" % (name, first, val, lo, hi))
-            raise ValueError("%s[%d] = %d is outside [%d, %d]" % (name, first, val, lo, INT32_MAX))
+            raise _range_error(name, first, val, lo, hi, what, neg == first)
     if v.dtype == np.int32 and v.flags.c_contiguous:
         return v
     return np.ascontiguousarray(v.astype(np.int64) if v.dtype == object else v, dtype=np.int32)
@@ -213,13 +218,7 @@ def dev_int_array(t, name: str, lo: int = 0, hi: int | None = None, what: str = 
         if bool(bad.any()):
             first = int(bad.nonzero()[0, 0])
             val = int(wide[first])
-            if val < lo and lo == 0 and hi is None:
-                raise ValueError("%s[%d] = %d is negative" % (name, first, val))
-            if hi is not None:
-                raise ValueError("%s[%d] = %d is outside the vocabulary [0, %d)" % (name, first, val, hi)
-                                 if what == "token id" else
-                                 "%s[%d] = %d is outside [%d, %d)" % (name, first, val, lo, hi))
-            raise ValueError("%s[%d] = %d is outside [%d, %d]" % (name, first, val, lo, INT32_MAX))
+            raise _range_error(name, first, val, lo, hi, what, val < lo)
     if flat.dtype != torch.int32:
         flat = flat.to(torch.int32)
     return flat.contiguous()

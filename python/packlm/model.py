@@ -111,6 +111,24 @@ class ScoreResult:
         return len(self.logprob)
 
 
+def _check_cu_seqlens(cu_seqlens, T):
+    """cu_seqlens as transformers' flash-attention kwargs hold them: int offsets from 0 to T, each
+    sequence non-empty; returns the offsets and the lengths"""
+    cu = A.int_array(cu_seqlens, "cu_seqlens", lo=-2**31, hi=2**31, what="offset")
+    if cu.size < 2:
+        raise ValueError("cu_seqlens must hold at least 2 entries (0 and the token count), got %d" % cu.size)
+    if cu[0] != 0:
+        raise ValueError("cu_seqlens[0] is %d, must be 0" % cu[0])
+    if cu[-1] != T:
+        raise ValueError("cu_seqlens ends at %d but input_ids has %d tokens" % (cu[-1], T))
+    d = np.diff(cu.astype(np.int64))
+    if (d <= 0).any():
+        i = int(np.flatnonzero(d <= 0)[0])
+        raise ValueError("cu_seqlens: sequence %d is an empty sequence or reversed (%d -> %d)"
+                         % (i, cu[i], cu[i + 1]))
+    return cu, d
+
+
 class Model:
     """A Qwen3.5 checkpoint opened by packlm, with a running context on one device.
 
@@ -317,18 +335,7 @@ class Model:
             if n_pos != T:
                 raise ValueError("position_ids has %d entries but input_ids has %d" % (n_pos, T))
         if cu_seqlens is not None:  # offsets: boundary information, read on the host
-            cu = A.int_array(cu_seqlens, "cu_seqlens", lo=-2**31, hi=2**31, what="offset")
-            if cu.size < 2:
-                raise ValueError("cu_seqlens must hold at least 2 entries (0 and the token count), got %d" % cu.size)
-            if cu[0] != 0:
-                raise ValueError("cu_seqlens[0] is %d, must be 0" % cu[0])
-            if cu[-1] != T:
-                raise ValueError("cu_seqlens ends at %d but input_ids has %d tokens" % (cu[-1], T))
-            d = np.diff(cu.astype(np.int64))
-            if (d <= 0).any():
-                i = int(np.flatnonzero(d <= 0)[0])
-                raise ValueError("cu_seqlens: sequence %d is an empty sequence or reversed (%d -> %d)"
-                                 % (i, cu[i], cu[i + 1]))
+            cu, d = _check_cu_seqlens(cu_seqlens, T)
             if pos is not None or dpos is not None:
                 want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
                 if dpos is not None:
@@ -402,18 +409,7 @@ class Model:
             if pos.size != T:
                 raise ValueError("position_ids has %d entries but input_ids has %d" % (pos.size, T))
         if cu_seqlens is not None:
-            cu = A.int_array(cu_seqlens, "cu_seqlens", lo=-2**31, hi=2**31, what="offset")
-            if cu.size < 2:
-                raise ValueError("cu_seqlens must hold at least 2 entries (0 and the token count), got %d" % cu.size)
-            if cu[0] != 0:
-                raise ValueError("cu_seqlens[0] is %d, must be 0" % cu[0])
-            if cu[-1] != T:
-                raise ValueError("cu_seqlens ends at %d but input_ids has %d tokens" % (cu[-1], T))
-            d = np.diff(cu.astype(np.int64))
-            if (d <= 0).any():
-                i = int(np.flatnonzero(d <= 0)[0])
-                raise ValueError("cu_seqlens: sequence %d is an empty sequence or reversed (%d -> %d)"
-                                 % (i, cu[i], cu[i + 1]))
+            cu, d = _check_cu_seqlens(cu_seqlens, T)
             if pos is not None:
                 want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
                 bad = pos != want
