@@ -49,5 +49,8 @@ int bench_gen_run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64
    -npl 1,16): prompt of 512 tokens with last-token logits, decode of 1 and of 16 sequences; rounds
    of each, the best and the spread reported */
 int bench_peer(bench_ctx *b, int rounds);
+/* int8 accuracy on text: each int8 mode against the stored weights, per-token KL (mean, 99th
+   percentile), top-1 agreement, perplexity change */
+int bench_accuracy(bench_ctx *b);
 
 #endif

@@ -50,8 +50,9 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             only = argv[++i];
             if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer") && strcmp(only, "mixers") &&
-                strcmp(only, "peer"))
-                return cli_error("bench", "--only expects prefill, decode, tokenizer, mixers or peer, got '%s'", only) + 1;
+                strcmp(only, "peer") && strcmp(only, "accuracy"))
+                return cli_error("bench", "--only expects prefill, decode, tokenizer, mixers, peer or accuracy, got '%s'",
+                                 only) + 1;
         } else if (!strcmp(a, "--weights") && i + 1 < argc) {
             if (cli_parse_weights("bench", argv[++i], &weights, &keep_head)) return 2;
         } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
@@ -85,7 +86,7 @@ int cmd_bench(int argc, char **argv) {
     b.n_threads = threads > 0 ? (int)threads : 1;
     printf("packlm bench: model %s, %s, %d threads%s\n", dir, device, b.n_threads, quick ? " (quick)" : "");
     int rc = 0;
-#define RUN(name) ((!only && strcmp(name, "peer")) || (only && !strcmp(only, name)))
+#define RUN(name) ((!only && strcmp(name, "peer") && strcmp(name, "accuracy")) || (only && !strcmp(only, name)))
     if (RUN("prefill") && gpu && bench_cuda(&b)) {
         fprintf(stderr, "packlm bench: the CUDA prefill section failed\n");
         rc = 1;
@@ -100,6 +101,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (RUN("decode") && bench_decode(&b)) printf("decode: not available\n");
     if (only && !strcmp(only, "peer") && bench_peer(&b, (int)rounds)) rc = 1;
+    if (only && !strcmp(only, "accuracy")) {
+        if (gpu) return cli_error("bench", "--only accuracy compares the CPU's int8 weights: it runs on the CPU") + 1;
+        if (bench_accuracy(&b)) rc = 1;
+    }
     double mbps = 0;
     if (RUN("tokenizer") && !gpu) {
         printf("tokenizer\n");
