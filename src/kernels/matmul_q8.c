@@ -1,7 +1,10 @@
 /* y[T, rows] = x[T, cols] . W^T with int8 weights (PLM_DT_Q8: blocks of 32 along cols, one fp16
  * scale per block, as llama.cpp's Q8_0). The activations are quantized on the fly the same way
  * (fp32 scales), every block's product is an exact int32 dot product, scaled by d_w * d_x and
- * summed in float.
+ * summed in float. The x2 variants (plm_matmul_q8x2_*) quantize the activations in two int8 levels:
+ * the first as above, the second the first's rounding error in steps of d/256, so that x is held to
+ * about 15 bits; a block's product is 256 * (q1 . w) + (q2 . w), still exact in int32, scaled by
+ * d_w * d/256. Same weights, twice the integer dot products.
  *   - plm_matmul_q8_ref: the scalar reference (the oracle of the kernel harness).
  *   - plm_matmul_q8_avx2: AVX2, 32 bytes a block: vpsignb / vpabsb make the unsigned x signed
  *     operand pair vpmaddubsw needs (|w| <= 127 and |x| <= 127 never saturate its int16 sums),
@@ -58,49 +61,77 @@ void plm_q8_quantize_row(int8_t *q, uint16_t *d16, float *df, const float *x, in
     }
 }
 
-int plm_q8_quantize_mat(int8_t **qo, uint16_t **do16, const plm_mat *W, int n_threads) {
-    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
-    int8_t *q = malloc((size_t)(R * S) + 1);
-    uint16_t *d = malloc((size_t)(R * nb) * sizeof(uint16_t) + 2);
-    float *buf = malloc((size_t)((C ? C : 1) * (n_threads > 0 ? n_threads : 1)) * sizeof(float));
-    if (!q || !d || !buf) {
-        free(q), free(d), free(buf);
-        return PLM_ERR_NOMEM;
+void plm_q8x2_quantize_row(int8_t *q1, int8_t *q2, float *df, const float *x, int64_t C) {
+    const int64_t nb = PLM_Q8_NB(C);
+    plm_q8_quantize_row(q1, NULL, df, x, C);
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t c0 = b * PLM_Q8_BLOCK, n = C - c0 < PLM_Q8_BLOCK ? C - c0 : PLM_Q8_BLOCK;
+        const float d = df[b], id = d > 0.0f && d <= FLT_MAX ? 1.0f / d : 0.0f;
+        for (int64_t i = 0; i < n; i++) {
+            /* the remainder of x / d after the first level, in [-1/2, 1/2] up to rounding, in 256ths */
+            float v = nearbyintf((x[c0 + i] * id - (float)q1[c0 + i]) * 256.0f);
+            v = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+            q2[c0 + i] = (int8_t)(v == v ? v : 0.0f);
+        }
+        for (int64_t i = n; i < PLM_Q8_BLOCK; i++) q2[c0 + i] = 0;
+        df[b] = d * (1.0f / 256.0f);
     }
+}
+
+int plm_q8_quantize_rows(int8_t *q, uint16_t *d, const plm_mat *W, int64_t r0, int64_t r1, int n_threads) {
+    const int64_t C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
+    float *buf = malloc((size_t)((C ? C : 1) * (n_threads > 0 ? n_threads : 1)) * sizeof(float));
+    if (!buf) return PLM_ERR_NOMEM;
 #pragma omp parallel num_threads(n_threads > 0 ? n_threads : 1)
     {
         float *row = buf + (size_t)C * (size_t)omp_get_thread_num();
 #pragma omp for schedule(static)
-        for (int64_t r = 0; r < R; r++) {
+        for (int64_t r = r0; r < r1; r++) {
             plm_mat_row(row, W, r);
             plm_q8_quantize_row(q + r * S, d + r * nb, NULL, row, C);
         }
     }
     free(buf);
+    return PLM_OK;
+}
+
+int plm_q8_quantize_mat(int8_t **qo, uint16_t **do16, const plm_mat *W, int n_threads) {
+    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
+    int8_t *q = malloc((size_t)(R * S) + 1);
+    uint16_t *d = malloc((size_t)(R * nb) * sizeof(uint16_t) + 2);
+    if (!q || !d || plm_q8_quantize_rows(q, d, W, 0, R, n_threads)) {
+        free(q), free(d);
+        return PLM_ERR_NOMEM;
+    }
     *qo = q;
     *do16 = d;
     return PLM_OK;
 }
 
 /* ---------------------------------------------------------------- reference */
-void plm_matmul_q8_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+static void ref(float *y, const float *x, int64_t T, const plm_mat *W, const int LV) {
     const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
-    int8_t *xq = malloc((size_t)S + 1);
+    int8_t *xq = malloc((size_t)(LV * S) + 1);
     float *xd = malloc((size_t)(nb + 1) * sizeof(float));
     if (!xq || !xd) { /* no memory: NaN rather than a wrong number */
         for (int64_t i = 0; i < T * R; i++) y[i] = NAN;
         free(xq), free(xd);
         return;
     }
-    const int8_t *wq = (const int8_t *)W->data;
+    const int8_t *wq = (const int8_t *)W->data, *xq2 = xq + S;
     for (int64_t t = 0; t < T; t++) {
-        plm_q8_quantize_row(xq, NULL, xd, x + t * C, C);
+        if (LV == 2) plm_q8x2_quantize_row(xq, xq + S, xd, x + t * C, C);
+        else plm_q8_quantize_row(xq, NULL, xd, x + t * C, C);
         for (int64_t r = 0; r < R; r++) {
             const int8_t *w = wq + r * S;
             float acc = 0.0f;
             for (int64_t b = 0; b < nb; b++) {
-                int32_t s = 0;
+                int32_t s = 0, s2 = 0;
                 for (int i = 0; i < PLM_Q8_BLOCK; i++) s += (int32_t)xq[b * 32 + i] * (int32_t)w[b * 32 + i];
+                if (LV == 2) {
+                    for (int i = 0; i < PLM_Q8_BLOCK; i++) s2 += (int32_t)xq2[b * 32 + i] * (int32_t)w[b * 32 + i];
+                    s = s * 256 + s2;
+                }
                 const float dw = plm_f16_to_f32(plm_ld_u16(W->scale, r * nb + b));
                 acc += (float)s * (dw * xd[b]);
             }
@@ -110,6 +141,9 @@ void plm_matmul_q8_ref(float *y, const float *x, int64_t T, const plm_mat *W, in
     free(xq);
     free(xd);
 }
+
+void plm_matmul_q8_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) { ref(y, x, T, W, 1); }
+void plm_matmul_q8x2_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) { ref(y, x, T, W, 2); }
 
 /* ---------------------------------------------------------------- instruction sets */
 int plm_isa_supported(int isa) {
@@ -150,22 +184,28 @@ int plm_isa_best(void) {
 
 #ifdef PLM_X86
 /* ---------------------------------------------------------------- shared driver pieces */
-/* x quantized once per call: xq [T, S], xd [T, nb] */
+/* x quantized once per call: xq [T, S] (then the second level, xq + T * S, [T, S], with LV = 2),
+   xd [T, nb] */
 typedef struct {
     int8_t *xq;
     float *xd;
+    int64_t lv2; /* offset of the second level in xq (T * S) */
 } qx;
 
-static int quantize_x(qx *o, const float *x, int64_t T, int64_t C, int n_threads) {
+static int quantize_x(qx *o, const float *x, int64_t T, int64_t C, int n_threads, int LV) {
     const int64_t S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
-    o->xq = aligned_alloc(64, (((size_t)(T * S) + 63) / 64) * 64 + 64);
+    o->xq = aligned_alloc(64, (((size_t)(LV * T * S) + 63) / 64) * 64 + 64);
     o->xd = malloc((size_t)(T * nb + 1) * sizeof(float));
+    o->lv2 = T * S;
     if (!o->xq || !o->xd) {
         free(o->xq), free(o->xd);
         return -1;
     }
 #pragma omp parallel for num_threads(plm_team(n_threads, 64.0 * (double)(T * C))) schedule(static)
-    for (int64_t t = 0; t < T; t++) plm_q8_quantize_row(o->xq + t * S, NULL, o->xd + t * nb, x + t * C, C);
+    for (int64_t t = 0; t < T; t++) {
+        if (LV == 2) plm_q8x2_quantize_row(o->xq + t * S, o->xq + T * S + t * S, o->xd + t * nb, x + t * C, C);
+        else plm_q8_quantize_row(o->xq + t * S, NULL, o->xd + t * nb, x + t * C, C);
+    }
     return 0;
 }
 
@@ -187,16 +227,16 @@ __attribute__((target("avx2,fma,f16c"))) static inline float f16_scalar(const vo
     return _cvtsh_ss(plm_ld_u16(p, i));
 }
 
-/* NT x rows (xq, xd: row stride S / nb) by NR weight rows (w, ws) */
+/* NT x rows (xq, xd: row stride S / nb; LV = 2: second level at xq + lv2) by NR weight rows (w, ws) */
 __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void micro_avx2(
     float *y, int64_t ldy, const int8_t *xq, const float *xd, const int8_t *w, const void *ws, int64_t wsi,
-    int64_t S, int64_t nb, const int NT, const int NR) {
+    int64_t S, int64_t nb, const int NT, const int NR, const int LV, int64_t lv2) {
     __m256 acc[4][4];
     #pragma GCC unroll 4
     for (int t = 0; t < NT; t++)
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) acc[t][r] = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i ones = _mm256_set1_epi16(1), c256 = _mm256_set1_epi16(256);
     for (int64_t b = 0; b < nb; b++) {
         __m256i wv[4], aw[4];
         float dw[4];
@@ -213,7 +253,15 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void micro
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
                 const __m256i p16 = _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(xv, wv[r]));
-                const __m256 p = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
+                __m256i p32;
+                if (LV == 2) { /* 256 * (q1 . w) + q2 . w: pair sums of q1 . w times 256 fit int32 */
+                    const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xq + lv2 + t * S + b * 32));
+                    const __m256i p16b = _mm256_maddubs_epi16(aw[r], _mm256_sign_epi8(x2, wv[r]));
+                    p32 = _mm256_add_epi32(_mm256_madd_epi16(p16, c256), _mm256_madd_epi16(p16b, ones));
+                } else {
+                    p32 = _mm256_madd_epi16(p16, ones);
+                }
+                const __m256 p = _mm256_cvtepi32_ps(p32);
                 acc[t][r] = _mm256_fmadd_ps(p, _mm256_set1_ps(dw[r] * dx), acc[t][r]);
             }
         }
@@ -226,16 +274,15 @@ __attribute__((target("avx2,fma,f16c"), always_inline)) static inline void micro
 
 #define AVX2_NT(NR)                                                                                          \
     switch (nt) {                                                                                            \
-    case 4: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 4, NR); break;              \
-    case 3: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 3, NR); break;              \
-    case 2: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 2, NR); break;              \
-    default: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 1, NR); break;             \
+    case 4: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 4, NR, LV, lv2); break;     \
+    case 3: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 3, NR, LV, lv2); break;     \
+    case 2: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 2, NR, LV, lv2); break;     \
+    default: micro_avx2(yt + r, R, xqt, xdt, wq + r * S, W->scale, r * nb, S, nb, 1, NR, LV, lv2); break;    \
     }
 
-__attribute__((target("avx2,fma,f16c"), noinline)) static void block_avx2(float *y, const qx *x, int64_t T,
-                                                                          const plm_mat *W, int64_t r0,
-                                                                          int64_t r1) {
-    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C);
+__attribute__((target("avx2,fma,f16c"), always_inline)) static inline void block_avx2_lv(
+    float *y, const qx *x, int64_t T, const plm_mat *W, int64_t r0, int64_t r1, const int LV) {
+    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C), lv2 = x->lv2;
     const int8_t *wq = (const int8_t *)W->data;
     if (T == 1) { /* decode: 4 weight rows at a time */
         const int8_t *xqt = x->xq;
@@ -256,6 +303,18 @@ __attribute__((target("avx2,fma,f16c"), noinline)) static void block_avx2(float 
         for (; r + 2 <= r1; r += 2) AVX2_NT(2)
         for (; r < r1; r++) AVX2_NT(1)
     }
+}
+
+__attribute__((target("avx2,fma,f16c"), noinline)) static void block_avx2(float *y, const qx *x, int64_t T,
+                                                                          const plm_mat *W, int64_t r0,
+                                                                          int64_t r1) {
+    block_avx2_lv(y, x, T, W, r0, r1, 1);
+}
+
+__attribute__((target("avx2,fma,f16c"), noinline)) static void block_avx2_x2(float *y, const qx *x, int64_t T,
+                                                                             const plm_mat *W, int64_t r0,
+                                                                             int64_t r1) {
+    block_avx2_lv(y, x, T, W, r0, r1, 2);
 }
 
 typedef void (*block_fn)(float *y, const qx *x, int64_t T, const plm_mat *W, int64_t r0, int64_t r1);
@@ -281,15 +340,22 @@ static int trivial(float *y, int64_t T, const plm_mat *W) {
     return 0;
 }
 
-void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+static void avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads, int LV) {
     if (trivial(y, T, W)) return;
     qx q;
-    if (quantize_x(&q, x, T, W->cols, n_threads)) {
-        plm_matmul_q8_ref(y, x, T, W, n_threads);
+    if (quantize_x(&q, x, T, W->cols, n_threads, LV)) {
+        ref(y, x, T, W, LV);
         return;
     }
-    drive(block_avx2, y, &q, T, W, n_threads);
+    drive(LV == 2 ? block_avx2_x2 : block_avx2, y, &q, T, W, n_threads);
     free(q.xq), free(q.xd);
+}
+
+void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    avx2(y, x, T, W, n_threads, 1);
+}
+void plm_matmul_q8x2_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    avx2(y, x, T, W, n_threads, 2);
 }
 
 /* ---------------------------------------------------------------- AVX-512 VNNI */
@@ -302,10 +368,11 @@ typedef struct {
     float *xs; /* [T, np, 16] */
 } qxv;
 
-/* NT x rows by NR weight rows, two blocks a step; an odd last block through 256-bit vpdpbusd */
+/* NT x rows by NR weight rows, two blocks a step; an odd last block through 256-bit vpdpbusd; LV = 2:
+   the second level at xu + lv2 */
 __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnni(
     float *y, int64_t ldy, const uint8_t *xu, const float *xs, const float *xd, const int8_t *w, const void *ws,
-    int64_t wsi, int64_t S, int64_t nb, const int NT, const int NR) {
+    int64_t wsi, int64_t S, int64_t nb, const int NT, const int NR, const int LV, int64_t lv2) {
     const int64_t np = nb / 2;
     __m512 acc[4][4];
     #pragma GCC unroll 4
@@ -333,8 +400,12 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
             const __m512 dx = _mm512_load_ps(xs + (t * np + p) * 16);
             #pragma GCC unroll 4
             for (int r = 0; r < NR; r++) {
-                const __m512 s = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(nc[r], xv, wv[r]));
-                acc[t][r] = _mm512_fmadd_ps(s, _mm512_mul_ps(dx, dw[r]), acc[t][r]);
+                __m512i si = _mm512_dpbusd_epi32(nc[r], xv, wv[r]);
+                if (LV == 2) {
+                    const __m512i x2 = _mm512_loadu_si512((const void *)(xu + lv2 + t * S + p * 64));
+                    si = _mm512_add_epi32(_mm512_slli_epi32(si, 8), _mm512_dpbusd_epi32(nc[r], x2, wv[r]));
+                }
+                acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(si), _mm512_mul_ps(dx, dw[r]), acc[t][r]);
             }
         }
     }
@@ -350,7 +421,12 @@ __attribute__((target(VNNI_TARGET), always_inline)) static inline void micro_vnn
             #pragma GCC unroll 4
             for (int t = 0; t < NT; t++) {
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(xu + t * S + b * 32));
-                const __m256 s = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(nc, xv, wv));
+                __m256i si = _mm256_dpbusd_epi32(nc, xv, wv);
+                if (LV == 2) {
+                    const __m256i x2 = _mm256_loadu_si256((const __m256i *)(xu + lv2 + t * S + b * 32));
+                    si = _mm256_add_epi32(_mm256_slli_epi32(si, 8), _mm256_dpbusd_epi32(nc, x2, wv));
+                }
+                const __m256 s = _mm256_cvtepi32_ps(si);
                 const __m256 v = _mm256_mul_ps(s, _mm256_set1_ps(dw * xd[t * nb + b]));
                 acc[t][r] = _mm512_add_ps(acc[t][r], _mm512_zextps256_ps512(v));
             }
@@ -369,16 +445,16 @@ typedef struct {
 
 #define VNNI_NT(NR)                                                                                          \
     switch (nt) {                                                                                            \
-    case 4: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 4, NR); break;         \
-    case 3: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 3, NR); break;         \
-    case 2: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 2, NR); break;         \
-    default: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 1, NR); break;        \
+    case 4: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 4, NR, LV, lv2); break; \
+    case 3: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 3, NR, LV, lv2); break; \
+    case 2: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 2, NR, LV, lv2); break; \
+    default: micro_vnni(yt + r, R, xut, xst, xdt, wq + r * S, W->scale, r * nb, S, nb, 1, NR, LV, lv2); break; \
     }
 
-__attribute__((target(VNNI_TARGET), noinline)) static void block_vnni(float *y, const qx *xq, int64_t T,
-                                                                      const plm_mat *W, int64_t r0, int64_t r1) {
+__attribute__((target(VNNI_TARGET), always_inline)) static inline void block_vnni_lv(
+    float *y, const qx *xq, int64_t T, const plm_mat *W, int64_t r0, int64_t r1, const int LV) {
     const qx2 *x = (const qx2 *)xq;
-    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C), np = nb / 2;
+    const int64_t R = W->rows, C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C), np = nb / 2, lv2 = xq->lv2;
     const int8_t *wq = (const int8_t *)W->data;
     if (T == 1) {
         const uint8_t *xut = x->v.xu;
@@ -403,27 +479,44 @@ __attribute__((target(VNNI_TARGET), noinline)) static void block_vnni(float *y, 
     }
 }
 
-void plm_matmul_q8_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+__attribute__((target(VNNI_TARGET), noinline)) static void block_vnni(float *y, const qx *xq, int64_t T,
+                                                                      const plm_mat *W, int64_t r0, int64_t r1) {
+    block_vnni_lv(y, xq, T, W, r0, r1, 1);
+}
+
+__attribute__((target(VNNI_TARGET), noinline)) static void block_vnni_x2(float *y, const qx *xq, int64_t T,
+                                                                         const plm_mat *W, int64_t r0, int64_t r1) {
+    block_vnni_lv(y, xq, T, W, r0, r1, 2);
+}
+
+static void vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads, int LV) {
     if (trivial(y, T, W)) return;
     const int64_t C = W->cols, S = PLM_Q8_STRIDE(C), nb = PLM_Q8_NB(C), np = nb / 2;
     qx2 q;
-    if (quantize_x(&q.q, x, T, C, n_threads)) {
-        plm_matmul_q8_ref(y, x, T, W, n_threads);
+    if (quantize_x(&q.q, x, T, C, n_threads, LV)) {
+        ref(y, x, T, W, LV);
         return;
     }
-    /* xq becomes x + 128 in place */
+    /* xq becomes x + 128 in place (both levels) */
     q.v.xu = (uint8_t *)q.q.xq;
-    for (int64_t i = 0; i < T * S; i++) q.v.xu[i] = (uint8_t)(q.q.xq[i] ^ (int8_t)0x80);
+    for (int64_t i = 0; i < LV * T * S; i++) q.v.xu[i] = (uint8_t)(q.q.xq[i] ^ (int8_t)0x80);
     q.v.xs = aligned_alloc(64, (size_t)(T * np * 16 + 16) * sizeof(float));
     if (!q.v.xs) {
         free(q.q.xq), free(q.q.xd);
-        plm_matmul_q8_ref(y, x, T, W, n_threads);
+        ref(y, x, T, W, LV);
         return;
     }
     for (int64_t t = 0; t < T; t++)
         for (int64_t p = 0; p < np; p++)
             for (int j = 0; j < 16; j++) q.v.xs[(t * np + p) * 16 + j] = q.q.xd[t * nb + 2 * p + (j >> 3)];
-    drive(block_vnni, y, (const qx *)&q, T, W, n_threads);
+    drive(LV == 2 ? block_vnni_x2 : block_vnni, y, (const qx *)&q, T, W, n_threads);
     free(q.q.xq), free(q.q.xd), free(q.v.xs);
+}
+
+void plm_matmul_q8_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    vnni(y, x, T, W, n_threads, 1);
+}
+void plm_matmul_q8x2_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    vnni(y, x, T, W, n_threads, 2);
 }
 #endif
