@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "model/model.h"
 #include "runseq.h"
 #include "testutil.h"
 
@@ -155,6 +156,18 @@ static void fixture(const char *name, int tied, double KL_MAX, double ARGMAX_MIN
             float *lq2 = run(qdir, &in, PLM_WEIGHTS_INT8, 0, NULL, 0, NULL);
             if (lq2 && lq) tu_close(lq2, lq, nl, 0, "int8 checkpoint with --weights int8 (nothing to quantize)");
             free(lq), free(lq2);
+            /* memory: an int8 context on the checkpoint computes from its mapping, no copy made */
+            plm_model *mq8;
+            plm_ctx *c8 = NULL;
+            if (plm_model_open(&mq8, qdir, &err) == PLM_OK) {
+                plm_ctx_params p = plm_ctx_default_params();
+                p.weights = PLM_WEIGHTS_INT8;
+                if (tu_check(plm_ctx_new(&c8, mq8, &p, &err) == PLM_OK, "int8 context on the checkpoint: %s", err.msg))
+                    tu_check(mq8->q8_bytes == 0, "%s: int8 checkpoint: no quantized copy allocated (%zu bytes)", name,
+                             mq8->q8_bytes);
+                plm_ctx_free(c8);
+                plm_model_free(mq8);
+            }
             /* CUDA contexts refuse int8 weights from host code, before touching a device */
             plm_model *mq;
             plm_ctx *c = NULL;

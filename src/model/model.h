@@ -52,6 +52,7 @@ struct plm_model {
     plm_mat q8_head;            /* dt PLM_DT_Q8 once built */
     void **q8_bufs;
     int n_q8_bufs, cap_q8_bufs;
+    size_t q8_bytes;            /* int8 values and scales quantized at load (0 for an int8 checkpoint) */
 };
 
 /* The layers and lm_head an int8 context computes with: every large matrix (projections, MLP and

@@ -36,27 +36,44 @@ static int keep_buf(plm_model *m, void *p) {
     return 0;
 }
 
-/* The source pages of a quantized matrix are not read again by an int8 context: hand them back
-   (a file mapping: they are read again from the file should anything touch them). */
-static void drop_pages(const plm_mat *W) {
-    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = (uintptr_t)W->data, e = a + (size_t)(W->rows * W->cols) * plm_dtype_size(W->dt);
+/* The source pages of rows r0 .. r1-1 of a quantized matrix are not read again by an int8 context:
+   hand them back (a read-only file mapping: they are read again from the file should anything touch
+   them). Whole pages inside the rows only. */
+static void drop_pages(const plm_mat *W, int64_t r0, int64_t r1) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), rb = (size_t)W->cols * plm_dtype_size(W->dt);
+    const uintptr_t a = (uintptr_t)W->data + (size_t)r0 * rb, e = (uintptr_t)W->data + (size_t)r1 * rb;
     const uintptr_t a0 = (a + pg - 1) / pg * pg, e0 = e / pg * pg;
     if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
 }
 
+/* rows quantized between page hand-backs: at most ~8 MiB of the source resident at once */
+#define Q8_CHUNK_BYTES (8u << 20)
+
 static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, int n_threads, int drop, plm_error *err) {
     *out = *W;
     if (W->dt == PLM_DT_Q8 || !W->data) return PLM_OK;
-    int8_t *q;
-    uint16_t *d;
-    if (plm_q8_quantize_mat(&q, &d, W, n_threads) != PLM_OK || keep_buf(m, q) || keep_buf(m, d)) {
-        /* q and d are freed with the model when kept; a failure here leaks nothing kept */
+    const int64_t R = W->rows, C = W->cols;
+    int8_t *q = malloc((size_t)(R * PLM_Q8_STRIDE(C)) + 1);
+    uint16_t *d = malloc((size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t) + 2);
+    /* q and d are freed with the model once kept */
+    const int bad = !q || !d ? 2 : keep_buf(m, q) ? 2 : keep_buf(m, d) ? 1 : 0;
+    if (bad) {
+        if (bad == 2) free(q);
+        free(d);
         return plm_fail(err, PLM_ERR_NOMEM, "out of memory quantizing a [%lld, %lld] matrix to int8",
-                        (long long)W->rows, (long long)W->cols);
+                        (long long)R, (long long)C);
     }
-    *out = (plm_mat){q, PLM_DT_Q8, W->rows, W->cols, d};
-    if (drop) drop_pages(W);
+    const size_t rb = (size_t)(C ? C : 1) * plm_dtype_size(W->dt);
+    const int64_t chunk = Q8_CHUNK_BYTES / rb > 0 ? (int64_t)(Q8_CHUNK_BYTES / rb) : 1;
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        const int64_t r1 = r0 + chunk < R ? r0 + chunk : R;
+        if (plm_q8_quantize_rows(q, d, W, r0, r1, n_threads))
+            return plm_fail(err, PLM_ERR_NOMEM, "out of memory quantizing a [%lld, %lld] matrix to int8",
+                            (long long)R, (long long)C);
+        if (drop) drop_pages(W, r0, r1);
+    }
+    *out = (plm_mat){q, PLM_DT_Q8, R, C, d};
+    m->q8_bytes += (size_t)(R * PLM_Q8_STRIDE(C)) + (size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t);
     return PLM_OK;
 }
 
@@ -103,8 +120,9 @@ plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_
     pthread_mutex_lock(&m->q8_lock);
     if (!m->q8_layers) st = build_layers(m, n_threads, err);
     if (!st && !keep_head && m->q8_head.dt != PLM_DT_Q8) {
-        /* a tied head is the embedding table, still used for lookups: its pages stay */
-        st = q8(m, &m->q8_head, &m->lm_head, n_threads, !m->cfg.tie_embeddings, err);
+        /* a tied head is the embedding table, still used for lookups: its pages are handed back
+           too, and only the rows looked up come back (one 4 KiB page a token at most) */
+        st = q8(m, &m->q8_head, &m->lm_head, n_threads, 1, err);
         if (st) m->q8_head = (plm_mat){0};
     }
     pthread_mutex_unlock(&m->q8_lock);
@@ -121,6 +139,7 @@ void plm_model_int8_free(plm_model *m) {
     m->q8_bufs = NULL;
     m->q8_layers = NULL;
     m->n_q8_bufs = m->cap_q8_bufs = 0;
+    m->q8_bytes = 0;
 }
 
 /* ---------------------------------------------------------------- packlm quantize */
