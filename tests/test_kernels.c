@@ -797,6 +797,8 @@ int main(void) {
     test_matmul_q8(1, 2050, 264, 1);   /* threaded GEMV */
     test_matmul_q8(1, 1027, 1024, 4);
     test_matmul_q8(6, 130, 3584, 1);
+    test_matmul_q8(1, 67, 650, 1);     /* decode: 21 blocks, a full and a partial group of 16 and an odd one */
+    test_matmul_q8(1, 5, 3584, 1);
     test_matmul_q8(33, 700, 100, 1);
     test_matmul_q8(1, 3, 48, 100);
     test_matmul_q8(2, 1, 1, 1);
