@@ -11,7 +11,7 @@ typedef struct {
     const char *device;     /* "cpu" or "cuda[:N]" */
     int n_threads;
     int quick;              /* smaller sizes: a smoke run for the test suite */
-    int weights, keep_head; /* plm_ctx_params.weights / int8_keep_head of the contexts */
+    const char *weights;    /* the contexts' weights (plm_ctx_params_weights) */
     /* recorded figures */
     struct bench_fig { char key[64]; double value; char unit[24]; } figs[128];
     int n_figs;

@@ -72,6 +72,9 @@ const char *plm_isa_name(int isa);
 /* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
    (plm_ctx_params.batch_invariant) */
 void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
+/* bits = 16: the int8 matmuls of the table quantize activations in two levels (plm_matmul_q8x2_*, same
+   instruction set); 8 leaves them as plm_kernels_init chose */
+void plm_kernels_int8_act(plm_kernels *k, int bits);
 
 /* y = x . W^T for any weight dtype through the table */
 static inline void plm_kmatmul(const plm_kernels *k, float *y, const float *x, int64_t T, const plm_mat *W,

@@ -3,8 +3,10 @@
  * values + F16 scales, loadable as a checkpoint directory).
  *
  * What is quantized (the matrices every token streams through): the projections of both mixers
- * (in_proj_qkv, in_proj_z, out_proj; q/k/v/o_proj), the MLP and expert matrices (gate/up/down,
- * shared expert gate/up/down), and lm_head unless kept. What stays as stored: norms, conv1d weights,
+ * (in_proj_qkv, in_proj_z, out_proj unless kept; q/k/v/o_proj), the MLP and expert matrices
+ * (gate/up/down, shared expert gate/up/down), and lm_head unless kept. The linear-attention
+ * projections are quantized when the first context that does not keep them starts; contexts that
+ * keep them share the other int8 matrices through a second layer table. What stays as stored: norms, conv1d weights,
  * A_log, dt_bias (f32 copies already), in_proj_a / in_proj_b (the decay and beta gates: [n_v, H],
  * a fraction of a percent of the bytes, and they feed exponentials), the router and
  * shared_expert_gate (they pick experts; an error there changes a choice, not a value), and the
@@ -77,6 +79,7 @@ static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, int n_threads
     return PLM_OK;
 }
 
+/* every large matrix but the linear-attention projections (build_linear) */
 static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
     const plm_config *c = &m->cfg;
     plm_layer *ls = calloc((size_t)c->n_layers, sizeof *ls);
@@ -87,10 +90,9 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
         const plm_layer *S = &m->layers[i];
         *L = *S;
         L->e_gate = L->e_up = L->e_down = NULL;
-        plm_mat *dst[] = {&L->qkv, &L->z, &L->out, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down,
-                          &L->sh_gate, &L->sh_up, &L->sh_down};
-        const plm_mat *src[] = {&S->qkv, &S->z, &S->out, &S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down,
-                                &S->sh_gate, &S->sh_up, &S->sh_down};
+        plm_mat *dst[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->sh_gate, &L->sh_up, &L->sh_down};
+        const plm_mat *src[] = {&S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down, &S->sh_gate, &S->sh_up,
+                                &S->sh_down};
         for (size_t j = 0; !st && j < sizeof dst / sizeof dst[0]; j++) st = q8(m, dst[j], src[j], n_threads, 1, err);
         if (!st && S->e_gate) {
             const int64_t E = c->n_experts;
@@ -114,11 +116,39 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
     return PLM_OK;
 }
 
-plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_layer **layers,
+/* the linear-attention projections of q8_layers, on the first context that does not keep them */
+static plm_status build_linear(plm_model *m, int n_threads, plm_error *err) {
+    plm_status st = PLM_OK;
+    for (int i = 0; !st && i < m->cfg.n_layers; i++) {
+        plm_layer *L = &m->q8_layers[i];
+        const plm_layer *S = &m->layers[i];
+        if (L->type != PLM_LAYER_LINEAR) continue;
+        if (!(st = q8(m, &L->qkv, &S->qkv, n_threads, 1, err)) && !(st = q8(m, &L->z, &S->z, n_threads, 1, err)))
+            st = q8(m, &L->out, &S->out, n_threads, 1, err);
+    }
+    if (!st) m->q8_linear = 1;
+    return st;
+}
+
+/* q8_layers with the linear-attention projections as stored (the same int8 matrices otherwise) */
+static plm_status build_keep_linear(plm_model *m, plm_error *err) {
+    plm_layer *ls = malloc((size_t)m->cfg.n_layers * sizeof *ls);
+    if (!ls) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        ls[i] = m->q8_layers[i];
+        ls[i].qkv = m->layers[i].qkv, ls[i].z = m->layers[i].z, ls[i].out = m->layers[i].out;
+    }
+    m->q8_layers_kl = ls;
+    return PLM_OK;
+}
+
+plm_status plm_model_int8(plm_model *m, int keep_head, int keep_linear, int n_threads, const plm_layer **layers,
                           const plm_mat **head, plm_error *err) {
     plm_status st = PLM_OK;
     pthread_mutex_lock(&m->q8_lock);
     if (!m->q8_layers) st = build_layers(m, n_threads, err);
+    if (!st && !keep_linear && !m->q8_linear) st = build_linear(m, n_threads, err);
+    if (!st && keep_linear && !m->q8_layers_kl) st = build_keep_linear(m, err);
     if (!st && !keep_head && m->q8_head.dt != PLM_DT_Q8) {
         /* a tied head is the embedding table, still used for lookups: its pages are handed back
            too, and only the rows looked up come back (one 4 KiB page a token at most) */
@@ -127,7 +157,7 @@ plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_
     }
     pthread_mutex_unlock(&m->q8_lock);
     if (st) return st;
-    *layers = m->q8_layers;
+    *layers = keep_linear ? m->q8_layers_kl : m->q8_layers;
     *head = keep_head ? &m->lm_head : &m->q8_head;
     return PLM_OK;
 }
@@ -136,8 +166,10 @@ void plm_model_int8_free(plm_model *m) {
     for (int i = 0; i < m->n_q8_bufs; i++) free(m->q8_bufs[i]);
     free(m->q8_bufs);
     free(m->q8_layers);
+    free(m->q8_layers_kl);
     m->q8_bufs = NULL;
-    m->q8_layers = NULL;
+    m->q8_layers = m->q8_layers_kl = NULL;
+    m->q8_linear = 0;
     m->n_q8_bufs = m->cap_q8_bufs = 0;
     m->q8_bytes = 0;
 }
@@ -188,11 +220,12 @@ static plm_status copy_file(const char *from, const char *to, plm_error *err) {
     return st;
 }
 
-plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep_head, int n_threads, plm_error *err) {
+plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep, int n_threads, plm_error *err) {
     const plm_layer *ls;
     const plm_mat *head;
     if (n_threads <= 0) n_threads = omp_get_num_procs();
-    plm_status st = plm_model_int8(m, keep_head, n_threads, &ls, &head, err);
+    plm_status st = plm_model_int8(m, !!(keep & PLM_INT8_KEEP_HEAD), !!(keep & PLM_INT8_KEEP_LINEAR), n_threads, &ls,
+                                   &head, err);
     if (st) return st;
     if (mkdir(out_dir, 0777) && errno != EEXIST)
         return plm_fail(err, PLM_ERR_IO, "cannot create %s: %s", out_dir, strerror(errno));
