@@ -467,15 +467,22 @@ static void test_matmul_q8(int64_t T, int64_t rows, int64_t cols, float xspread)
     float *yr2 = gbuf(T * rows);
     {
         int8_t *q1 = malloc((size_t)PLM_Q8_STRIDE(cols) + 1), *q2 = malloc((size_t)PLM_Q8_STRIDE(cols) + 1);
-        float *df = malloc((size_t)(PLM_Q8_NB(cols) + 1) * 4);
-        double worst2 = 0;
+        float *df = malloc((size_t)(PLM_Q8_STRIDE(cols) / PLM_Q8_XG + 1) * 4);
+        double worst1 = 0, worst2 = 0;
         for (int64_t t = 0; t < T; t++) {
-            plm_q8x2_quantize_row(q1, q2, df, x + t * cols, cols);
+            plm_q8_quantize_act(q1, NULL, df, x + t * cols, cols);
             for (int64_t c = 0; c < cols; c++) {
-                const double f = df[c / 32], e = fabs(x[t * cols + c] - f * (256.0 * q1[c] + q2[c]));
+                const double f = df[c / PLM_Q8_XG], e = fabs(x[t * cols + c] - f * q1[c]);
+                if (f > 0 && e / f > worst1) worst1 = e / f;
+            }
+            plm_q8_quantize_act(q1, q2, df, x + t * cols, cols);
+            for (int64_t c = 0; c < cols; c++) {
+                const double f = df[c / PLM_Q8_XG], e = fabs(x[t * cols + c] - f * (256.0 * q1[c] + q2[c]));
                 if (f > 0 && e / f > worst2) worst2 = e / f;
             }
         }
+        tu_check(worst1 <= 0.5 + 1e-3, "q8 activations [%lld x %lld]: |x - d q| <= d/2 (worst %.3f d)", (long long)T,
+                 (long long)cols, worst1);
         tu_check(worst2 <= 1.0 + 1e-3, "q8x2 activations [%lld x %lld]: |x - df (256 q1 + q2)| <= df (worst %.3f df)",
                  (long long)T, (long long)cols, worst2);
         free(q1), free(q2), free(df);
