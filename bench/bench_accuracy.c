@@ -70,7 +70,7 @@ static void compare(stats *s, double *nll_ref, const float *ref, const float *x,
     s->max_l = max_l > s->max_l ? max_l : s->max_l;
 }
 
-/* a JSON key from a mode name: "int8,keep-linear" -> "int8_keep_linear" */
+/* a JSON key from a mode name: "int8,linear,act8" -> "int8_linear_act8" */
 static void key_clean(char *k) {
     for (; *k; k++)
         if (*k == ',' || *k == '-') *k = '_';
@@ -101,7 +101,7 @@ static int run_chunk(runner *r, const int32_t *tok, int n, float *logits, plm_er
 int bench_accuracy(bench_ctx *b) {
     const int quick = b->quick, n_seq = quick ? 2 : 4, len = quick ? 256 : 1024;
     /* --weights int8...: that mode alone; else the four the README's table compares */
-    const char *four[] = {"int8,act8", "int8,act16", "int8,keep-linear,act8", "int8,keep-linear,act16"};
+    const char *four[] = {"int8,linear,act8", "int8,linear,act16", "int8,act8", "int8,act16"};
     const char *one[] = {b->weights};
     const int just_one = !strncmp(b->weights, "int8", 4);
     const char *const *all = just_one ? one : four;

@@ -3,7 +3,7 @@
  *
  * Tolerance rule. int8 changes the model, so it is held to what its rounding should cost, measured
  * by a noise model rather than by packlm's own int8 output: the checkpoint with every matrix int8
- * quantizes (all but the linear-attention projections for the keep-linear modes) perturbed by an
+ * quantizes (the linear-attention projections too in the ,linear modes) perturbed by an
  * independent uniform error of half an int8 step, w + d (u - 1/2) with d = fp16(max|w| / 127) over
  * w's block of 32, run in the stored precision (mean over NOISE_DRAWS draws). int8 rounds the same
  * weights to the same grid, so with activations in two levels (act16: their own rounding ~256x
@@ -11,7 +11,8 @@
  * KL_NOISE_X16 times the noise model's (rounding is not independent noise; one fixture's KL varies
  * 3x between draws). act8 rounds every matmul's input to the same 8-bit grid as well, a second
  * perturbation of the kind at each of them: KL_NOISE_X8. The most accurate mode
- * (int8,keep-linear,act16) is held to the issue's target of >= 95 % greedy (argmax) agreement.
+ * modes that keep the linear-attention projections (the default among them) are held to the issue's
+ * target of >= 95 % greedy (argmax) agreement.
  * Perplexity and max|dlogit| / max|logit| are printed (README). The fixtures' hidden size is 64
  * (two blocks a row: the worst case for block scales) and their weights random (tiny-vl's logits
  * reach 56), so these are stress figures.
@@ -21,8 +22,9 @@
  * quantizing an activation is a step function, and a value that lands within an ulp of a rounding
  * boundary moves by a whole step (1/127 of its block's max) in one path and not in the other. So
  * AVX2 (PLM_ISA=avx2) against AVX-512 VNNI, the scalar reference kernels, and a packed run in
- * another order and budget (packed equals alone) are held to TOL_PATH of max|logit| (measured
- * 1.2e-2 to 1.8e-2 on these fixtures with act8). Paths this CPU cannot run are skipped, saying so. */
+ * another order and budget (packed equals alone), with every matrix in int8 (,linear), are held to
+ * TOL_PATH of max|logit| (measured up to 1.3e-2 with act8, 1.8e-4 with act16, whose steps are 256x
+ * finer). Paths this CPU cannot run are skipped, saying so. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,7 +222,8 @@ static void fixture(const char *name, int tied) {
     const struct {
         const char *spec;
         int keep_linear, act16;
-    } modes[] = {{"int8,act8", 0, 0}, {"int8,act16", 0, 1}, {"int8,keep-linear,act8", 1, 0}, {"int8,keep-linear,act16", 1, 1}};
+    } modes[] = {{"int8,linear,act8", 0, 0}, {"int8,linear,act16", 0, 1}, {"int8,keep-linear,act8", 1, 0},
+                 {"int8,keep-linear,act16", 1, 1}};
     for (int k = 0; k < 4; k++) {
         float *lp = malloc(in.total * 4), *lx = run(dir, &in, modes[k].spec, 0, NULL, 0, lp);
         if (!lx) continue;
@@ -231,33 +234,44 @@ static void fixture(const char *name, int tied) {
         const double f = modes[k].act16 ? KL_NOISE_X16 : KL_NOISE_X8;
         tu_check(a.kl <= f * n.kl, "%s %s: mean KL %.3e <= %.0f x the noise model's %.3e", name, modes[k].spec, a.kl, f,
                  n.kl);
-        if (modes[k].keep_linear && modes[k].act16)
+        if (modes[k].keep_linear)
             tu_check(a.agree >= AGREE_TARGET, "%s %s: argmax agreement %.3f >= %.2f (the issue's target)", name,
                      modes[k].spec, a.agree, AGREE_TARGET);
-        if (k == 1) tu_close(lx, l1, nl, 0, "int8 is int8,act16 (the default)");
+        if (k == 2) tu_close(lx, l1, nl, 0, "int8 is int8,keep-linear,act8 (the default)");
         free(lx), free(lp);
     }
 
-    /* packed equals alone: another order and a small budget (sequences split across steps) */
-    int *order = malloc(in.n * sizeof(int));
-    for (int i = 0; i < in.n; i++) order[i] = in.n - 1 - i;
-    float *lb = run(dir, &in, "int8", 0, order, 7, NULL);
-    if (lb) tu_close(lb, l1, nl, TOL_PATH, "int8: reversed order, budget 7 = one packed step");
-    free(order), free(lb);
-
-    /* the narrower instruction set and the scalar reference */
-    if (plm_isa_supported(PLM_ISA_AVX512VNNI) && plm_isa_supported(PLM_ISA_AVX2)) {
-        setenv("PLM_ISA", "avx2", 1);
-        float *la = run(dir, &in, "int8", 0, NULL, 0, NULL);
-        unsetenv("PLM_ISA");
-        if (la) tu_close(la, l1, nl, TOL_PATH, "int8: AVX2 path (PLM_ISA=avx2) = AVX-512 VNNI path");
-        free(la);
-    } else {
-        printf("skip: %s: int8 AVX2 vs AVX-512 VNNI: this CPU runs only %s\n", name, plm_isa_name(plm_isa_best()));
+    /* the int8 paths against each other, on every matrix (,linear), in both activation precisions:
+       packed equals alone (another order and a small budget: sequences split across steps), the
+       narrower instruction set, the scalar reference */
+    const char *paths[] = {"int8,linear", "int8,linear,act16"};
+    for (int pi = 0; pi < 2; pi++) {
+        const char *sp = paths[pi];
+        char what[160];
+        float *lbase = run(dir, &in, sp, 0, NULL, 0, NULL);
+        if (!lbase) continue;
+        int *order = malloc(in.n * sizeof(int));
+        for (int i = 0; i < in.n; i++) order[i] = in.n - 1 - i;
+        float *lb = run(dir, &in, sp, 0, order, 7, NULL);
+        snprintf(what, sizeof what, "%s: reversed order, budget 7 = one packed step", sp);
+        if (lb) tu_close(lb, lbase, nl, TOL_PATH, what);
+        free(order), free(lb);
+        if (plm_isa_supported(PLM_ISA_AVX512VNNI) && plm_isa_supported(PLM_ISA_AVX2)) {
+            setenv("PLM_ISA", "avx2", 1);
+            float *la = run(dir, &in, sp, 0, NULL, 0, NULL);
+            unsetenv("PLM_ISA");
+            snprintf(what, sizeof what, "%s: AVX2 path (PLM_ISA=avx2) = AVX-512 VNNI path", sp);
+            if (la) tu_close(la, lbase, nl, TOL_PATH, what);
+            free(la);
+        } else {
+            printf("skip: %s: %s AVX2 vs AVX-512 VNNI: this CPU runs only %s\n", name, sp,
+                   plm_isa_name(plm_isa_best()));
+        }
+        float *lr = run(dir, &in, sp, 1, NULL, 0, NULL);
+        snprintf(what, sizeof what, "%s: scalar reference kernels", sp);
+        if (lr) tu_close(lr, lbase, nl, TOL_PATH, what);
+        free(lr), free(lbase);
     }
-    float *lr = run(dir, &in, "int8", 1, NULL, 0, NULL);
-    if (lr) tu_close(lr, l1, nl, TOL_PATH, "int8: scalar reference kernels");
-    free(lr);
 
     /* packlm quantize's checkpoint: the same int8 model, loaded as a directory */
     snprintf(qdir, sizeof qdir, "/tmp/packlm-int8-%s-%d", name, (int)getpid());
@@ -333,10 +347,11 @@ int main(void) {
     /* the weights specification */
     const struct {
         const char *spec;
-        int ok, weights, keep_head, keep_linear, bits;
+        int ok, weights, keep_head, linear, bits;
     } specs[] = {{"stored", 1, 0, 0, 0, 0},           {"int8", 1, 1, 0, 0, 0},
                  {"int8-keep-head", 1, 1, 1, 0, 0},   {"int8,keep-head", 1, 1, 1, 0, 0},
-                 {"int8,keep-linear,act8", 1, 1, 0, 1, 8}, {"int8,act16,keep-head,keep-linear", 1, 1, 1, 1, 16},
+                 {"int8,linear,act8", 1, 1, 0, 1, 8}, {"int8,act16,keep-head,linear", 1, 1, 1, 1, 16},
+                 {"int8,linear,keep-linear", 1, 1, 0, 0, 0},
                  {"int4", 0, 0, 0, 0, 0},              {"int8,", 0, 0, 0, 0, 0},
                  {"int8,act4", 0, 0, 0, 0, 0},         {"int8keep-head", 0, 0, 0, 0, 0},
                  {"stored,act8", 0, 0, 0, 0, 0},       {"", 0, 0, 0, 0, 0}};
@@ -346,13 +361,13 @@ int main(void) {
         plm_status st = plm_ctx_params_weights(&p, specs[i].spec, &err);
         if (specs[i].ok)
             tu_check(!st && p.weights == specs[i].weights && p.int8_keep_head == specs[i].keep_head &&
-                         p.int8_keep_linear == specs[i].keep_linear && p.int8_act_bits == specs[i].bits,
+                         p.int8_linear == specs[i].linear && p.int8_act_bits == specs[i].bits,
                      "weights \"%s\" read", specs[i].spec);
         else
             tu_check(st == PLM_ERR_INPUT && p.int8_act_bits == 99, "weights \"%s\" refused: %s", specs[i].spec,
                      err.msg);
     }
-    /* packlm quantize --keep-linear: the checkpoint computes as int8,keep-linear does at load */
+    /* packlm quantize --linear: the checkpoint computes as int8,linear does at load */
     {
         char qdir[256];
         snprintf(qdir, sizeof qdir, "/tmp/packlm-int8kl-%d", (int)getpid());
@@ -361,11 +376,11 @@ int main(void) {
         for (int i = 0; i < in.n; i++) in.total += in.lens[i];
         if (plm_model_open(&m, "tests/data/tiny-dense", &err) == PLM_OK) {
             in.V = plm_model_get_info(m)->vocab_size;
-            if (tu_check(plm_model_save_int8(m, qdir, PLM_INT8_KEEP_LINEAR, 2, &err) == PLM_OK, "save keep-linear: %s",
+            if (tu_check(plm_model_save_int8(m, qdir, PLM_INT8_LINEAR, 2, &err) == PLM_OK, "save --linear: %s",
                          err.msg)) {
-                float *la = run("tests/data/tiny-dense", &in, "int8,keep-linear", 0, NULL, 0, NULL);
+                float *la = run("tests/data/tiny-dense", &in, "int8,linear", 0, NULL, 0, NULL);
                 float *lq = run(qdir, &in, "stored", 0, NULL, 0, NULL);
-                if (la && lq) tu_close(lq, la, (size_t)(in.total * in.V), TOL, "int8 checkpoint --keep-linear = int8,keep-linear at load");
+                if (la && lq) tu_close(lq, la, (size_t)(in.total * in.V), TOL, "int8 checkpoint --linear = int8,linear at load");
                 free(la), free(lq);
             }
             plm_model_free(m);

@@ -32,10 +32,10 @@ typedef struct {
             "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n" \
             "                          slower: docs/performance.md)\n" \
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n" \
-            "  --weights W             stored (default), or int8 (int8 weights, quantized at start) with any of\n" \
-            "                          ,keep-head (lm_head as stored) ,keep-linear (the linear-attention\n" \
-            "                          projections as stored) ,act8 | ,act16 (activations in 8 bits or in two\n" \
-            "                          int8 levels: the default); e.g. int8,keep-linear\n"
+            "  --weights W             stored (default), or int8 (int8 weights, quantized at start; the linear-\n" \
+            "                          attention projections as stored) with any of ,linear (those in int8\n" \
+            "                          too: faster, less accurate) ,keep-head (lm_head as stored) ,act16\n" \
+            "                          (activations in two int8 levels: more accurate, slower prompts)\n"
 
 /* --weights: a plm_ctx_params_weights specification; 0, or -1 with a message */
 int cli_parse_weights(const char *cmd, const char *v);

@@ -36,7 +36,7 @@ class plm_model_info(Structure):
 class plm_ctx_params(Structure):
     _fields_ = [("n_threads", c_int32), ("use_reference", c_int32), ("device", c_char_p),
                 ("device_mem_limit", c_size_t), ("bf16_single_pass", c_int32), ("batch_invariant", c_int32),
-                ("weights", c_int32), ("int8_keep_head", c_int32), ("int8_keep_linear", c_int32),
+                ("weights", c_int32), ("int8_keep_head", c_int32), ("int8_linear", c_int32),
                 ("int8_act_bits", c_int32)]
 
 

@@ -18,7 +18,7 @@ plm_ctx_params plm_ctx_default_params(void) {
 plm_status plm_ctx_params_weights(plm_ctx_params *p, const char *spec, plm_error *err) {
     if (!spec) return plm_fail(err, PLM_ERR_INPUT, "no weights specification");
     plm_ctx_params q = *p;
-    q.int8_keep_head = q.int8_keep_linear = 0;
+    q.int8_keep_head = q.int8_linear = 0;
     q.int8_act_bits = 0;
     if (!strcmp(spec, "stored")) {
         q.weights = PLM_WEIGHTS_STORED;
@@ -30,17 +30,18 @@ plm_status plm_ctx_params_weights(plm_ctx_params *p, const char *spec, plm_error
     else if (!strncmp(s, "int8", 4) && (!s[4] || s[4] == ',')) s += 4;
     else
         return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": expected stored, or int8 with any of ,keep-head "
-                        ",keep-linear ,act8 ,act16", spec);
+                        ",linear ,keep-linear ,act8 ,act16", spec);
     q.weights = PLM_WEIGHTS_INT8;
     while (*s == ',') {
         const char *e = strchr(s + 1, ',');
         const size_t n = e ? (size_t)(e - s - 1) : strlen(s + 1);
         if (n == 9 && !strncmp(s + 1, "keep-head", n)) q.int8_keep_head = 1;
-        else if (n == 11 && !strncmp(s + 1, "keep-linear", n)) q.int8_keep_linear = 1;
+        else if (n == 6 && !strncmp(s + 1, "linear", n)) q.int8_linear = 1;
+        else if (n == 11 && !strncmp(s + 1, "keep-linear", n)) q.int8_linear = 0;
         else if (n == 4 && !strncmp(s + 1, "act8", n)) q.int8_act_bits = 8;
         else if (n == 5 && !strncmp(s + 1, "act16", n)) q.int8_act_bits = 16;
         else
-            return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": unknown int8 option \"%.*s\" (keep-head, "
+            return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": unknown int8 option \"%.*s\" (keep-head, linear, "
                             "keep-linear, act8, act16)", spec, (int)(n < 64 ? n : 64), s + 1);
         s += 1 + n;
     }
@@ -120,7 +121,7 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
     if (c->p.weights == PLM_WEIGHTS_INT8) {
         /* the model's int8 copies are built once, under the model's lock (the model is otherwise
            read-only and may be shared between contexts) */
-        plm_status st = plm_model_int8((plm_model *)m, c->p.int8_keep_head, c->p.int8_keep_linear, c->p.n_threads,
+        plm_status st = plm_model_int8((plm_model *)m, c->p.int8_keep_head, !c->p.int8_linear, c->p.n_threads,
                                        &c->layers, &c->lm_head, err);
         if (st) {
             plm_ctx_free(c);

@@ -2,11 +2,12 @@
  * first such context), and packlm quantize's writer (the same copies saved as safetensors, I8
  * values + F16 scales, loadable as a checkpoint directory).
  *
- * What is quantized (the matrices every token streams through): the projections of both mixers
- * (in_proj_qkv, in_proj_z, out_proj unless kept; q/k/v/o_proj), the MLP and expert matrices
- * (gate/up/down, shared expert gate/up/down), and lm_head unless kept. The linear-attention
- * projections are quantized when the first context that does not keep them starts; contexts that
- * keep them share the other int8 matrices through a second layer table. What stays as stored: norms, conv1d weights,
+ * What is quantized (the matrices every token streams through): the attention projections
+ * (q/k/v/o_proj), the MLP and expert matrices (gate/up/down, shared expert gate/up/down), lm_head
+ * unless kept, and the linear-attention projections (in_proj_qkv, in_proj_z, out_proj) when asked
+ * (int8_linear: by default they stay as stored, they carry most of the error). Those are quantized
+ * when the first context that wants them starts; contexts that keep them share the other int8
+ * matrices through a second layer table. What stays as stored: norms, conv1d weights,
  * A_log, dt_bias (f32 copies already), in_proj_a / in_proj_b (the decay and beta gates: [n_v, H],
  * a fraction of a percent of the bytes, and they feed exponentials), the router and
  * shared_expert_gate (they pick experts; an error there changes a choice, not a value), and the
@@ -220,11 +221,11 @@ static plm_status copy_file(const char *from, const char *to, plm_error *err) {
     return st;
 }
 
-plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep, int n_threads, plm_error *err) {
+plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int flags, int n_threads, plm_error *err) {
     const plm_layer *ls;
     const plm_mat *head;
     if (n_threads <= 0) n_threads = omp_get_num_procs();
-    plm_status st = plm_model_int8(m, !!(keep & PLM_INT8_KEEP_HEAD), !!(keep & PLM_INT8_KEEP_LINEAR), n_threads, &ls,
+    plm_status st = plm_model_int8(m, !!(flags & PLM_INT8_KEEP_HEAD), !(flags & PLM_INT8_LINEAR), n_threads, &ls,
                                    &head, err);
     if (st) return st;
     if (mkdir(out_dir, 0777) && errno != EEXIST)
