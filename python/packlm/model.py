@@ -130,6 +130,9 @@ class Model:
         ...     for s, a, b in zip(seqs, starts[:-1], starts[1:]))
         True
 
+    weights="int8" (CPU) computes with int8 weights, "int8,linear" with the linear-attention
+    projections in int8 too, "int8,act16" with two-level activations (README, "int8 weights").
+
     batch_invariant=True (CPU, BF16 checkpoints): a sequence's results are bitwise the same whatever
     else shares its steps (plm_ctx_params.batch_invariant; forward / score then cut sequences only at
     multiples of 64 tokens); slower, see docs/performance.md.
