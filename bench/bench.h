@@ -11,7 +11,7 @@ typedef struct {
     const char *device;     /* "cpu" or "cuda[:N]" */
     int n_threads;
     int quick;              /* smaller sizes: a smoke run for the test suite */
-    int weights, keep_head; /* plm_ctx_params.weights / int8_keep_head of the contexts */
+    const char *weights;    /* the contexts' weights (plm_ctx_params_weights) */
     /* recorded figures */
     struct bench_fig { char key[64]; double value; char unit[24]; } figs[128];
     int n_figs;
@@ -49,5 +49,8 @@ int bench_gen_run(run_fig *f, plm_ctx *c, const plm_model *m, int n, const int64
    -npl 1,16): prompt of 512 tokens with last-token logits, decode of 1 and of 16 sequences; rounds
    of each, the best and the spread reported */
 int bench_peer(bench_ctx *b, int rounds);
+/* int8 accuracy on text: each int8 mode against the stored weights, per-token KL (mean, 99th
+   percentile), top-1 agreement, perplexity change */
+int bench_accuracy(bench_ctx *b);
 
 #endif

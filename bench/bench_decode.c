@@ -70,8 +70,7 @@ int bench_decode(bench_ctx *b) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = b->n_threads;
     p.device = b->device;
-    p.weights = b->weights;
-    p.int8_keep_head = b->keep_head;
+    plm_ctx_params_weights(&p, b->weights, NULL);
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: decode: %s\n", err.msg);
         plm_model_free(m);

@@ -10,7 +10,7 @@
 #include "packlm.h"
 
 int bench_peer(bench_ctx *b, int rounds) {
-    printf("peer cases (%s weights, %d rounds)\n", b->weights == PLM_WEIGHTS_INT8 ? "int8" : "stored", rounds);
+    printf("peer cases (%s weights, %d rounds)\n", b->weights, rounds);
     plm_error err = {0};
     plm_model *m = NULL;
     plm_ctx *c = NULL;
@@ -20,8 +20,7 @@ int bench_peer(bench_ctx *b, int rounds) {
     }
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = b->n_threads;
-    p.weights = b->weights;
-    p.int8_keep_head = b->keep_head;
+    plm_ctx_params_weights(&p, b->weights, NULL);
     double t0 = bench_now();
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: peer: %s\n", err.msg);

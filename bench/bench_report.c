@@ -1,3 +1,4 @@
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -6,7 +7,8 @@
 #include "packlm.h"
 
 void bench_report(bench_ctx *b, const char *key, const char *label, double value, const char *unit) {
-    printf("  %-58s %12.2f %s\n", label, value, unit);
+    if (value != 0 && fabs(value) < 0.01) printf("  %-58s %12.3e %s\n", label, value, unit);
+    else printf("  %-58s %12.2f %s\n", label, value, unit);
     fflush(stdout);
     if (b->n_figs < (int)(sizeof b->figs / sizeof b->figs[0])) {
         struct bench_fig *f = &b->figs[b->n_figs++];

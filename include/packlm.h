@@ -65,11 +65,16 @@ typedef struct {
 plm_status plm_model_open(plm_model **out, const char *dir, plm_error *err);
 void plm_model_free(plm_model *m);
 const plm_model_info *plm_model_get_info(const plm_model *m);
-/* Writes the model with int8 weights (as PLM_WEIGHTS_INT8 computes with them; keep_head: lm_head as
- * stored) to out_dir: model.safetensors holding each int8 matrix as NAME (I8, [rows, cols rounded up
- * to 32]) and NAME_scale (F16, [rows, cols / 32 rounded up]), every other tensor as stored, and the
- * directory's other files (config, tokenizer) copied. The result opens with plm_model_open. */
-plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep_head, int n_threads, plm_error *err);
+/* Writes the model with int8 weights (as PLM_WEIGHTS_INT8 computes with them; flags: PLM_INT8_*, as
+ * plm_ctx_params' int8_keep_head and int8_linear) to out_dir: model.safetensors holding each int8 matrix as NAME (I8,
+ * [rows, cols rounded up to 32]) and NAME_scale (F16, [rows, cols / 32 rounded up]), every other
+ * tensor as stored, and the directory's other files (config, tokenizer) copied. The result opens
+ * with plm_model_open. */
+plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int flags, int n_threads, plm_error *err);
+enum {
+    PLM_INT8_KEEP_HEAD = 1, /* lm_head (the embedding table when tied) as stored */
+    PLM_INT8_LINEAR = 2     /* the linear-attention projections in int8 too */
+};
 
 /* ---------------------------------------------------------------- per-sequence state */
 /* A sequence's state: conv tails and delta-rule states of the linear layers, keys and values of the
@@ -215,20 +220,35 @@ typedef struct {
        docs/performance.md. 0 (default): the fastest kernel for each shape. */
     int32_t batch_invariant;
     /* CPU: PLM_WEIGHTS_STORED (0) computes with the checkpoint's dtypes; PLM_WEIGHTS_INT8 with int8
-       weights (blocks of 32 along the reduction, one fp16 scale each; activations quantized the
-       same way on the fly): the projection, MLP and expert matrices and lm_head are quantized when
-       the first such context of a model starts, and shared by later ones (norms, conv weights,
-       A_log, dt_bias, in_proj_a/b, router, shared_expert_gate and embeddings stay as stored). A
+       weights (blocks of 32 along the reduction, one fp16 scale each; activations quantized on the
+       fly): the attention projections, MLP and expert matrices and lm_head are quantized when the
+       first such context of a model starts, and shared by later ones (the linear-attention
+       projections unless int8_linear; norms, conv weights, A_log, dt_bias, in_proj_a/b, router,
+       shared_expert_gate and embeddings stay as stored). A
        checkpoint written by plm_model_save_int8 computes in int8 either way. CUDA contexts refuse
        int8 weights (PLM_ERR_UNSUPPORTED). */
     int32_t weights;
     /* with PLM_WEIGHTS_INT8: 1 keeps lm_head in its stored dtype */
     int32_t int8_keep_head;
+    /* with PLM_WEIGHTS_INT8: the linear-attention projections (in_proj_qkv, in_proj_z, out_proj) stay
+       in their stored dtype (0, the default: they carry most of int8's error, README "int8 weights")
+       or are quantized too (1: a fifth fewer bytes, faster, about 4x the KL) */
+    int32_t int8_linear;
+    /* int8 matrices (PLM_WEIGHTS_INT8 or an int8 checkpoint): the activations are quantized per group
+       of 4 values in one int8 level (8) or two (16: the first level's rounding error quantized again,
+       about 15 bits, twice the integer work); 0: PLM_INT8_ACT_BITS_DEFAULT */
+    int32_t int8_act_bits;
 } plm_ctx_params;
 
 enum { PLM_WEIGHTS_STORED = 0, PLM_WEIGHTS_INT8 = 1 };
+#define PLM_INT8_ACT_BITS_DEFAULT 8
 
 plm_ctx_params plm_ctx_default_params(void);
+/* Sets weights, int8_keep_head, int8_linear and int8_act_bits of p from a specification: "stored",
+ * or "int8" followed by any of ",keep-head", ",linear" (int8_linear = 1; ",keep-linear" is the
+ * default, 0), ",act8", ",act16" ("int8-keep-head" is "int8,keep-head"). PLM_ERR_INPUT naming the
+ * part not understood; p is unchanged then. */
+plm_status plm_ctx_params_weights(plm_ctx_params *p, const char *spec, plm_error *err);
 /* Errors of a CUDA context name the device and, for memory, the bytes asked for: no GPU visible,
  * a driver older than the runtime (PLM_ERR_UNSUPPORTED), device memory exhausted (PLM_ERR_NOMEM). */
 plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *p, plm_error *err);

@@ -40,5 +40,19 @@ for key in peer_prompt512_tokens_per_s peer_decode1_tokens_per_s peer_decode16_t
         fail=1
     fi
 done
+# int8 accuracy against the stored weights (quick sizes): every mode's KL reported
+acc=build/bench_accuracy.json
+rm -f "$acc"
+if ! timeout 120 build/packlm bench --quick --only accuracy --json "$acc" > build/bench_smoke_accuracy.log 2>&1; then
+    echo "FAIL bench_smoke: packlm bench --only accuracy failed (log: build/bench_smoke_accuracy.log)"
+    tail -n 5 build/bench_smoke_accuracy.log
+    fail=1
+fi
+for key in accuracy_int8_linear_act8_kl_mean accuracy_int8_act8_kl_mean accuracy_int8_act16_kl_p99 accuracy_int8_act8_top1; do
+    if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$acc"; then
+        echo "FAIL bench_smoke: key $key missing from $acc"
+        fail=1
+    fi
+done
 [ "$fail" -eq 0 ] && echo "bench_smoke: ok ($(grep -c '"value"' "$out") figures)"
 exit "$fail"

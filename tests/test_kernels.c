@@ -418,9 +418,12 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
    so the fast variants differ from the reference only in the order of the float sum over blocks
    (one rounding each): TOL_Q8 * max|ref|, as for the f32 GEMM. The reference itself is checked
    against the f32 product of the dequantized weights and x: the activation rounding (at most
-   d_x / 2 an element) bounds that difference, tested at TOL_Q8_ACT * max|ref|. */
+   d_x / 2 an element) bounds that difference, tested at TOL_Q8_ACT * max|ref|. With activations
+   in two levels (x2) the rounding left is the second level's, d_x / 512 an element (d_x / 256 where
+   the remainder is clamped to 127): TOL_Q8_ACT / 128. */
 #define TOL_Q8 1e-5
 #define TOL_Q8_ACT 3e-2
+#define TOL_Q8X2_ACT (TOL_Q8_ACT / 128)
 static void test_matmul_q8(int64_t T, int64_t rows, int64_t cols, float xspread) {
     const size_t nw = (size_t)rows * cols;
     float *wf = malloc(nw * 4 + 4);
@@ -460,26 +463,62 @@ static void test_matmul_q8(int64_t T, int64_t rows, int64_t cols, float xspread)
              (long long)T, (long long)cols, (long long)cols, (long long)rows);
     check_close(yr, yf, T * rows, TOL_Q8_ACT, what);
     check_guard(yr, T * rows, what);
-    const struct { const char *n; int isa; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
-        {"avx2", PLM_ISA_AVX2, plm_matmul_q8_avx2}, {"avx512vnni", PLM_ISA_AVX512VNNI, plm_matmul_q8_vnni}};
-    for (int fi = 0; fi < 2; fi++) {
+    /* two-level activations: each element within one second-level step, the product within TOL_Q8X2_ACT */
+    float *yr2 = gbuf(T * rows);
+    {
+        int8_t *q1 = malloc((size_t)PLM_Q8_STRIDE(cols) + 1), *q2 = malloc((size_t)PLM_Q8_STRIDE(cols) + 1);
+        float *df = malloc((size_t)(PLM_Q8_STRIDE(cols) / PLM_Q8_XG + 1) * 4);
+        double worst1 = 0, worst2 = 0;
+        for (int64_t t = 0; t < T; t++) {
+            plm_q8_quantize_act(q1, NULL, df, x + t * cols, cols);
+            for (int64_t c = 0; c < cols; c++) {
+                const double f = df[c / PLM_Q8_XG], e = fabs(x[t * cols + c] - f * q1[c]);
+                if (f > 0 && e / f > worst1) worst1 = e / f;
+            }
+            plm_q8_quantize_act(q1, q2, df, x + t * cols, cols);
+            for (int64_t c = 0; c < cols; c++) {
+                const double f = df[c / PLM_Q8_XG], e = fabs(x[t * cols + c] - f * (256.0 * q1[c] + q2[c]));
+                if (f > 0 && e / f > worst2) worst2 = e / f;
+            }
+        }
+        tu_check(worst1 <= 0.5 + 1e-3, "q8 activations [%lld x %lld]: |x - d q| <= d/2 (worst %.3f d)", (long long)T,
+                 (long long)cols, worst1);
+        tu_check(worst2 <= 1.0 + 1e-3, "q8x2 activations [%lld x %lld]: |x - df (256 q1 + q2)| <= df (worst %.3f df)",
+                 (long long)T, (long long)cols, worst2);
+        free(q1), free(q2), free(df);
+        plm_matmul_q8x2_ref(yr2, x, T, &W, 1);
+        snprintf(what, sizeof what, "matmul q8x2 ref [%lld x %lld] x [%lld -> %lld] vs f32 of dequantized weights",
+                 (long long)T, (long long)cols, (long long)cols, (long long)rows);
+        check_close(yr2, yf, T * rows, TOL_Q8X2_ACT, what);
+        check_guard(yr2, T * rows, what);
+    }
+    const struct {
+        const char *n;
+        int isa;
+        void (*f)(float *, const float *, int64_t, const plm_mat *, int);
+        const float *ref;
+    } fs[] = {{"q8 avx2", PLM_ISA_AVX2, plm_matmul_q8_avx2, yr},
+              {"q8 avx512vnni", PLM_ISA_AVX512VNNI, plm_matmul_q8_vnni, yr},
+              {"q8x2 avx2", PLM_ISA_AVX2, plm_matmul_q8x2_avx2, yr2},
+              {"q8x2 avx512vnni", PLM_ISA_AVX512VNNI, plm_matmul_q8x2_vnni, yr2}};
+    for (int fi = 0; fi < 4; fi++) {
         if (!plm_isa_supported(fs[fi].isa)) {
-            printf("skip: matmul q8 %s: this CPU cannot run it\n", fs[fi].n);
+            printf("skip: matmul %s: this CPU cannot run it\n", fs[fi].n);
             continue;
         }
         for (int nth = 1; nth <= 2; nth++) {
             float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
             fs[fi].f(y, x, T, &W, nth);
             fs[fi].f(y2, x, T, &W, nth);
-            snprintf(what, sizeof what, "matmul q8 %s [%lld x %lld] x [%lld -> %lld], %d thr", fs[fi].n,
+            snprintf(what, sizeof what, "matmul %s [%lld x %lld] x [%lld -> %lld], %d thr", fs[fi].n,
                      (long long)T, (long long)cols, (long long)cols, (long long)rows, nth);
-            check_close(y, yr, T * rows, TOL_Q8, what);
+            check_close(y, fs[fi].ref, T * rows, TOL_Q8, what);
             check_guard(y, T * rows, what);
             tu_check(!memcmp(y, y2, T * rows * 4), "%s: bit-for-bit reproducible", what);
             free(y), free(y2);
         }
     }
-    free(wf), free(q), free(d), free(row), free(x), free(yr), free(yf), free(wd);
+    free(wf), free(q), free(d), free(row), free(x), free(yr), free(yr2), free(yf), free(wd);
 }
 
 /* the dispatch table picks the widest int8 path the CPU has, and PLM_ISA narrows it */
@@ -765,6 +804,8 @@ int main(void) {
     test_matmul_q8(1, 2050, 264, 1);   /* threaded GEMV */
     test_matmul_q8(1, 1027, 1024, 4);
     test_matmul_q8(6, 130, 3584, 1);
+    test_matmul_q8(1, 67, 650, 1);     /* decode: 21 blocks, a full and a partial group of 16 and an odd one */
+    test_matmul_q8(1, 5, 3584, 1);
     test_matmul_q8(33, 700, 100, 1);
     test_matmul_q8(1, 3, 48, 100);
     test_matmul_q8(2, 1, 1, 1);

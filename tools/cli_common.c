@@ -180,16 +180,15 @@ static plm_status session_encode(void *user, const char *text, size_t len, int32
     return st ? st : plm_tokenizer_encode(tok, text, len, ids, n, err);
 }
 
-int cli_parse_weights(const char *cmd, const char *v, int *weights, int *keep_head) {
-    if (!strcmp(v, "stored")) *weights = PLM_WEIGHTS_STORED, *keep_head = 0;
-    else if (!strcmp(v, "int8")) *weights = PLM_WEIGHTS_INT8, *keep_head = 0;
-    else if (!strcmp(v, "int8-keep-head")) *weights = PLM_WEIGHTS_INT8, *keep_head = 1;
-    else return cli_error(cmd, "--weights expects stored, int8 or int8-keep-head, got '%s'", v);
+int cli_parse_weights(const char *cmd, const char *v) {
+    plm_ctx_params p = plm_ctx_default_params();
+    plm_error err = {0};
+    if (plm_ctx_params_weights(&p, v, &err)) return cli_error(cmd, "--weights: %s", err.msg);
     return 0;
 }
 
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
-                            int batch_invariant, int weights, int keep_head, plm_error *err) {
+                            int batch_invariant, const char *weights, plm_error *err) {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s", model_dir);
     s->enc = session_encode;
@@ -201,9 +200,7 @@ plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads
     p.device = device;
     p.batch_invariant = batch_invariant;
     s->invariant = batch_invariant;
-    p.weights = weights;
-    p.int8_keep_head = keep_head;
-    if ((st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
+    if ((weights && (st = plm_ctx_params_weights(&p, weights, err))) || (st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
         plm_model_free(s->model);
         return st;
     }
@@ -232,7 +229,7 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
     else if (!strcmp(a, "--max-batch-tokens")) { if (cli_parse_int(cmd, a, v, 1, 1 << 30, &o->budget)) return -1; }
     else if (!strcmp(a, "--threads")) { if (cli_parse_int(cmd, a, v, 1, 1024, &o->threads)) return -1; }
     else if (!strcmp(a, "--device")) o->device = v;
-    else if (!strcmp(a, "--weights")) { if (cli_parse_weights(cmd, v, &o->weights, &o->keep_head)) return -1; }
+    else if (!strcmp(a, "--weights")) { if (cli_parse_weights(cmd, v)) return -1; o->weights = v; }
     else return 0;
     (*i)++;
     return 1;
@@ -240,7 +237,7 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
 
 int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant) {
     plm_error err = {0};
-    if (cli_session_open(ss, o->model, (int)o->threads, o->device, o->invariant, o->weights, o->keep_head, &err))
+    if (cli_session_open(ss, o->model, (int)o->threads, o->device, o->invariant, o->weights, &err))
         return cli_error(cmd, "%s", err.msg);
     plm_status st = tolerant ? cli_read_input_tolerant(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err)
                              : cli_read_input(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err);

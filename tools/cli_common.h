@@ -22,7 +22,7 @@ typedef struct {
     int64_t budget, threads;
     const char *device; /* --device: cpu (default), cuda, cuda:N */
     int invariant;      /* --batch-invariant */
-    int weights, keep_head; /* --weights stored|int8|int8-keep-head (plm_ctx_params) */
+    const char *weights; /* --weights: a plm_ctx_params_weights specification; NULL: stored */
 } cli_opts;
 
 /* The --help lines of the context options every model command shares (--batch-invariant, --device,
@@ -32,11 +32,13 @@ typedef struct {
             "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n" \
             "                          slower: docs/performance.md)\n" \
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n" \
-            "  --weights W             stored (default), int8 (int8 weights, quantized at start), or\n" \
-            "                          int8-keep-head (lm_head as stored)\n"
+            "  --weights W             stored (default), or int8 (int8 weights, quantized at start; the linear-\n" \
+            "                          attention projections as stored) with any of ,linear (those in int8\n" \
+            "                          too: faster, less accurate) ,keep-head (lm_head as stored) ,act16\n" \
+            "                          (activations in two int8 levels: more accurate, slower prompts)\n"
 
-/* --weights: "stored", "int8" or "int8-keep-head"; 0, or -1 with a message */
-int cli_parse_weights(const char *cmd, const char *v, int *weights, int *keep_head);
+/* --weights: a plm_ctx_params_weights specification; 0, or -1 with a message */
+int cli_parse_weights(const char *cmd, const char *v);
 
 /* If argv[*i] is --batch-invariant, or --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
  * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)

@@ -21,7 +21,7 @@ static void usage(FILE *f) {
             "  --model DIR   use this checkpoint instead of the random-weight 0.8B-shaped one\n"
             "                (built once into build/bench-model-0.8b/)\n"
             "  --quick       a small model and sizes: a smoke run of a few seconds\n"
-            "  --weights W   stored (default), int8, or int8-keep-head (lm_head as stored)\n"
+            "  --weights W   stored (default), or int8 with options (packlm score --help)\n"
             "  --rounds N    rounds of the peer section (default 3)\n"
             "  --only S      run one section: prefill (sgemm, score, segments, delta rule, memory),\n"
             "                decode, tokenizer, mixers (with --device cuda: the delta rule and conv1d alone), or\n"
@@ -35,7 +35,8 @@ static void usage(FILE *f) {
 int cmd_bench(int argc, char **argv) {
     const char *json = NULL, *model = NULL, *only = NULL, *device = "cpu";
     int64_t threads = 0, rounds = 3;
-    int quick = 0, weights = PLM_WEIGHTS_STORED, keep_head = 0;
+    int quick = 0;
+    const char *weights = "stored";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -50,10 +51,12 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             only = argv[++i];
             if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer") && strcmp(only, "mixers") &&
-                strcmp(only, "peer"))
-                return cli_error("bench", "--only expects prefill, decode, tokenizer, mixers or peer, got '%s'", only) + 1;
+                strcmp(only, "peer") && strcmp(only, "accuracy"))
+                return cli_error("bench", "--only expects prefill, decode, tokenizer, mixers, peer or accuracy, got '%s'",
+                                 only) + 1;
         } else if (!strcmp(a, "--weights") && i + 1 < argc) {
-            if (cli_parse_weights("bench", argv[++i], &weights, &keep_head)) return 2;
+            if (cli_parse_weights("bench", argv[++i])) return 2;
+            weights = argv[i];
         } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
             if (cli_parse_int("bench", a, argv[++i], 1, 100, &rounds)) return 2;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
@@ -79,13 +82,12 @@ int cmd_bench(int argc, char **argv) {
     b.quick = quick;
     b.device = device;
     b.weights = weights;
-    b.keep_head = keep_head;
     const int gpu = strcmp(device, "cpu") != 0;
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
     b.n_threads = threads > 0 ? (int)threads : 1;
     printf("packlm bench: model %s, %s, %d threads%s\n", dir, device, b.n_threads, quick ? " (quick)" : "");
     int rc = 0;
-#define RUN(name) ((!only && strcmp(name, "peer")) || (only && !strcmp(only, name)))
+#define RUN(name) ((!only && strcmp(name, "peer") && strcmp(name, "accuracy")) || (only && !strcmp(only, name)))
     if (RUN("prefill") && gpu && bench_cuda(&b)) {
         fprintf(stderr, "packlm bench: the CUDA prefill section failed\n");
         rc = 1;
@@ -100,6 +102,10 @@ int cmd_bench(int argc, char **argv) {
     }
     if (RUN("decode") && bench_decode(&b)) printf("decode: not available\n");
     if (only && !strcmp(only, "peer") && bench_peer(&b, (int)rounds)) rc = 1;
+    if (only && !strcmp(only, "accuracy")) {
+        if (gpu) return cli_error("bench", "--only accuracy compares the CPU's int8 weights: it runs on the CPU") + 1;
+        if (bench_accuracy(&b)) rc = 1;
+    }
     double mbps = 0;
     if (RUN("tokenizer") && !gpu) {
         printf("tokenizer\n");

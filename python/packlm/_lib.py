@@ -38,7 +38,8 @@ class plm_model_info(Structure):
 class plm_ctx_params(Structure):
     _fields_ = [("n_threads", c_int32), ("use_reference", c_int32), ("device", c_char_p),
                 ("device_mem_limit", c_size_t), ("bf16_single_pass", c_int32), ("batch_invariant", c_int32),
-                ("weights", c_int32), ("int8_keep_head", c_int32)]
+                ("weights", c_int32), ("int8_keep_head", c_int32), ("int8_linear", c_int32),
+                ("int8_act_bits", c_int32)]
 
 
 class plm_step(Structure):
@@ -178,6 +179,7 @@ _decl("plm_state_restore", c_int, P, P, E)
 _decl("plm_snapshot_length", c_int64, P)
 _decl("plm_snapshot_free", None, P)
 _decl("plm_ctx_default_params", plm_ctx_params)
+_decl("plm_ctx_params_weights", c_int, POINTER(plm_ctx_params), c_char_p, E)
 _decl("plm_ctx_new", c_int, POINTER(P), P, POINTER(plm_ctx_params), E)
 _decl("plm_ctx_free", None, P)
 _decl("plm_ctx_device", c_char_p, P)

@@ -154,6 +154,9 @@ class Model:
         ...     for s, a, b in zip(seqs, starts[:-1], starts[1:]))
         True
 
+    weights="int8" (CPU) computes with int8 weights, "int8,linear" with the linear-attention
+    projections in int8 too, "int8,act16" with two-level activations (README, "int8 weights").
+
     batch_invariant=True (CPU, BF16 checkpoints): a sequence's results are bitwise the same whatever
     else shares its steps (plm_ctx_params.batch_invariant; forward / score then cut sequences only at
     multiples of 64 tokens); slower, see docs/performance.md.
@@ -179,9 +182,8 @@ class Model:
             raise ValueError("device must be 'cpu', 'cuda' or 'cuda:N', got %r" % (device,))
         n_threads = _int_param(threads, "threads", 1, 1024, 0)
         limit = _int_param(device_mem_limit, "device_mem_limit", 0, 2**63 - 1, 0)
-        modes = {"stored": (0, 0), "int8": (1, 0), "int8-keep-head": (1, 1)}
-        if weights not in modes:
-            raise ValueError("weights must be 'stored', 'int8' or 'int8-keep-head', got %r" % (weights,))
+        if not isinstance(weights, str) or "\0" in weights:
+            raise ValueError("weights must be 'stored' or 'int8[,options]', got %r" % (weights,))
         err = plm_error()
         m = c_void_p()
         check(lib.plm_model_open(byref(m), os.fsencode(path), byref(err)), err)
@@ -194,9 +196,10 @@ class Model:
         p.bf16_single_pass = 1 if bf16_single_pass else 0
         p.batch_invariant = 1 if batch_invariant else 0
         self._align = 64 if batch_invariant else 1  # PLM_SPLIT_ALIGN: plm_plan_next_aligned
-        p.weights, p.int8_keep_head = modes[weights]
+        st = lib.plm_ctx_params_weights(byref(p), weights.encode(), byref(err))
         c = c_void_p()
-        st = lib.plm_ctx_new(byref(c), m, byref(p), byref(err))
+        if not st:
+            st = lib.plm_ctx_new(byref(c), m, byref(p), byref(err))
         if st:
             lib.plm_model_free(m)
             self._m = None

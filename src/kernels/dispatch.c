@@ -30,3 +30,12 @@ void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant) {
     k->matmul = plm_matmul_invariant;
     k->gdn = plm_gdn_chunked;
 }
+
+void plm_kernels_int8_act(plm_kernels *k, int bits) {
+    if (bits != 16) return;
+    k->matmul_q8 = plm_matmul_q8x2_ref;
+#if defined(__x86_64__) || defined(__i386__)
+    if (k->isa == PLM_ISA_AVX512VNNI) k->matmul_q8 = plm_matmul_q8x2_vnni;
+    else if (k->isa == PLM_ISA_AVX2) k->matmul_q8 = plm_matmul_q8x2_avx2;
+#endif
+}

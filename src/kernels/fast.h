@@ -41,11 +41,7 @@ void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int6
 #define PLM_GEMV_MAX_T 1
 /* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel) */
 #ifndef PLM_DIRECT_MAX_T
-#define PLM_DIRECT_MAX_T 32/* int8 weights (PLM_DT_Q8; matmul_q8.c): AVX2 (vpmaddubsw) and AVX-512 VNNI (vpdpbusd); x86 only,
-   run only where plm_isa_supported says so */
-void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
-void plm_matmul_q8_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
-
+#define PLM_DIRECT_MAX_T 32
 #endif
 
 /* work (multiply-adds) below which a kernel runs on the calling thread alone: a parallel region
@@ -66,5 +62,8 @@ void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int 
    run only where plm_isa_supported says so */
 void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_q8_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* the same with activations in two int8 levels (plm_q8x2_quantize_row) */
+void plm_matmul_q8x2_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+void plm_matmul_q8x2_vnni(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 
 #endif

@@ -72,6 +72,9 @@ const char *plm_isa_name(int isa);
 /* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
    (plm_ctx_params.batch_invariant) */
 void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
+/* bits = 16: the int8 matmuls of the table quantize activations in two levels (plm_matmul_q8x2_*, same
+   instruction set); 8 leaves them as plm_kernels_init chose */
+void plm_kernels_int8_act(plm_kernels *k, int bits);
 
 /* y = x . W^T for any weight dtype through the table */
 static inline void plm_kmatmul(const plm_kernels *k, float *y, const float *x, int64_t T, const plm_mat *W,
@@ -87,12 +90,23 @@ static inline void plm_kmatmul(const plm_kernels *k, float *y, const float *x, i
    keep fp16 scales (d16; q computed with the rounded scale); activations fp32 (df). Either pointer
    may be NULL. */
 void plm_q8_quantize_row(int8_t *q, uint16_t *d16, float *df, const float *x, int64_t C);
+/* Activations: as plm_q8_quantize_row but one fp32 scale per group of PLM_Q8_XG values (df
+   [PLM_Q8_STRIDE(C) / PLM_Q8_XG]: one int32 lane of the dot-product instructions each, so the kernels
+   scale lane by lane at no extra cost). q2 non-NULL: a second level, q2 = round-to-nearest-even((x / d
+   - q1) * 256) in [-127, 127] (the first level's rounding error in 256ths of d), and df = d / 256:
+   x ~ df * (256 q1 + q2), about 15 bits. */
+#define PLM_Q8_XG 4
+void plm_q8_quantize_act(int8_t *q1, int8_t *q2, float *df, const float *x, int64_t C);
 /* A quantized copy of W (any dtype): q [rows, PLM_Q8_STRIDE(cols)] and d16 [rows, PLM_Q8_NB(cols)]
    allocated with malloc (freed by the caller); threaded over rows. PLM_ERR_NOMEM on failure. */
 int plm_q8_quantize_mat(int8_t **q, uint16_t **d16, const plm_mat *W, int n_threads);
-/* The reference: x quantized per row with plm_q8_quantize_row, each block's int32 dot product
-   times d_w * d_x, summed over the blocks in order, in float. */
+/* Rows r0 .. r1-1 of W into q and d16 laid out as plm_q8_quantize_mat's (whole-matrix buffers). */
+int plm_q8_quantize_rows(int8_t *q, uint16_t *d16, const plm_mat *W, int64_t r0, int64_t r1, int n_threads);
+/* The reference: x quantized per row with plm_q8_quantize_act, each group's int32 dot product times
+   d_w * d_x, summed over the groups in order, in float. */
 void plm_matmul_q8_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* The same with x in two levels: each group's 256 * (q1 . w) + (q2 . w) in int32, times d_w * df. */
+void plm_matmul_q8x2_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 
 /* references */
 void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);

@@ -15,6 +15,41 @@ plm_ctx_params plm_ctx_default_params(void) {
     return p;
 }
 
+plm_status plm_ctx_params_weights(plm_ctx_params *p, const char *spec, plm_error *err) {
+    if (!spec) return plm_fail(err, PLM_ERR_INPUT, "no weights specification");
+    plm_ctx_params q = *p;
+    q.int8_keep_head = q.int8_linear = 0;
+    q.int8_act_bits = 0;
+    if (!strcmp(spec, "stored")) {
+        q.weights = PLM_WEIGHTS_STORED;
+        *p = q;
+        return PLM_OK;
+    }
+    const char *s = spec;
+    if (!strncmp(s, "int8-keep-head", 14) && (!s[14] || s[14] == ',')) q.int8_keep_head = 1, s += 14;
+    else if (!strncmp(s, "int8", 4) && (!s[4] || s[4] == ',')) s += 4;
+    else
+        return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": expected stored, or int8 with any of ,keep-head "
+                        ",linear ,keep-linear ,act8 ,act16", spec);
+    q.weights = PLM_WEIGHTS_INT8;
+    while (*s == ',') {
+        const char *e = strchr(s + 1, ',');
+        const size_t n = e ? (size_t)(e - s - 1) : strlen(s + 1);
+        if (n == 9 && !strncmp(s + 1, "keep-head", n)) q.int8_keep_head = 1;
+        else if (n == 6 && !strncmp(s + 1, "linear", n)) q.int8_linear = 1;
+        else if (n == 11 && !strncmp(s + 1, "keep-linear", n)) q.int8_linear = 0;
+        else if (n == 4 && !strncmp(s + 1, "act8", n)) q.int8_act_bits = 8;
+        else if (n == 5 && !strncmp(s + 1, "act16", n)) q.int8_act_bits = 16;
+        else
+            return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": unknown int8 option \"%.*s\" (keep-head, linear, "
+                            "keep-linear, act8, act16)", spec, (int)(n < 64 ? n : 64), s + 1);
+        s += 1 + n;
+    }
+    if (*s) return plm_fail(err, PLM_ERR_INPUT, "weights \"%s\": expected stored, or int8 with options", spec);
+    *p = q;
+    return PLM_OK;
+}
+
 /* "cpu" -> -1, "cuda" -> 0, "cuda:N" -> N; -2 when malformed */
 static int parse_device(const char *d) {
     if (!d || !strcmp(d, "cpu")) return -1;
@@ -46,6 +81,11 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
         free(c);
         return plm_fail(err, PLM_ERR_INPUT, "unknown weights mode %d (expected stored or int8)", (int)p->weights);
     }
+    if (!c->p.int8_act_bits) c->p.int8_act_bits = PLM_INT8_ACT_BITS_DEFAULT;
+    if (c->p.int8_act_bits != 8 && c->p.int8_act_bits != 16) {
+        free(c);
+        return plm_fail(err, PLM_ERR_INPUT, "int8_act_bits %d: expected 8, 16 or 0 (the default)", (int)p->int8_act_bits);
+    }
     if (c->dev >= 0 && (c->p.weights == PLM_WEIGHTS_INT8 || m->file_q8)) {
         free(c);
         return plm_fail(err, PLM_ERR_UNSUPPORTED, "int8 weights run on the CPU only, not on %s%s", p->device,
@@ -75,13 +115,14 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
        process-wide; packlm sets it to one. */
     openblas_set_num_threads(1);
     plm_kernels_init(&c->k, c->p.use_reference, c->p.batch_invariant);
+    plm_kernels_int8_act(&c->k, c->p.int8_act_bits);
     c->layers = m->layers;
     c->lm_head = &m->lm_head;
     if (c->p.weights == PLM_WEIGHTS_INT8) {
         /* the model's int8 copies are built once, under the model's lock (the model is otherwise
            read-only and may be shared between contexts) */
-        plm_status st = plm_model_int8((plm_model *)m, c->p.int8_keep_head, c->p.n_threads, &c->layers, &c->lm_head,
-                                       err);
+        plm_status st = plm_model_int8((plm_model *)m, c->p.int8_keep_head, !c->p.int8_linear, c->p.n_threads,
+                                       &c->layers, &c->lm_head, err);
         if (st) {
             plm_ctx_free(c);
             return st;

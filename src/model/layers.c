@@ -8,8 +8,9 @@
 size_t plm_layers_scratch(const plm_model *m, int64_t T) {
     const plm_config *c = &m->cfg;
     const size_t pad = 16 * 16; /* alignment slack of plm_take */
-    const size_t nk = c->lin_k_heads, nv = c->lin_v_heads, dk = c->lin_k_dim, dv = c->lin_v_dim;
-    size_t lin = 2 * (size_t)m->conv_dim + 3 * nv * dv + 2 * nv + 2 * nk * dk;
+    /* raw and mixed [T, conv_dim], b and a [T, nv]: q, k, v and then z reuse raw, o reuses mixed
+       (plm_linear_attn_forward) */
+    size_t lin = 2 * (size_t)m->conv_dim + 2 * (size_t)c->lin_v_heads;
     size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
     /* qg (2), q, gate, o; k, v; views of k, v as caches for segments without a state (a plm_kv and
        at most 2 block pointers per token each for keys and values) */
@@ -30,22 +31,22 @@ void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, f
     const int64_t T = r->T;
     const int nk = cf->lin_k_heads, nv = cf->lin_v_heads, dk = cf->lin_k_dim, dv = cf->lin_v_dim;
     const int CD = m->conv_dim, K = cf->conv_kernel, nth = c->p.n_threads;
+    /* scratch: raw [T, CD] (the projection; once convolved, q | k | v [T, qk] [T, qk] [T, vv], then
+       z [T, vv]) and mixed [T, CD] (the convolved rows; then o [T, vv]): 2 * CD floats a token, the
+       step's largest per-token scratch (h, the layer's input, stays valid for z's projection) */
+    const size_t qk = (size_t)nk * dk, vv = (size_t)nv * dv;
     float *raw = plm_take(&a, (size_t)T * CD), *mixed = plm_take(&a, (size_t)T * CD);
-    float *z = plm_take(&a, (size_t)T * nv * dv), *bb = plm_take(&a, (size_t)T * nv);
-    float *aa = plm_take(&a, (size_t)T * nv), *q = plm_take(&a, (size_t)T * nk * dk);
-    float *k = plm_take(&a, (size_t)T * nk * dk), *v = plm_take(&a, (size_t)T * nv * dv);
-    float *o = plm_take(&a, (size_t)T * nv * dv);
+    float *bb = plm_take(&a, (size_t)T * nv), *aa = plm_take(&a, (size_t)T * nv);
+    float *q = raw, *k = raw + T * qk, *v = raw + 2 * T * qk, *z = raw, *o = mixed;
     float *tails[r->n_seg > 0 ? r->n_seg : 1], *S[r->n_seg > 0 ? r->n_seg : 1];
     for (int s = 0; s < r->n_seg; s++) { /* no state: the kernels start from zeros, keep nothing */
         tails[s] = r->state[s] ? r->state[s]->conv[L->lin_index] : NULL;
         S[s] = r->state[s] ? r->state[s]->rec[L->lin_index] : NULL;
     }
     plm_kmatmul(&c->k, raw, h, T, &L->qkv, nth);
-    plm_kmatmul(&c->k, z, h, T, &L->z, nth);
     plm_kmatmul(&c->k, bb, h, T, &L->b, nth);
     plm_kmatmul(&c->k, aa, h, T, &L->a, nth);
     c->k.conv(mixed, tails, raw, L->conv_w, r->cu, r->n_seg, CD, K, nth);
-    const size_t qk = (size_t)nk * dk, vv = (size_t)nv * dv;
     for (int64_t t = 0; t < T; t++) {
         const float *row = mixed + t * CD;
         memcpy(q + t * qk, row, qk * sizeof(float));
@@ -61,6 +62,7 @@ void plm_linear_attn_forward(plm_ctx *c, const plm_layer *L, const plm_run *r, f
             *ap = L->neg_A[hh] * plm_softplus(*ap + L->dt_bias[hh]); /* g: log decay */
         }
     c->k.gdn(o, S, q, k, v, aa, bb, r->cu, r->n_seg, nk, nv, dk, dv, nth);
+    plm_kmatmul(&c->k, z, h, T, &L->z, nth);
     plm_rmsnorm_gated(o, o, z, L->gnorm, T * nv, dv, cf->rms_eps);
     plm_kmatmul(&c->k, out, o, T, &L->out, nth);
 }

@@ -48,17 +48,21 @@ struct plm_model {
     /* int8 copies made for contexts that ask for int8 weights (model/quant.c): built once, on the
        first such context, shared by later ones, freed with the model */
     pthread_mutex_t q8_lock;
-    plm_layer *q8_layers;       /* NULL until built */
+    plm_layer *q8_layers;       /* NULL until built; linear-attention projections int8 once q8_linear */
+    plm_layer *q8_layers_kl;    /* q8_layers with the linear-attention projections as stored */
+    int q8_linear;
     plm_mat q8_head;            /* dt PLM_DT_Q8 once built */
     void **q8_bufs;
     int n_q8_bufs, cap_q8_bufs;
+    size_t q8_bytes;            /* int8 values and scales quantized at load (0 for an int8 checkpoint) */
 };
 
 /* The layers and lm_head an int8 context computes with: every large matrix (projections, MLP and
- * expert weights; lm_head unless keep_head) in PLM_DT_Q8, quantized from the checkpoint's dtype on
- * the first call; norms, conv weights, A_log, dt_bias, the small gate projections (in_proj_a,
- * in_proj_b, shared_expert_gate) and the router stay as stored. */
-plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_layer **layers,
+ * expert weights; lm_head unless keep_head; the linear-attention projections unless keep_linear) in
+ * PLM_DT_Q8, quantized from the checkpoint's dtype on the first call that needs it; norms, conv
+ * weights, A_log, dt_bias, the small gate projections (in_proj_a, in_proj_b, shared_expert_gate) and
+ * the router stay as stored. */
+plm_status plm_model_int8(plm_model *m, int keep_head, int keep_linear, int n_threads, const plm_layer **layers,
                           const plm_mat **head, plm_error *err);
 void plm_model_int8_free(plm_model *m);
 

@@ -2,9 +2,12 @@
  * first such context), and packlm quantize's writer (the same copies saved as safetensors, I8
  * values + F16 scales, loadable as a checkpoint directory).
  *
- * What is quantized (the matrices every token streams through): the projections of both mixers
- * (in_proj_qkv, in_proj_z, out_proj; q/k/v/o_proj), the MLP and expert matrices (gate/up/down,
- * shared expert gate/up/down), and lm_head unless kept. What stays as stored: norms, conv1d weights,
+ * What is quantized (the matrices every token streams through): the attention projections
+ * (q/k/v/o_proj), the MLP and expert matrices (gate/up/down, shared expert gate/up/down), lm_head
+ * unless kept, and the linear-attention projections (in_proj_qkv, in_proj_z, out_proj) when asked
+ * (int8_linear: by default they stay as stored, they carry most of the error). Those are quantized
+ * when the first context that wants them starts; contexts that keep them share the other int8
+ * matrices through a second layer table. What stays as stored: norms, conv1d weights,
  * A_log, dt_bias (f32 copies already), in_proj_a / in_proj_b (the decay and beta gates: [n_v, H],
  * a fraction of a percent of the bytes, and they feed exponentials), the router and
  * shared_expert_gate (they pick experts; an error there changes a choice, not a value), and the
@@ -36,30 +39,48 @@ static int keep_buf(plm_model *m, void *p) {
     return 0;
 }
 
-/* The source pages of a quantized matrix are not read again by an int8 context: hand them back
-   (a file mapping: they are read again from the file should anything touch them). */
-static void drop_pages(const plm_mat *W) {
-    const size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = (uintptr_t)W->data, e = a + (size_t)(W->rows * W->cols) * plm_dtype_size(W->dt);
+/* The source pages of rows r0 .. r1-1 of a quantized matrix are not read again by an int8 context:
+   hand them back (a read-only file mapping: they are read again from the file should anything touch
+   them). Whole pages inside the rows only. */
+static void drop_pages(const plm_mat *W, int64_t r0, int64_t r1) {
+    const size_t pg = (size_t)sysconf(_SC_PAGESIZE), rb = (size_t)W->cols * plm_dtype_size(W->dt);
+    const uintptr_t a = (uintptr_t)W->data + (size_t)r0 * rb, e = (uintptr_t)W->data + (size_t)r1 * rb;
     const uintptr_t a0 = (a + pg - 1) / pg * pg, e0 = e / pg * pg;
     if (e0 > a0) madvise((void *)a0, e0 - a0, MADV_DONTNEED);
 }
 
+/* rows quantized between page hand-backs: at most ~8 MiB of the source resident at once */
+#define Q8_CHUNK_BYTES (8u << 20)
+
 static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, int n_threads, int drop, plm_error *err) {
     *out = *W;
     if (W->dt == PLM_DT_Q8 || !W->data) return PLM_OK;
-    int8_t *q;
-    uint16_t *d;
-    if (plm_q8_quantize_mat(&q, &d, W, n_threads) != PLM_OK || keep_buf(m, q) || keep_buf(m, d)) {
-        /* q and d are freed with the model when kept; a failure here leaks nothing kept */
+    const int64_t R = W->rows, C = W->cols;
+    int8_t *q = malloc((size_t)(R * PLM_Q8_STRIDE(C)) + 1);
+    uint16_t *d = malloc((size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t) + 2);
+    /* q and d are freed with the model once kept */
+    const int bad = !q || !d ? 2 : keep_buf(m, q) ? 2 : keep_buf(m, d) ? 1 : 0;
+    if (bad) {
+        if (bad == 2) free(q);
+        free(d);
         return plm_fail(err, PLM_ERR_NOMEM, "out of memory quantizing a [%lld, %lld] matrix to int8",
-                        (long long)W->rows, (long long)W->cols);
+                        (long long)R, (long long)C);
     }
-    *out = (plm_mat){q, PLM_DT_Q8, W->rows, W->cols, d};
-    if (drop) drop_pages(W);
+    const size_t rb = (size_t)(C ? C : 1) * plm_dtype_size(W->dt);
+    const int64_t chunk = Q8_CHUNK_BYTES / rb > 0 ? (int64_t)(Q8_CHUNK_BYTES / rb) : 1;
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+        const int64_t r1 = r0 + chunk < R ? r0 + chunk : R;
+        if (plm_q8_quantize_rows(q, d, W, r0, r1, n_threads))
+            return plm_fail(err, PLM_ERR_NOMEM, "out of memory quantizing a [%lld, %lld] matrix to int8",
+                            (long long)R, (long long)C);
+        if (drop) drop_pages(W, r0, r1);
+    }
+    *out = (plm_mat){q, PLM_DT_Q8, R, C, d};
+    m->q8_bytes += (size_t)(R * PLM_Q8_STRIDE(C)) + (size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t);
     return PLM_OK;
 }
 
+/* every large matrix but the linear-attention projections (build_linear) */
 static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
     const plm_config *c = &m->cfg;
     plm_layer *ls = calloc((size_t)c->n_layers, sizeof *ls);
@@ -70,10 +91,9 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
         const plm_layer *S = &m->layers[i];
         *L = *S;
         L->e_gate = L->e_up = L->e_down = NULL;
-        plm_mat *dst[] = {&L->qkv, &L->z, &L->out, &L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down,
-                          &L->sh_gate, &L->sh_up, &L->sh_down};
-        const plm_mat *src[] = {&S->qkv, &S->z, &S->out, &S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down,
-                                &S->sh_gate, &S->sh_up, &S->sh_down};
+        plm_mat *dst[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->sh_gate, &L->sh_up, &L->sh_down};
+        const plm_mat *src[] = {&S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down, &S->sh_gate, &S->sh_up,
+                                &S->sh_down};
         for (size_t j = 0; !st && j < sizeof dst / sizeof dst[0]; j++) st = q8(m, dst[j], src[j], n_threads, 1, err);
         if (!st && S->e_gate) {
             const int64_t E = c->n_experts;
@@ -97,19 +117,48 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
     return PLM_OK;
 }
 
-plm_status plm_model_int8(plm_model *m, int keep_head, int n_threads, const plm_layer **layers,
+/* the linear-attention projections of q8_layers, on the first context that does not keep them */
+static plm_status build_linear(plm_model *m, int n_threads, plm_error *err) {
+    plm_status st = PLM_OK;
+    for (int i = 0; !st && i < m->cfg.n_layers; i++) {
+        plm_layer *L = &m->q8_layers[i];
+        const plm_layer *S = &m->layers[i];
+        if (L->type != PLM_LAYER_LINEAR) continue;
+        if (!(st = q8(m, &L->qkv, &S->qkv, n_threads, 1, err)) && !(st = q8(m, &L->z, &S->z, n_threads, 1, err)))
+            st = q8(m, &L->out, &S->out, n_threads, 1, err);
+    }
+    if (!st) m->q8_linear = 1;
+    return st;
+}
+
+/* q8_layers with the linear-attention projections as stored (the same int8 matrices otherwise) */
+static plm_status build_keep_linear(plm_model *m, plm_error *err) {
+    plm_layer *ls = malloc((size_t)m->cfg.n_layers * sizeof *ls);
+    if (!ls) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        ls[i] = m->q8_layers[i];
+        ls[i].qkv = m->layers[i].qkv, ls[i].z = m->layers[i].z, ls[i].out = m->layers[i].out;
+    }
+    m->q8_layers_kl = ls;
+    return PLM_OK;
+}
+
+plm_status plm_model_int8(plm_model *m, int keep_head, int keep_linear, int n_threads, const plm_layer **layers,
                           const plm_mat **head, plm_error *err) {
     plm_status st = PLM_OK;
     pthread_mutex_lock(&m->q8_lock);
     if (!m->q8_layers) st = build_layers(m, n_threads, err);
+    if (!st && !keep_linear && !m->q8_linear) st = build_linear(m, n_threads, err);
+    if (!st && keep_linear && !m->q8_layers_kl) st = build_keep_linear(m, err);
     if (!st && !keep_head && m->q8_head.dt != PLM_DT_Q8) {
-        /* a tied head is the embedding table, still used for lookups: its pages stay */
-        st = q8(m, &m->q8_head, &m->lm_head, n_threads, !m->cfg.tie_embeddings, err);
+        /* a tied head is the embedding table, still used for lookups: its pages are handed back
+           too, and only the rows looked up come back (one 4 KiB page a token at most) */
+        st = q8(m, &m->q8_head, &m->lm_head, n_threads, 1, err);
         if (st) m->q8_head = (plm_mat){0};
     }
     pthread_mutex_unlock(&m->q8_lock);
     if (st) return st;
-    *layers = m->q8_layers;
+    *layers = keep_linear ? m->q8_layers_kl : m->q8_layers;
     *head = keep_head ? &m->lm_head : &m->q8_head;
     return PLM_OK;
 }
@@ -118,9 +167,12 @@ void plm_model_int8_free(plm_model *m) {
     for (int i = 0; i < m->n_q8_bufs; i++) free(m->q8_bufs[i]);
     free(m->q8_bufs);
     free(m->q8_layers);
+    free(m->q8_layers_kl);
     m->q8_bufs = NULL;
-    m->q8_layers = NULL;
+    m->q8_layers = m->q8_layers_kl = NULL;
+    m->q8_linear = 0;
     m->n_q8_bufs = m->cap_q8_bufs = 0;
+    m->q8_bytes = 0;
 }
 
 /* ---------------------------------------------------------------- packlm quantize */
@@ -169,11 +221,12 @@ static plm_status copy_file(const char *from, const char *to, plm_error *err) {
     return st;
 }
 
-plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int keep_head, int n_threads, plm_error *err) {
+plm_status plm_model_save_int8(plm_model *m, const char *out_dir, int flags, int n_threads, plm_error *err) {
     const plm_layer *ls;
     const plm_mat *head;
     if (n_threads <= 0) n_threads = omp_get_num_procs();
-    plm_status st = plm_model_int8(m, keep_head, n_threads, &ls, &head, err);
+    plm_status st = plm_model_int8(m, !!(flags & PLM_INT8_KEEP_HEAD), !(flags & PLM_INT8_LINEAR), n_threads, &ls,
+                                   &head, err);
     if (st) return st;
     if (mkdir(out_dir, 0777) && errno != EEXIST)
         return plm_fail(err, PLM_ERR_IO, "cannot create %s: %s", out_dir, strerror(errno));

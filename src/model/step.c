@@ -249,8 +249,10 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     const int blocked = out && (out->logits_cb || (out->target && out->logprob) || out->n_amax > 0);
     const size_t gathered = want_logits && !out->logits_cb && out->rows ? (size_t)n_rows : 0;
     const size_t blk_rows = blocked && gathered < OUT_BLOCK ? OUT_BLOCK : gathered;
-    const size_t need = 3 * (size_t)T * H + 48 + plm_layers_scratch(m, T) + (size_t)T + (size_t)n_seg + 64 +
-                        blk_rows * H + (blocked ? (size_t)OUT_BLOCK * V : 0) + 64;
+    /* x, h, mo [T, H]; then the layers' scratch, which the output buffers (used after the last
+       layer) share */
+    const size_t outs = blk_rows * H + (blocked ? (size_t)OUT_BLOCK * V : 0) + 32, lay = plm_layers_scratch(m, T);
+    const size_t need = 3 * (size_t)T * H + 48 + (lay > outs ? lay : outs) + 64;
     float *base = plm_ctx_scratch(c, need);
     int64_t *idx64 = malloc(((size_t)T + n_seg) * sizeof(int64_t));
     if (!base || !idx64) {
@@ -259,7 +261,8 @@ plm_status plm_step_run(plm_ctx *c, const plm_step *s, const plm_outputs *out, p
     }
     plm_arena a = {base, need, 0};
     float *x = plm_take(&a, T * H), *h = plm_take(&a, T * H), *mo = plm_take(&a, T * H);
-    float *blk = plm_take(&a, blk_rows * H), *buf = blocked ? plm_take(&a, (size_t)OUT_BLOCK * V) : NULL;
+    plm_arena ao = a; /* the output buffers, over the layers' scratch */
+    float *blk = plm_take(&ao, blk_rows * H), *buf = blocked ? plm_take(&ao, (size_t)OUT_BLOCK * V) : NULL;
     int64_t *pos = idx64, *start = idx64 + T;
     for (int i = 0; i < n_seg; i++) {
         start[i] = s->state[i] ? s->state[i]->len : 0;
