@@ -91,7 +91,7 @@ typedef struct {
 static int run_chunk(runner *r, const int32_t *tok, int n, float *logits, plm_error *err) {
     const int32_t cu[2] = {0, n};
     plm_state *sv[1] = {r->st};
-    plm_step step = {n, tok, NULL, 1, cu, sv};
+    plm_step step = {n, tok, NULL, 1, cu, sv, PLM_MEM_HOST};
     plm_outputs o = {0};
     o.logits = logits;
     o.n_rows = n;
