@@ -147,7 +147,8 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
 #define PLM_INVARIANT_TB 64
 #endif
 void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
-    if (W->dt != PLM_DT_BF16 || T <= 0 || W->rows <= 0 || W->cols <= 0) {
+    const int direct = W->dt == PLM_DT_BF16 || W->dt == PLM_DT_F32 || W->dt == PLM_DT_F16;
+    if (!direct || T <= 0 || W->rows <= 0 || W->cols <= 0) {
         plm_matmul_fast(y, x, T, W, n_threads);
         return;
     }
@@ -155,6 +156,7 @@ void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W,
        past it once (how the rows are grouped does not change any row's arithmetic) */
     for (int64_t t0 = 0; t0 < T; t0 += PLM_INVARIANT_TB) {
         const int64_t nt = T - t0 < PLM_INVARIANT_TB ? T - t0 : PLM_INVARIANT_TB;
-        plm_matmul_bf16(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
+        if (W->dt == PLM_DT_BF16) plm_matmul_bf16(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
+        else plm_matmul_f32(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
     }
 }
