@@ -198,7 +198,7 @@ void plm_matmul_bf16sp_dpbf16(float *y, const float *x, int64_t T, const plm_mat
         plm_matmul_fast(y, x, T, W, n_threads);
         return;
     }
-    uint16_t *xb = malloc((size_t)(T * Cp) * sizeof *xb);
+    uint16_t *xb = aligned_alloc(64, (size_t)(T * Cp) * sizeof *xb); /* rows of Cp: every x load aligned */
     if (!xb) {
         plm_matmul_bf16sp_ref(y, x, T, W, n_threads);
         return;

@@ -1,12 +1,12 @@
 /* y[T, rows] = x[T, cols] . W^T for F32 and F16 weights without OpenBLAS: the batch-invariant GEMM
  * (plm_ctx_params.batch_invariant). OpenBLAS sgemm picks its kernels and blockings from the matrix
  * sizes (a GEMV for one row, small-matrix and edge kernels), so a row's sum can change with T; here
- * every output element is the same sequence of explicit FMAs (plm_v8_fma) whatever the block it
- * falls in: 8-lane accumulators over the row's columns 8 at a time in order, one fixed lane reduction,
- * then the last C mod 8 columns one fmaf each. F16 weights are widened in registers (F16C), 8 at a
- * time. Register blocks of up to 4 x rows by 3 weight rows (1 x row by 4 weight rows for decode);
- * weight rows are split statically over the threads in L2-sized blocks as in matmul_bf16.c, and
- * every x row group passes over a block while it is in L2. */
+ * every output element is the same sequence of explicit FMAs whatever the block it falls in: VL-lane
+ * accumulators (16 with AVX-512, else 8) over the row's columns VL at a time in order, one fixed lane
+ * reduction, then the last C mod VL columns one fmaf each. F16 weights are widened in registers
+ * (vcvtph2ps), VL at a time. Register blocks of up to NTB x rows by NRB weight rows (one x row by 4
+ * weight rows for decode); weight rows are split statically over the threads in L2-sized blocks as in
+ * matmul_bf16.c, and every x row group passes over a block while it is in L2. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +17,48 @@
 /* ~96 KiB of weights per L2 block */
 enum { BLOCK_BYTES = 96 * 1024 };
 
+/* The vector the accumulators use: 16 lanes with AVX-512 (32 registers: register blocks of 6 x rows by
+   4 weight rows), else the 8-lane plm_v8 (16 registers: 4 by 3). */
+#if defined(__AVX512F__)
+#include <immintrin.h>
+typedef __m512 fvec;
+enum { VL = 16, NTB = 6, NRB = 4 };
+static inline fvec vzero(void) { return _mm512_setzero_ps(); }
+static inline fvec vload(const float *p) { return _mm512_loadu_ps(p); }
+static inline fvec vload_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)); }
+static inline fvec vfma(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
+/* a fixed tree over the lanes (not _mm512_reduce_add_ps, whose order is the compiler's to choose) */
+static inline float vsum(fvec v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    float l[4];
+    _mm_storeu_ps(l, q);
+    return (l[0] + l[2]) + (l[1] + l[3]);
+}
+#else
+typedef plm_v8 fvec;
+enum { VL = 8, NTB = 4, NRB = 3 };
 typedef short plm_i16x8 __attribute__((vector_size(16)));
-
-/* 8 weights from column i of a row, as F32 */
-static inline __attribute__((always_inline)) plm_v8 wload(const void *w, int64_t i, const int f16) {
-    if (!f16) return plm_v8_load((const float *)w + i);
+static inline fvec vzero(void) { return plm_v8_set1(0.0f); }
+static inline fvec vload(const float *p) { return plm_v8_load(p); }
+static inline fvec vload_f16(const uint16_t *p) {
 #if defined(__F16C__)
     plm_i16x8 h;
-    memcpy(&h, (const uint16_t *)w + i, sizeof h);
+    memcpy(&h, p, sizeof h);
     return __builtin_ia32_vcvtph2ps256(h);
 #else
     plm_v8 v;
-    for (int j = 0; j < 8; j++) v[j] = plm_f16_to_f32(plm_ld_u16(w, i + j));
+    for (int j = 0; j < 8; j++) v[j] = plm_f16_to_f32(plm_ld_u16(p, j));
     return v;
 #endif
+}
+static inline fvec vfma(fvec a, fvec b, fvec c) { return plm_v8_fma(a, b, c); }
+static inline float vsum(fvec v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+#endif
+
+/* VL weights from column i of a row, as F32 */
+static inline __attribute__((always_inline)) fvec wload(const void *w, int64_t i, const int f16) {
+    return f16 ? vload_f16((const uint16_t *)w + i) : vload((const float *)w + i);
 }
 
 static inline float wscalar(const void *w, int64_t i, const int f16) {
@@ -40,43 +68,50 @@ static inline float wscalar(const void *w, int64_t i, const int f16) {
     return v;
 }
 
-static inline float hsum8(plm_v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
-
-/* NT (<= 4) x rows by NR (<= 4) weight rows starting at w (row stride C elements of es bytes) */
-static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, const float *x, int64_t C,
-                                                        const char *w, const int f16, const int NT, const int NR) {
-    const int64_t es = f16 ? 2 : 4, C8 = C & ~(int64_t)7;
-    plm_v8 acc[4][4] = {{{0}}};
-    for (int64_t i = 0; i < C8; i += 8) {
-        plm_v8 wv[4];
+/* NT (<= NTB) x rows by NR (<= NRB, or 4 for one x row) weight rows starting at w (row stride C
+   elements of es bytes) */
+static inline __attribute__((always_inline)) void micro(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                                        int64_t C, const char *w, const int f16, const int NT,
+                                                        const int NR) {
+    const int64_t es = f16 ? 2 : 4, CV = C / VL * VL;
+    fvec acc[NTB][4];
+#pragma GCC unroll 6
+    for (int t = 0; t < NT; t++)
+#pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) acc[t][r] = vzero();
+    for (int64_t i = 0; i < CV; i += VL) {
+        fvec wv[4];
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) wv[r] = wload(w + r * C * es, i, f16);
-#pragma GCC unroll 4
+#pragma GCC unroll 6
         for (int t = 0; t < NT; t++) {
-            const plm_v8 xv = plm_v8_load(x + t * C + i);
+            const fvec xv = vload(x + t * ldx + i);
 #pragma GCC unroll 4
-            for (int r = 0; r < NR; r++) acc[t][r] = plm_v8_fma(xv, wv[r], acc[t][r]);
+            for (int r = 0; r < NR; r++) acc[t][r] = vfma(xv, wv[r], acc[t][r]);
         }
     }
     for (int t = 0; t < NT; t++)
         for (int r = 0; r < NR; r++) {
-            float s = hsum8(acc[t][r]);
-            for (int64_t e = C8; e < C; e++) s = fmaf(x[t * C + e], wscalar(w + r * C * es, e, f16), s);
+            float s = vsum(acc[t][r]);
+            for (int64_t e = CV; e < C; e++) s = fmaf(x[t * ldx + e], wscalar(w + r * C * es, e, f16), s);
             y[t * ldy + r] = s;
         }
 }
 
 #define MICRO_NT(NR)                                                                                        \
     switch (nt) {                                                                                           \
-    case 4: micro(yt + r, R, xt, C, w + r * C * es, f16, 4, NR); break;                                     \
-    case 3: micro(yt + r, R, xt, C, w + r * C * es, f16, 3, NR); break;                                     \
-    case 2: micro(yt + r, R, xt, C, w + r * C * es, f16, 2, NR); break;                                     \
-    default: micro(yt + r, R, xt, C, w + r * C * es, f16, 1, NR); break;                                    \
+    case 6: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, NTB >= 6 ? 6 : 1, NR); break;                      \
+    case 5: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, NTB >= 5 ? 5 : 1, NR); break;                      \
+    case 4: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, 4, NR); break;                                     \
+    case 3: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, 3, NR); break;                                     \
+    case 2: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, 2, NR); break;                                     \
+    default: micro(yt + r, R, xt, ldx, C, w + r * C * es, f16, 1, NR); break;                                    \
     }
 
 /* weight rows [r0, r1) against all T x rows */
-static inline __attribute__((always_inline)) void block(float *y, const float *x, int64_t T, int64_t R, int64_t C,
-                                                        const char *w, int64_t r0, int64_t r1, const int f16) {
+static inline __attribute__((always_inline)) void block(float *y, const float *x, int64_t ldx, int64_t T, int64_t R,
+                                                        int64_t C, const char *w, int64_t r0, int64_t r1,
+                                                        const int f16) {
     const int64_t es = f16 ? 2 : 4;
     if (T == 1) {
         const float *xt = x;
@@ -87,24 +122,24 @@ static inline __attribute__((always_inline)) void block(float *y, const float *x
         for (; r < r1; r++) MICRO_NT(1)
         return;
     }
-    for (int64_t t0 = 0; t0 < T; t0 += 4) {
-        const int nt = (int)(T - t0 < 4 ? T - t0 : 4);
-        const float *xt = x + t0 * C;
+    for (int64_t t0 = 0; t0 < T; t0 += NTB) {
+        const int nt = (int)(T - t0 < NTB ? T - t0 : NTB);
+        const float *xt = x + t0 * ldx;
         float *yt = y + t0 * R;
         int64_t r = r0;
-        for (; r + 3 <= r1; r += 3) MICRO_NT(3)
+        for (; r + NRB <= r1; r += NRB) MICRO_NT(NRB)
         for (; r < r1; r++) MICRO_NT(1)
     }
 }
 
-static __attribute__((noinline)) void block_f32(float *y, const float *x, int64_t T, int64_t R, int64_t C,
-                                                const char *w, int64_t r0, int64_t r1) {
-    block(y, x, T, R, C, w, r0, r1, 0);
+static __attribute__((noinline)) void block_f32(float *y, const float *x, int64_t ldx, int64_t T, int64_t R,
+                                                int64_t C, const char *w, int64_t r0, int64_t r1) {
+    block(y, x, ldx, T, R, C, w, r0, r1, 0);
 }
 
-static __attribute__((noinline)) void block_f16(float *y, const float *x, int64_t T, int64_t R, int64_t C,
-                                                const char *w, int64_t r0, int64_t r1) {
-    block(y, x, T, R, C, w, r0, r1, 1);
+static __attribute__((noinline)) void block_f16(float *y, const float *x, int64_t ldx, int64_t T, int64_t R,
+                                                int64_t C, const char *w, int64_t r0, int64_t r1) {
+    block(y, x, ldx, T, R, C, w, r0, r1, 1);
 }
 
 void plm_matmul_f32(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
@@ -115,14 +150,26 @@ void plm_matmul_f32(float *y, const float *x, int64_t T, const plm_mat *W, int n
     }
     const int f16 = W->dt == PLM_DT_F16;
     const int nth = plm_team(n_threads, (double)T * R * C);
-    int64_t RB = T == 1 ? ((R + nth - 1) / nth + 3) / 4 * 4 : BLOCK_BYTES / ((f16 ? 2 : 4) * C) / 6 * 6;
-    if (RB < 6) RB = 6;
+    int64_t RB = T == 1 ? ((R + nth - 1) / nth + 3) / 4 * 4 : BLOCK_BYTES / ((f16 ? 2 : 4) * C) / 12 * 12;
+    if (RB < 12) RB = 12;
     const int64_t n_blocks = (R + RB - 1) / RB;
     const char *w = (const char *)W->data;
+    /* x rows are read many times each: a copy with every row on a 64-byte boundary when they are not
+       (misaligned vector loads cost far more here than the copy) */
+    const int64_t ldx = (C + 15) / 16 * 16;
+    float *xa = NULL;
+    if ((uintptr_t)x % 64 || ldx != C) {
+        xa = aligned_alloc(64, (size_t)(T * ldx) * sizeof *xa);
+        if (xa)
+            for (int64_t t = 0; t < T; t++) memcpy(xa + t * ldx, x + t * C, (size_t)C * sizeof *xa);
+    }
+    const float *xr = xa ? xa : x;
+    const int64_t ld = xa ? ldx : C;
 #pragma omp parallel for num_threads(nth) schedule(static)
     for (int64_t b = 0; b < n_blocks; b++) {
         const int64_t r0 = b * RB, r1 = r0 + RB < R ? r0 + RB : R;
-        if (f16) block_f16(y, x, T, R, C, w, r0, r1);
-        else block_f32(y, x, T, R, C, w, r0, r1);
+        if (f16) block_f16(y, xr, ld, T, R, C, w, r0, r1);
+        else block_f32(y, xr, ld, T, R, C, w, r0, r1);
     }
+    free(xa);
 }
