@@ -196,6 +196,7 @@ static double stream_rate(const char *dir, int nth, double *bytes_out) {
         sink += s;
         if (r && (double)total / dt * 1e-9 > best) best = (double)total / dt * 1e-9;
     }
+    (void)sink;
     for (int f = 0; f < nf; f++) munmap((void *)p[f], n[f]);
     return best;
 }

@@ -29,7 +29,8 @@ static inline fvec vload_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_
 static inline fvec vfma(fvec a, fvec b, fvec c) { return _mm512_fmadd_ps(a, b, c); }
 /* a fixed tree over the lanes (not _mm512_reduce_add_ps, whose order is the compiler's to choose) */
 static inline float vsum(fvec v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); /* AVX-512 F only */
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
     const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     float l[4];
     _mm_storeu_ps(l, q);
