@@ -36,10 +36,11 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
                    int C, int K, int n_threads);
 void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                    int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
-/* BF16/F16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
+/* BF16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
    convert-and-dot GEMV threaded over weight rows (handles up to 4 rows; measured best for 1) */
 #define PLM_GEMV_MAX_T 1
-/* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel) */
+/* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel); F32 weights,
+   T <= PLM_DIRECT_MAX_T: the direct F32 GEMM (F16 weights take it at every T) */
 #ifndef PLM_DIRECT_MAX_T
 #define PLM_DIRECT_MAX_T 32
 #endif
