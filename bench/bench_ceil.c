@@ -131,9 +131,10 @@ static double peak(loop_fn f, long it, int nth) {
 }
 
 /* ---------------------------------------------------------------- streaming read */
-typedef long long plm_v4q __attribute__((vector_size(32)));
+typedef unsigned long long plm_v4q __attribute__((vector_size(32)));
 
-static long long sum_bytes(const unsigned char *p, size_t n) {
+/* a checksum of the bytes (unsigned: wraps) */
+static unsigned long long sum_bytes(const unsigned char *p, size_t n) {
     plm_v4q a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     size_t i = 0;
     for (; i + 128 <= n; i += 128) {
@@ -142,7 +143,7 @@ static long long sum_bytes(const unsigned char *p, size_t n) {
         a0 += v0, a1 += v1, a2 += v2, a3 += v3;
     }
     a0 += a1 + a2 + a3;
-    long long s = a0[0] + a0[1] + a0[2] + a0[3];
+    unsigned long long s = a0[0] + a0[1] + a0[2] + a0[3];
     for (; i < n; i++) s += p[i];
     return s;
 }
@@ -180,9 +181,9 @@ static double stream_rate(const char *dir, int nth, double *bytes_out) {
     *bytes_out = (double)total;
     if (!total) return 0;
     double best = 0;
-    volatile long long sink = 0;
+    volatile unsigned long long sink = 0;
     for (int r = 0; r < 4; r++) { /* round 0 pages the files in */
-        long long s = 0;
+        unsigned long long s = 0;
         const double t0 = bench_now();
         for (int f = 0; f < nf; f++) {
             const size_t chunk = ((n[f] + (size_t)nth - 1) / (size_t)nth + 4095) / 4096 * 4096;
