@@ -12,6 +12,14 @@ typedef struct {
     int n_threads;
     int quick;              /* smaller sizes: a smoke run for the test suite */
     const char *weights;    /* the contexts' weights (plm_ctx_params_weights) */
+    int single_pass;        /* plm_ctx_params.bf16_single_pass of the contexts */
+    /* the machine's ceilings (bench_ceilings; 0 where not measured): GFLOP/s or GOP/s over all
+       threads, 2 per multiply-add, and GB/s */
+    struct {
+        double fma, fma256, bf16, int8, stream;
+        int fma_width;
+        const char *int8_isa;
+    } ceil;
     /* recorded figures */
     struct bench_fig { char key[64]; double value; char unit[24]; } figs[128];
     int n_figs;
@@ -26,6 +34,7 @@ double bench_now(void);
 double bench_peak_rss(void);
 
 /* Sections. Each returns 0 on success and prints its own heading. */
+int bench_ceilings(bench_ctx *b);  /* fp32 FMA, BF16 and int8 dot-product peaks; weight streaming GB/s */
 int bench_model_prepare(char *dir, size_t dir_len, int quick); /* random-weight 0.8B-shaped BF16 checkpoint */
 int bench_prefill(bench_ctx *b);   /* sgemm ceiling, score throughput, segment overhead, delta rule, memory */
 int bench_decode(bench_ctx *b);    /* decode tokens/s with 1, 4, 16 sequences; mixed run */
@@ -37,6 +46,17 @@ int bench_cuda_mixers(bench_ctx *b); /* --device cuda: the delta rule and conv1d
  * prefill (last-token logits); seconds, or -1 with *fail set. */
 #include "packlm.h"
 double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail);
+
+/* The ceilings that bound a step of n_seq decode rows (or n_seq tokens of a prompt), in tokens/s: its
+   arithmetic, 2 multiply-adds' worth per active parameter per token (lm_head included when head) at
+   the peak of the contexts' kernels (int8: the int8 dot product; single-pass BF16 weights:
+   vdpbf16ps; otherwise the fp32 FMA), and, for decode, streaming the weights once per step; the
+   lower of the two, 0 where not measured. *what names the one that binds. */
+double bench_token_ceiling(const bench_ctx *b, const plm_model_info *in, int n_seq, int decode, int head,
+                           const char **what);
+/* Prints and records "<key>_vs_ceiling": tokens_per_s / bench_token_ceiling (nothing without one) */
+void bench_report_vs_ceiling(bench_ctx *b, const char *key, const plm_model_info *in,
+                             int n_seq, int decode, int head, double tokens_per_s);
 
 /* n prompts of lens[i] pseudo-random ids through the generator (greedy, max_new each); the figures */
 typedef struct {

@@ -71,6 +71,7 @@ int bench_decode(bench_ctx *b) {
     p.n_threads = b->n_threads;
     p.device = b->device;
     plm_ctx_params_weights(&p, b->weights, NULL);
+    p.bf16_single_pass = b->single_pass;
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: decode: %s\n", err.msg);
         plm_model_free(m);
@@ -94,6 +95,7 @@ int bench_decode(bench_ctx *b) {
         snprintf(label, sizeof label, "decode, %d sequence%s (aggregate, %lld steps of %d)", counts[k],
                  counts[k] > 1 ? "s" : "", (long long)(f.decode_tokens / counts[k]), counts[k]);
         bench_report(b, key, label, tps[k], "tokens/s");
+        if (!gpu) bench_report_vs_ceiling(b, key, plm_model_get_info(m), counts[k], 1, 1, tps[k]);
     }
     if (!rc && tps[0] > 0 && !gpu)
         bench_report(b, "decode_ratio_16_vs_1", "decode speed-up, 16 vs 1 sequences (target >= 4)", tps[2] / tps[0], "x");

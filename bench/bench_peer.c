@@ -21,6 +21,7 @@ int bench_peer(bench_ctx *b, int rounds) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = b->n_threads;
     plm_ctx_params_weights(&p, b->weights, NULL);
+    p.bf16_single_pass = b->single_pass;
     double t0 = bench_now();
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: peer: %s\n", err.msg);
@@ -59,6 +60,8 @@ int bench_peer(bench_ctx *b, int rounds) {
             snprintf(key, sizeof key, "%s_tokens_per_s", keys[k]);
             snprintf(label, sizeof label, "%s: best of %d", labels[k], rounds);
             bench_report(b, key, label, best[k], "tokens/s");
+            static const int nseq[3] = {512, 1, 16};
+            bench_report_vs_ceiling(b, key, plm_model_get_info(m), nseq[k], k > 0, k > 0, best[k]);
             snprintf(key, sizeof key, "%s_spread", keys[k]);
             snprintf(label, sizeof label, "%s: spread (best / slowest - 1)", labels[k]);
             bench_report(b, key, label, worst[k] > 0 ? best[k] / worst[k] - 1 : 0, "x");

@@ -174,6 +174,7 @@ int bench_prefill(bench_ctx *b) {
     }
     const double ceiling = sum_flop / sum_time;
     bench_report(b, "sgemm_gflops", "sgemm ceiling (the three shapes together)", ceiling, "GFLOP/s");
+    if (b->ceil.fma > 0) bench_report(b, "sgemm_vs_fma_peak", "  sgemm / fp32 FMA peak", ceiling / b->ceil.fma, "x");
     /* the BF16 decision: weights kept BF16 (packlm's matmul) vs an F32 copy (plain sgemm) */
     const int Tb[3] = {quick ? 128 : 512, 32, 1};
     for (int i = 0; i < 3; i++) {
@@ -196,6 +197,7 @@ int bench_prefill(bench_ctx *b) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = nth;
     plm_ctx_params_weights(&p, b->weights, NULL);
+    p.bf16_single_pass = b->single_pass;
     if (plm_ctx_new(&c, m, &p, &err)) {
         fprintf(stderr, "packlm bench: %s\n", err.msg);
         plm_model_free(m);
@@ -213,6 +215,7 @@ int bench_prefill(bench_ctx *b) {
     bench_report(b, "score_tokens_per_s", label, tok_s, "tokens/s");
     bench_report(b, "score_gflops", "score model GFLOP/s (2 x active params per token)", gfl, "GFLOP/s");
     bench_report(b, "score_vs_sgemm", "score GFLOP/s / sgemm ceiling", gfl / ceiling, "x");
+    bench_report_vs_ceiling(b, "score", in, T, 0, 1, tok_s);
     /* prefill: the lm_head only for each segment's last token */
     {
         double tp = best_step(c, m, nseq, len, 0, quick ? 1 : 2, &fail);
@@ -223,6 +226,7 @@ int bench_prefill(bench_ctx *b) {
         bench_report(b, "prefill_tokens_per_s", label, T / tp, "tokens/s");
         bench_report(b, "prefill_gflops", "prefill model GFLOP/s", fl / tp * 1e-9, "GFLOP/s");
         bench_report(b, "prefill_vs_sgemm", "prefill GFLOP/s / sgemm ceiling", fl / tp * 1e-9 / ceiling, "x");
+        bench_report_vs_ceiling(b, "prefill", in, T, 0, 0, T / tp);
     }
     const double rss = bench_peak_rss(), file = (double)in->file_bytes;
     bench_report(b, "peak_rss_mb", "peak resident memory (after scoring)", rss / 1048576.0, "MiB");

@@ -51,3 +51,50 @@ double bench_peak_rss(void) {
     fclose(f);
     return kb * 1024.0;
 }
+
+/* the contexts' weight mode, as --weights set it */
+static plm_ctx_params weights_of(const bench_ctx *b) {
+    plm_ctx_params p = plm_ctx_default_params();
+    if (b->weights) plm_ctx_params_weights(&p, b->weights, NULL);
+    return p;
+}
+
+/* bytes of weights one decode step streams: the checkpoint's bytes per parameter (stored), or int8
+   blocks of 32 with an fp16 scale (34 bytes per 32 weights; lm_head as stored with keep_head). An
+   approximation for int8 without ',linear': the linear-attention projections it keeps as stored are
+   counted as int8 here (the info struct does not give their size), so that ceiling reads high. */
+static double step_bytes(const bench_ctx *b, const plm_model_info *in) {
+    const double per = in->n_params > 0 ? (double)in->file_bytes / (double)in->n_params : 2.0;
+    const plm_ctx_params p = weights_of(b);
+    if (p.weights != PLM_WEIGHTS_INT8) return per * (double)in->n_active_params;
+    const double head = (double)in->vocab_size * in->hidden_size;
+    return 34.0 / 32.0 * (double)in->n_active_params + (p.int8_keep_head ? (per - 34.0 / 32.0) * head : 0);
+}
+
+double bench_token_ceiling(const bench_ctx *b, const plm_model_info *in, int n_seq, int decode, int head,
+                           const char **what) {
+    const int bf16 = in->n_params > 0 && (double)in->file_bytes < 2.5 * (double)in->n_params; /* BF16 / F16 file */
+    double peak = b->ceil.fma;
+    *what = "fp32 FMA peak";
+    if (weights_of(b).weights == PLM_WEIGHTS_INT8) peak = b->ceil.int8, *what = "int8 dot-product peak";
+    else if (b->single_pass && bf16) peak = b->ceil.bf16, *what = "BF16 dot-product peak";
+    const double per_token = (double)in->n_active_params - (head ? 0 : (double)in->vocab_size * in->hidden_size);
+    const double compute = peak > 0 ? peak * 1e9 / (2.0 * per_token) : 0;
+    const double memory = decode && b->ceil.stream > 0 ? b->ceil.stream * 1e9 / step_bytes(b, in) * n_seq : 0;
+    if (memory > 0 && (compute <= 0 || memory < compute)) {
+        *what = "weight streaming";
+        return memory;
+    }
+    return compute;
+}
+
+void bench_report_vs_ceiling(bench_ctx *b, const char *key, const plm_model_info *in,
+                             int n_seq, int decode, int head, double tokens_per_s) {
+    const char *what;
+    const double c = bench_token_ceiling(b, in, n_seq, decode, head, &what);
+    if (c <= 0 || tokens_per_s <= 0) return;
+    char k[64], l[160];
+    snprintf(k, sizeof k, "%s_vs_ceiling", key);
+    snprintf(l, sizeof l, "  / ceiling (%s: %.1f tokens/s)", what, c);
+    bench_report(b, k, l, tokens_per_s / c, "x");
+}

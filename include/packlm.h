@@ -205,10 +205,14 @@ typedef struct {
     /* CUDA: device bytes this context may allocate for weights and step scratch (0: no limit other
        than the card's). A step that would need more is refused before it starts. */
     size_t device_mem_limit;
-    /* CUDA with BF16 weights: 0 (default) keeps each GEMM's F32 input to F32 accuracy by splitting it
-       into two BF16 parts (two tensor-core passes: the CPU's arithmetic, results within ~1e-5 of it);
-       1 rounds the input to BF16 once (one pass, about twice the GEMM speed; how transformers runs a
-       BF16 model). */
+    /* BF16 weights: 0 (default) keeps each GEMM's input in F32 (CUDA: split into two BF16 parts, two
+       tensor-core passes: the CPU's arithmetic, results within ~1e-5 of it); 1 rounds the input to
+       BF16 once, as transformers runs a BF16 model, and sums the BF16 products in F32 (CUDA: one
+       pass, about twice the GEMM speed; CPU: vdpbf16ps where the CPU has AVX-512 BF16, two products
+       per F32 lane, else the rounded input widened back to F32; PLM_ISA=avx2 or scalar in the
+       environment forces the widened form or the scalar reference). Weights of other dtypes are
+       not affected. Combines with batch_invariant (the vdpbf16ps kernel is batch-invariant as it
+       stands). */
     int32_t bf16_single_pass;
     /* CPU: 1 makes a sequence's results (logits, log-probabilities, hidden states, hence sampled
        tokens) bitwise identical whatever else shares its steps and however many rows a step has,
@@ -216,8 +220,10 @@ typedef struct {
        keep it across budgets and batches). Every BF16 GEMM then takes the direct kernel, whose
        per-row reduction order does not depend on the row count or the row's place, and every
        delta-rule segment the chunked form (chunks of PLM_SPLIT_ALIGN tokens from the segment's
-       start). Covers BF16 checkpoints (F32 / F16 weights keep OpenBLAS). Its cost is measured in
-       docs/performance.md. 0 (default): the fastest kernel for each shape. */
+       start). Covers BF16, F32 and F16 checkpoints: F32 and F16 weights then take a direct F32
+       kernel of the same kind instead of OpenBLAS sgemm (whose reduction order depends on the
+       matrix sizes). Its cost is measured in docs/performance.md. 0 (default): the fastest kernel
+       for each shape. */
     int32_t batch_invariant;
     /* CPU: PLM_WEIGHTS_STORED (0) computes with the checkpoint's dtypes; PLM_WEIGHTS_INT8 with int8
        weights (blocks of 32 along the reduction, one fp16 scale each; activations quantized on the

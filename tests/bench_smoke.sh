@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke test of `packlm bench`: the quick run (a small random-weight model, built once under build/)
-# must exit 0 and write a JSON object with every prefill figure.
+# must exit 0 and write a JSON object with every prefill figure and the ceilings this CPU has.
 set -u
 cd "$(dirname "$0")/.."
 out=build/bench.json
@@ -12,7 +12,9 @@ if ! timeout 120 build/packlm bench --quick --json "$out" > build/bench_smoke.lo
 fi
 fail=0
 for key in sgemm_gflops score_tokens_per_s score_gflops score_vs_sgemm peak_rss_mb file_mb rss_vs_file \
-           segments_many_vs_one gdn_chunked_tokens_per_s gdn_chunked_vs_recurrent_ref; do
+           segments_many_vs_one gdn_chunked_tokens_per_s gdn_chunked_vs_recurrent_ref ceiling_stream_gb_per_s \
+           $(grep -qw avx2 /proc/cpuinfo && echo ceiling_fma_gflops ceiling_int8_gops score_vs_ceiling) \
+           $(grep -qw avx512_bf16 /proc/cpuinfo && echo ceiling_bf16_gflops); do
     if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$out"; then
         echo "FAIL bench_smoke: key $key missing from $out"
         fail=1

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "devutil.h"
 #include "synth.h"
 #include "testutil.h"
 
@@ -465,6 +466,44 @@ static void repro_inputs(void) {
     }
 }
 
+/* The context flags reach the context: --batch-invariant and --bf16-single-pass on the F32 fixture
+ * (single pass leaves F32 weights alone: the fixture's logits either way), and on a BF16 copy
+ * single pass changes the logits by BF16 rounding only (||diff|| / ||ref|| in (0, 1e-1]). */
+static void context_flags(const char *name) {
+    char dir[256], ref[300], in[300], out[300], bdir[300], what[300];
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(ref, sizeof ref, "%s/logits.npy", dir);
+    snprintf(in, sizeof in, "%s/inputs.txt", dir);
+    snprintf(out, sizeof out, "%s/%s-flags.npy", tmp, name);
+    const char *flags[] = {"--batch-invariant", "--bf16-single-pass", "--batch-invariant --bf16-single-pass"};
+    for (int f = 0; f < 3; f++) {
+        int rc = run("build/packlm forward --model %s --input %s --out %s --threads 2 %s", dir, in, out, flags[f]);
+        snprintf(what, sizeof what, "%s: forward %s", name, flags[f]);
+        if (tu_check(rc == 0, "%s exits 0 (%d) %s", what, rc, rc ? out_text : "")) compare_npy(out, ref, what);
+    }
+    plm_error err = {0};
+    snprintf(bdir, sizeof bdir, "%s/%s-bf16", tmp, name);
+    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy (%s)", name, err.msg)) return;
+    char o1[320], o2[320];
+    snprintf(o1, sizeof o1, "%s/a.npy", bdir);
+    snprintf(o2, sizeof o2, "%s/b.npy", bdir);
+    int rc1 = run("build/packlm forward --model %s --input %s --out %s", bdir, in, o1);
+    int rc2 = run("build/packlm forward --model %s --input %s --out %s --bf16-single-pass", bdir, in, o2);
+    if (!tu_check(rc1 == 0 && rc2 == 0, "%s: BF16 copy, forward with and without --bf16-single-pass exit 0", name))
+        return;
+    float *a = NULL, *b = NULL;
+    int nd;
+    int64_t sh[8];
+    if (plm_npy_load_f32(&a, &nd, sh, o1, &err) == PLM_OK && plm_npy_load_f32(&b, &nd, sh, o2, &err) == PLM_OK) {
+        double d = 0, r = 0;
+        for (int64_t i = 0; i < sh[0] * sh[1]; i++) d += (double)(b[i] - a[i]) * (b[i] - a[i]), r += (double)a[i] * a[i];
+        const double rel = r > 0 ? sqrt(d / r) : INFINITY;
+        tu_check(rel > 0 && rel <= 1e-1, "%s: BF16 copy, --bf16-single-pass moves the logits by BF16 rounding: "
+                 "||diff|| / ||ref|| %.2e (in (0, 1e-1])", name, rel);
+    }
+    free(a), free(b);
+}
+
 int main(void) {
     if (!exists("build/packlm")) {
         printf("FAIL build/packlm is missing: run make first\n");
@@ -476,6 +515,7 @@ int main(void) {
     tu_check(run("build/packlm score --help") == 0 && strstr(out_text, "ppl"), "score --help");
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) good_paths(names[i]);
+    context_flags("tiny-dense");
     bad_inputs();
     text_input();
     repro_inputs();

@@ -420,6 +420,72 @@ static int run_fixture(const char *name, int n_threads, int reference, const cha
     return 0;
 }
 
+/* Single-pass BF16 on the CPU (plm_ctx_params.bf16_single_pass): the BF16 copy of the fixture, each
+ * GEMM input rounded once to BF16. The single-pass reference kernels against F32 activations on the
+ * same weights, by the BF16-operand rule of run_bf16 (||diff|| / ||ref|| <= 1e-1, and not 0); the
+ * fast paths (vdpbf16ps where the CPU has it, the widened form under PLM_ISA=avx2), packed under
+ * several budgets, against the single-pass reference. Those multiply the same BF16 pairs and differ
+ * only in the order of F32 sums, but one ulp of difference in a layer's output can flip the BF16
+ * rounding of the next layer's input, so the runs part by BF16 rounding steps, not F32 ones (measured
+ * on the fixtures: largest differences 1e-3 .. 7e-3 of max|ref|, ||diff|| / ||ref|| 0.9e-3 .. 2.2e-3): the rule is the norm one,
+ * REL_SP, which a wrong layout or a missing rounding (~1, or the F32-activation difference above)
+ * fails. The kernel harness checks the arithmetic itself, and the rounding bit for bit. */
+#define REL_SP 1e-2
+#define CHECK_OK(expr) tu_check((expr) == PLM_OK, "%s: %s (%s)", name, #expr, err.msg)
+static void run_bf16_cpu(const char *name) {
+    char dir[256], bdir[256], path[512], what[200];
+    plm_error err = {0};
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(bdir, sizeof bdir, "build/tmp-bf16-%s", name);
+    mkdir("build", 0755);
+    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy written (%s)", name, err.msg)) return;
+    plm_model *m = NULL;
+    if (!tu_check(plm_model_open(&m, bdir, &err) == PLM_OK, "%s: BF16 copy opens (%s)", name, err.msg)) return;
+    plm_ctx *cf32 = NULL, *cref = NULL, *cfast = NULL, *cavx2 = NULL;
+    plm_ctx_params p = plm_ctx_default_params();
+    p.n_threads = 2;
+    CHECK_OK(plm_ctx_new(&cf32, m, &p, &err));
+    p.bf16_single_pass = 1;
+    CHECK_OK(plm_ctx_new(&cfast, m, &p, &err));
+    setenv("PLM_ISA", "avx2", 1);
+    CHECK_OK(plm_ctx_new(&cavx2, m, &p, &err));
+    unsetenv("PLM_ISA");
+    p.use_reference = 1;
+    CHECK_OK(plm_ctx_new(&cref, m, &p, &err));
+    const int V = plm_model_get_info(m)->vocab_size;
+    int32_t **seqs;
+    int64_t *lens, total = 0;
+    snprintf(path, sizeof path, "%s/inputs.txt", dir);
+    int n = tu_read_token_lines(path, &seqs, &lens);
+    for (int i = 0; i < n; i++) total += lens[i];
+    const size_t N = (size_t)total * V;
+    float *f32 = malloc(N * 4), *ref = malloc(N * 4), *got = malloc(N * 4);
+    if (cf32 && cfast && cavx2 && cref) {
+        tu_poison(f32, N), tu_poison(ref, N);
+        CHECK_OK(tu_run_packed(cf32, m, seqs, lens, n, NULL, 0, f32, NULL, &err));
+        CHECK_OK(tu_run_packed(cref, m, seqs, lens, n, NULL, 1, ref, NULL, &err));
+        const double r2 = rel_l2(ref, f32, N);
+        tu_check(r2 <= 1e-1 && r2 > 0, "%s: single-pass reference against F32 activations: ||diff|| / ||ref|| %.2e "
+                 "(bound 1e-1, and not 0: the rounding happens)", name, r2);
+        const int64_t budgets[] = {0, 1, 7, 65};
+        for (int k = 0; k < 2; k++)
+            for (int b = 0; b < 4; b++) {
+                tu_poison(got, N);
+                CHECK_OK(tu_run_packed(k ? cavx2 : cfast, m, seqs, lens, n, NULL, budgets[b], got, NULL, &err));
+                snprintf(what, sizeof what, "%s: single-pass BF16 %s, budget %lld, against the single-pass reference",
+                         name, k ? "widened (PLM_ISA=avx2)" : "fast (this CPU's best)", (long long)budgets[b]);
+                const double d2 = rel_l2(got, ref, N);
+                tu_check(d2 <= REL_SP, "%s: ||diff|| / ||ref|| %.2e (bound %.0e; largest difference %.3g of max|ref|)",
+                         what, d2, REL_SP, tu_max_abs_diff(got, ref, N) / tu_max_abs(ref, N));
+            }
+    }
+    free(f32), free(ref), free(got);
+    tu_free_seqs(seqs, n);
+    free(lens);
+    plm_ctx_free(cf32), plm_ctx_free(cref), plm_ctx_free(cfast), plm_ctx_free(cavx2);
+    plm_model_free(m);
+}
+
 int main(void) {
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) {
@@ -427,6 +493,7 @@ int main(void) {
         run_fixture(names[i], 1, 1, "cpu");
         run_fixture(names[i], 2, 0, "cuda");
         run_bf16(names[i], "cuda:0");
+        run_bf16_cpu(names[i]);
         device_errors(names[i], "cuda");
     }
     device_arrays_on_cpu();

@@ -2,7 +2,10 @@
  * log-probabilities are bitwise those of its run alone in one step, whatever else shares its steps,
  * in whatever order, under random budgets with aligned splits (plm_plan_next_aligned), with and
  * without states; and the generator's tokens and log-probabilities are bitwise those of each request
- * alone. Random BF16 checkpoints (dense and MoE, odd shapes) from tests/synth.c. */
+ * alone. Random checkpoints (dense and MoE, odd shapes) from tests/synth.c, with BF16 weights (the
+ * direct BF16 GEMM), F32 and F16 weights (the direct F32 GEMM instead of OpenBLAS), and BF16 weights
+ * with bf16_single_pass (vdpbf16ps where the CPU has it, else the widened form through the direct
+ * kernels); the same again with PLM_ISA=avx2 when the CPU has AVX-512 BF16. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,12 +15,21 @@
 #include "runseq.h"
 #include "synth.h"
 
-#define N_MODELS 4
+#define N_MODELS 10
+
+/* the weights and modes of model i */
+static const struct {
+    plm_dtype dt;
+    int single_pass;
+    const char *isa; /* PLM_ISA for the context, or NULL */
+} MODES[N_MODELS] = {{PLM_DT_BF16, 0, NULL}, {PLM_DT_F32, 0, NULL},  {PLM_DT_F16, 0, NULL}, {PLM_DT_BF16, 1, NULL},
+                     {PLM_DT_BF16, 1, "avx2"}, {PLM_DT_BF16, 0, NULL}, {PLM_DT_F32, 0, NULL}, {PLM_DT_F16, 0, NULL},
+                     {PLM_DT_BF16, 1, NULL},   {PLM_DT_F32, 1, NULL}};
 
 static int one_model(int idx, tu_rng *r, const char *root) {
     synth_spec s;
     synth_random_spec(&s, r);
-    s.dtype = PLM_DT_BF16;
+    s.dtype = MODES[idx].dt;
     char dir[512];
     snprintf(dir, sizeof dir, "%s/m%d", root, idx);
     mkdir(dir, 0700);
@@ -29,7 +41,15 @@ static int one_model(int idx, tu_rng *r, const char *root) {
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = 2;
     p.batch_invariant = 1;
-    TU_REQUIRE_OK(plm_ctx_new(&c, m, &p, &err), &err);
+    p.bf16_single_pass = MODES[idx].single_pass;
+    if (MODES[idx].isa) setenv("PLM_ISA", MODES[idx].isa, 1); /* read when the context starts */
+    const plm_status cst = plm_ctx_new(&c, m, &p, &err);
+    if (MODES[idx].isa) unsetenv("PLM_ISA");
+    TU_REQUIRE_OK(cst, &err);
+    char mode[96];
+    snprintf(mode, sizeof mode, "%s, %s weights%s%s%s", s.c.is_moe ? "MoE" : "dense", plm_dtype_name(s.dtype),
+             MODES[idx].single_pass ? ", single pass" : "", MODES[idx].isa ? ", PLM_ISA=" : "",
+             MODES[idx].isa ? MODES[idx].isa : "");
     const int V = plm_model_get_info(m)->vocab_size;
     int n = (int)tu_randint(r, 3, 8);
     int64_t lens[8], total = 0, base[8];
@@ -72,7 +92,7 @@ static int one_model(int idx, tu_rng *r, const char *root) {
                 printf(" spec nh %d nkv %d hd %d rot %d nk %d nv %d dk %d dv %d H %d\n", s.c.n_heads, s.c.n_kv_heads, s.c.head_dim, s.c.rope_dim, s.c.lin_k_heads, s.c.lin_v_heads, s.c.lin_k_dim, s.c.lin_v_dim, s.c.hidden_size);
             }
             tu_check(same, "model %d (%s), round %d (budget %lld, %d sequences): sequence %d (%lld tokens): logits and "
-                     "log-probabilities bitwise those of its run alone", idx, s.c.is_moe ? "MoE" : "dense", round,
+                     "log-probabilities bitwise those of its run alone", idx, mode, round,
                      (long long)budget, n, i, (long long)lens[i]);
         }
     }
@@ -118,8 +138,8 @@ static int one_model(int idx, tu_rng *r, const char *root) {
             plm_generator_logprobs(g, i, &lp, NULL, NULL);
             tu_check(nt == ntok_alone[i] && !memcmp(t, tok_alone[i], nt * sizeof(int32_t)) &&
                          !memcmp(lp, lp_alone[i], nt * sizeof(float)),
-                     "model %d: generator (budget %lld, 3 live): request %d's tokens and log-probabilities bitwise "
-                     "those of it alone", idx, (long long)gp.max_batch_tokens, i);
+                     "model %d (%s): generator (budget %lld, 3 live): request %d's tokens and log-probabilities "
+                     "bitwise those of it alone", idx, mode, (long long)gp.max_batch_tokens, i);
         }
         plm_generator_free(g);
     }

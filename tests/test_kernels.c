@@ -396,7 +396,8 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
     float *yr = gbuf(T * rows);
     plm_matmul_ref(yr, x, T, &W, 1);
     const struct { const char *n; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
-        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"bf16", plm_matmul_bf16}};
+        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"bf16", plm_matmul_bf16}, {"f32", plm_matmul_f32},
+        {"invariant", plm_matmul_invariant}};
     for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
         for (int nth = 1; nth <= 2; nth++) {
             float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
@@ -411,6 +412,215 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
             free(y), free(y2);
         }
     free(wd), free(wf), free(x), free(yr);
+}
+
+/* Batch invariance of a matmul: every row of a T-row call is bitwise the same row computed alone
+   (T = 1) and inside a call over a different slice of rows (rows 1 .. T-1 at other places). */
+static void check_rows_invariant(void (*f)(float *, const float *, int64_t, const plm_mat *, int), const char *name,
+                                 const plm_mat *W, const float *x, int64_t T, int nth) {
+    const int64_t R = W->rows, C = W->cols;
+    float *all = gbuf(T * R), *one = gbuf(R), *part = T > 1 ? gbuf((T - 1) * R) : NULL;
+    f(all, x, T, W, nth);
+    int same = 1;
+    for (int64_t t = 0; t < T; t++) {
+        f(one, x + t * C, 1, W, 1);
+        same &= !memcmp(one, all + t * R, R * 4);
+    }
+    if (part) {
+        f(part, x + C, T - 1, W, 2);
+        same &= !memcmp(part, all + R, (T - 1) * R * 4);
+    }
+    tu_check(same, "matmul %s %s [%lld x %lld] x [%lld -> %lld], %d thr: every row bitwise as alone and as a "
+             "row of another batch", name, plm_dtype_name(W->dt), (long long)T, (long long)C, (long long)C,
+             (long long)R, nth);
+    check_guard(all, T * R, name);
+    free(all), free(one), free(part);
+}
+
+static void test_matmul_invariant(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
+    const size_t nw = (size_t)rows * cols;
+    void *wd = malloc(nw * 4 + 4);
+    for (size_t i = 0; i < nw; i++) {
+        const float v = 2 * tu_uniform(&R) - 1;
+        if (dt == PLM_DT_BF16) ((uint16_t *)wd)[i] = plm_f32_to_bf16(v);
+        else if (dt == PLM_DT_F16) ((uint16_t *)wd)[i] = plm_f32_to_f16(v);
+        else ((float *)wd)[i] = v;
+    }
+    plm_mat W = {wd, dt, rows, cols, NULL};
+    float *x = malloc((size_t)(T * cols + 1) * 4);
+    fill(x, T * cols, -1, 1);
+    for (int nth = 1; nth <= 2; nth++) check_rows_invariant(plm_matmul_invariant, "invariant", &W, x, T, nth);
+    if (dt == PLM_DT_BF16 && plm_isa_supported(PLM_ISA_AVX512BF16))
+        for (int nth = 1; nth <= 2; nth++) check_rows_invariant(plm_matmul_bf16sp_dpbf16, "bf16sp dpbf16", &W, x, T, nth);
+    if (dt == PLM_DT_BF16)
+        for (int nth = 1; nth <= 2; nth++)
+            check_rows_invariant(plm_matmul_bf16sp_avx2_inv, "bf16sp avx2 invariant", &W, x, T, nth);
+    free(wd), free(x);
+}
+
+/* ---------------------------------------------------------------- single-pass BF16 matmul */
+/* Tolerance rule for the single-pass BF16 kernels. All of them multiply the same BF16 pairs (x rounded
+   once by the same rule), and a product of two BF16 values is exact in F32; they differ only in the
+   order of the F32 sum over the C columns. Each order is within (C - 1) u sum|p| of the exact sum
+   (u = 2^-24, p the products), so element by element
+       |y - ref| <= 2 (C - 1) u sum_c |bf16(x_c) w_c|        (the forward bound of two summation orders)
+   and, as for the other GEMMs, max|y - ref| <= TOL_F32 max|ref|. The reference itself is checked
+   against the exact sum of the same products (double precision) under (C - 1) u sum|p|, and against
+   the F32-activation product: their difference is the activation rounding, at most 2^-8 |x_c| per
+   column (half a unit in the last place of an 8-bit significand), so |ref - ref_f32| <=
+   2^-8 sum|x_c w_c| + 2 (C - 1) u sum|x_c w_c| (1.01 x the first term bounds both here). vdpbf16ps reads subnormal BF16 inputs as zero: the random inputs have none, and
+   the rounding cases below keep away from them. */
+static int within_sum_bound(const float *y, const double *bound, const float *ref, size_t n, double *worst) {
+    int ok = 1;
+    *worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs((double)y[i] - ref[i]);
+        ok &= isfinite(y[i]) && d <= bound[i];
+        if (bound[i] > 0 && d / bound[i] > *worst) *worst = d / bound[i];
+    }
+    return ok;
+}
+
+static void test_matmul_bf16sp(int64_t T, int64_t rows, int64_t cols) {
+    const size_t nw = (size_t)rows * cols;
+    uint16_t *wd = malloc(nw * 2 + 2);
+    for (size_t i = 0; i < nw; i++) wd[i] = plm_f32_to_bf16(2 * tu_uniform(&R) - 1);
+    plm_mat W = {wd, PLM_DT_BF16, rows, cols, NULL};
+    float *x = malloc((size_t)(T * cols + 1) * 4);
+    fill(x, T * cols, -3, 3);
+    const size_t n = (size_t)(T * rows);
+    float *yr = gbuf(n), *yf = gbuf(n);
+    double *sump = malloc(n * sizeof *sump + 8), *bound = malloc(n * sizeof *bound + 8),
+           *bact = malloc(n * sizeof *bact + 8);
+    float *exact = malloc(n * 4 + 4);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            double e = 0, a = 0, af = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                const double w = plm_bf16_to_f32(wd[r * cols + c]), xc = x[t * cols + c];
+                const double p = (double)plm_bf16_to_f32(plm_f32_to_bf16(x[t * cols + c])) * w;
+                e += p, a += fabs(p), af += fabs(xc * w);
+            }
+            const size_t i = (size_t)(t * rows + r);
+            exact[i] = (float)e, sump[i] = a;
+            bound[i] = 2.0 * (double)(cols > 1 ? cols - 1 : 1) * 0x1p-24 * a;
+            bact[i] = 1.01 * 0x1p-8 * af;
+        }
+    plm_matmul_bf16sp_ref(yr, x, T, &W, 1);
+    plm_matmul_ref(yf, x, T, &W, 1);
+    char what[200];
+    double worst;
+    snprintf(what, sizeof what, "matmul bf16sp ref [%lld x %lld] x [%lld -> %lld]", (long long)T, (long long)cols,
+             (long long)cols, (long long)rows);
+    check_guard(yr, n, what);
+    {
+        int ok = 1;
+        double w2 = 0;
+        for (size_t i = 0; i < n; i++) {
+            const double d = fabs((double)yr[i] - exact[i]) - 0x1p-24 * fabs(exact[i]); /* exact[] itself rounded */
+            ok &= isfinite(yr[i]) && d <= bound[i] / 2;
+            if (bound[i] > 0 && d / (bound[i] / 2) > w2) w2 = d / (bound[i] / 2);
+        }
+        tu_check(ok, "%s: against the exact sum of the same BF16 products, |diff| <= (C-1) u sum|p| (worst %.3f of "
+                 "the bound)", what, w2);
+    }
+    const int act_ok = within_sum_bound(yr, bact, yf, n, &worst);
+    tu_check(act_ok, "%s: against F32 activations, |diff| <= 2^-8 sum|x w| (activation rounding; worst %.3f of "
+             "the bound)", what, worst);
+    const struct { const char *n; int isa; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
+        {"dpbf16", PLM_ISA_AVX512BF16, plm_matmul_bf16sp_dpbf16},
+        {"avx2 (widened)", PLM_ISA_SCALAR, plm_matmul_bf16sp_avx2},
+        {"avx2 (widened, invariant)", PLM_ISA_SCALAR, plm_matmul_bf16sp_avx2_inv}};
+    for (int fi = 0; fi < 3; fi++) {
+        if (!plm_isa_supported(fs[fi].isa)) {
+            printf("skip: matmul bf16sp %s: this CPU cannot run it\n", fs[fi].n);
+            continue;
+        }
+        for (int nth = 1; nth <= 2; nth++) {
+            float *y = gbuf(n), *y2 = gbuf(n);
+            fs[fi].f(y, x, T, &W, nth);
+            fs[fi].f(y2, x, T, &W, nth);
+            snprintf(what, sizeof what, "matmul bf16sp %s [%lld x %lld] x [%lld -> %lld], %d thr", fs[fi].n,
+                     (long long)T, (long long)cols, (long long)cols, (long long)rows, nth);
+            const int sum_ok = within_sum_bound(y, bound, yr, n, &worst);
+            tu_check(sum_ok, "%s: |diff| <= 2 (C-1) u sum|p| element-wise (worst %.3f of the bound)", what, worst);
+            check_close(y, yr, n, TOL_F32, what);
+            check_guard(y, n, what);
+            tu_check(!memcmp(y, y2, n * 4), "%s: bit-for-bit reproducible", what);
+            free(y), free(y2);
+        }
+    }
+    free(wd), free(x), free(yr), free(yf), free(sump), free(bound), free(bact), free(exact);
+}
+
+/* The activation rounding itself, bit for bit: cases whose products and sums are all exact (one weight
+   1.0, the rest 0), so every variant must return bf16(x) exactly: ties to even both ways, values
+   just above and below a tie, negative numbers, the largest finite values (rounding up to infinity),
+   infinities, normal values near the smallest normal; a NaN input gives NaN. */
+static void test_bf16sp_rounding(void) {
+    static const uint32_t in[] = {
+        0x3f808000u, /* 1 + 2^-8: a tie, to even (1.0) */
+        0x3f818000u, /* 1 + 3 * 2^-8: a tie, to even (1 + 2^-6) */
+        0x3f808001u, /* just above a tie: up */
+        0x3f807fffu, /* just below a tie: down */
+        0xbf818000u, /* negative tie */
+        0x7f7fffffu, /* FLT_MAX: rounds to +inf */
+        0xff7f8000u, /* -(largest tie): to even, -inf */
+        0x7f7f7fffu, /* below that tie: largest finite BF16 */
+        0x7f800000u, /* +inf */
+        0xff800000u, /* -inf */
+        0x00808000u, /* the smallest normal's neighbourhood, a tie */
+        0x00818001u,
+        0x42c80000u, /* 100 */
+        0x80000000u, /* -0 */
+        0x3eaaaaabu, /* 1/3 */
+    };
+    enum { N = sizeof in / sizeof in[0], C = 37 }; /* C: a partial block after one full one */
+    static const uint16_t want[N] = {0x3f80, 0x3f82, 0x3f81, 0x3f80, 0xbf82, 0x7f80, 0xff80, 0x7f7f,
+                                     0x7f80, 0xff80, 0x0080, 0x0082, 0x42c8, 0x8000, 0x3eab};
+    for (int i = 0; i < N; i++) {
+        float f;
+        memcpy(&f, &in[i], 4);
+        tu_check(plm_f32_to_bf16(f) == want[i], "bf16 rounding of 0x%08x: 0x%04x (want 0x%04x)", in[i],
+                 plm_f32_to_bf16(f), want[i]);
+    }
+    /* through the kernels: x = [0 ... v at column j ... 0], the weight row has 1.0 at column j */
+    const struct { const char *n; int isa; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
+        {"ref", PLM_ISA_SCALAR, plm_matmul_bf16sp_ref},
+        {"dpbf16", PLM_ISA_AVX512BF16, plm_matmul_bf16sp_dpbf16},
+        {"avx2 (widened)", PLM_ISA_SCALAR, plm_matmul_bf16sp_avx2}};
+    uint16_t w[3 * C];
+    plm_mat W = {w, PLM_DT_BF16, 3, C, NULL};
+    for (int fi = 0; fi < 3; fi++) {
+        if (!plm_isa_supported(fs[fi].isa)) continue;
+        int ok = 1;
+        for (int j = 0; j < C; j += 5) { /* j in the full block and in the masked tail */
+            memset(w, 0, sizeof w);
+            w[0 * C + j] = 0x3f80;                     /* 1.0 */
+            w[1 * C + j] = 0xbf80;                     /* -1.0 */
+            w[2 * C + (j + 1) % C] = 0x3f80;           /* another column: 0 */
+            float x[N * C + 1], y[N * 3 + GUARD];
+            memset(x, 0, sizeof x);
+            for (int i = 0; i < N; i++) memcpy(&x[i * C + j], &in[i], 4);
+            fs[fi].f(y, x, N, &W, 1);
+            for (int i = 0; i < N; i++) {
+                const float v = plm_bf16_to_f32(want[i]);
+                ok &= !memcmp(&y[i * 3], &v, 4) || (v == 0 && y[i * 3] == 0);
+                ok &= y[i * 3 + 1] == -v;
+                ok &= isinf(v) ? isnan(y[i * 3 + 2]) : y[i * 3 + 2] == 0; /* 0 x inf */
+            }
+        }
+        tu_check(ok, "matmul bf16sp %s: the activations rounded to BF16 bit for bit (ties to even, overflow to "
+                 "infinity), in the full block and in the tail", fs[fi].n);
+        float xn[C], yn[3];
+        for (int c = 0; c < C; c++) xn[c] = 0.5f;
+        xn[3] = NAN;
+        memset(w, 0, sizeof w);
+        for (int c = 0; c < C; c++) w[c] = w[C + c] = w[2 * C + c] = 0x3f80;
+        fs[fi].f(yn, xn, 1, &W, 1);
+        tu_check(isnan(yn[0]) && isnan(yn[1]) && isnan(yn[2]), "matmul bf16sp %s: a NaN activation gives NaN",
+                 fs[fi].n);
+    }
 }
 
 /* ---------------------------------------------------------------- int8 matmul */
@@ -527,20 +737,46 @@ static void test_isa_switch(void) {
     char *saved = old ? strdup(old) : NULL;
     plm_kernels k;
     unsetenv("PLM_ISA");
-    plm_kernels_init(&k, 0, 0);
+    plm_kernels_init(&k, 0, 0, 0);
     int best = k.isa;
     printf("int8 kernels: this CPU runs %s (avx2 %s, avx512vnni %s)\n", plm_isa_name(best),
            plm_isa_supported(PLM_ISA_AVX2) ? "yes" : "no", plm_isa_supported(PLM_ISA_AVX512VNNI) ? "yes" : "no");
     tu_check(plm_isa_supported(best), "the chosen int8 path is supported");
     setenv("PLM_ISA", "avx2", 1);
-    plm_kernels_init(&k, 0, 0);
+    plm_kernels_init(&k, 0, 0, 0);
     tu_check(k.isa == (best < PLM_ISA_AVX2 ? best : PLM_ISA_AVX2), "PLM_ISA=avx2 narrows the int8 path (%s)",
              plm_isa_name(k.isa));
     setenv("PLM_ISA", "scalar", 1);
-    plm_kernels_init(&k, 0, 0);
+    plm_kernels_init(&k, 0, 0, 0);
     tu_check(k.isa == PLM_ISA_SCALAR && k.matmul_q8 == plm_matmul_q8_ref, "PLM_ISA=scalar: the reference");
-    plm_kernels_init(&k, 1, 0);
+    plm_kernels_init(&k, 0, 0, 1);
+    tu_check(k.isa_bf16 == PLM_ISA_SCALAR && k.matmul_bf16 == plm_matmul_bf16sp_ref,
+             "PLM_ISA=scalar: the single-pass BF16 reference");
+    plm_kernels_init(&k, 1, 0, 0);
     tu_check(k.matmul_q8 == plm_matmul_q8_ref, "reference table: the int8 reference");
+    tu_check(k.matmul_bf16 == plm_matmul_ref && k.isa_bf16 == -1, "reference table: the BF16 reference");
+    plm_kernels_init(&k, 1, 0, 1);
+    tu_check(k.matmul_bf16 == plm_matmul_bf16sp_ref, "reference table, single pass: the single-pass reference");
+    setenv("PLM_ISA", "avx2", 1);
+    plm_kernels_init(&k, 0, 0, 1);
+    tu_check(k.isa_bf16 == PLM_ISA_AVX2 && k.matmul_bf16 == plm_matmul_bf16sp_avx2,
+             "PLM_ISA=avx2: single-pass BF16 through widened activations");
+    plm_kernels_init(&k, 0, 1, 1);
+    tu_check(k.matmul_bf16 == plm_matmul_bf16sp_avx2_inv && k.matmul == plm_matmul_invariant,
+             "PLM_ISA=avx2, batch-invariant: widened activations through the invariant kernels");
+    unsetenv("PLM_ISA");
+    plm_kernels_init(&k, 0, 0, 1);
+    const int bf = plm_isa_supported(PLM_ISA_AVX512BF16);
+    printf("single-pass BF16: this CPU runs %s (avx512bf16 %s)\n", plm_isa_name(k.isa_bf16), bf ? "yes" : "no");
+    tu_check(bf ? k.matmul_bf16 == plm_matmul_bf16sp_dpbf16 && k.isa_bf16 == PLM_ISA_AVX512BF16
+                : k.matmul_bf16 == plm_matmul_bf16sp_avx2 && k.isa_bf16 == PLM_ISA_AVX2,
+             "single pass: vdpbf16ps where the CPU has it, else widened");
+    tu_check(k.matmul == plm_matmul_fast, "single pass: F32 / F16 weights keep the F32 kernels");
+    plm_kernels_init(&k, 0, 0, 0);
+    tu_check(k.matmul_bf16 == plm_matmul_fast && k.isa_bf16 == -1, "default: BF16 weights, F32 activations");
+    plm_kernels_init(&k, 0, 1, 0);
+    tu_check(k.matmul_bf16 == plm_matmul_invariant && k.matmul == plm_matmul_invariant,
+             "batch-invariant: every dtype through the invariant kernels");
     if (saved) setenv("PLM_ISA", saved, 1);
     else unsetenv("PLM_ISA");
     free(saved);
@@ -793,6 +1029,33 @@ int main(void) {
     test_matmul(PLM_DT_F16, 3, 50, 77);
     test_matmul(PLM_DT_F16, 9, 50, 77);
     test_matmul(PLM_DT_F32, 9, 50, 77);
+    test_matmul(PLM_DT_F32, 1, 1030, 259); /* the direct F32 kernel: decode, threaded, column tails */
+    test_matmul(PLM_DT_F32, 17, 301, 203);
+    test_matmul(PLM_DT_F16, 1, 1030, 259);
+    test_matmul(PLM_DT_F16, 17, 301, 203);
+    /* batch invariance: a row alone, in a batch, at another place */
+    const int64_t Ti[] = {1, 5, 16, 17, 70};
+    for (int i = 0; i < 5; i++) {
+        test_matmul_invariant(PLM_DT_F32, Ti[i], 301, 203);
+        test_matmul_invariant(PLM_DT_F16, Ti[i], 301, 203);
+        test_matmul_invariant(PLM_DT_BF16, Ti[i], 301, 203);
+    }
+    test_matmul_invariant(PLM_DT_F32, 9, 1200, 1024);
+    test_matmul_invariant(PLM_DT_BF16, 9, 1200, 1040);
+    /* single-pass BF16: decode rows 1 and 15-17 (a 16-sequence step), 4-row groups with tails, columns
+       of 1, 31, 32, 33 (the masked block) and odd, weight rows 1, 7, 15, 16, 17 (register-block tails),
+       threaded sizes, the model's 1024 and 3584 */
+    test_bf16sp_rounding();
+    const int64_t Tb[] = {1, 2, 3, 4, 5, 15, 16, 17, 33, 64};
+    const int64_t Rb[] = {1, 7, 15, 16, 17, 300};
+    const int64_t Cb[] = {1, 31, 32, 33, 203};
+    for (int i = 0; i < 10; i++)
+        for (int j = 0; j < 6; j++) test_matmul_bf16sp(Tb[i], Rb[j], Cb[(i + j) % 5]);
+    for (int c = 0; c < 5; c++) test_matmul_bf16sp(16, 17, Cb[c]);
+    test_matmul_bf16sp(1, 2050, 264);  /* threaded decode */
+    test_matmul_bf16sp(16, 1030, 1024);
+    test_matmul_bf16sp(3, 130, 3584);
+    test_matmul_bf16sp(70, 301, 1025);
     /* int8: decode (1 row: 4-row weight groups, threaded over rows), 2..5 rows (x groups of 4 with
        tails), a prompt chunk; columns of 1 block, odd block counts (the VNNI single-block tail),
        partial last blocks (zero padding), the model's 1024 and 3584 */

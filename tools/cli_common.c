@@ -188,7 +188,7 @@ int cli_parse_weights(const char *cmd, const char *v) {
 }
 
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
-                            int batch_invariant, const char *weights, plm_error *err) {
+                            int batch_invariant, int bf16_single_pass, const char *weights, plm_error *err) {
     memset(s, 0, sizeof *s);
     snprintf(s->dir, sizeof s->dir, "%s", model_dir);
     s->enc = session_encode;
@@ -199,6 +199,7 @@ plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads
     p.n_threads = n_threads;
     p.device = device;
     p.batch_invariant = batch_invariant;
+    p.bf16_single_pass = bf16_single_pass;
     s->invariant = batch_invariant;
     if ((weights && (st = plm_ctx_params_weights(&p, weights, err))) || (st = plm_ctx_new(&s->ctx, s->model, &p, err))) {
         plm_model_free(s->model);
@@ -221,6 +222,10 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
         o->invariant = 1;
         return 1;
     }
+    if (!strcmp(a, "--bf16-single-pass")) {
+        o->single_pass = 1;
+        return 1;
+    }
     if (*i + 1 >= argc) return 0;
     const char *v = argv[*i + 1];
     if (!strcmp(a, "--model")) o->model = v;
@@ -237,7 +242,7 @@ int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i) 
 
 int cli_open_job(cli_session *ss, cli_input *in, const cli_opts *o, const char *cmd, int tolerant) {
     plm_error err = {0};
-    if (cli_session_open(ss, o->model, (int)o->threads, o->device, o->invariant, o->weights, &err))
+    if (cli_session_open(ss, o->model, (int)o->threads, o->device, o->invariant, o->single_pass, o->weights, &err))
         return cli_error(cmd, "%s", err.msg);
     plm_status st = tolerant ? cli_read_input_tolerant(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err)
                              : cli_read_input(in, o->input, ss->info->vocab_size, ss->enc, ss->enc_user, &err);

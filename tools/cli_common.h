@@ -22,15 +22,19 @@ typedef struct {
     int64_t budget, threads;
     const char *device; /* --device: cpu (default), cuda, cuda:N */
     int invariant;      /* --batch-invariant */
+    int single_pass;     /* --bf16-single-pass */
     const char *weights; /* --weights: a plm_ctx_params_weights specification; NULL: stored */
 } cli_opts;
 
-/* The --help lines of the context options every model command shares (--batch-invariant, --device,
-   --weights), in the commands' two-column layout. */
+/* The --help lines of the context options every model command shares (--batch-invariant,
+   --bf16-single-pass, --device, --weights), in the commands' two-column layout. */
 #define CLI_CTX_OPTS_HELP                                                                                       \
             "  --batch-invariant       bitwise the same results for a sequence whatever else shares its steps\n" \
-            "                          (the direct BF16 GEMM for every row count, aligned splits; CPU only;\n" \
+            "                          (direct GEMMs for every row count, aligned splits; CPU only;\n" \
             "                          slower: docs/performance.md)\n" \
+            "  --bf16-single-pass      BF16 weights multiply activations rounded once to BF16, as transformers\n" \
+            "                          runs a BF16 model (CPU: vdpbf16ps where the CPU has AVX-512 BF16; faster\n" \
+            "                          batched decode; results move by BF16 rounding)\n" \
             "  --device D              cpu (default), cuda or cuda:N (a build with CUDA: make CUDA=1)\n" \
             "  --weights W             stored (default), or int8 (int8 weights, quantized at start; the linear-\n" \
             "                          attention projections as stored) with any of ,linear (those in int8\n" \
@@ -40,7 +44,7 @@ typedef struct {
 /* --weights: a plm_ctx_params_weights specification; 0, or -1 with a message */
 int cli_parse_weights(const char *cmd, const char *v);
 
-/* If argv[*i] is --batch-invariant, or --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
+/* If argv[*i] is --batch-invariant, --bf16-single-pass, or --model, --input, --out, --max-batch-tokens, --threads or --device with its value, stores it,
  * advances *i past the value and returns 1; returns 0 for any other argument and -1 (message printed)
  * for a bad value. */
 int cli_shared_opt(cli_opts *o, const char *cmd, int argc, char **argv, int *i);

@@ -11,22 +11,27 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick] [--only prefill|decode|tokenizer|mixers]\n"
+            "usage: packlm bench [--threads N] [--json FILE] [--model DIR] [--quick]\n"
+            "                    [--only ceilings|prefill|decode|tokenizer|mixers|peer|accuracy]\n"
             "                    [--device cpu|cuda[:N]]\n"
-            "  Measures, on this machine: the OpenBLAS sgemm ceiling, packed score throughput and its ratio\n"
-            "  to the ceiling, per-segment overhead, chunked vs recurrent delta rule, peak memory, decode\n"
-            "  and tokenizer speed.\n"
+            "                    [--weights W] [--bf16-single-pass] [--rounds N]\n"
+            "  Measures, on this machine: its ceilings (fp32 FMA, BF16 and int8 dot-product peaks from\n"
+            "  register-only loops, streaming the weights), the OpenBLAS sgemm rate, packed score throughput,\n"
+            "  per-segment overhead, chunked vs recurrent delta rule, peak memory, decode and tokenizer speed;\n"
+            "  each throughput also as a fraction of the ceiling that bounds it.\n"
             "  --threads N   threads (default: all cores)\n"
             "  --json FILE   also write the figures as JSON\n"
             "  --model DIR   use this checkpoint instead of the random-weight 0.8B-shaped one\n"
             "                (built once into build/bench-model-0.8b/)\n"
             "  --quick       a small model and sizes: a smoke run of a few seconds\n"
             "  --weights W   stored (default), or int8 with options (packlm score --help)\n"
+            "  --bf16-single-pass  BF16 weights times activations rounded once to BF16 (plm_ctx_params)\n"
             "  --rounds N    rounds of the peer section (default 3)\n"
-            "  --only S      run one section: prefill (sgemm, score, segments, delta rule, memory),\n"
+            "  --only S      run one section: ceilings, prefill (sgemm, score, segments, delta rule, memory),\n"
             "                decode, tokenizer, mixers (with --device cuda: the delta rule and conv1d alone), or\n"
             "                peer (llama.cpp's cases: prompt 512 with last-token logits, decode 1 and 16\n"
-            "                sequences; best of --rounds and spread)\n"
+            "                sequences; best of --rounds and spread), or accuracy (each int8 mode against\n"
+            "                the stored weights: per-token KL, top-1 agreement, perplexity change)\n"
             "  --device D    cpu (default), or cuda[:N]: the GPU's BF16 GEMM and copy ceilings, packed score\n"
             "                and prefill of 12,680 tokens in 32 long-tailed sequences, 512 x 64 against\n"
             "                1 x 32768, device memory, and decode at 1, 16 and 256 sequences\n");
@@ -35,7 +40,7 @@ static void usage(FILE *f) {
 int cmd_bench(int argc, char **argv) {
     const char *json = NULL, *model = NULL, *only = NULL, *device = "cpu";
     int64_t threads = 0, rounds = 3;
-    int quick = 0;
+    int quick = 0, single_pass = 0;
     const char *weights = "stored";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -50,13 +55,16 @@ int cmd_bench(int argc, char **argv) {
             json = argv[++i];
         } else if (!strcmp(a, "--only") && i + 1 < argc) {
             only = argv[++i];
-            if (strcmp(only, "prefill") && strcmp(only, "decode") && strcmp(only, "tokenizer") && strcmp(only, "mixers") &&
-                strcmp(only, "peer") && strcmp(only, "accuracy"))
-                return cli_error("bench", "--only expects prefill, decode, tokenizer, mixers, peer or accuracy, got '%s'",
+            if (strcmp(only, "ceilings") && strcmp(only, "prefill") && strcmp(only, "decode") &&
+                strcmp(only, "tokenizer") && strcmp(only, "mixers") && strcmp(only, "peer") && strcmp(only, "accuracy"))
+                return cli_error("bench",
+                                 "--only expects ceilings, prefill, decode, tokenizer, mixers, peer or accuracy, got '%s'",
                                  only) + 1;
         } else if (!strcmp(a, "--weights") && i + 1 < argc) {
             if (cli_parse_weights("bench", argv[++i])) return 2;
             weights = argv[i];
+        } else if (!strcmp(a, "--bf16-single-pass")) {
+            single_pass = 1;
         } else if (!strcmp(a, "--rounds") && i + 1 < argc) {
             if (cli_parse_int("bench", a, argv[++i], 1, 100, &rounds)) return 2;
         } else if (!strcmp(a, "--model") && i + 1 < argc) {
@@ -82,12 +90,15 @@ int cmd_bench(int argc, char **argv) {
     b.quick = quick;
     b.device = device;
     b.weights = weights;
+    b.single_pass = single_pass;
     const int gpu = strcmp(device, "cpu") != 0;
     if (threads <= 0) threads = sysconf(_SC_NPROCESSORS_ONLN);
     b.n_threads = threads > 0 ? (int)threads : 1;
     printf("packlm bench: model %s, %s, %d threads%s\n", dir, device, b.n_threads, quick ? " (quick)" : "");
     int rc = 0;
 #define RUN(name) ((!only && strcmp(name, "peer") && strcmp(name, "accuracy")) || (only && !strcmp(only, name)))
+    /* the ceilings first: the CPU sections report their figures against them */
+    if (!gpu && (RUN("ceilings") || (only && strcmp(only, "tokenizer"))) && bench_ceilings(&b)) rc = 1;
     if (RUN("prefill") && gpu && bench_cuda(&b)) {
         fprintf(stderr, "packlm bench: the CUDA prefill section failed\n");
         rc = 1;

@@ -8,7 +8,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm forward --model DIR --input FILE --out OUT.npy [--max-batch-tokens N] [--threads N]\n"
-            "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
+            "                       [--device cpu|cuda[:N]] [--batch-invariant] [--bf16-single-pass]\n"
             "                       [--weights stored|int8[,OPTIONS]]\n"
             "\n"
             "Writes the logits of every input token, float32 [total tokens, vocab], sequences in input order.\n"
@@ -43,7 +43,7 @@ static int write_rows(void *user, int64_t first, int32_t n, const float *block) 
 
 int cmd_forward(int argc, char **argv) {
     const char *cmd = "forward";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, NULL};
+    cli_opts o = {.budget = 512};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "                       [--greedy | --temperature T [--top-k K] [--top-p P] [--seed S]]\n"
             "                       [--ignore-eos] [--max-batch-tokens N] [--max-seqs N] [--out FILE] [--threads N]\n"
             "                       [--device cpu|cuda[:N]] [--weights stored|int8[,OPTIONS]]\n"
+            "                       [--batch-invariant] [--bf16-single-pass]\n"
             "\n"
             "Continues every input sequence and prints one line per input sequence, in input order: the new\n"
             "token ids separated by spaces (an end-of-sequence id that stopped it is included); for a\n"
@@ -81,7 +82,7 @@ static plm_status print_text_line(FILE *f, cli_session *ss, int index, const int
 
 int cmd_generate(int argc, char **argv) {
     const char *cmd = "generate";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, NULL};
+    cli_opts o = {.budget = 512};
     int64_t max_new = -1, max_seqs = 64, top_k = 0, seed = 0;
     double temperature = 0.0, top_p = 1.0;
     int greedy = 0, sampled = 0, ignore_eos = 0;

@@ -10,7 +10,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: packlm score --model DIR --input FILE [--out FILE.jsonl] [--max-batch-tokens N] [--threads N]\n"
-            "                       [--device cpu|cuda[:N]] [--batch-invariant]\n"
+            "                       [--device cpu|cuda[:N]] [--batch-invariant] [--bf16-single-pass]\n"
             "                       [--weights stored|int8[,OPTIONS]]\n"
             "\n"
             "One JSONL line per input sequence, in input order:\n"
@@ -28,7 +28,7 @@ static void usage(FILE *f) {
 
 int cmd_score(int argc, char **argv) {
     const char *cmd = "score";
-    cli_opts o = {NULL, NULL, NULL, 2048, 0, NULL, 0, NULL};
+    cli_opts o = {.budget = 2048};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int r = cli_shared_opt(&o, cmd, argc, argv, &i);

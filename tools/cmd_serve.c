@@ -1484,7 +1484,7 @@ static void server_free(server *s, cli_session *ss) {
 
 int cmd_serve(int argc, char **argv) {
     const char *cmd = "serve";
-    cli_opts o = {NULL, NULL, NULL, 512, 0, NULL, 0, NULL};
+    cli_opts o = {.budget = 512};
     const char *host = "127.0.0.1", *api_key = NULL, *tok_path = NULL, *name = NULL;
     int64_t port = 8080, max_seqs = 64, max_queue = 256, max_len = 0;
     int no_chat = 0;
@@ -1515,7 +1515,7 @@ int cmd_serve(int argc, char **argv) {
     cli_session ss;
     plm_error err = {0};
     if (!s) return cli_error(cmd, "out of memory");
-    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, o.invariant, o.weights, &err)) {
+    if (cli_session_open(&ss, o.model, (int)o.threads, o.device, o.invariant, o.single_pass, o.weights, &err)) {
         free(s);
         return cli_error(cmd, "%s", err.msg);
     }

@@ -27,10 +27,11 @@ typedef struct {
 /* The model directory's tokenizer, opened on first use. */
 plm_status cli_session_tokenizer(cli_session *s, plm_tokenizer **tok, plm_error *err);
 
-/* batch_invariant: plm_ctx_params.batch_invariant (--batch-invariant); weights: a
-   plm_ctx_params_weights specification (--weights), NULL for the stored weights */
+/* batch_invariant: plm_ctx_params.batch_invariant (--batch-invariant); bf16_single_pass:
+   plm_ctx_params.bf16_single_pass (--bf16-single-pass); weights: a plm_ctx_params_weights
+   specification (--weights), NULL for the stored weights */
 plm_status cli_session_open(cli_session *s, const char *model_dir, int n_threads, const char *device,
-                            int batch_invariant, const char *weights, plm_error *err);
+                            int batch_invariant, int bf16_single_pass, const char *weights, plm_error *err);
 void cli_session_close(cli_session *s);
 
 #endif

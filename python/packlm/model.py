@@ -157,9 +157,13 @@ class Model:
     weights="int8" (CPU) computes with int8 weights, "int8,linear" with the linear-attention
     projections in int8 too, "int8,act16" with two-level activations (README, "int8 weights").
 
-    batch_invariant=True (CPU, BF16 checkpoints): a sequence's results are bitwise the same whatever
-    else shares its steps (plm_ctx_params.batch_invariant; forward / score then cut sequences only at
-    multiples of 64 tokens); slower, see docs/performance.md.
+    batch_invariant=True (CPU): a sequence's results are bitwise the same whatever else shares its
+    steps (plm_ctx_params.batch_invariant; forward / score then cut sequences only at multiples of 64
+    tokens); slower, see docs/performance.md.
+
+    bf16_single_pass=True (BF16 weights, CPU and CUDA): each GEMM's input is rounded once to BF16, as
+    transformers runs a BF16 model (plm_ctx_params.bf16_single_pass; on a CPU with AVX-512 BF16 the
+    products run on vdpbf16ps, which speeds up batched decoding).
 
     A Model is safe to share between threads (calls on one model run one at a time; the library
     runs them with the GIL released). Errors raise exceptions carrying the library's message:

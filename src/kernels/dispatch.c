@@ -5,14 +5,16 @@
 
 _Static_assert(PLM_SPLIT_ALIGN == PLM_GDN_CHUNK, "aligned splits fall on delta-rule chunk boundaries");
 
-void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant) {
+void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant, int bf16_single_pass) {
     k->matmul = plm_matmul_ref;
     k->gdn = plm_gdn_ref;
     k->conv = plm_conv_ref;
     k->attn = plm_attn_ref;
     k->logprob = plm_logprob_ref;
     k->matmul_q8 = plm_matmul_q8_ref;
+    k->matmul_bf16 = bf16_single_pass ? plm_matmul_bf16sp_ref : plm_matmul_ref;
     k->isa = PLM_ISA_SCALAR;
+    k->isa_bf16 = bf16_single_pass ? PLM_ISA_SCALAR : -1;
     if (reference_only) return;
 #if defined(__x86_64__) || defined(__i386__)
     k->isa = plm_isa_best();
@@ -24,11 +26,22 @@ void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant) {
     k->conv = plm_conv_fast;
     k->attn = plm_attn_fast;
     k->logprob = plm_logprob_fast;
-    if (!batch_invariant) return;
-    /* one reduction order per row whatever the step: the direct BF16 GEMM for every row count, the
-       chunked delta rule for every segment (the other kernels already work per row / per segment) */
-    k->matmul = plm_matmul_invariant;
-    k->gdn = plm_gdn_chunked;
+    if (batch_invariant) {
+        /* one reduction order per row whatever the step: the direct GEMMs (BF16, F32, F16) for every
+           row count, the chunked delta rule for every segment (the other kernels already work per row /
+           per segment) */
+        k->matmul = plm_matmul_invariant;
+        k->gdn = plm_gdn_chunked;
+    }
+    k->matmul_bf16 = k->matmul;
+    if (!bf16_single_pass) return;
+    /* BF16 weights times BF16-rounded activations: vdpbf16ps where the CPU has it (batch-invariant by
+       construction), else the rounded activations widened to F32 through the F32-activation kernels */
+    k->isa_bf16 = plm_isa_best_bf16();
+    if (k->isa_bf16 == PLM_ISA_AVX512BF16) k->matmul_bf16 = plm_matmul_bf16sp_dpbf16;
+    else if (k->isa_bf16 == PLM_ISA_AVX2)
+        k->matmul_bf16 = batch_invariant ? plm_matmul_bf16sp_avx2_inv : plm_matmul_bf16sp_avx2;
+    else k->matmul_bf16 = plm_matmul_bf16sp_ref;
 }
 
 void plm_kernels_int8_act(plm_kernels *k, int bits) {

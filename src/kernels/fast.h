@@ -36,10 +36,11 @@ void plm_conv_fast(float *y, float *const *tail, const float *x, const float *w,
                    int C, int K, int n_threads);
 void plm_attn_fast(float *o, const float *q, const plm_kv *const *kv, const int64_t *start, const int32_t *cu,
                    int n_seg, int nh, int nkv, int hd, float scale, int n_threads);
-/* BF16/F16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
+/* BF16 weights: panels converted in parallel then OpenBLAS sgemm; T <= PLM_GEMV_MAX_T: direct
    convert-and-dot GEMV threaded over weight rows (handles up to 4 rows; measured best for 1) */
 #define PLM_GEMV_MAX_T 1
-/* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel) */
+/* PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM (no converted panel); F32 weights,
+   T <= PLM_DIRECT_MAX_T: the direct F32 GEMM (F16 weights take it at every T) */
 #ifndef PLM_DIRECT_MAX_T
 #define PLM_DIRECT_MAX_T 32
 #endif
@@ -53,11 +54,25 @@ static inline int plm_team(int n_threads, double work) {
 void plm_logprob_fast(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
-/* batch-invariant matmul: BF16 weights always through plm_matmul_bf16 (each output element is one
-   fixed sequence of FMAs over its row, whatever T and the row's place); others as plm_matmul_fast */
+/* batch-invariant matmul: BF16 weights always through plm_matmul_bf16, F32 and F16 weights through
+   plm_matmul_f32 (each output element is one fixed sequence of FMAs over its row, whatever T and the
+   row's place) */
 void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */
 void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* F32 and F16 weights (F16 widened in registers), the same register-blocked direct GEMM with explicit
+   FMAs (matmul_f32.c); other dtypes: plm_matmul_fast */
+void plm_matmul_f32(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* single-pass BF16 (matmul_bf16sp.c; the semantics of plm_matmul_bf16sp_ref, for BF16 weights; other
+   dtypes as plm_matmul_fast / plm_matmul_invariant):
+     _dpbf16: AVX-512 BF16 (vdpbf16ps: two BF16 products per F32 lane); every output element is one
+              fixed sequence of instructions over its row, so it is batch-invariant as it stands;
+              run only where plm_isa_supported(PLM_ISA_AVX512BF16) says so
+     _avx2:   the rounded activations widened back to F32, then plm_matmul_fast (any CPU)
+     _avx2_inv: the same through plm_matmul_invariant (batch-invariant mode) */
+void plm_matmul_bf16sp_dpbf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+void plm_matmul_bf16sp_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+void plm_matmul_bf16sp_avx2_inv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* int8 weights (PLM_DT_Q8; matmul_q8.c): AVX2 (vpmaddubsw) and AVX-512 VNNI (vpdpbusd); x86 only,
    run only where plm_isa_supported says so */
 void plm_matmul_q8_avx2(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);

@@ -57,21 +57,32 @@ typedef struct {
     void (*logprob)(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
     /* matmul for PLM_DT_Q8 weights (the int8 path: x quantized per block of 32 on the fly) */
     void (*matmul_q8)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
-    int isa; /* PLM_ISA_*: the widest instruction set the int8 kernels use in this table */
+    /* matmul for BF16 weights: matmul's own kernel, or with bf16_single_pass the BF16-activation path
+       (x rounded once to BF16, products of BF16 pairs summed in F32: plm_matmul_bf16sp_ref) */
+    void (*matmul_bf16)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+    int isa;      /* PLM_ISA_*: the widest instruction set the int8 kernels use in this table */
+    int isa_bf16; /* PLM_ISA_* of the single-pass BF16 matmul: SCALAR (the reference), AVX2 (BF16
+                     activations widened to F32, the F32 kernels) or AVX512BF16 (vdpbf16ps); -1: not
+                     in single-pass mode */
 } plm_kernels;
 
-/* Instruction sets of the int8 kernels, narrowest first. */
-enum { PLM_ISA_SCALAR = 0, PLM_ISA_AVX2 = 1, PLM_ISA_AVX512VNNI = 2 };
-/* The widest PLM_ISA_* this CPU and build can run, lowered by the environment variable
+/* Instruction sets of the int8 kernels (SCALAR, AVX2, AVX512VNNI, narrowest first) and of the
+   single-pass BF16 kernels (SCALAR, AVX2, AVX512BF16). */
+enum { PLM_ISA_SCALAR = 0, PLM_ISA_AVX2 = 1, PLM_ISA_AVX512VNNI = 2, PLM_ISA_AVX512BF16 = 3 };
+/* The widest int8 PLM_ISA_* this CPU and build can run, lowered by the environment variable
    PLM_ISA=scalar|avx2 (forces the narrower path; a wider name than the CPU has is ignored). */
 int plm_isa_best(void);
+/* The same for the single-pass BF16 matmul: AVX512BF16 where the CPU has AVX-512 BF16, else AVX2 (the
+   widened form runs on any CPU); PLM_ISA=avx2 or scalar narrows it likewise. */
+int plm_isa_best_bf16(void);
 /* 1 when this CPU and build can run isa */
 int plm_isa_supported(int isa);
 const char *plm_isa_name(int isa);
 
 /* batch_invariant: kernels whose per-row results do not depend on the other rows of the step
-   (plm_ctx_params.batch_invariant) */
-void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant);
+   (plm_ctx_params.batch_invariant); bf16_single_pass: BF16 weights multiply BF16-rounded activations
+   (plm_ctx_params.bf16_single_pass) */
+void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant, int bf16_single_pass);
 /* bits = 16: the int8 matmuls of the table quantize activations in two levels (plm_matmul_q8x2_*, same
    instruction set); 8 leaves them as plm_kernels_init chose */
 void plm_kernels_int8_act(plm_kernels *k, int bits);
@@ -80,8 +91,18 @@ void plm_kernels_int8_act(plm_kernels *k, int bits);
 static inline void plm_kmatmul(const plm_kernels *k, float *y, const float *x, int64_t T, const plm_mat *W,
                                int n_threads) {
     if (W->dt == PLM_DT_Q8) k->matmul_q8(y, x, T, W, n_threads);
+    else if (W->dt == PLM_DT_BF16) k->matmul_bf16(y, x, T, W, n_threads);
     else k->matmul(y, x, T, W, n_threads);
 }
+
+/* ---------------------------------------------------------------- single-pass BF16 */
+/* xb[C] = x[C] rounded to BF16 as torch casts (round to nearest even; subnormals kept, overflow to
+   infinity), a NaN stays a NaN (plm_f32_to_bf16) */
+void plm_bf16_round_row(uint16_t *xb, const float *x, int64_t C);
+/* The reference of the single-pass BF16 matmul: each x row rounded once to BF16 (plm_bf16_round_row),
+   y[t, r] = sum over c in order of bf16(x[t, c]) * w[r, c], every product formed in F32 (exact: two
+   8-bit significands) and summed in F32. Weights of another dtype: plm_matmul_ref (no rounding). */
+void plm_matmul_bf16sp_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 
 /* ---------------------------------------------------------------- int8 (Q8) */
 /* Quantizes one row of C floats in blocks of 32: q[PLM_Q8_STRIDE(C)] (zero-padded) and one scale per

@@ -31,3 +31,32 @@ void plm_matmul_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n
         }
     }
 }
+
+void plm_bf16_round_row(uint16_t *xb, const float *x, int64_t C) {
+    for (int64_t c = 0; c < C; c++) xb[c] = plm_f32_to_bf16(x[c]);
+}
+
+void plm_matmul_bf16sp_ref(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    const int64_t R = W->rows, C = W->cols;
+    if (W->dt != PLM_DT_BF16) {
+        plm_matmul_ref(y, x, T, W, n_threads);
+        return;
+    }
+    uint16_t *xb = malloc((size_t)(C + 1) * sizeof *xb);
+    if (!xb) { /* no memory: NaN rather than a wrong number */
+        for (int64_t i = 0; i < T * R; i++) y[i] = NAN;
+        return;
+    }
+    for (int64_t t = 0; t < T; t++) {
+        plm_bf16_round_row(xb, x + t * C, C);
+        for (int64_t r = 0; r < R; r++) {
+            float acc = 0.0f;
+            for (int64_t c = 0; c < C; c++) {
+                const float p = plm_bf16_to_f32(xb[c]) * plm_bf16_to_f32(plm_ld_u16(W->data, r * C + c));
+                acc += p;
+            }
+            y[t * R + r] = acc;
+        }
+    }
+    free(xb);
+}

@@ -140,7 +140,7 @@ void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int 
     }
     const uint16_t *w = (const uint16_t *)W->data;
     const int nth = plm_team(n_threads, (double)T * R * C);
-    float *xp = malloc((size_t)(T * C) * sizeof(float));
+    float *xp = aligned_alloc(64, ((size_t)(T * C) * sizeof(float) + 63) / 64 * 64); /* aligned x loads */
     if (!xp) {
         plm_matmul_ref(y, x, T, W, n_threads);
         return;

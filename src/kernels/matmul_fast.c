@@ -1,6 +1,7 @@
 /* y[T, rows] = x[T, cols] . W^T, fast paths.
- *   - F32 weights: OpenBLAS sgemm in place.
- *   - BF16/F16 weights, T > PLM_GEMV_MAX_T: the weights stay BF16 in memory; the weight rows are
+ *   - F32 weights: OpenBLAS sgemm in place; T <= PLM_DIRECT_MAX_T: the direct F32 GEMM (matmul_f32.c).
+ *   - F16 weights: the direct GEMM of matmul_f32.c (F16 widened in registers), every T.
+ *   - BF16 weights, T > PLM_DIRECT_MAX_T: the weights stay BF16 in memory; the weight rows are
  *     cut into panels of at most PLM_PANEL_FLOATS (sized to stay in L3; OpenBLAS packs from them), split statically over the OpenMP
  *     threads; each thread converts a panel to F32 into its own buffer and runs a single-threaded
  *     sgemm of all T rows against it. OpenBLAS is kept at one thread: its pthreads and the OpenMP
@@ -106,6 +107,18 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
         plm_matmul_bf16(y, x, T, W, n_threads);
         return;
     }
+    /* F16 weights: the direct kernel (widened in registers) at every T, in the invariant kernel's row
+       groups: converting panels to F32 for sgemm cost 2.4x the score time and 13x the decode time
+       (docs/performance.md). F32 weights: the direct kernel for decode-sized steps, where sgemm's
+       small-M paths are slow (2x at T = 1); OpenBLAS's tuned sgemm above that */
+    if (W->dt == PLM_DT_F16) {
+        plm_matmul_invariant(y, x, T, W, n_threads);
+        return;
+    }
+    if (W->dt == PLM_DT_F32 && T <= PLM_DIRECT_MAX_T) {
+        plm_matmul_f32(y, x, T, W, n_threads);
+        return;
+    }
     /* panels of at most PLM_PANEL_FLOATS, as many per thread for every thread, rows a multiple of 16 */
     const int nth = plm_team(n_threads, (double)T * R * C);
     int64_t pmax = PLM_PANEL_FLOATS / C;
@@ -147,7 +160,8 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
 #define PLM_INVARIANT_TB 64
 #endif
 void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
-    if (W->dt != PLM_DT_BF16 || T <= 0 || W->rows <= 0 || W->cols <= 0) {
+    const int direct = W->dt == PLM_DT_BF16 || W->dt == PLM_DT_F32 || W->dt == PLM_DT_F16;
+    if (!direct || T <= 0 || W->rows <= 0 || W->cols <= 0) {
         plm_matmul_fast(y, x, T, W, n_threads);
         return;
     }
@@ -155,6 +169,7 @@ void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W,
        past it once (how the rows are grouped does not change any row's arithmetic) */
     for (int64_t t0 = 0; t0 < T; t0 += PLM_INVARIANT_TB) {
         const int64_t nt = T - t0 < PLM_INVARIANT_TB ? T - t0 : PLM_INVARIANT_TB;
-        plm_matmul_bf16(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
+        if (W->dt == PLM_DT_BF16) plm_matmul_bf16(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
+        else plm_matmul_f32(y + t0 * W->rows, x + t0 * W->cols, nt, W, n_threads);
     }
 }

@@ -168,9 +168,10 @@ int plm_isa_supported(int isa) {
     /* F16C (fp16 scales) comes with every AVX2 CPU (Haswell, Zen); clang's builtin cannot name it */
     const int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     if (isa == PLM_ISA_AVX2) return avx2;
-    if (isa == PLM_ISA_AVX512VNNI)
-        return avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    const int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                       __builtin_cpu_supports("avx512vl");
+    if (isa == PLM_ISA_AVX512VNNI) return avx512 && __builtin_cpu_supports("avx512vnni");
+    if (isa == PLM_ISA_AVX512BF16) return avx512 && __builtin_cpu_supports("avx512bf16");
 #endif
     return 0;
 }
@@ -179,22 +180,31 @@ const char *plm_isa_name(int isa) {
     switch (isa) {
     case PLM_ISA_AVX2: return "avx2";
     case PLM_ISA_AVX512VNNI: return "avx512vnni";
+    case PLM_ISA_AVX512BF16: return "avx512bf16";
     default: return "scalar";
     }
+}
+
+/* the cap PLM_ISA sets: scalar, avx2, or none (INT32_MAX) */
+static int isa_cap(void) {
+    const char *e = getenv("PLM_ISA");
+    if (e && !strcmp(e, "scalar")) return PLM_ISA_SCALAR;
+    if (e && !strcmp(e, "avx2")) return PLM_ISA_AVX2;
+    return INT32_MAX;
 }
 
 int plm_isa_best(void) {
     int best = PLM_ISA_SCALAR;
     for (int i = PLM_ISA_AVX2; i <= PLM_ISA_AVX512VNNI; i++)
         if (plm_isa_supported(i)) best = i;
-    const char *e = getenv("PLM_ISA");
-    if (e && *e) {
-        int cap = best;
-        if (!strcmp(e, "scalar")) cap = PLM_ISA_SCALAR;
-        else if (!strcmp(e, "avx2")) cap = PLM_ISA_AVX2;
-        best = cap < best ? cap : best;
-    }
-    return best;
+    const int cap = isa_cap();
+    return cap < best ? cap : best;
+}
+
+int plm_isa_best_bf16(void) {
+    const int cap = isa_cap();
+    if (cap == PLM_ISA_SCALAR) return PLM_ISA_SCALAR;
+    return cap > PLM_ISA_AVX2 && plm_isa_supported(PLM_ISA_AVX512BF16) ? PLM_ISA_AVX512BF16 : PLM_ISA_AVX2;
 }
 
 #ifdef PLM_X86

@@ -114,7 +114,7 @@ plm_status plm_ctx_new(plm_ctx **out, const plm_model *m, const plm_ctx_params *
        OpenBLAS's own threads would only fight the team for the cores. Its thread count is
        process-wide; packlm sets it to one. */
     openblas_set_num_threads(1);
-    plm_kernels_init(&c->k, c->p.use_reference, c->p.batch_invariant);
+    plm_kernels_init(&c->k, c->p.use_reference, c->p.batch_invariant, c->p.bf16_single_pass);
     plm_kernels_int8_act(&c->k, c->p.int8_act_bits);
     c->layers = m->layers;
     c->lm_head = &m->lm_head;

@@ -521,7 +521,7 @@ def test_torch_tensors(models):
 def test_keyboard_interrupt_stops_a_long_forward(models):
     """Ctrl-C during forward, whether it lands between steps or in the logits callback: raised, never lost."""
     m = models["tiny-dense"]
-    seqs = read_inputs("tiny-dense") * 40
+    seqs = read_inputs("tiny-dense") * 120  # ~1 s at budget 3: still running at the last delay
     for delay in (0.05, 0.2, 0.37):
         timer = threading.Timer(delay, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
         timer.start()
