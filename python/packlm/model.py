@@ -111,9 +111,10 @@ class ScoreResult:
         return len(self.logprob)
 
 
-def _check_cu_seqlens(cu_seqlens, T):
+def _check_cu_seqlens(cu_seqlens, T, pos=None):
     """cu_seqlens as transformers' flash-attention kwargs hold them: int offsets from 0 to T, each
-    sequence non-empty; returns the offsets and the lengths"""
+    sequence non-empty; with position ids (a NumPy array, or a torch tensor on its device) also that
+    every sequence's positions run from 0. Returns the offsets and the lengths"""
     cu = A.int_array(cu_seqlens, "cu_seqlens", lo=-2**31, hi=2**31, what="offset")
     if cu.size < 2:
         raise ValueError("cu_seqlens must hold at least 2 entries (0 and the token count), got %d" % cu.size)
@@ -126,6 +127,18 @@ def _check_cu_seqlens(cu_seqlens, T):
         i = int(np.flatnonzero(d <= 0)[0])
         raise ValueError("cu_seqlens: sequence %d is an empty sequence or reversed (%d -> %d)"
                          % (i, cu[i], cu[i + 1]))
+    if pos is not None:
+        want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
+        if isinstance(pos, np.ndarray):
+            bad = np.flatnonzero(pos != want)
+            t = int(bad[0]) if bad.size else -1
+        else:  # a torch tensor: compared where it is, one index comes back
+            torch = A.torch_module("position_ids in device memory")
+            bad = (pos.to(torch.int64) != torch.as_tensor(want, device=pos.device)).nonzero()
+            t = int(bad[0, 0]) if bad.numel() else -1
+        if t >= 0:
+            raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every sequence "
+                             "starts at position 0)" % (t, int(pos[t]), want[t]))
     return cu, d
 
 
@@ -342,22 +355,7 @@ class Model:
             if n_pos != T:
                 raise ValueError("position_ids has %d entries but input_ids has %d" % (n_pos, T))
         if cu_seqlens is not None:  # offsets: boundary information, read on the host
-            cu, d = _check_cu_seqlens(cu_seqlens, T)
-            if pos is not None or dpos is not None:
-                want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
-                if dpos is not None:
-                    wd = torch.as_tensor(want, device=tok.device)
-                    bad = dpos.to(torch.int64) != wd
-                    if bool(bad.any()):
-                        t = int(bad.nonzero()[0, 0])
-                        raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every "
-                                         "sequence starts at position 0)" % (t, int(dpos[t]), want[t]))
-                else:
-                    bad = pos != want
-                    if bad.any():
-                        t = int(np.flatnonzero(bad)[0])
-                        raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every "
-                                         "sequence starts at position 0)" % (t, pos[t], want[t]))
+            cu, d = _check_cu_seqlens(cu_seqlens, T, dpos if dpos is not None else pos)
             return tok, d
         if pos is None and dpos is None:
             return tok, np.array([T], dtype=np.int64)
@@ -416,14 +414,7 @@ class Model:
             if pos.size != T:
                 raise ValueError("position_ids has %d entries but input_ids has %d" % (pos.size, T))
         if cu_seqlens is not None:
-            cu, d = _check_cu_seqlens(cu_seqlens, T)
-            if pos is not None:
-                want = np.arange(T, dtype=np.int64) - np.repeat(cu[:-1].astype(np.int64), d)
-                bad = pos != want
-                if bad.any():
-                    t = int(np.flatnonzero(bad)[0])
-                    raise ValueError("position_ids[%d] = %d disagrees with cu_seqlens (expected %d: every sequence "
-                                     "starts at position 0)" % (t, pos[t], want[t]))
+            cu, d = _check_cu_seqlens(cu_seqlens, T, pos)
             return tok, d
         if pos is None:
             return tok, np.array([T], dtype=np.int64)
