@@ -116,25 +116,35 @@ static void comparator_selftest(void) {
 typedef void (*gdn_fn)(float *, float *const *, const float *, const float *, const float *, const float *,
                        const float *, const int32_t *, int, int, int, int, int, int);
 
-static void test_gdn(const char *name, const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
-    int32_t cu[n_seg + 1];
+/* random inputs of the delta rule for segments lens: cu, and q, k (L2-normalised, q scaled by
+   1/sqrt(dk)), v, the log decays g (strong: a tenth of them strong, up to -8) and beta; returns T */
+static int64_t gdn_inputs(const int *lens, int n_seg, int nk, int nv, int dk, int dv, int strong, int32_t *cu,
+                          float **q, float **k, float **v, float **g, float **b) {
     cu[0] = 0;
     for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
     const int64_t T = cu[n_seg];
-    const size_t nq = (size_t)T * nk * dk, nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
-    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nvv * 4), *g = malloc(T * nv * 4),
-          *b = malloc(T * nv * 4), *S0 = malloc(ns * n_seg * 4);
-    fill(q, nq, -1, 1);
-    fill(k, nq, -1, 1);
-    fill(v, nvv, -1, 1);
-    for (int64_t i = 0; i < T * nv; i++) { /* log decays: mostly mild, some strong */
-        float u = tu_uniform(&R);
-        g[i] = u < 0.1f ? -8.0f * tu_uniform(&R) : -0.5f * tu_uniform(&R);
-        b[i] = tu_uniform(&R);
+    const size_t nq = (size_t)T * nk * dk, nvv = (size_t)T * nv * dv;
+    *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nvv * 4), *g = malloc(T * nv * 4), *b = malloc(T * nv * 4);
+    fill(*q, nq, -1, 1);
+    fill(*k, nq, -1, 1);
+    fill(*v, nvv, -1, 1);
+    for (int64_t i = 0; i < T * nv; i++) {
+        const float u = tu_uniform(&R);
+        (*g)[i] = strong && u < 0.1f ? -8.0f * tu_uniform(&R) : -0.5f * tu_uniform(&R);
+        (*b)[i] = tu_uniform(&R);
     }
+    plm_l2norm_rows(*q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(*k, T * nk, dk, 1.0f);
+    return T;
+}
+
+static void test_gdn(const char *name, const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
+    int32_t cu[n_seg + 1];
+    float *q, *k, *v, *g, *b;
+    const int64_t T = gdn_inputs(lens, n_seg, nk, nv, dk, dv, 1, cu, &q, &k, &v, &g, &b); /* decays mostly mild */
+    const size_t nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
+    float *S0 = malloc(ns * n_seg * 4);
     fill(S0, ns * n_seg, -0.5f, 0.5f);
-    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
-    plm_l2norm_rows(k, T * nk, dk, 1.0f);
     float *oref = gbuf(nvv), *Sref = malloc(ns * n_seg * 4);
     memcpy(Sref, S0, ns * n_seg * 4);
     float *Sp[n_seg];
@@ -250,18 +260,9 @@ static void test_gdn_cases(void) {
    give, in every form and thread count; the other segments' states are unaffected */
 static void test_gdn_stateless(const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
     int32_t cu[n_seg + 1];
-    cu[0] = 0;
-    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
-    const int64_t T = cu[n_seg];
-    const size_t nq = (size_t)T * nk * dk, nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
-    float *q = malloc(nq * 4), *k = malloc(nq * 4), *v = malloc(nvv * 4), *g = malloc(T * nv * 4),
-          *b = malloc(T * nv * 4);
-    fill(q, nq, -1, 1);
-    fill(k, nq, -1, 1);
-    fill(v, nvv, -1, 1);
-    for (int64_t i = 0; i < T * nv; i++) g[i] = -0.5f * tu_uniform(&R), b[i] = tu_uniform(&R);
-    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
-    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    float *q, *k, *v, *g, *b;
+    const int64_t T = gdn_inputs(lens, n_seg, nk, nv, dk, dv, 0, cu, &q, &k, &v, &g, &b);
+    const size_t nvv = (size_t)T * nv * dv, ns = (size_t)nv * dk * dv;
     const struct { const char *n; gdn_fn f; } fs[] = {
         {"ref", plm_gdn_ref}, {"fast", plm_gdn_fast}, {"chunked", plm_gdn_chunked}, {"recurrent", plm_gdn_recurrent}};
     for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
