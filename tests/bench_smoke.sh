@@ -27,34 +27,30 @@ elif ! python3 -c "import json,sys; json.load(open(sys.argv[1]))" "$out"; then
     echo "FAIL bench_smoke: $out is not valid JSON"
     fail=1
 fi
+# section NAME JSON KEYS -- ARGS: `packlm bench --quick ARGS --json JSON` must exit 0 and report KEYS
+section() {
+    local name=$1 json=$2 keys=$3
+    shift 4
+    rm -f "$json"
+    if ! timeout 120 build/packlm bench --quick "$@" --json "$json" > "build/bench_smoke_$name.log" 2>&1; then
+        echo "FAIL bench_smoke: packlm bench $* failed (log: build/bench_smoke_$name.log)"
+        tail -n 5 "build/bench_smoke_$name.log"
+        fail=1
+    fi
+    for key in $keys; do
+        if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$json"; then
+            echo "FAIL bench_smoke: key $key missing from $json"
+            fail=1
+        fi
+    done
+}
 # the llama.cpp comparison cases with int8 weights (quick sizes)
-peer=build/bench_peer.json
-rm -f "$peer"
-if ! timeout 120 build/packlm bench --quick --only peer --weights int8 --rounds 2 --json "$peer" \
-        > build/bench_smoke_peer.log 2>&1; then
-    echo "FAIL bench_smoke: packlm bench --only peer --weights int8 failed (log: build/bench_smoke_peer.log)"
-    tail -n 5 build/bench_smoke_peer.log
-    fail=1
-fi
-for key in peer_prompt512_tokens_per_s peer_decode1_tokens_per_s peer_decode16_tokens_per_s peer_decode16_spread; do
-    if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$peer"; then
-        echo "FAIL bench_smoke: key $key missing from $peer"
-        fail=1
-    fi
-done
+section peer build/bench_peer.json \
+    "peer_prompt512_tokens_per_s peer_decode1_tokens_per_s peer_decode16_tokens_per_s peer_decode16_spread" \
+    -- --only peer --weights int8 --rounds 2
 # int8 accuracy against the stored weights (quick sizes): every mode's KL reported
-acc=build/bench_accuracy.json
-rm -f "$acc"
-if ! timeout 120 build/packlm bench --quick --only accuracy --json "$acc" > build/bench_smoke_accuracy.log 2>&1; then
-    echo "FAIL bench_smoke: packlm bench --only accuracy failed (log: build/bench_smoke_accuracy.log)"
-    tail -n 5 build/bench_smoke_accuracy.log
-    fail=1
-fi
-for key in accuracy_int8_linear_act8_kl_mean accuracy_int8_act8_kl_mean accuracy_int8_act16_kl_p99 accuracy_int8_act8_top1; do
-    if ! grep -q "\"$key\": {\"value\": [-0-9.e+]*, \"unit\"" "$acc"; then
-        echo "FAIL bench_smoke: key $key missing from $acc"
-        fail=1
-    fi
-done
+section accuracy build/bench_accuracy.json \
+    "accuracy_int8_linear_act8_kl_mean accuracy_int8_act8_kl_mean accuracy_int8_act16_kl_p99 accuracy_int8_act8_top1" \
+    -- --only accuracy
 [ "$fail" -eq 0 ] && echo "bench_smoke: ok ($(grep -c '"value"' "$out") figures)"
 exit "$fail"
