@@ -46,16 +46,28 @@ static double rel_l2(const float *x, const float *ref, size_t n) {
     return d == d && r > 0 ? sqrt(d / r) : INFINITY;
 }
 
+/* the fixture's BF16 copy, written under build/ (its directory into bdir) and opened; NULL on failure
+   (reported) */
+static plm_model *open_bf16_copy(const char *name, char *bdir, size_t bdir_size) {
+    char dir[256];
+    plm_error err = {0};
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    snprintf(bdir, bdir_size, "build/tmp-bf16-%s", name);
+    mkdir("build", 0755);
+    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy written (%s)", name, err.msg))
+        return NULL;
+    plm_model *m = NULL;
+    if (!tu_check(plm_model_open(&m, bdir, &err) == PLM_OK, "%s: BF16 copy opens (%s)", name, err.msg)) return NULL;
+    return m;
+}
+
 static void run_bf16(const char *name, const char *device) {
     char dir[256], bdir[256], path[512], what[200];
     plm_error err = {0};
     snprintf(dir, sizeof dir, "tests/data/%s", name);
-    snprintf(bdir, sizeof bdir, "build/tmp-bf16-%s", name);
-    mkdir("build", 0755);
-    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy written (%s)", name, err.msg)) return;
-    plm_model *m = NULL;
+    plm_model *m = open_bf16_copy(name, bdir, sizeof bdir);
+    if (!m) return;
     plm_ctx *c = NULL, *cpu = NULL;
-    if (!tu_check(plm_model_open(&m, bdir, &err) == PLM_OK, "%s: BF16 copy opens (%s)", name, err.msg)) return;
     if (tu_ctx_on(&c, m, device, 2, name)) {
         plm_model_free(m);
         return;
@@ -436,11 +448,8 @@ static void run_bf16_cpu(const char *name) {
     char dir[256], bdir[256], path[512], what[200];
     plm_error err = {0};
     snprintf(dir, sizeof dir, "tests/data/%s", name);
-    snprintf(bdir, sizeof bdir, "build/tmp-bf16-%s", name);
-    mkdir("build", 0755);
-    if (!tu_check(tu_write_bf16_copy(dir, bdir, &err) == PLM_OK, "%s: BF16 copy written (%s)", name, err.msg)) return;
-    plm_model *m = NULL;
-    if (!tu_check(plm_model_open(&m, bdir, &err) == PLM_OK, "%s: BF16 copy opens (%s)", name, err.msg)) return;
+    plm_model *m = open_bf16_copy(name, bdir, sizeof bdir);
+    if (!m) return;
     plm_ctx *cf32 = NULL, *cref = NULL, *cfast = NULL, *cavx2 = NULL;
     plm_ctx_params p = plm_ctx_default_params();
     p.n_threads = 2;
