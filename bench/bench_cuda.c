@@ -53,8 +53,9 @@ int bench_cuda_mixers(bench_ctx *b) {
             "cuda_gdn_15seq_ms", "cuda_gdn_1seq_ms", "cuda_gdn_512x64_ms", "cuda_gdn_decode1_ms",
             "cuda_gdn_decode16_ms", "cuda_gdn_decode256_ms", "cuda_conv_15seq_ms", "cuda_gdn_precise_15seq_ms",
             "cuda_gdn_precise_1seq_ms", "cuda_gdn_precise_512x64_ms", "cuda_gdn_simple_15seq_ms",
-            "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_bf2_15seq_ms",
-            "cuda_gdn_vt16_1seq_ms"};
+            "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_fused_15seq_ms",
+            "cuda_gdn_fused_1seq_ms", "cuda_gdn_fused_512x64_ms", "cuda_gdn_wy_vt32_1seq_ms",
+            "cuda_gdn_wy_512x64_ms"};
         const char *labels[PLM_CUDA_MIXER_TIMES] = {
             "delta rule (tensor cores, bf16), 32,768 tokens as 15 sequences, 16 heads, K=V=128",
             "delta rule (tensor cores, bf16), one sequence of 32,768",
@@ -69,8 +70,11 @@ int bench_cuda_mixers(bench_ctx *b) {
             "delta rule (simple kernels), 15 sequences",
             "delta rule (simple kernels), one sequence of 32,768",
             "delta rule (simple kernels), 512 x 64",
-            "delta rule (tensor cores, bf16, two sets of input blocks), 15 sequences",
-            "delta rule (tensor cores, bf16, value tiles of 16), one sequence of 32,768"};
+            "delta rule (tensor cores, bf16, five-product scan), 15 sequences",
+            "delta rule (tensor cores, bf16, five-product scan), one sequence of 32,768",
+            "delta rule (tensor cores, bf16, five-product scan), 512 x 64",
+            "delta rule (tensor cores, bf16, WY scan, value tiles of 32), one sequence of 32,768",
+            "delta rule (tensor cores, bf16, WY scan), 512 x 64"};
         for (int i = 0; i < PLM_CUDA_MIXER_TIMES; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
         const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
         bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,

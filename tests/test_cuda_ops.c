@@ -130,8 +130,9 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
 }
 
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
- * and 32; 3, 4: single pass (tiles of 64, 32); 5 .. 7: single pass from BF16 copies of q, k, v (tiles
- * of 64; of 32 with two sets of blocks; of 64 with two sets); 8: the same with tiles of 16. Single
+ * and 32; 3, 4: single pass (tiles of 64, 32); 5 .. 7: single pass from BF16 copies of q, k, v with the
+ * five-product scan (tiles of 64; of 32 with two sets of blocks; of 64 with two sets); 8: the same with
+ * tiles of 16; 9, 10: the WY scan (the default from BF16 copies for longer segments), tiles of 32 and 16. Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
@@ -168,8 +169,10 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
-        const int flags[9] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
-                              PLM_GDN_VT32, PLM_GDN_VT64, PLM_GDN_VT32, PLM_GDN_VT64 | PLM_GDN_BF2, PLM_GDN_VT16};
+        const int F = PLM_GDN_FUSED;
+        const int flags[11] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+                               PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
+                               F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -194,7 +197,9 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 5 ? " [tensor cores, bf16 copies, value tiles of 64]"
              : variant == 6 ? " [tensor cores, bf16 copies, value tiles of 32, two sets]"
              : variant == 7 ? " [tensor cores, bf16 copies, value tiles of 64, two sets]"
-                            : " [tensor cores, bf16 copies, value tiles of 16, two sets]",
+             : variant == 8 ? " [tensor cores, bf16 copies, value tiles of 16, two sets]"
+             : variant == 9 ? " [tensor cores, bf16 copies, WY scan, value tiles of 32]"
+                            : " [tensor cores, bf16 copies, WY scan, value tiles of 16]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
     if (sync_ok(what)) {
@@ -219,7 +224,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 }
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 9; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 11; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */

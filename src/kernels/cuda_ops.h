@@ -48,6 +48,10 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
 #define PLM_GDN_BF2 8   /* single pass, BF16 copies, tiles of 64: two sets of input blocks, one block an SM */
 #define PLM_GDN_VT16 16 /* single pass, BF16 copies: value tiles of 16 (chosen by itself when tiles of 32 would
                            leave SMs idle) */
+/* single pass from BF16 copies: the WY scan (W and U from the chunk prep, two rounds of products a chunk)
+ * where segments average two chunks or more, the five-product scan otherwise; these force either */
+#define PLM_GDN_FUSED 32
+#define PLM_GDN_WY 64
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);

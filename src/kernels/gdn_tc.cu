@@ -31,6 +31,7 @@
  * stored k-major) take 4 mod 32 */
 #define LDK (PLM_GDN_TC_MAX_DK + 8) /* [64, dk] blocks */
 #define LDC (CH + 8)                /* [64, 64] blocks */
+#define PLM_GDN_WY_MAX_DV 256       /* the WY prep holds a chunk's V whole */
 
 #include "kernels/mma.cuh"
 
@@ -49,9 +50,100 @@ __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, 
 
 /* BFIN: q and k arrive as BF16 copies (cp.async into BF16 blocks, fragments by ldmatrix: a quarter of
  * the FP32 form's shared memory for them), single pass only */
-static size_t prep_smem(bool bfin) {
-    return bfin ? (size_t)2 * CH * LK2 * 2 + ((size_t)CH * LDC + 2 * CH) * sizeof(float)
+static size_t prep_smem(bool bfin, bool wy, int dv) {
+    const size_t lq = wy && pad16(dv) + 8 > LK2 ? pad16(dv) + 8 : LK2; /* WY: V takes Q's place once P is out */
+    return bfin ? (size_t)CH * (LK2 + lq) * 2 + ((size_t)CH * LDC + 3 * CH) * sizeof(float)
                 : ((size_t)2 * CH * LDK + CH * LDC + 2 * CH) * sizeof(float);
+}
+
+/* exp of a log decay (<= 0 where the kernels take it): FP32's expf for the precise form, the hardware's
+ * exp2 (relative error about 1e-6 here) where the result is rounded to BF16 anyway */
+template <bool SPLIT> __device__ __forceinline__ float dexp(float x) { return SPLIT ? expf(x) : __expf(x); }
+
+/* the pair x0, x1 at i, i + 1 (i even) of an FP32 (SPLIT) or BF16 array */
+template <bool SPLIT> __device__ __forceinline__ void put2(float *base, int64_t i, float x0, float x1) {
+    if (SPLIT)
+        *reinterpret_cast<float2 *>(base + i) = make_float2(x0, x1);
+    else
+        reinterpret_cast<uint32_t *>(base)[i >> 1] = pack_bf16(x0, x1);
+}
+
+/* acc[0 .. NT) -= (A_hi + A_lo) (B_hi + B_lo) without the lo lo term, for A (16 x 16 KS) in accumulator
+ * layout (ain[2 ks + 0/1]: columns 16 ks .. +7, +8 .. +15) and B pairs fb(k, n) (k even): a product
+ * chained from registers, FP32-grade */
+template <int KS, int NT, class FB>
+__device__ __forceinline__ void mma_sub_regs(float (&acc)[NT][4], const float (&ain)[2 * KS][4], int n0, FB fb) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++) {
+        uint32_t ah[4], al[4];
+        split_pair(-ain[2 * ks][0], -ain[2 * ks][1], ah[0], al[0]);
+        split_pair(-ain[2 * ks][2], -ain[2 * ks][3], ah[1], al[1]);
+        split_pair(-ain[2 * ks + 1][0], -ain[2 * ks + 1][1], ah[2], al[2]);
+        split_pair(-ain[2 * ks + 1][2], -ain[2 * ks + 1][3], ah[3], al[3]);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const int n = n0 + 8 * nt + g;
+            const float2 y0 = fb(16 * ks + 2 * t, n), y1 = fb(16 * ks + 2 * t + 8, n);
+            uint32_t bh0, bl0, bh1, bl1;
+            split_pair(y0.x, y0.y, bh0, bl0);
+            split_pair(y1.x, y1.y, bh1, bl1);
+            mma16816(acc[nt], ah, bh0, bh1);
+            mma16816(acc[nt], ah, bl0, bl1);
+            mma16816(acc[nt], al, bh0, bh1);
+        }
+    }
+}
+
+/* T = (I + A)^-1 in place of A (FP32 [64][LDC], strictly lower, zero elsewhere; T lower, unit diagonal),
+ * by blocks of 16 (128 threads): the four diagonal blocks by forward substitution, one a warp (lanes 2j
+ * and 2j+1 on column j); then [D0 0; A10 D1]^-1 has the block -D1 A10 D0 (and likewise rows 48..63), and
+ * the whole has T[32:64, 0:32] = -Ybot A[32:64, 0:32] Ytop, with Ytop, Ybot the inverses of the two
+ * halves. Products on tensor cores with split operands (FP32-grade); three barriers. */
+__device__ __forceinline__ void tri_inverse(float *As) {
+    const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
+    { /* D_w = (I + A_ww)^-1 */
+        const int j = lane >> 1, p = lane & 1, b = 16 * w;
+        float x[16];
+#pragma unroll
+        for (int i = 0; i < 16; i++) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int m = 0; m < i; m++) /* x stays in registers: every index a constant */
+                if ((m & 1) == p) acc += As[(b + i) * LDC + b + m] * x[m];
+            acc += __shfl_xor_sync(0xffffffffu, acc, 1);
+            x[i] = (i == j ? 1.0f : 0.0f) - acc;
+        }
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            if ((i & 1) == p) As[(b + i) * LDC + b + j] = x[i];
+    }
+    __syncthreads();
+    if (w < 2) { /* E = -D_{2w+1} A_{2w+1,2w} D_{2w}, over A_{2w+1,2w} */
+        const int b = 32 * w;
+        float hacc[2][4], eacc[2][4];
+        zero_acc(hacc);
+        zero_acc(eacc);
+        warp_mma<true>(hacc, b + 16, b, 16, [&](int r, int k) { return row2(As, LDC, r, b + 16 + k); },
+                       [&](int k, int n) { return col2(As, LDC, b + 16 + k, n); });
+        mma_sub_regs<1>(eacc, hacc, b, [&](int k, int n) { return col2(As, LDC, b + k, n); });
+        __syncwarp();
+        each_acc(eacc, b + 16, b, [&](int r, int c, float x) { As[r * LDC + c] = x; });
+    }
+    __syncthreads();
+    { /* T[32:64, 0:32] = -(Ybot A[32:64, 0:32]) Ytop: this warp's 16 rows, 16 of the columns */
+        const int r0 = 32 + 16 * (w >> 1), c0 = 16 * (w & 1);
+        float nacc[4][4], facc[2][4];
+        zero_acc(nacc);
+        zero_acc(facc);
+        warp_mma<true>(nacc, r0, 0, 32, [&](int r, int k) { return row2(As, LDC, r, 32 + k); },
+                       [&](int k, int n) { return col2(As, LDC, 32 + k, n); });
+        mma_sub_regs<2>(facc, nacc, c0, [&](int k, int n) { return col2(As, LDC, k, n); });
+        __syncthreads(); /* every warp has read A[32:64, 0:32] */
+        each_acc(facc, r0, c0, [&](int r, int c, float x) { As[r * LDC + c] = x; });
+    }
+    __syncthreads();
 }
 
 /* T and P go out as FP32 for the precise scan, as BF16 (the same indices) for the single-pass one */
@@ -62,11 +154,14 @@ template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i
         reinterpret_cast<__nv_bfloat16 *>(base)[i] = __float2bfloat16_rn(x);
 }
 
-template <bool SPLIT, bool BFIN>
+/* WY (single pass from BF16 copies only): instead of T, W = T diag(beta exp(c)) K and U = T diag(beta) V
+ * (BF16, [T, nv, dk] and [T, nv, dv]), so that the scan's chain per chunk is V' = U - W S, then the
+ * output and the state update */
+template <bool SPLIT, bool BFIN, bool WY>
 __global__ void __launch_bounds__(PREP_THREADS)
-    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const __nv_bfloat16 *qkvb,
-                  const float *g, const float *beta, const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv,
-                  int dk) {
+    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const float *q,
+                  const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta, const int32_t *cu,
+                  const int32_t *tab, int64_t T, int nk, int nv, int dk, int dv) {
     extern __shared__ __align__(16) float sm[];
     float *Ks = sm, *Qs = Ks + CH * LDK, *As = BFIN ? sm + CH * LK2 : Qs + CH * LDK; /* BFIN: 2 BF16 blocks */
     float *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
@@ -74,10 +169,14 @@ __global__ void __launch_bounds__(PREP_THREADS)
     const int ci = blockIdx.x, h = blockIdx.y, kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
-    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk);
+    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
+    /* BFIN: Kh, then Qh (WY: V [64, DV + 8] in its place once P is out), then A */
+    if (BFIN) As = reinterpret_cast<float *>(Qh + CH * (WY && LVH > LK2 ? LVH : LK2)), Gs = As + CH * LDC, Bs = Gs + CH;
+    float *Ew = Bs + CH; /* WY: beta exp(c) */
+    __nv_bfloat16 *Vh = Qh;
     if (BFIN) {
-        load_b16(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
-        load_b16(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
+        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
         for (int e = tid; e < CH * (DK - dk); e += PREP_THREADS) { /* padding columns */
             const int r = e / (DK - dk), c = dk + e % (DK - dk);
             Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
@@ -99,6 +198,7 @@ __global__ void __launch_bounds__(PREP_THREADS)
         Gs[i + 1] = sum;
         Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
         Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
+        if (WY) Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]); /* W's column scales */
     }
     copies_done();
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i; P likewise from q, j <= i (straight to global) */
@@ -116,15 +216,68 @@ __global__ void __launch_bounds__(PREP_THREADS)
         };
         xkt(Ks, Kh);
         each_acc(acc, r0, 0, [&](int i, int j, float x) {
-            As[i * LDC + j] = j < i ? x * Bs[i] * expf(Gs[i] - Gs[j]) : 0.0f;
+            As[i * LDC + j] = j < i ? x * Bs[i] * dexp<SPLIT>(Gs[i] - Gs[j]) : 0.0f;
         });
         xkt(Qs, Qh);
-        each_acc(acc, r0, 0, [&](int i, int j, float x) {
-            if (i < L) put<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, j <= i ? x * expf(Gs[i] - Gs[j]) : 0.0f);
-        });
+        const int g4 = lane >> 2, t4 = lane & 3;
+#pragma unroll
+        for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4;
+                const float x0 = j <= i ? acc[nt][2 * hf] * dexp<SPLIT>(Gs[i] - Gs[j]) : 0.0f;
+                const float x1 = j + 1 <= i ? acc[nt][2 * hf + 1] * dexp<SPLIT>(Gs[i] - Gs[j + 1]) : 0.0f;
+                if (i < L) put2<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, x0, x1);
+            }
     }
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
     __syncthreads();
+    if (WY) { /* V into Q's place (in flight during the inverse), T in A's place, then W = T diag(beta
+               * exp(c)) K and U = T diag(beta) V: this warp's 16 rows, 16 columns at a time */
+        load_b16_64<2, PLM_GDN_WY_MAX_DV>(Vh, LVH, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, L, dv);
+        for (int e = tid; e < CH * (DV - dv); e += PREP_THREADS)
+            Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
+        tri_inverse(As);
+        copies_done();
+        const int r0 = 16 * w, g4 = lane >> 2, t4 = lane & 3;
+        auto product = [&](bool wk, const __nv_bfloat16 *X, int ldx, int ncol, int n, __nv_bfloat16 *out) {
+            uint32_t a[CH / 16][4]; /* rows r0 .. r0 + 15 of T diag(scale), BF16 */
+#pragma unroll
+            for (int kk = 0; kk < CH / 16; kk++)
+#pragma unroll
+                for (int q4 = 0; q4 < 4; q4++) {
+                    const int r = r0 + g4 + 8 * (q4 & 1), c = 16 * kk + 2 * t4 + 8 * (q4 >> 1);
+                    const float2 x = row2(As, LDC, r, c);
+                    const float s0 = wk ? Ew[c] : Bs[c], s1 = wk ? Ew[c + 1] : Bs[c + 1];
+                    a[kk][q4] = pack_bf16(x.x * s0, x.y * s1);
+                }
+            for (int n0 = 0; n0 < ncol; n0 += 16) {
+                float acc[2][4];
+                zero_acc(acc);
+#pragma unroll
+                for (int kk = 0; kk < CH / 16; kk++) {
+                    uint32_t b[4];
+                    ldsm_bt(b, X, ldx, 16 * kk, n0);
+                    mma16816(acc[0], a[kk], b[0], b[1]);
+                    mma16816(acc[1], a[kk], b[2], b[3]);
+                }
+#pragma unroll
+                for (int nt = 0; nt < 2; nt++) {
+                    const int c = n0 + 8 * nt + 2 * t4;
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int i = r0 + g4 + 8 * hf;
+                        if (i < L && c < n)
+                            *reinterpret_cast<uint32_t *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) =
+                                pack_bf16(acc[nt][2 * hf], acc[nt][2 * hf + 1]);
+                    }
+                }
+            }
+        };
+        product(true, Kh, LK2, DK, dk, Wg);
+        product(false, Vh, LVH, DV, dv, Ug);
+        return;
+    }
     /* T = (I + A)^-1, lower unit triangular, by forward substitution on each column: lanes 2j' and
      * 2j'+1 of a warp share column j (every thread of the block busy), each summing half of every
      * row's products (m = 4 n + 2 p .. +1, p its parity), combined across the pair; the column lives
@@ -368,8 +521,8 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     auto Vs_ = [&](int b) { return set0 + b * SET + 2 * CH * LK2 + 2 * CH * LC2; };
     auto load_tp = [&](int64_t t0, int b) { /* T, P (cp.async, committed with what follows) */
         const int L = len(t0);
-        load_b16(Ts_(b), LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
-        load_b16(Ps_(b), LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, CH);
+        load_b16_64<BF_THREADS(VT) / 64, CH>(Ts_(b), LC2, Tb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
+        load_b16_64<BF_THREADS(VT) / 64, CH>(Ps_(b), LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
     };
     auto load_gb = [&](int64_t t0) { /* c and beta */
         const int L = len(t0);
@@ -379,9 +532,9 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     auto load_qkv = [&](int64_t t0, int b) {
         const int L = len(t0);
         if (MODE == BF || MODE == BF2) {
-            load_b16(Qs_(b), LK2, Qb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
-            load_b16(Ks_(b), LK2, Kb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, CH, dk);
-            load_b16(Vs_(b), LV, Vb + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, CH, VC);
+            load_b16_64<BF_THREADS(VT) / 64, PLM_GDN_TC_MAX_DK>(Qs_(b), LK2, Qb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+            load_b16_64<BF_THREADS(VT) / 64, PLM_GDN_TC_MAX_DK>(Ks_(b), LK2, Kb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+            load_b16_64<BF_THREADS(VT) / 64, VT>(Vs_(b), LV, Vb + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
         } else if (MODE == STAGE) {
             load_rows(Qf, LQF, q, t0, L, nk, kh, dk, 0, dk, DK);
             load_rows(Kf, LQF, k, t0, L, nk, kh, dk, 0, dk, DK);
@@ -524,6 +677,202 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     });
 }
 
+/* ---- the WY scan: V' = U - W S, then the output and the state update ---------------------------------
+ * With W and U from the prep (k_gdn_tc_prep<..., WY>), a chunk is two rounds of products with one
+ * barrier between them: X = W S and Y = Q S (both from the state), V' = U - X; then O = exp(c) Y + P V'
+ * and the update K^T (diag(exp(c_L - c)) V'). The five-product scan above chains four rounds. The
+ * state's BF16 copy and V' are kept by rows ([dk][VT], [64][VT]: the accumulators' pairs are adjacent,
+ * so one 4-byte store each) and read as B operands by transposing ldmatrix. Inputs are loaded a chunk
+ * ahead: K and P (two sets) at the top of the chunk before, Q, W, U and c once the first round is done
+ * with them. About 111 KB a block at value tiles of 32: two blocks an SM. */
+#define WY_SCAN_THREADS 128
+template <int VT> static size_t scan_wy_smem(void) {
+    return ((size_t)4 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)(3 * CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 +
+           CH * sizeof(float);
+}
+
+/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns 0 .. 8 NT of a BF16 block
+ * stored [k][n] (rows k0 .. k0 + 15) */
+template <int NT>
+__device__ __forceinline__ void mma_bk(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *B, int ld,
+                                       int k0) {
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+        uint32_t b[4];
+        ldsm_bt(b, B, ld, k0, 16 * np);
+        mma16816(acc[2 * np], a, b[0], b[1]);
+        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    }
+}
+
+template <int VT>
+__global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
+    k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
+                  const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
+                  int nk, int nv, int dk, int dv) {
+    constexpr int NTW = VT / 8, LV = VT + 8; /* a warp: 16 rows x VT columns; four warps */
+    static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
+    extern __shared__ __align__(16) unsigned char smb[];
+    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ws = Qs + CH * LK2, *Kb = Ws + CH * LK2;
+    __nv_bfloat16 *Pb2 = Kb + 2 * CH * LK2, *Us = Pb2 + 2 * CH * LC2, *Xt = Us + CH * LV, *Xd = Xt + CH * LV;
+    __nv_bfloat16 *Sb = Xd + CH * LV; /* [dk][VT] */
+    float *Gr = reinterpret_cast<float *>(Sb + PLM_GDN_TC_MAX_DK * LV);
+    const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
+    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * w;
+    const int64_t t_beg = cu[s], t_end = cu[s + 1];
+    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    float *Sh = S[s] + (size_t)h * dk * dv;
+    auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    auto load_kp = [&](int64_t t0, int b) {
+        const int L = len(t0);
+        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+        load_b16_64<2, CH>(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
+    };
+    auto load_qwu = [&](int64_t t0) {
+        const int L = len(t0);
+        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Ws, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk);
+        load_b16_64<2, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
+        if (tid < CH) copy4(Gr + tid, Gg + (t0 + (tid < L ? tid : 0)) * nv + h, tid < L);
+    };
+    zero_cols(Qs, LK2, CH, dk, DK); /* padding columns the copies never touch */
+    zero_cols(Ws, LK2, CH, dk, DK);
+    zero_cols(Kb, LK2, CH, dk, DK);
+    zero_cols(Kb + CH * LK2, LK2, CH, dk, DK);
+    zero_cols(Us, LV, CH, VC, VT);
+    /* the state slice: tasks of 16 rows (of dk) x VT columns, two a warp at most; each_state calls
+     * f(a, nt, hf, d, c) for the accumulator pair [a][nt][2 hf .. 2 hf + 1] of this warp's tasks, at
+     * state row d, columns c, c + 1 of the tile */
+    const int ntask = DK / 16;
+    float sacc[2][NTW][4];
+    auto each_state = [&](auto f) {
+#pragma unroll
+        for (int a = 0; a < 2; a++) {
+            const int task = w + 4 * a;
+            if (task < ntask)
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) f(a, nt, hf, 16 * task + g + 8 * hf, 8 * nt + 2 * t4);
+        }
+    };
+    auto put2 = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
+        *reinterpret_cast<uint32_t *>(X + i * LV + c) = pack_bf16(x0, x1);
+    };
+    zero_acc(sacc[0]);
+    zero_acc(sacc[1]);
+    each_state([&](int a, int nt, int hf, int d, int c) {
+        const float *src = Sh + (size_t)d * dv + j0 + c;
+        const float x0 = d < dk && c < VC ? src[0] : 0.0f, x1 = d < dk && c + 1 < VC ? src[1] : 0.0f;
+        sacc[a][nt][2 * hf] = x0;
+        sacc[a][nt][2 * hf + 1] = x1;
+        put2(Sb, d, c, x0, x1);
+    });
+    load_kp(t_beg, 0);
+    load_qwu(t_beg);
+    int kb = 0;
+    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
+        const int L = len(t0);
+        const bool next = t0 + CH < t_end;
+        const __nv_bfloat16 *Ks = Kb + kb * CH * LK2, *Ps = Pb2 + kb * CH * LC2;
+        copies_done(); /* this chunk's blocks, and the state as the last chunk left it */
+        if (next) load_kp(t0 + CH, kb ^ 1);
+        const float gl = Gr[L - 1];
+        float ec[2], dl[2]; /* exp(c_i) and exp(c_L - c_i) of this thread's two rows */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = vr0 + g + 8 * hf;
+            const float c = i < L ? Gr[i] : gl;
+            ec[hf] = __expf(c);
+            dl[hf] = __expf(gl - c);
+        }
+        /* X = W S and Y = Q S, sharing the state's fragments */
+        float xa[NTW][4], ya[NTW][4];
+        zero_acc(xa);
+        zero_acc(ya);
+        for (int k0 = 0; k0 < DK; k0 += 16) {
+            uint32_t aw[4], aq[4];
+            ldsm_a(aw, Ws, LK2, vr0, k0);
+            ldsm_a(aq, Qs, LK2, vr0, k0);
+#pragma unroll
+            for (int np = 0; np < NTW / 2; np++) {
+                uint32_t b[4];
+                ldsm_bt(b, Sb, LV, k0, 16 * np);
+                mma16816(xa[2 * np], aw, b[0], b[1]);
+                mma16816(xa[2 * np + 1], aw, b[2], b[3]);
+                mma16816(ya[2 * np], aq, b[0], b[1]);
+                mma16816(ya[2 * np + 1], aq, b[2], b[3]);
+            }
+        }
+        /* V' = U - X into Xt, and scaled by exp(c_L - c) into Xd */
+#pragma unroll
+        for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = vr0 + g + 8 * hf, c = 8 * nt + 2 * t4;
+                const __nv_bfloat162 u = *reinterpret_cast<const __nv_bfloat162 *>(Us + i * LV + c);
+                const float x0 = __low2float(u) - xa[nt][2 * hf], x1 = __high2float(u) - xa[nt][2 * hf + 1];
+                put2(Xt, i, c, x0, x1);
+                put2(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
+            }
+        __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
+        if (next) load_qwu(t0 + CH);
+        { /* O = diag(exp(c)) Y + P V' */
+            float pa[NTW][4];
+            zero_acc(pa);
+#pragma unroll
+            for (int k0 = 0; k0 < CH; k0 += 16) {
+                uint32_t a[4];
+                ldsm_a(a, Ps, LC2, vr0, k0);
+                mma_bk(pa, a, Xt, LV, k0);
+            }
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++) {
+                const int c = 8 * nt + 2 * t4;
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int i = vr0 + g + 8 * hf;
+                    float *dst = o + ((t0 + i) * nv + h) * (int64_t)dv + j0 + c;
+                    if (i < L && c < VC) /* VC is even: the pair is whole */
+                        *reinterpret_cast<float2 *>(dst) = make_float2(ya[nt][2 * hf] * ec[hf] + pa[nt][2 * hf],
+                                                                       ya[nt][2 * hf + 1] * ec[hf] + pa[nt][2 * hf + 1]);
+                }
+            }
+        }
+        { /* S = exp(c_L) S + K^T Xd, into the accumulators and the BF16 copy (read only before the barrier) */
+            float up[2][NTW][4];
+#pragma unroll
+            for (int a = 0; a < 2; a++) {
+                const int task = w + 4 * a;
+                zero_acc(up[a]);
+                if (task < ntask)
+#pragma unroll
+                    for (int k0 = 0; k0 < CH; k0 += 16) {
+                        uint32_t af[4];
+                        ldsm_at(af, Ks, LK2, 16 * task, k0);
+                        mma_bk(up[a], af, Xd, LV, k0);
+                    }
+            }
+            const float el = expf(gl);
+            each_state([&](int a, int nt, int hf, int d, int c) {
+                const float x0 = sacc[a][nt][2 * hf] * el + up[a][nt][2 * hf];
+                const float x1 = sacc[a][nt][2 * hf + 1] * el + up[a][nt][2 * hf + 1];
+                sacc[a][nt][2 * hf] = x0;
+                sacc[a][nt][2 * hf + 1] = x1;
+                put2(Sb, d, c, x0, x1);
+            });
+        }
+        kb ^= 1;
+    }
+    each_state([&](int a, int nt, int hf, int d, int c) {
+        float *dst = Sh + (size_t)d * dv + j0 + c;
+        if (d < dk && c < VC) dst[0] = sacc[a][nt][2 * hf];
+        if (d < dk && c + 1 < VC) dst[1] = sacc[a][nt][2 * hf + 1];
+    });
+}
+
 /* ---- host side ------------------------------------------------------------------------------------ */
 
 extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long) {
@@ -542,7 +891,9 @@ extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n
 }
 
 extern "C" size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv) {
-    return (size_t)T * nv * (2 * CH + 1); /* T, P and c of every token and head */
+    /* T, P and c of every token and head (FP32 or BF16); WY: P, W and U in BF16, c */
+    const size_t tp = (size_t)T * nv * (2 * CH + 1), wy = ((size_t)T * nv * (CH + dk + dv) + 1) / 2 + (size_t)T * nv;
+    return tp > wy ? tp : wy;
 }
 
 /* streaming multiprocessors of the current device (an attribute query: no synchronisation) */
@@ -570,6 +921,12 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     float *Tg = work, *Pg = Tg + (size_t)T * nv * CH, *Gg = Pg + (size_t)T * nv * CH;
     const int precise = flags & PLM_GDN_PRECISE;
     const __nv_bfloat16 *qkvb = !precise && qkv_bf && plm_gdn_bf_fits(dk, dv) ? (const __nv_bfloat16 *)qkv_bf : NULL;
+    /* single pass from the BF16 copies: the WY scan pays for its larger prep where segments have chunks
+     * to walk; one-chunk segments (512 x 64) run the five-product scan with value tiles of 64 */
+    const int wy = qkvb && dv <= PLM_GDN_WY_MAX_DV && !(flags & PLM_GDN_FUSED) &&
+                   ((flags & PLM_GDN_WY) || n_chunks >= 2 * n_long);
+    __nv_bfloat16 *Wy = reinterpret_cast<__nv_bfloat16 *>(work) + (size_t)T * nv * CH, *Uy = Wy + (size_t)T * nv * dk;
+    if (wy) Pg = work, Gg = reinterpret_cast<float *>(Uy + (size_t)T * nv * dv); /* [P | W | U] BF16, then c */
     if (n_chunks > 0) {
         /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
          * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks),
@@ -580,14 +937,15 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
+        if (wy && vt == 64) vt = 32;
         const int ntile = (dv + vt - 1) / vt;
         dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
-#define PREP(SPLIT, BFIN)                                                                                           \
+#define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
-        const size_t ps = prep_smem(BFIN);                                                                          \
-        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps);     \
-        k_gdn_tc_prep<SPLIT, BFIN><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, qkvb, g, beta, cu, tab, T, nk, nv, \
-                                                                     dk);                                           \
+        const size_t ps = prep_smem(BFIN, WY, dv);                                                                  \
+        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN, WY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps); \
+        k_gdn_tc_prep<SPLIT, BFIN, WY><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, Wy, Uy, q, k, qkvb, g, beta, cu, tab, \
+                                                                         T, nk, nv, dk, dv);                        \
     } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
@@ -603,14 +961,27 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
-        if (precise) {
-            PREP(true, false);
+#define GW(VT)                                                                                                      \
+    do {                                                                                                            \
+        const int sb = (int)scan_wy_smem<VT>();                                                                     \
+        cudaFuncSetAttribute(k_gdn_wy_scan<VT>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);                   \
+        k_gdn_wy_scan<VT><<<sgrid, WY_SCAN_THREADS, sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, qkvb, cu, T, \
+                                                              nk, nv, dk, dv);                                      \
+    } while (0)
+        if (wy) {
+            PREP(false, true, true);
+            if (vt == 16)
+                GW(16);
+            else
+                GW(32);
+        } else if (precise) {
+            PREP(true, false, false);
             if (vt == 64)
                 GO(true, 64);
             else
                 GO(true, 32);
         } else if (qkvb) { /* T and P in BF16, q, k, v from their BF16 copies by cp.async */
-            PREP(false, true);
+            PREP(false, true, false);
             if (vt == 64 && (flags & PLM_GDN_BF2))
                 GB(64, BF2);
             else if (vt == 64)
@@ -620,12 +991,13 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             else
                 GB(32, BF2);
         } else { /* T and P in BF16, q, k, v rounded as they are loaded */
-            PREP(false, false);
+            PREP(false, false, false);
             if (vt == 64)
                 GB(64, SYNC);
             else
                 GB(32, STAGE);
         }
+#undef GW
 #undef GB
 #undef GO
 #undef PREP

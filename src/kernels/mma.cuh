@@ -201,6 +201,29 @@ __device__ __forceinline__ void load_b16(__nv_bfloat16 *dst, int ld, const __nv_
                      "r"(ok ? 16 : 0));
     }
 }
+/* the same for a 64-row block, TPR threads a row (blockDim.x = 64 TPR), cols <= MAXC: 16-byte pieces,
+ * no division, the loop unrolled so that each copy has its own address registers (a rolled loop waits
+ * for each cp.async to release its address before computing the next: the per-chunk loads of the
+ * delta-rule kernels spent more time there than in their products) */
+template <int TPR, int MAXC>
+__device__ __forceinline__ void load_b16_64(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs,
+                                            int rows, int cols) {
+    const int i = threadIdx.x / TPR, c0 = (threadIdx.x % TPR) * 8;
+    const bool ok = i < rows;
+    const __nv_bfloat16 *s = ok ? src + i * rs : src;
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst + i * ld);
+#ifdef PLM_ROLLED_LOADS
+#pragma unroll 1
+#else
+#pragma unroll
+#endif
+    for (int u = 0; u < (MAXC + 8 * TPR - 1) / (8 * TPR); u++) {
+        const int c = c0 + 8 * TPR * u;
+        if (c < cols)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d + 2 * c), "l"(s + c),
+                         "r"(ok ? 16 : 0));
+    }
+}
 __device__ __forceinline__ void ldsm_bt(uint32_t (&b)[4], const __nv_bfloat16 *X, int ld, int k0, int n0) {
     const int l = threadIdx.x & 31;
     ldsm_x4_t(b, X + (k0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + n0 + (l >> 4) * 8);

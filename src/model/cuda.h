@@ -74,9 +74,11 @@ plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int rep
  * CUDA events, 3 warm-ups, median of 20 calls): ms[0..2] the delta rule over 32,768 tokens as 15
  * sequences (8,200 .. 8), as one, as 512 x 64; ms[3..5] a decode step of 1, 16, 256 sequences;
  * ms[6] conv1d + SiLU over [32,768 x 6,144], width 4, the 15 sequences. The delta rule's three cases
- * on tensor cores with BF16 operands (as FLA computes) in ms[0..2], precise in ms[7..9], and with
- * the simple kernels (plm_gdn_cuda) in ms[10..12]. */
-#define PLM_CUDA_MIXER_TIMES 15
+ * on tensor cores with BF16 operands (as FLA computes) in ms[0..2], precise in ms[7..9], with the
+ * simple kernels (plm_gdn_cuda) in ms[10..12], and with the five-product scan in place of the WY one
+ * in ms[13..15]; ms[16] one sequence with the WY scan's value tiles of 32 (ms[1] chooses 16), ms[17]
+ * 512 x 64 with the WY scan (ms[2] chooses the five-product one). */
+#define PLM_CUDA_MIXER_TIMES 18
 plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err);
 /* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
 plm_status plm_cuda_sync(int dev, plm_error *err);

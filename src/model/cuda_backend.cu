@@ -1226,15 +1226,14 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
                 [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, 0, NULL); }, a, b);
             ms[7 + c] = time_median(
                 [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, NULL, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_PRECISE, NULL); }, a, b);
-            if (c == 1)
-                ms[14] = time_median([&] {
+            ms[13 + c] = time_median([&] {
+                plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_FUSED,
+                                NULL);
+            }, a, b);
+            if (c >= 1)
+                ms[15 + c] = time_median([&] {
                     plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_VT16, NULL);
-                }, a, b);
-            if (c == 0)
-                ms[13] = time_median([&] {
-                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_VT64 | PLM_GDN_BF2, NULL);
+                                    PLM_GDN_WY | (c == 1 ? PLM_GDN_VT32 : 0), NULL);
                 }, a, b);
             ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
