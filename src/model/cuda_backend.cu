@@ -537,7 +537,9 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 
 /* y = x W^T. keep: x has not changed since the previous GEMM call, so its BF16 form in xb (if that
  * call made it from this x) is reused: the projections that share one input convert it once. x NULL
- * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where). */
+ * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where).
+ * BF16 weights and T <= PLM_GEMV_MAX_T (decode): one GEMV kernel, every weight read once; the precise
+ * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. */
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -548,11 +550,20 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
+        if (x && lo && T <= PLM_GEMV_MAX_T) { /* precise GEMV: x itself, no conversion */
+            g->xb_of = NULL; /* xb is not written: it holds no conversion the next call could reuse */
+            plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            return PLM_OK;
+        }
         if (!x) /* the caller wrote the BF16 input into xb itself */
             g->xb_of = NULL;
         else if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
+        }
+        if (T <= PLM_GEMV_MAX_T) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
+            plm_gemv_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->st);
+            return PLM_OK;
         }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
                          (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
