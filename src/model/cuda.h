@@ -75,8 +75,11 @@ plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int rep
  * sequences (8,200 .. 8), as one, as 512 x 64; ms[3..5] a decode step of 1, 16, 256 sequences;
  * ms[6] conv1d + SiLU over [32,768 x 6,144], width 4, the 15 sequences. The delta rule's three cases
  * on tensor cores with BF16 operands (as FLA computes) in ms[0..2], precise in ms[7..9], and with
- * the simple kernels (plm_gdn_cuda) in ms[10..12]. */
-#define PLM_CUDA_MIXER_TIMES 15
+ * the simple kernels (plm_gdn_cuda) in ms[10..12]. The last PLM_CUDA_GEMV_TIMES: a decode step's
+ * products, one input row and BF16 weights of the lm_head's [248,320 x 1,024] and of [6,144 x 1,024],
+ * by the GEMV kernel (FP32 input), then by cuBLAS's BF16 GEMM (BF16 input, one pass). */
+#define PLM_CUDA_GEMV_TIMES 4
+#define PLM_CUDA_MIXER_TIMES (15 + PLM_CUDA_GEMV_TIMES)
 plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err);
 /* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
 plm_status plm_cuda_sync(int dev, plm_error *err);
