@@ -40,7 +40,7 @@ int bench_prefill(bench_ctx *b);   /* sgemm ceiling, score throughput, segment o
 int bench_decode(bench_ctx *b);    /* decode tokens/s with 1, 4, 16 sequences; mixed run */
 int bench_tokenizer(const char *tokenizer_json, double *mb_per_s); /* encoding MB/s, single thread */
 int bench_cuda(bench_ctx *b);      /* --device cuda: ceilings, packed score/prefill, segments, memory */
-int bench_cuda_mixers(bench_ctx *b); /* --device cuda: the delta rule and conv1d alone, on FLA's shapes */
+int bench_cuda_mixers(bench_ctx *b); /* --device cuda: the delta rule, conv1d and the decode GEMV alone */
 
 /* One step of n_seg fresh segments (lens[s] tokens) on c's device: score (log-probabilities) or
  * prefill (last-token logits); seconds, or -1 with *fail set. */

@@ -33,7 +33,8 @@ static double best_of(plm_ctx *c, plm_model *m, int n, const int *lens, int scor
     return best;
 }
 
-/* the token mixers alone, on FLA's shapes (packlm bench --only mixers runs just this) */
+/* the token mixers alone, on FLA's shapes, and a decode step's products (packlm bench --only mixers runs
+ * just this) */
 int bench_cuda_mixers(bench_ctx *b) {
     const int dev = dev_index(b->device);
     plm_error err = {0};
@@ -55,7 +56,8 @@ int bench_cuda_mixers(bench_ctx *b) {
             "cuda_gdn_precise_1seq_ms", "cuda_gdn_precise_512x64_ms", "cuda_gdn_simple_15seq_ms",
             "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_fused_15seq_ms",
             "cuda_gdn_fused_1seq_ms", "cuda_gdn_fused_512x64_ms", "cuda_gdn_wy_vt32_1seq_ms",
-            "cuda_gdn_wy_512x64_ms"};
+            "cuda_gdn_wy_512x64_ms", "cuda_gemv_lm_head_ms", "cuda_gemv_6144x1024_ms",
+            "cuda_cublas_lm_head_ms", "cuda_cublas_6144x1024_ms"};
         const char *labels[PLM_CUDA_MIXER_TIMES] = {
             "delta rule (tensor cores, bf16), 32,768 tokens as 15 sequences, 16 heads, K=V=128",
             "delta rule (tensor cores, bf16), one sequence of 32,768",
@@ -74,11 +76,30 @@ int bench_cuda_mixers(bench_ctx *b) {
             "delta rule (tensor cores, bf16, five-product scan), one sequence of 32,768",
             "delta rule (tensor cores, bf16, five-product scan), 512 x 64",
             "delta rule (tensor cores, bf16, WY scan, value tiles of 32), one sequence of 32,768",
-            "delta rule (tensor cores, bf16, WY scan), 512 x 64"};
+            "delta rule (tensor cores, bf16, WY scan), 512 x 64",
+            "GEMV, BF16 weights [248,320 x 1,024] (lm_head), one FP32 row",
+            "GEMV, BF16 weights [6,144 x 1,024], one FP32 row",
+            "cuBLAS BF16 GEMM, [248,320 x 1,024], one BF16 row",
+            "cuBLAS BF16 GEMM, [6,144 x 1,024], one BF16 row"};
         for (int i = 0; i < PLM_CUDA_MIXER_TIMES; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
         const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
         bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,
                      "x");
+        /* the products' bandwidth: the weights, the input row and the outputs */
+        const char *what[PLM_CUDA_GEMV_TIMES] = {"GEMV, lm_head", "GEMV, 6,144 x 1,024", "cuBLAS, lm_head",
+                                                 "cuBLAS, 6,144 x 1,024"};
+        for (int i = 0; i < PLM_CUDA_GEMV_TIMES; i++) {
+            const int j = PLM_CUDA_MIXER_TIMES - PLM_CUDA_GEMV_TIMES + i, stem = (int)strlen(keys[j]) - 3; /* no _ms */
+            const double rows = i % 2 ? 6144 : 248320;
+            const double gbps = (rows * 1024 * 2 + 1024 * (i < 2 ? 4 : 2) + rows * 4) / (ms[j] * 1e-3) * 1e-9;
+            char key[64], label[96];
+            snprintf(key, sizeof key, "%.*s_gbps", stem, keys[j]);
+            snprintf(label, sizeof label, "%s: bandwidth", what[i]);
+            bench_report(b, key, label, gbps, "GB/s");
+            snprintf(key, sizeof key, "%.*s_vs_copy", stem, keys[j]);
+            snprintf(label, sizeof label, "%s: bandwidth / copy ceiling", what[i]);
+            bench_report(b, key, label, gbps * 1e-3 / tbps, "x");
+        }
     }
     return fail;
 }

@@ -538,6 +538,66 @@ static void test_argmax(int n, int V) {
     free(l), free(got), free(want);
 }
 
+/* The small-T GEMV (plm_gemv_bf16_cuda) in its three input forms against a double-precision sum of
+ * bf16(W) times the input as the form takes it: x (FP32), float(hi), or float(hi) + float(lo). Bound
+ * per output: |y - ref| <= TOL_GEMV * sum_c |W| |x|, the scale of an FP32 accumulation's error (a lane
+ * sums cols / 32 products at most, then 5 shuffles and up to 4 column slices: 2^-24 each, relative to
+ * that sum); NaN fails. y is poisoned and guarded. w_off / x_off move the weights / the inputs that many
+ * elements off their allocations' alignment (the kernel's one-column-a-lane form). */
+#define TOL_GEMV 1e-5
+
+static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, const char *label) {
+    const size_t nw = rows * cols + w_off, nx = T * cols + x_off, ny = T * rows;
+    uint16_t *W = malloc(nw * 2 + 2), *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
+    float *x = malloc(nx * 4 + 4), *y = malloc(ny * 4);
+    double *ref = malloc(ny * 8), *scale = malloc(ny * 8);
+    for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+    fill(x, nx, -2, 2);
+    for (size_t i = 0; i < nx; i++) {
+        hi[i] = plm_f32_to_bf16(x[i]);
+        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
+    }
+    uint16_t *dW = dput_bytes(W, nw * 2), *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
+    float *dx = dput(x, nx);
+    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
+    for (int f = 0; f < 3; f++) {
+        for (int t = 0; t < T; t++)
+            for (int64_t r = 0; r < rows; r++) {
+                double sum = 0, abs_sum = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    const size_t at = x_off + t * cols + c;
+                    const double v = f == 0 ? x[at]
+                                     : f == 1 ? plm_bf16_to_f32(hi[at])
+                                              : (double)plm_bf16_to_f32(hi[at]) + plm_bf16_to_f32(lo[at]);
+                    const double p = plm_bf16_to_f32(W[w_off + r * cols + c]) * v;
+                    sum += p;
+                    abs_sum += fabs(p);
+                }
+                ref[t * rows + r] = sum;
+                scale[t * rows + r] = abs_sum;
+            }
+        float *dy = dput(NULL, ny);
+        plm_gemv_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
+                           f == 2 ? dlo + x_off : NULL, T, rows, cols, NULL);
+        char what[200];
+        snprintf(what, sizeof what, "GEMV %s (T=%d, [%lld x %lld], %s)", label, T, (long long)rows, (long long)cols,
+                 form[f]);
+        if (!sync_ok(what)) continue;
+        dget(y, dy, ny, what);
+        double worst = 0;
+        size_t bad = ny;
+        for (size_t i = 0; i < ny; i++) {
+            const double e = fabs(y[i] - ref[i]);
+            if (!(e <= TOL_GEMV * scale[i]) && bad == ny) bad = i; /* NaN fails */
+            tu_worst(&worst, scale[i] > 0 ? e / scale[i] : e);
+        }
+        if (bad == ny) tu_check(1, "%s: |y - ref| <= %.0e sum|W||x| (worst %.2e of it)", what, TOL_GEMV, worst);
+        else tu_check(0, "%s: output %zu: |%g - %g| > %.0e x %g", what, bad, y[bad], ref[bad], TOL_GEMV, scale[bad]);
+    }
+    plm_cuda_free(0, dW), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
+    free(W), free(hi), free(lo), free(x), free(y), free(ref), free(scale);
+}
+
 static void test_embed_gather(int64_t V, int H, int64_t T) {
     float *E32 = malloc(V * H * 4), *x = malloc(T * H * 4), *ref = malloc(T * H * 4);
     uint16_t *E16 = malloc(V * H * 2);
@@ -642,5 +702,20 @@ int main(void) {
     test_embed_gather(512, 64, 300);
     test_argmax(25, 512);
     test_argmax(10, 248320);
+
+    /* GEMV: every T up to 8 takes its own kernel (rows a warp: 2, 2, 3, 4, 4) */
+    const int gemv_T[5] = {1, 2, 3, 7, 8};
+    for (int i = 0; i < 5; i++) {
+        const int T = gemv_T[i];
+        test_gemv(T, 301, 1000, 0, 0, "125 chunks of 8 a row, the last row group short");
+        test_gemv(T, 1024, 3584, 0, 0, "the down projection's shape: columns split over warps");
+        test_gemv(T, 5, 4104, 0, 0, "5 rows: columns split over 4 warps");
+        test_gemv(T, 3, 16, 0, 0, "fewer rows than a warp's");
+        test_gemv(T, 65537, 16, 0, 0, "65,537 rows");
+        test_gemv(T, 77, 37, 0, 0, "cols % 8 != 0");
+        test_gemv(T, 301, 1000, 1, 0, "weights 2 bytes off alignment");
+        test_gemv(T, 301, 1000, 0, 3, "inputs 3 elements off alignment");
+        test_gemv(T, 40, 2000, 1, 0, "unaligned weights, columns split over warps");
+    }
     return tu_finish("test_cuda_ops");
 }

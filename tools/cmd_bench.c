@@ -28,7 +28,7 @@ static void usage(FILE *f) {
             "  --bf16-single-pass  BF16 weights times activations rounded once to BF16 (plm_ctx_params)\n"
             "  --rounds N    rounds of the peer section (default 3)\n"
             "  --only S      run one section: ceilings, prefill (sgemm, score, segments, delta rule, memory),\n"
-            "                decode, tokenizer, mixers (with --device cuda: the delta rule and conv1d alone), or\n"
+            "                decode, tokenizer, mixers (with --device cuda: the delta rule, conv1d and GEMV alone), or\n"
             "                peer (llama.cpp's cases: prompt 512 with last-token logits, decode 1 and 16\n"
             "                sequences; best of --rounds and spread), or accuracy (each int8 mode against\n"
             "                the stored weights: per-token KL, top-1 agreement, perplexity change)\n"

@@ -138,6 +138,15 @@ void plm_moe_combine_cuda(float *out, const float *ye, const int32_t *map, const
                           void *stream);
 /* out[t, :] += sigmoid(score[t]) * y[t, :] (the shared expert's gate) */
 void plm_sigmoid_scale_add_cuda(float *out, const float *y, const float *score, int64_t T, int H, void *stream);
+/* y[t, r] = sum_c W[r, c] x[t, c] for a few input rows (kernels/gemv.cu): W BF16 [rows, cols]
+ * row-major, y FP32 [T, rows], sums in FP32, every weight read once. The input is x (FP32 [T, cols],
+ * each weight times x unrounded) when x != NULL; else xb (BF16 [T, cols]) plus, when lo != NULL, its
+ * BF16 remainder (hi + lo taken as the FP32 value), as plm_to_bf16_cuda writes them. T from 1 to
+ * PLM_GEMV_MAX_T (others launch nothing); any cols and alignment (16-byte loads where cols % 8 == 0
+ * and the pointers are 16-byte aligned, one column at a time otherwise). */
+#define PLM_GEMV_MAX_T 8
+void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
+                        int64_t rows, int64_t cols, void *stream);
 /* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array. With lo != NULL
  * also the remainder lo = bf16(src - dst), so that dst + lo carries src to about 2^-17. */
 void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream);

@@ -537,7 +537,9 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 
 /* y = x W^T. keep: x has not changed since the previous GEMM call, so its BF16 form in xb (if that
  * call made it from this x) is reused: the projections that share one input convert it once. x NULL
- * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where). */
+ * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where).
+ * BF16 weights and T <= PLM_GEMV_MAX_T (decode): one GEMV kernel, every weight read once; the precise
+ * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. */
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -548,11 +550,20 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
+        if (x && lo && T <= PLM_GEMV_MAX_T) { /* precise GEMV: x itself, no conversion */
+            g->xb_of = NULL; /* xb is not written: it holds no conversion the next call could reuse */
+            plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            return PLM_OK;
+        }
         if (!x) /* the caller wrote the BF16 input into xb itself */
             g->xb_of = NULL;
         else if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
+        }
+        if (T <= PLM_GEMV_MAX_T) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
+            plm_gemv_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->st);
+            return PLM_OK;
         }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
                          (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
@@ -1170,6 +1181,51 @@ template <typename F> static float time_median(F fn, cudaEvent_t a, cudaEvent_t 
     return t[10];
 }
 
+/* ms[0..3]: y = W x for one input row, W BF16 [248,320 x 1,024] (the lm_head) and [6,144 x 1,024]: the
+ * GEMV kernel with x in FP32 (the precise form decode runs), then cuBLAS's BF16 GEMM with x in BF16
+ * (one pass). The smaller shape is timed over the 40 disjoint slices of the larger W in turn, a fortieth
+ * of that time a call: 503 MB, over 8 times the L2, so its weights come from memory too. */
+static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error *err) {
+    const int64_t V = 248320, H = 1024, S = 6144, n_s = V / S;
+    void *w = NULL, *xb = NULL;
+    float *x = NULL, *y = NULL;
+    cublasHandle_t h = NULL;
+    cudaEvent_t a = NULL, b = NULL;
+    plm_status st = dev_malloc(dev, &w, (size_t)V * H * 2, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, (void **)&x, (size_t)H * 4, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, &xb, (size_t)H * 2, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, (void **)&y, (size_t)V * 4, "benchmark buffers", err);
+    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&a) || cudaEventCreate(&b)))
+        st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot set up the GEMV timings", dev);
+    if (!st) {
+        k_fill_random<<<1024, 256>>>((__nv_bfloat16 *)w, (size_t)V * H, 8u);
+        k_fill_uniform<<<4, 256>>>(x, (size_t)H, -1.0f, 1.0f, 9);
+        plm_to_bf16_cuda(xb, NULL, x, H, NULL);
+        const float one = 1.0f, zero = 0.0f;
+        for (int c = 0; c < 2; c++) {
+            const int64_t rows = c ? S : V, n = c ? n_s : 1;
+            ms[c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++)
+                    plm_gemv_bf16_cuda(y, (char *)w + i * rows * H * 2, x, NULL, NULL, 1, rows, H, NULL);
+            }, a, b) / n;
+            ms[2 + c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++)
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, 1, (int)H, &one, (char *)w + i * rows * H * 2,
+                                 CUDA_R_16BF, (int)H, xb, CUDA_R_16BF, (int)H, &zero, y, CUDA_R_32F, (int)rows,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            }, a, b) / n;
+        }
+        cudaError_t e = cudaDeviceSynchronize();
+        if (e == cudaSuccess) e = cudaGetLastError();
+        if (e != cudaSuccess) st = cu_fail(err, dev, "timing the GEMV", e);
+    }
+    if (h) cublasDestroy(h);
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+    cudaFree(w), cudaFree(x), cudaFree(xb), cudaFree(y);
+    return st;
+}
+
 extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err) {
     plm_status st = check_device(dev, err);
     if (st) return st;
@@ -1262,5 +1318,5 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
     for (int i = 0; i < nbufs; i++) cudaFree(*bufs[i]);
-    return st;
+    return st ? st : bench_gemv(dev, ms + PLM_CUDA_MIXER_TIMES - PLM_CUDA_GEMV_TIMES, err);
 }

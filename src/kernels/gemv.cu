@@ -1,0 +1,207 @@
+/* Products with BF16 weights for a few rows of input (decode): y[t, r] = sum_c W[r, c] x[t, c].
+ * cuBLAS at T = 1 .. 8 reads the weights once per pass (twice for a split hi + lo input) behind a
+ * conversion kernel; here one kernel reads every weight once, 16 bytes a load, for all T inputs at
+ * once. A warp owns R rows (a row group) and, where the row groups are too few to fill the GPU, a
+ * slice of the columns (ks warps of one block share a row group, summed through shared memory). Its
+ * lanes take chunks of 8 columns (lane, lane + 32 ks, ...), U chunks a row in flight, the inputs read
+ * through L1 (they are small and every warp reads them); the warp's sums close with a transposed
+ * shuffle reduction. */
+#include <cuda_bf16.h>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/cuda_ops.h"
+
+#define GEMV_WARPS 4        /* warps a block (a row group's column slices stay in one block: ks divides it) */
+#define GEMV_MIN_WARPS 2048 /* columns are split until a call has this many warps (about 16 an SM on 132) */
+
+enum { IN_F32, IN_BF16, IN_BF16_LO }; /* x in FP32; BF16; BF16 hi plus its BF16 remainder lo */
+
+/* Rows a warp: every 16 bytes of weights meet 32 bytes of each FP32 input read from L1, so at larger
+ * T a warp takes more rows to share those reads (L1 then keeps pace with memory); at T = 1 two rows,
+ * for more loads in flight and half the reductions. U: chunks a row in flight per lane, about 8 loads
+ * of 16 bytes in all. P: the R * T sums padded to a power of two for the reduction, Q = 5 - log2 P. */
+template <int T> struct gemv_shape {
+    static constexpr int R = T < 2 ? 2 : T < 4 ? T : 4;
+    static constexpr int U = 8 / R;
+    static constexpr int P = R * T <= 2 ? 2 : R * T <= 4 ? 4 : R * T <= 8 ? 8 : R * T <= 16 ? 16 : 32;
+    static constexpr int Q = P == 2 ? 4 : P == 4 ? 3 : P == 8 ? 2 : P == 16 ? 1 : 0;
+};
+
+/* Sums N values (a power of two, at most 32) over the warp, transposed: the exchange at offset O halves
+ * the values a lane keeps (a lane with bit O set keeps the upper half and receives its partner's copy
+ * of it), then offset O / 2; N - 1 + 5 - log2 N shuffles in all rather than 5 N. From O = 16, lane l
+ * ends with the total of value l >> (5 - log2 N) in v[0]. */
+template <int N, int O> __device__ __forceinline__ void warp_sums(float *v, int lane) {
+    if constexpr (O > 0) {
+        if constexpr (N > 1) {
+            const bool up = lane & O;
+#pragma unroll
+            for (int j = 0; j < N / 2; j++) {
+                const float send = up ? v[j] : v[j + N / 2], keep = up ? v[j + N / 2] : v[j];
+                v[j] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+            }
+        } else {
+            v[0] += __shfl_xor_sync(0xffffffffu, v[0], O);
+        }
+        warp_sums<(N > 1 ? N / 2 : 1), O / 2>(v, lane);
+    }
+}
+
+/* weights are read once: past L1 (which keeps the inputs) */
+__device__ __forceinline__ uint4 ld_weights(const uint16_t *p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
+/* 8 BF16 (element 2j in the low half of word j) to FP32, exactly */
+__device__ __forceinline__ void unpack8(float *v, uint4 b) {
+    const uint32_t u[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        v[2 * j] = __uint_as_float(u[j] << 16);
+        v[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    }
+}
+
+/* inputs at..at+7 as FP32 (hi + lo is exact in FP32: lo is below half an ulp of hi, 8 bits each) */
+template <int IN> __device__ __forceinline__ void load8(float *v, const void *x, const uint16_t *lo, int64_t at) {
+    if constexpr (IN == IN_F32) {
+        const float4 a = __ldg((const float4 *)((const float *)x + at)),
+                     b = __ldg((const float4 *)((const float *)x + at + 4));
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+        unpack8(v, __ldg((const uint4 *)((const uint16_t *)x + at)));
+        if constexpr (IN == IN_BF16_LO) {
+            float l[8];
+            unpack8(l, __ldg((const uint4 *)(lo + at)));
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] += l[j];
+        }
+    }
+}
+
+template <int IN> __device__ __forceinline__ float load1(const void *x, const uint16_t *lo, int64_t at) {
+    if constexpr (IN == IN_F32) {
+        return __ldg((const float *)x + at);
+    } else {
+        float v = plm_bf16_bits_to_f32(__ldg((const unsigned short *)x + at));
+        if constexpr (IN == IN_BF16_LO) v += plm_bf16_bits_to_f32(__ldg(lo + at));
+        return v;
+    }
+}
+
+__device__ __forceinline__ float dot8(uint4 w, const float *x, float acc) {
+    float v[8];
+    unpack8(v, w);
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc = fmaf(v[j], x[j], acc);
+    return acc;
+}
+
+/* vec: cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte
+ * loads; otherwise one column a lane at a time */
+template <int T, int IN>
+__global__ void __launch_bounds__(32 * GEMV_WARPS)
+    k_gemv(float *__restrict__ y, const uint16_t *__restrict__ W, const void *__restrict__ x,
+           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks, int vec) {
+    constexpr int R = gemv_shape<T>::R, U = gemv_shape<T>::U, P = gemv_shape<T>::P, Q = gemv_shape<T>::Q;
+    __shared__ float part[GEMV_WARPS][R * T];
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int64_t gw = (int64_t)blockIdx.x * GEMV_WARPS + w, r0 = gw / ks * R;
+    const int s = (int)(gw % ks); /* this warp's column slice; warps w - s .. w - s + ks - 1 share the rows */
+    float acc[P]; /* acc[i * T + t]: row r0 + i, input t; the padding stays 0 */
+#pragma unroll
+    for (int k = 0; k < P; k++) acc[k] = 0.0f;
+    if (r0 < rows) { /* the rows past the end (a short last group) read the last row, and are not written */
+        const uint16_t *Wr[R];
+#pragma unroll
+        for (int i = 0; i < R; i++) Wr[i] = W + (r0 + i < rows ? r0 + i : rows - 1) * cols;
+        const int64_t step = 32 * (int64_t)ks;
+        if (vec) {
+            const int64_t n8 = cols >> 3;
+            for (int64_t c0 = s * 32 + lane; c0 < n8; c0 += U * step) {
+                uint4 wv[U][R]; /* every load of the round issued before the first product */
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int64_t c = c0 + u * step;
+#pragma unroll
+                    for (int i = 0; i < R; i++) wv[u][i] = c < n8 ? ld_weights(Wr[i] + c * 8) : make_uint4(0, 0, 0, 0);
+                }
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int64_t c = c0 + u * step;
+                    if (c >= n8) break;
+#pragma unroll
+                    for (int t = 0; t < T; t++) {
+                        float xv[8];
+                        load8<IN>(xv, x, lo, t * cols + c * 8);
+#pragma unroll
+                        for (int i = 0; i < R; i++) acc[i * T + t] = dot8(wv[u][i], xv, acc[i * T + t]);
+                    }
+                }
+            }
+        } else {
+            for (int64_t c = s * 32 + lane; c < cols; c += step) {
+                float wv[R];
+#pragma unroll
+                for (int i = 0; i < R; i++) wv[i] = plm_bf16_bits_to_f32(__ldg((const unsigned short *)Wr[i] + c));
+#pragma unroll
+                for (int t = 0; t < T; t++) {
+                    const float xv = load1<IN>(x, lo, t * cols + c);
+#pragma unroll
+                    for (int i = 0; i < R; i++) acc[i * T + t] = fmaf(wv[i], xv, acc[i * T + t]);
+                }
+            }
+        }
+    }
+    /* lane k << Q (k < R * T) holds sum k: row r0 + k / T, input k % T */
+    warp_sums<P, 16>(acc, lane);
+    const float v = acc[0];
+    const int k = lane >> Q, own = (lane & ((1 << Q) - 1)) == 0 && k < R * T;
+    if (ks == 1) {
+        if (own && r0 + k / T < rows) y[k % T * rows + r0 + k / T] = v;
+        return;
+    }
+    if (own) part[w][k] = v;
+    __syncthreads();
+    if (s == 0 && lane < R * T && r0 + lane / T < rows) { /* the slices summed in order */
+        float sum = 0.0f;
+        for (int j = 0; j < ks; j++) sum += part[w + j][lane];
+        y[lane % T * rows + r0 + lane / T] = sum;
+    }
+}
+
+template <int T, int IN>
+static void launch(float *y, const uint16_t *W, const void *x, const uint16_t *lo, int64_t rows, int64_t cols, int vec,
+                   cudaStream_t st) {
+    const int64_t groups = (rows + gemv_shape<T>::R - 1) / gemv_shape<T>::R, units = vec ? cols / 8 : cols;
+    int ks = 1; /* split the columns while warps are few and every lane keeps a chunk */
+    while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+    const int64_t blocks = (groups * ks + GEMV_WARPS - 1) / GEMV_WARPS;
+    k_gemv<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(y, W, x, lo, rows, cols, ks, vec);
+}
+
+/* T as a template argument: one kernel for each T up to PLM_GEMV_MAX_T */
+template <int IN, int T = 1>
+static void launch_t(int64_t n, float *y, const uint16_t *W, const void *x, const uint16_t *lo, int64_t rows,
+                     int64_t cols, int vec, cudaStream_t st) {
+    if (n == T) launch<T, IN>(y, W, x, lo, rows, cols, vec, st);
+    else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(n, y, W, x, lo, rows, cols, vec, st);
+}
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
+                                   int64_t rows, int64_t cols, void *stream) {
+    if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0) return;
+    const void *in = x ? (const void *)x : xb;
+    const int vec = cols % 8 == 0 && aligned16(W) && aligned16(in) && (x || !lo || aligned16(lo));
+    const uint16_t *w16 = (const uint16_t *)W, *l16 = x ? NULL : (const uint16_t *)lo;
+    cudaStream_t st = PLM_STREAM(stream);
+    if (x) launch_t<IN_F32>(T, y, w16, in, NULL, rows, cols, vec, st);
+    else if (l16) launch_t<IN_BF16_LO>(T, y, w16, in, l16, rows, cols, vec, st);
+    else launch_t<IN_BF16>(T, y, w16, in, NULL, rows, cols, vec, st);
+}
