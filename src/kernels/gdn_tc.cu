@@ -684,34 +684,39 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
  * state's BF16 copy and V' are kept by rows ([dk][VT], [64][VT]: the accumulators' pairs are adjacent,
  * so one 4-byte store each) and read as B operands by transposing ldmatrix. Inputs are loaded a chunk
  * ahead: K and P (two sets) at the top of the chunk before, Q, W, U and c once the first round is done
- * with them. About 111 KB a block at value tiles of 32: two blocks an SM. */
-#define WY_SCAN_THREADS 128
+ * with them. About 111 KB a block at value tiles of 32: two blocks (16 warps) an SM. */
+/* CG column groups of warps: 4 CG warps, each 16 rows x VT / CG columns. At value tiles of 32, two
+ * groups (8 warps of 16 x 16, 118 registers) against one (4 warps of 16 x 32, 152): twice the warps an
+ * SM at the same shared memory to hide each other's latency; 15 sequences 1.47 -> 1.32 ms, 512 x 64
+ * 2.09 -> 1.70 ms on the H200 */
+#define WY_CG(VT) ((VT) == 32 ? 2 : 1)
 template <int VT> static size_t scan_wy_smem(void) {
     return ((size_t)4 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)(3 * CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 +
            CH * sizeof(float);
 }
 
-/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns 0 .. 8 NT of a BF16 block
+/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16 block
  * stored [k][n] (rows k0 .. k0 + 15) */
 template <int NT>
 __device__ __forceinline__ void mma_bk(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *B, int ld,
-                                       int k0) {
+                                       int n0, int k0) {
 #pragma unroll
     for (int np = 0; np < NT / 2; np++) {
         uint32_t b[4];
-        ldsm_bt(b, B, ld, k0, 16 * np);
+        ldsm_bt(b, B, ld, k0, n0 + 16 * np);
         mma16816(acc[2 * np], a, b[0], b[1]);
         mma16816(acc[2 * np + 1], a, b[2], b[3]);
     }
 }
 
 template <int VT>
-__global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
+__global__ void __launch_bounds__(128 * WY_CG(VT), 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
                   int nk, int nv, int dk, int dv) {
-    constexpr int NTW = VT / 8, LV = VT + 8; /* a warp: 16 rows x VT columns; four warps */
+    constexpr int CG = WY_CG(VT), NW = 4 * CG, CW = VT / CG, NTW = CW / 8, LV = VT + 8, TPR = NW / 2;
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
+    static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ws = Qs + CH * LK2, *Kb = Ws + CH * LK2;
     __nv_bfloat16 *Pb2 = Kb + 2 * CH * LK2, *Us = Pb2 + 2 * CH * LC2, *Xt = Us + CH * LV, *Xd = Xt + CH * LV;
@@ -720,21 +725,21 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * w;
+    const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = CW * (w >> 2);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
     auto load_kp = [&](int64_t t0, int b) {
         const int L = len(t0);
-        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<2, CH>(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, CH>(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
     };
     auto load_qwu = [&](int64_t t0) {
         const int L = len(t0);
-        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<2, PLM_GDN_TC_MAX_DK>(Ws, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk);
-        load_b16_64<2, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Ws, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk);
+        load_b16_64<TPR, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
         if (tid < CH) copy4(Gr + tid, Gg + (t0 + (tid < L ? tid : 0)) * nv + h, tid < L);
     };
     zero_cols(Qs, LK2, CH, dk, DK); /* padding columns the copies never touch */
@@ -742,20 +747,21 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
     zero_cols(Kb, LK2, CH, dk, DK);
     zero_cols(Kb + CH * LK2, LK2, CH, dk, DK);
     zero_cols(Us, LV, CH, VC, VT);
-    /* the state slice: tasks of 16 rows (of dk) x VT columns, two a warp at most; each_state calls
+    /* the state slice: tasks of 16 rows (of dk) x CW columns, two a warp at most; each_state calls
      * f(a, nt, hf, d, c) for the accumulator pair [a][nt][2 hf .. 2 hf + 1] of this warp's tasks, at
      * state row d, columns c, c + 1 of the tile */
-    const int ntask = DK / 16;
+    const int ntask = DK / 16 * CG;
     float sacc[2][NTW][4];
     auto each_state = [&](auto f) {
 #pragma unroll
         for (int a = 0; a < 2; a++) {
-            const int task = w + 4 * a;
+            const int task = w + NW * a;
             if (task < ntask)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++) f(a, nt, hf, 16 * task + g + 8 * hf, 8 * nt + 2 * t4);
+                    for (int hf = 0; hf < 2; hf++)
+                        f(a, nt, hf, 16 * (task / CG) + g + 8 * hf, CW * (task % CG) + 8 * nt + 2 * t4);
         }
     };
     auto put2 = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
@@ -799,7 +805,7 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
 #pragma unroll
             for (int np = 0; np < NTW / 2; np++) {
                 uint32_t b[4];
-                ldsm_bt(b, Sb, LV, k0, 16 * np);
+                ldsm_bt(b, Sb, LV, k0, vc0 + 16 * np);
                 mma16816(xa[2 * np], aw, b[0], b[1]);
                 mma16816(xa[2 * np + 1], aw, b[2], b[3]);
                 mma16816(ya[2 * np], aq, b[0], b[1]);
@@ -811,7 +817,7 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
         for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int i = vr0 + g + 8 * hf, c = 8 * nt + 2 * t4;
+                const int i = vr0 + g + 8 * hf, c = vc0 + 8 * nt + 2 * t4;
                 const __nv_bfloat162 u = *reinterpret_cast<const __nv_bfloat162 *>(Us + i * LV + c);
                 const float x0 = __low2float(u) - xa[nt][2 * hf], x1 = __high2float(u) - xa[nt][2 * hf + 1];
                 put2(Xt, i, c, x0, x1);
@@ -826,11 +832,11 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
             for (int k0 = 0; k0 < CH; k0 += 16) {
                 uint32_t a[4];
                 ldsm_a(a, Ps, LC2, vr0, k0);
-                mma_bk(pa, a, Xt, LV, k0);
+                mma_bk(pa, a, Xt, LV, vc0, k0);
             }
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++) {
-                const int c = 8 * nt + 2 * t4;
+                const int c = vc0 + 8 * nt + 2 * t4;
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const int i = vr0 + g + 8 * hf;
@@ -845,14 +851,14 @@ __global__ void __launch_bounds__(WY_SCAN_THREADS, 2)
             float up[2][NTW][4];
 #pragma unroll
             for (int a = 0; a < 2; a++) {
-                const int task = w + 4 * a;
+                const int task = w + NW * a;
                 zero_acc(up[a]);
                 if (task < ntask)
 #pragma unroll
                     for (int k0 = 0; k0 < CH; k0 += 16) {
                         uint32_t af[4];
-                        ldsm_at(af, Ks, LK2, 16 * task, k0);
-                        mma_bk(up[a], af, Xd, LV, k0);
+                        ldsm_at(af, Ks, LK2, 16 * (task / CG), k0);
+                        mma_bk(up[a], af, Xd, LV, CW * (task % CG), k0);
                     }
             }
             const float el = expf(gl);
@@ -965,7 +971,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     do {                                                                                                            \
         const int sb = (int)scan_wy_smem<VT>();                                                                     \
         cudaFuncSetAttribute(k_gdn_wy_scan<VT>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);                   \
-        k_gdn_wy_scan<VT><<<sgrid, WY_SCAN_THREADS, sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, qkvb, cu, T, \
+        k_gdn_wy_scan<VT><<<sgrid, 128 * WY_CG(VT), sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, qkvb, cu, T, \
                                                               nk, nv, dk, dv);                                      \
     } while (0)
         if (wy) {
