@@ -364,12 +364,7 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
                 if (8 * nt >= HP) break;
                 const float2 y0 = col2(Vs, LV, ka, n), y1 = col2(Vs, LV, ka + 8, n);
                 if (SPLIT) {
-                    uint32_t bh0, bl0, bh1, bl1;
-                    split_pair(y0.x, y0.y, bh0, bl0);
-                    split_pair(y1.x, y1.y, bh1, bl1);
-                    mma16816(acc[nt], ah, bh0, bh1);
-                    mma16816(acc[nt], ah, bl0, bl1);
-                    mma16816(acc[nt], al, bh0, bh1);
+                    mma_split3(acc[nt], ah, al, y0, y1);
                 } else {
                     mma16816(acc[nt], ah, pack_bf16(y0.x, y0.y), pack_bf16(y1.x, y1.y));
                 }

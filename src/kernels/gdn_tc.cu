@@ -84,13 +84,7 @@ __device__ __forceinline__ void mma_sub_regs(float (&acc)[NT][4], const float (&
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) {
             const int n = n0 + 8 * nt + g;
-            const float2 y0 = fb(16 * ks + 2 * t, n), y1 = fb(16 * ks + 2 * t + 8, n);
-            uint32_t bh0, bl0, bh1, bl1;
-            split_pair(y0.x, y0.y, bh0, bl0);
-            split_pair(y1.x, y1.y, bh1, bl1);
-            mma16816(acc[nt], ah, bh0, bh1);
-            mma16816(acc[nt], ah, bl0, bl1);
-            mma16816(acc[nt], al, bh0, bh1);
+            mma_split3(acc[nt], ah, al, fb(16 * ks + 2 * t, n), fb(16 * ks + 2 * t + 8, n));
         }
     }
 }

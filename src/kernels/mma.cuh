@@ -34,6 +34,18 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+/* acc += (ah + al) (B_hi + B_lo) without the lo lo term, the B fragment's pairs y0 (k = 2t, 2t + 1) and
+ * y1 (k = 2t + 8, 2t + 9) split here: an FP32-grade product from BF16 tensor cores */
+__device__ __forceinline__ void mma_split3(float (&acc)[4], const uint32_t (&ah)[4], const uint32_t (&al)[4], float2 y0,
+                                           float2 y1) {
+    uint32_t bh0, bl0, bh1, bl1;
+    split_pair(y0.x, y0.y, bh0, bl0);
+    split_pair(y1.x, y1.y, bh1, bl1);
+    mma16816(acc, ah, bh0, bh1);
+    mma16816(acc, ah, bl0, bl1);
+    mma16816(acc, al, bh0, bh1);
+}
+
 /* acc[nt] += A[r0 .. r0+15][0 .. K) B[0 .. K)[n0 + 8 nt .. +7] for nt < NT. fa(r, k) returns the pair
  * A[r][k], A[r][k+1] and fb(k, n) the pair B[k][n], B[k+1][n] (k even; zero in any padding); K a
  * multiple of 16. */
@@ -61,12 +73,7 @@ __device__ __forceinline__ void warp_mma(float (&acc)[NT][4], int r0, int n0, in
             const int n = n0 + 8 * nt + g;
             const float2 y0 = fb(ka, n), y1 = fb(ka + 8, n);
             if (SPLIT) {
-                uint32_t bh0, bl0, bh1, bl1;
-                split_pair(y0.x, y0.y, bh0, bl0);
-                split_pair(y1.x, y1.y, bh1, bl1);
-                mma16816(acc[nt], ah, bh0, bh1);
-                mma16816(acc[nt], ah, bl0, bl1);
-                mma16816(acc[nt], al, bh0, bh1);
+                mma_split3(acc[nt], ah, al, y0, y1);
             } else {
                 mma16816(acc[nt], ah, pack_bf16(y0.x, y0.y), pack_bf16(y1.x, y1.y));
             }
