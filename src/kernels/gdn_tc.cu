@@ -6,15 +6,18 @@
  *   A[i][j] = beta_i (k_i . k_j) exp(c_i - c_j)  (j < i)      T = (I + A)^-1
  *   P[i][j] = (q_i . k_j) exp(c_i - c_j)  (j <= i)
  * then, in order over the chunks, with S the [dk, dv] state:
- *   V' = T diag(beta) (V - diag(exp(c)) K S)          (= U - W S of the WY form, W and U never stored)
+ *   V' = T diag(beta) (V - diag(exp(c)) K S)          (= U - W S of the WY form)
  *   O = diag(exp(c)) Q S + P V'      S = exp(c_L) S + (diag(exp(c_L - c)) K)^T V'
  *
  * k_gdn_tc_prep: one block per (chunk, value head): c, A (K K^T on tensor cores), T by substitution
  * on the triangle in registers, and P, written to a work area indexed by token (T and P: 64 floats a
- * token and head, c: one).
- * k_gdn_tc_scan: one block per (segment, value head, VT value columns), the column tiles of one
- * segment and head side by side (they read the same keys and queries): the state slice stays in
- * shared memory for the whole segment; per chunk five products on tensor cores.
+ * token and head, c: one). Its WY form (single pass from BF16 copies, segments of two chunks or more
+ * on average) inverts by blocks of 16 and writes W = T diag(beta exp(c)) K and U = T diag(beta) V
+ * instead of T.
+ * k_gdn_tc_scan / k_gdn_bf_scan: one block per (segment, value head, VT value columns), the column
+ * tiles of one segment and head side by side (they read the same keys and queries): the state slice
+ * stays on chip for the whole segment; per chunk five products on tensor cores. k_gdn_wy_scan: the
+ * same walk from W and U, two rounds of products a chunk.
  *
  * Tensor cores take BF16 operands with FP32 accumulation (mma.sync m16n8k16, sm_80 and later). The
  * precise form splits every operand into two BF16 parts (hi + lo, about 2^-16 relative) and runs
