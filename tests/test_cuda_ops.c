@@ -658,6 +658,7 @@ int main(void) {
     test_gdn(l1, 7, 2, 4, 16, 24, -0.3f, "boundary lengths");
     test_gdn(l1, 7, 2, 4, 128, 128, -0.3f, "boundary lengths");
     test_gdn(l4, 7, 2, 2, 64, 100, -0.3f, "around the form switch and two chunks");
+    test_gdn(l4, 7, 2, 4, 128, 192, -0.3f, "dv = 192 (the WY prep's V block wider than K's)");
     test_gdn(l3, 1, 1, 2, 128, 128, -0.3f, "one long segment");
     test_gdn(l3, 1, 1, 2, 128, 128, -8.0f, "one long segment, strong decay");
     test_gdn(many, 300, 2, 4, 32, 40, -0.3f, "300 short segments");
