@@ -3,7 +3,8 @@
  *   - arithmetic peaks from register-only loops (24 independent accumulators per thread, no memory
  *     operand, the operands pinned in registers so nothing folds away), on every thread at once:
  *       fp32 FMA: vfmadd on the widest vectors the CPU has (512-bit with AVX-512, else 256-bit),
- *                 and on 256-bit ones (the width of packlm's F32-activation kernels);
+ *                 and on 256-bit ones (the width of packlm's 8-lane plm_v8 kernels: the one-row
+ *                 GEMV, the batch-invariant BF16 GEMM, every BF16 kernel under PLM_ISA=avx2);
  *       BF16 dot product: vdpbf16ps (AVX-512 BF16; 2 products per F32 lane);
  *       int8 dot product: vpdpbusd (AVX-512 VNNI; 4 products per int32 lane), else
  *                 vpmaddubsw + vpmaddwd (AVX2; what the int8 AVX2 kernel does per 32 products);
@@ -227,7 +228,7 @@ int bench_ceilings(bench_ctx *b) {
         bench_report(b, "ceiling_fma_gflops", label, b->ceil.fma, "GFLOP/s");
     }
     if (b->ceil.fma256 > 0 && b->ceil.fma_width > 256)
-        bench_report(b, "ceiling_fma256_gflops", "fp32 FMA peak, 256-bit (packlm's F32-activation kernels)",
+        bench_report(b, "ceiling_fma256_gflops", "fp32 FMA peak, 256-bit (packlm's 8-lane kernels)",
                      b->ceil.fma256, "GFLOP/s");
     if (b->ceil.bf16 > 0)
         bench_report(b, "ceiling_bf16_gflops", "BF16 dot-product peak (vdpbf16ps)", b->ceil.bf16, "GFLOP/s");

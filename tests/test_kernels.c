@@ -396,11 +396,17 @@ static void test_matmul(plm_dtype dt, int64_t T, int64_t rows, int64_t cols) {
     fill(x, T * cols, -1, 1);
     float *yr = gbuf(T * rows);
     plm_matmul_ref(yr, x, T, &W, 1);
-    const struct { const char *n; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
-        {"fast", plm_matmul_fast}, {"gemv", plm_matmul_gemv}, {"bf16", plm_matmul_bf16}, {"f32", plm_matmul_f32},
-        {"invariant", plm_matmul_invariant}};
+    const struct { const char *n; int isa; void (*f)(float *, const float *, int64_t, const plm_mat *, int); } fs[] = {
+        {"fast", PLM_ISA_SCALAR, plm_matmul_fast},           {"gemv", PLM_ISA_SCALAR, plm_matmul_gemv},
+        {"bf16", PLM_ISA_SCALAR, plm_matmul_bf16},           {"f32", PLM_ISA_SCALAR, plm_matmul_f32},
+        {"invariant", PLM_ISA_SCALAR, plm_matmul_invariant}, {"fast avx512", PLM_ISA_AVX512, plm_matmul_fast_avx512},
+        {"bf16 avx512", PLM_ISA_AVX512, plm_matmul_bf16_avx512}};
     for (int fi = 0; fi < (int)(sizeof fs / sizeof fs[0]); fi++)
         for (int nth = 1; nth <= 2; nth++) {
+            if (!plm_isa_supported(fs[fi].isa)) {
+                if (nth == 1) printf("skip: matmul %s: this CPU cannot run it\n", fs[fi].n);
+                continue;
+            }
             float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
             fs[fi].f(y, x, T, &W, nth);
             fs[fi].f(y2, x, T, &W, nth);
@@ -457,6 +463,49 @@ static void test_matmul_invariant(plm_dtype dt, int64_t T, int64_t rows, int64_t
         for (int nth = 1; nth <= 2; nth++)
             check_rows_invariant(plm_matmul_bf16sp_avx2_inv, "bf16sp avx2 invariant", &W, x, T, nth);
     free(wd), free(x);
+}
+
+/* The 512-bit direct BF16 GEMM (plm_matmul_bf16_avx512) against the reference, same tolerance rule as
+   the other F32-activation matmuls (TOL_F32 * max|ref|: only the order of the F32 sum differs), with
+   the same weights placed at every kind of offset from a 64-byte boundary: 0, 4-byte multiples (4, 16
+   and 48, the mapped checkpoints', 60: when the rows are a multiple of 32 columns the kernel reads
+   each block as two aligned loads combined), 2 and 62 (plain loads) and 1 (odd). The results must be
+   bitwise the same at every offset (the blocks never depend on the address: test_parsers' odd-header
+   checkpoint relies on it), and a row alone bitwise the same row in any batch. */
+static void test_matmul_bf16_avx512(int64_t T, int64_t rows, int64_t cols) {
+    if (!plm_isa_supported(PLM_ISA_AVX512)) return; /* main says so once */
+    static const int offs[] = {0, 4, 16, 48, 60, 2, 62, 1};
+    const size_t nw = (size_t)rows * cols;
+    uint16_t *w0 = malloc(nw * 2);
+    for (size_t i = 0; i < nw; i++) w0[i] = plm_f32_to_bf16(2 * tu_uniform(&R) - 1);
+    float *x = malloc((size_t)(T * cols + 1) * 4);
+    fill(x, T * cols, -1, 1);
+    float *yr = gbuf(T * rows), *y0 = gbuf(T * rows);
+    plm_mat W = {w0, PLM_DT_BF16, rows, cols, NULL};
+    plm_matmul_ref(yr, x, T, &W, 1);
+    for (int oi = 0; oi < (int)(sizeof offs / sizeof offs[0]); oi++) {
+        void *buf; /* ends where the weights end: AddressSanitizer (tests/sanitize.sh) sees any read past them */
+        if (!tu_check(!posix_memalign(&buf, 64, offs[oi] + nw * 2), "allocate the weights")) break;
+        memcpy((char *)buf + offs[oi], w0, nw * 2); /* may be odd: the kernel must cope */
+        W.data = (char *)buf + offs[oi];
+        for (int nth = 1; nth <= 2; nth++) {
+            float *y = gbuf(T * rows), *y2 = gbuf(T * rows);
+            plm_matmul_bf16_avx512(y, x, T, &W, nth);
+            plm_matmul_bf16_avx512(y2, x, T, &W, nth);
+            char what[160];
+            snprintf(what, sizeof what, "matmul bf16 avx512 [%lld x %lld] x [%lld -> %lld], weights %d bytes off a "
+                     "line, %d thr", (long long)T, (long long)cols, (long long)cols, (long long)rows, offs[oi], nth);
+            check_close(y, yr, T * rows, TOL_F32, what);
+            check_guard(y, T * rows, what);
+            tu_check(!memcmp(y, y2, T * rows * 4), "%s: bit-for-bit reproducible", what);
+            if (oi == 0 && nth == 1) memcpy(y0, y, T * rows * 4);
+            else tu_check(!memcmp(y, y0, T * rows * 4), "%s: bitwise as at offset 0, 1 thread", what);
+            free(y), free(y2);
+        }
+        if (oi == 1) check_rows_invariant(plm_matmul_bf16_avx512, "bf16 avx512", &W, x, T, 2);
+        free(buf);
+    }
+    free(w0), free(x), free(yr), free(y0);
 }
 
 /* ---------------------------------------------------------------- single-pass BF16 matmul */
@@ -753,9 +802,15 @@ static void test_isa_switch(void) {
     plm_kernels_init(&k, 0, 0, 1);
     tu_check(k.isa_bf16 == PLM_ISA_SCALAR && k.matmul_bf16 == plm_matmul_bf16sp_ref,
              "PLM_ISA=scalar: the single-pass BF16 reference");
+    plm_kernels_init(&k, 0, 0, 0);
+    tu_check(k.isa_bf16 == PLM_ISA_SCALAR && k.matmul_bf16 == plm_matmul_ref,
+             "PLM_ISA=scalar: the BF16 reference (F32 activations)");
+    plm_kernels_init(&k, 0, 1, 0);
+    tu_check(k.isa_bf16 == PLM_ISA_SCALAR && k.matmul_bf16 == plm_matmul_ref,
+             "PLM_ISA=scalar, batch-invariant: the BF16 reference (one order per row)");
     plm_kernels_init(&k, 1, 0, 0);
     tu_check(k.matmul_q8 == plm_matmul_q8_ref, "reference table: the int8 reference");
-    tu_check(k.matmul_bf16 == plm_matmul_ref && k.isa_bf16 == -1, "reference table: the BF16 reference");
+    tu_check(k.matmul_bf16 == plm_matmul_ref && k.isa_bf16 == PLM_ISA_SCALAR, "reference table: the BF16 reference");
     plm_kernels_init(&k, 1, 0, 1);
     tu_check(k.matmul_bf16 == plm_matmul_bf16sp_ref, "reference table, single pass: the single-pass reference");
     setenv("PLM_ISA", "avx2", 1);
@@ -765,6 +820,9 @@ static void test_isa_switch(void) {
     plm_kernels_init(&k, 0, 1, 1);
     tu_check(k.matmul_bf16 == plm_matmul_bf16sp_avx2_inv && k.matmul == plm_matmul_invariant,
              "PLM_ISA=avx2, batch-invariant: widened activations through the invariant kernels");
+    plm_kernels_init(&k, 0, 0, 0);
+    tu_check(k.isa_bf16 == PLM_ISA_AVX2 && k.matmul_bf16 == plm_matmul_fast,
+             "PLM_ISA=avx2: BF16 weights, F32 activations through the 256-bit kernels");
     unsetenv("PLM_ISA");
     plm_kernels_init(&k, 0, 0, 1);
     const int bf = plm_isa_supported(PLM_ISA_AVX512BF16);
@@ -774,9 +832,15 @@ static void test_isa_switch(void) {
              "single pass: vdpbf16ps where the CPU has it, else widened");
     tu_check(k.matmul == plm_matmul_fast, "single pass: F32 / F16 weights keep the F32 kernels");
     plm_kernels_init(&k, 0, 0, 0);
-    tu_check(k.matmul_bf16 == plm_matmul_fast && k.isa_bf16 == -1, "default: BF16 weights, F32 activations");
+    const int a512 = plm_isa_supported(PLM_ISA_AVX512);
+    printf("BF16 weights, F32 activations: this CPU runs %s (avx512 %s)\n", plm_isa_name(k.isa_bf16),
+           a512 ? "yes" : "no");
+    tu_check(a512 ? k.matmul_bf16 == plm_matmul_fast_avx512 && k.isa_bf16 == PLM_ISA_AVX512
+                  : k.matmul_bf16 == plm_matmul_fast && k.isa_bf16 == PLM_ISA_AVX2,
+             "default: BF16 weights, F32 activations through the 512-bit GEMM where the CPU has AVX-512");
+    tu_check(k.matmul == plm_matmul_fast, "default: F32 / F16 weights through plm_matmul_fast");
     plm_kernels_init(&k, 0, 1, 0);
-    tu_check(k.matmul_bf16 == plm_matmul_invariant && k.matmul == plm_matmul_invariant,
+    tu_check(k.matmul_bf16 == plm_matmul_invariant && k.matmul == plm_matmul_invariant && k.isa_bf16 == PLM_ISA_AVX2,
              "batch-invariant: every dtype through the invariant kernels");
     if (saved) setenv("PLM_ISA", saved, 1);
     else unsetenv("PLM_ISA");
@@ -1043,6 +1107,19 @@ int main(void) {
     }
     test_matmul_invariant(PLM_DT_F32, 9, 1200, 1024);
     test_matmul_invariant(PLM_DT_BF16, 9, 1200, 1040);
+    /* the 512-bit BF16 GEMM: x rows 1-5, 7, 8, 15-17, 31, 32 (groups of 4 with tails), weight rows off
+       the 4-row register block, columns below one block, odd, one, two and more full blocks with and
+       without a tail, at every offset of the weights (test_matmul_bf16_avx512); threaded sizes */
+    if (!plm_isa_supported(PLM_ISA_AVX512)) printf("skip: matmul bf16 avx512: this CPU cannot run it\n");
+    const int64_t Ta[] = {1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32};
+    const int64_t Ra[] = {1, 3, 4, 5, 7, 301};
+    const int64_t Ca[] = {1, 15, 16, 31, 32, 33, 64, 77, 96, 203, 1024};
+    for (int i = 0; i < 12; i++)
+        for (int j = 0; j < 6; j++) test_matmul_bf16_avx512(Ta[i], Ra[j], Ca[(i + j) % 11]);
+    for (int c = 0; c < 11; c++) test_matmul_bf16_avx512(5, 9, Ca[c]);
+    test_matmul_bf16_avx512(16, 1030, 1024); /* the model's rows, threaded */
+    test_matmul_bf16_avx512(16, 130, 3584);
+    test_matmul_bf16_avx512(32, 77, 2048);
     /* single-pass BF16: decode rows 1 and 15-17 (a 16-sequence step), 4-row groups with tails, columns
        of 1, 31, 32, 33 (the masked block) and odd, weight rows 1, 7, 15, 16, 17 (register-block tails),
        threaded sizes, the model's 1024 and 3584 */

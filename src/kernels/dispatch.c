@@ -14,7 +14,7 @@ void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant, i
     k->matmul_q8 = plm_matmul_q8_ref;
     k->matmul_bf16 = bf16_single_pass ? plm_matmul_bf16sp_ref : plm_matmul_ref;
     k->isa = PLM_ISA_SCALAR;
-    k->isa_bf16 = bf16_single_pass ? PLM_ISA_SCALAR : -1;
+    k->isa_bf16 = PLM_ISA_SCALAR;
     if (reference_only) return;
 #if defined(__x86_64__) || defined(__i386__)
     k->isa = plm_isa_best();
@@ -33,11 +33,21 @@ void plm_kernels_init(plm_kernels *k, int reference_only, int batch_invariant, i
         k->matmul = plm_matmul_invariant;
         k->gdn = plm_gdn_chunked;
     }
-    k->matmul_bf16 = k->matmul;
-    if (!bf16_single_pass) return;
+    k->isa_bf16 = plm_isa_best_bf16(bf16_single_pass);
+    if (!bf16_single_pass) {
+        /* BF16 weights, F32 activations: the 512-bit direct GEMM where the CPU has AVX-512 (batch-
+           invariant mode keeps plm_matmul_invariant, matmul_bf16.c for every row count), PLM_ISA=scalar
+           the reference */
+        if (k->isa_bf16 == PLM_ISA_AVX512 && !batch_invariant) k->matmul_bf16 = plm_matmul_fast_avx512;
+        else if (k->isa_bf16 == PLM_ISA_SCALAR) k->matmul_bf16 = plm_matmul_ref;
+        else {
+            k->isa_bf16 = PLM_ISA_AVX2;
+            k->matmul_bf16 = k->matmul;
+        }
+        return;
+    }
     /* BF16 weights times BF16-rounded activations: vdpbf16ps where the CPU has it (batch-invariant by
        construction), else the rounded activations widened to F32 through the F32-activation kernels */
-    k->isa_bf16 = plm_isa_best_bf16();
     if (k->isa_bf16 == PLM_ISA_AVX512BF16) k->matmul_bf16 = plm_matmul_bf16sp_dpbf16;
     else if (k->isa_bf16 == PLM_ISA_AVX2)
         k->matmul_bf16 = batch_invariant ? plm_matmul_bf16sp_avx2_inv : plm_matmul_bf16sp_avx2;

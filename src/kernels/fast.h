@@ -53,6 +53,9 @@ static inline int plm_team(int n_threads, double work) {
 }
 void plm_logprob_fast(float *lp, const float *logits, const int32_t *target, int n, int V, int n_threads);
 void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* plm_matmul_fast with BF16 weights at PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T through
+   plm_matmul_bf16_avx512 (the kernel table's choice where the CPU has AVX-512) */
+void plm_matmul_fast_avx512(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* batch-invariant matmul: BF16 weights always through plm_matmul_bf16, F32 and F16 weights through
    plm_matmul_f32 (each output element is one fixed sequence of FMAs over its row, whatever T and the
@@ -60,6 +63,10 @@ void plm_matmul_gemv(float *y, const float *x, int64_t T, const plm_mat *W, int 
 void plm_matmul_invariant(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* BF16 weights used in place: convert-in-registers register-blocked GEMM, threaded over weight rows */
 void plm_matmul_bf16(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
+/* the same arithmetic on 512-bit vectors (matmul_bf16_avx512.c: AVX-512 F and BW); run only where
+   plm_isa_supported(PLM_ISA_AVX512) says so. Every output element is one fixed sequence of FMAs over its
+   row whatever T and the row's place */
+void plm_matmul_bf16_avx512(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
 /* F32 and F16 weights (F16 widened in registers), the same register-blocked direct GEMM with explicit
    FMAs (matmul_f32.c); other dtypes: plm_matmul_fast */
 void plm_matmul_f32(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);

@@ -61,20 +61,24 @@ typedef struct {
        (x rounded once to BF16, products of BF16 pairs summed in F32: plm_matmul_bf16sp_ref) */
     void (*matmul_bf16)(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads);
     int isa;      /* PLM_ISA_*: the widest instruction set the int8 kernels use in this table */
-    int isa_bf16; /* PLM_ISA_* of the single-pass BF16 matmul: SCALAR (the reference), AVX2 (BF16
-                     activations widened to F32, the F32 kernels) or AVX512BF16 (vdpbf16ps); -1: not
-                     in single-pass mode */
+    int isa_bf16; /* PLM_ISA_* of matmul_bf16. Single pass: SCALAR (the reference), AVX2 (BF16
+                     activations widened to F32, the F32 kernels) or AVX512BF16 (vdpbf16ps). F32
+                     activations: SCALAR (plm_matmul_ref), AVX2 (the 256-bit kernels; always in
+                     batch-invariant mode) or AVX512 (the 512-bit direct GEMM for 2..32 rows) */
 } plm_kernels;
 
-/* Instruction sets of the int8 kernels (SCALAR, AVX2, AVX512VNNI, narrowest first) and of the
-   single-pass BF16 kernels (SCALAR, AVX2, AVX512BF16). */
-enum { PLM_ISA_SCALAR = 0, PLM_ISA_AVX2 = 1, PLM_ISA_AVX512VNNI = 2, PLM_ISA_AVX512BF16 = 3 };
+/* Instruction sets of the int8 kernels (SCALAR, AVX2, AVX512VNNI, narrowest first), of the
+   single-pass BF16 kernels (SCALAR, AVX2, AVX512BF16) and of the BF16-weight kernels with F32
+   activations (SCALAR, AVX2, AVX512: AVX-512 F, BW and VL). */
+enum { PLM_ISA_SCALAR = 0, PLM_ISA_AVX2 = 1, PLM_ISA_AVX512VNNI = 2, PLM_ISA_AVX512BF16 = 3, PLM_ISA_AVX512 = 4 };
 /* The widest int8 PLM_ISA_* this CPU and build can run, lowered by the environment variable
    PLM_ISA=scalar|avx2 (forces the narrower path; a wider name than the CPU has is ignored). */
 int plm_isa_best(void);
-/* The same for the single-pass BF16 matmul: AVX512BF16 where the CPU has AVX-512 BF16, else AVX2 (the
-   widened form runs on any CPU); PLM_ISA=avx2 or scalar narrows it likewise. */
-int plm_isa_best_bf16(void);
+/* The same for the BF16-weight matmul. single_pass: AVX512BF16 where the CPU has AVX-512 BF16, else
+   AVX2 (the widened form runs on any CPU). F32 activations: AVX512 where the CPU has AVX-512 F, BW and
+   VL, else AVX2 (the 256-bit kernels are plain C vectors: any CPU). PLM_ISA=avx2 or scalar narrows
+   either likewise. */
+int plm_isa_best_bf16(int single_pass);
 /* 1 when this CPU and build can run isa */
 int plm_isa_supported(int isa);
 const char *plm_isa_name(int isa);

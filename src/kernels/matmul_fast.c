@@ -8,7 +8,10 @@
  *     team spinning on the same cores cost more than the GEMM itself.
  *   - PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T: the direct BF16 GEMM of matmul_bf16.c.
  *   - T <= PLM_GEMV_MAX_T (decode): a direct GEMV that converts 8 weights at a time in registers
- *     and dots them with each x row, threaded over weight rows (static partition). */
+ *     and dots them with each x row, threaded over weight rows (static partition).
+ * plm_matmul_fast_avx512 (the kernel table's choice where the CPU has AVX-512) is the same but for
+ * BF16 weights at PLM_GEMV_MAX_T < T <= PLM_DIRECT_MAX_T, which take the 512-bit direct GEMM of
+ * matmul_bf16_avx512.c. */
 #pragma GCC optimize("fp-contract=fast")
 #include <cblas.h>
 #include <omp.h>
@@ -154,6 +157,12 @@ void plm_matmul_fast(float *y, const float *x, int64_t T, const plm_mat *W, int 
         }
     }
     free(panels);
+}
+
+void plm_matmul_fast_avx512(float *y, const float *x, int64_t T, const plm_mat *W, int n_threads) {
+    if (W->dt == PLM_DT_BF16 && T > PLM_GEMV_MAX_T && T <= PLM_DIRECT_MAX_T)
+        plm_matmul_bf16_avx512(y, x, T, W, n_threads);
+    else plm_matmul_fast(y, x, T, W, n_threads);
 }
 
 #ifndef PLM_INVARIANT_TB

@@ -172,6 +172,7 @@ int plm_isa_supported(int isa) {
                        __builtin_cpu_supports("avx512vl");
     if (isa == PLM_ISA_AVX512VNNI) return avx512 && __builtin_cpu_supports("avx512vnni");
     if (isa == PLM_ISA_AVX512BF16) return avx512 && __builtin_cpu_supports("avx512bf16");
+    if (isa == PLM_ISA_AVX512) return avx512;
 #endif
     return 0;
 }
@@ -181,6 +182,7 @@ const char *plm_isa_name(int isa) {
     case PLM_ISA_AVX2: return "avx2";
     case PLM_ISA_AVX512VNNI: return "avx512vnni";
     case PLM_ISA_AVX512BF16: return "avx512bf16";
+    case PLM_ISA_AVX512: return "avx512";
     default: return "scalar";
     }
 }
@@ -201,10 +203,10 @@ int plm_isa_best(void) {
     return cap < best ? cap : best;
 }
 
-int plm_isa_best_bf16(void) {
-    const int cap = isa_cap();
+int plm_isa_best_bf16(int single_pass) {
+    const int cap = isa_cap(), wide = single_pass ? PLM_ISA_AVX512BF16 : PLM_ISA_AVX512;
     if (cap == PLM_ISA_SCALAR) return PLM_ISA_SCALAR;
-    return cap > PLM_ISA_AVX2 && plm_isa_supported(PLM_ISA_AVX512BF16) ? PLM_ISA_AVX512BF16 : PLM_ISA_AVX2;
+    return cap > PLM_ISA_AVX2 && plm_isa_supported(wide) ? wide : PLM_ISA_AVX2;
 }
 
 #ifdef PLM_X86
