@@ -60,15 +60,16 @@ static plm_ctx_params weights_of(const bench_ctx *b) {
 }
 
 /* bytes of weights one decode step streams: the checkpoint's bytes per parameter (stored), or int8
-   blocks of 32 with an fp16 scale (34 bytes per 32 weights; lm_head as stored with keep_head). An
-   approximation for int8 without ',linear': the linear-attention projections it keeps as stored are
-   counted as int8 here (the info struct does not give their size), so that ceiling reads high. */
+   blocks of 32 with an fp16 scale (34 bytes per 32 weights), with the lm_head (keep_head) and the
+   linear-attention projections (unless ',linear') as stored. The small matrices int8 also keeps
+   (in_proj_a / b, the router) count as int8 here: a fraction of a percent of the bytes. */
 static double step_bytes(const bench_ctx *b, const plm_model_info *in) {
     const double per = in->n_params > 0 ? (double)in->file_bytes / (double)in->n_params : 2.0;
     const plm_ctx_params p = weights_of(b);
     if (p.weights != PLM_WEIGHTS_INT8) return per * (double)in->n_active_params;
-    const double head = (double)in->vocab_size * in->hidden_size;
-    return 34.0 / 32.0 * (double)in->n_active_params + (p.int8_keep_head ? (per - 34.0 / 32.0) * head : 0);
+    const double head = (double)in->vocab_size * in->hidden_size, q = 34.0 / 32.0;
+    return q * (double)in->n_active_params + (p.int8_keep_head ? (per - q) * head : 0) +
+           (p.int8_linear ? 0 : (per - q) * (double)in->n_linear_proj_params);
 }
 
 double bench_token_ceiling(const bench_ctx *b, const plm_model_info *in, int n_seq, int decode, int head,

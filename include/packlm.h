@@ -58,6 +58,8 @@ typedef struct {
     int64_t n_params;            /* parameters of the text model */
     int64_t n_active_params;     /* per token (MoE: top-k experts only) */
     size_t file_bytes;           /* bytes of the weight files mapped */
+    int64_t n_linear_proj_params; /* of the linear-attention layers' in_proj_qkv, in_proj_z and out_proj
+                                     (what int8 weights keep as stored unless int8_linear) */
 } plm_model_info;
 
 /* Opens a Hugging Face Qwen3.5 checkpoint directory (config.json + model.safetensors or a sharded

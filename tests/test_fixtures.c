@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "devutil.h"
+#include "io/config.h"
 #include "model/cuda.h"
 #include "runseq.h"
 #include "testutil.h"
@@ -495,9 +496,33 @@ static void run_bf16_cpu(const char *name) {
     plm_model_free(m);
 }
 
+/* The model info's count of the linear-attention projections against the shapes transformers gives
+ * them: in_proj_qkv [2 nk dk + nv dv, H], in_proj_z [nv dv, H], out_proj [H, nv dv] in every linear
+ * layer. */
+static int info_counts(const char *name) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "tests/data/%s", name);
+    plm_error err = {0};
+    plm_config cf;
+    plm_model *m = NULL;
+    TU_REQUIRE_OK(plm_config_load(&cf, dir, &err), &err);
+    TU_REQUIRE_OK(plm_model_open(&m, dir, &err), &err);
+    const plm_model_info *in = plm_model_get_info(m);
+    const int64_t H = cf.hidden_size, qk = (int64_t)cf.lin_k_heads * cf.lin_k_dim, v = (int64_t)cf.lin_v_heads * cf.lin_v_dim;
+    int64_t nl = 0;
+    for (int l = 0; l < cf.n_layers; l++) nl += cf.layer_type[l] == PLM_LAYER_LINEAR;
+    const int64_t want = nl * (H * (2 * qk + v) + 2 * H * v);
+    tu_check(in->n_linear_proj_params == want && want > 0 && want < in->n_params,
+             "%s: linear-attention projection parameters %lld, from the config %lld (of %lld)", name,
+             (long long)in->n_linear_proj_params, (long long)want, (long long)in->n_params);
+    plm_model_free(m);
+    return 0;
+}
+
 int main(void) {
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) {
+        info_counts(names[i]);
         run_fixture(names[i], 2, 0, "cpu");
         run_fixture(names[i], 1, 1, "cpu");
         run_fixture(names[i], 2, 0, "cuda");

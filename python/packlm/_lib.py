@@ -32,7 +32,7 @@ class plm_model_info(Structure):
                 ("n_linear_layers", c_int32), ("n_attention_layers", c_int32), ("is_moe", c_int32),
                 ("n_experts", c_int32), ("n_experts_per_tok", c_int32), ("eos_ids", c_int32 * 8),
                 ("n_eos", c_int32), ("n_params", c_int64), ("n_active_params", c_int64),
-                ("file_bytes", c_size_t)]
+                ("file_bytes", c_size_t), ("n_linear_proj_params", c_int64)]
 
 
 class plm_ctx_params(Structure):

@@ -201,7 +201,7 @@ static plm_status bind_layer(binder *b, int i) {
  * but a zero-size tensor may carry huge dimensions, and the config's products are its own. */
 static plm_status count_params(plm_model *m, plm_error *err) {
     const plm_config *c = &m->cfg;
-    int64_t total = 0, active;
+    int64_t total = 0, active, lin = 0;
     for (int i = 0; i < plm_st_count(m->st); i++) {
         const plm_st_tensor *t = plm_st_at(m->st, i);
         if (strstr(t->name, "visual.") || !strncmp(t->name, "mtp.", 4)) continue;
@@ -211,6 +211,9 @@ static plm_status count_params(plm_model *m, plm_error *err) {
                 return plm_fail(err, PLM_ERR_FORMAT, "tensor '%s': element count overflows", t->name);
         if (__builtin_add_overflow(total, n, &total))
             return plm_fail(err, PLM_ERR_FORMAT, "tensor '%s': parameter count overflows", t->name);
+        if (strstr(t->name, "linear_attn.in_proj_qkv.weight") || strstr(t->name, "linear_attn.in_proj_z.weight") ||
+            strstr(t->name, "linear_attn.out_proj.weight"))
+            lin += n; /* <= total: no overflow */
     }
     active = total;
     int64_t inactive = 0, head = 0;
@@ -225,6 +228,7 @@ static plm_status count_params(plm_model *m, plm_error *err) {
     if (!c->tie_embeddings) head = (int64_t)c->vocab_size * c->hidden_size;
     m->info.n_params = total;
     m->info.n_active_params = active - head;
+    m->info.n_linear_proj_params = lin;
     return PLM_OK;
 }
 
