@@ -237,8 +237,8 @@ void plm_matmul_bf16_avx512(float *y, const float *x, int64_t T, const plm_mat *
     const uint16_t *w = (const uint16_t *)W->data;
     const cols c = col_blocks(w, C);
     float *xp = aligned_alloc(64, (size_t)(T * c.Cp) * sizeof *xp); /* every x load aligned */
-    if (!xp) {
-        plm_matmul_ref(y, x, T, W, n_threads);
+    if (!xp) { /* no room for the permuted rows: the 256-bit kernels need none */
+        plm_matmul_fast(y, x, T, W, n_threads);
         return;
     }
     permute_rows(xp, x, T, &c);
