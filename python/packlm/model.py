@@ -111,6 +111,18 @@ class ScoreResult:
         return len(self.logprob)
 
 
+def _check_starts(first, cu):
+    """Every segment that position ids found starts at position 0: one that continues a sequence comes
+    only from a State (Model.step), never inside one row. first: the position at each start cu[:-1]."""
+    for s in range(len(cu) - 1):
+        p0 = int(first[s])
+        if p0 != 0:
+            prev = int(cu[s] - cu[s - 1]) if s else 0
+            raise ValueError("position ids jump to %d at index %d, but the sequence before it holds %d tokens "
+                             "(a segment starting at p > 0 must continue a sequence of exactly p tokens)"
+                             % (p0, cu[s], prev))
+
+
 def _check_cu_seqlens(cu_seqlens, T, pos=None):
     """cu_seqlens as transformers' flash-attention kwargs hold them: int offsets from 0 to T, each
     sequence non-empty; with position ids (a NumPy array, or a torch tensor on its device) also that
@@ -374,13 +386,7 @@ class Model:
             check(lib.plm_segments_from_positions(_i32(cu), byref(n_seg), _i32(pos), T, byref(err)), err)
             cu = cu[:n_seg.value + 1]
             first = pos[cu[:-1]]
-        for s in range(n_seg.value):
-            p0 = int(first[s])
-            if p0 != 0:  # continuing a sequence: only from a State (Model.step), never inside one row
-                prev = int(cu[s] - cu[s - 1]) if s else 0
-                raise ValueError("position ids jump to %d at index %d, but the sequence before it holds %d tokens "
-                                 "(a segment starting at p > 0 must continue a sequence of exactly p tokens)"
-                                 % (p0, cu[s], prev))
+        _check_starts(first, cu)
         return tok, np.diff(cu.astype(np.int64))
 
     def _sequences(self, input_ids, position_ids, cu_seqlens):
@@ -423,13 +429,7 @@ class Model:
         err = plm_error()
         check(lib.plm_segments_from_positions(_i32(cu), byref(n_seg), _i32(pos), T, byref(err)), err)
         cu = cu[:n_seg.value + 1]
-        for s in range(n_seg.value):
-            p0 = int(pos[cu[s]])
-            if p0 != 0:  # continuing a sequence: only from a State (Model.step), never inside one row
-                prev = int(cu[s] - cu[s - 1]) if s else 0
-                raise ValueError("position ids jump to %d at index %d, but the sequence before it holds %d tokens "
-                                 "(a segment starting at p > 0 must continue a sequence of exactly p tokens)"
-                                 % (p0, cu[s], prev))
+        _check_starts(pos[cu[:-1]], cu)
         return tok, np.diff(cu.astype(np.int64))
 
     def _budget(self, max_batch_tokens, default):
