@@ -761,7 +761,7 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
                         f(a, nt, hf, 16 * (task / CG) + g + 8 * hf, CW * (task % CG) + 8 * nt + 2 * t4);
         }
     };
-    auto put2 = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
+    auto put_pair = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
         *reinterpret_cast<uint32_t *>(X + i * LV + c) = pack_bf16(x0, x1);
     };
     zero_acc(sacc[0]);
@@ -771,7 +771,7 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
         const float x0 = d < dk && c < VC ? src[0] : 0.0f, x1 = d < dk && c + 1 < VC ? src[1] : 0.0f;
         sacc[a][nt][2 * hf] = x0;
         sacc[a][nt][2 * hf + 1] = x1;
-        put2(Sb, d, c, x0, x1);
+        put_pair(Sb, d, c, x0, x1);
     });
     load_kp(t_beg, 0);
     load_qwu(t_beg);
@@ -817,8 +817,8 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
                 const int i = vr0 + g + 8 * hf, c = vc0 + 8 * nt + 2 * t4;
                 const __nv_bfloat162 u = *reinterpret_cast<const __nv_bfloat162 *>(Us + i * LV + c);
                 const float x0 = __low2float(u) - xa[nt][2 * hf], x1 = __high2float(u) - xa[nt][2 * hf + 1];
-                put2(Xt, i, c, x0, x1);
-                put2(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
+                put_pair(Xt, i, c, x0, x1);
+                put_pair(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
             }
         __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
         if (next) load_qwu(t0 + CH);
@@ -864,7 +864,7 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
                 const float x1 = sacc[a][nt][2 * hf + 1] * el + up[a][nt][2 * hf + 1];
                 sacc[a][nt][2 * hf] = x0;
                 sacc[a][nt][2 * hf + 1] = x1;
-                put2(Sb, d, c, x0, x1);
+                put_pair(Sb, d, c, x0, x1);
             });
         }
         kb ^= 1;
