@@ -3,7 +3,7 @@
 # (bench/profile_step.py under Nsight Compute), default and single-pass, plus the detailed sections
 # of chosen kernels. Needs build/gpu (make CUDA=1 B=build/gpu) and build/bench-model-0.8b (made by
 # `packlm bench`). Output under $OUT.
-#   bench/gpu_profile.sh [kernel-regex ...]
+#   [MODES="default single"] bench/gpu_profile.sh [kernel-regex ...]   (MODES: which step modes to profile)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/profile}
@@ -12,9 +12,10 @@ NCU=${NCU:-/usr/local/cuda/bin/ncu}
 M=build/bench-model-0.8b
 export PACKLM_LIB=build/gpu/libpacklm.so PYTHONPATH=python
 [ -d $M ] || build/gpu/packlm bench --device cuda --only mixers > /dev/null 2>&1
-python3 bench/profile_step.py $M --reps 3
-python3 bench/profile_step.py $M --single-pass --reps 3
-for sp in "" --single-pass; do
+
+for mode in ${MODES:-default single}; do
+    sp=; [ "$mode" = single ] && sp=--single-pass
+    python3 bench/profile_step.py $M $sp --reps 3
     timeout 170 "$NCU" --metrics gpu__time_duration.sum --csv --page raw python3 bench/profile_step.py $M $sp \
         > "$OUT/ncu$sp.csv" 2> "$OUT/ncu$sp.err"
     echo "== per kernel, score step${sp:+ ($sp)}"
