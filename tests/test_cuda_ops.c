@@ -352,20 +352,51 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     int32_t *dboff = dput_bytes(boff, (n_seg + 1) * 4), *dcu = dput_bytes(cu, (n_seg + 1) * 4),
             *dso = dput_bytes(so, T * 4);
     int64_t *dst = dput_bytes(start, n_seg * 8);
-    plm_kv_append_cuda(dkt, dvt, dboff, dkn, dvn, dst, dcu, dso, T, nkv, hd, NULL);
+    float *dkbf = dput(NULL, (T * row + 1) / 2), *dvbf = dput(NULL, (T * row + 1) / 2); /* BF16 copies */
+    plm_kv_append_cuda(dkt, dvt, dboff, dkn, dvn, dkbf, dvbf, dst, dcu, dso, T, nkv, hd, NULL);
     plm_attn_cuda(doo, dq, dkt, dvt, dboff, dst, dcu, dso, T, nh, nkv, hd, scale, NULL);
     /* the tiled kernel on the same cache */
     const int qt = plm_attn_qt(nh, nkv);
     int32_t *tiles = malloc((T / qt + n_seg + 1) * 2 * sizeof *tiles);
     const int n_tiles = plm_attn_tiles(tiles, cu, n_seg, qt);
     int32_t *dtiles = dput_bytes(tiles, (size_t)n_tiles * 2 * sizeof *tiles);
-    float *doo2 = dput(NULL, T * nh * hd), *doo3 = dput(NULL, T * nh * hd), *doo4 = dput(NULL, T * nh * hd);
+    float *doo2 = dput(NULL, T * nh * hd);
     const int tc = plm_attn_tc_fits(nh, nkv, hd);
     if (hd <= PLM_ATTN_TILED_MAX_HD)
         plm_attn_tiled_cuda(doo2, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, NULL);
-    if (tc) { /* tensor cores: precise and BF16 */
-        plm_attn_tc_cuda(doo3, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, 1, NULL);
-        plm_attn_tc_cuda(doo4, dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale, 0, NULL);
+    /* tensor cores, precise and BF16: keys from the cache, or the step's own from its BF16 copies
+       (the append wrote them); each tile whole, or its keys in 3 and PLM_ATTN_SPLIT_MAX splits merged */
+    enum { NV = 7 };
+    static const struct {
+        int precise, bf_copy, split;
+        const char *name;
+    } var[NV] = {{1, 0, 1, "precise"},
+                 {0, 0, 1, "bf16, keys from the cache"},
+                 {0, 1, 1, "bf16, the step's keys from their BF16 copy"},
+                 {1, 0, 3, "precise, keys in 3 splits"},
+                 {1, 0, PLM_ATTN_SPLIT_MAX, "precise, keys in 16 splits"},
+                 {0, 1, 3, "bf16 copy, keys in 3 splits"},
+                 {0, 0, PLM_ATTN_SPLIT_MAX, "bf16, keys in 16 splits"}};
+    float *dov[NV] = {0}, *dpart[NV] = {0};
+    if (tc)
+        for (int i = 0; i < NV; i++) {
+            dov[i] = dput(NULL, T * nh * hd);
+            const size_t pn = plm_attn_part_floats(var[i].split, T, nh, hd);
+            dpart[i] = pn ? dput(NULL, pn) : NULL;
+            const plm_attn_opt opt = {var[i].bf_copy ? dkbf : NULL, var[i].bf_copy ? dvbf : NULL, var[i].split,
+                                      dpart[i], T};
+            plm_attn_tc_cuda(dov[i], dq, dkt, dvt, dboff, dst, dcu, dtiles, n_tiles, nh, nkv, hd, scale,
+                             var[i].precise, &opt, NULL);
+        }
+    /* the decode kernel (FP32, a block per token): whole, and keys in 3 and PLM_ATTN_SPLIT_MAX splits */
+    enum { ND = 3 };
+    static const int dsplit[ND] = {1, 3, PLM_ATTN_SPLIT_MAX};
+    float *dod[ND] = {0}, *dpd[ND] = {0};
+    for (int i = 0; i < ND; i++) {
+        dod[i] = dput(NULL, T * nh * hd);
+        const size_t pn = plm_attn_part_floats(dsplit[i], T, nh, hd);
+        dpd[i] = pn ? dput(NULL, pn) : NULL;
+        plm_attn_dec_cuda(dod[i], dq, dkt, dvt, dboff, dst, dcu, dso, T, nh, nkv, hd, scale, dsplit[i], dpd[i], NULL);
     }
     char what[160];
     snprintf(what, sizeof what, "attention %s (T=%lld, %d segments, nh=%d nkv=%d hd=%d)", label, (long long)T, n_seg,
@@ -373,20 +404,50 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     if (sync_ok(what)) {
         dget(o, doo, T * nh * hd, what);
         tu_close(o, orf, T * nh * hd, TOL, what);
+        for (int i = 0; i < ND; i++) {
+            char wd[320];
+            snprintf(wd, sizeof wd, "%s, decode kernel, %d split%s%s", what, dsplit[i], dsplit[i] > 1 ? "s" : "",
+                     plm_attn_dec_fits(nh, nkv, hd) ? "" : " (shape outside it: the simple kernel)");
+            dget(o, dod[i], T * nh * hd, wd);
+            tu_close(o, orf, T * nh * hd, TOL, wd);
+            if (dpd[i]) {
+                float *ph = malloc(plm_attn_part_floats(dsplit[i], T, nh, hd) * 4);
+                dget(ph, dpd[i], plm_attn_part_floats(dsplit[i], T, nh, hd), wd);
+                free(ph);
+            }
+            dod[i] = dpd[i] = NULL;
+        }
         if (hd <= PLM_ATTN_TILED_MAX_HD) {
             char w2[200];
             snprintf(w2, sizeof w2, "%s, tiled (%d tiles of %d tokens)", what, n_tiles, qt);
             dget(o, doo2, T * nh * hd, w2);
+            doo2 = NULL;
             tu_close(o, orf, T * nh * hd, TOL, w2);
         }
-        if (tc) {
-            char w3[200];
-            snprintf(w3, sizeof w3, "%s, tensor cores, precise", what);
-            dget(o, doo3, T * nh * hd, w3);
-            tu_close(o, orf, T * nh * hd, TOL_ATTN_TC, w3);
-            snprintf(w3, sizeof w3, "%s, tensor cores, bf16", what);
-            dget(o, doo4, T * nh * hd, w3);
-            tu_close(o, orf, T * nh * hd, TOL_GDN_BF16, w3);
+        for (int i = 0; tc && i < NV; i++) {
+            char w3[320];
+            snprintf(w3, sizeof w3, "%s, tensor cores, %s", what, var[i].name);
+            dget(o, dov[i], T * nh * hd, w3);
+            tu_close(o, orf, T * nh * hd, var[i].precise ? TOL_ATTN_TC : TOL_GDN_BF16, w3);
+            if (dpart[i]) { /* the partials' guard */
+                float *ph = malloc(plm_attn_part_floats(var[i].split, T, nh, hd) * 4);
+                dget(ph, dpart[i], plm_attn_part_floats(var[i].split, T, nh, hd), w3);
+                free(ph);
+            }
+            dov[i] = dpart[i] = NULL;
+        }
+        { /* the BF16 copies of the step's keys and values: the CPU's rounding of each */
+            uint16_t *kr = malloc(T * row * 2), *vr = malloc(T * row * 2);
+            float *kg = malloc(((T * row + 1) / 2) * 4), *vg = malloc(((T * row + 1) / 2) * 4);
+            for (int64_t t = 0; t < T; t++) {
+                plm_bf16_round_row(kr + t * row, kn + t * row, row);
+                plm_bf16_round_row(vr + t * row, vn + t * row, row);
+            }
+            const int okk = dget(kg, dkbf, (T * row + 1) / 2, what) && !memcmp(kg, kr, T * row * 2);
+            const int okv = dget(vg, dvbf, (T * row + 1) / 2, what) && !memcmp(vg, vr, T * row * 2);
+            dkbf = dvbf = NULL;
+            tu_check(okk && okv, "%s: the append's BF16 copies of k and v equal the CPU's rounding", what);
+            free(kr), free(vr), free(kg), free(vg);
         }
         int ok = 1; /* the caches: every block equal to the CPU's after the append */
         float *g = malloc(blk * 4);
@@ -400,9 +461,9 @@ static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int
     }
     plm_cuda_free(0, dkt), plm_cuda_free(0, dvt), plm_cuda_free(0, dq), plm_cuda_free(0, dkn), plm_cuda_free(0, dvn);
     plm_cuda_free(0, dboff), plm_cuda_free(0, dcu), plm_cuda_free(0, dso), plm_cuda_free(0, dst);
-    plm_cuda_free(0, doo3), plm_cuda_free(0, doo4);
-    plm_cuda_free(0, dtiles);
-    if (hd > PLM_ATTN_TILED_MAX_HD) plm_cuda_free(0, doo2);
+    plm_cuda_free(0, dtiles), plm_cuda_free(0, doo2), plm_cuda_free(0, dkbf), plm_cuda_free(0, dvbf);
+    for (int i = 0; i < NV; i++) plm_cuda_free(0, dov[i]), plm_cuda_free(0, dpart[i]);
+    for (int i = 0; i < ND; i++) plm_cuda_free(0, dod[i]), plm_cuda_free(0, dpd[i]);
     free(tiles);
     for (int s = 0; s < n_seg; s++) {
         for (int b = 0; b < kv[s].n_blocks; b++) free(kv[s].k[b]), free(kv[s].v[b]);
@@ -683,6 +744,9 @@ int main(void) {
     test_attn(ll, ls, 2, 4, 4, 64, "no GQA (rep 1: 64 tokens a tile)");
     test_attn(al, as, 6, 16, 2, 128, "rep 8");
     test_attn(al, as, 6, 2, 1, 512, "head dim 512 (untiled kernel only)");
+    test_attn(al, as, 6, 4, 2, 30, "head dim 30 (no BF16 copy, unaligned cache rows)");
+    const int dl2[] = {1, 1, 1, 1}, ds2[] = {0, 64, 1000, 2047};
+    test_attn(dl2, ds2, 4, 8, 2, 256, "decode, 0.8B head shape, caches of 1 to 33 blocks");
 
     test_rowops(37, 64);
     test_rowops(5, 1024);

@@ -72,10 +72,12 @@ void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *bet
                           const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk,
                           int nv, int dk, int dv, void *stream);
 /* KV cache blocks of one attention layer: block b of segment s is kb[boff[s] + b] (vb likewise), each
- * [PLM_KV_BLOCK, nkv, hd]. Append writes token t's k, v [T, nkv, hd] at its position start[s] + (t - cu[s]). */
+ * [PLM_KV_BLOCK, nkv, hd]. Append writes token t's k, v [T, nkv, hd] at its position start[s] + (t - cu[s]),
+ * and, where kbf and vbf are not NULL, their BF16 roundings into kbf, vbf [T, nkv, hd] (the single-pass
+ * attention reads the step's own keys from there). */
 void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff, const float *k, const float *v,
-                        const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nkv, int hd,
-                        void *stream);
+                        void *kbf, void *vbf, const int64_t *start, const int32_t *cu, const int32_t *seg_of,
+                        int64_t T, int nkv, int hd, void *stream);
 /* attention: plm_attn_ref's contract over the blocks above (online softmax, GQA) */
 void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                    const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,
@@ -100,9 +102,35 @@ void plm_attn_tiled_cuda(float *o, const float *q, float *const *kb, float *cons
  * parts (FP32-grade), 0 rounds them to BF16 once. Shapes outside plm_attn_tc_fits (nh / nkv > 64,
  * head dims above 256) run plm_attn_tiled_cuda. */
 int plm_attn_tc_fits(int nh, int nkv, int hd);
+/* Options of plm_attn_tc_cuda (NULL: none).
+ * kbf, vbf: the step's keys and values rounded to BF16, [T, nkv, hd] (plm_kv_append_cuda writes them):
+ *   the single-pass kernel reads the step's own keys there by cp.async, under its products, and only
+ *   a cached prefix from the FP32 blocks (used where hd is a multiple of 8).
+ * split > 1: each tile's keys in split shares, one block each (flash-decoding, for steps with too few
+ *   tiles to fill the GPU); partial results in part (plm_attn_part_floats floats), then merged into o.
+ * T: the step's tokens (with split). */
+typedef struct {
+    const void *kbf, *vbf;
+    int split;
+    float *part;
+    int64_t T;
+} plm_attn_opt;
+#define PLM_ATTN_SPLIT_MAX 16
+/* the splits for a step of n_tiles tiles whose longest segment spans max_key_blocks KV blocks, on a GPU
+ * of n_sm SMs: 1 where the tiles fill it, else enough for about two blocks an SM (<= PLM_ATTN_SPLIT_MAX) */
+int plm_attn_split(int n_tiles, int nkv, int max_key_blocks, int n_sm);
+size_t plm_attn_part_floats(int split, int64_t T, int nh, int hd);
 void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                       const int64_t *start, const int32_t *cu, const int32_t *tiles, int n_tiles, int nh, int nkv,
-                      int hd, float scale, int precise, void *stream);
+                      int hd, float scale, int precise, const plm_attn_opt *opt, void *stream);
+/* Attention of decode steps (segments of one or two tokens): a block per (token, kv head, key split)
+ * in FP32, the query heads of one kv head sharing each tile of keys; split > 1 writes partial results
+ * into part (plm_attn_part_floats) and merges them into o. Shapes outside plm_attn_dec_fits (nh / nkv
+ * > 8, head dims above 256) run plm_attn_cuda. */
+int plm_attn_dec_fits(int nh, int nkv, int hd);
+void plm_attn_dec_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                       const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv,
+                       int hd, float scale, int split, float *part, void *stream);
 /* lp[i] = log softmax(logits[i])[target[i]] */
 void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
 

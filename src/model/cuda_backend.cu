@@ -64,6 +64,7 @@ struct plm_cuda {
     size_t aux_bytes;
     int max_cols;              /* widest GEMM input (bf16 staging) */
     int split;                 /* BF16 GEMMs take their input as two BF16 parts (F32 accuracy) */
+    int n_sm;                  /* the device's SMs (attention's key splits) */
     const void *xb_of, *xb_at; /* the GEMM input whose BF16 form is in xb_at, and its length */
     int64_t xb_n;
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
@@ -329,6 +330,8 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     g->m = m;
     g->limit = mem_limit;
     g->split = !bf16_single_pass;
+    if (cudaDeviceGetAttribute(&g->n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g->n_sm < 1)
+        g->n_sm = 1;
     g->L = (dlayer *)calloc((size_t)c->n_layers, sizeof *g->L);
     if (!g->L) {
         plm_cuda_close(g);
@@ -430,6 +433,8 @@ typedef struct {
     int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map, *atiles;
     int32_t *gtab; /* the delta rule's chunks (plm_gdn_chunks) */
     int n_atiles, attn_qt, n_gchunks, n_glong;
+    int attn_split; /* key splits of the attention tiles (small steps; 1: none) */
+    int attn_dec;   /* every segment holds at most ATTN_DEC_MAX_LEN tokens: plm_attn_dec_cuda */
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -456,6 +461,9 @@ static void graphs_free(plm_cuda *g) {
     g->graphs = NULL;
 }
 
+#define ATTN_SPLIT_MAX_T 64 /* steps of at most this many tokens may split the attention's keys */
+#define ATTN_DEC_MAX_LEN 2  /* steps whose segments are at most this long take the decode attention */
+
 /* Floats of the layers' work area for T tokens: the largest of the linear, attention and MLP layers'
  * pieces (wtake), each piece rounded up to 64 floats. */
 static size_t layer_work_floats(const plm_model *m, int64_t T) {
@@ -465,7 +473,10 @@ static size_t layer_work_floats(const plm_model *m, int64_t T) {
     const size_t lin = ((size_t)m->conv_dim > gw ? (size_t)m->conv_dim : gw) + (size_t)m->conv_dim + 3 * nv * dv +
                        2 * nv + 2 * nk * dk + ((size_t)m->conv_dim + 1) / 2; /* 10 pieces */
     const size_t nh = c->n_heads, nkv = c->n_kv_heads, hd = c->head_dim;
-    const size_t att = 5 * nh * hd + 2 * nkv * hd;                                    /* 6 pieces */
+    /* 8 pieces: q and gate, q, gate, k, v, o, the BF16 copies of k and v; small steps also the key
+       splits' partial results */
+    size_t att = 5 * nh * hd + 3 * nkv * hd;
+    if (T <= ATTN_SPLIT_MAX_T) att += (size_t)PLM_ATTN_SPLIT_MAX * nh * (hd + 2);
     size_t mlp = 2 * (size_t)c->intermediate_size;                                    /* 2 pieces */
     if (c->is_moe) {                                                                  /* 8 pieces */
         const size_t k = c->n_experts_per_tok, H = c->hidden_size;
@@ -650,6 +661,9 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     float *qg = wtake(&at, (size_t)T * nh * 2 * hd), *q = wtake(&at, (size_t)T * nh * hd);
     float *gate = wtake(&at, (size_t)T * nh * hd), *k = wtake(&at, (size_t)T * nkv * hd);
     float *v = wtake(&at, (size_t)T * nkv * hd), *o = wtake(&at, (size_t)T * nh * hd);
+    void *kbf = g->split || p->attn_dec ? NULL : wtake(&at, ((size_t)T * nkv * hd + 1) / 2);
+    void *vbf = g->split || p->attn_dec ? NULL : wtake(&at, ((size_t)T * nkv * hd + 1) / 2);
+    float *part = p->attn_split > 1 ? wtake(&at, plm_attn_part_floats(p->attn_split, T, nh, hd)) : NULL;
     TRY(work_fits(p, at, g, err));
     TRY(gemm(g, qg, p->h, T, &L->q, p->xb, err));
     TRY(gemm_k(g, k, p->h, T, &L->k, p->xb, 1, err));
@@ -660,10 +674,14 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     plm_rope_cuda(q, p->pos, T, nh, hd, cf->rope_dim, g->inv_freq, g->st);
     plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
     float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
-    plm_kv_append_cuda(kt, vt, p->boff, k, v, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
-    if (hd <= PLM_ATTN_TILED_MAX_HD) /* tensor cores where the shape fits, the tiled kernel otherwise */
+    plm_kv_append_cuda(kt, vt, p->boff, k, v, kbf, vbf, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
+    const plm_attn_opt ao = {kbf, vbf, p->attn_split, part, T};
+    if (p->attn_dec) /* decode: a block per (token, kv head, key split) */
+        plm_attn_dec_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd),
+                          p->attn_split, part, g->st);
+    else if (hd <= PLM_ATTN_TILED_MAX_HD) /* tensor cores where the shape fits, the tiled kernel otherwise */
         plm_attn_tc_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->atiles, p->n_atiles, nh, nkv, hd,
-                         1.0f / sqrtf((float)hd), g->split, g->st);
+                         1.0f / sqrtf((float)hd), g->split, &ao, g->st);
     else
         plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
     if (L->o.bf16) {
@@ -1033,6 +1051,20 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
     if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
     if (na) p.n_atiles = plm_attn_tiles(HOST(&p, atiles, int32_t), s->cu, ns, p.attn_qt);
+    if (na) {
+        int lmax = 0;
+        for (int i = 0; i < ns; i++) lmax = s->cu[i + 1] - s->cu[i] > lmax ? s->cu[i + 1] - s->cu[i] : lmax;
+        p.attn_dec = lmax <= ATTN_DEC_MAX_LEN && plm_attn_dec_fits(cf->n_heads, cf->n_kv_heads, cf->head_dim);
+    }
+    if (na && T <= ATTN_SPLIT_MAX_T) { /* the longest segment's KV blocks, rounded up to a power of two
+                                          so that a decode step's graph survives its sequences' growth */
+        int kbmax = 1;
+        for (int i = 0; i < ns; i++) {
+            const int nb = boff[i + 1] - boff[i];
+            while (kbmax < nb) kbmax *= 2;
+        }
+        p.attn_split = plm_attn_split(p.attn_dec ? (int)T : p.n_atiles, cf->n_kv_heads, kbmax, g->n_sm);
+    }
     if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
     /* device arrays (PLM_MEM_DEVICE) go into the same tables on the device: the tokens copied, the
