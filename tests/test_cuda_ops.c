@@ -511,28 +511,52 @@ static void test_logprob(int n, int V, float spread) {
     free(l), free(lp), free(ref), free(tg);
 }
 
-static void test_argmax(int n, int V) {
-    float *l = malloc((size_t)n * V * 4);
+/* Row i takes case i % 10. off: the rows start that many floats past a 16-byte boundary (with V % 4 != 0
+ * the rows' alignment varies anyway): the kernel's scalar head before the first whole float4. */
+static void test_argmax(int n, int V, int off) {
+    float *l = malloc(((size_t)n * V + off) * 4), *rows = l + off;
     int32_t *got = malloc(n * 4), *want = malloc(n * 4);
-    fill(l, (size_t)n * V, -5, 5);
+    fill(l, (size_t)n * V + off, -5, 5);
     for (int i = 0; i < n; i++) {
-        float *r = l + (size_t)i * V;
-        switch (i % 5) {
+        float *r = rows + (size_t)i * V;
+        switch (i % 10) {
         case 1: r[V - 1] = r[V / 2] = r[7 % V] = 9.0f; break; /* ties: the first wins */
         case 2: r[0] = NAN, r[V / 3] = 8.0f; break;            /* a leading NaN never wins */
         case 3: r[V / 2] = NAN, r[V - 1] = 7.0f; break;        /* nor a NaN elsewhere */
-        case 4: for (int v = 0; v < V; v++) r[v] = -INFINITY; r[V - 2] = -1e30f; break;
+        case 4: for (int v = 0; v < V; v++) r[v] = -INFINITY; r[V - 2 > 0 ? V - 2 : 0] = -1e30f; break;
+        case 5: r[V - 1] = 9.0f; break; /* the maximum in the last element (the tail when V % 4 != 0) */
+        case 6: /* ties spread over threads, float4 lanes and a thread's rounds of loads: the lowest wins */
+            for (int j = 0; j < 6; j++) {
+                const int at = V - 1 - j * 4097; /* 1024 float4 and a lane apart */
+                if (at >= 0) r[at] = 9.0f;
+                if (at - 16384 >= 0) r[at - 16384] = 9.0f; /* a round of 1024 threads' loads before */
+                r[(V / 3 + 37 * j + 1) % V] = 9.0f;        /* other threads */
+            }
+            break;
+        case 7: for (int v = 0; v < V; v++) r[v] = NAN; break; /* all NaN: 0 */
+        case 8: /* NaN but for one -inf at the end */
+            for (int v = 0; v < V; v++) r[v] = NAN;
+            r[V - 1] = -INFINITY;
+            break;
+        case 9: /* -0 and +0 are equal: the first of them wins */
+            for (int v = 0; v < V; v++) r[v] = -1.0f;
+            r[V / 2] = 0.0f, r[V / 4] = -0.0f, r[V - 1] = 0.0f;
+            break;
         }
         want[i] = plm_argmax_row(r, V);
     }
-    float *dl = dput(l, (size_t)n * V);
+    float *dl = dput(l, (size_t)n * V + off);
     int32_t *di = dput_bytes(NULL, n * 4);
-    plm_argmax_cuda(di, dl, n, V, NULL);
-    char what[96];
-    snprintf(what, sizeof what, "argmax (%d rows of %d: ties, NaN, -inf)", n, V);
+    plm_argmax_cuda(di, dl + off, n, V, NULL);
+    char what[128];
+    snprintf(what, sizeof what, "argmax (%d rows of %d, %d floats off alignment: ties, NaN, -inf, -0)", n, V, off);
     if (sync_ok(what)) {
         plm_cuda_download(0, got, di, n * 4, &ERR);
-        tu_check(!memcmp(got, want, n * 4), "%s: the same token as the CPU in every row", what);
+        int bad = -1;
+        for (int i = 0; i < n && bad < 0; i++)
+            if (got[i] != want[i]) bad = i;
+        if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
+        else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
     }
     plm_cuda_free(0, dl), plm_cuda_free(0, di);
     free(l), free(got), free(want);
@@ -701,8 +725,15 @@ int main(void) {
     test_logprob(2, 248323, 40); /* the vectorised rows' tail */
     test_logprob(300, 2048, 10);
     test_embed_gather(512, 64, 300);
-    test_argmax(25, 512);
-    test_argmax(10, 248320);
+    test_argmax(25, 512, 0);
+    test_argmax(10, 248320, 0);  /* a decode step's row */
+    test_argmax(10, 248320, 1);  /* unaligned rows */
+    test_argmax(10, 248323, 0);  /* V % 4 != 0: every row aligned differently, tails of 3 */
+    test_argmax(20, 151937, 2);
+    test_argmax(300, 2048, 3);   /* many rows, one block each */
+    test_argmax(10, 13, 1);      /* fewer values than a warp */
+    test_argmax(10, 1, 0);
+    test_argmax(10, 5, 3);       /* one value before the boundary, one float4 */
 
     /* GEMV: every T up to 8 takes its own kernel (rows a warp: 2, 2, 3, 4, 4) */
     const int gemv_T[5] = {1, 2, 3, 7, 8};

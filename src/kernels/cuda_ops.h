@@ -80,7 +80,8 @@ void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff,
 void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                    const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,
                    float scale, void *stream);
-/* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins) */
+/* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins; a row of NaN gives 0), one
+ * block a row; any V and alignment */
 void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream);
 /* The same attention, tiled: a block takes up to PLM_ATTN_ROWS query rows, QT = PLM_ATTN_ROWS / (nh /
  * nkv) consecutive tokens of one segment times the query heads of one kv head, and streams the
