@@ -298,6 +298,68 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
 }
 
+/* A step of few tokens spreads each token of the delta-rule prep over several blocks (slices of its
+ * heads), one of GDN_PREP_BLOCKS (256) tokens or more keeps a block a token: the first n tokens run
+ * alone must give the rows of the whole (unsliced) run bit for bit, both forms, BF16 copies included.
+ * Outputs poisoned and guarded. */
+static void test_gdn_prep_slices(int64_t T, int nk, int nv, int dk, int dv) {
+    const int CD = 2 * nk * dk + nv * dv;
+    const int64_t nqk = T * nk * dk, nvv = T * nv * dv, nb16 = 2 * nqk + nvv;
+    float *mixed = malloc(T * CD * 4), *b = malloc(T * nv * 4), *a = malloc(T * nv * 4), *negA = malloc(nv * 4),
+          *dtb = malloc(nv * 4);
+    fill(mixed, T * CD, -2, 2);
+    fill(b, T * nv, -4, 4);
+    fill(a, T * nv, -30, 30);
+    fill(negA, nv, -2, -0.1f);
+    fill(dtb, nv, -1, 1);
+    float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
+          *ddt = dput(dtb, nv);
+    /* the whole run: rows of reference (q, k, v, beta, g, then the copies) */
+    const int64_t nx[5] = {nqk, nqk, nvv, T * nv, T * nv};
+    float *ref[5], *dr[5];
+    for (int i = 0; i < 5; i++) ref[i] = malloc(nx[i] * 4), dr[i] = dput(NULL, nx[i]);
+    uint16_t *rc = malloc(nb16 * 2 + 2);
+    float *drc = dput(NULL, (nb16 + 1) / 2);
+    plm_gdn_prep_bf_cuda(dr[0], dr[1], dr[2], drc, dr[3], dr[4], dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL);
+    char what[160];
+    snprintf(what, sizeof what, "delta-rule inputs, %lld tokens in one block each (nk=%d nv=%d dk=%d dv=%d)",
+             (long long)T, nk, nv, dk, dv);
+    if (!sync_ok(what)) return;
+    for (int i = 0; i < 5; i++) dget(ref[i], dr[i], nx[i], what);
+    dget((float *)rc, drc, (nb16 + 1) / 2, what);
+    const int64_t ns[6] = {1, 2, 3, 8, 64, 255};
+    for (int c = 0; c < 6 && ns[c] < T; c++)
+        for (int bf = 0; bf < 2; bf++) {
+            const int64_t n = ns[c], mqk = n * nk * dk, mvv = n * nv * dv, m16 = 2 * mqk + mvv;
+            const int64_t mx[5] = {mqk, mqk, mvv, n * nv, n * nv};
+            float *d[5], *dc = bf ? dput(NULL, (m16 + 1) / 2) : NULL;
+            for (int i = 0; i < 5; i++) d[i] = dput(NULL, mx[i]);
+            if (bf) plm_gdn_prep_bf_cuda(d[0], d[1], d[2], dc, d[3], d[4], dm, dbb, da, dn, ddt, n, nk, nv, dk, dv, NULL);
+            else plm_gdn_prep_cuda(d[0], d[1], d[2], d[3], d[4], dm, dbb, da, dn, ddt, n, nk, nv, dk, dv, NULL);
+            snprintf(what, sizeof what, "delta-rule inputs%s, the first %lld tokens alone (nk=%d nv=%d dk=%d dv=%d)",
+                     bf ? " with BF16 copies" : "", (long long)n, nk, nv, dk, dv);
+            if (!sync_ok(what)) continue;
+            int same = 1;
+            float *x = malloc(nx[0] > nx[2] ? nx[0] * 4 : nx[2] * 4);
+            for (int i = 0; i < 5; i++) {
+                dget(x, d[i], mx[i], what);
+                same &= !memcmp(x, ref[i], mx[i] * 4);
+            }
+            if (bf) { /* q, k and v blocks of n tokens against the first n tokens' of the whole run's */
+                uint16_t *c16 = malloc(m16 * 2 + 2);
+                dget((float *)c16, dc, (m16 + 1) / 2, what);
+                same &= !memcmp(c16, rc, mqk * 2) && !memcmp(c16 + mqk, rc + nqk, mqk * 2) &&
+                        !memcmp(c16 + 2 * mqk, rc + 2 * nqk, mvv * 2);
+                free(c16);
+            }
+            tu_check(same, "%s: the whole run's rows bit for bit", what);
+            free(x);
+        }
+    for (int i = 0; i < 5; i++) free(ref[i]);
+    plm_cuda_free(0, dm), plm_cuda_free(0, dbb), plm_cuda_free(0, da), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
+    free(rc), free(mixed), free(b), free(a), free(negA), free(dtb);
+}
+
 /* KV append + attention over blocked caches with a cached prefix per segment */
 static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int nkv, int hd, const char *label) {
     int64_t T;
@@ -692,6 +754,9 @@ int main(void) {
     test_gdn(dec, 16, 16, 16, 128, 128, -0.3f, "16 decode tokens");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);
+    test_gdn_prep(1, 16, 16, 128, 128); /* a decode token: 8 slices of 4 heads */
+    test_gdn_prep_slices(300, 16, 16, 128, 128);
+    test_gdn_prep_slices(300, 3, 5, 24, 40); /* 6 heads (2 slices), dk below a warp */
 
     /* attention: fresh and cached prefixes, block edges, GQA, head dims 32 and 256 */
     const int al[] = {1, 63, 64, 65, 5, 1}, as[] = {0, 0, 1, 63, 127, 300};
