@@ -684,6 +684,69 @@ static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, c
     free(W), free(hi), free(lo), free(x), free(y), free(ref), free(scale);
 }
 
+/* The grouped GEMV (plm_gemv_bf16_multi_cuda): n products of one input, each with its own weights
+ * (w_off[j] elements off alignment: that product alone takes the one-column-a-lane form) and row count,
+ * against n separate plm_gemv_bf16_cuda calls (each checked against a double sum by test_gemv), bit for
+ * bit, in the three input forms. Both sets of outputs are poisoned and guarded. More than
+ * PLM_GEMV_MULTI products take further launches. */
+static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, const int *w_off, int x_off,
+                            const char *label) {
+    const size_t nx = T * cols + x_off;
+    uint16_t *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
+    float *x = malloc(nx * 4 + 4);
+    fill(x, nx, -2, 2);
+    for (size_t i = 0; i < nx; i++) {
+        hi[i] = plm_f32_to_bf16(x[i]);
+        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
+    }
+    uint16_t *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
+    float *dx = dput(x, nx);
+    uint16_t **dW = malloc(n * sizeof *dW);
+    const void **Wj = malloc(n * sizeof *Wj);
+    for (int j = 0; j < n; j++) {
+        const size_t nw = rows[j] * cols + w_off[j];
+        uint16_t *W = malloc(nw * 2 + 2);
+        for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+        dW[j] = dput_bytes(W, nw * 2);
+        Wj[j] = dW[j] + w_off[j];
+        free(W);
+    }
+    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
+    float **ys = malloc(n * sizeof *ys), **ym = malloc(n * sizeof *ym);
+    for (int f = 0; f < 3; f++) {
+        const float *in = f == 0 ? dx + x_off : NULL;
+        const void *inb = f ? dhi + x_off : NULL, *inl = f == 2 ? dlo + x_off : NULL;
+        for (int j = 0; j < n; j++) {
+            ys[j] = dput(NULL, T * rows[j]);
+            ym[j] = dput(NULL, T * rows[j]);
+            plm_gemv_bf16_cuda(ys[j], Wj[j], in, inb, inl, T, rows[j], cols, NULL);
+        }
+        plm_gemv_bf16_multi_cuda(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols, NULL);
+        char what[240];
+        int at = snprintf(what, sizeof what, "grouped GEMV %s (T=%d, %d products of", label, T, n);
+        for (int j = 0; j < n && at < (int)sizeof what - 40; j++)
+            at += snprintf(what + at, sizeof what - at, " %lld%s", (long long)rows[j], w_off[j] ? "*" : "");
+        snprintf(what + at, sizeof what - at, " rows x %lld, %s)", (long long)cols, form[f]);
+        if (!sync_ok(what)) continue;
+        int same = 1, bad = -1;
+        for (int j = 0; j < n; j++) {
+            float *a = malloc(T * rows[j] * 4), *b = malloc(T * rows[j] * 4);
+            dget(a, ys[j], T * rows[j], what);
+            dget(b, ym[j], T * rows[j], what);
+            size_t nan = 0;
+            for (int64_t i = 0; i < T * rows[j]; i++) nan += a[i] != a[i];
+            if ((memcmp(a, b, T * rows[j] * 4) || nan) && bad < 0) bad = j;
+            same &= !memcmp(a, b, T * rows[j] * 4) && !nan;
+            free(a), free(b);
+        }
+        if (same) tu_check(1, "%s: every product as its own launch, bit for bit", what);
+        else tu_check(0, "%s: product %d differs from its own launch (or left NaN)", what, bad);
+    }
+    for (int j = 0; j < n; j++) plm_cuda_free(0, dW[j]);
+    plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
+    free(dW), free(Wj), free(ys), free(ym), free(hi), free(lo), free(x);
+}
+
 static void test_embed_gather(int64_t V, int H, int64_t T) {
     float *E32 = malloc(V * H * 4), *x = malloc(T * H * 4), *ref = malloc(T * H * 4);
     uint16_t *E16 = malloc(V * H * 2);
@@ -813,6 +876,25 @@ int main(void) {
         test_gemv(T, 301, 1000, 1, 0, "weights 2 bytes off alignment");
         test_gemv(T, 301, 1000, 0, 3, "inputs 3 elements off alignment");
         test_gemv(T, 40, 2000, 1, 0, "unaligned weights, columns split over warps");
+    }
+    /* grouped GEMV: the 0.8B shape's projections of one hidden state (at T = 1 the linear layer's have
+       their columns split 1, 2 and 4 ways in one grid), odd row counts (short last row groups), a product
+       off alignment among aligned ones, cols % 8 != 0, an unaligned input, one product and more than a
+       launch takes */
+    const int z0[5] = {0, 0, 0, 0, 0}, z1[4] = {0, 1, 0, 0};
+    const int64_t lin[4] = {6144, 2048, 16, 16}, att[3] = {4096, 512, 512}, mlp[2] = {3584, 3584};
+    const int64_t odd[4] = {3, 301, 5, 2049}, few[2] = {77, 3}, five[5] = {7, 300, 16, 2048, 9}, one[1] = {301};
+    for (int i = 0; i < 5; i++) {
+        const int T = gemv_T[i];
+        test_gemv_multi(T, 4, lin, 1024, z0, 0, "linear layer: qkv, z, b, a");
+        test_gemv_multi(T, 3, att, 1024, z0, 0, "attention: q (with gate), k, v");
+        test_gemv_multi(T, 2, mlp, 1024, z0, 0, "MLP: gate, up");
+        test_gemv_multi(T, 4, odd, 1000, z0, 0, "odd row counts");
+        test_gemv_multi(T, 4, odd, 2000, z1, 0, "the second product 2 bytes off alignment");
+        test_gemv_multi(T, 2, few, 37, z0, 0, "cols % 8 != 0");
+        test_gemv_multi(T, 4, lin, 1024, z0, 3, "inputs 3 elements off alignment");
+        test_gemv_multi(T, 1, one, 1000, z0, 0, "one product");
+        test_gemv_multi(T, 5, five, 1024, z0, 0, "five products: two launches");
     }
     return tu_finish("test_cuda_ops");
 }
