@@ -298,6 +298,68 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
 }
 
+/* A step of few tokens spreads each token of the delta-rule prep over several blocks (slices of its
+ * heads), one of GDN_PREP_BLOCKS (256) tokens or more keeps a block a token: the first n tokens run
+ * alone must give the rows of the whole (unsliced) run bit for bit, both forms, BF16 copies included.
+ * Outputs poisoned and guarded. */
+static void test_gdn_prep_slices(int64_t T, int nk, int nv, int dk, int dv) {
+    const int CD = 2 * nk * dk + nv * dv;
+    const int64_t nqk = T * nk * dk, nvv = T * nv * dv, nb16 = 2 * nqk + nvv;
+    float *mixed = malloc(T * CD * 4), *b = malloc(T * nv * 4), *a = malloc(T * nv * 4), *negA = malloc(nv * 4),
+          *dtb = malloc(nv * 4);
+    fill(mixed, T * CD, -2, 2);
+    fill(b, T * nv, -4, 4);
+    fill(a, T * nv, -30, 30);
+    fill(negA, nv, -2, -0.1f);
+    fill(dtb, nv, -1, 1);
+    float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
+          *ddt = dput(dtb, nv);
+    /* the whole run: rows of reference (q, k, v, beta, g, then the copies) */
+    const int64_t nx[5] = {nqk, nqk, nvv, T * nv, T * nv};
+    float *ref[5], *dr[5];
+    for (int i = 0; i < 5; i++) ref[i] = malloc(nx[i] * 4), dr[i] = dput(NULL, nx[i]);
+    uint16_t *rc = malloc(nb16 * 2 + 2);
+    float *drc = dput(NULL, (nb16 + 1) / 2);
+    plm_gdn_prep_bf_cuda(dr[0], dr[1], dr[2], drc, dr[3], dr[4], dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL);
+    char what[160];
+    snprintf(what, sizeof what, "delta-rule inputs, %lld tokens in one block each (nk=%d nv=%d dk=%d dv=%d)",
+             (long long)T, nk, nv, dk, dv);
+    if (!sync_ok(what)) return;
+    for (int i = 0; i < 5; i++) dget(ref[i], dr[i], nx[i], what);
+    dget((float *)rc, drc, (nb16 + 1) / 2, what);
+    const int64_t ns[6] = {1, 2, 3, 8, 64, 255};
+    for (int c = 0; c < 6 && ns[c] < T; c++)
+        for (int bf = 0; bf < 2; bf++) {
+            const int64_t n = ns[c], mqk = n * nk * dk, mvv = n * nv * dv, m16 = 2 * mqk + mvv;
+            const int64_t mx[5] = {mqk, mqk, mvv, n * nv, n * nv};
+            float *d[5], *dc = bf ? dput(NULL, (m16 + 1) / 2) : NULL;
+            for (int i = 0; i < 5; i++) d[i] = dput(NULL, mx[i]);
+            if (bf) plm_gdn_prep_bf_cuda(d[0], d[1], d[2], dc, d[3], d[4], dm, dbb, da, dn, ddt, n, nk, nv, dk, dv, NULL);
+            else plm_gdn_prep_cuda(d[0], d[1], d[2], d[3], d[4], dm, dbb, da, dn, ddt, n, nk, nv, dk, dv, NULL);
+            snprintf(what, sizeof what, "delta-rule inputs%s, the first %lld tokens alone (nk=%d nv=%d dk=%d dv=%d)",
+                     bf ? " with BF16 copies" : "", (long long)n, nk, nv, dk, dv);
+            if (!sync_ok(what)) continue;
+            int same = 1;
+            float *x = malloc(nx[0] > nx[2] ? nx[0] * 4 : nx[2] * 4);
+            for (int i = 0; i < 5; i++) {
+                dget(x, d[i], mx[i], what);
+                same &= !memcmp(x, ref[i], mx[i] * 4);
+            }
+            if (bf) { /* q, k and v blocks of n tokens against the first n tokens' of the whole run's */
+                uint16_t *c16 = malloc(m16 * 2 + 2);
+                dget((float *)c16, dc, (m16 + 1) / 2, what);
+                same &= !memcmp(c16, rc, mqk * 2) && !memcmp(c16 + mqk, rc + nqk, mqk * 2) &&
+                        !memcmp(c16 + 2 * mqk, rc + 2 * nqk, mvv * 2);
+                free(c16);
+            }
+            tu_check(same, "%s: the whole run's rows bit for bit", what);
+            free(x);
+        }
+    for (int i = 0; i < 5; i++) free(ref[i]);
+    plm_cuda_free(0, dm), plm_cuda_free(0, dbb), plm_cuda_free(0, da), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
+    free(rc), free(mixed), free(b), free(a), free(negA), free(dtb);
+}
+
 /* KV append + attention over blocked caches with a cached prefix per segment */
 static void test_attn(const int *lens, const int *starts, int n_seg, int nh, int nkv, int hd, const char *label) {
     int64_t T;
@@ -572,28 +634,52 @@ static void test_logprob(int n, int V, float spread) {
     free(l), free(lp), free(ref), free(tg);
 }
 
-static void test_argmax(int n, int V) {
-    float *l = malloc((size_t)n * V * 4);
+/* Row i takes case i % 10. off: the rows start that many floats past a 16-byte boundary (with V % 4 != 0
+ * the rows' alignment varies anyway): the kernel's scalar head before the first whole float4. */
+static void test_argmax(int n, int V, int off) {
+    float *l = malloc(((size_t)n * V + off) * 4), *rows = l + off;
     int32_t *got = malloc(n * 4), *want = malloc(n * 4);
-    fill(l, (size_t)n * V, -5, 5);
+    fill(l, (size_t)n * V + off, -5, 5);
     for (int i = 0; i < n; i++) {
-        float *r = l + (size_t)i * V;
-        switch (i % 5) {
+        float *r = rows + (size_t)i * V;
+        switch (i % 10) {
         case 1: r[V - 1] = r[V / 2] = r[7 % V] = 9.0f; break; /* ties: the first wins */
         case 2: r[0] = NAN, r[V / 3] = 8.0f; break;            /* a leading NaN never wins */
         case 3: r[V / 2] = NAN, r[V - 1] = 7.0f; break;        /* nor a NaN elsewhere */
-        case 4: for (int v = 0; v < V; v++) r[v] = -INFINITY; r[V - 2] = -1e30f; break;
+        case 4: for (int v = 0; v < V; v++) r[v] = -INFINITY; r[V - 2 > 0 ? V - 2 : 0] = -1e30f; break;
+        case 5: r[V - 1] = 9.0f; break; /* the maximum in the last element (the tail when V % 4 != 0) */
+        case 6: /* ties spread over threads, float4 lanes and a thread's rounds of loads: the lowest wins */
+            for (int j = 0; j < 6; j++) {
+                const int at = V - 1 - j * 4097; /* 1024 float4 and a lane apart */
+                if (at >= 0) r[at] = 9.0f;
+                if (at - 16384 >= 0) r[at - 16384] = 9.0f; /* a round of 1024 threads' loads before */
+                r[(V / 3 + 37 * j + 1) % V] = 9.0f;        /* other threads */
+            }
+            break;
+        case 7: for (int v = 0; v < V; v++) r[v] = NAN; break; /* all NaN: 0 */
+        case 8: /* NaN but for one -inf at the end */
+            for (int v = 0; v < V; v++) r[v] = NAN;
+            r[V - 1] = -INFINITY;
+            break;
+        case 9: /* -0 and +0 are equal: the first of them wins */
+            for (int v = 0; v < V; v++) r[v] = -1.0f;
+            r[V / 2] = 0.0f, r[V / 4] = -0.0f, r[V - 1] = 0.0f;
+            break;
         }
         want[i] = plm_argmax_row(r, V);
     }
-    float *dl = dput(l, (size_t)n * V);
+    float *dl = dput(l, (size_t)n * V + off);
     int32_t *di = dput_bytes(NULL, n * 4);
-    plm_argmax_cuda(di, dl, n, V, NULL);
-    char what[96];
-    snprintf(what, sizeof what, "argmax (%d rows of %d: ties, NaN, -inf)", n, V);
+    plm_argmax_cuda(di, dl + off, n, V, NULL);
+    char what[128];
+    snprintf(what, sizeof what, "argmax (%d rows of %d, %d floats off alignment: ties, NaN, -inf, -0)", n, V, off);
     if (sync_ok(what)) {
         plm_cuda_download(0, got, di, n * 4, &ERR);
-        tu_check(!memcmp(got, want, n * 4), "%s: the same token as the CPU in every row", what);
+        int bad = -1;
+        for (int i = 0; i < n && bad < 0; i++)
+            if (got[i] != want[i]) bad = i;
+        if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
+        else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
     }
     plm_cuda_free(0, dl), plm_cuda_free(0, di);
     free(l), free(got), free(want);
@@ -657,6 +743,69 @@ static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, c
     }
     plm_cuda_free(0, dW), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
     free(W), free(hi), free(lo), free(x), free(y), free(ref), free(scale);
+}
+
+/* The grouped GEMV (plm_gemv_bf16_multi_cuda): n products of one input, each with its own weights
+ * (w_off[j] elements off alignment: that product alone takes the one-column-a-lane form) and row count,
+ * against n separate plm_gemv_bf16_cuda calls (each checked against a double sum by test_gemv), bit for
+ * bit, in the three input forms. Both sets of outputs are poisoned and guarded. More than
+ * PLM_GEMV_MULTI products take further launches. */
+static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, const int *w_off, int x_off,
+                            const char *label) {
+    const size_t nx = T * cols + x_off;
+    uint16_t *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
+    float *x = malloc(nx * 4 + 4);
+    fill(x, nx, -2, 2);
+    for (size_t i = 0; i < nx; i++) {
+        hi[i] = plm_f32_to_bf16(x[i]);
+        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
+    }
+    uint16_t *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
+    float *dx = dput(x, nx);
+    uint16_t **dW = malloc(n * sizeof *dW);
+    const void **Wj = malloc(n * sizeof *Wj);
+    for (int j = 0; j < n; j++) {
+        const size_t nw = rows[j] * cols + w_off[j];
+        uint16_t *W = malloc(nw * 2 + 2);
+        for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+        dW[j] = dput_bytes(W, nw * 2);
+        Wj[j] = dW[j] + w_off[j];
+        free(W);
+    }
+    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
+    float **ys = malloc(n * sizeof *ys), **ym = malloc(n * sizeof *ym);
+    for (int f = 0; f < 3; f++) {
+        const float *in = f == 0 ? dx + x_off : NULL;
+        const void *inb = f ? dhi + x_off : NULL, *inl = f == 2 ? dlo + x_off : NULL;
+        for (int j = 0; j < n; j++) {
+            ys[j] = dput(NULL, T * rows[j]);
+            ym[j] = dput(NULL, T * rows[j]);
+            plm_gemv_bf16_cuda(ys[j], Wj[j], in, inb, inl, T, rows[j], cols, NULL);
+        }
+        plm_gemv_bf16_multi_cuda(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols, NULL);
+        char what[240];
+        int at = snprintf(what, sizeof what, "grouped GEMV %s (T=%d, %d products of", label, T, n);
+        for (int j = 0; j < n && at < (int)sizeof what - 40; j++)
+            at += snprintf(what + at, sizeof what - at, " %lld%s", (long long)rows[j], w_off[j] ? "*" : "");
+        snprintf(what + at, sizeof what - at, " rows x %lld, %s)", (long long)cols, form[f]);
+        if (!sync_ok(what)) continue;
+        int same = 1, bad = -1;
+        for (int j = 0; j < n; j++) {
+            float *a = malloc(T * rows[j] * 4), *b = malloc(T * rows[j] * 4);
+            dget(a, ys[j], T * rows[j], what);
+            dget(b, ym[j], T * rows[j], what);
+            size_t nan = 0;
+            for (int64_t i = 0; i < T * rows[j]; i++) nan += a[i] != a[i];
+            if ((memcmp(a, b, T * rows[j] * 4) || nan) && bad < 0) bad = j;
+            same &= !memcmp(a, b, T * rows[j] * 4) && !nan;
+            free(a), free(b);
+        }
+        if (same) tu_check(1, "%s: every product as its own launch, bit for bit", what);
+        else tu_check(0, "%s: product %d differs from its own launch (or left NaN)", what, bad);
+    }
+    for (int j = 0; j < n; j++) plm_cuda_free(0, dW[j]);
+    plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
+    free(dW), free(Wj), free(ys), free(ym), free(hi), free(lo), free(x);
 }
 
 static void test_embed_gather(int64_t V, int H, int64_t T) {
@@ -729,6 +878,9 @@ int main(void) {
     test_gdn(dec, 16, 16, 16, 128, 128, -0.3f, "16 decode tokens");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);
+    test_gdn_prep(1, 16, 16, 128, 128); /* a decode token: 8 slices of 4 heads */
+    test_gdn_prep_slices(300, 16, 16, 128, 128);
+    test_gdn_prep_slices(300, 3, 5, 24, 40); /* 6 heads (2 slices), dk below a warp */
 
     /* attention: fresh and cached prefixes, block edges, GQA, head dims 32 and 256 */
     const int al[] = {1, 63, 64, 65, 5, 1}, as[] = {0, 0, 1, 63, 127, 300};
@@ -765,8 +917,15 @@ int main(void) {
     test_logprob(2, 248323, 40); /* the vectorised rows' tail */
     test_logprob(300, 2048, 10);
     test_embed_gather(512, 64, 300);
-    test_argmax(25, 512);
-    test_argmax(10, 248320);
+    test_argmax(25, 512, 0);
+    test_argmax(10, 248320, 0);  /* a decode step's row */
+    test_argmax(10, 248320, 1);  /* unaligned rows */
+    test_argmax(10, 248323, 0);  /* V % 4 != 0: every row aligned differently, tails of 3 */
+    test_argmax(20, 151937, 2);
+    test_argmax(300, 2048, 3);   /* many rows, one block each */
+    test_argmax(10, 13, 1);      /* fewer values than a warp */
+    test_argmax(10, 1, 0);
+    test_argmax(10, 5, 3);       /* one value before the boundary, one float4 */
 
     /* GEMV: every T up to 8 takes its own kernel (rows a warp: 2, 2, 3, 4, 4) */
     const int gemv_T[5] = {1, 2, 3, 7, 8};
@@ -781,6 +940,25 @@ int main(void) {
         test_gemv(T, 301, 1000, 1, 0, "weights 2 bytes off alignment");
         test_gemv(T, 301, 1000, 0, 3, "inputs 3 elements off alignment");
         test_gemv(T, 40, 2000, 1, 0, "unaligned weights, columns split over warps");
+    }
+    /* grouped GEMV: the 0.8B shape's projections of one hidden state (at T = 1 the linear layer's have
+       their columns split 1, 2 and 4 ways in one grid), odd row counts (short last row groups), a product
+       off alignment among aligned ones, cols % 8 != 0, an unaligned input, one product and more than a
+       launch takes */
+    const int z0[5] = {0, 0, 0, 0, 0}, z1[4] = {0, 1, 0, 0};
+    const int64_t lin[4] = {6144, 2048, 16, 16}, att[3] = {4096, 512, 512}, mlp[2] = {3584, 3584};
+    const int64_t odd[4] = {3, 301, 5, 2049}, few[2] = {77, 3}, five[5] = {7, 300, 16, 2048, 9}, one[1] = {301};
+    for (int i = 0; i < 5; i++) {
+        const int T = gemv_T[i];
+        test_gemv_multi(T, 4, lin, 1024, z0, 0, "linear layer: qkv, z, b, a");
+        test_gemv_multi(T, 3, att, 1024, z0, 0, "attention: q (with gate), k, v");
+        test_gemv_multi(T, 2, mlp, 1024, z0, 0, "MLP: gate, up");
+        test_gemv_multi(T, 4, odd, 1000, z0, 0, "odd row counts");
+        test_gemv_multi(T, 4, odd, 2000, z1, 0, "the second product 2 bytes off alignment");
+        test_gemv_multi(T, 2, few, 37, z0, 0, "cols % 8 != 0");
+        test_gemv_multi(T, 4, lin, 1024, z0, 3, "inputs 3 elements off alignment");
+        test_gemv_multi(T, 1, one, 1000, z0, 0, "one product");
+        test_gemv_multi(T, 5, five, 1024, z0, 0, "five products: two launches");
     }
     return tu_finish("test_cuda_ops");
 }

@@ -82,7 +82,8 @@ void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff,
 void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                    const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,
                    float scale, void *stream);
-/* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins) */
+/* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins; a row of NaN gives 0), one
+ * block a row; any V and alignment */
 void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream);
 /* The same attention, tiled: a block takes up to PLM_ATTN_ROWS query rows, QT = PLM_ATTN_ROWS / (nh /
  * nkv) consecutive tokens of one segment times the query heads of one kv head, and streams the
@@ -175,6 +176,13 @@ void plm_sigmoid_scale_add_cuda(float *out, const float *y, const float *score, 
 #define PLM_GEMV_MAX_T 8
 void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
                         int64_t rows, int64_t cols, void *stream);
+/* n products that share the input (the same x, or xb and lo, T and cols), y[j] = W[j] x with W[j] BF16
+ * [rows[j], cols]: y, W and rows are host arrays of n entries, the pointers in them device pointers.
+ * Up to PLM_GEMV_MULTI products a launch (more take further launches); each product's result is that
+ * of its own plm_gemv_bf16_cuda call, bit for bit (the same column split and reduction order). */
+#define PLM_GEMV_MULTI 4
+void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
+                              const void *xb, const void *lo, int64_t T, int64_t cols, void *stream);
 /* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array. With lo != NULL
  * also the remainder lo = bf16(src - dst), so that dst + lo carries src to about 2^-17. */
 void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream);

@@ -5,8 +5,12 @@
  * slice of the columns (ks warps of one block share a row group, summed through shared memory). Its
  * lanes take chunks of 8 columns (lane, lane + 32 ks, ...), U chunks a row in flight, the inputs read
  * through L1 (they are small and every warp reads them); the warp's sums close with a transposed
- * shuffle reduction. */
+ * shuffle reduction. One launch takes up to PLM_GEMV_MULTI products that share the input (the
+ * projections of one hidden state): their row groups form one grid, product after product, each with
+ * the column split it would have alone, so each product's arithmetic is that of its own launch. */
 #include <cuda_bf16.h>
+#include <limits.h>
+#include <string.h>
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
@@ -101,16 +105,18 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x, float acc) {
     return acc;
 }
 
-/* vec: cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte
- * loads; otherwise one column a lane at a time */
+/* The rows of block b of one product: ks warps share a row group, each a slice of the columns. vec:
+ * cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte loads;
+ * otherwise one column a lane at a time. Inlined into both kernels below: a product's arithmetic is
+ * the same whichever launches it. */
 template <int T, int IN>
-__global__ void __launch_bounds__(32 * GEMV_WARPS)
-    k_gemv(float *__restrict__ y, const uint16_t *__restrict__ W, const void *__restrict__ x,
-           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks, int vec) {
+__device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], float *__restrict__ y,
+                                           const uint16_t *__restrict__ W, const void *__restrict__ x,
+                                           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks,
+                                           int vec, unsigned b) {
     constexpr int R = gemv_shape<T>::R, U = gemv_shape<T>::U, P = gemv_shape<T>::P, Q = gemv_shape<T>::Q;
-    __shared__ float part[GEMV_WARPS][R * T];
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    const int64_t gw = (int64_t)blockIdx.x * GEMV_WARPS + w, r0 = gw / ks * R;
+    const int64_t gw = (int64_t)b * GEMV_WARPS + w, r0 = gw / ks * R;
     const int s = (int)(gw % ks); /* this warp's column slice; warps w - s .. w - s + ks - 1 share the rows */
     float acc[P]; /* acc[i * T + t]: row r0 + i, input t; the padding stays 0 */
 #pragma unroll
@@ -166,7 +172,7 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
         return;
     }
     if (own) part[w][k] = v;
-    __syncthreads();
+    __syncthreads(); /* ks is the block's (one product's): every warp of the block gets here */
     if (s == 0 && lane < R * T && r0 + lane / T < rows) { /* the slices summed in order */
         float sum = 0.0f;
         for (int j = 0; j < ks; j++) sum += part[w + j][lane];
@@ -174,34 +180,114 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
     }
 }
 
+/* one product: its shape in the kernel's parameters */
 template <int T, int IN>
-static void launch(float *y, const uint16_t *W, const void *x, const uint16_t *lo, int64_t rows, int64_t cols, int vec,
-                   cudaStream_t st) {
-    const int64_t groups = (rows + gemv_shape<T>::R - 1) / gemv_shape<T>::R, units = vec ? cols / 8 : cols;
-    int ks = 1; /* split the columns while warps are few and every lane keeps a chunk */
-    while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
-    const int64_t blocks = (groups * ks + GEMV_WARPS - 1) / GEMV_WARPS;
-    k_gemv<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(y, W, x, lo, rows, cols, ks, vec);
+__global__ void __launch_bounds__(32 * GEMV_WARPS)
+    k_gemv(float *__restrict__ y, const uint16_t *__restrict__ W, const void *__restrict__ x,
+           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks, int vec) {
+    __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
+    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x);
+}
+
+/* Products that share the input, one launch: product j has blocks first[j] .. first[j + 1] - 1 (first
+ * past the set: UINT_MAX, never reached). */
+struct gemv_set {
+    float *y[PLM_GEMV_MULTI];
+    const uint16_t *W[PLM_GEMV_MULTI];
+    int64_t rows[PLM_GEMV_MULTI];
+    int ks[PLM_GEMV_MULTI], vec[PLM_GEMV_MULTI];
+    unsigned first[PLM_GEMV_MULTI];
+};
+
+template <int T, int IN>
+__global__ void __launch_bounds__(32 * GEMV_WARPS)
+    k_gemv_multi(const gemv_set set, const void *__restrict__ x, const uint16_t *__restrict__ lo, int64_t cols) {
+    __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
+    /* this block's product: the last one starting at or before it (constant indices, so the set is read
+       from the parameter bank, not copied to local memory) */
+    int j = 0;
+#pragma unroll
+    for (int i = 1; i < PLM_GEMV_MULTI; i++)
+        if (blockIdx.x >= set.first[i]) j = i;
+    float *y = set.y[0];
+    const uint16_t *W = set.W[0];
+    int64_t rows = set.rows[0];
+    int ks = set.ks[0], vec = set.vec[0];
+    unsigned first = 0;
+#pragma unroll
+    for (int i = 1; i < PLM_GEMV_MULTI; i++)
+        if (j == i) y = set.y[i], W = set.W[i], rows = set.rows[i], ks = set.ks[i], vec = set.vec[i], first = set.first[i];
+    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x - first);
+}
+
+/* n products (1 .. PLM_GEMV_MULTI) of set, their y, W, rows and vec filled: each one's column split as
+ * it would be alone, its blocks after the previous product's; one product takes k_gemv */
+template <int T, int IN>
+static void launch(gemv_set set, int n, const void *x, const uint16_t *lo, int64_t cols, cudaStream_t st) {
+    int64_t blocks = 0;
+    for (int j = 0; j < PLM_GEMV_MULTI; j++) {
+        if (j >= n) {
+            set.ks[j] = 1, set.first[j] = UINT_MAX;
+            continue;
+        }
+        const int64_t groups = (set.rows[j] + gemv_shape<T>::R - 1) / gemv_shape<T>::R,
+                      units = set.vec[j] ? cols / 8 : cols;
+        int ks = 1; /* split the columns while warps are few and every lane keeps a chunk */
+        while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+        set.ks[j] = ks;
+        set.first[j] = (unsigned)blocks;
+        blocks += (groups * ks + GEMV_WARPS - 1) / GEMV_WARPS;
+    }
+    if (n == 1)
+        k_gemv<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(set.y[0], set.W[0], x, lo, set.rows[0], cols,
+                                                                    set.ks[0], set.vec[0]);
+    else
+        k_gemv_multi<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(set, x, lo, cols);
 }
 
 /* T as a template argument: one kernel for each T up to PLM_GEMV_MAX_T */
 template <int IN, int T = 1>
-static void launch_t(int64_t n, float *y, const uint16_t *W, const void *x, const uint16_t *lo, int64_t rows,
-                     int64_t cols, int vec, cudaStream_t st) {
-    if (n == T) launch<T, IN>(y, W, x, lo, rows, cols, vec, st);
-    else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(n, y, W, x, lo, rows, cols, vec, st);
+static void launch_t(int64_t nt, const gemv_set &set, int n, const void *x, const uint16_t *lo, int64_t cols,
+                     cudaStream_t st) {
+    if (nt == T) launch<T, IN>(set, n, x, lo, cols, st);
+    else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(nt, set, n, x, lo, cols, st);
 }
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+static void launch_in(const gemv_set &set, int n, const float *x, const void *xb, const uint16_t *lo, int64_t T,
+                      int64_t cols, cudaStream_t st) {
+    if (x) launch_t<IN_F32>(T, set, n, x, NULL, cols, st);
+    else if (lo) launch_t<IN_BF16_LO>(T, set, n, xb, lo, cols, st);
+    else launch_t<IN_BF16>(T, set, n, xb, NULL, cols, st);
+}
+
+extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows,
+                                         const float *x, const void *xb, const void *lo, int64_t T, int64_t cols,
+                                         void *stream) {
+    if (T < 1 || T > PLM_GEMV_MAX_T) return;
+    const void *in = x ? (const void *)x : xb;
+    const uint16_t *l16 = x ? NULL : (const uint16_t *)lo;
+    const int in_vec = cols % 8 == 0 && aligned16(in) && (!l16 || aligned16(l16));
+    cudaStream_t st = PLM_STREAM(stream);
+    gemv_set set;
+    memset(&set, 0, sizeof set);
+    int m = 0; /* products gathered for the next launch (empty ones are skipped, as alone) */
+    for (int j = 0; j < n; j++) {
+        if (rows[j] <= 0) continue;
+        set.y[m] = y[j];
+        set.W[m] = (const uint16_t *)W[j];
+        set.rows[m] = rows[j];
+        set.vec[m] = in_vec && aligned16(W[j]);
+        if (++m == PLM_GEMV_MULTI) {
+            launch_in(set, m, x, xb, l16, T, cols, st);
+            m = 0;
+        }
+    }
+    if (m) launch_in(set, m, x, xb, l16, T, cols, st);
+}
+
 extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
                                    int64_t rows, int64_t cols, void *stream) {
-    if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0) return;
-    const void *in = x ? (const void *)x : xb;
-    const int vec = cols % 8 == 0 && aligned16(W) && aligned16(in) && (x || !lo || aligned16(lo));
-    const uint16_t *w16 = (const uint16_t *)W, *l16 = x ? NULL : (const uint16_t *)lo;
-    cudaStream_t st = PLM_STREAM(stream);
-    if (x) launch_t<IN_F32>(T, y, w16, in, NULL, rows, cols, vec, st);
-    else if (l16) launch_t<IN_BF16_LO>(T, y, w16, in, l16, rows, cols, vec, st);
-    else launch_t<IN_BF16>(T, y, w16, in, NULL, rows, cols, vec, st);
+    plm_gemv_bf16_multi_cuda(1, &y, &W, &rows, x, xb, lo, T, cols, stream);
 }

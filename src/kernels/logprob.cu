@@ -69,35 +69,79 @@ extern "C" void plm_logprob_cuda(float *lp, const float *logits, const int32_t *
         k_logprob<false><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, logits, target, V);
 }
 
-/* (value, index) pairs: a beats b when a is a number and b is not, or a > b, or equal with a lower index */
-__device__ __forceinline__ bool plm_amax_before(float va, int ia, float vb, int ib) {
-    if (va != va) return false;
-    if (vb != vb) return true;
-    return va > vb || (va == vb && ia < ib);
+/* Greedy choice, one block a row, plm_argmax_row's result: of (value, index) pairs a number beats NaN,
+ * a larger value beats a smaller, equal values go to the lower index; a row of NaN gives 0. A thread's
+ * candidate starts as (-inf, AM_NONE): any number, -inf included, beats it through the index, a NaN never
+ * does (every comparison with NaN is false), so candidates are never NaN and that order is total on
+ * them: any split of the row over threads and any reduction order give the same index. A row of NaN
+ * keeps AM_NONE, written as 0.
+ * The row is read as float4 from its first 16-byte boundary (the up to 3 values before it and the up
+ * to 3 after the last whole float4 one a thread), AM_U loads of 16 bytes in flight a thread, so that
+ * one block keeps an SM's share of L2 bandwidth busy on a decode step's row (248,320 logits just written
+ * by the lm_head; 256 threads of one scalar load at a time took 0.43 ms on it). */
+#define AM_THREADS 1024
+#define AM_U 4
+#define AM_NONE 0x7fffffff
+
+__device__ __forceinline__ void amax_take(float v, int i, float &bv, int &bi) {
+    if (v > bv || (v == bv && i < bi)) bv = v, bi = i; /* false for a NaN v */
 }
 
-__global__ void k_argmax(int32_t *idx, const float *logits, int V) {
-    __shared__ float sv[32];
-    __shared__ int si[32];
-    const float *l = logits + (int64_t)blockIdx.x * V;
-    float bv = NAN;
-    int bi = 0x7fffffff;
-    for (int v = threadIdx.x; v < V; v += blockDim.x)
-        if (plm_amax_before(l[v], v, bv, bi)) bv = l[v], bi = v;
+/* the same for values v .. v + 3: their maximum m (NaN only if all four are) against the candidate,
+ * then the first of them equal to m. Ties need only v < bi: a thread's values are disjoint groups of
+ * four, so bi is below v or past v + 3. Three fmaxf and a test a group rather than four tests. */
+__device__ __forceinline__ void amax_take4(float4 f, int v, float &bv, int &bi) {
+    const float m = fmaxf(fmaxf(f.x, f.y), fmaxf(f.z, f.w));
+    if (m > bv || (m == bv && v < bi)) bv = m, bi = f.x == m ? v : f.y == m ? v + 1 : f.z == m ? v + 2 : v + 3;
+}
+
+__device__ __forceinline__ void amax_warp(float &bv, int &bi) {
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (plm_amax_before(ov, oi, bv, bi)) bv = ov, bi = oi;
-    }
-    if ((threadIdx.x & 31) == 0) sv[threadIdx.x >> 5] = bv, si[threadIdx.x >> 5] = bi;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < (int)(blockDim.x >> 5); w++)
-            if (plm_amax_before(sv[w], si[w], bv, bi)) bv = sv[w], bi = si[w];
-        idx[blockIdx.x] = bi == 0x7fffffff ? 0 : bi; /* all NaN: 0, as on the CPU */
+        amax_take(ov, oi, bv, bi);
     }
 }
 
+__global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const float *logits, int V) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const float *l = logits + (int64_t)blockIdx.x * V;
+    const int nt = blockDim.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    float bv = -INFINITY;
+    int bi = AM_NONE;
+    /* head: the values before the first 16-byte boundary (all of them if the row is not 4-byte aligned) */
+    const uintptr_t a = (uintptr_t)l;
+    int head = (a & 3) ? V : (int)(((16 - (a & 15)) & 15) >> 2);
+    head = head < V ? head : V;
+    const int n4 = (V - head) >> 2, tail = head + 4 * n4; /* whole float4s, then the tail's 0 .. 3 values */
+    for (int v = tid; v < head; v += nt) amax_take(l[v], v, bv, bi);
+    if (tail + tid < V) amax_take(l[tail + tid], tail + tid, bv, bi);
+    const float4 *l4 = reinterpret_cast<const float4 *>(l + head);
+    for (int i0 = tid; i0 < n4; i0 += AM_U * nt) {
+        float4 f[AM_U]; /* every load of the round issued before the first comparison; NaN past the end */
+#pragma unroll
+        for (int u = 0; u < AM_U; u++)
+            f[u] = i0 + u * nt < n4 ? __ldcs(l4 + i0 + u * nt) : make_float4(NAN, NAN, NAN, NAN);
+#pragma unroll
+        for (int u = 0; u < AM_U; u++) amax_take4(f[u], head + 4 * (i0 + u * nt), bv, bi);
+    }
+    amax_warp(bv, bi);
+    if (lane == 0) sv[w] = bv, si[w] = bi;
+    __syncthreads();
+    if (w == 0) {
+        const int nw = nt >> 5;
+        bv = lane < nw ? sv[lane] : -INFINITY;
+        bi = lane < nw ? si[lane] : AM_NONE;
+        amax_warp(bv, bi);
+        if (lane == 0) idx[blockIdx.x] = bi == AM_NONE ? 0 : bi; /* all NaN: 0, as on the CPU */
+    }
+}
+
+/* threads a row: AM_THREADS, fewer (down to a warp) for rows too short to give each one a round of loads */
 extern "C" void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream) {
-    if (n > 0) k_argmax<<<(unsigned)n, 256, 0, PLM_STREAM(stream)>>>(idx, logits, V);
+    if (n <= 0) return;
+    int threads = 32;
+    while (threads < AM_THREADS && (int64_t)threads * 4 * AM_U < V) threads *= 2;
+    k_argmax<<<(unsigned)n, threads, 0, PLM_STREAM(stream)>>>(idx, logits, V);
 }

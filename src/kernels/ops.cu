@@ -81,16 +81,19 @@ extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z,
     if (rows > 0) k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
 }
 
-/* one warp per row of q or k heads: L2 norm; then v copied, beta and g per value head */
+/* Token blockIdx.x, slice blockIdx.y of gridDim.y: a warp per q or k head (L2 norm), then the v copy and
+ * beta and g per value head, each shared out over the slices' warps and threads (one slice: the whole
+ * token in one block). A head's arithmetic is the same in any slice: one warp, the same lanes. */
 __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, int64_t T, float *beta, float *g,
                            const float *mixed, const float *b, const float *a, const float *neg_A,
                            const float *dt_bias, int nk, int nv, int dk, int dv) {
     const int64_t t = blockIdx.x;
     const int CD = 2 * nk * dk + nv * dv;
     const float *row = mixed + t * CD;
-    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, w = blockIdx.y * nw + (threadIdx.x >> 5);
+    const int tid = blockIdx.y * blockDim.x + threadIdx.x, nt = gridDim.y * blockDim.x; /* over the slices */
     const float qscale = 1.0f / sqrtf((float)dk);
-    for (int hh = w; hh < 2 * nk; hh += nw) { /* heads 0..nk-1: q, nk..2nk-1: k */
+    for (int hh = w; hh < 2 * nk; hh += gridDim.y * nw) { /* heads 0..nk-1: q, nk..2nk-1: k */
         const float *src = row + (int64_t)hh * dk;
         float ss = 0.0f;
         for (int i = lane; i < dk; i += 32) ss += src[i] * src[i];
@@ -105,32 +108,47 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, in
             if (db) db[i] = __float2bfloat16_rn(y);
         }
     }
-    for (int i = threadIdx.x; i < nv * dv; i += blockDim.x) {
+    for (int i = tid; i < nv * dv; i += nt) {
         const float y = row[2 * nk * dk + i];
         v[t * nv * dv + i] = y;
         if (qkvb) qkvb[2 * T * nk * dk + t * nv * dv + i] = __float2bfloat16_rn(y);
     }
-    for (int h = threadIdx.x; h < nv; h += blockDim.x) {
+    for (int h = tid; h < nv; h += nt) {
         const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
         beta[t * nv + h] = plm_sigmoid_d(bv);
         g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
     }
 }
 
+/* Blocks of GDN_PREP_THREADS, T x slices of them: a step of few tokens (decode) spreads each token over
+ * up to one slice per GDN_PREP_THREADS / 32 heads (a warp a head) until the grid has about
+ * GDN_PREP_BLOCKS blocks; a step of GDN_PREP_BLOCKS tokens or more keeps one block a token. */
+#define GDN_PREP_THREADS 128
+#define GDN_PREP_BLOCKS 256
+
+static void gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, float *beta, float *g, const float *mixed,
+                     const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk, int nv,
+                     int dk, int dv, cudaStream_t st) {
+    if (T <= 0) return;
+    const int warps = GDN_PREP_THREADS / 32, most = (2 * nk + warps - 1) / warps;
+    int64_t slices = (GDN_PREP_BLOCKS + T - 1) / T;
+    slices = slices < most ? slices : most;
+    slices = slices < 1 ? 1 : slices > 65535 ? 65535 : slices;
+    k_gdn_prep<<<dim3((unsigned)T, (unsigned)slices), GDN_PREP_THREADS, 0, st>>>(q, k, v, qkvb, T, beta, g, mixed, b, a,
+                                                                                  neg_A, dt_bias, nk, nv, dk, dv);
+}
+
 extern "C" void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed,
                                   const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T,
                                   int nk, int nv, int dk, int dv, void *stream) {
-    if (T > 0)
-        k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, NULL, T, beta, g, mixed, b, a, neg_A, dt_bias,
-                                                                 nk, nv, dk, dv);
+    gdn_prep(q, k, v, NULL, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv, PLM_STREAM(stream));
 }
 
 extern "C" void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g,
                                      const float *mixed, const float *b, const float *a, const float *neg_A,
                                      const float *dt_bias, int64_t T, int nk, int nv, int dk, int dv, void *stream) {
-    if (T > 0)
-        k_gdn_prep<<<(unsigned)T, 128, 0, PLM_STREAM(stream)>>>(q, k, v, (__nv_bfloat16 *)qkv_bf, T, beta, g, mixed, b,
-                                                                 a, neg_A, dt_bias, nk, nv, dk, dv);
+    gdn_prep(q, k, v, (__nv_bfloat16 *)qkv_bf, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv,
+             PLM_STREAM(stream));
 }
 
 __global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int half, const float *inv_freq) {

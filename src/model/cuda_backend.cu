@@ -605,6 +605,34 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
         if (st_) return st_;                                                                                        \
     } while (0)
 
+/* y[i] = x W[i]^T for n products of one input x (the projections of one hidden state). BF16 weights of
+ * one width and T <= PLM_GEMV_MAX_T (decode): one grouped GEMV launch, with gemm_k's input and
+ * precision (precise: x itself; single pass: x converted to BF16 once, the conversion kept for reuse as
+ * gemm_k keeps it); each y[i] is what gemm_k's GEMV writes, bit for bit. Otherwise gemm_k in turn, the
+ * first converting x and the others reusing it. */
+static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *x, int64_t T, const dmat *const *W,
+                              void *xb, plm_error *err) {
+    int grouped = T > 0 && T <= PLM_GEMV_MAX_T && n <= PLM_GEMV_MULTI && x;
+    for (int i = 0; i < n && grouped; i++) grouped = W[i]->bf16 && W[i]->cols == W[0]->cols;
+    if (!grouped) {
+        for (int i = 0; i < n; i++) TRY(gemm_k(g, y[i], x, T, W[i], xb, i > 0, err));
+        return PLM_OK;
+    }
+    const void *wd[PLM_GEMV_MULTI];
+    int64_t rows[PLM_GEMV_MULTI];
+    for (int i = 0; i < n; i++) wd[i] = W[i]->d, rows[i] = W[i]->rows;
+    const int64_t cols = W[0]->cols;
+    if (g->split) { /* precise GEMV: x itself, no conversion (xb not written) */
+        g->xb_of = NULL;
+        plm_gemv_bf16_multi_cuda(n, y, wd, rows, x, NULL, NULL, T, cols, g->st);
+        return PLM_OK;
+    }
+    plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st); /* single pass: x's BF16 form, as gemm_k makes it */
+    g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
+    plm_gemv_bf16_multi_cuda(n, y, wd, rows, NULL, xb, NULL, T, cols, g->st);
+    return PLM_OK;
+}
+
 static float *wtake(float **at, size_t n) {
     float *p = *at;
     *at += (n + 63) & ~(size_t)63;
@@ -632,10 +660,9 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
     void *qkvb = wtake(&at, ((size_t)T * CD + 1) / 2); /* BF16 copies of q, k, v for the single-pass kernels */
     TRY(work_fits(p, at, g, err));
-    TRY(gemm(g, raw, p->h, T, &L->qkv, p->xb, err));
-    TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
-    TRY(gemm_k(g, bb, p->h, T, &L->b, p->xb, 1, err));
-    TRY(gemm_k(g, aa, p->h, T, &L->a, p->xb, 1, err));
+    float *const ys[4] = {raw, z, bb, aa};
+    const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
+    TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
     plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
     if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL; /* only the single-pass chunked kernels read it */
     if (qkvb)
@@ -665,9 +692,9 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     void *vbf = g->split || p->attn_dec ? NULL : wtake(&at, ((size_t)T * nkv * hd + 1) / 2);
     float *part = p->attn_split > 1 ? wtake(&at, plm_attn_part_floats(p->attn_split, T, nh, hd)) : NULL;
     TRY(work_fits(p, at, g, err));
-    TRY(gemm(g, qg, p->h, T, &L->q, p->xb, err));
-    TRY(gemm_k(g, k, p->h, T, &L->k, p->xb, 1, err));
-    TRY(gemm_k(g, v, p->h, T, &L->v, p->xb, 1, err));
+    float *const ys[3] = {qg, k, v};
+    const dmat *const ws[3] = {&L->q, &L->k, &L->v};
+    TRY(gemm_shared(g, 3, ys, p->h, T, ws, p->xb, err));
     plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
     plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
     plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
@@ -776,8 +803,9 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     const int64_t T = p->T;
     const int I = cf->intermediate_size;
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
-    TRY(gemm(g, gg, p->h, T, &L->gate, p->xb, err));
-    TRY(gemm_k(g, u, p->h, T, &L->up, p->xb, 1, err));
+    float *const ys[2] = {gg, u};
+    const dmat *const ws[2] = {&L->gate, &L->up};
+    TRY(gemm_shared(g, 2, ys, p->h, T, ws, p->xb, err));
     if (L->down.bf16) {
         plm_swiglu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->down.cols), gg, u, T * I, g->st);
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
