@@ -456,9 +456,18 @@ template <int U>
 __device__ __forceinline__ void load_kv_tile(__nv_bfloat16 *dst, int ld, const float *cache, int64_t krow,
                                              const __nv_bfloat16 *bf, int64_t j0, int nk, int64_t st, int hd, int HP) {
     const int cpr = HP >> 3, nt = blockDim.x, di = nt / cpr, dc = (nt % cpr) * 8, kr = (int)krow;
+    const __nv_bfloat16 *bfb = bf ? bf + (j0 - st) * krow : NULL; /* row i of the tile at bfb + i * krow */
+    if (bf && j0 >= st && nk == TC_KEYS && hd == HP && dc == 0) {
+        /* a whole tile of the step's own keys (prompts): only copies, each thread one column chunk */
+        const int c = (threadIdx.x % cpr) * 8;
+        const unsigned d0 = (unsigned)__cvta_generic_to_shared(dst + c);
+        for (int i = threadIdx.x / cpr; i < TC_KEYS; i += di)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d0 + 2u * (unsigned)(i * ld)),
+                         "l"(bfb + i * kr + c));
+        return;
+    }
     const bool v4 = (((uintptr_t)cache & 15) | (krow & 3) | (hd & 3)) == 0;
     const int sb = st > j0 ? (int)(st - j0 < TC_KEYS ? st - j0 : TC_KEYS) : 0; /* rows before sb: cached */
-    const __nv_bfloat16 *bfb = bf ? bf + (j0 - st) * krow : NULL; /* row i of the tile at bfb + i * krow */
     int i = threadIdx.x / cpr, c = (threadIdx.x % cpr) * 8; /* walks the tile nt chunks at a time */
     while (i < TC_KEYS) {
         float4 x[U][2];
