@@ -574,6 +574,38 @@ static void test_rowops(int64_t rows, int n) {
     dy = dput(x, N);
     plm_gate_mul_cuda(dy, dz, N, NULL);
     if (sync_ok("sigmoid gate")) dget(y, dy, N, "sigmoid gate"), tu_close(y, ref, N, TOL, "sigmoid gate");
+    /* the forms that write the next GEMM's BF16 input: hi, and lo the BF16 of the remainder (hi + lo is
+       the FP32 value within 2^-16), or hi alone (single pass: within BF16 rounding) */
+    for (int split = 1; split >= 0; split--) {
+        const size_t nb = (N + 1) / 2; /* floats holding N BF16 */
+        float *hb = malloc(nb * 4), *lb = malloc(nb * 4);
+        char w2[160];
+        for (int op = 0; op < 3; op++) {
+            float *dhi = dput(NULL, nb), *dlo = split ? dput(NULL, nb) : NULL;
+            if (op == 0) {
+                plm_rmsnorm_gated_bf16_cuda(dhi, dlo, dx, dz, dw, rows, n, 1e-6f, NULL);
+                plm_rmsnorm_gated(ref, x, z, w, rows, n, 1e-6f);
+            } else if (op == 1) {
+                plm_swiglu_bf16_cuda(dhi, dlo, dx, dz, N, NULL);
+                memcpy(ref, x, N * 4);
+                plm_swiglu(ref, z, N);
+            } else {
+                plm_gate_mul_bf16_cuda(dhi, dlo, dx, dz, N, NULL);
+                for (size_t i = 0; i < N; i++) ref[i] = x[i] * plm_sigmoid(z[i]);
+            }
+            snprintf(w2, sizeof w2, "%s as BF16 %s [%lld x %d]",
+                     op == 0 ? "gated RMSNorm" : op == 1 ? "swiglu" : "sigmoid gate", split ? "hi + lo" : "(single pass)",
+                     (long long)rows, n);
+            if (sync_ok(w2)) {
+                dget(hb, dhi, nb, w2);
+                if (split) dget(lb, dlo, nb, w2);
+                const uint16_t *h16 = (const uint16_t *)hb, *l16 = (const uint16_t *)lb;
+                for (size_t i = 0; i < N; i++) y[i] = plm_bf16_to_f32(h16[i]) + (split ? plm_bf16_to_f32(l16[i]) : 0.0f);
+                tu_close(y, ref, N, split ? TOL : TOL_GDN_BF16, w2);
+            }
+        }
+        free(hb), free(lb);
+    }
     plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dd), plm_cuda_free(0, dz);
     free(x), free(d), free(z), free(w), free(ref), free(y), free(xr);
 }
@@ -903,6 +935,11 @@ int main(void) {
     test_rowops(37, 64);
     test_rowops(5, 1024);
     test_rowops(200, 24);
+    test_rowops(203, 128); /* a warp a row (value heads), rows not a multiple of the block's 4 */
+    test_rowops(3, 256);
+    test_rowops(7, 520);   /* past a warp's row: a block a row */
+    test_rowops(9, 30);    /* n not a multiple of 4: the scalar kernels */
+    test_rowops(2, 4100);  /* past a thread a float4 for the residual add */
     test_rope(50, 4, 32, 8);
     test_rope(20, 8, 256, 64);
     test_rope(30, 3, 7, 5); /* odd head and rotary dims */

@@ -7,6 +7,72 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/route.h"
 
+/* four values at hi + 4i (8-byte aligned), as put_bf16 writes them one at a time */
+__device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float4 y) {
+    const __nv_bfloat162 h0 = __floats2bfloat162_rn(y.x, y.y), h1 = __floats2bfloat162_rn(y.z, y.w);
+    __nv_bfloat162 *H = reinterpret_cast<__nv_bfloat162 *>(hi) + 2 * i;
+    H[0] = h0, H[1] = h1;
+    if (lo) {
+        const float2 f0 = __bfloat1622float2(h0), f1 = __bfloat1622float2(h1);
+        __nv_bfloat162 *L = reinterpret_cast<__nv_bfloat162 *>(lo) + 2 * i;
+        L[0] = __floats2bfloat162_rn(y.x - f0.x, y.y - f0.y);
+        L[1] = __floats2bfloat162_rn(y.z - f1.x, y.w - f1.y);
+    }
+}
+
+/* Rows of n <= 512 values, n % 4 == 0 (the delta rule's value heads, the attention heads): a warp a
+ * row, four rows a block, float4 loads, the sum of squares by shuffles. A block a row of 128 threads
+ * spent most of its time in the block reduction's barriers. Gated: y = w x / rms(x) silu(z), into y
+ * (FP32) or hi (+ lo) BF16. Plain zero-centred (z NULL): y = x / rms(x) (1 + w). */
+#define ROW4_MAX 512
+__global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const float *z,
+                               const float *w, int64_t rows, int n, float eps) {
+    const int64_t r = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    const int lane = threadIdx.x & 31, n4 = n >> 2;
+    const float4 *xr = reinterpret_cast<const float4 *>(x + r * n);
+    float4 xv[ROW4_MAX / 128];
+    float ss = 0.0f;
+#pragma unroll
+    for (int u = 0; u < ROW4_MAX / 128; u++) {
+        const int c = lane + 32 * u;
+        xv[u] = c < n4 ? xr[c] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        ss += xv[u].x * xv[u].x + xv[u].y * xv[u].y + xv[u].z * xv[u].z + xv[u].w * xv[u].w;
+    }
+    const float inv = 1.0f / sqrtf(plm_warp_sum(ss) / (float)n + eps);
+#pragma unroll
+    for (int u = 0; u < ROW4_MAX / 128; u++) {
+        const int c = lane + 32 * u;
+        if (c >= n4) break;
+        const float4 wv = reinterpret_cast<const float4 *>(w)[c];
+        float4 o;
+        if (z) {
+            const float4 zv = reinterpret_cast<const float4 *>(z + r * n)[c];
+            o = make_float4(wv.x * (xv[u].x * inv) * plm_silu_d(zv.x), wv.y * (xv[u].y * inv) * plm_silu_d(zv.y),
+                            wv.z * (xv[u].z * inv) * plm_silu_d(zv.z), wv.w * (xv[u].w * inv) * plm_silu_d(zv.w));
+        } else {
+            o = make_float4(xv[u].x * inv * (1.0f + wv.x), xv[u].y * inv * (1.0f + wv.y), xv[u].z * inv * (1.0f + wv.z),
+                            xv[u].w * inv * (1.0f + wv.w));
+        }
+        if (y)
+            reinterpret_cast<float4 *>(y + r * n)[c] = o;
+        else
+            put4_bf16(hi, lo, r * n4 + c, o);
+    }
+}
+
+/* the row kernel fits: n a multiple of 4 up to ROW4_MAX, every array 16-byte aligned (8 for BF16) */
+static bool row4_fits(int n, const void *a, const void *b, const void *c, const void *d, const void *e) {
+    return n % 4 == 0 && n <= ROW4_MAX &&
+           ((((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d) & 15) | ((uintptr_t)e & 7)) == 0;
+}
+
+static void row4(float *y, void *hi, void *lo, const float *x, const float *z, const float *w, int64_t rows, int n,
+                 float eps, void *stream) {
+    k_rmsnorm_row4<<<(unsigned)((rows + 3) / 4), 128, 0, PLM_STREAM(stream)>>>(
+        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, z, w, rows, n, eps);
+}
+
 __global__ void k_rmsnorm_zc(float *y, const float *x, const float *w, int n, float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
@@ -43,12 +109,39 @@ __global__ void k_rmsnorm_gated(float *y, const float *x, const float *z, const 
 
 extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps,
                                     void *stream) {
-    if (rows > 0) k_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, w, n, eps);
+    if (rows > 0 && row4_fits(n, x, w, y, NULL, NULL))
+        row4(y, NULL, NULL, x, NULL, w, rows, n, eps, stream);
+    else if (rows > 0)
+        k_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, w, n, eps);
+}
+
+/* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
+__global__ void k_add_rmsnorm_zc4(float *h, float *x, const float *d, const float *w, int n, float eps) {
+    __shared__ float sh[32];
+    const int64_t r = blockIdx.x;
+    const int c = threadIdx.x, n4 = n >> 2;
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (c < n4) {
+        const float4 a = reinterpret_cast<const float4 *>(x + r * n)[c], b = reinterpret_cast<const float4 *>(d + r * n)[c];
+        v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+        reinterpret_cast<float4 *>(x + r * n)[c] = v;
+    }
+    const float inv = 1.0f / sqrtf(plm_block_sum(v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w, sh) / (float)n + eps);
+    if (c < n4) {
+        const float4 wv = reinterpret_cast<const float4 *>(w)[c];
+        reinterpret_cast<float4 *>(h + r * n)[c] =
+            make_float4(v.x * inv * (1.0f + wv.x), v.y * inv * (1.0f + wv.y), v.z * inv * (1.0f + wv.z),
+                        v.w * inv * (1.0f + wv.w));
+    }
 }
 
 extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n,
                                         float eps, void *stream) {
-    if (rows > 0) k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
+    if (rows <= 0) return;
+    if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)w) & 15) == 0)
+        k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
+    else
+        k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
 }
 
 /* the same, written as the BF16 input of the next GEMM: hi = bf16(y), with lo the BF16 of the remainder */
@@ -71,14 +164,19 @@ __global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const
 
 extern "C" void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w,
                                             int64_t rows, int n, float eps, void *stream) {
-    if (rows > 0)
+    if (rows > 0 && row4_fits(n, x, z, w, NULL, (const void *)((uintptr_t)hi | (uintptr_t)lo)))
+        row4(NULL, hi, lo, x, z, w, rows, n, eps, stream);
+    else if (rows > 0)
         k_rmsnorm_gated_bf16<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(
             (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, z, w, n, eps);
 }
 
 extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n,
                                        float eps, void *stream) {
-    if (rows > 0) k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
+    if (rows > 0 && row4_fits(n, x, z, w, y, NULL))
+        row4(y, NULL, NULL, x, z, w, rows, n, eps, stream);
+    else if (rows > 0)
+        k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
 }
 
 /* Token blockIdx.x, slice blockIdx.y of gridDim.y: a warp per q or k head (L2 norm), then the v copy and
@@ -186,8 +284,19 @@ __global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float 
         put_bf16(hi, lo, i, plm_silu_d(gate[i]) * up[i]);
 }
 
+__global__ void k_swiglu_bf16_4(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float4 *gate, const float4 *up, int64_t n4) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        const float4 g = gate[i], u = up[i];
+        put4_bf16(hi, lo, i,
+                  make_float4(plm_silu_d(g.x) * u.x, plm_silu_d(g.y) * u.y, plm_silu_d(g.z) * u.z, plm_silu_d(g.w) * u.w));
+    }
+}
+
 extern "C" void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, const float *up, int64_t n, void *stream) {
-    if (n > 0)
+    if (n > 0 && n % 4 == 0 && ((((uintptr_t)gate | (uintptr_t)up) & 15) | (((uintptr_t)hi | (uintptr_t)lo) & 7)) == 0)
+        k_swiglu_bf16_4<<<plm_blocks(n / 4, 256), 256, 0, PLM_STREAM(stream)>>>(
+            (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, (const float4 *)gate, (const float4 *)up, n / 4);
+    else if (n > 0)
         k_swiglu_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo,
                                                                           gate, up, n);
 }
