@@ -21,7 +21,9 @@
 #define CHUNKED_MIN 16     /* segments at least this long take the chunked form */
 #define CHUNKED_MAX_DK 128 /* its shared memory holds three [64, dk] blocks */
 
-__global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
+/* 96 registers (166 unbounded, no spills either way): five blocks of 128 threads an SM instead of
+ * three, so a decode step of many sequences keeps more of their states in flight */
+__global__ void __maxnreg__(96) k_gdn_rec(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                           const float *beta, const int32_t *cu, int nk, int nv, int dk, int dv, int skip_from) {
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / ROWS][32],
         red2[PLM_CUDA_MAX_DK / ROWS][32];
@@ -29,14 +31,13 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
     const int j = blockIdx.x * 32 + lane, kh = h / (nv / nk);
     if (cu[s + 1] - cu[s] >= skip_from) return; /* the chunked kernel takes this segment */
     const bool jv = j < dv;
-    float *Sh = S[s] + (size_t)h * dk * dv;
+    /* this thread's column j of rows w * ROWS .. : Sp[r * dv] (one base pointer, so the compiler does
+       not keep 32 addresses alive from the loads to the stores) */
+    float *const Sp = S[s] + (size_t)h * dk * dv + (size_t)w * ROWS * dv + j;
+    const int nr = jv ? (dk - w * ROWS < ROWS ? dk - w * ROWS : ROWS) : 0;
     float Sr[ROWS];
 #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        const int i = w * ROWS + r;
-        Sr[r] = 0.0f;
-        if (jv && i < dk) Sr[r] = Sh[(size_t)i * dv + j];
-    }
+    for (int r = 0; r < ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
     const int tid = w * 32 + lane, span = nw * 32;
     for (int64_t t = cu[s]; t < cu[s + 1]; t++) {
         for (int e = tid; e < span; e += span) { /* zero past dk: no garbage times a zero state */
@@ -48,8 +49,11 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
             ks[e] = kv;
             qs[e] = qv;
         }
+        /* the token's gate, beta and value issued with k and q, before the barrier: one wait for
+           memory a token instead of three (a decode step's blocks are latency-bound) */
+        const float gt = g[t * nv + h], b = beta[t * nv + h], vt = jv ? v[(t * nv + h) * dv + j] : 0.0f;
         __syncthreads();
-        const float decay = expf(g[t * nv + h]), b = beta[t * nv + h];
+        const float decay = expf(gt);
         float part = 0.0f;
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
@@ -61,7 +65,7 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
         float kvm = 0.0f;
         for (int ww = 0; ww < nw; ww++) kvm += red[ww][lane];
         float delta = 0.0f;
-        if (jv) delta = (v[(t * nv + h) * dv + j] - kvm) * b;
+        if (jv) delta = (vt - kvm) * b;
         float part2 = 0.0f;
 #pragma unroll
         for (int r = 0; r < ROWS; r++) {
@@ -77,10 +81,8 @@ __global__ void k_gdn_rec(float *o, float *const *S, const float *q, const float
         }
     }
 #pragma unroll
-    for (int r = 0; r < ROWS; r++) {
-        const int i = w * ROWS + r;
-        if (jv && i < dk) Sh[(size_t)i * dv + j] = Sr[r];
-    }
+    for (int r = 0; r < ROWS; r++)
+        if (r < nr) Sp[(size_t)r * dv] = Sr[r];
 }
 
 /* keys and queries are stored with rows of dk + 1 floats: the dot products between rows (A, q.k)
