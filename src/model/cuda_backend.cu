@@ -68,6 +68,7 @@ struct plm_cuda {
     const void *xb_of, *xb_at; /* the GEMM input whose BF16 form is in xb_at, and its length */
     int64_t xb_n;
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
+    void *sk_work;             /* the skinny GEMM's partial sums and counters (plm_skinny_work_bytes, zeroed once) */
     /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
      * shape and every scratch address); least recently used replaced */
     struct graph_slot *graphs;
@@ -359,6 +360,11 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     st = dev_malloc(dev, &g->blas_ws, BLAS_WS_BYTES, "the cuBLAS workspace", err);
     if (!st && cublasSetWorkspace(g->blas, g->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS refused its workspace", dev);
+    if (!st) st = dev_malloc(dev, &g->sk_work, plm_skinny_work_bytes(), "the skinny GEMM's workspace", err);
+    if (!st) {
+        const cudaError_t e0 = cudaMemset(g->sk_work, 0, plm_skinny_work_bytes());
+        if (e0 != cudaSuccess) st = cu_fail(err, dev, "clearing the skinny GEMM's workspace", e0);
+    }
     if (st) {
         plm_cuda_close(g);
         return st;
@@ -397,6 +403,7 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
     if (g->blas) cublasDestroy(g->blas);
     if (g->st) cudaStreamDestroy(g->st);
     cudaFree(g->blas_ws);
+    cudaFree(g->sk_work);
     cudaFree(g->w);
     cudaFree(g->scr);
     cudaFree(g->aux);
@@ -550,7 +557,9 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
  * call made it from this x) is reused: the projections that share one input convert it once. x NULL
  * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where).
  * BF16 weights and T <= PLM_GEMV_MAX_T (decode): one GEMV kernel, every weight read once; the precise
- * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. */
+ * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. Up to
+ * PLM_SKINNY_MAX_T rows (several sequences decoding together) the same with the skinny GEMM on tensor
+ * cores, which splits the precise x into hi + lo itself. */
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -561,9 +570,11 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
-        if (x && lo && T <= PLM_GEMV_MAX_T) { /* precise GEMV: x itself, no conversion */
+        const int gemv = T <= PLM_GEMV_MAX_T, skinny = !gemv && T <= PLM_SKINNY_MAX_T;
+        if (x && lo && (gemv || skinny)) { /* precise: x itself, no conversion */
             g->xb_of = NULL; /* xb is not written: it holds no conversion the next call could reuse */
-            plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            if (gemv) plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            else plm_skinny_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->sk_work, g->st);
             return PLM_OK;
         }
         if (!x) /* the caller wrote the BF16 input into xb itself */
@@ -572,8 +583,12 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
         }
-        if (T <= PLM_GEMV_MAX_T) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
+        if (gemv) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
             plm_gemv_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->st);
+            return PLM_OK;
+        }
+        if (skinny) {
+            plm_skinny_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->sk_work, g->st);
             return PLM_OK;
         }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
@@ -606,13 +621,14 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
     } while (0)
 
 /* y[i] = x W[i]^T for n products of one input x (the projections of one hidden state). BF16 weights of
- * one width and T <= PLM_GEMV_MAX_T (decode): one grouped GEMV launch, with gemm_k's input and
- * precision (precise: x itself; single pass: x converted to BF16 once, the conversion kept for reuse as
- * gemm_k keeps it); each y[i] is what gemm_k's GEMV writes, bit for bit. Otherwise gemm_k in turn, the
- * first converting x and the others reusing it. */
+ * one width and T <= PLM_SKINNY_MAX_T (decode, one or several sequences): one grouped launch of the
+ * GEMV (T <= PLM_GEMV_MAX_T) or the skinny GEMM, with gemm_k's input and precision (precise: x itself;
+ * single pass: x converted to BF16 once, the conversion kept for reuse as gemm_k keeps it); each y[i]
+ * is what gemm_k writes, bit for bit. Otherwise gemm_k in turn, the first converting x and the others
+ * reusing it. */
 static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *x, int64_t T, const dmat *const *W,
                               void *xb, plm_error *err) {
-    int grouped = T > 0 && T <= PLM_GEMV_MAX_T && n <= PLM_GEMV_MULTI && x;
+    int grouped = T > 0 && T <= PLM_SKINNY_MAX_T && n <= PLM_GEMV_MULTI && x;
     for (int i = 0; i < n && grouped; i++) grouped = W[i]->bf16 && W[i]->cols == W[0]->cols;
     if (!grouped) {
         for (int i = 0; i < n; i++) TRY(gemm_k(g, y[i], x, T, W[i], xb, i > 0, err));
@@ -622,14 +638,15 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
     int64_t rows[PLM_GEMV_MULTI];
     for (int i = 0; i < n; i++) wd[i] = W[i]->d, rows[i] = W[i]->rows;
     const int64_t cols = W[0]->cols;
-    if (g->split) { /* precise GEMV: x itself, no conversion (xb not written) */
-        g->xb_of = NULL;
-        plm_gemv_bf16_multi_cuda(n, y, wd, rows, x, NULL, NULL, T, cols, g->st);
-        return PLM_OK;
+    const float *in = x; /* precise: x itself, no conversion (xb not written) */
+    g->xb_of = NULL;
+    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it */
+        plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
+        g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
+        in = NULL;
     }
-    plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st); /* single pass: x's BF16 form, as gemm_k makes it */
-    g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
-    plm_gemv_bf16_multi_cuda(n, y, wd, rows, NULL, xb, NULL, T, cols, g->st);
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->st);
+    else plm_skinny_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->sk_work, g->st);
     return PLM_OK;
 }
 
