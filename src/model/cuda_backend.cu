@@ -1260,27 +1260,32 @@ template <typename F> static float time_median(F fn, cudaEvent_t a, cudaEvent_t 
 
 /* ms[0..3]: y = W x for one input row, W BF16 [248,320 x 1,024] (the lm_head) and [6,144 x 1,024]: the
  * GEMV kernel with x in FP32 (the precise form decode runs), then cuBLAS's BF16 GEMM with x in BF16
- * (one pass). The smaller shape is timed over the 40 disjoint slices of the larger W in turn, a fortieth
- * of that time a call: 503 MB, over 8 times the L2, so its weights come from memory too. */
+ * (one pass). ms[4..7]: 16 input rows (16 sequences decoding), W the lm_head and [1,024 x 3,584] (the
+ * 0.8B MLP's down projection): the skinny GEMM with x in FP32 (the precise form, split in the kernel),
+ * then what gemm_k ran before it: x converted to BF16 hi + lo and cuBLAS's two passes. The smaller
+ * shapes are timed over the disjoint slices of the larger W in turn (40 and 69 of them), that time
+ * over their number a call: 503 MB, over 8 times the L2, so their weights come from memory too. */
 static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error *err) {
-    const int64_t V = 248320, H = 1024, S = 6144, n_s = V / S;
-    void *w = NULL, *xb = NULL;
+    const int64_t V = 248320, H = 1024, S = 6144, I = 3584, TS = 16;
+    void *w = NULL, *xb = NULL, *work = NULL;
     float *x = NULL, *y = NULL;
     cublasHandle_t h = NULL;
     cudaEvent_t a = NULL, b = NULL;
     plm_status st = dev_malloc(dev, &w, (size_t)V * H * 2, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, (void **)&x, (size_t)H * 4, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, &xb, (size_t)H * 2, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, (void **)&y, (size_t)V * 4, "benchmark buffers", err);
-    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&a) || cudaEventCreate(&b)))
+    if (!st) st = dev_malloc(dev, (void **)&x, (size_t)TS * I * 4, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, &xb, (size_t)TS * I * 2 * 2, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, (void **)&y, (size_t)TS * V * 4, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, &work, plm_skinny_work_bytes(), "benchmark buffers", err);
+    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&a) || cudaEventCreate(&b) ||
+                cudaMemset(work, 0, plm_skinny_work_bytes())))
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot set up the GEMV timings", dev);
     if (!st) {
         k_fill_random<<<1024, 256>>>((__nv_bfloat16 *)w, (size_t)V * H, 8u);
-        k_fill_uniform<<<4, 256>>>(x, (size_t)H, -1.0f, 1.0f, 9);
+        k_fill_uniform<<<64, 256>>>(x, (size_t)TS * I, -1.0f, 1.0f, 9);
         plm_to_bf16_cuda(xb, NULL, x, H, NULL);
         const float one = 1.0f, zero = 0.0f;
         for (int c = 0; c < 2; c++) {
-            const int64_t rows = c ? S : V, n = c ? n_s : 1;
+            const int64_t rows = c ? S : V, n = c ? V / S : 1;
             ms[c] = time_median([&] {
                 for (int64_t i = 0; i < n; i++)
                     plm_gemv_bf16_cuda(y, (char *)w + i * rows * H * 2, x, NULL, NULL, 1, rows, H, NULL);
@@ -1292,6 +1297,26 @@ static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error 
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             }, a, b) / n;
         }
+        for (int c = 0; c < 2; c++) { /* 16 rows: the lm_head, then the down projection */
+            const int64_t rows = c ? H : V, cols = c ? I : H, n = V * H / (rows * cols);
+            void *lo = (char *)xb + (size_t)TS * cols * 2;
+            ms[4 + c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++)
+                    plm_skinny_bf16_cuda(y, (char *)w + i * rows * cols * 2, x, NULL, NULL, TS, rows, cols, work, NULL);
+            }, a, b) / n;
+            ms[6 + c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++) {
+                    const void *wi = (char *)w + i * rows * cols * 2;
+                    plm_to_bf16_cuda(xb, lo, x, TS * cols, NULL);
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)TS, (int)cols, &one, wi, CUDA_R_16BF,
+                                 (int)cols, xb, CUDA_R_16BF, (int)cols, &zero, y, CUDA_R_32F, (int)rows,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)TS, (int)cols, &one, wi, CUDA_R_16BF,
+                                 (int)cols, lo, CUDA_R_16BF, (int)cols, &one, y, CUDA_R_32F, (int)rows,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                }
+            }, a, b) / n;
+        }
         cudaError_t e = cudaDeviceSynchronize();
         if (e == cudaSuccess) e = cudaGetLastError();
         if (e != cudaSuccess) st = cu_fail(err, dev, "timing the GEMV", e);
@@ -1299,7 +1324,7 @@ static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error 
     if (h) cublasDestroy(h);
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
-    cudaFree(w), cudaFree(x), cudaFree(xb), cudaFree(y);
+    cudaFree(w), cudaFree(x), cudaFree(xb), cudaFree(y), cudaFree(work);
     return st;
 }
 
