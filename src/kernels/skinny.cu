@@ -105,7 +105,7 @@ __device__ __forceinline__ void sk_in_load(uint4 &a, uint4 &b, const void *x, co
             b = make_uint4(f[4], f[5], f[6], f[7]);
         }
     } else {
-        const unsigned short *p = (const unsigned short *)x + at, *q = (const unsigned short *)lo + at;
+        const unsigned short *p = (const unsigned short *)x + at, *q = IN == IN_BF16_LO ? lo + at : p;
         if (vec && c + 8 <= ce) {
             a = __ldg((const uint4 *)p);
             if constexpr (IN == IN_BF16_LO) b = __ldg((const uint4 *)q);
