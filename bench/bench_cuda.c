@@ -57,7 +57,8 @@ int bench_cuda_mixers(bench_ctx *b) {
             "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_fused_15seq_ms",
             "cuda_gdn_fused_1seq_ms", "cuda_gdn_fused_512x64_ms", "cuda_gdn_wy_vt32_1seq_ms",
             "cuda_gdn_wy_512x64_ms", "cuda_gemv_lm_head_ms", "cuda_gemv_6144x1024_ms",
-            "cuda_cublas_lm_head_ms", "cuda_cublas_6144x1024_ms"};
+            "cuda_cublas_lm_head_ms", "cuda_cublas_6144x1024_ms", "cuda_skinny_lm_head_t16_ms",
+            "cuda_skinny_1024x3584_t16_ms", "cuda_cublas2_lm_head_t16_ms", "cuda_cublas2_1024x3584_t16_ms"};
         const char *labels[PLM_CUDA_MIXER_TIMES] = {
             "delta rule (tensor cores, bf16), 32,768 tokens as 15 sequences, 16 heads, K=V=128",
             "delta rule (tensor cores, bf16), one sequence of 32,768",
@@ -80,18 +81,27 @@ int bench_cuda_mixers(bench_ctx *b) {
             "GEMV, BF16 weights [248,320 x 1,024] (lm_head), one FP32 row",
             "GEMV, BF16 weights [6,144 x 1,024], one FP32 row",
             "cuBLAS BF16 GEMM, [248,320 x 1,024], one BF16 row",
-            "cuBLAS BF16 GEMM, [6,144 x 1,024], one BF16 row"};
+            "cuBLAS BF16 GEMM, [6,144 x 1,024], one BF16 row",
+            "skinny GEMM, BF16 weights [248,320 x 1,024] (lm_head), 16 FP32 rows (split hi + lo)",
+            "skinny GEMM, BF16 weights [1,024 x 3,584] (MLP down), 16 FP32 rows (split hi + lo)",
+            "BF16 hi + lo conversion and cuBLAS's two passes, [248,320 x 1,024], 16 rows",
+            "BF16 hi + lo conversion and cuBLAS's two passes, [1,024 x 3,584], 16 rows"};
         for (int i = 0; i < PLM_CUDA_MIXER_TIMES; i++) bench_report(b, keys[i], labels[i], ms[i], "ms");
         const double bytes = 2.0 * 32768 * 6144 * 4 + 6144 * 4 * 4; /* f32 in + out */
         bench_report(b, "cuda_conv_vs_copy", "conv1d bandwidth / copy ceiling", bytes / (ms[6] * 1e-3) * 1e-12 / tbps,
                      "x");
-        /* the products' bandwidth: the weights, the input row and the outputs */
-        const char *what[PLM_CUDA_GEMV_TIMES] = {"GEMV, lm_head", "GEMV, 6,144 x 1,024", "cuBLAS, lm_head",
-                                                 "cuBLAS, 6,144 x 1,024"};
+        /* the products' bandwidth: the bytes each needs at least (the weights once, the input rows as
+           given and the outputs) over its time */
+        const char *what[PLM_CUDA_GEMV_TIMES] = {
+            "GEMV, lm_head", "GEMV, 6,144 x 1,024", "cuBLAS, lm_head", "cuBLAS, 6,144 x 1,024",
+            "skinny GEMM, lm_head, 16 rows", "skinny GEMM, 1,024 x 3,584, 16 rows",
+            "cuBLAS two passes, lm_head, 16 rows", "cuBLAS two passes, 1,024 x 3,584, 16 rows"};
         for (int i = 0; i < PLM_CUDA_GEMV_TIMES; i++) {
             const int j = PLM_CUDA_MIXER_TIMES - PLM_CUDA_GEMV_TIMES + i, stem = (int)strlen(keys[j]) - 3; /* no _ms */
-            const double rows = i % 2 ? 6144 : 248320;
-            const double gbps = (rows * 1024 * 2 + 1024 * (i < 2 ? 4 : 2) + rows * 4) / (ms[j] * 1e-3) * 1e-9;
+            const int down = i >= 4 && i % 2; /* rows, cols, input rows and bytes an input value */
+            const double rows = down ? 1024 : i % 2 ? 6144 : 248320, cols = down ? 3584 : 1024, T = i < 4 ? 1 : 16,
+                         in = i == 2 || i == 3 ? 2 : 4;
+            const double gbps = (rows * cols * 2 + T * cols * in + T * rows * 4) / (ms[j] * 1e-3) * 1e-9;
             char key[64], label[96];
             snprintf(key, sizeof key, "%.*s_gbps", stem, keys[j]);
             snprintf(label, sizeof label, "%s: bandwidth", what[i]);

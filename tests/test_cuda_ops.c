@@ -777,11 +777,27 @@ static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, c
     free(W), free(hi), free(lo), free(x), free(y), free(ref), free(scale);
 }
 
-/* The grouped GEMV (plm_gemv_bf16_multi_cuda): n products of one input, each with its own weights
- * (w_off[j] elements off alignment: that product alone takes the one-column-a-lane form) and row count,
- * against n separate plm_gemv_bf16_cuda calls (each checked against a double sum by test_gemv), bit for
- * bit, in the three input forms. Both sets of outputs are poisoned and guarded. More than
- * PLM_GEMV_MULTI products take further launches. */
+/* the skinny GEMM's workspace (plm_skinny_work_bytes, zeroed once): every launch leaves it zeroed */
+static void *SK_WORK;
+
+/* one product / n products of one input: the GEMV up to PLM_GEMV_MAX_T inputs, the skinny GEMM above */
+static void prod_one(float *y, const void *W, const float *x, const void *xb, const void *lo, int T, int64_t rows,
+                     int64_t cols) {
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_cuda(y, W, x, xb, lo, T, rows, cols, NULL);
+    else plm_skinny_bf16_cuda(y, W, x, xb, lo, T, rows, cols, SK_WORK, NULL);
+}
+static void prod_multi(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
+                       const void *xb, const void *lo, int T, int64_t cols) {
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, NULL);
+    else plm_skinny_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, SK_WORK, NULL);
+}
+
+/* The grouped GEMV (plm_gemv_bf16_multi_cuda; above PLM_GEMV_MAX_T inputs the grouped skinny GEMM,
+ * plm_skinny_bf16_multi_cuda): n products of one input, each with its own weights (w_off[j] elements
+ * off alignment: that product alone takes the one-column-a-lane form) and row count, against n separate
+ * single-product calls (each checked against a double sum by test_gemv / test_skinny), bit for bit, in
+ * the three input forms. Both sets of outputs are poisoned and guarded. More than PLM_GEMV_MULTI
+ * products take further launches. */
 static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, const int *w_off, int x_off,
                             const char *label) {
     const size_t nx = T * cols + x_off;
@@ -812,11 +828,12 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
         for (int j = 0; j < n; j++) {
             ys[j] = dput(NULL, T * rows[j]);
             ym[j] = dput(NULL, T * rows[j]);
-            plm_gemv_bf16_cuda(ys[j], Wj[j], in, inb, inl, T, rows[j], cols, NULL);
+            prod_one(ys[j], Wj[j], in, inb, inl, T, rows[j], cols);
         }
-        plm_gemv_bf16_multi_cuda(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols, NULL);
+        prod_multi(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols);
         char what[240];
-        int at = snprintf(what, sizeof what, "grouped GEMV %s (T=%d, %d products of", label, T, n);
+        int at = snprintf(what, sizeof what, "grouped %s %s (T=%d, %d products of",
+                          T <= PLM_GEMV_MAX_T ? "GEMV" : "skinny GEMM", label, T, n);
         for (int j = 0; j < n && at < (int)sizeof what - 40; j++)
             at += snprintf(what + at, sizeof what - at, " %lld%s", (long long)rows[j], w_off[j] ? "*" : "");
         snprintf(what + at, sizeof what - at, " rows x %lld, %s)", (long long)cols, form[f]);
@@ -838,6 +855,93 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
     for (int j = 0; j < n; j++) plm_cuda_free(0, dW[j]);
     plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
     free(dW), free(Wj), free(ys), free(ym), free(hi), free(lo), free(x);
+}
+
+/* The skinny GEMM (plm_skinny_bf16_cuda, PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T) in its three input
+ * forms against a double-precision sum of bf16(W) times the input as the form takes it: x (FP32, the
+ * kernel splits it into hi + lo: within 2^-18 of x), float(hi), or float(hi) + float(lo). Bound per
+ * output as test_gemv's: |y - ref| <= TOL_GEMV * sum_c |W| |x| (FP32 sums on tensor cores, the
+ * products of both parts exact, a split's partial sums added in FP32). split: with the workspace (the
+ * columns of few rows split over blocks) or without (NULL: one block a band). sample > 1: the
+ * reference only for every sample-th row and the first and last 256 (the lm_head's 248,320 rows),
+ * every output still checked written (no NaN) and guarded. Also: the FP32 form gives exactly the bits
+ * of the hi + lo form (the kernel splits x as plm_to_bf16_cuda does, the host's split here), and a
+ * second run the same bits as the first. */
+static void test_skinny(int T, int64_t rows, int64_t cols, int w_off, int x_off, int split, int sample,
+                        const char *label) {
+    const size_t nw = rows * cols + w_off, nx = T * cols + x_off, ny = T * rows;
+    uint16_t *W = malloc(nw * 2 + 2), *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
+    float *x = malloc(nx * 4 + 4), *y = malloc(ny * 4), *y0 = malloc(ny * 4), *y2 = malloc(ny * 4);
+    double *ref = malloc(ny * 8), *scale = malloc(ny * 8);
+    for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+    fill(x, nx, -2, 2);
+    for (size_t i = 0; i < nx; i++) {
+        hi[i] = plm_f32_to_bf16(x[i]);
+        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
+    }
+    uint16_t *dW = dput_bytes(W, nw * 2), *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
+    float *dx = dput(x, nx);
+    void *work = split ? SK_WORK : NULL;
+    int got = 0; /* outputs of the FP32 (1) and the hi + lo (2) forms read back */
+    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
+    for (int f = 0; f < 3; f++) {
+        for (int t = 0; t < T; t++)
+            for (int64_t r = 0; r < rows; r++) {
+                const int want = sample <= 1 || r % sample == 0 || r < 256 || r >= rows - 256;
+                double sum = 0, abs_sum = 0;
+                for (int64_t c = 0; c < cols && want; c++) {
+                    const size_t at = x_off + t * cols + c;
+                    const double v = f == 0 ? x[at]
+                                     : f == 1 ? plm_bf16_to_f32(hi[at])
+                                              : (double)plm_bf16_to_f32(hi[at]) + plm_bf16_to_f32(lo[at]);
+                    const double p = plm_bf16_to_f32(W[w_off + r * cols + c]) * v;
+                    sum += p;
+                    abs_sum += fabs(p);
+                }
+                ref[t * rows + r] = sum;
+                scale[t * rows + r] = want ? abs_sum : -1; /* -1: not checked against the reference */
+            }
+        char what[240];
+        snprintf(what, sizeof what, "skinny GEMM %s (T=%d, [%lld x %lld], %s%s)", label, T, (long long)rows,
+                 (long long)cols, form[f], split ? "" : ", no workspace");
+        float *dy = dput(NULL, ny);
+        plm_skinny_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
+                             f == 2 ? dlo + x_off : NULL, T, rows, cols, work, NULL);
+        if (!sync_ok(what)) continue;
+        dget(y, dy, ny, what);
+        double worst = 0;
+        size_t bad = ny, checked = 0;
+        for (size_t i = 0; i < ny; i++) {
+            if (scale[i] < 0) {
+                if (y[i] != y[i] && bad == ny) bad = i; /* written: the poison is gone */
+                continue;
+            }
+            const double e = fabs(y[i] - ref[i]);
+            checked++;
+            if (!(e <= TOL_GEMV * scale[i]) && bad == ny) bad = i; /* NaN fails */
+            tu_worst(&worst, scale[i] > 0 ? e / scale[i] : e);
+        }
+        if (bad == ny)
+            tu_check(1, "%s: |y - ref| <= %.0e sum|W||x| (worst %.2e of it, %zu outputs of %zu against the reference)",
+                     what, TOL_GEMV, worst, checked, ny);
+        else tu_check(0, "%s: output %zu: |%g - %g| > %.0e x %g", what, bad, y[bad], ref[bad], TOL_GEMV, scale[bad]);
+        if (f == 0) memcpy(y0, y, ny * 4), got |= 1;
+        if (f == 2) memcpy(y2, y, ny * 4), got |= 2;
+        /* the same call again: the same bits (the partial sums of a split added in a fixed order) */
+        dy = dput(NULL, ny);
+        plm_skinny_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
+                             f == 2 ? dlo + x_off : NULL, T, rows, cols, work, NULL);
+        if (!sync_ok(what)) continue;
+        float *again = malloc(ny * 4);
+        dget(again, dy, ny, what);
+        tu_check(!memcmp(again, y, ny * 4), "%s: a second run gives the same bits", what);
+        free(again);
+    }
+    if (got == 3)
+        tu_check(!memcmp(y0, y2, ny * 4), "skinny GEMM %s (T=%d, [%lld x %lld]): the FP32 input gives the bits of "
+                 "its hi + lo", label, T, (long long)rows, (long long)cols);
+    plm_cuda_free(0, dW), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
+    free(W), free(hi), free(lo), free(x), free(y), free(y0), free(y2), free(ref), free(scale);
 }
 
 static void test_embed_gather(int64_t V, int H, int64_t T) {
@@ -978,15 +1082,47 @@ int main(void) {
         test_gemv(T, 301, 1000, 0, 3, "inputs 3 elements off alignment");
         test_gemv(T, 40, 2000, 1, 0, "unaligned weights, columns split over warps");
     }
-    /* grouped GEMV: the 0.8B shape's projections of one hidden state (at T = 1 the linear layer's have
-       their columns split 1, 2 and 4 ways in one grid), odd row counts (short last row groups), a product
-       off alignment among aligned ones, cols % 8 != 0, an unaligned input, one product and more than a
-       launch takes */
+    /* skinny GEMM (9 .. 64 inputs on tensor cores): every n-tile count; short bands (301 rows), fewer
+       rows than a warp's 16, columns split over 4, 8 and 14 blocks (both ways of adding the partials),
+       cols % 8 != 0, weights or inputs off alignment, no workspace; the 0.8B shapes: qkv (at T = 64 the
+       workspace caps its split at 2), the down projection, and the lm_head at 16 sequences */
+    if (plm_cuda_alloc(0, &SK_WORK, plm_skinny_work_bytes(), "test buffer", &ERR) ||
+        plm_cuda_memset0(0, SK_WORK, plm_skinny_work_bytes(), &ERR))
+        tu_check(0, "skinny GEMM workspace: %s", ERR.msg);
+    const int sk_T[8] = {9, 15, 16, 17, 31, 32, 33, 64};
+    for (int i = 0; i < 8; i++) {
+        const int T = sk_T[i];
+        test_skinny(T, 301, 1024, 0, 0, 1, 1, "301 rows (a short band), columns split over 4 blocks");
+        test_skinny(T, 17, 3584, 0, 0, 1, 1, "17 rows, columns split over 14 blocks");
+        test_skinny(T, 16, 37, 0, 0, 1, 1, "cols % 8 != 0");
+    }
+    test_skinny(9, 1, 1024, 0, 0, 1, 1, "one row");
+    test_skinny(17, 15, 2048, 0, 0, 1, 1, "15 rows, columns split over 8 blocks");
+    test_skinny(33, 16, 1024, 0, 0, 1, 1, "16 rows");
+    test_skinny(31, 2048, 1024, 0, 0, 1, 1, "2048 rows");
+    test_skinny(17, 301, 1024, 1, 0, 1, 1, "weights 2 bytes off alignment");
+    test_skinny(31, 301, 1024, 0, 3, 1, 1, "inputs 3 elements off alignment");
+    test_skinny(64, 40, 2000, 1, 3, 1, 1, "weights and inputs off alignment, columns split");
+    test_skinny(9, 77, 37, 1, 3, 1, 1, "unaligned, cols % 8 != 0");
+    test_skinny(16, 301, 1024, 0, 0, 0, 1, "301 rows");
+    test_skinny(33, 1024, 3584, 0, 0, 0, 3, "the down projection's shape");
+    test_skinny(16, 6144, 1024, 0, 0, 1, 7, "the qkv projection's shape");
+    test_skinny(64, 6144, 1024, 0, 0, 1, 7, "the qkv projection's shape");
+    test_skinny(16, 1024, 3584, 0, 0, 1, 3, "the down projection's shape");
+    test_skinny(64, 1024, 3584, 0, 0, 1, 3, "the down projection's shape");
+    test_skinny(16, 248320, 1024, 0, 0, 1, 61, "the lm_head");
+
+    /* grouped GEMV (from T = 16 the grouped skinny GEMM): the 0.8B shape's projections of one hidden
+       state (at T = 1 the linear layer's have their columns split 1, 2 and 4 ways in one grid; from 16
+       each product's columns split over as many blocks as alone), odd row counts (short last row
+       groups), a product off alignment among aligned ones, cols % 8 != 0, an unaligned input, one
+       product and more than a launch takes */
     const int z0[5] = {0, 0, 0, 0, 0}, z1[4] = {0, 1, 0, 0};
     const int64_t lin[4] = {6144, 2048, 16, 16}, att[3] = {4096, 512, 512}, mlp[2] = {3584, 3584};
     const int64_t odd[4] = {3, 301, 5, 2049}, few[2] = {77, 3}, five[5] = {7, 300, 16, 2048, 9}, one[1] = {301};
-    for (int i = 0; i < 5; i++) {
-        const int T = gemv_T[i];
+    const int multi_T[8] = {1, 2, 3, 7, 8, 16, 33, 64}; /* from 16: the grouped skinny GEMM */
+    for (int i = 0; i < 8; i++) {
+        const int T = multi_T[i];
         test_gemv_multi(T, 4, lin, 1024, z0, 0, "linear layer: qkv, z, b, a");
         test_gemv_multi(T, 3, att, 1024, z0, 0, "attention: q (with gate), k, v");
         test_gemv_multi(T, 2, mlp, 1024, z0, 0, "MLP: gate, up");
@@ -997,5 +1133,6 @@ int main(void) {
         test_gemv_multi(T, 1, one, 1000, z0, 0, "one product");
         test_gemv_multi(T, 5, five, 1024, z0, 0, "five products: two launches");
     }
+    plm_cuda_free(0, SK_WORK);
     return tu_finish("test_cuda_ops");
 }

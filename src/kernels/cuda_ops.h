@@ -183,6 +183,21 @@ void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb,
 #define PLM_GEMV_MULTI 4
 void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
                               const void *xb, const void *lo, int64_t T, int64_t cols, void *stream);
+/* The same products for PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T input rows (kernels/skinny.cu), on tensor
+ * cores (BF16 operands, FP32 sums), every weight read once: the same W, y and three input forms, x
+ * taken as hi + lo BF16 parts (split as plm_to_bf16_cuda splits it, so x gives the bits of its own
+ * hi + lo), xb alone as one BF16 pass. Other T launch nothing; any cols and alignment. work:
+ * plm_skinny_work_bytes() bytes of device memory, zero before its first use (every launch leaves it
+ * so), where products of few rows split their columns over several blocks (partial sums added in a
+ * fixed order: the same bits every run); NULL: no split. A stream's launches may share one work area
+ * (they run in turn), concurrent launches may not. The multi form as plm_gemv_bf16_multi_cuda's, each
+ * product's result its own launch's bit for bit. */
+#define PLM_SKINNY_MAX_T 64
+size_t plm_skinny_work_bytes(void);
+void plm_skinny_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
+                          int64_t rows, int64_t cols, void *work, void *stream);
+void plm_skinny_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
+                                const void *xb, const void *lo, int64_t T, int64_t cols, void *work, void *stream);
 /* float to bf16 (round to nearest even), n elements; dst is a __nv_bfloat16 array. With lo != NULL
  * also the remainder lo = bf16(src - dst), so that dst + lo carries src to about 2^-17. */
 void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream);

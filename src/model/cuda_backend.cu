@@ -68,6 +68,7 @@ struct plm_cuda {
     const void *xb_of, *xb_at; /* the GEMM input whose BF16 form is in xb_at, and its length */
     int64_t xb_n;
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
+    void *sk_work;             /* the skinny GEMM's partial sums and counters (plm_skinny_work_bytes, zeroed once) */
     /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
      * shape and every scratch address); least recently used replaced */
     struct graph_slot *graphs;
@@ -359,6 +360,11 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     st = dev_malloc(dev, &g->blas_ws, BLAS_WS_BYTES, "the cuBLAS workspace", err);
     if (!st && cublasSetWorkspace(g->blas, g->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS refused its workspace", dev);
+    if (!st) st = dev_malloc(dev, &g->sk_work, plm_skinny_work_bytes(), "the skinny GEMM's workspace", err);
+    if (!st) {
+        const cudaError_t e0 = cudaMemset(g->sk_work, 0, plm_skinny_work_bytes());
+        if (e0 != cudaSuccess) st = cu_fail(err, dev, "clearing the skinny GEMM's workspace", e0);
+    }
     if (st) {
         plm_cuda_close(g);
         return st;
@@ -397,6 +403,7 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
     if (g->blas) cublasDestroy(g->blas);
     if (g->st) cudaStreamDestroy(g->st);
     cudaFree(g->blas_ws);
+    cudaFree(g->sk_work);
     cudaFree(g->w);
     cudaFree(g->scr);
     cudaFree(g->aux);
@@ -550,7 +557,9 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
  * call made it from this x) is reused: the projections that share one input convert it once. x NULL
  * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where).
  * BF16 weights and T <= PLM_GEMV_MAX_T (decode): one GEMV kernel, every weight read once; the precise
- * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. */
+ * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. Up to
+ * PLM_SKINNY_MAX_T rows (several sequences decoding together) the same with the skinny GEMM on tensor
+ * cores, which splits the precise x into hi + lo itself. */
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -561,9 +570,11 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
-        if (x && lo && T <= PLM_GEMV_MAX_T) { /* precise GEMV: x itself, no conversion */
+        const int gemv = T <= PLM_GEMV_MAX_T, skinny = !gemv && T <= PLM_SKINNY_MAX_T;
+        if (x && lo && (gemv || skinny)) { /* precise: x itself, no conversion */
             g->xb_of = NULL; /* xb is not written: it holds no conversion the next call could reuse */
-            plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            if (gemv) plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
+            else plm_skinny_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->sk_work, g->st);
             return PLM_OK;
         }
         if (!x) /* the caller wrote the BF16 input into xb itself */
@@ -572,8 +583,12 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
         }
-        if (T <= PLM_GEMV_MAX_T) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
+        if (gemv) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
             plm_gemv_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->st);
+            return PLM_OK;
+        }
+        if (skinny) {
+            plm_skinny_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->sk_work, g->st);
             return PLM_OK;
         }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
@@ -606,13 +621,14 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
     } while (0)
 
 /* y[i] = x W[i]^T for n products of one input x (the projections of one hidden state). BF16 weights of
- * one width and T <= PLM_GEMV_MAX_T (decode): one grouped GEMV launch, with gemm_k's input and
- * precision (precise: x itself; single pass: x converted to BF16 once, the conversion kept for reuse as
- * gemm_k keeps it); each y[i] is what gemm_k's GEMV writes, bit for bit. Otherwise gemm_k in turn, the
- * first converting x and the others reusing it. */
+ * one width and T <= PLM_SKINNY_MAX_T (decode, one or several sequences): one grouped launch of the
+ * GEMV (T <= PLM_GEMV_MAX_T) or the skinny GEMM, with gemm_k's input and precision (precise: x itself;
+ * single pass: x converted to BF16 once, the conversion kept for reuse as gemm_k keeps it); each y[i]
+ * is what gemm_k writes, bit for bit. Otherwise gemm_k in turn, the first converting x and the others
+ * reusing it. */
 static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *x, int64_t T, const dmat *const *W,
                               void *xb, plm_error *err) {
-    int grouped = T > 0 && T <= PLM_GEMV_MAX_T && n <= PLM_GEMV_MULTI && x;
+    int grouped = T > 0 && T <= PLM_SKINNY_MAX_T && n <= PLM_GEMV_MULTI && x;
     for (int i = 0; i < n && grouped; i++) grouped = W[i]->bf16 && W[i]->cols == W[0]->cols;
     if (!grouped) {
         for (int i = 0; i < n; i++) TRY(gemm_k(g, y[i], x, T, W[i], xb, i > 0, err));
@@ -622,14 +638,15 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
     int64_t rows[PLM_GEMV_MULTI];
     for (int i = 0; i < n; i++) wd[i] = W[i]->d, rows[i] = W[i]->rows;
     const int64_t cols = W[0]->cols;
-    if (g->split) { /* precise GEMV: x itself, no conversion (xb not written) */
-        g->xb_of = NULL;
-        plm_gemv_bf16_multi_cuda(n, y, wd, rows, x, NULL, NULL, T, cols, g->st);
-        return PLM_OK;
+    const float *in = x; /* precise: x itself, no conversion (xb not written) */
+    g->xb_of = NULL;
+    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it */
+        plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
+        g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
+        in = NULL;
     }
-    plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st); /* single pass: x's BF16 form, as gemm_k makes it */
-    g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
-    plm_gemv_bf16_multi_cuda(n, y, wd, rows, NULL, xb, NULL, T, cols, g->st);
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->st);
+    else plm_skinny_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->sk_work, g->st);
     return PLM_OK;
 }
 
@@ -1243,27 +1260,32 @@ template <typename F> static float time_median(F fn, cudaEvent_t a, cudaEvent_t 
 
 /* ms[0..3]: y = W x for one input row, W BF16 [248,320 x 1,024] (the lm_head) and [6,144 x 1,024]: the
  * GEMV kernel with x in FP32 (the precise form decode runs), then cuBLAS's BF16 GEMM with x in BF16
- * (one pass). The smaller shape is timed over the 40 disjoint slices of the larger W in turn, a fortieth
- * of that time a call: 503 MB, over 8 times the L2, so its weights come from memory too. */
+ * (one pass). ms[4..7]: 16 input rows (16 sequences decoding), W the lm_head and [1,024 x 3,584] (the
+ * 0.8B MLP's down projection): the skinny GEMM with x in FP32 (the precise form, split in the kernel),
+ * then what gemm_k ran before it: x converted to BF16 hi + lo and cuBLAS's two passes. The smaller
+ * shapes are timed over the disjoint slices of the larger W in turn (40 and 69 of them), that time
+ * over their number a call: 503 MB, over 8 times the L2, so their weights come from memory too. */
 static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error *err) {
-    const int64_t V = 248320, H = 1024, S = 6144, n_s = V / S;
-    void *w = NULL, *xb = NULL;
+    const int64_t V = 248320, H = 1024, S = 6144, I = 3584, TS = 16;
+    void *w = NULL, *xb = NULL, *work = NULL;
     float *x = NULL, *y = NULL;
     cublasHandle_t h = NULL;
     cudaEvent_t a = NULL, b = NULL;
     plm_status st = dev_malloc(dev, &w, (size_t)V * H * 2, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, (void **)&x, (size_t)H * 4, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, &xb, (size_t)H * 2, "benchmark buffers", err);
-    if (!st) st = dev_malloc(dev, (void **)&y, (size_t)V * 4, "benchmark buffers", err);
-    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&a) || cudaEventCreate(&b)))
+    if (!st) st = dev_malloc(dev, (void **)&x, (size_t)TS * I * 4, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, &xb, (size_t)TS * I * 2 * 2, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, (void **)&y, (size_t)TS * V * 4, "benchmark buffers", err);
+    if (!st) st = dev_malloc(dev, &work, plm_skinny_work_bytes(), "benchmark buffers", err);
+    if (!st && (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cudaEventCreate(&a) || cudaEventCreate(&b) ||
+                cudaMemset(work, 0, plm_skinny_work_bytes())))
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cannot set up the GEMV timings", dev);
     if (!st) {
         k_fill_random<<<1024, 256>>>((__nv_bfloat16 *)w, (size_t)V * H, 8u);
-        k_fill_uniform<<<4, 256>>>(x, (size_t)H, -1.0f, 1.0f, 9);
+        k_fill_uniform<<<64, 256>>>(x, (size_t)TS * I, -1.0f, 1.0f, 9);
         plm_to_bf16_cuda(xb, NULL, x, H, NULL);
         const float one = 1.0f, zero = 0.0f;
         for (int c = 0; c < 2; c++) {
-            const int64_t rows = c ? S : V, n = c ? n_s : 1;
+            const int64_t rows = c ? S : V, n = c ? V / S : 1;
             ms[c] = time_median([&] {
                 for (int64_t i = 0; i < n; i++)
                     plm_gemv_bf16_cuda(y, (char *)w + i * rows * H * 2, x, NULL, NULL, 1, rows, H, NULL);
@@ -1275,6 +1297,26 @@ static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error 
                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             }, a, b) / n;
         }
+        for (int c = 0; c < 2; c++) { /* 16 rows: the lm_head, then the down projection */
+            const int64_t rows = c ? H : V, cols = c ? I : H, n = V * H / (rows * cols);
+            void *lo = (char *)xb + (size_t)TS * cols * 2;
+            ms[4 + c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++)
+                    plm_skinny_bf16_cuda(y, (char *)w + i * rows * cols * 2, x, NULL, NULL, TS, rows, cols, work, NULL);
+            }, a, b) / n;
+            ms[6 + c] = time_median([&] {
+                for (int64_t i = 0; i < n; i++) {
+                    const void *wi = (char *)w + i * rows * cols * 2;
+                    plm_to_bf16_cuda(xb, lo, x, TS * cols, NULL);
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)TS, (int)cols, &one, wi, CUDA_R_16BF,
+                                 (int)cols, xb, CUDA_R_16BF, (int)cols, &zero, y, CUDA_R_32F, (int)rows,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                    cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)TS, (int)cols, &one, wi, CUDA_R_16BF,
+                                 (int)cols, lo, CUDA_R_16BF, (int)cols, &one, y, CUDA_R_32F, (int)rows,
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+                }
+            }, a, b) / n;
+        }
         cudaError_t e = cudaDeviceSynchronize();
         if (e == cudaSuccess) e = cudaGetLastError();
         if (e != cudaSuccess) st = cu_fail(err, dev, "timing the GEMV", e);
@@ -1282,7 +1324,7 @@ static plm_status bench_gemv(int dev, double ms[PLM_CUDA_GEMV_TIMES], plm_error 
     if (h) cublasDestroy(h);
     if (a) cudaEventDestroy(a);
     if (b) cudaEventDestroy(b);
-    cudaFree(w), cudaFree(x), cudaFree(xb), cudaFree(y);
+    cudaFree(w), cudaFree(x), cudaFree(xb), cudaFree(y), cudaFree(work);
     return st;
 }
 
