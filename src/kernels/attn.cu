@@ -267,6 +267,17 @@ __device__ __forceinline__ void store_part(float *part, int64_t T, const float (
     }
 }
 
+/* a tile's rows: normalised into o, or (a key split) its partials into part */
+template <int NTO>
+__device__ __forceinline__ void store_out(float *o, float *part, int64_t T, const float (&acc)[NTO][4],
+                                          const float (&m)[2], const float (&l)[2], const int64_t (&pos)[2],
+                                          int64_t t0, int r, int t4, int rep, int nh, int kvh, int hd) {
+    if (gridDim.z > 1)
+        store_part(part, T, acc, m, l, pos, t0, r, t4, rep, nh, kvh, hd);
+    else
+        store_rows(o, acc, l, pos, t0, r, t4, rep, nh, kvh, hd);
+}
+
 /* o[t, h] from the splits' partials: weights exp(m_z - max m), normalised by the weighted sums */
 __global__ void k_attn_merge(float *o, const float *part, int split, int64_t T, int nh, int hd) {
     const int64_t row = blockIdx.x, R = T * nh;
@@ -440,10 +451,7 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
-    if (gridDim.z > 1)
-        store_part(part, T, acc, m, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
-    else
-        store_rows(o, acc, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
+    store_out(o, part, T, acc, m, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
 }
 
 /* One tile of 64 keys [j0, j0 + nk) of a segment into a BF16 block [TC_KEYS][ld] (zero past nk and hd):
@@ -621,10 +629,7 @@ __global__ void __launch_bounds__(128, 2) k_attn_bf(float *o, const float *q, fl
         asm volatile("cp.async.commit_group;\n" ::: "memory");
     }
     asm volatile("cp.async.wait_all;\n" ::: "memory");
-    if (gridDim.z > 1)
-        store_part(part, T, acc, m, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
-    else
-        store_rows(o, acc, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
+    store_out(o, part, T, acc, m, l, pos, t0, r0 + g, t4, rep, nh, kvh, hd);
 }
 
 extern "C" int plm_attn_tc_fits(int nh, int nkv, int hd) { return nh / nkv <= TC_ROWS && hd >= 1 && hd <= 256; }

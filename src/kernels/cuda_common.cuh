@@ -43,6 +43,15 @@ __device__ __forceinline__ float plm_sigmoid_d(float x) { return 1.0f / (1.0f + 
 __device__ __forceinline__ float plm_silu_d(float x) { return x / (1.0f + expf(-x)); }
 __device__ __forceinline__ float plm_bf16_bits_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 
+/* 16 bytes of weights that are read once: past L1 (which keeps the inputs the other operand reads) */
+__device__ __forceinline__ uint4 plm_ld_stream16(const uint16_t *p) {
+    uint4 v;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+        : "l"(p));
+    return v;
+}
+
 /* blocks of `threads` covering n items (grid-stride loops take the rest) */
 static inline unsigned plm_blocks(int64_t n, int threads) {
     int64_t b = (n + threads - 1) / threads;

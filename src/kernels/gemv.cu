@@ -51,15 +51,6 @@ template <int N, int O> __device__ __forceinline__ void warp_sums(float *v, int 
     }
 }
 
-/* weights are read once: past L1 (which keeps the inputs) */
-__device__ __forceinline__ uint4 ld_weights(const uint16_t *p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
-
 /* 8 BF16 (element 2j in the low half of word j) to FP32, exactly */
 __device__ __forceinline__ void unpack8(float *v, uint4 b) {
     const uint32_t u[4] = {b.x, b.y, b.z, b.w};
@@ -134,7 +125,7 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
                 for (int u = 0; u < U; u++) {
                     const int64_t c = c0 + u * step;
 #pragma unroll
-                    for (int i = 0; i < R; i++) wv[u][i] = c < n8 ? ld_weights(Wr[i] + c * 8) : make_uint4(0, 0, 0, 0);
+                    for (int i = 0; i < R; i++) wv[u][i] = c < n8 ? plm_ld_stream16(Wr[i] + c * 8) : make_uint4(0, 0, 0, 0);
                 }
 #pragma unroll
                 for (int u = 0; u < U; u++) {

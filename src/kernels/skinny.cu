@@ -57,20 +57,11 @@ template <int NT> struct sk_shape {
     static constexpr int PER = (UNITS + 32 * SK_WARPS - 1) / (32 * SK_WARPS); /* ... a thread */
 };
 
-/* weights are read once: past L1 (which keeps the inputs) */
-__device__ __forceinline__ uint4 sk_ld16(const uint16_t *p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
-
 /* 8 BF16 at p[0 .. 7], those at or past column ce (p[0] being column c) zero: one 16-byte load where
  * vec (p 16-byte aligned and c + 8 <= ce), else one value at a time */
 __device__ __forceinline__ uint4 sk_ld_w(const uint16_t *p, int c, int ce, int vec) {
     if (c >= ce) return make_uint4(0, 0, 0, 0);
-    if (vec) return sk_ld16(p);
+    if (vec) return plm_ld_stream16(p);
     uint32_t w[4];
 #pragma unroll
     for (int k = 0; k < 4; k++) {
