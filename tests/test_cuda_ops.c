@@ -725,56 +725,103 @@ static void test_argmax(int n, int V, int off) {
  * elements off their allocations' alignment (the kernel's one-column-a-lane form). */
 #define TOL_GEMV 1e-5
 
-static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, const char *label) {
-    const size_t nw = rows * cols + w_off, nx = T * cols + x_off, ny = T * rows;
-    uint16_t *W = malloc(nw * 2 + 2), *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
-    float *x = malloc(nx * 4 + 4), *y = malloc(ny * 4);
-    double *ref = malloc(ny * 8), *scale = malloc(ny * 8);
-    for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
-    fill(x, nx, -2, 2);
+/* A product's case: random BF16 weights W [rows x cols] (w_off elements past their allocation's
+ * start), inputs x [T x cols] (x_off past) and their BF16 split hi + lo (plm_to_bf16_cuda's), all
+ * uploaded. */
+typedef struct {
+    uint16_t *W, *hi, *lo, *dW, *dhi, *dlo;
+    float *x, *dx;
+    int T, w_off, x_off;
+    int64_t rows, cols;
+} prod_case;
+
+static void prod_case_make(prod_case *c, int T, int64_t rows, int64_t cols, int w_off, int x_off) {
+    const size_t nw = rows * cols + w_off, nx = T * cols + x_off;
+    *c = (prod_case){.T = T, .w_off = w_off, .x_off = x_off, .rows = rows, .cols = cols};
+    c->W = malloc(nw * 2 + 2), c->hi = malloc(nx * 2 + 2), c->lo = malloc(nx * 2 + 2), c->x = malloc(nx * 4 + 4);
+    for (size_t i = 0; i < nw; i++) c->W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+    fill(c->x, nx, -2, 2);
     for (size_t i = 0; i < nx; i++) {
-        hi[i] = plm_f32_to_bf16(x[i]);
-        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
+        c->hi[i] = plm_f32_to_bf16(c->x[i]);
+        c->lo[i] = plm_f32_to_bf16(c->x[i] - plm_bf16_to_f32(c->hi[i]));
     }
-    uint16_t *dW = dput_bytes(W, nw * 2), *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
-    float *dx = dput(x, nx);
-    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
-    for (int f = 0; f < 3; f++) {
-        for (int t = 0; t < T; t++)
-            for (int64_t r = 0; r < rows; r++) {
-                double sum = 0, abs_sum = 0;
-                for (int64_t c = 0; c < cols; c++) {
-                    const size_t at = x_off + t * cols + c;
-                    const double v = f == 0 ? x[at]
-                                     : f == 1 ? plm_bf16_to_f32(hi[at])
-                                              : (double)plm_bf16_to_f32(hi[at]) + plm_bf16_to_f32(lo[at]);
-                    const double p = plm_bf16_to_f32(W[w_off + r * cols + c]) * v;
-                    sum += p;
-                    abs_sum += fabs(p);
-                }
-                ref[t * rows + r] = sum;
-                scale[t * rows + r] = abs_sum;
+    c->dW = dput_bytes(c->W, nw * 2), c->dhi = dput_bytes(c->hi, nx * 2), c->dlo = dput_bytes(c->lo, nx * 2);
+    c->dx = dput(c->x, nx);
+}
+
+static void prod_case_free(prod_case *c) {
+    plm_cuda_free(0, c->dW), plm_cuda_free(0, c->dhi), plm_cuda_free(0, c->dlo), plm_cuda_free(0, c->dx);
+    free(c->W), free(c->hi), free(c->lo), free(c->x);
+}
+
+/* the device inputs of form f: x (FP32), hi (BF16), or hi + lo */
+static const float *prod_x(const prod_case *c, int f) { return f == 0 ? c->dx + c->x_off : NULL; }
+static const void *prod_xb(const prod_case *c, int f) { return f ? c->dhi + c->x_off : NULL; }
+static const void *prod_lo(const prod_case *c, int f) { return f == 2 ? c->dlo + c->x_off : NULL; }
+static const char *PROD_FORM[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
+
+/* ref[t rows + r]: the double sum of bf16(W) times form f's input (x, float(hi), or float(hi) +
+ * float(lo)), scale: the sum of |W| |input|; rows not sampled (sample > 1: every sample-th row and the
+ * first and last 256 are) get scale -1 */
+static void prod_ref(double *ref, double *scale, const prod_case *c, int f, int sample) {
+    const int64_t rows = c->rows, cols = c->cols;
+    for (int t = 0; t < c->T; t++)
+        for (int64_t r = 0; r < rows; r++) {
+            const int want = sample <= 1 || r % sample == 0 || r < 256 || r >= rows - 256;
+            double sum = 0, abs_sum = 0;
+            for (int64_t c0 = 0; c0 < cols && want; c0++) {
+                const size_t at = c->x_off + t * cols + c0;
+                const double v = f == 0 ? c->x[at]
+                                 : f == 1 ? plm_bf16_to_f32(c->hi[at])
+                                          : (double)plm_bf16_to_f32(c->hi[at]) + plm_bf16_to_f32(c->lo[at]);
+                const double p = plm_bf16_to_f32(c->W[c->w_off + r * cols + c0]) * v;
+                sum += p;
+                abs_sum += fabs(p);
             }
+            ref[t * rows + r] = sum;
+            scale[t * rows + r] = want ? abs_sum : -1;
+        }
+}
+
+/* every output within TOL_GEMV * scale of ref (NaN fails); outputs of scale -1 only written (no NaN) */
+static void prod_check(const float *y, const double *ref, const double *scale, size_t ny, const char *what) {
+    double worst = 0;
+    size_t bad = ny, checked = 0;
+    for (size_t i = 0; i < ny; i++) {
+        if (scale[i] < 0) {
+            if (y[i] != y[i] && bad == ny) bad = i; /* written: the poison is gone */
+            continue;
+        }
+        const double e = fabs(y[i] - ref[i]);
+        checked++;
+        if (!(e <= TOL_GEMV * scale[i]) && bad == ny) bad = i; /* NaN fails */
+        tu_worst(&worst, scale[i] > 0 ? e / scale[i] : e);
+    }
+    if (bad == ny)
+        tu_check(1, "%s: |y - ref| <= %.0e sum|W||x| (worst %.2e of it, %zu outputs of %zu against the reference)",
+                 what, TOL_GEMV, worst, checked, ny);
+    else tu_check(0, "%s: output %zu: |%g - %g| > %.0e x %g", what, bad, y[bad], ref[bad], TOL_GEMV, scale[bad]);
+}
+
+static void test_gemv(int T, int64_t rows, int64_t cols, int w_off, int x_off, const char *label) {
+    const size_t ny = T * rows;
+    prod_case c;
+    prod_case_make(&c, T, rows, cols, w_off, x_off);
+    float *y = malloc(ny * 4);
+    double *ref = malloc(ny * 8), *scale = malloc(ny * 8);
+    for (int f = 0; f < 3; f++) {
+        prod_ref(ref, scale, &c, f, 1);
         float *dy = dput(NULL, ny);
-        plm_gemv_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
-                           f == 2 ? dlo + x_off : NULL, T, rows, cols, NULL);
+        plm_gemv_bf16_cuda(dy, c.dW + w_off, prod_x(&c, f), prod_xb(&c, f), prod_lo(&c, f), T, rows, cols, NULL);
         char what[200];
         snprintf(what, sizeof what, "GEMV %s (T=%d, [%lld x %lld], %s)", label, T, (long long)rows, (long long)cols,
-                 form[f]);
+                 PROD_FORM[f]);
         if (!sync_ok(what)) continue;
         dget(y, dy, ny, what);
-        double worst = 0;
-        size_t bad = ny;
-        for (size_t i = 0; i < ny; i++) {
-            const double e = fabs(y[i] - ref[i]);
-            if (!(e <= TOL_GEMV * scale[i]) && bad == ny) bad = i; /* NaN fails */
-            tu_worst(&worst, scale[i] > 0 ? e / scale[i] : e);
-        }
-        if (bad == ny) tu_check(1, "%s: |y - ref| <= %.0e sum|W||x| (worst %.2e of it)", what, TOL_GEMV, worst);
-        else tu_check(0, "%s: output %zu: |%g - %g| > %.0e x %g", what, bad, y[bad], ref[bad], TOL_GEMV, scale[bad]);
+        prod_check(y, ref, scale, ny, what);
     }
-    plm_cuda_free(0, dW), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
-    free(W), free(hi), free(lo), free(x), free(y), free(ref), free(scale);
+    prod_case_free(&c);
+    free(y), free(ref), free(scale);
 }
 
 /* the skinny GEMM's workspace (plm_skinny_work_bytes, zeroed once): every launch leaves it zeroed */
@@ -820,7 +867,6 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
         Wj[j] = dW[j] + w_off[j];
         free(W);
     }
-    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
     float **ys = malloc(n * sizeof *ys), **ym = malloc(n * sizeof *ym);
     for (int f = 0; f < 3; f++) {
         const float *in = f == 0 ? dx + x_off : NULL;
@@ -836,7 +882,7 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
                           T <= PLM_GEMV_MAX_T ? "GEMV" : "skinny GEMM", label, T, n);
         for (int j = 0; j < n && at < (int)sizeof what - 40; j++)
             at += snprintf(what + at, sizeof what - at, " %lld%s", (long long)rows[j], w_off[j] ? "*" : "");
-        snprintf(what + at, sizeof what - at, " rows x %lld, %s)", (long long)cols, form[f]);
+        snprintf(what + at, sizeof what - at, " rows x %lld, %s)", (long long)cols, PROD_FORM[f]);
         if (!sync_ok(what)) continue;
         int same = 1, bad = -1;
         for (int j = 0; j < n; j++) {
@@ -869,68 +915,28 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
  * second run the same bits as the first. */
 static void test_skinny(int T, int64_t rows, int64_t cols, int w_off, int x_off, int split, int sample,
                         const char *label) {
-    const size_t nw = rows * cols + w_off, nx = T * cols + x_off, ny = T * rows;
-    uint16_t *W = malloc(nw * 2 + 2), *hi = malloc(nx * 2 + 2), *lo = malloc(nx * 2 + 2);
-    float *x = malloc(nx * 4 + 4), *y = malloc(ny * 4), *y0 = malloc(ny * 4), *y2 = malloc(ny * 4);
+    const size_t ny = T * rows;
+    prod_case c;
+    prod_case_make(&c, T, rows, cols, w_off, x_off);
+    float *y = malloc(ny * 4), *y0 = malloc(ny * 4), *y2 = malloc(ny * 4);
     double *ref = malloc(ny * 8), *scale = malloc(ny * 8);
-    for (size_t i = 0; i < nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
-    fill(x, nx, -2, 2);
-    for (size_t i = 0; i < nx; i++) {
-        hi[i] = plm_f32_to_bf16(x[i]);
-        lo[i] = plm_f32_to_bf16(x[i] - plm_bf16_to_f32(hi[i]));
-    }
-    uint16_t *dW = dput_bytes(W, nw * 2), *dhi = dput_bytes(hi, nx * 2), *dlo = dput_bytes(lo, nx * 2);
-    float *dx = dput(x, nx);
     void *work = split ? SK_WORK : NULL;
     int got = 0; /* outputs of the FP32 (1) and the hi + lo (2) forms read back */
-    static const char *form[3] = {"FP32 input", "BF16 input", "BF16 hi + lo input"};
     for (int f = 0; f < 3; f++) {
-        for (int t = 0; t < T; t++)
-            for (int64_t r = 0; r < rows; r++) {
-                const int want = sample <= 1 || r % sample == 0 || r < 256 || r >= rows - 256;
-                double sum = 0, abs_sum = 0;
-                for (int64_t c = 0; c < cols && want; c++) {
-                    const size_t at = x_off + t * cols + c;
-                    const double v = f == 0 ? x[at]
-                                     : f == 1 ? plm_bf16_to_f32(hi[at])
-                                              : (double)plm_bf16_to_f32(hi[at]) + plm_bf16_to_f32(lo[at]);
-                    const double p = plm_bf16_to_f32(W[w_off + r * cols + c]) * v;
-                    sum += p;
-                    abs_sum += fabs(p);
-                }
-                ref[t * rows + r] = sum;
-                scale[t * rows + r] = want ? abs_sum : -1; /* -1: not checked against the reference */
-            }
+        prod_ref(ref, scale, &c, f, sample);
         char what[240];
         snprintf(what, sizeof what, "skinny GEMM %s (T=%d, [%lld x %lld], %s%s)", label, T, (long long)rows,
-                 (long long)cols, form[f], split ? "" : ", no workspace");
+                 (long long)cols, PROD_FORM[f], split ? "" : ", no workspace");
         float *dy = dput(NULL, ny);
-        plm_skinny_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
-                             f == 2 ? dlo + x_off : NULL, T, rows, cols, work, NULL);
+        plm_skinny_bf16_cuda(dy, c.dW + w_off, prod_x(&c, f), prod_xb(&c, f), prod_lo(&c, f), T, rows, cols, work, NULL);
         if (!sync_ok(what)) continue;
         dget(y, dy, ny, what);
-        double worst = 0;
-        size_t bad = ny, checked = 0;
-        for (size_t i = 0; i < ny; i++) {
-            if (scale[i] < 0) {
-                if (y[i] != y[i] && bad == ny) bad = i; /* written: the poison is gone */
-                continue;
-            }
-            const double e = fabs(y[i] - ref[i]);
-            checked++;
-            if (!(e <= TOL_GEMV * scale[i]) && bad == ny) bad = i; /* NaN fails */
-            tu_worst(&worst, scale[i] > 0 ? e / scale[i] : e);
-        }
-        if (bad == ny)
-            tu_check(1, "%s: |y - ref| <= %.0e sum|W||x| (worst %.2e of it, %zu outputs of %zu against the reference)",
-                     what, TOL_GEMV, worst, checked, ny);
-        else tu_check(0, "%s: output %zu: |%g - %g| > %.0e x %g", what, bad, y[bad], ref[bad], TOL_GEMV, scale[bad]);
+        prod_check(y, ref, scale, ny, what);
         if (f == 0) memcpy(y0, y, ny * 4), got |= 1;
         if (f == 2) memcpy(y2, y, ny * 4), got |= 2;
         /* the same call again: the same bits (the partial sums of a split added in a fixed order) */
         dy = dput(NULL, ny);
-        plm_skinny_bf16_cuda(dy, dW + w_off, f == 0 ? dx + x_off : NULL, f ? dhi + x_off : NULL,
-                             f == 2 ? dlo + x_off : NULL, T, rows, cols, work, NULL);
+        plm_skinny_bf16_cuda(dy, c.dW + w_off, prod_x(&c, f), prod_xb(&c, f), prod_lo(&c, f), T, rows, cols, work, NULL);
         if (!sync_ok(what)) continue;
         float *again = malloc(ny * 4);
         dget(again, dy, ny, what);
@@ -940,8 +946,8 @@ static void test_skinny(int T, int64_t rows, int64_t cols, int w_off, int x_off,
     if (got == 3)
         tu_check(!memcmp(y0, y2, ny * 4), "skinny GEMM %s (T=%d, [%lld x %lld]): the FP32 input gives the bits of "
                  "its hi + lo", label, T, (long long)rows, (long long)cols);
-    plm_cuda_free(0, dW), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dx);
-    free(W), free(hi), free(lo), free(x), free(y), free(y0), free(y2), free(ref), free(scale);
+    prod_case_free(&c);
+    free(y), free(y0), free(y2), free(ref), free(scale);
 }
 
 static void test_embed_gather(int64_t V, int H, int64_t T) {

@@ -298,6 +298,11 @@ __global__ void k_attn_merge(float *o, const float *part, int split, int64_t T, 
     }
 }
 
+/* the key splits' partials of both kernels into o (nothing without splits) */
+static void merge_splits(float *o, const float *part, int split, int64_t T, int nh, int hd, cudaStream_t st) {
+    if (split > 1) k_attn_merge<<<(unsigned)(T * nh), hd >= 256 ? 256 : (hd + 31) & ~31, 0, st>>>(o, part, split, T, nh, hd);
+}
+
 template <int NTO>
 __device__ __forceinline__ void online_softmax(float (&sc)[TC_KEYS / 8][4], float (&acc)[NTO][4], float (&m)[2],
                                                float (&l)[2], const int64_t (&pos)[2], int64_t j0, int t4,
@@ -469,9 +474,7 @@ __device__ __forceinline__ void load_kv_tile(__nv_bfloat16 *dst, int ld, const f
         /* a whole tile of the step's own keys (prompts): only copies, each thread one column chunk */
         const int c = (threadIdx.x % cpr) * 8;
         const unsigned d0 = (unsigned)__cvta_generic_to_shared(dst + c);
-        for (int i = threadIdx.x / cpr; i < TC_KEYS; i += di)
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d0 + 2u * (unsigned)(i * ld)),
-                         "l"(bfb + i * kr + c));
+        for (int i = threadIdx.x / cpr; i < TC_KEYS; i += di) cp_async16(d0 + 2u * (unsigned)(i * ld), bfb + i * kr + c);
         return;
     }
     const bool v4 = (((uintptr_t)cache & 15) | (krow & 3) | (hd & 3)) == 0;
@@ -486,8 +489,7 @@ __device__ __forceinline__ void load_kv_tile(__nv_bfloat16 *dst, int ld, const f
             at[u] = i < TC_KEYS ? i * ld + c : -1;
             if (i < nk && c < hd) {
                 if (bf && i >= sb) {
-                    const unsigned d = (unsigned)__cvta_generic_to_shared(dst + i * ld + c);
-                    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(bfb + i * kr + c));
+                    cp_async16((unsigned)__cvta_generic_to_shared(dst + i * ld + c), bfb + i * kr + c);
                     at[u] = -1;
                 } else {
                     const float *src = cache + i * kr + c;
@@ -694,10 +696,7 @@ extern "C" void plm_attn_tc_cuda(float *o, const float *q, float *const *kb, flo
 #undef GB
     }
 #undef GO
-    if (split > 1) {
-        const int th = hd >= 256 ? 256 : (hd + 31) & ~31;
-        k_attn_merge<<<(unsigned)(T * nh), th, 0, st>>>(o, part, split, T, nh, hd);
-    }
+    merge_splits(o, part, split, T, nh, hd, st);
 }
 
 /* ---------------------------------------------------------------- decode */
@@ -846,8 +845,5 @@ extern "C" void plm_attn_dec_cuda(float *o, const float *q, float *const *kb, fl
     else
         GD(2);
 #undef GD
-    if (split > 1) {
-        const int th = hd >= 256 ? 256 : (hd + 31) & ~31;
-        k_attn_merge<<<(unsigned)(T * nh), th, 0, st>>>(o, part, split, T, nh, hd);
-    }
+    merge_splits(o, part, split, T, nh, hd, st);
 }

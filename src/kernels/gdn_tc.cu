@@ -692,20 +692,6 @@ template <int VT> static size_t scan_wy_smem(void) {
            CH * sizeof(float);
 }
 
-/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16 block
- * stored [k][n] (rows k0 .. k0 + 15) */
-template <int NT>
-__device__ __forceinline__ void mma_bk(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *B, int ld,
-                                       int n0, int k0) {
-#pragma unroll
-    for (int np = 0; np < NT / 2; np++) {
-        uint32_t b[4];
-        ldsm_bt(b, B, ld, k0, n0 + 16 * np);
-        mma16816(acc[2 * np], a, b[0], b[1]);
-        mma16816(acc[2 * np + 1], a, b[2], b[3]);
-    }
-}
-
 template <int VT>
 __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,

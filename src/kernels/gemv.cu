@@ -244,8 +244,6 @@ static void launch_t(int64_t nt, const gemv_set &set, int n, const void *x, cons
     else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(nt, set, n, x, lo, cols, st);
 }
 
-static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 static void launch_in(const gemv_set &set, int n, const float *x, const void *xb, const uint16_t *lo, int64_t T,
                       int64_t cols, cudaStream_t st) {
     if (x) launch_t<IN_F32>(T, set, n, x, NULL, cols, st);
@@ -259,7 +257,7 @@ extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *con
     if (T < 1 || T > PLM_GEMV_MAX_T) return;
     const void *in = x ? (const void *)x : xb;
     const uint16_t *l16 = x ? NULL : (const uint16_t *)lo;
-    const int in_vec = cols % 8 == 0 && aligned16(in) && (!l16 || aligned16(l16));
+    const int in_vec = cols % 8 == 0 && plm_aligned16(in) && (!l16 || plm_aligned16(l16));
     cudaStream_t st = PLM_STREAM(stream);
     gemv_set set;
     memset(&set, 0, sizeof set);
@@ -269,7 +267,7 @@ extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *con
         set.y[m] = y[j];
         set.W[m] = (const uint16_t *)W[j];
         set.rows[m] = rows[j];
-        set.vec[m] = in_vec && aligned16(W[j]);
+        set.vec[m] = in_vec && plm_aligned16(W[j]);
         if (++m == PLM_GEMV_MULTI) {
             launch_in(set, m, x, xb, l16, T, cols, st);
             m = 0;

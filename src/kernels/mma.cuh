@@ -114,9 +114,16 @@ __device__ __forceinline__ void copy4(float *dst, const float *src, bool ok) {
     const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 4 : 0));
 }
+/* 16 bytes from src to the shared-memory address d (a __cvta_generic_to_shared value); with bytes,
+ * only that many read and the rest zero-filled */
+__device__ __forceinline__ void cp_async16(unsigned d, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+}
+__device__ __forceinline__ void cp_async16(unsigned d, const void *src, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(bytes));
+}
 __device__ __forceinline__ void copy16(float *dst, const float *src, bool ok) {
-    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0));
+    cp_async16((unsigned)__cvta_generic_to_shared(dst), src, ok ? 16 : 0);
 }
 __device__ __forceinline__ void copies_done(void) {
     asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
@@ -203,9 +210,7 @@ __device__ __forceinline__ void load_b16(__nv_bfloat16 *dst, int ld, const __nv_
     for (int e = threadIdx.x; e < prow * per; e += blockDim.x) {
         const int i = e / per, c = (e - i * per) * 8;
         const bool ok = i < rows;
-        const unsigned d = (unsigned)__cvta_generic_to_shared(dst + i * ld + c);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(ok ? src + i * rs + c : src),
-                     "r"(ok ? 16 : 0));
+        cp_async16((unsigned)__cvta_generic_to_shared(dst + i * ld + c), ok ? src + i * rs + c : src, ok ? 16 : 0);
     }
 }
 /* the same for a 64-row block, TPR threads a row (blockDim.x = 64 TPR), cols <= MAXC: 16-byte pieces,
@@ -221,14 +226,25 @@ __device__ __forceinline__ void load_b16_64(__nv_bfloat16 *dst, int ld, const __
 #pragma unroll 1
     for (int u = 0; u < (MAXC + 8 * TPR - 1) / (8 * TPR); u++) {
         const int c = c0 + 8 * TPR * u;
-        if (c < cols)
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d + 2 * c), "l"(s + c),
-                         "r"(ok ? 16 : 0));
+        if (c < cols) cp_async16(d + 2 * c, s + c, ok ? 16 : 0);
     }
 }
 __device__ __forceinline__ void ldsm_bt(uint32_t (&b)[4], const __nv_bfloat16 *X, int ld, int k0, int n0) {
     const int l = threadIdx.x & 31;
     ldsm_x4_t(b, X + (k0 + (l & 7) + ((l >> 3) & 1) * 8) * ld + n0 + (l >> 4) * 8);
+}
+/* acc[0 .. NT) += A (16 x 16, in a) times the NT n-tiles of B at columns n0 .. n0 + 8 NT of a BF16
+ * block stored [k][n] (rows k0 .. k0 + 15): mma_bn's twin for B stored the other way */
+template <int NT>
+__device__ __forceinline__ void mma_bk(float (&acc)[NT][4], const uint32_t (&a)[4], const __nv_bfloat16 *B, int ld,
+                                       int n0, int k0) {
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+        uint32_t b[4];
+        ldsm_bt(b, B, ld, k0, n0 + 16 * np);
+        mma16816(acc[2 * np], a, b[0], b[1]);
+        mma16816(acc[2 * np + 1], a, b[2], b[3]);
+    }
 }
 
 /* rows x cols of FP32 src (row stride rs) rounded to BF16 into a prow x pcol block of dst (row stride

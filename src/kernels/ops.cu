@@ -406,23 +406,15 @@ __global__ void k_to_bf16(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float *sr
 }
 
 /* four values a thread: 16-byte loads, 8-byte stores (every pointer 16- / 8-byte aligned, n % 4 == 0) */
-__global__ void k_to_bf16_4(__nv_bfloat162 *dst, __nv_bfloat162 *lo, const float4 *src, int64_t n4) {
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
-        const float4 x = src[i];
-        const __nv_bfloat162 h0 = __floats2bfloat162_rn(x.x, x.y), h1 = __floats2bfloat162_rn(x.z, x.w);
-        dst[2 * i] = h0, dst[2 * i + 1] = h1;
-        if (lo) {
-            const float2 f0 = __bfloat1622float2(h0), f1 = __bfloat1622float2(h1);
-            lo[2 * i] = __floats2bfloat162_rn(x.x - f0.x, x.y - f0.y);
-            lo[2 * i + 1] = __floats2bfloat162_rn(x.z - f1.x, x.w - f1.y);
-        }
-    }
+__global__ void k_to_bf16_4(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float4 *src, int64_t n4) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x)
+        put4_bf16(dst, lo, i, src[i]);
 }
 
 extern "C" void plm_to_bf16_cuda(void *dst, void *lo, const float *src, int64_t n, void *stream) {
     if (n <= 0) return;
     if (n % 4 == 0 && ((uintptr_t)src & 15) == 0 && ((uintptr_t)dst & 7) == 0 && ((uintptr_t)lo & 7) == 0)
-        k_to_bf16_4<<<plm_blocks(n / 4, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat162 *)dst, (__nv_bfloat162 *)lo,
+        k_to_bf16_4<<<plm_blocks(n / 4, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)dst, (__nv_bfloat16 *)lo,
                                                                             (const float4 *)src, n / 4);
     else
         k_to_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)dst, (__nv_bfloat16 *)lo, src, n);

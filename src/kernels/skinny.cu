@@ -262,15 +262,17 @@ __global__ void __launch_bounds__(32 * SK_WARPS, sk_shape<NT>::MINB)
     /* chunk 0: inputs staged, weights in registers */
     sk_stage<NT, IN>(xs[0][0], xs[0][P - 1], x, lo, cols, T, cb, ce, xvec);
     uint4 wq[G][MT][2]; /* group q of the chunk being multiplied, then (once used) of the next one */
-#pragma unroll
-    for (int q = 0; q < G; q++)
+    auto load_group = [&](int q, int c0) { /* group q of the chunk at column c0 into wq[q] */
 #pragma unroll
         for (int m = 0; m < MT; m++)
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const int c = cb + 32 * q + 8 * t;
+                const int c = c0 + 32 * q + 8 * t;
                 wq[q][m][h] = sk_ld_w(wr[m][h] + c, c, wce, vec);
             }
+    };
+#pragma unroll
+    for (int q = 0; q < G; q++) load_group(q, cb);
     __syncthreads();
 
     const int nch = (ce - cb + KC - 1) / KC;
@@ -303,13 +305,7 @@ __global__ void __launch_bounds__(32 * SK_WARPS, sk_shape<NT>::MINB)
                     }
                 }
             }
-#pragma unroll
-            for (int m = 0; m < MT; m++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int c = cn + 32 * q + 8 * t;
-                    wq[q][m][h] = sk_ld_w(wr[m][h] + c, c, wce, vec);
-                }
+            load_group(q, cn);
         }
         __syncthreads();
     }
@@ -398,8 +394,6 @@ static void sk_launch_nt(int nt, const sk_set &set, int n, const void *x, const 
     else if constexpr (NT < PLM_SKINNY_MAX_T / 8) sk_launch_nt<IN, NT + 1>(nt, set, n, x, lo, T, cols, xvec, work, st);
 }
 
-static int sk_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 static void sk_launch_in(const sk_set &set, int n, const float *x, const void *xb, const uint16_t *lo, int64_t T,
                          int64_t cols, int xvec, void *work, cudaStream_t st) {
     const int nt = (int)((T + 7) / 8);
@@ -417,8 +411,8 @@ extern "C" void plm_skinny_bf16_multi_cuda(int n, float *const *y, const void *c
                                            void *work, void *stream) {
     if (T <= PLM_GEMV_MAX_T || T > PLM_SKINNY_MAX_T || cols <= 0) return;
     const uint16_t *l16 = x ? NULL : (const uint16_t *)lo;
-    const int xvec = x ? sk_aligned16(x) && cols % 4 == 0
-                       : sk_aligned16(xb) && (!l16 || sk_aligned16(l16)) && cols % 8 == 0;
+    const int xvec = x ? plm_aligned16(x) && cols % 4 == 0
+                       : plm_aligned16(xb) && (!l16 || plm_aligned16(l16)) && cols % 8 == 0;
     cudaStream_t st = PLM_STREAM(stream);
     sk_set set;
     memset(&set, 0, sizeof set);
@@ -428,7 +422,7 @@ extern "C" void plm_skinny_bf16_multi_cuda(int n, float *const *y, const void *c
         set.y[m] = y[j];
         set.W[m] = (const uint16_t *)W[j];
         set.rows[m] = rows[j];
-        set.vec[m] = cols % 8 == 0 && sk_aligned16(W[j]);
+        set.vec[m] = cols % 8 == 0 && plm_aligned16(W[j]);
         if (++m == PLM_GEMV_MULTI) {
             sk_launch_in(set, m, x, xb, l16, T, cols, xvec, work, st);
             m = 0;

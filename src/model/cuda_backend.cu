@@ -560,6 +560,15 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
  * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. Up to
  * PLM_SKINNY_MAX_T rows (several sequences decoding together) the same with the skinny GEMM on tensor
  * cores, which splits the precise x into hi + lo itself. */
+/* n products of one input with BF16 weights for T <= PLM_SKINNY_MAX_T rows: the GEMV up to
+ * PLM_GEMV_MAX_T, the skinny GEMM above; x (FP32) or xb (BF16, with lo its remainder or NULL) */
+static void small_products(plm_cuda *g, int n, float *const *y, const void *const *W, const int64_t *rows,
+                           const float *x, const void *xb, const void *lo, int64_t T, int64_t cols) {
+    if (x) xb = lo = NULL;
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, g->st);
+    else plm_skinny_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, g->sk_work, g->st);
+}
+
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
@@ -570,11 +579,10 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
         void *lo = g->split ? (char *)xb + (size_t)T * W->cols * 2 : NULL;
-        const int gemv = T <= PLM_GEMV_MAX_T, skinny = !gemv && T <= PLM_SKINNY_MAX_T;
-        if (x && lo && (gemv || skinny)) { /* precise: x itself, no conversion */
+        const int small = T <= PLM_SKINNY_MAX_T; /* GEMV or skinny GEMM: every weight read once */
+        if (x && lo && small) { /* precise: x itself, no conversion */
             g->xb_of = NULL; /* xb is not written: it holds no conversion the next call could reuse */
-            if (gemv) plm_gemv_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->st);
-            else plm_skinny_bf16_cuda(y, W->d, x, NULL, NULL, T, W->rows, W->cols, g->sk_work, g->st);
+            small_products(g, 1, &y, &W->d, &W->rows, x, NULL, NULL, T, W->cols);
             return PLM_OK;
         }
         if (!x) /* the caller wrote the BF16 input into xb itself */
@@ -583,12 +591,8 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
             plm_to_bf16_cuda(xb, lo, x, T * W->cols, g->st);
             g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
         }
-        if (gemv) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
-            plm_gemv_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->st);
-            return PLM_OK;
-        }
-        if (skinny) {
-            plm_skinny_bf16_cuda(y, W->d, NULL, xb, lo, T, W->rows, W->cols, g->sk_work, g->st);
+        if (small) { /* single pass from x's BF16 form, or a fused kernel's hi (+ lo) */
+            small_products(g, 1, &y, &W->d, &W->rows, NULL, xb, lo, T, W->cols);
             return PLM_OK;
         }
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
@@ -645,8 +649,7 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
         g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
         in = NULL;
     }
-    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->st);
-    else plm_skinny_bf16_multi_cuda(n, y, wd, rows, in, in ? NULL : xb, NULL, T, cols, g->sk_work, g->st);
+    small_products(g, n, y, wd, rows, in, xb, NULL, T, cols);
     return PLM_OK;
 }
 
@@ -1096,19 +1099,16 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i = 0; i < p.n_logit; i++) lr[i] = out->rows ? out->rows[i] : (int32_t)i;
     if (p.n_amax) memcpy(HOST(&p, amax_rows, int32_t), out->amax_rows, (size_t)p.n_amax * 4);
     if (na) p.n_atiles = plm_attn_tiles(HOST(&p, atiles, int32_t), s->cu, ns, p.attn_qt);
-    if (na) {
-        int lmax = 0;
-        for (int i = 0; i < ns; i++) lmax = s->cu[i + 1] - s->cu[i] > lmax ? s->cu[i + 1] - s->cu[i] : lmax;
-        p.attn_dec = lmax <= ATTN_DEC_MAX_LEN && plm_attn_dec_fits(cf->n_heads, cf->n_kv_heads, cf->head_dim);
-    }
-    if (na && T <= ATTN_SPLIT_MAX_T) { /* the longest segment's KV blocks, rounded up to a power of two
-                                          so that a decode step's graph survives its sequences' growth */
-        int kbmax = 1;
+    if (na) { /* the longest segment (the decode kernel) and its KV blocks, rounded up to a power of two
+                 so that a decode step's graph survives its sequences' growth (the key splits) */
+        int lmax = 0, kbmax = 1;
         for (int i = 0; i < ns; i++) {
-            const int nb = boff[i + 1] - boff[i];
-            while (kbmax < nb) kbmax *= 2;
+            lmax = s->cu[i + 1] - s->cu[i] > lmax ? s->cu[i + 1] - s->cu[i] : lmax;
+            while (kbmax < boff[i + 1] - boff[i]) kbmax *= 2;
         }
-        p.attn_split = plm_attn_split(p.attn_dec ? (int)T : p.n_atiles, cf->n_kv_heads, kbmax, g->n_sm);
+        p.attn_dec = lmax <= ATTN_DEC_MAX_LEN && plm_attn_dec_fits(cf->n_heads, cf->n_kv_heads, cf->head_dim);
+        if (T <= ATTN_SPLIT_MAX_T)
+            p.attn_split = plm_attn_split(p.attn_dec ? (int)T : p.n_atiles, cf->n_kv_heads, kbmax, g->n_sm);
     }
     if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
