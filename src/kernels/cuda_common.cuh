@@ -52,8 +52,6 @@ __device__ __forceinline__ uint4 plm_ld_stream16(const uint16_t *p) {
     return v;
 }
 
-static inline int plm_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
-
 /* blocks of `threads` covering n items (grid-stride loops take the rest) */
 static inline unsigned plm_blocks(int64_t n, int threads) {
     int64_t b = (n + threads - 1) / threads;
@@ -66,5 +64,7 @@ static inline int plm_row_threads(int n) {
     while (t < n && t < 256) t *= 2;
     return t;
 }
+
+static inline int plm_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
 #endif
