@@ -91,13 +91,17 @@ static float **dput_each(float **h, int n_seg, size_t n, float ***dev_arr) {
     return d;
 }
 
-static void test_conv(const int *lens, int n_seg, int C, int K, const char *label) {
+/* bf 1: x as BF16 (plm_conv_bf16_cuda, the single-pass projection's output), against the reference on the
+ * same values widened; bf 2: y as BF16 too (plm_conv_bb_cuda), within its rounding */
+static void test_conv_form(const int *lens, int n_seg, int C, int K, const char *label, int bf) {
     int64_t T;
     int32_t *cu = make_cu(lens, n_seg, &T), *so = make_seg_of(cu, n_seg, T);
     const size_t P = (size_t)(K - 1) * C;
     float *x = malloc(T * C * 4), *w = malloc((size_t)C * K * 4), *y = malloc(T * C * 4), *yr = malloc(T * C * 4);
+    uint16_t *x16 = malloc(T * C * 2 + 2);
     float **tl = malloc(n_seg * sizeof *tl), **tr = malloc(n_seg * sizeof *tr);
     fill(x, T * C, -2, 2);
+    for (int64_t i = 0; bf && i < T * C; i++) x16[i] = plm_f32_to_bf16(x[i]), x[i] = plm_bf16_to_f32(x16[i]);
     fill(w, (size_t)C * K, -1, 1);
     for (int s = 0; s < n_seg; s++) {
         tl[s] = malloc(P * 4 + 4);
@@ -106,15 +110,24 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
         memcpy(tr[s], tl[s], P * 4);
     }
     plm_conv_ref(yr, tr, x, w, cu, n_seg, C, K, 1);
-    float *dx = dput(x, T * C), *dw = dput(w, (size_t)C * K), *dy = dput(NULL, T * C), **dta;
+    float *dx = bf ? NULL : dput(x, T * C), *dw = dput(w, (size_t)C * K), **dta;
+    float *dy = dput(NULL, bf == 2 ? (T * C + 1) / 2 : T * C); /* BF16 y: NaN bits until written, a guard after */
+    void *dx16 = bf ? dput_bytes(x16, T * C * 2 + 2) : NULL;
     float **dt = dput_each(tl, n_seg, P, &dta);
     int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dso = dput_bytes(so, T * 4);
-    plm_conv_cuda(dy, dta, dx, dw, dcu, dso, n_seg, T, C, K, NULL);
+    if (bf == 2) plm_conv_bb_cuda(dy, dta, dx16, dw, dcu, dso, n_seg, T, C, K, NULL);
+    else if (bf) plm_conv_bf16_cuda(dy, dta, dx16, dw, dcu, dso, n_seg, T, C, K, NULL);
+    else plm_conv_cuda(dy, dta, dx, dw, dcu, dso, n_seg, T, C, K, NULL);
     char what[160];
-    snprintf(what, sizeof what, "conv %s (T=%lld, C=%d, K=%d)", label, (long long)T, C, K);
+    snprintf(what, sizeof what, "conv%s %s (T=%lld, C=%d, K=%d)",
+             bf == 2 ? " BF16 to BF16" : bf ? " of BF16 input" : "", label, (long long)T, C, K);
     if (sync_ok(what)) {
-        dget(y, dy, T * C, what);
-        tu_close(y, yr, T * C, TOL, what);
+        dget(y, dy, bf == 2 ? (T * C + 1) / 2 : T * C, what);
+        if (bf == 2) { /* widen in place, from the end */
+            const uint16_t *y16 = (const uint16_t *)y;
+            for (int64_t i = T * C - 1; i >= 0; i--) y[i] = plm_bf16_to_f32(y16[i]);
+        }
+        tu_close(y, yr, T * C, bf == 2 ? TOL_GDN_BF16 : TOL, what);
         int tok = 1;
         for (int s = 0; s < n_seg; s++) {
             float *g = malloc(P * 4 + 4);
@@ -124,9 +137,16 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
         }
         tu_check(tok, "%s: every segment's new tail exact", what);
     }
-    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dta), plm_cuda_free(0, dcu), plm_cuda_free(0, dso);
+    plm_cuda_free(0, dx), plm_cuda_free(0, dx16), plm_cuda_free(0, dw), plm_cuda_free(0, dta), plm_cuda_free(0, dcu);
+    plm_cuda_free(0, dso);
     for (int s = 0; s < n_seg; s++) free(tl[s]), free(tr[s]);
-    free(dt), free(tl), free(tr), free(x), free(w), free(y), free(yr), free(cu), free(so);
+    free(dt), free(tl), free(tr), free(x), free(x16), free(w), free(y), free(yr), free(cu), free(so);
+}
+
+static void test_conv(const int *lens, int n_seg, int C, int K, const char *label) {
+    test_conv_form(lens, n_seg, C, K, label, 0);
+    test_conv_form(lens, n_seg, C, K, label, 1);
+    test_conv_form(lens, n_seg, C, K, label, 2);
 }
 
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
@@ -296,6 +316,77 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     plm_cuda_free(0, dcopy);
     plm_cuda_free(0, dm), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
+}
+
+/* The prep from BF16 mixed (plm_gdn_prep_bb_cuda, single pass): against plm_gdn_prep_bf_cuda on the same
+ * values widened. beta and g bit for bit; q, k, v for the tokens of segments shorter than
+ * PLM_GDN_CHUNKED_MIN within TOL of the reference's scale (the 16-byte form sums a head's squares in
+ * another order), the others left as they were (NaN); the BF16 copies of every token within one BF16
+ * step of each reference copy (at most 2^-7 |x|: the other sum order may round a value to the neighbour) */
+static void test_gdn_prep_bb(const int *lens, int n_seg, int nk, int nv, int dk, int dv) {
+    int64_t T;
+    int32_t *cu = make_cu(lens, n_seg, &T), *so = make_seg_of(cu, n_seg, T);
+    const int CD = 2 * nk * dk + nv * dv;
+    const int64_t nqk = T * nk * dk, nvv = T * nv * dv, nb16 = 2 * nqk + nvv;
+    float *mixed = malloc(T * CD * 4), *b = malloc(T * nv * 4), *a = malloc(T * nv * 4), *negA = malloc(nv * 4),
+          *dtb = malloc(nv * 4);
+    uint16_t *m16 = malloc(T * CD * 2);
+    fill(mixed, T * CD, -2, 2);
+    for (int64_t i = 0; i < T * CD; i++) m16[i] = plm_f32_to_bf16(mixed[i]), mixed[i] = plm_bf16_to_f32(m16[i]);
+    fill(b, T * nv, -4, 4);
+    fill(a, T * nv, -30, 30);
+    fill(negA, nv, -2, -0.1f);
+    fill(dtb, nv, -1, 1);
+    float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
+          *ddt = dput(dtb, nv);
+    uint16_t *dm16 = dput_bytes(m16, T * CD * 2);
+    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dso = dput_bytes(so, T * 4);
+    const int64_t nx[5] = {nqk, nqk, nvv, T * nv, T * nv};
+    float *dr[5], *dg[5];
+    for (int i = 0; i < 5; i++) dr[i] = dput(NULL, nx[i]), dg[i] = dput(NULL, nx[i]);
+    uint16_t *drc = dput_bytes(NULL, nb16 * 2), *dgc = dput_bytes(NULL, nb16 * 2);
+    plm_gdn_prep_bf_cuda(dr[0], dr[1], dr[2], drc, dr[3], dr[4], dm, dbb, da, dn, ddt, T, nk, nv, dk, dv, NULL);
+    plm_gdn_prep_bb_cuda(dg[0], dg[1], dg[2], dgc, dg[3], dg[4], dm16, dbb, da, dn, ddt, dcu, dso, T, nk, nv, dk, dv,
+                         NULL);
+    char what[160];
+    snprintf(what, sizeof what, "delta-rule inputs from BF16 mixed (T=%lld, %d segments, nk=%d nv=%d dk=%d dv=%d)",
+             (long long)T, n_seg, nk, nv, dk, dv);
+    if (sync_ok(what)) {
+        uint16_t *rc = malloc(nb16 * 2), *gc = malloc(nb16 * 2);
+        plm_cuda_download(0, rc, drc, nb16 * 2, &ERR);
+        plm_cuda_download(0, gc, dgc, nb16 * 2, &ERR);
+        int64_t bad = -1;
+        for (int64_t e = 0; e < nb16 && bad < 0; e++) {
+            const float x = plm_bf16_to_f32(rc[e]), y = plm_bf16_to_f32(gc[e]);
+            if (!(fabsf(x - y) <= fabsf(x) * (1.0f / 128.0f))) bad = e;
+        }
+        tu_check(bad < 0, "%s: the BF16 copies within one BF16 step (first over at %lld)", what, (long long)bad);
+        int unwritten = 1, exact = 1;
+        for (int i = 0; i < 5; i++) {
+            float *x = malloc(nx[i] * 4), *y = malloc(nx[i] * 4), *xs = malloc(nx[i] * 4), *ys = malloc(nx[i] * 4);
+            dget(x, dr[i], nx[i], what), dget(y, dg[i], nx[i], what);
+            const int64_t per = nx[i] / T;
+            int64_t ns = 0;
+            for (int64_t e = 0; e < nx[i]; e++) {
+                const int64_t t = e / per;
+                if (i >= 3 || cu[so[t] + 1] - cu[so[t]] < PLM_GDN_CHUNKED_MIN) xs[ns] = x[e], ys[ns++] = y[e];
+                else unwritten &= y[e] != y[e];
+            }
+            if (i >= 3) exact &= !memcmp(x, y, nx[i] * 4);
+            else if (ns) {
+                char w2[200];
+                snprintf(w2, sizeof w2, "%s: %s of the short segments' tokens", what, i == 0 ? "q" : i == 1 ? "k" : "v");
+                tu_close(ys, xs, ns, TOL, w2);
+            }
+            free(x), free(y), free(xs), free(ys);
+        }
+        tu_check(unwritten, "%s: q, k, v of the chunked segments' tokens not written", what);
+        tu_check(exact, "%s: beta and g identical", what);
+        free(rc), free(gc);
+    }
+    plm_cuda_free(0, drc), plm_cuda_free(0, dgc), plm_cuda_free(0, dm16), plm_cuda_free(0, dcu), plm_cuda_free(0, dso);
+    plm_cuda_free(0, dm), plm_cuda_free(0, dbb), plm_cuda_free(0, da), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
+    free(mixed), free(m16), free(b), free(a), free(negA), free(dtb), free(cu), free(so);
 }
 
 /* A step of few tokens spreads each token of the delta-rule prep over several blocks (slices of its
@@ -557,6 +648,27 @@ static void test_rowops(int64_t rows, int n) {
         dget(y, dy, N, what), tu_close(y, xr, N, 0.0, "  the sum, exact");
         dget(y, dh, N, what), tu_close(y, ref, N, TOL, what);
     }
+    /* the same writing h's BF16 form too (single pass): h as the plain form's, hb its rounding bit for bit */
+    {
+        float *dh2 = dput(NULL, N), *dhb = dput(NULL, (N + 1) / 2), *h1 = malloc(N * 4), *hb = malloc((N + 1) / 2 * 4);
+        float *dd2 = dput(d, N), *dh1 = dput(NULL, N);
+        dy = dput(x, N);
+        float *dy2 = dput(x, N);
+        plm_add_rmsnorm_zc_cuda(dh1, dy, dd2, dw, rows, n, 1e-6f, NULL);
+        plm_add_rmsnorm_zc_bf16_cuda(dh2, dhb, dy2, dd2, dw, rows, n, 1e-6f, NULL);
+        snprintf(what, sizeof what, "residual add + RMSNorm with its BF16 form [%lld x %d]", (long long)rows, n);
+        if (sync_ok(what)) {
+            dget(h1, dh1, N, what), dget(y, dh2, N, what), dget(hb, dhb, (N + 1) / 2, what);
+            const uint16_t *h16 = (const uint16_t *)hb;
+            int same = !memcmp(h1, y, N * 4), exact = 1;
+            for (size_t i = 0; i < N; i++) exact &= h16[i] == plm_f32_to_bf16(y[i]);
+            tu_check(same, "%s: h as the plain form's", what);
+            tu_check(exact, "%s: the BF16 form is h rounded", what);
+            dget(y, dy, N, what), dget(h1, dy2, N, what);
+        }
+        plm_cuda_free(0, dd2);
+        free(h1), free(hb);
+    }
     /* gated RMSNorm */
     float *dz = dput(z, N);
     dy = dput(NULL, N);
@@ -605,6 +717,32 @@ static void test_rowops(int64_t rows, int n) {
             }
         }
         free(hb), free(lb);
+    }
+    /* SwiGLU of BF16 gate and up (single-pass GEMM outputs) into BF16: against the reference on the
+       widened values, within BF16 rounding; off 1: every array one element past 16 bytes (scalar form) */
+    for (int off = 0; off < 2; off++) {
+        uint16_t *g16 = malloc((N + 1) * 2), *u16 = malloc((N + 1) * 2), *o16 = malloc((N + 1) * 2);
+        for (size_t i = 0; i < N; i++) {
+            g16[off + i] = plm_f32_to_bf16(x[i]), u16[off + i] = plm_f32_to_bf16(z[i]);
+            ref[i] = plm_bf16_to_f32(g16[off + i]);
+            xr[i] = plm_bf16_to_f32(u16[off + i]);
+        }
+        plm_swiglu(ref, xr, N);
+        uint16_t *dg = dput_bytes(g16, (N + 1) * 2), *du = dput_bytes(u16, (N + 1) * 2);
+        float *dout = dput(NULL, (N + 2) / 2); /* NaN bits until written, a guard after */
+        plm_swiglu_bb_cuda((uint16_t *)dout + off, dg + off, du + off, N, NULL);
+        char w3[128];
+        snprintf(w3, sizeof w3, "swiglu of BF16 gate and up, offset %d [%lld x %d]", off, (long long)rows, n);
+        if (sync_ok(w3)) {
+            float *ob = malloc(((N + 2) / 2) * 4);
+            dget(ob, dout, (N + 2) / 2, w3);
+            memcpy(o16, (uint16_t *)ob + off, N * 2);
+            for (size_t i = 0; i < N; i++) y[i] = plm_bf16_to_f32(o16[i]);
+            tu_close(y, ref, N, TOL_GDN_BF16, w3);
+            free(ob);
+        }
+        plm_cuda_free(0, dg), plm_cuda_free(0, du);
+        free(g16), free(u16), free(o16);
     }
     plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dd), plm_cuda_free(0, dz);
     free(x), free(d), free(z), free(w), free(ref), free(y), free(xr);
@@ -659,9 +797,27 @@ static void test_logprob(int n, int V, float spread) {
     float *dl = dput(l, (size_t)n * V), *dlp = dput(NULL, n);
     int32_t *dt = dput_bytes(tg, n * 4);
     plm_logprob_cuda(dlp, dl, dt, n, V, NULL);
-    char what[96];
+    char what[128];
     snprintf(what, sizeof what, "log-probabilities (%d rows of %d, logits within +-%g)", n, V, spread);
     if (sync_ok(what)) dget(lp, dlp, n, what), tu_close(lp, ref, n, TOL, what);
+    /* BF16 logits (the single-pass lm_head's), against the reference on the same values widened; odd
+       offsets: rows not 16-byte aligned (the scalar form) */
+    for (int off = 0; off < 2; off++) {
+        uint16_t *l16 = malloc(((size_t)n * V + off) * 2);
+        for (size_t i = 0; i < (size_t)n * V; i++) {
+            l16[off + i] = plm_f32_to_bf16(l[i]);
+            l[i] = plm_bf16_to_f32(l16[off + i]);
+        }
+        plm_logprob_ref(ref, l, tg, n, V, 1);
+        uint16_t *dl16 = dput_bytes(l16, ((size_t)n * V + off) * 2);
+        dlp = dput(NULL, n);
+        plm_logprob_bf16_cuda(dlp, dl16 + off, dt, n, V, NULL);
+        snprintf(what, sizeof what, "log-probabilities of BF16 logits (%d rows of %d, within +-%g, offset %d)", n, V,
+                 spread, off);
+        if (sync_ok(what)) dget(lp, dlp, n, what), tu_close(lp, ref, n, TOL, what);
+        plm_cuda_free(0, dl16);
+        free(l16);
+    }
     plm_cuda_free(0, dl), plm_cuda_free(0, dt);
     free(l), free(lp), free(ref), free(tg);
 }
@@ -1021,6 +1177,13 @@ int main(void) {
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);
     test_gdn_prep(1, 16, 16, 128, 128); /* a decode token: 8 slices of 4 heads */
+    {
+        const int lp1[] = {1, 15, 16, 17, 70, 3}, lp2[] = {200};
+        test_gdn_prep_bb(lp1, 6, 2, 4, 16, 24);
+        test_gdn_prep_bb(lp1, 6, 2, 4, 12, 20); /* dk % 8 != 0: the general kernel */
+        test_gdn_prep_bb(lp1, 6, 16, 32, 128, 128);
+        test_gdn_prep_bb(lp2, 1, 16, 16, 128, 128);
+    }
     test_gdn_prep_slices(300, 16, 16, 128, 128);
     test_gdn_prep_slices(300, 3, 5, 24, 40); /* 6 heads (2 slices), dk below a warp */
 

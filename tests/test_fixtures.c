@@ -8,6 +8,7 @@
 
 #include "devutil.h"
 #include "io/config.h"
+#include "io/safetensors.h"
 #include "model/cuda.h"
 #include "runseq.h"
 #include "testutil.h"
@@ -62,6 +63,53 @@ static plm_model *open_bf16_copy(const char *name, char *bdir, size_t bdir_size)
     return m;
 }
 
+/* Scoring in single-pass mode: a step that scores more rows than the skinny GEMM takes has cuBLAS write
+ * its logits in BF16, as transformers' BF16 lm_head does, and reads those. Expected: log_softmax of the
+ * same context's FP32 logits under the same budget (the same steps, so the same hidden states and GEMM
+ * inputs) rounded to BF16. The FP32 sums of the two GEMMs may differ in order and so round a logit to
+ * the neighbouring BF16 value: bound, per token, two BF16 steps of the row's largest |logit| (2^-7
+ * max|l|: the target's step plus the log-sum-exp's). A layout or row error gives differences of order
+ * max|l|. Budgets: one step (BF16 logits) and steps of 7 tokens (FP32 logits from the GEMV). */
+static void score_single_pass(plm_ctx *c1, const plm_model *m, const char *name, const char *device,
+                              int32_t *const *seqs, const int64_t *lens, int n, int64_t total, int V, float *buf) {
+    plm_error err = {0};
+    float *lp = malloc(total * sizeof *lp), *want = calloc(total, sizeof *want), *tol = calloc(total, sizeof *tol);
+    const int64_t budgets[] = {0, 7};
+    for (int b = 0; b < 2; b++) {
+        if (!tu_check(tu_run_packed(c1, m, seqs, lens, n, NULL, budgets[b], buf, NULL, &err) == PLM_OK,
+                      "%s: single-pass logits (%s)", name, err.msg))
+            break;
+        int64_t off = 0;
+        for (int i = 0; i < n; off += lens[i++])
+            for (int64_t j = 0; j + 1 < lens[i]; j++) {
+                float *l = buf + (off + j) * V;
+                double mx = -INFINITY, s = 0, amax = 0;
+                for (int v = 0; v < V; v++) {
+                    l[v] = plm_bf16_to_f32(plm_f32_to_bf16(l[v]));
+                    mx = l[v] > mx ? l[v] : mx;
+                    amax = fabs(l[v]) > amax ? fabs(l[v]) : amax;
+                }
+                for (int v = 0; v < V; v++) s += exp(l[v] - mx);
+                want[off + j] = (float)(l[seqs[i][j + 1]] - mx - log(s));
+                tol[off + j] = (float)(amax / 128.0);
+            }
+        if (!tu_check(tu_run_packed(c1, m, seqs, lens, n, NULL, budgets[b], NULL, lp, &err) == PLM_OK,
+                      "%s: single-pass score (%s)", name, err.msg))
+            break;
+        int64_t bad = -1;
+        double worst = 0;
+        for (int64_t t = 0; t < total; t++) {
+            const double e = fabs((double)lp[t] - want[t]);
+            if (!(e <= tol[t]) && bad < 0) bad = t;
+            if (e == e && tol[t] > 0) tu_worst(&worst, e / tol[t]);
+        }
+        tu_check(bad < 0, "%s on %s: single-pass log-probabilities, budget %lld, against log_softmax of its BF16-rounded "
+                 "logits: worst |diff| %.2f of the bound (2^-7 max|l|)%s", name, device, (long long)budgets[b], worst,
+                 bad < 0 ? "" : " (a token over it or NaN)");
+    }
+    free(lp), free(want), free(tol);
+}
+
 static void run_bf16(const char *name, const char *device) {
     char dir[256], bdir[256], path[512], what[200];
     plm_error err = {0};
@@ -111,6 +159,7 @@ static void run_bf16(const char *name, const char *device) {
                 }
             }
     }
+    if (c1) score_single_pass(c1, m, name, device, seqs, lens, n, total, V, got);
     plm_ctx_free(c1);
     free(ref);
     free(got);

@@ -22,6 +22,13 @@ extern "C" {
 /* conv1d + SiLU: plm_conv_ref's contract; tail is a device array [n_seg] of device pointers. */
 void plm_conv_cuda(float *y, float *const *tail, const float *x, const float *w, const int32_t *cu,
                    const int32_t *seg_of, int n_seg, int64_t T, int C, int K, void *stream);
+/* the same with x BF16 (__nv_bfloat16 [T, C], the single-pass projection's output), each value widened
+ * exactly; tails stay FP32 */
+void plm_conv_bf16_cuda(float *y, float *const *tail, const void *x, const float *w, const int32_t *cu,
+                        const int32_t *seg_of, int n_seg, int64_t T, int C, int K, void *stream);
+/* and with y BF16 too (__nv_bfloat16 [T, C], each output rounded once) */
+void plm_conv_bb_cuda(void *y, float *const *tail, const void *x, const float *w, const int32_t *cu,
+                      const int32_t *seg_of, int n_seg, int64_t T, int C, int K, void *stream);
 /* gated delta rule: plm_gdn_ref's contract (S: device array [n_seg] of [nv, dk, dv] states). Each
  * segment runs token by token (the recurrent form) with its state held in registers. */
 void plm_gdn_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
@@ -71,6 +78,12 @@ void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, cons
 void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g, const float *mixed,
                           const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk,
                           int nv, int dk, int dv, void *stream);
+/* the same from BF16 mixed (__nv_bfloat16 [T, conv_dim], plm_conv_bb_cuda's output), each value widened
+ * exactly; q, k, v (FP32) only for the tokens of segments shorter than PLM_GDN_CHUNKED_MIN (cu, seg_of:
+ * device tables of the step), the ones the recurrent kernel reads, the copies for every token */
+void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g, const void *mixed,
+                          const float *b, const float *a, const float *neg_A, const float *dt_bias, const int32_t *cu,
+                          const int32_t *seg_of, int64_t T, int nk, int nv, int dk, int dv, void *stream);
 /* KV cache blocks of one attention layer: block b of segment s is kb[boff[s] + b] (vb likewise), each
  * [PLM_KV_BLOCK, nkv, hd]. Append writes token t's k, v [T, nkv, hd] at its position start[s] + (t - cu[s]),
  * and, where kbf and vbf are not NULL, their BF16 roundings into kbf, vbf [T, nkv, hd] (the single-pass
@@ -134,12 +147,17 @@ void plm_attn_dec_cuda(float *o, const float *q, float *const *kb, float *const 
                        int hd, float scale, int split, float *part, void *stream);
 /* lp[i] = log softmax(logits[i])[target[i]] */
 void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream);
+/* the same over BF16 logits (__nv_bfloat16 [n, V]: the single-pass lm_head's output), each widened exactly */
+void plm_logprob_bf16_cuda(float *lp, const void *logits, const int32_t *target, int n, int V, void *stream);
 
 /* row and element-wise ops, as their CPU twins in kernels.h */
 void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps, void *stream);
 /* x += d, then h = rmsnorm_zc(x) * (1 + w): the residual add fused with the next norm */
 void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
                              void *stream);
+/* the same, also writing hb = bf16(h) (__nv_bfloat16 [rows, n]: the next single-pass GEMM's input) */
+void plm_add_rmsnorm_zc_bf16_cuda(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows, int n,
+                                  float eps, void *stream);
 void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps,
                             void *stream);
 /* inv_freq [ceil(rot/2)] as plm_rope computes it (host side, float); turns 2 * ceil(rot/2) channels */
@@ -152,6 +170,9 @@ void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gat
 void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w, int64_t rows,
                                  int n, float eps, void *stream);
 void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream);
+/* out = bf16(silu(gate) up) from BF16 gate and up (single-pass GEMM outputs), each widened exactly; all
+ * three __nv_bfloat16 [n] */
+void plm_swiglu_bb_cuda(void *out, const void *gate, const void *up, int64_t n, void *stream);
 void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream);
 /* x[T, cols] = rows tokens[t] of E (bf16 != 0: BF16, else F32) */
 void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens, int64_t T,

@@ -1,19 +1,28 @@
 /* Log-probability of a target under each row of logits on the GPU (plm_logprob_ref's contract):
  * one block per row; the maximum, then the sum of exp(l - max) accumulated in double. And the
  * greedy choice, argmax per row (plm_argmax_row's contract), so decoding needs no logits on the host. */
+#include <cuda_bf16.h>
+
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
 /* One pass over the row: each thread keeps a running maximum m and sum s = sum exp(l - m) (the
- * exponentials in float, as the CPU takes them, added in double), rescaling s when m grows, 16 values
- * (four float4 loads in flight) at a time; then the threads' (m, s) pairs are combined. The row is
- * read once (the two-pass form read it twice, from DRAM: a block of rows is larger than L2). */
+ * exponentials in float, as the CPU takes them; each group of 16 summed in float, the groups added in
+ * double, as the CPU folds float lane sums into a double), rescaling s when m grows, 16 values (16 bytes
+ * a load, several loads in flight) at a time; then the threads' (m, s) pairs are combined. The row is
+ * read once (the two-pass form read it twice, from DRAM: a block of rows is larger than L2). A double
+ * conversion and add per value had made the kernel compute-bound on BF16 rows. */
 #define LP_THREADS 512
-template <bool VEC>
-__global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const float *logits, const int32_t *target, int V) {
+__device__ __forceinline__ float lp_val(float x) { return x; }
+__device__ __forceinline__ float lp_val(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/* E: float (rows 16-byte aligned and V % 4 == 0 for VEC: float4 loads) or __nv_bfloat16 (the single-pass
+ * lm_head's BF16 logits; VEC: V % 8 == 0, 8 values a 16-byte load) */
+template <typename E, bool VEC>
+__global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const E *logits, const int32_t *target, int V) {
     __shared__ float shm[LP_THREADS / 32];
     __shared__ double shs[LP_THREADS / 32];
-    const float *l = logits + (int64_t)blockIdx.x * V;
+    const E *l = logits + (int64_t)blockIdx.x * V;
     float m = -INFINITY;
     double s = 0.0;
     auto add = [&](const float *x, int n) {
@@ -25,29 +34,44 @@ __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const float *
             s *= (double)expf(m - mx);
             m = mx;
         }
+        float part = 0.0f; /* a group's exponentials summed in float (each <= 1), the group added in double */
 #pragma unroll
         for (int u = 0; u < 16; u++)
-            if (u < n) s += (double)expf(x[u] - m);
+            if (u < n) part += expf(x[u] - m);
+        s += (double)part;
     };
     int v0 = 0;
-    if (VEC) { /* rows start 16-byte aligned (V a multiple of 4) */
-        const float4 *l4 = reinterpret_cast<const float4 *>(l);
-        const int n4 = V >> 2;
-        for (int i = threadIdx.x; i < n4; i += 4 * LP_THREADS) {
-            float x[16];
-            int n = 0;
+    if (VEC) { /* 16-byte loads, 16 values a round (four loads of float, two of BF16), two rounds' loads
+                  issued before the first round's arithmetic */
+        constexpr int PER = 16 / sizeof(E), LD = 16 / PER, NL = 2 * LD;
+        const uint4 *l4 = reinterpret_cast<const uint4 *>(l);
+        const int n4 = V / PER;
+        for (int i = threadIdx.x; i < n4; i += NL * LP_THREADS) {
+            uint4 f[NL];
 #pragma unroll
-            for (int u = 0; u < 4; u++)
-                if (i + u * LP_THREADS < n4) {
-                    const float4 f = __ldcs(l4 + i + u * LP_THREADS);
-                    x[4 * u] = f.x, x[4 * u + 1] = f.y, x[4 * u + 2] = f.z, x[4 * u + 3] = f.w;
-                    n = 4 * u + 4;
-                }
-            add(x, n);
+            for (int u = 0; u < NL; u++)
+                if (i + u * LP_THREADS < n4) f[u] = __ldcs(l4 + i + u * LP_THREADS);
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                float x[16];
+                int n = 0;
+#pragma unroll
+                for (int u = 0; u < LD; u++)
+                    if (i + (r * LD + u) * LP_THREADS < n4) {
+                        const E *e = reinterpret_cast<const E *>(&f[r * LD + u]);
+#pragma unroll
+                        for (int j = 0; j < PER; j++) x[PER * u + j] = lp_val(e[j]);
+                        n = PER * (u + 1);
+                    }
+                if (n) add(x, n);
+            }
         }
-        v0 = n4 << 2;
+        v0 = n4 * PER;
     }
-    for (int v = v0 + threadIdx.x; v < V; v += LP_THREADS) add(l + v, 1);
+    for (int v = v0 + threadIdx.x; v < V; v += LP_THREADS) {
+        const float x = lp_val(l[v]);
+        add(&x, 1);
+    }
     /* combine: M the row's maximum, S = sum s exp(m - M) over the threads that saw a value */
     const float M = plm_block_max(m, shm);
     double part = s > 0.0 ? s * (double)expf(m - M) : (s != s ? s : 0.0);
@@ -57,16 +81,26 @@ __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const float *
     if (threadIdx.x == 0) {
         double tot = 0.0;
         for (int w = 0; w < LP_THREADS / 32; w++) tot += shs[w];
-        lp[blockIdx.x] = (float)((double)(l[target[blockIdx.x]] - M) - log(tot));
+        lp[blockIdx.x] = (float)((double)(lp_val(l[target[blockIdx.x]]) - M) - log(tot));
     }
 }
 
 extern "C" void plm_logprob_cuda(float *lp, const float *logits, const int32_t *target, int n, int V, void *stream) {
     if (n <= 0) return;
-    if (V % 4 == 0 && ((uintptr_t)logits & 15) == 0)
-        k_logprob<true><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, logits, target, V);
+    if (V % 4 == 0 && plm_aligned16(logits))
+        k_logprob<float, true><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, logits, target, V);
     else
-        k_logprob<false><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, logits, target, V);
+        k_logprob<float, false><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, logits, target, V);
+}
+
+extern "C" void plm_logprob_bf16_cuda(float *lp, const void *logits, const int32_t *target, int n, int V,
+                                      void *stream) {
+    if (n <= 0) return;
+    const __nv_bfloat16 *l = (const __nv_bfloat16 *)logits;
+    if (V % 8 == 0 && plm_aligned16(logits))
+        k_logprob<__nv_bfloat16, true><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, l, target, V);
+    else
+        k_logprob<__nv_bfloat16, false><<<(unsigned)n, LP_THREADS, 0, PLM_STREAM(stream)>>>(lp, l, target, V);
 }
 
 /* Greedy choice, one block a row, plm_argmax_row's result: of (value, index) pairs a number beats NaN,

@@ -116,7 +116,8 @@ extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, in
 }
 
 /* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
-__global__ void k_add_rmsnorm_zc4(float *h, float *x, const float *d, const float *w, int n, float eps) {
+__global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const float *d, const float *w, int n,
+                                  float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
@@ -129,19 +130,33 @@ __global__ void k_add_rmsnorm_zc4(float *h, float *x, const float *d, const floa
     const float inv = 1.0f / sqrtf(plm_block_sum(v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w, sh) / (float)n + eps);
     if (c < n4) {
         const float4 wv = reinterpret_cast<const float4 *>(w)[c];
-        reinterpret_cast<float4 *>(h + r * n)[c] =
-            make_float4(v.x * inv * (1.0f + wv.x), v.y * inv * (1.0f + wv.y), v.z * inv * (1.0f + wv.z),
-                        v.w * inv * (1.0f + wv.w));
+        const float4 y = make_float4(v.x * inv * (1.0f + wv.x), v.y * inv * (1.0f + wv.y), v.z * inv * (1.0f + wv.z),
+                                     v.w * inv * (1.0f + wv.w));
+        reinterpret_cast<float4 *>(h + r * n)[c] = y;
+        if (hb) put4_bf16(hb, NULL, r * n4 + c, y);
     }
+}
+
+static void add_rmsnorm(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
+                        cudaStream_t st) {
+    if (rows <= 0) return;
+    if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)w) & 15) == 0 &&
+        ((uintptr_t)hb & 7) == 0) {
+        k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, st>>>(h, (__nv_bfloat16 *)hb, x, d, w, n, eps);
+        return;
+    }
+    k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, st>>>(h, x, d, w, n, eps);
+    if (hb) plm_to_bf16_cuda(hb, NULL, h, rows * n, st);
 }
 
 extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n,
                                         float eps, void *stream) {
-    if (rows <= 0) return;
-    if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)w) & 15) == 0)
-        k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
-    else
-        k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(h, x, d, w, n, eps);
+    add_rmsnorm(h, NULL, x, d, w, rows, n, eps, PLM_STREAM(stream));
+}
+
+extern "C" void plm_add_rmsnorm_zc_bf16_cuda(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows,
+                                             int n, float eps, void *stream) {
+    add_rmsnorm(h, hb, x, d, w, rows, n, eps, PLM_STREAM(stream));
 }
 
 /* the same, written as the BF16 input of the next GEMM: hi = bf16(y), with lo the BF16 of the remainder */
@@ -179,36 +194,44 @@ extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z,
         k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
 }
 
+__device__ __forceinline__ float ld_f(const float *p) { return *p; }
+__device__ __forceinline__ float ld_f(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+
 /* Token blockIdx.x, slice blockIdx.y of gridDim.y: a warp per q or k head (L2 norm), then the v copy and
  * beta and g per value head, each shared out over the slices' warps and threads (one slice: the whole
- * token in one block). A head's arithmetic is the same in any slice: one warp, the same lanes. */
+ * token in one block). A head's arithmetic is the same in any slice: one warp, the same lanes. mixed is
+ * FP32 or BF16 (X); q, k, v (FP32) are written for every token when seg_of is NULL, else only for the
+ * tokens of segments shorter than fp32_min (the recurrent kernel's; the chunked ones read qkvb). */
+template <typename X>
 __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, int64_t T, float *beta, float *g,
-                           const float *mixed, const float *b, const float *a, const float *neg_A,
-                           const float *dt_bias, int nk, int nv, int dk, int dv) {
+                           const X *mixed, const float *b, const float *a, const float *neg_A,
+                           const float *dt_bias, int nk, int nv, int dk, int dv, const int32_t *cu,
+                           const int32_t *seg_of, int fp32_min) {
     const int64_t t = blockIdx.x;
     const int CD = 2 * nk * dk + nv * dv;
-    const float *row = mixed + t * CD;
+    const X *row = mixed + t * CD;
+    const bool f32 = !seg_of || cu[seg_of[t] + 1] - cu[seg_of[t]] < fp32_min;
     const int lane = threadIdx.x & 31, nw = blockDim.x >> 5, w = blockIdx.y * nw + (threadIdx.x >> 5);
     const int tid = blockIdx.y * blockDim.x + threadIdx.x, nt = gridDim.y * blockDim.x; /* over the slices */
     const float qscale = 1.0f / sqrtf((float)dk);
     for (int hh = w; hh < 2 * nk; hh += gridDim.y * nw) { /* heads 0..nk-1: q, nk..2nk-1: k */
-        const float *src = row + (int64_t)hh * dk;
+        const X *src = row + (int64_t)hh * dk;
         float ss = 0.0f;
-        for (int i = lane; i < dk; i += 32) ss += src[i] * src[i];
+        for (int i = lane; i < dk; i += 32) ss += ld_f(src + i) * ld_f(src + i);
         ss = plm_warp_sum(ss);
         const float r = (hh < nk ? qscale : 1.0f) / sqrtf(ss + 1e-6f);
         const int64_t at = hh < nk ? (t * nk + hh) * dk : (t * nk + hh - nk) * dk;
         float *dst = (hh < nk ? q : k) + at;
         __nv_bfloat16 *db = qkvb ? qkvb + (hh < nk ? 0 : T * nk * dk) + at : NULL;
         for (int i = lane; i < dk; i += 32) {
-            const float y = src[i] * r;
-            dst[i] = y;
+            const float y = ld_f(src + i) * r;
+            if (f32) dst[i] = y;
             if (db) db[i] = __float2bfloat16_rn(y);
         }
     }
     for (int i = tid; i < nv * dv; i += nt) {
-        const float y = row[2 * nk * dk + i];
-        v[t * nv * dv + i] = y;
+        const float y = ld_f(row + 2 * nk * dk + i);
+        if (f32) v[t * nv * dv + i] = y;
         if (qkvb) qkvb[2 * T * nk * dk + t * nv * dv + i] = __float2bfloat16_rn(y);
     }
     for (int h = tid; h < nv; h += nt) {
@@ -224,29 +247,127 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, in
 #define GDN_PREP_THREADS 128
 #define GDN_PREP_BLOCKS 256
 
-static void gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, float *beta, float *g, const float *mixed,
+template <typename X>
+static void gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, float *beta, float *g, const X *mixed,
                      const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T, int nk, int nv,
-                     int dk, int dv, cudaStream_t st) {
+                     int dk, int dv, const int32_t *cu, const int32_t *seg_of, int fp32_min, cudaStream_t st) {
     if (T <= 0) return;
     const int warps = GDN_PREP_THREADS / 32, most = (2 * nk + warps - 1) / warps;
     int64_t slices = (GDN_PREP_BLOCKS + T - 1) / T;
     slices = slices < most ? slices : most;
     slices = slices < 1 ? 1 : slices > 65535 ? 65535 : slices;
-    k_gdn_prep<<<dim3((unsigned)T, (unsigned)slices), GDN_PREP_THREADS, 0, st>>>(q, k, v, qkvb, T, beta, g, mixed, b, a,
-                                                                                  neg_A, dt_bias, nk, nv, dk, dv);
+    k_gdn_prep<X><<<dim3((unsigned)T, (unsigned)slices), GDN_PREP_THREADS, 0, st>>>(
+        q, k, v, qkvb, T, beta, g, mixed, b, a, neg_A, dt_bias, nk, nv, dk, dv, cu, seg_of, fp32_min);
 }
 
 extern "C" void plm_gdn_prep_cuda(float *q, float *k, float *v, float *beta, float *g, const float *mixed,
                                   const float *b, const float *a, const float *neg_A, const float *dt_bias, int64_t T,
                                   int nk, int nv, int dk, int dv, void *stream) {
-    gdn_prep(q, k, v, NULL, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv, PLM_STREAM(stream));
+    gdn_prep(q, k, v, NULL, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv, NULL, NULL, 0, PLM_STREAM(stream));
 }
 
 extern "C" void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g,
                                      const float *mixed, const float *b, const float *a, const float *neg_A,
                                      const float *dt_bias, int64_t T, int nk, int nv, int dk, int dv, void *stream) {
-    gdn_prep(q, k, v, (__nv_bfloat16 *)qkv_bf, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv,
+    gdn_prep(q, k, v, (__nv_bfloat16 *)qkv_bf, beta, g, mixed, b, a, neg_A, dt_bias, T, nk, nv, dk, dv, NULL, NULL, 0,
              PLM_STREAM(stream));
+}
+
+/* From BF16 mixed, 16 bytes (8 values) a lane: a q or k head over LPH = dk / 8 lanes (32 / LPH heads a
+ * warp at a time, the sum of squares over the head's lanes by shuffles), v copied 8 values a thread,
+ * then beta and g; a block a token. Needs dk / 8 a power of two <= 32, nv * dv % 8 == 0 and every
+ * array 16-byte aligned (gdn_prep_bb8_fits). The FP32 q, k, v as k_gdn_prep writes them (fp32_min). */
+template <int LPH>
+__global__ void __launch_bounds__(GDN_PREP_THREADS) k_gdn_prep_bb8(float *q, float *k, float *v, __nv_bfloat16 *qkvb,
+                                                                   int64_t T, float *beta, float *g,
+                                                                   const __nv_bfloat16 *mixed, const float *b,
+                                                                   const float *a, const float *neg_A,
+                                                                   const float *dt_bias, int nk, int nv, int dk, int dv,
+                                                                   const int32_t *cu, const int32_t *seg_of,
+                                                                   int fp32_min) {
+    constexpr int HPW = 32 / LPH;
+    const int64_t t = blockIdx.x;
+    const int CD = 2 * nk * dk + nv * dv;
+    const __nv_bfloat16 *row = mixed + t * CD;
+    const bool f32 = cu[seg_of[t] + 1] - cu[seg_of[t]] < fp32_min;
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5, li = lane % LPH;
+    const float qscale = 1.0f / sqrtf((float)dk);
+    for (int h0 = w * HPW; h0 < 2 * nk; h0 += nw * HPW) { /* heads 0..nk-1: q, nk..2nk-1: k */
+        const int hh = h0 + lane / LPH;
+        const bool ok = hh < 2 * nk;
+        uint4 u = make_uint4(0, 0, 0, 0);
+        if (ok) u = *reinterpret_cast<const uint4 *>(row + (int64_t)hh * dk + li * 8);
+        const __nv_bfloat162 *u2 = reinterpret_cast<const __nv_bfloat162 *>(&u);
+        float x[8], ss = 0.0f;
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const float2 f = __bfloat1622float2(u2[j]);
+            x[2 * j] = f.x, x[2 * j + 1] = f.y;
+            ss += f.x * f.x + f.y * f.y;
+        }
+#pragma unroll
+        for (int o = LPH / 2; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        if (!ok) continue;
+        const float r = (hh < nk ? qscale : 1.0f) / sqrtf(ss + 1e-6f);
+        const int64_t at = (t * nk + (hh < nk ? hh : hh - nk)) * dk + li * 8;
+        uint4 o4;
+        __nv_bfloat162 *o2 = reinterpret_cast<__nv_bfloat162 *>(&o4);
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] *= r;
+#pragma unroll
+        for (int j = 0; j < 4; j++) o2[j] = __floats2bfloat162_rn(x[2 * j], x[2 * j + 1]);
+        *reinterpret_cast<uint4 *>(qkvb + (hh < nk ? 0 : T * nk * dk) + at) = o4;
+        if (f32) {
+            float4 *dst = reinterpret_cast<float4 *>((hh < nk ? q : k) + at);
+            dst[0] = make_float4(x[0], x[1], x[2], x[3]);
+            dst[1] = make_float4(x[4], x[5], x[6], x[7]);
+        }
+    }
+    const uint4 *vs = reinterpret_cast<const uint4 *>(row + 2 * nk * dk);
+    uint4 *vb = reinterpret_cast<uint4 *>(qkvb + 2 * T * nk * dk + t * nv * dv);
+    for (int i = threadIdx.x; i < nv * dv / 8; i += blockDim.x) {
+        const uint4 u = vs[i];
+        vb[i] = u;
+        if (f32) {
+            const __nv_bfloat162 *u2 = reinterpret_cast<const __nv_bfloat162 *>(&u);
+            const float2 f0 = __bfloat1622float2(u2[0]), f1 = __bfloat1622float2(u2[1]);
+            const float2 f2 = __bfloat1622float2(u2[2]), f3 = __bfloat1622float2(u2[3]);
+            float4 *dst = reinterpret_cast<float4 *>(v + t * nv * dv) + 2 * i;
+            dst[0] = make_float4(f0.x, f0.y, f1.x, f1.y);
+            dst[1] = make_float4(f2.x, f2.y, f3.x, f3.y);
+        }
+    }
+    for (int h = threadIdx.x; h < nv; h += blockDim.x) {
+        const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
+        beta[t * nv + h] = plm_sigmoid_d(bv);
+        g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+    }
+}
+
+extern "C" void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g,
+                                     const void *mixed, const float *b, const float *a, const float *neg_A,
+                                     const float *dt_bias, const int32_t *cu, const int32_t *seg_of, int64_t T, int nk,
+                                     int nv, int dk, int dv, void *stream) {
+    const int lph = dk / 8;
+    const bool fits = dk % 8 == 0 && lph >= 1 && lph <= 32 && (lph & (lph - 1)) == 0 && (nv * dv) % 8 == 0 &&
+                      plm_aligned16(q) && plm_aligned16(k) && plm_aligned16(v) && plm_aligned16(qkv_bf) &&
+                      plm_aligned16(mixed);
+    cudaStream_t st = PLM_STREAM(stream);
+    const __nv_bfloat16 *mx = (const __nv_bfloat16 *)mixed;
+    __nv_bfloat16 *qb = (__nv_bfloat16 *)qkv_bf;
+#define BB8(L)                                                                                                      \
+    k_gdn_prep_bb8<L><<<(unsigned)T, GDN_PREP_THREADS, 0, st>>>(q, k, v, qb, T, beta, g, mx, b, a, neg_A, dt_bias, nk, \
+                                                               nv, dk, dv, cu, seg_of, PLM_GDN_CHUNKED_MIN)
+    if (T <= 0) return;
+    if (!fits || T > 2147483647) gdn_prep(q, k, v, qb, beta, g, mx, b, a, neg_A, dt_bias, T, nk, nv, dk, dv, cu, seg_of,
+                                          PLM_GDN_CHUNKED_MIN, st);
+    else if (lph == 1) BB8(1);
+    else if (lph == 2) BB8(2);
+    else if (lph == 4) BB8(4);
+    else if (lph == 8) BB8(8);
+    else if (lph == 16) BB8(16);
+    else BB8(32);
+#undef BB8
 }
 
 __global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int half, const float *inv_freq) {
@@ -282,6 +403,41 @@ extern "C" void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *s
 __global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *gate, const float *up, int64_t n) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         put_bf16(hi, lo, i, plm_silu_d(gate[i]) * up[i]);
+}
+
+/* BF16 gate and up (single-pass GEMM outputs), 8 values a thread by 16-byte loads where every pointer
+ * is 16-byte aligned and n % 8 == 0 (one at a time otherwise) */
+template <bool VEC>
+__global__ void k_swiglu_bb(__nv_bfloat16 *out, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int64_t n) {
+    const int64_t step = (int64_t)gridDim.x * blockDim.x;
+    if constexpr (VEC) {
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n / 8; i += step) {
+            const uint4 g4 = reinterpret_cast<const uint4 *>(gate)[i], u4 = reinterpret_cast<const uint4 *>(up)[i];
+            const __nv_bfloat162 *g = reinterpret_cast<const __nv_bfloat162 *>(&g4);
+            const __nv_bfloat162 *u = reinterpret_cast<const __nv_bfloat162 *>(&u4);
+            uint4 o4;
+            __nv_bfloat162 *o = reinterpret_cast<__nv_bfloat162 *>(&o4);
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const float2 gf = __bfloat1622float2(g[j]), uf = __bfloat1622float2(u[j]);
+                o[j] = __floats2bfloat162_rn(plm_silu_d(gf.x) * uf.x, plm_silu_d(gf.y) * uf.y);
+            }
+            reinterpret_cast<uint4 *>(out)[i] = o4;
+        }
+    } else {
+        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += step)
+            out[i] = __float2bfloat16_rn(plm_silu_d(__bfloat162float(gate[i])) * __bfloat162float(up[i]));
+    }
+}
+
+extern "C" void plm_swiglu_bb_cuda(void *out, const void *gate, const void *up, int64_t n, void *stream) {
+    if (n <= 0) return;
+    __nv_bfloat16 *o = (__nv_bfloat16 *)out;
+    const __nv_bfloat16 *g = (const __nv_bfloat16 *)gate, *u = (const __nv_bfloat16 *)up;
+    if (n % 8 == 0 && plm_aligned16(out) && plm_aligned16(gate) && plm_aligned16(up))
+        k_swiglu_bb<true><<<plm_blocks(n / 8, 256), 256, 0, PLM_STREAM(stream)>>>(o, g, u, n);
+    else
+        k_swiglu_bb<false><<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(o, g, u, n);
 }
 
 __global__ void k_swiglu_bf16_4(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float4 *gate, const float4 *up, int64_t n4) {

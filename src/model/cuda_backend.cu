@@ -26,11 +26,11 @@ extern "C" {
 #include "kernels/cuda_ops.h"
 #include "model/cuda_devmem.h"
 
-#define OUT_ROWS_MAX 256            /* rows of logits per lm_head block */
+#define OUT_ROWS_MAX 1024           /* rows of logits per lm_head block */
 #define BLAS_WS_BYTES (32u << 20)   /* cuBLAS workspace (32 MiB, as cuBLAS advises for Hopper) */
 #define GRAPH_MAX_T 256             /* steps of at most this many tokens run their layers as a graph */
 #define GRAPH_SLOTS 4
-#define OUT_BYTES_MAX (256u << 20)  /* and at most this many bytes of them */
+#define OUT_BYTES_MAX (512u << 20)  /* and at most this many bytes of them (each block reads the whole lm_head) */
 
 typedef struct {
     const void *d;
@@ -452,6 +452,8 @@ typedef struct {
     float *h_moe_w, *h_lp;
     int32_t *h_amax;
     int64_t n_score, n_logit, n_amax, out_block;
+    int64_t score_block; /* rows of a block of the scored rows */
+    int score_bf16;      /* single pass: the scored rows' logits in BF16 (as transformers' BF16 lm_head) */
 } plan;
 
 struct graph_slot {
@@ -508,9 +510,10 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->work_floats = layer_work_floats(m, T);
     p->work = (float *)take(d, p->work_floats * 4);
     p->xb = take(d, (size_t)T * g->max_cols * 2 * (g->split ? 2 : 1));
-    const int64_t ob = p->out_block;
-    p->out_logits = (float *)take(d, ob ? ob * V * 4 : 0);
-    p->out_rows = (float *)take(d, ob ? ob * H * 4 : 0);
+    const int64_t ob = p->out_block, sb = p->score_block;
+    const int64_t lb = ob * V * 4 > sb * V * (p->score_bf16 ? 2 : 4) ? ob * V * 4 : sb * V * (p->score_bf16 ? 2 : 4);
+    p->out_logits = (float *)take(d, (size_t)lb);
+    p->out_rows = (float *)take(d, (ob > sb ? ob : sb) * H * 4);
     p->out_lp = (float *)take(d, p->n_score * 4);
     p->amax = (int32_t *)take(d, p->n_amax * 4);
     p->moe_w = (float *)take(d, moe_k ? T * moe_k * 4 : 0);
@@ -553,8 +556,9 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 /* host address of a table field: the same offset from the first table in the pinned block */
 #define HOST(p, field, type) ((type *)((p)->h_base + ((char *)(p)->field - (char *)(p)->tokens)))
 
-/* y = x W^T. keep: x has not changed since the previous GEMM call, so its BF16 form in xb (if that
- * call made it from this x) is reused: the projections that share one input convert it once. x NULL
+/* y = x W^T. keep: reuse x's BF16 form in xb if g->xb_of says xb holds this x's conversion (every
+ * writer of a product's input refreshes or clears g->xb_of: add_norm writes h's BF16 form itself), so
+ * the projections that share one input convert it once. x NULL
  * (BF16 weights only): xb already holds the input, written by a fused kernel (xb_lo says where).
  * BF16 weights and T <= PLM_GEMV_MAX_T (decode): one GEMV kernel, every weight read once; the precise
  * form gives it x itself (FP32, unrounded: no conversion), the single pass x's BF16 form. Up to
@@ -618,6 +622,38 @@ static plm_status gemm(plm_cuda *g, float *y, const float *x, int64_t T, const d
     return gemm_k(g, y, x, T, W, xb, 0, err);
 }
 
+/* y (BF16 [T, W->rows]) = x W^T in one BF16 pass (single-pass mode, BF16 W, through cuBLAS): x rounded
+ * to BF16 into xb (kept for gemm_k's reuse; keep: reuse it as gemm_k does), the FP32 sums rounded once
+ * to BF16 as cuBLAS writes them, as transformers' BF16 model writes its projections' outputs */
+static plm_status gemm_bf16_out(plm_cuda *g, void *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
+                                plm_error *err) {
+    const float one = 1.0f, zero = 0.0f;
+    if (!(keep && g->xb_of == x && g->xb_at == xb && g->xb_n == T * W->cols)) {
+        plm_to_bf16_cuda(xb, NULL, x, T * W->cols, g->st);
+        g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
+    }
+    const cublasStatus_t s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one,
+                                          W->d, CUDA_R_16BF, (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y,
+                                          CUDA_R_16BF, (int)W->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS)
+        return plm_fail(err, PLM_ERR_INTERNAL, "%s: cuBLAS GEMM [%lld x %lld] x [%lld rows] failed (%s)", g->name,
+                        (long long)W->rows, (long long)W->cols, (long long)T, cublasGetStatusString(s));
+    return PLM_OK;
+}
+
+/* single pass with BF16 W at more rows than the skinny GEMM takes (cuBLAS): the product may write BF16 */
+static int bf16_outputs(const plm_cuda *g, int64_t T, const dmat *W) {
+    return !g->split && W->bf16 && T > PLM_SKINNY_MAX_T;
+}
+
+/* rows of an lm_head block for n rows of logits of elem bytes each: at most OUT_ROWS_MAX and
+ * OUT_BYTES_MAX, at least 1 (0 when n is) */
+static int64_t out_rows_of(int64_t n, int64_t V, int elem) {
+    int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * elem));
+    ob = ob < 1 ? 1 : ob > OUT_ROWS_MAX ? OUT_ROWS_MAX : ob;
+    return n < ob ? n : ob;
+}
+
 #define TRY(x)                                                                                                      \
     do {                                                                                                            \
         plm_status st_ = (x);                                                                                       \
@@ -635,7 +671,7 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
     int grouped = T > 0 && T <= PLM_SKINNY_MAX_T && n <= PLM_GEMV_MULTI && x;
     for (int i = 0; i < n && grouped; i++) grouped = W[i]->bf16 && W[i]->cols == W[0]->cols;
     if (!grouped) {
-        for (int i = 0; i < n; i++) TRY(gemm_k(g, y[i], x, T, W[i], xb, i > 0, err));
+        for (int i = 0; i < n; i++) TRY(gemm_k(g, y[i], x, T, W[i], xb, 1, err)); /* any conversion of x kept */
         return PLM_OK;
     }
     const void *wd[PLM_GEMV_MULTI];
@@ -680,15 +716,33 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
     void *qkvb = wtake(&at, ((size_t)T * CD + 1) / 2); /* BF16 copies of q, k, v for the single-pass kernels */
     TRY(work_fits(p, at, g, err));
-    float *const ys[4] = {raw, z, bb, aa};
-    const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
-    TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
-    plm_conv_cuda(mixed, p->conv_tab + (size_t)li * ns, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
-    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL; /* only the single-pass chunked kernels read it */
-    if (qkvb)
-        plm_gdn_prep_bf_cuda(q, k, v, qkvb, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
-    else
-        plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+    /* single pass, chunked segments: the BF16 copies of q, k, v the chunked kernels read */
+    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL;
+    float *const *tails = p->conv_tab + (size_t)li * ns;
+    if (bf16_outputs(g, T, &L->qkv)) { /* single pass: the widest projection writes BF16, the conv reads it */
+        TRY(gemm_bf16_out(g, raw, p->h, T, &L->qkv, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
+        TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
+        TRY(gemm_k(g, bb, p->h, T, &L->b, p->xb, 1, err));
+        TRY(gemm_k(g, aa, p->h, T, &L->a, p->xb, 1, err));
+        if (qkvb) { /* and the conv writes BF16 too, as transformers' BF16 conv; q, k, v in FP32 only for
+                       the recurrent kernel's short segments */
+            plm_conv_bb_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
+            plm_gdn_prep_bb_cuda(q, k, v, qkvb, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, p->cu, p->seg_of, T, nk,
+                                 nv, dk, dv, g->st);
+        } else {
+            plm_conv_bf16_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
+            plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+        }
+    } else {
+        float *const ys[4] = {raw, z, bb, aa};
+        const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
+        TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
+        plm_conv_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
+        if (qkvb)
+            plm_gdn_prep_bf_cuda(q, k, v, qkvb, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+        else
+            plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
+    }
     plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, qkvb, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks,
                     p->n_glong, raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
     if (L->out.bf16) { /* the gated norm writes the out projection's BF16 input */
@@ -823,6 +877,12 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     const int64_t T = p->T;
     const int I = cf->intermediate_size;
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
+    if (bf16_outputs(g, T, &L->gate) && L->up.bf16 && L->down.bf16) { /* single pass: BF16 gate and up */
+        TRY(gemm_bf16_out(g, gg, p->h, T, &L->gate, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
+        TRY(gemm_bf16_out(g, u, p->h, T, &L->up, p->xb, 1, err));
+        plm_swiglu_bb_cuda(p->xb, gg, u, T * I, g->st);
+        return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+    }
     float *const ys[2] = {gg, u};
     const dmat *const ws[2] = {&L->gate, &L->up};
     TRY(gemm_shared(g, 2, ys, p->h, T, ws, p->xb, err));
@@ -878,6 +938,21 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
     return PLM_OK;
 }
 
+/* x += mo, then h = rmsnorm(x) (1 + w). Single pass at more rows than the skinny GEMM takes: h's BF16 form
+ * too, into xb, marked as the conversion of h that the next products reuse (gemm_k's keep); otherwise
+ * no conversion of the new h exists. */
+static void add_norm(plm_cuda *g, const plan *p, const float *w) {
+    const plm_config *cf = &g->m->cfg;
+    const int64_t T = p->T, H = cf->hidden_size;
+    if (!g->split && T > PLM_SKINNY_MAX_T && !cf->is_moe) {
+        plm_add_rmsnorm_zc_bf16_cuda(p->h, p->xb, p->x, p->mo, w, T, (int)H, cf->rms_eps, g->st);
+        g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
+        return;
+    }
+    plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, w, T, (int)H, cf->rms_eps, g->st);
+    g->xb_of = NULL;
+}
+
 /* the embedding, the layers and the final norm into p->h; hid (host, may be NULL) takes the hidden
  * states after the embedding and after each layer */
 static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyKind to_out, plm_error *err) {
@@ -887,15 +962,15 @@ static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyK
     plm_embed_rows_cuda(p->x, g->embed.d, g->embed.bf16, H, p->tokens, T, g->st);
     if (hid) CK(g->dev, "reading hidden states", cudaMemcpyAsync(hid, p->x, (size_t)T * H * 4, to_out, g->st));
     plm_rmsnorm_zc_cuda(p->h, p->x, g->L[0].in_norm, T, (int)H, cf->rms_eps, g->st);
+    g->xb_of = NULL; /* p->h changed */
     for (int li = 0; li < cf->n_layers; li++) {
         const plm_layer *Lh = &m->layers[li];
         const dlayer *L = &g->L[li];
         if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, p, err));
         else TRY(attention_layer(g, Lh, L, p, err));
-        plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, L->post_norm, T, (int)H, cf->rms_eps, g->st);
+        add_norm(g, p, L->post_norm);
         TRY(mlp_layer(g, L, p, err));
-        const float *next = li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm;
-        plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, next, T, (int)H, cf->rms_eps, g->st);
+        add_norm(g, p, li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm);
         if (hid && li + 1 < cf->n_layers)
             CK(g->dev, "reading hidden states",
                cudaMemcpyAsync(hid + (li + 1) * T * H, p->x, (size_t)T * H * 4, to_out, g->st));
@@ -1052,11 +1127,12 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     }
     p.n_amax = out && out->n_amax > 0 ? out->n_amax : 0;
     p.attn_qt = plm_attn_qt(cf->n_heads, cf->n_kv_heads);
-    int64_t need_rows = p.n_logit > p.n_score ? p.n_logit : p.n_score;
-    need_rows = need_rows > p.n_amax ? need_rows : p.n_amax;
-    int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * 4));
-    ob = ob < 1 ? 1 : ob > OUT_ROWS_MAX ? OUT_ROWS_MAX : ob;
-    p.out_block = need_rows < ob ? need_rows : ob;
+    /* blocks of rows through the lm_head: the logits and greedy rows in FP32, the scored rows in BF16 in
+       single-pass mode where cuBLAS runs them (more rows than the skinny GEMM takes) */
+    const int64_t need_rows = p.n_logit > p.n_amax ? p.n_logit : p.n_amax;
+    p.score_bf16 = bf16_outputs(g, p.n_score, &g->lm_head);
+    p.out_block = out_rows_of(need_rows, V, 4);
+    p.score_block = out_rows_of(p.n_score, V, p.score_bf16 ? 2 : 4);
     TRY(prepare(g, &p, err));
 
     /* the step's tables, in one upload */
@@ -1146,9 +1222,14 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
                cudaMemcpyAsync(out->logits + i0 * V, p.out_logits, (size_t)nb * V * 4, to_out, g->st));
         }
     }
-    for (int64_t i0 = 0; i0 < p.n_score; i0 += p.out_block) { /* log-probabilities stay on the device */
-        const int64_t nb = p.n_score - i0 < p.out_block ? p.n_score - i0 : p.out_block;
+    for (int64_t i0 = 0; i0 < p.n_score; i0 += p.score_block) { /* log-probabilities stay on the device */
+        const int64_t nb = p.n_score - i0 < p.score_block ? p.n_score - i0 : p.score_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.score_rows + i0, nb, (int)H, g->st);
+        if (p.score_bf16) {
+            TRY(gemm_bf16_out(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, 0, err));
+            plm_logprob_bf16_cuda(p.out_lp + i0, p.out_logits, p.score_tgt + i0, (int)nb, (int)V, g->st);
+            continue;
+        }
         TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
         plm_logprob_cuda(p.out_lp + i0, p.out_logits, p.score_tgt + i0, (int)nb, (int)V, g->st);
     }
