@@ -637,6 +637,38 @@ static void test_rowops(int64_t rows, int n) {
     plm_rmsnorm_zc(ref, x, w, rows, n, 1e-6f);
     snprintf(what, sizeof what, "zero-centred RMSNorm [%lld x %d]", (long long)rows, n);
     if (sync_ok(what)) dget(y, dy, N, what), tu_close(y, ref, N, TOL, what);
+    /* rows read in place from a [rows, 2n] array (query then gate, as the q projection writes them): the
+       norm of the first halves, and o times sigmoid of the second halves as BF16 hi + lo and hi alone */
+    {
+        float *qg = malloc(2 * N * 4), *gr = malloc(N * 4);
+        for (int64_t r = 0; r < rows; r++) {
+            memcpy(qg + 2 * r * n, x + r * n, n * 4);
+            memcpy(qg + (2 * r + 1) * n, z + r * n, n * 4);
+        }
+        float *dqg = dput(qg, 2 * N), *dd0 = dput(d, N);
+        dy = dput(NULL, N);
+        plm_rmsnorm_zc_rows_cuda(dy, dqg, 2 * (int64_t)n, dw, rows, n, 1e-6f, NULL);
+        snprintf(what, sizeof what, "zero-centred RMSNorm of rows 2n apart [%lld x %d]", (long long)rows, n);
+        if (sync_ok(what)) dget(y, dy, N, what), tu_close(y, ref, N, TOL, what);
+        for (size_t i = 0; i < N; i++) gr[i] = d[i] * plm_sigmoid(z[i]);
+        for (int split = 1; split >= 0; split--) {
+            const size_t nb = (N + 1) / 2;
+            float *dhi = dput(NULL, nb), *dlo = split ? dput(NULL, nb) : NULL, *hb = malloc(nb * 4), *lb = malloc(nb * 4);
+            plm_gate_mul_qg_bf16_cuda(dhi, dlo, dd0, dqg, rows, n, NULL);
+            snprintf(what, sizeof what, "sigmoid gate read in place, BF16 %s [%lld x %d]", split ? "hi + lo" : "hi",
+                     (long long)rows, n);
+            if (sync_ok(what)) {
+                dget(hb, dhi, nb, what);
+                if (split) dget(lb, dlo, nb, what);
+                const uint16_t *h16 = (const uint16_t *)hb, *l16 = (const uint16_t *)lb;
+                for (size_t i = 0; i < N; i++) y[i] = plm_bf16_to_f32(h16[i]) + (split ? plm_bf16_to_f32(l16[i]) : 0.0f);
+                tu_close(y, gr, N, split ? TOL : TOL_GDN_BF16, what);
+            }
+            free(hb), free(lb);
+        }
+        plm_cuda_free(0, dqg), plm_cuda_free(0, dd0);
+        free(qg), free(gr);
+    }
     /* residual add fused with the norm */
     float *dd = dput(d, N), *dh = dput(NULL, N);
     dy = dput(x, N);
@@ -676,6 +708,23 @@ static void test_rowops(int64_t rows, int n) {
     plm_rmsnorm_gated(ref, x, z, w, rows, n, 1e-6f);
     snprintf(what, sizeof what, "gated RMSNorm [%lld x %d]", (long long)rows, n);
     if (sync_ok(what)) dget(y, dy, N, what), tu_close(y, ref, N, TOL, what);
+    /* its single-pass form from BF16 z: against the reference on z widened, within BF16 rounding */
+    {
+        uint16_t *z16 = malloc(N * 2 + 2);
+        for (size_t i = 0; i < N; i++) z16[i] = plm_f32_to_bf16(z[i]), xr[i] = plm_bf16_to_f32(z16[i]);
+        plm_rmsnorm_gated(ref, x, xr, w, rows, n, 1e-6f);
+        uint16_t *dz16 = dput_bytes(z16, N * 2 + 2);
+        float *dhi = dput(NULL, (N + 1) / 2), *hb = malloc((N + 1) / 2 * 4);
+        plm_rmsnorm_gated_bz_cuda(dhi, dx, dz16, dw, rows, n, 1e-6f, NULL);
+        snprintf(what, sizeof what, "gated RMSNorm from BF16 z, as BF16 [%lld x %d]", (long long)rows, n);
+        if (sync_ok(what)) {
+            dget(hb, dhi, (N + 1) / 2, what);
+            for (size_t i = 0; i < N; i++) y[i] = plm_bf16_to_f32(((const uint16_t *)hb)[i]);
+            tu_close(y, ref, N, TOL_GDN_BF16, what);
+        }
+        plm_cuda_free(0, dz16);
+        free(z16), free(hb);
+    }
     /* SwiGLU, sigmoid gate */
     memcpy(ref, x, N * 4);
     plm_swiglu(ref, z, N);
@@ -743,6 +792,30 @@ static void test_rowops(int64_t rows, int n) {
         }
         plm_cuda_free(0, dg), plm_cuda_free(0, du);
         free(g16), free(u16), free(o16);
+    }
+    /* the same from one [rows, 2n] array whose rows hold gate then up (the stacked product's output) */
+    {
+        uint16_t *gu = malloc(2 * N * 2), *o16 = malloc(N * 2 + 4);
+        for (int64_t r = 0; r < rows; r++)
+            for (int c = 0; c < n; c++) {
+                gu[2 * r * n + c] = plm_f32_to_bf16(x[r * n + c]);
+                gu[(2 * r + 1) * n + c] = plm_f32_to_bf16(z[r * n + c]);
+                ref[r * n + c] = plm_bf16_to_f32(gu[2 * r * n + c]);
+                xr[r * n + c] = plm_bf16_to_f32(gu[(2 * r + 1) * n + c]);
+            }
+        plm_swiglu(ref, xr, N);
+        uint16_t *dgu = dput_bytes(gu, 2 * N * 2);
+        float *dout = dput(NULL, (N + 1) / 2);
+        plm_swiglu_bb_rows_cuda(dout, dgu, rows, n, NULL);
+        char w3[128];
+        snprintf(w3, sizeof w3, "swiglu of BF16 gate and up rows [%lld x 2 x %d]", (long long)rows, n);
+        if (sync_ok(w3)) {
+            dget((float *)o16, dout, (N + 1) / 2, w3);
+            for (size_t i = 0; i < N; i++) y[i] = plm_bf16_to_f32(o16[i]);
+            tu_close(y, ref, N, TOL_GDN_BF16, w3);
+        }
+        plm_cuda_free(0, dgu);
+        free(gu), free(o16);
     }
     plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dd), plm_cuda_free(0, dz);
     free(x), free(d), free(z), free(w), free(ref), free(y), free(xr);

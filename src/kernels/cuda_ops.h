@@ -152,6 +152,10 @@ void plm_logprob_bf16_cuda(float *lp, const void *logits, const int32_t *target,
 
 /* row and element-wise ops, as their CPU twins in kernels.h */
 void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps, void *stream);
+/* the same with x's rows x_stride floats apart (y contiguous): the attention's queries read in place from
+ * the q projection's [T, nh, 2 hd] output (x = qg, x_stride = 2 hd) */
+void plm_rmsnorm_zc_rows_cuda(float *y, const float *x, int64_t x_stride, const float *w, int64_t rows, int n,
+                              float eps, void *stream);
 /* x += d, then h = rmsnorm_zc(x) * (1 + w): the residual add fused with the next norm */
 void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
                              void *stream);
@@ -167,12 +171,21 @@ void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int 
  * rounding of the FP32 result, lo (when not NULL) the BF16 of the remainder, as plm_to_bf16_cuda makes */
 void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, const float *up, int64_t n, void *stream);
 void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gate, int64_t n, void *stream);
+/* the same with the gate read in place from qg [rows, 2 hd] (each head's query then gate): o [rows, hd] */
+void plm_gate_mul_qg_bf16_cuda(void *hi, void *lo, const float *o, const float *qg, int64_t rows, int hd, void *stream);
+/* the gated norm's single-pass form with z BF16 (__nv_bfloat16 [rows, n], the z projection's BF16 output):
+ * hi = bf16(w x / rms(x) silu(z)) */
+void plm_rmsnorm_gated_bz_cuda(void *hi, const float *x, const void *z, const float *w, int64_t rows, int n, float eps,
+                               void *stream);
 void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w, int64_t rows,
                                  int n, float eps, void *stream);
 void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *stream);
 /* out = bf16(silu(gate) up) from BF16 gate and up (single-pass GEMM outputs), each widened exactly; all
  * three __nv_bfloat16 [n] */
 void plm_swiglu_bb_cuda(void *out, const void *gate, const void *up, int64_t n, void *stream);
+/* the same from one [rows, 2 I] BF16 array gu whose rows hold gate then up (one product of the gate and
+ * up projections stacked): out [rows, I] */
+void plm_swiglu_bb_rows_cuda(void *out, const void *gu, int64_t rows, int64_t I, void *stream);
 void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k, void *stream);
 /* x[T, cols] = rows tokens[t] of E (bf16 != 0: BF16, else F32) */
 void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens, int64_t T,

@@ -7,6 +7,9 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/route.h"
 
+__device__ __forceinline__ float ld_f(const float *p) { return *p; }
+__device__ __forceinline__ float ld_f(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+
 /* four values at hi + 4i (8-byte aligned), as put_bf16 writes them one at a time */
 __device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float4 y) {
     const __nv_bfloat162 h0 = __floats2bfloat162_rn(y.x, y.y), h1 = __floats2bfloat162_rn(y.z, y.w);
@@ -25,12 +28,23 @@ __device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, 
  * spent most of its time in the block reduction's barriers. Gated: y = w x / rms(x) silu(z), into y
  * (FP32) or hi (+ lo) BF16. Plain zero-centred (z NULL): y = x / rms(x) (1 + w). */
 #define ROW4_MAX 512
-__global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const float *z,
+/* four values of z at element 4c: FP32, or BF16 (the single-pass z projection's output, 8-byte loads) */
+__device__ __forceinline__ float4 z4(const float *z, int64_t c) { return reinterpret_cast<const float4 *>(z)[c]; }
+__device__ __forceinline__ float4 z4(const __nv_bfloat16 *z, int64_t c) {
+    const uint2 u = reinterpret_cast<const uint2 *>(z)[c];
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+/* xs: the stride of x's rows in floats (n: contiguous; the attention's q rows inside q + gate: 2n) */
+template <typename Z>
+__global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, int64_t xs, const Z *z,
                                const float *w, int64_t rows, int n, float eps) {
     const int64_t r = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= rows) return;
     const int lane = threadIdx.x & 31, n4 = n >> 2;
-    const float4 *xr = reinterpret_cast<const float4 *>(x + r * n);
+    const float4 *xr = reinterpret_cast<const float4 *>(x + r * xs);
     float4 xv[ROW4_MAX / 128];
     float ss = 0.0f;
 #pragma unroll
@@ -47,7 +61,7 @@ __global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, c
         const float4 wv = reinterpret_cast<const float4 *>(w)[c];
         float4 o;
         if (z) {
-            const float4 zv = reinterpret_cast<const float4 *>(z + r * n)[c];
+            const float4 zv = z4(z + r * n, c);
             o = make_float4(wv.x * (xv[u].x * inv) * plm_silu_d(zv.x), wv.y * (xv[u].y * inv) * plm_silu_d(zv.y),
                             wv.z * (xv[u].z * inv) * plm_silu_d(zv.z), wv.w * (xv[u].w * inv) * plm_silu_d(zv.w));
         } else {
@@ -67,16 +81,17 @@ static bool row4_fits(int n, const void *a, const void *b, const void *c, const 
            ((((uintptr_t)a | (uintptr_t)b | (uintptr_t)c | (uintptr_t)d) & 15) | ((uintptr_t)e & 7)) == 0;
 }
 
-static void row4(float *y, void *hi, void *lo, const float *x, const float *z, const float *w, int64_t rows, int n,
-                 float eps, void *stream) {
-    k_rmsnorm_row4<<<(unsigned)((rows + 3) / 4), 128, 0, PLM_STREAM(stream)>>>(
-        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, z, w, rows, n, eps);
+template <typename Z>
+static void row4(float *y, void *hi, void *lo, const float *x, int64_t xs, const Z *z, const float *w, int64_t rows,
+                 int n, float eps, void *stream) {
+    k_rmsnorm_row4<Z><<<(unsigned)((rows + 3) / 4), 128, 0, PLM_STREAM(stream)>>>(
+        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, xs, z, w, rows, n, eps);
 }
 
-__global__ void k_rmsnorm_zc(float *y, const float *x, const float *w, int n, float eps) {
+__global__ void k_rmsnorm_zc(float *y, const float *x, int64_t xs, const float *w, int n, float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
-    const float *xr = x + r * n;
+    const float *xr = x + r * xs;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
     const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
@@ -107,12 +122,17 @@ __global__ void k_rmsnorm_gated(float *y, const float *x, const float *z, const 
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = w[i] * (xr[i] * inv) * plm_silu_d(z[r * n + i]);
 }
 
+extern "C" void plm_rmsnorm_zc_rows_cuda(float *y, const float *x, int64_t x_stride, const float *w, int64_t rows,
+                                         int n, float eps, void *stream) {
+    if (rows > 0 && x_stride % 4 == 0 && row4_fits(n, x, w, y, NULL, NULL))
+        row4<float>(y, NULL, NULL, x, x_stride, NULL, w, rows, n, eps, stream);
+    else if (rows > 0)
+        k_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, x_stride, w, n, eps);
+}
+
 extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows, int n, float eps,
                                     void *stream) {
-    if (rows > 0 && row4_fits(n, x, w, y, NULL, NULL))
-        row4(y, NULL, NULL, x, NULL, w, rows, n, eps, stream);
-    else if (rows > 0)
-        k_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, w, n, eps);
+    plm_rmsnorm_zc_rows_cuda(y, x, n, w, rows, n, eps, stream);
 }
 
 /* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
@@ -166,7 +186,8 @@ __device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, i
     if (lo) lo[i] = __float2bfloat16_rn(y - __bfloat162float(h));
 }
 
-__global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const float *z,
+template <typename Z>
+__global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const Z *z,
                                      const float *w, int n, float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
@@ -174,28 +195,36 @@ __global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
     const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
-    for (int i = threadIdx.x; i < n; i += blockDim.x) put_bf16(hi, lo, r * n + i, w[i] * (xr[i] * inv) * plm_silu_d(z[r * n + i]));
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+        put_bf16(hi, lo, r * n + i, w[i] * (xr[i] * inv) * plm_silu_d(ld_f(z + r * n + i)));
 }
 
 extern "C" void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w,
                                             int64_t rows, int n, float eps, void *stream) {
     if (rows > 0 && row4_fits(n, x, z, w, NULL, (const void *)((uintptr_t)hi | (uintptr_t)lo)))
-        row4(NULL, hi, lo, x, z, w, rows, n, eps, stream);
+        row4(NULL, hi, lo, x, n, z, w, rows, n, eps, stream);
     else if (rows > 0)
-        k_rmsnorm_gated_bf16<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(
+        k_rmsnorm_gated_bf16<float><<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(
             (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, x, z, w, n, eps);
+}
+
+extern "C" void plm_rmsnorm_gated_bz_cuda(void *hi, const float *x, const void *z, const float *w, int64_t rows, int n,
+                                          float eps, void *stream) {
+    const __nv_bfloat16 *zb = (const __nv_bfloat16 *)z;
+    if (rows > 0 && row4_fits(n, x, w, NULL, NULL, (const void *)((uintptr_t)hi | (uintptr_t)z)))
+        row4(NULL, hi, NULL, x, n, zb, w, rows, n, eps, stream);
+    else if (rows > 0)
+        k_rmsnorm_gated_bf16<__nv_bfloat16><<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(
+            (__nv_bfloat16 *)hi, NULL, x, zb, w, n, eps);
 }
 
 extern "C" void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n,
                                        float eps, void *stream) {
     if (rows > 0 && row4_fits(n, x, z, w, y, NULL))
-        row4(y, NULL, NULL, x, z, w, rows, n, eps, stream);
+        row4(y, NULL, NULL, x, n, z, w, rows, n, eps, stream);
     else if (rows > 0)
         k_rmsnorm_gated<<<(unsigned)rows, plm_row_threads(n), 0, PLM_STREAM(stream)>>>(y, x, z, w, n, eps);
 }
-
-__device__ __forceinline__ float ld_f(const float *p) { return *p; }
-__device__ __forceinline__ float ld_f(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
 
 /* Token blockIdx.x, slice blockIdx.y of gridDim.y: a warp per q or k head (L2 norm), then the v copy and
  * beta and g per value head, each shared out over the slices' warps and threads (one slice: the whole
@@ -405,14 +434,19 @@ __global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float 
         put_bf16(hi, lo, i, plm_silu_d(gate[i]) * up[i]);
 }
 
-/* BF16 gate and up (single-pass GEMM outputs), 8 values a thread by 16-byte loads where every pointer
- * is 16-byte aligned and n % 8 == 0 (one at a time otherwise) */
+/* BF16 gate and up (single-pass GEMM outputs) of rows of I values, row t of each at t * ld (out rows
+ * contiguous), 8 values a thread by 16-byte loads where every pointer and ld is 16-byte aligned and
+ * I % 8 == 0 (one at a time otherwise) */
 template <bool VEC>
-__global__ void k_swiglu_bb(__nv_bfloat16 *out, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int64_t n) {
+__global__ void k_swiglu_bb(__nv_bfloat16 *out, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int64_t rows,
+                            int64_t I, int64_t ld) {
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     if constexpr (VEC) {
-        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n / 8; i += step) {
-            const uint4 g4 = reinterpret_cast<const uint4 *>(gate)[i], u4 = reinterpret_cast<const uint4 *>(up)[i];
+        const int64_t i8 = I / 8;
+        for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < rows * i8; e += step) {
+            const int64_t t = e / i8, c = e - t * i8;
+            const uint4 g4 = reinterpret_cast<const uint4 *>(gate + t * ld)[c];
+            const uint4 u4 = reinterpret_cast<const uint4 *>(up + t * ld)[c];
             const __nv_bfloat162 *g = reinterpret_cast<const __nv_bfloat162 *>(&g4);
             const __nv_bfloat162 *u = reinterpret_cast<const __nv_bfloat162 *>(&u4);
             uint4 o4;
@@ -422,22 +456,33 @@ __global__ void k_swiglu_bb(__nv_bfloat16 *out, const __nv_bfloat16 *gate, const
                 const float2 gf = __bfloat1622float2(g[j]), uf = __bfloat1622float2(u[j]);
                 o[j] = __floats2bfloat162_rn(plm_silu_d(gf.x) * uf.x, plm_silu_d(gf.y) * uf.y);
             }
-            reinterpret_cast<uint4 *>(out)[i] = o4;
+            reinterpret_cast<uint4 *>(out)[e] = o4;
         }
     } else {
-        for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += step)
-            out[i] = __float2bfloat16_rn(plm_silu_d(__bfloat162float(gate[i])) * __bfloat162float(up[i]));
+        for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < rows * I; e += step) {
+            const int64_t t = e / I, c = e - t * I;
+            out[e] = __float2bfloat16_rn(plm_silu_d(__bfloat162float(gate[t * ld + c])) * __bfloat162float(up[t * ld + c]));
+        }
     }
 }
 
-extern "C" void plm_swiglu_bb_cuda(void *out, const void *gate, const void *up, int64_t n, void *stream) {
-    if (n <= 0) return;
+static void swiglu_bb(void *out, const void *gate, const void *up, int64_t rows, int64_t I, int64_t ld,
+                      cudaStream_t st) {
+    if (rows <= 0 || I <= 0) return;
     __nv_bfloat16 *o = (__nv_bfloat16 *)out;
     const __nv_bfloat16 *g = (const __nv_bfloat16 *)gate, *u = (const __nv_bfloat16 *)up;
-    if (n % 8 == 0 && plm_aligned16(out) && plm_aligned16(gate) && plm_aligned16(up))
-        k_swiglu_bb<true><<<plm_blocks(n / 8, 256), 256, 0, PLM_STREAM(stream)>>>(o, g, u, n);
+    if (I % 8 == 0 && ld % 8 == 0 && plm_aligned16(out) && plm_aligned16(gate) && plm_aligned16(up))
+        k_swiglu_bb<true><<<plm_blocks(rows * I / 8, 256), 256, 0, st>>>(o, g, u, rows, I, ld);
     else
-        k_swiglu_bb<false><<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(o, g, u, n);
+        k_swiglu_bb<false><<<plm_blocks(rows * I, 256), 256, 0, st>>>(o, g, u, rows, I, ld);
+}
+
+extern "C" void plm_swiglu_bb_cuda(void *out, const void *gate, const void *up, int64_t n, void *stream) {
+    swiglu_bb(out, gate, up, 1, n, n, PLM_STREAM(stream));
+}
+
+extern "C" void plm_swiglu_bb_rows_cuda(void *out, const void *gu, int64_t rows, int64_t I, void *stream) {
+    swiglu_bb(out, gu, (const __nv_bfloat16 *)gu + I, rows, I, 2 * I, PLM_STREAM(stream));
 }
 
 __global__ void k_swiglu_bf16_4(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float4 *gate, const float4 *up, int64_t n4) {
@@ -463,6 +508,23 @@ __global__ void k_gate_mul_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const floa
         y *= plm_sigmoid_d(gate[i]);
         put_bf16(hi, lo, i, y);
     }
+}
+
+/* the gate read in place from the q projection's output qg [rows, 2 hd] (per head: query then gate) */
+__global__ void k_gate_mul_qg_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *o, const float *qg, int64_t n,
+                                   int hd) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t th = i / hd;
+        put_bf16(hi, lo, i, o[i] * plm_sigmoid_d(qg[th * 2 * hd + hd + (i - th * hd)]));
+    }
+}
+
+extern "C" void plm_gate_mul_qg_bf16_cuda(void *hi, void *lo, const float *o, const float *qg, int64_t rows, int hd,
+                                          void *stream) {
+    const int64_t n = rows * hd;
+    if (n > 0)
+        k_gate_mul_qg_bf16<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>((__nv_bfloat16 *)hi,
+                                                                               (__nv_bfloat16 *)lo, o, qg, n, hd);
 }
 
 extern "C" void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gate, int64_t n, void *stream) {

@@ -719,9 +719,12 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     /* single pass, chunked segments: the BF16 copies of q, k, v the chunked kernels read */
     if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL;
     float *const *tails = p->conv_tab + (size_t)li * ns;
+    /* single pass: z in BF16 too, read by the gated norm's BF16 form */
+    const int zb = bf16_outputs(g, T, &L->qkv) && bf16_outputs(g, T, &L->z) && L->out.bf16;
     if (bf16_outputs(g, T, &L->qkv)) { /* single pass: the widest projection writes BF16, the conv reads it */
         TRY(gemm_bf16_out(g, raw, p->h, T, &L->qkv, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
-        TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
+        if (zb) TRY(gemm_bf16_out(g, z, p->h, T, &L->z, p->xb, 1, err));
+        else TRY(gemm_k(g, z, p->h, T, &L->z, p->xb, 1, err));
         TRY(gemm_k(g, bb, p->h, T, &L->b, p->xb, 1, err));
         TRY(gemm_k(g, aa, p->h, T, &L->a, p->xb, 1, err));
         if (qkvb) { /* and the conv writes BF16 too, as transformers' BF16 conv; q, k, v in FP32 only for
@@ -745,6 +748,10 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     }
     plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, qkvb, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks,
                     p->n_glong, raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
+    if (zb) { /* the same from BF16 z */
+        plm_rmsnorm_gated_bz_cuda(p->xb, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
+        return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
+    }
     if (L->out.bf16) { /* the gated norm writes the out projection's BF16 input */
         plm_rmsnorm_gated_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->out.cols), o, z, L->gnorm, T * nv, dv, cf->rms_eps,
                                     g->st);
@@ -769,8 +776,12 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     float *const ys[3] = {qg, k, v};
     const dmat *const ws[3] = {&L->q, &L->k, &L->v};
     TRY(gemm_shared(g, 3, ys, p->h, T, ws, p->xb, err));
-    plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
-    plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+    /* BF16 o projection: the queries normalised and the gate read in place from qg; otherwise split */
+    if (L->o.bf16) plm_rmsnorm_zc_rows_cuda(q, qg, 2 * (int64_t)hd, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+    else {
+        plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
+        plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+    }
     plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
     plm_rope_cuda(q, p->pos, T, nh, hd, cf->rope_dim, g->inv_freq, g->st);
     plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
@@ -786,7 +797,7 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     else
         plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
     if (L->o.bf16) {
-        plm_gate_mul_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->o.cols), o, gate, T * nh * hd, g->st);
+        plm_gate_mul_qg_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->o.cols), o, qg, T * nh, hd, g->st);
         return gemm_k(g, p->mo, NULL, T, &L->o, p->xb, 0, err);
     }
     plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
@@ -878,6 +889,13 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     const int I = cf->intermediate_size;
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
     if (bf16_outputs(g, T, &L->gate) && L->up.bf16 && L->down.bf16) { /* single pass: BF16 gate and up */
+        if (L->up.d == (const char *)L->gate.d + (size_t)L->gate.rows * L->gate.cols * 2 && L->up.cols == L->gate.cols) {
+            /* up right after gate in device memory (as uploaded): one product of the two stacked */
+            const dmat gu = {L->gate.d, 1, L->gate.rows + L->up.rows, L->gate.cols};
+            TRY(gemm_bf16_out(g, gg, p->h, T, &gu, p->xb, 1, err));
+            plm_swiglu_bb_rows_cuda(p->xb, gg, T, I, g->st);
+            return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+        }
         TRY(gemm_bf16_out(g, gg, p->h, T, &L->gate, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
         TRY(gemm_bf16_out(g, u, p->h, T, &L->up, p->xb, 1, err));
         plm_swiglu_bb_cuda(p->xb, gg, u, T * I, g->st);
