@@ -697,6 +697,7 @@ static void test_rowops(int64_t rows, int n) {
             tu_check(same, "%s: h as the plain form's", what);
             tu_check(exact, "%s: the BF16 form is h rounded", what);
             dget(y, dy, N, what), dget(h1, dy2, N, what);
+            tu_check(!memcmp(y, h1, N * 4), "%s: the residual sum as the plain form's", what);
         }
         plm_cuda_free(0, dd2);
         free(h1), free(hb);

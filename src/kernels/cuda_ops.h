@@ -80,7 +80,9 @@ void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *bet
                           int nv, int dk, int dv, void *stream);
 /* the same from BF16 mixed (__nv_bfloat16 [T, conv_dim], plm_conv_bb_cuda's output), each value widened
  * exactly; q, k, v (FP32) only for the tokens of segments shorter than PLM_GDN_CHUNKED_MIN (cu, seg_of:
- * device tables of the step), the ones the recurrent kernel reads, the copies for every token */
+ * device tables of the step, not NULL), the ones plm_gdn_tc_cuda's recurrent kernel reads when
+ * plm_gdn_tc_fits (otherwise its simple kernels read every token's: use plm_gdn_prep_bf_cuda), the
+ * copies (qkv_bf, not NULL) for every token */
 void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g, const void *mixed,
                           const float *b, const float *a, const float *neg_A, const float *dt_bias, const int32_t *cu,
                           const int32_t *seg_of, int64_t T, int nk, int nv, int dk, int dv, void *stream);

@@ -646,11 +646,12 @@ static int bf16_outputs(const plm_cuda *g, int64_t T, const dmat *W) {
     return !g->split && W->bf16 && T > PLM_SKINNY_MAX_T;
 }
 
-/* rows of an lm_head block for n rows of logits of elem bytes each: at most OUT_ROWS_MAX and
- * OUT_BYTES_MAX, at least 1 (0 when n is) */
-static int64_t out_rows_of(int64_t n, int64_t V, int elem) {
+/* rows of an lm_head block for n rows of logits of elem bytes each: at most OUT_ROWS_MAX, OUT_BYTES_MAX
+ * and the step's T, at least 1 (0 when n is) */
+static int64_t out_rows_of(int64_t n, int64_t V, int elem, int64_t T) {
     int64_t ob = (int64_t)(OUT_BYTES_MAX / ((size_t)V * elem));
     ob = ob < 1 ? 1 : ob > OUT_ROWS_MAX ? OUT_ROWS_MAX : ob;
+    ob = ob < T ? ob : T; /* a block's BF16 input goes into xb, sized for T rows (rows may repeat: n > T) */
     return n < ob ? n : ob;
 }
 
@@ -716,8 +717,9 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
     void *qkvb = wtake(&at, ((size_t)T * CD + 1) / 2); /* BF16 copies of q, k, v for the single-pass kernels */
     TRY(work_fits(p, at, g, err));
-    /* single pass, chunked segments: the BF16 copies of q, k, v the chunked kernels read */
-    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL;
+    /* single pass, chunked segments on the tensor-core kernels: the BF16 copies of q, k, v they read (key
+       dims over PLM_GDN_TC_MAX_DK run the simple kernels, which read FP32 q, k, v for every token) */
+    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv) || !plm_gdn_tc_fits(dk, dv)) qkvb = NULL;
     float *const *tails = p->conv_tab + (size_t)li * ns;
     /* single pass: z in BF16 too, read by the gated norm's BF16 form */
     const int zb = bf16_outputs(g, T, &L->qkv) && bf16_outputs(g, T, &L->z) && L->out.bf16;
@@ -1149,8 +1151,8 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
        single-pass mode where cuBLAS runs them (more rows than the skinny GEMM takes) */
     const int64_t need_rows = p.n_logit > p.n_amax ? p.n_logit : p.n_amax;
     p.score_bf16 = bf16_outputs(g, p.n_score, &g->lm_head);
-    p.out_block = out_rows_of(need_rows, V, 4);
-    p.score_block = out_rows_of(p.n_score, V, p.score_bf16 ? 2 : 4);
+    p.out_block = out_rows_of(need_rows, V, 4, T);
+    p.score_block = out_rows_of(p.n_score, V, p.score_bf16 ? 2 : 4, T);
     TRY(prepare(g, &p, err));
 
     /* the step's tables, in one upload */
