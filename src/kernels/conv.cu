@@ -8,17 +8,8 @@
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
-/* inputs are FP32 or BF16 (the single-pass projection's output, widened exactly); tails are FP32 */
-__device__ __forceinline__ float cv1(const float *p) { return *p; }
-__device__ __forceinline__ float cv1(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-/* four consecutive values from an aligned address: one 16-byte (FP32) or 8-byte (BF16) load */
-__device__ __forceinline__ float4 cv4a(const float *p) { return *reinterpret_cast<const float4 *>(p); }
-__device__ __forceinline__ float4 cv4a(const __nv_bfloat16 *p) {
-    const uint2 u = *reinterpret_cast<const uint2 *>(p);
-    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
-    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
-    return make_float4(a.x, a.y, b.x, b.y);
-}
+/* inputs are FP32 or BF16 (the single-pass projection's output, widened exactly: plm_f32, plm_ld4);
+   tails are FP32 */
 /* outputs: FP32, or BF16 (rounded once, as transformers' BF16 conv writes them) */
 __device__ __forceinline__ void cst1(float *p, float v) { *p = v; }
 __device__ __forceinline__ void cst1(__nv_bfloat16 *p, float v) { *p = __float2bfloat16_rn(v); }
@@ -29,13 +20,13 @@ __device__ __forceinline__ void cst4(__nv_bfloat16 *p, float4 v) {
     *reinterpret_cast<__nv_bfloat162 *>(&u.y) = __floats2bfloat162_rn(v.z, v.w);
     *reinterpret_cast<uint2 *>(p) = u;
 }
-/* the same from any address: one load where aligned */
+/* four values from any address: one load where aligned */
 __device__ __forceinline__ float4 cv4(const float *p) {
     return ((uintptr_t)p & 15) == 0 ? *reinterpret_cast<const float4 *>(p) : make_float4(p[0], p[1], p[2], p[3]);
 }
 __device__ __forceinline__ float4 cv4(const __nv_bfloat16 *p) {
-    if (((uintptr_t)p & 7) == 0) return cv4a(p);
-    return make_float4(cv1(p), cv1(p + 1), cv1(p + 2), cv1(p + 3));
+    if (((uintptr_t)p & 7) == 0) return plm_ld4(p);
+    return make_float4(plm_f32(p[0]), plm_f32(p[1]), plm_f32(p[2]), plm_f32(p[3]));
 }
 
 template <typename X, typename Y>
@@ -53,7 +44,7 @@ __global__ void k_conv(Y *y, float *const *tail, const X *x, const float *w, con
         for (int j = 0; j < K; j++) {
             const int64_t src = i - P + j; /* index within the segment; < 0 reads the tail */
             /* no load of x before the segment is ever issued */
-            acc += w[c * K + j] * (src >= 0 ? cv1(x + (t - i + src) * C + c) : tl[(P + src) * C + c]);
+            acc += w[c * K + j] * (src >= 0 ? plm_f32(x[(t - i + src) * C + c]) : tl[(P + src) * C + c]);
         }
         cst1(y + e, plm_silu_d(acc));
     }
@@ -71,7 +62,7 @@ __global__ void k_conv_tail(float *const *tail, const X *x, const int32_t *cu, i
         float *tl = tail[s];
         for (int r = 0; r < P; r++) {
             const int64_t q = L + r;
-            tl[r * C + c] = q < P ? tl[q * C + c] : cv1(x + (t0 + q - P) * C + c);
+            tl[r * C + c] = q < P ? tl[q * C + c] : plm_f32(x[(t0 + q - P) * C + c]);
         }
     }
 }
@@ -105,7 +96,7 @@ __global__ void __launch_bounds__(64) k_conv4(Y *y, float *const *tail, const X 
             }
             s_prev = s;
         }
-        const float4 cur = cv4a(x + t * C + c);
+        const float4 cur = plm_ld4(x + t * C + c);
         float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 #pragma unroll
         for (int j = 0; j < P; j++) {

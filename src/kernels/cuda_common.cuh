@@ -2,8 +2,10 @@
 #ifndef PLM_KERNELS_CUDA_COMMON_CUH
 #define PLM_KERNELS_CUDA_COMMON_CUH
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <string.h>
 
 #define PLM_STREAM(s) ((cudaStream_t)(s))
 
@@ -66,5 +68,41 @@ static inline int plm_row_threads(int n) {
 }
 
 static inline int plm_aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Products of one input in launches of as many as a Set holds (its y, W, rows and vec arrays), empty
+ * ones skipped as they would be alone: vec_of(W[j]) sets vec, launch(set, m) runs m of them. The grouped
+ * GEMV and the skinny GEMM gather their products this way. */
+template <typename Set, typename VecOf, typename Launch>
+static void plm_product_sets(int n, float *const *y, const void *const *W, const int64_t *rows, VecOf vec_of,
+                             Launch launch) {
+    constexpr int MAX = (int)(sizeof(Set::y) / sizeof(Set::y[0]));
+    Set set;
+    memset(&set, 0, sizeof set);
+    int m = 0;
+    for (int j = 0; j < n; j++) {
+        if (rows[j] <= 0) continue;
+        set.y[m] = y[j];
+        set.W[m] = (const uint16_t *)W[j];
+        set.rows[m] = rows[j];
+        set.vec[m] = vec_of(W[j]);
+        if (++m == MAX) {
+            launch(set, m);
+            m = 0;
+        }
+    }
+    if (m) launch(set, m);
+}
+
+/* a value of an FP32 or BF16 array as float (BF16 widened exactly): kernels templated on the input type */
+__device__ __forceinline__ float plm_f32(float x) { return x; }
+__device__ __forceinline__ float plm_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+/* values 4i .. 4i + 3 from an aligned address: one 16-byte (FP32) or 8-byte (BF16) load */
+__device__ __forceinline__ float4 plm_ld4(const float *p, int64_t i = 0) { return reinterpret_cast<const float4 *>(p)[i]; }
+__device__ __forceinline__ float4 plm_ld4(const __nv_bfloat16 *p, int64_t i = 0) {
+    const uint2 u = reinterpret_cast<const uint2 *>(p)[i];
+    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
+    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
+    return make_float4(a.x, a.y, b.x, b.y);
+}
 
 #endif

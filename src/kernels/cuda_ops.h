@@ -63,7 +63,8 @@ int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);
 /* qkv_bf (single pass only, may be NULL): BF16 copies of q, k and v laid end to end (q [T, nk, dk],
- * k likewise, v [T, nv, dv]), as plm_gdn_prep_cuda writes them; used when plm_gdn_bf_fits(dk, dv) */
+ * k likewise, v [T, nv, dv]), as plm_gdn_prep_cuda writes them; used when plm_gdn_bf_fits(dk, dv): the
+ * tensor-core kernels take the shape (plm_gdn_tc_fits) and dk, dv are multiples of 8 */
 int plm_gdn_bf_fits(int dk, int dv);
 void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const void *qkv_bf,
                      const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab,
@@ -80,9 +81,9 @@ void plm_gdn_prep_bf_cuda(float *q, float *k, float *v, void *qkv_bf, float *bet
                           int nv, int dk, int dv, void *stream);
 /* the same from BF16 mixed (__nv_bfloat16 [T, conv_dim], plm_conv_bb_cuda's output), each value widened
  * exactly; q, k, v (FP32) only for the tokens of segments shorter than PLM_GDN_CHUNKED_MIN (cu, seg_of:
- * device tables of the step, not NULL), the ones plm_gdn_tc_cuda's recurrent kernel reads when
- * plm_gdn_tc_fits (otherwise its simple kernels read every token's: use plm_gdn_prep_bf_cuda), the
- * copies (qkv_bf, not NULL) for every token */
+ * device tables of the step, not NULL), the ones plm_gdn_tc_cuda's recurrent kernel reads when it reads
+ * the copies (plm_gdn_bf_fits; otherwise its simple kernels read every token's: use
+ * plm_gdn_prep_bf_cuda), the copies (qkv_bf, not NULL) for every token */
 void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf, float *beta, float *g, const void *mixed,
                           const float *b, const float *a, const float *neg_A, const float *dt_bias, const int32_t *cu,
                           const int32_t *seg_of, int64_t T, int nk, int nv, int dk, int dv, void *stream);

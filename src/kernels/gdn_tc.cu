@@ -895,7 +895,7 @@ static int sm_count(void) {
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
 
-extern "C" int plm_gdn_bf_fits(int dk, int dv) { return dk % 8 == 0 && dv % 8 == 0; }
+extern "C" int plm_gdn_bf_fits(int dk, int dv) { return plm_gdn_tc_fits(dk, dv) && dk % 8 == 0 && dv % 8 == 0; }
 
 extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
                                 const void *qkv_bf, const float *g, const float *beta, const int32_t *cu, int n_seg,

@@ -259,21 +259,9 @@ extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *con
     const uint16_t *l16 = x ? NULL : (const uint16_t *)lo;
     const int in_vec = cols % 8 == 0 && plm_aligned16(in) && (!l16 || plm_aligned16(l16));
     cudaStream_t st = PLM_STREAM(stream);
-    gemv_set set;
-    memset(&set, 0, sizeof set);
-    int m = 0; /* products gathered for the next launch (empty ones are skipped, as alone) */
-    for (int j = 0; j < n; j++) {
-        if (rows[j] <= 0) continue;
-        set.y[m] = y[j];
-        set.W[m] = (const uint16_t *)W[j];
-        set.rows[m] = rows[j];
-        set.vec[m] = in_vec && plm_aligned16(W[j]);
-        if (++m == PLM_GEMV_MULTI) {
-            launch_in(set, m, x, xb, l16, T, cols, st);
-            m = 0;
-        }
-    }
-    if (m) launch_in(set, m, x, xb, l16, T, cols, st);
+    plm_product_sets<gemv_set>(
+        n, y, W, rows, [&](const void *w) { return (int)(in_vec && plm_aligned16(w)); },
+        [&](const gemv_set &set, int m) { launch_in(set, m, x, xb, l16, T, cols, st); });
 }
 
 extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,

@@ -13,8 +13,6 @@
  * read once (the two-pass form read it twice, from DRAM: a block of rows is larger than L2). A double
  * conversion and add per value had made the kernel compute-bound on BF16 rows. */
 #define LP_THREADS 512
-__device__ __forceinline__ float lp_val(float x) { return x; }
-__device__ __forceinline__ float lp_val(__nv_bfloat16 x) { return __bfloat162float(x); }
 
 /* E: float (rows 16-byte aligned and V % 4 == 0 for VEC: float4 loads) or __nv_bfloat16 (the single-pass
  * lm_head's BF16 logits; VEC: V % 8 == 0, 8 values a 16-byte load) */
@@ -60,7 +58,7 @@ __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const E *logi
                     if (i + (r * LD + u) * LP_THREADS < n4) {
                         const E *e = reinterpret_cast<const E *>(&f[r * LD + u]);
 #pragma unroll
-                        for (int j = 0; j < PER; j++) x[PER * u + j] = lp_val(e[j]);
+                        for (int j = 0; j < PER; j++) x[PER * u + j] = plm_f32(e[j]);
                         n = PER * (u + 1);
                     }
                 if (n) add(x, n);
@@ -69,7 +67,7 @@ __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const E *logi
         v0 = n4 * PER;
     }
     for (int v = v0 + threadIdx.x; v < V; v += LP_THREADS) {
-        const float x = lp_val(l[v]);
+        const float x = plm_f32(l[v]);
         add(&x, 1);
     }
     /* combine: M the row's maximum, S = sum s exp(m - M) over the threads that saw a value */
@@ -81,7 +79,7 @@ __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const E *logi
     if (threadIdx.x == 0) {
         double tot = 0.0;
         for (int w = 0; w < LP_THREADS / 32; w++) tot += shs[w];
-        lp[blockIdx.x] = (float)((double)(lp_val(l[target[blockIdx.x]]) - M) - log(tot));
+        lp[blockIdx.x] = (float)((double)(plm_f32(l[target[blockIdx.x]]) - M) - log(tot));
     }
 }
 

@@ -7,9 +7,6 @@
 #include "kernels/cuda_ops.h"
 #include "kernels/route.h"
 
-__device__ __forceinline__ float ld_f(const float *p) { return *p; }
-__device__ __forceinline__ float ld_f(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
-
 /* four values at hi + 4i (8-byte aligned), as put_bf16 writes them one at a time */
 __device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float4 y) {
     const __nv_bfloat162 h0 = __floats2bfloat162_rn(y.x, y.y), h1 = __floats2bfloat162_rn(y.z, y.w);
@@ -28,15 +25,6 @@ __device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, 
  * spent most of its time in the block reduction's barriers. Gated: y = w x / rms(x) silu(z), into y
  * (FP32) or hi (+ lo) BF16. Plain zero-centred (z NULL): y = x / rms(x) (1 + w). */
 #define ROW4_MAX 512
-/* four values of z at element 4c: FP32, or BF16 (the single-pass z projection's output, 8-byte loads) */
-__device__ __forceinline__ float4 z4(const float *z, int64_t c) { return reinterpret_cast<const float4 *>(z)[c]; }
-__device__ __forceinline__ float4 z4(const __nv_bfloat16 *z, int64_t c) {
-    const uint2 u = reinterpret_cast<const uint2 *>(z)[c];
-    const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.x));
-    const float2 b = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&u.y));
-    return make_float4(a.x, a.y, b.x, b.y);
-}
-
 /* xs: the stride of x's rows in floats (n: contiguous; the attention's q rows inside q + gate: 2n) */
 template <typename Z>
 __global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, int64_t xs, const Z *z,
@@ -61,7 +49,7 @@ __global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, c
         const float4 wv = reinterpret_cast<const float4 *>(w)[c];
         float4 o;
         if (z) {
-            const float4 zv = z4(z + r * n, c);
+            const float4 zv = plm_ld4(z + r * n, c); /* FP32, or BF16 (the z projection's single-pass output) */
             o = make_float4(wv.x * (xv[u].x * inv) * plm_silu_d(zv.x), wv.y * (xv[u].y * inv) * plm_silu_d(zv.y),
                             wv.z * (xv[u].z * inv) * plm_silu_d(zv.z), wv.w * (xv[u].w * inv) * plm_silu_d(zv.w));
         } else {
@@ -196,7 +184,7 @@ __global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const
     for (int i = threadIdx.x; i < n; i += blockDim.x) ss += xr[i] * xr[i];
     const float inv = 1.0f / sqrtf(plm_block_sum(ss, sh) / (float)n + eps);
     for (int i = threadIdx.x; i < n; i += blockDim.x)
-        put_bf16(hi, lo, r * n + i, w[i] * (xr[i] * inv) * plm_silu_d(ld_f(z + r * n + i)));
+        put_bf16(hi, lo, r * n + i, w[i] * (xr[i] * inv) * plm_silu_d(plm_f32(z[r * n + i])));
 }
 
 extern "C" void plm_rmsnorm_gated_bf16_cuda(void *hi, void *lo, const float *x, const float *z, const float *w,
@@ -246,20 +234,20 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, in
     for (int hh = w; hh < 2 * nk; hh += gridDim.y * nw) { /* heads 0..nk-1: q, nk..2nk-1: k */
         const X *src = row + (int64_t)hh * dk;
         float ss = 0.0f;
-        for (int i = lane; i < dk; i += 32) ss += ld_f(src + i) * ld_f(src + i);
+        for (int i = lane; i < dk; i += 32) ss += plm_f32(src[i]) * plm_f32(src[i]);
         ss = plm_warp_sum(ss);
         const float r = (hh < nk ? qscale : 1.0f) / sqrtf(ss + 1e-6f);
         const int64_t at = hh < nk ? (t * nk + hh) * dk : (t * nk + hh - nk) * dk;
         float *dst = (hh < nk ? q : k) + at;
         __nv_bfloat16 *db = qkvb ? qkvb + (hh < nk ? 0 : T * nk * dk) + at : NULL;
         for (int i = lane; i < dk; i += 32) {
-            const float y = ld_f(src + i) * r;
+            const float y = plm_f32(src[i]) * r;
             if (f32) dst[i] = y;
             if (db) db[i] = __float2bfloat16_rn(y);
         }
     }
     for (int i = tid; i < nv * dv; i += nt) {
-        const float y = ld_f(row + 2 * nk * dk + i);
+        const float y = plm_f32((row + 2 * nk * dk)[i]);
         if (f32) v[t * nv * dv + i] = y;
         if (qkvb) qkvb[2 * T * nk * dk + t * nv * dv + i] = __float2bfloat16_rn(y);
     }

@@ -414,21 +414,9 @@ extern "C" void plm_skinny_bf16_multi_cuda(int n, float *const *y, const void *c
     const int xvec = x ? plm_aligned16(x) && cols % 4 == 0
                        : plm_aligned16(xb) && (!l16 || plm_aligned16(l16)) && cols % 8 == 0;
     cudaStream_t st = PLM_STREAM(stream);
-    sk_set set;
-    memset(&set, 0, sizeof set);
-    int m = 0; /* products gathered for the next launch (empty ones are skipped, as alone) */
-    for (int j = 0; j < n; j++) {
-        if (rows[j] <= 0) continue;
-        set.y[m] = y[j];
-        set.W[m] = (const uint16_t *)W[j];
-        set.rows[m] = rows[j];
-        set.vec[m] = cols % 8 == 0 && plm_aligned16(W[j]);
-        if (++m == PLM_GEMV_MULTI) {
-            sk_launch_in(set, m, x, xb, l16, T, cols, xvec, work, st);
-            m = 0;
-        }
-    }
-    if (m) sk_launch_in(set, m, x, xb, l16, T, cols, xvec, work, st);
+    plm_product_sets<sk_set>(
+        n, y, W, rows, [&](const void *w) { return (int)(cols % 8 == 0 && plm_aligned16(w)); },
+        [&](const sk_set &set, int m) { sk_launch_in(set, m, x, xb, l16, T, cols, xvec, work, st); });
 }
 
 extern "C" void plm_skinny_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo,

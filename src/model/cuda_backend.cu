@@ -511,7 +511,8 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
     p->work = (float *)take(d, p->work_floats * 4);
     p->xb = take(d, (size_t)T * g->max_cols * 2 * (g->split ? 2 : 1));
     const int64_t ob = p->out_block, sb = p->score_block;
-    const int64_t lb = ob * V * 4 > sb * V * (p->score_bf16 ? 2 : 4) ? ob * V * 4 : sb * V * (p->score_bf16 ? 2 : 4);
+    const int64_t fb = ob * V * 4, sbb = sb * V * (p->score_bf16 ? 2 : 4); /* FP32 blocks, scored blocks */
+    const int64_t lb = fb > sbb ? fb : sbb;
     p->out_logits = (float *)take(d, (size_t)lb);
     p->out_rows = (float *)take(d, (ob > sb ? ob : sb) * H * 4);
     p->out_lp = (float *)take(d, p->n_score * 4);
@@ -717,9 +718,9 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     float *v = wtake(&at, (size_t)T * nv * dv), *o = wtake(&at, (size_t)T * nv * dv);
     void *qkvb = wtake(&at, ((size_t)T * CD + 1) / 2); /* BF16 copies of q, k, v for the single-pass kernels */
     TRY(work_fits(p, at, g, err));
-    /* single pass, chunked segments on the tensor-core kernels: the BF16 copies of q, k, v they read (key
-       dims over PLM_GDN_TC_MAX_DK run the simple kernels, which read FP32 q, k, v for every token) */
-    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv) || !plm_gdn_tc_fits(dk, dv)) qkvb = NULL;
+    /* single pass, chunked segments on the tensor-core kernels: the BF16 copies of q, k, v they read
+       (plm_gdn_bf_fits says whether they do; the simple kernels read FP32 q, k, v for every token) */
+    if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL;
     float *const *tails = p->conv_tab + (size_t)li * ns;
     /* single pass: z in BF16 too, read by the gated norm's BF16 form */
     const int zb = bf16_outputs(g, T, &L->qkv) && bf16_outputs(g, T, &L->z) && L->out.bf16;
