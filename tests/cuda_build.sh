@@ -21,6 +21,26 @@ if ! make -s -j"$(nproc)" CUDA=1 B=$B CUDA_HOME="$(dirname "$(dirname "$nvcc")")
 fi
 echo "cuda_build: make CUDA=1 built $B/packlm with $("$nvcc" --version | tail -1)"
 fail=0
+# every kernel waits for the kernels before it (griddepcontrol.wait, plm_pdl_enter): small steps' graphs
+# link their kernels by programmatic edges, and a kernel that does not wait would race its predecessor
+ptx=$(mktemp -d)
+for f in src/kernels/*.cu; do
+    "$nvcc" -O2 -std=c++17 -Iinclude -Isrc -gencode arch=compute_90,code=compute_90 -ptx "$f" \
+        -o "$ptx/$(basename "$f" .cu).ptx" &
+done
+wait
+nowait=$(awk '/^\.(visible )?\.?entry / { if (name != "" && !seen) print FILENAME ": " name; name = $NF; seen = 0 }
+              /griddepcontrol\.wait/ { seen = 1 }
+              ENDFILE { if (name != "" && !seen) print FILENAME ": " name; name = "" }' "$ptx"/*.ptx)
+nent=$(cat "$ptx"/*.ptx | grep -cE '^\.(visible )?\.?entry ')
+rm -rf "$ptx"
+if [ -n "$nowait" ] || [ "$nent" -lt 20 ]; then
+    echo "cuda_build: FAIL: kernels without griddepcontrol.wait (plm_pdl_enter) or PTX not generated ($nent entries):"
+    echo "$nowait"
+    fail=1
+else
+    echo "cuda_build: all $nent kernels of src/kernels wait for their predecessors (plm_pdl_enter)"
+fi
 for t in test_cuda_ops test_cuda_devmem; do
     out=$($B/tests/$t 2>&1) || fail=1
     echo "cuda_build: $t: $(echo "$out" | tail -n 1)"

@@ -13,6 +13,7 @@
 __global__ void k_kv_append(float *const *kb, float *const *vb, const int32_t *boff, const float *k, const float *v,
                             __nv_bfloat16 *kbf, __nv_bfloat16 *vbf, const int64_t *start, const int32_t *cu,
                             const int32_t *seg_of, int64_t T, int row) {
+    plm_pdl_enter();
     const int64_t n = T * row;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t t = e / row;
@@ -37,6 +38,7 @@ extern "C" void plm_kv_append_cuda(float *const *kb, float *const *vb, const int
 __global__ void k_attn(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                        const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv,
                        int hd, float scale) {
+    plm_pdl_enter();
     const int lane = threadIdx.x & 31;
     const int64_t n_warps = ((int64_t)gridDim.x * blockDim.x) >> 5;
     for (int64_t wid = (blockIdx.x * (int64_t)blockDim.x + threadIdx.x) >> 5; wid < T * nh; wid += n_warps) {
@@ -110,6 +112,7 @@ __global__ void __launch_bounds__(ATT_THREADS) k_attn_tiled(float *o, const floa
                                                             const int64_t *start, const int32_t *cu,
                                                             const int32_t *tiles, int nh, int nkv, int hd,
                                                             float scale) {
+    plm_pdl_enter();
     extern __shared__ float sm[];
     const int rep = nh / nkv, qt = rep >= PLM_ATTN_ROWS ? 1 : PLM_ATTN_ROWS / rep, rows = qt * rep;
     const int s = tiles[2 * blockIdx.x], kvh = blockIdx.y, lane = threadIdx.x & 31, w = threadIdx.x >> 5;
@@ -280,6 +283,7 @@ __device__ __forceinline__ void store_out(float *o, float *part, int64_t T, cons
 
 /* o[t, h] from the splits' partials: weights exp(m_z - max m), normalised by the weighted sums */
 __global__ void k_attn_merge(float *o, const float *part, int split, int64_t T, int nh, int hd) {
+    plm_pdl_enter();
     const int64_t row = blockIdx.x, R = T * nh;
     const float *ml = part + (size_t)split * R * hd;
     float M = -INFINITY, L = 0.0f;
@@ -362,6 +366,7 @@ __global__ void __launch_bounds__(128) k_attn_tc(float *o, const float *q, float
                                                  const int32_t *boff, const int64_t *start, const int32_t *cu,
                                                  const int32_t *tiles, int nh, int nkv, int hd, float scale,
                                                  float *part, int64_t T) {
+    plm_pdl_enter();
     extern __shared__ float sm[];
     const int HP = pad16(hd), LQ = HP + 8, LV = HP + 4;
     float *Qs = sm, *Ks = Qs + TC_ROWS * LQ, *Vs = Ks + TC_KEYS * LQ;
@@ -528,6 +533,7 @@ __global__ void __launch_bounds__(128, 2) k_attn_bf(float *o, const float *q, fl
                                                     const int32_t *boff, const int64_t *start, const int32_t *cu,
                                                     const int32_t *tiles, int nh, int nkv, int hd, float scale,
                                                     float *part, int64_t T) {
+    plm_pdl_enter();
     extern __shared__ __align__(16) unsigned char smb[];
     const int HP = pad16(hd), LD = HP + 8; /* rows of (HP + 8) BF16: ldmatrix rows 16 bytes apart mod 128 */
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + TC_ROWS * LD, *Vs = Ks + TC_KEYS * LD;
@@ -715,6 +721,7 @@ __global__ void __launch_bounds__(128) k_attn_dec(float *o, const float *q, floa
                                                   const int32_t *boff, const int64_t *start, const int32_t *cu,
                                                   const int32_t *seg_of, int nh, int nkv, int hd, float scale,
                                                   float *part, int64_t T) {
+    plm_pdl_enter();
     extern __shared__ __align__(16) float smf[];
     const int rep = nh / nkv, H4 = (hd + 3) & ~3, LK = H4 + 4; /* K rows padded: lanes read rows 4 banks apart */
     float *Qs = smf, *Ks = Qs + rep * H4, *Vs = Ks + DEC_KEYS * LK;

@@ -32,6 +32,7 @@ __device__ __forceinline__ float4 cv4(const __nv_bfloat16 *p) {
 template <typename X, typename Y>
 __global__ void k_conv(Y *y, float *const *tail, const X *x, const float *w, const int32_t *cu,
                        const int32_t *seg_of, int64_t T, int C, int K) {
+    plm_pdl_enter();
     const int64_t n = T * C;
     const int P = K - 1;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
@@ -54,6 +55,7 @@ __global__ void k_conv(Y *y, float *const *tail, const X *x, const float *w, con
  * reads rows not yet written */
 template <typename X>
 __global__ void k_conv_tail(float *const *tail, const X *x, const int32_t *cu, int n_seg, int C, int K) {
+    plm_pdl_enter();
     const int64_t n = (int64_t)n_seg * C;
     const int P = K - 1;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
@@ -74,6 +76,7 @@ __global__ void k_conv_tail(float *const *tail, const X *x, const int32_t *cu, i
 template <int K, typename X, typename Y>
 __global__ void __launch_bounds__(64) k_conv4(Y *y, float *const *tail, const X *x, const float *w,
                                               const int32_t *cu, const int32_t *seg_of, int64_t T, int C) {
+    plm_pdl_enter();
     constexpr int P = K - 1;
     const int cg = blockIdx.x * 64 + threadIdx.x, c = 4 * cg;
     if (c >= C) return;

@@ -9,6 +9,19 @@
 
 #define PLM_STREAM(s) ((cudaStream_t)(s))
 
+/* Programmatic dependent launch (sm_90): every kernel calls this first, before it touches global
+ * memory. griddepcontrol.wait returns once the grids this one depends on have completed and their
+ * writes are visible (at once when it was launched without a programmatic dependency); then the next
+ * kernel may be scheduled while this one runs, and waits in turn. A small step's graph links its
+ * kernels by programmatic edges (cuda_backend.cu), so each launch overlaps the tail of the one
+ * before. Every kernel of the step must call it: the wait is what orders them. */
+__device__ __forceinline__ void plm_pdl_enter() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float plm_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -25,6 +25,7 @@
  * three, so a decode step of many sequences keeps more of their states in flight */
 __global__ void __maxnreg__(96) k_gdn_rec(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                           const float *beta, const int32_t *cu, int nk, int nv, int dk, int dv, int skip_from) {
+    plm_pdl_enter();
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / ROWS][32],
         red2[PLM_CUDA_MAX_DK / ROWS][32];
     const int s = blockIdx.z, h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y, nw = blockDim.y;
@@ -95,6 +96,7 @@ static size_t chunk_smem(int dk) {
 __global__ void __launch_bounds__(CHUNK_THREADS) k_gdn_chunk(float *o, float *const *S, const float *q, const float *k,
                                                              const float *v, const float *g, const float *beta,
                                                              const int32_t *cu, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
     extern __shared__ float sm[];
     const int s = blockIdx.z, h = blockIdx.y, j0 = blockIdx.x * TILE, kh = h / (nv / nk), tid = threadIdx.x;
     const int64_t t_beg = cu[s], t_end = cu[s + 1];

@@ -159,6 +159,7 @@ __global__ void __launch_bounds__(PREP_THREADS)
     k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const float *q,
                   const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta, const int32_t *cu,
                   const int32_t *tab, int64_t T, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
     extern __shared__ __align__(16) float sm[];
     float *Ks = sm, *Qs = Ks + CH * LDK, *As = BFIN ? sm + CH * LK2 : Qs + CH * LDK; /* BFIN: 2 BF16 blocks */
     float *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
@@ -317,6 +318,7 @@ __global__ void __launch_bounds__(VT * 4)
     k_gdn_tc_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
                   int dk, int dv) {
+    plm_pdl_enter();
     constexpr int CG = VT / 32, NW = 4 * CG, LDV = VT + 4; /* column groups of 32; warps */
     extern __shared__ float sm[];
     float *Qs = sm, *Kb = Qs + CH * LDK, *Ts = Kb + 2 * CH * LDK, *Ps = Ts + CH * LDC, *Vs = Ps + CH * LDC;
@@ -493,6 +495,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const __nv_bfloat16 *qkvb, const float *beta, const int32_t *cu,
                   int64_t T, int n_seg, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
     constexpr int NTW = VT >= 32 ? 4 : 2, CW = 8 * NTW, CG = VT / CW, NW = 4 * CG; /* a warp: 16 rows x CW */
     constexpr int LV = VT + 8, NB = MODE == BF2 ? 2 : 1;
     constexpr int SET = 2 * CH * LK2 + 2 * CH * LC2 + CH * LV; /* one set of input blocks, BF16 elements */
@@ -697,6 +700,7 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
                   int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
     constexpr int CG = WY_CG(VT), NW = 4 * CG, CW = VT / CG, NTW = CW / 8, LV = VT + 8, TPR = NW / 2;
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
     static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");

@@ -96,10 +96,23 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x, float acc) {
     return acc;
 }
 
+/* one round of a warp's weight loads: U chunks of 8 columns of each of its R rows, from chunk c0 on
+ * (step apart; past n8: zeros, unused) */
+template <int U, int R>
+__device__ __forceinline__ void gemv_round(uint4 (*wv)[R], const uint16_t *const *Wr, int64_t c0, int64_t n8,
+                                           int64_t step) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int64_t c = c0 + u * step;
+#pragma unroll
+        for (int i = 0; i < R; i++) wv[u][i] = c < n8 ? plm_ld_stream16(Wr[i] + c * 8) : make_uint4(0, 0, 0, 0);
+    }
+}
+
 /* The rows of block b of one product: ks warps share a row group, each a slice of the columns. vec:
  * cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte loads;
  * otherwise one column a lane at a time. Inlined into both kernels below: a product's arithmetic is
- * the same whichever launches it. */
+ * the same whichever launches it. It calls plm_pdl_enter (on every path, before x is read). */
 template <int T, int IN>
 __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], float *__restrict__ y,
                                            const uint16_t *__restrict__ W, const void *__restrict__ x,
@@ -112,35 +125,37 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
     float acc[P]; /* acc[i * T + t]: row r0 + i, input t; the padding stays 0 */
 #pragma unroll
     for (int k = 0; k < P; k++) acc[k] = 0.0f;
-    if (r0 < rows) { /* the rows past the end (a short last group) read the last row, and are not written */
+    if (r0 < rows && vec) { /* the rows past the end (a short last group) read the last row, and are not written */
         const uint16_t *Wr[R];
 #pragma unroll
         for (int i = 0; i < R; i++) Wr[i] = W + (r0 + i < rows ? r0 + i : rows - 1) * cols;
-        const int64_t step = 32 * (int64_t)ks;
-        if (vec) {
-            const int64_t n8 = cols >> 3;
-            for (int64_t c0 = s * 32 + lane; c0 < n8; c0 += U * step) {
-                uint4 wv[U][R]; /* every load of the round issued before the first product */
+        const int64_t step = 32 * (int64_t)ks, n8 = cols >> 3;
+        int64_t c0 = s * 32 + lane;
+        uint4 wv[U][R]; /* every load of a round issued before its first product */
+        gemv_round<U, R>(wv, Wr, c0, n8, step);
+        plm_pdl_enter(); /* the weights are constant: the first round loads while the kernel before ends */
+        for (; c0 < n8; c0 += U * step) {
 #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int64_t c = c0 + u * step;
+            for (int u = 0; u < U; u++) {
+                const int64_t c = c0 + u * step;
+                if (c >= n8) break;
 #pragma unroll
-                    for (int i = 0; i < R; i++) wv[u][i] = c < n8 ? plm_ld_stream16(Wr[i] + c * 8) : make_uint4(0, 0, 0, 0);
-                }
+                for (int t = 0; t < T; t++) {
+                    float xv[8];
+                    load8<IN>(xv, x, lo, t * cols + c * 8);
 #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int64_t c = c0 + u * step;
-                    if (c >= n8) break;
-#pragma unroll
-                    for (int t = 0; t < T; t++) {
-                        float xv[8];
-                        load8<IN>(xv, x, lo, t * cols + c * 8);
-#pragma unroll
-                        for (int i = 0; i < R; i++) acc[i * T + t] = dot8(wv[u][i], xv, acc[i * T + t]);
-                    }
+                    for (int i = 0; i < R; i++) acc[i * T + t] = dot8(wv[u][i], xv, acc[i * T + t]);
                 }
             }
-        } else {
+            if (c0 + U * step < n8) gemv_round<U, R>(wv, Wr, c0 + U * step, n8, step);
+        }
+    } else {
+        plm_pdl_enter();
+        if (r0 < rows) {
+            const uint16_t *Wr[R];
+#pragma unroll
+            for (int i = 0; i < R; i++) Wr[i] = W + (r0 + i < rows ? r0 + i : rows - 1) * cols;
+            const int64_t step = 32 * (int64_t)ks;
             for (int64_t c = s * 32 + lane; c < cols; c += step) {
                 float wv[R];
 #pragma unroll

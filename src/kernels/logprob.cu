@@ -18,6 +18,7 @@
  * lm_head's BF16 logits; VEC: V % 8 == 0, 8 values a 16-byte load) */
 template <typename E, bool VEC>
 __global__ void __launch_bounds__(LP_THREADS) k_logprob(float *lp, const E *logits, const int32_t *target, int V) {
+    plm_pdl_enter();
     __shared__ float shm[LP_THREADS / 32];
     __shared__ double shs[LP_THREADS / 32];
     const E *l = logits + (int64_t)blockIdx.x * V;
@@ -136,6 +137,7 @@ __device__ __forceinline__ void amax_warp(float &bv, int &bi) {
 }
 
 __global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const float *logits, int V) {
+    plm_pdl_enter();
     __shared__ float sv[32];
     __shared__ int si[32];
     const float *l = logits + (int64_t)blockIdx.x * V;

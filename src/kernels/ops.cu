@@ -29,6 +29,7 @@ __device__ __forceinline__ void put4_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, 
 template <typename Z>
 __global__ void k_rmsnorm_row4(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, int64_t xs, const Z *z,
                                const float *w, int64_t rows, int n, float eps) {
+    plm_pdl_enter();
     const int64_t r = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
     if (r >= rows) return;
     const int lane = threadIdx.x & 31, n4 = n >> 2;
@@ -77,6 +78,7 @@ static void row4(float *y, void *hi, void *lo, const float *x, int64_t xs, const
 }
 
 __global__ void k_rmsnorm_zc(float *y, const float *x, int64_t xs, const float *w, int n, float eps) {
+    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const float *xr = x + r * xs;
@@ -87,6 +89,7 @@ __global__ void k_rmsnorm_zc(float *y, const float *x, int64_t xs, const float *
 }
 
 __global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *w, int n, float eps) {
+    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     float *xr = x + r * n;
@@ -101,6 +104,7 @@ __global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float
 }
 
 __global__ void k_rmsnorm_gated(float *y, const float *x, const float *z, const float *w, int n, float eps) {
+    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const float *xr = x + r * n;
@@ -126,6 +130,7 @@ extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, in
 /* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
 __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const float *d, const float *w, int n,
                                   float eps) {
+    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
@@ -177,6 +182,7 @@ __device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, i
 template <typename Z>
 __global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const Z *z,
                                      const float *w, int n, float eps) {
+    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const float *xr = x + r * n;
@@ -224,6 +230,7 @@ __global__ void k_gdn_prep(float *q, float *k, float *v, __nv_bfloat16 *qkvb, in
                            const X *mixed, const float *b, const float *a, const float *neg_A,
                            const float *dt_bias, int nk, int nv, int dk, int dv, const int32_t *cu,
                            const int32_t *seg_of, int fp32_min) {
+    plm_pdl_enter();
     const int64_t t = blockIdx.x;
     const int CD = 2 * nk * dk + nv * dv;
     const X *row = mixed + t * CD;
@@ -302,6 +309,7 @@ __global__ void __launch_bounds__(GDN_PREP_THREADS) k_gdn_prep_bb8(float *q, flo
                                                                    const float *dt_bias, int nk, int nv, int dk, int dv,
                                                                    const int32_t *cu, const int32_t *seg_of,
                                                                    int fp32_min) {
+    plm_pdl_enter();
     constexpr int HPW = 32 / LPH;
     const int64_t t = blockIdx.x;
     const int CD = 2 * nk * dk + nv * dv;
@@ -388,6 +396,7 @@ extern "C" void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf,
 }
 
 __global__ void k_rope(float *x, const int64_t *pos, int64_t T, int nh, int hd, int half, const float *inv_freq) {
+    plm_pdl_enter();
     const int64_t n = T * nh * half;
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         const int i = (int)(e % half);
@@ -409,6 +418,7 @@ extern "C" void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, i
 }
 
 __global__ void k_swiglu(float *gate, const float *up, int64_t n) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         gate[i] = plm_silu_d(gate[i]) * up[i];
 }
@@ -418,6 +428,7 @@ extern "C" void plm_swiglu_cuda(float *gate, const float *up, int64_t n, void *s
 }
 
 __global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *gate, const float *up, int64_t n) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         put_bf16(hi, lo, i, plm_silu_d(gate[i]) * up[i]);
 }
@@ -428,6 +439,7 @@ __global__ void k_swiglu_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float 
 template <bool VEC>
 __global__ void k_swiglu_bb(__nv_bfloat16 *out, const __nv_bfloat16 *gate, const __nv_bfloat16 *up, int64_t rows,
                             int64_t I, int64_t ld) {
+    plm_pdl_enter();
     const int64_t step = (int64_t)gridDim.x * blockDim.x;
     if constexpr (VEC) {
         const int64_t i8 = I / 8;
@@ -474,6 +486,7 @@ extern "C" void plm_swiglu_bb_rows_cuda(void *out, const void *gu, int64_t rows,
 }
 
 __global__ void k_swiglu_bf16_4(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float4 *gate, const float4 *up, int64_t n4) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
         const float4 g = gate[i], u = up[i];
         put4_bf16(hi, lo, i,
@@ -491,6 +504,7 @@ extern "C" void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, cons
 }
 
 __global__ void k_gate_mul_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *o, const float *gate, int64_t n) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         float y = o[i];
         y *= plm_sigmoid_d(gate[i]);
@@ -501,6 +515,7 @@ __global__ void k_gate_mul_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const floa
 /* the gate read in place from the q projection's output qg [rows, 2 hd] (per head: query then gate) */
 __global__ void k_gate_mul_qg_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *o, const float *qg, int64_t n,
                                    int hd) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const int64_t th = i / hd;
         put_bf16(hi, lo, i, o[i] * plm_sigmoid_d(qg[th * 2 * hd + hd + (i - th * hd)]));
@@ -522,6 +537,7 @@ extern "C" void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const
 }
 
 __global__ void k_gate_mul(float *o, const float *gate, int64_t n) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
         o[i] *= plm_sigmoid_d(gate[i]);
 }
@@ -532,6 +548,7 @@ extern "C" void plm_gate_mul_cuda(float *o, const float *gate, int64_t n, void *
 
 /* one thread per token: the CPU's routing function itself (kernels/route.h) */
 __global__ void k_moe_route(int32_t *idx, float *w, const float *logits, int64_t T, int E, int k) {
+    plm_pdl_enter();
     const int64_t t = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
     if (t < T) plm_route_token(idx + t * k, w + t * k, logits + t * E, E, k);
 }
@@ -541,6 +558,7 @@ extern "C" void plm_moe_route_cuda(int32_t *idx, float *w, const float *logits, 
 }
 
 __global__ void k_embed(float *x, const void *E, int bf16, int64_t cols, const int32_t *tokens) {
+    plm_pdl_enter();
     const int64_t t = blockIdx.x, r = tokens[t];
     for (int64_t i = threadIdx.x; i < cols; i += blockDim.x)
         if (bf16) x[t * cols + i] = plm_bf16_bits_to_f32(((const uint16_t *)E)[r * cols + i]);
@@ -553,6 +571,7 @@ extern "C" void plm_embed_rows_cuda(float *x, const void *E, int bf16, int64_t c
 }
 
 __global__ void k_split_qgate(float *q, float *gate, const float *qg, int64_t n, int hd) {
+    plm_pdl_enter();
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t th = e / hd;
         const int i = (int)(e % hd);
@@ -567,6 +586,7 @@ extern "C" void plm_split_qgate_cuda(float *q, float *gate, const float *qg, int
 }
 
 __global__ void k_gather_rows(float *dst, const float *src, const int32_t *rows, int64_t n, int cols) {
+    plm_pdl_enter();
     const int64_t i = blockIdx.x;
     if (i >= n) return;
     const float *s = src + (int64_t)rows[i] * cols;
@@ -579,6 +599,7 @@ extern "C" void plm_gather_rows_cuda(float *dst, const float *src, const int32_t
 }
 
 __global__ void k_moe_combine(float *out, const float *ye, const int32_t *map, const float *w, int k, int H) {
+    plm_pdl_enter();
     const int64_t t = blockIdx.x;
     for (int d = threadIdx.x; d < H; d += blockDim.x) {
         float acc = 0.0f;
@@ -593,6 +614,7 @@ extern "C" void plm_moe_combine_cuda(float *out, const float *ye, const int32_t 
 }
 
 __global__ void k_sigmoid_scale_add(float *out, const float *y, const float *score, int64_t n, int H) {
+    plm_pdl_enter();
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
         out[e] += plm_sigmoid_d(score[e / H]) * y[e];
 }
@@ -604,6 +626,7 @@ extern "C" void plm_sigmoid_scale_add_cuda(float *out, const float *y, const flo
 }
 
 __global__ void k_to_bf16(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float *src, int64_t n) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
         const __nv_bfloat16 hi = __float2bfloat16_rn(src[i]);
         dst[i] = hi;
@@ -613,6 +636,7 @@ __global__ void k_to_bf16(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float *sr
 
 /* four values a thread: 16-byte loads, 8-byte stores (every pointer 16- / 8-byte aligned, n % 4 == 0) */
 __global__ void k_to_bf16_4(__nv_bfloat16 *dst, __nv_bfloat16 *lo, const float4 *src, int64_t n4) {
+    plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x)
         put4_bf16(dst, lo, i, src[i]);
 }

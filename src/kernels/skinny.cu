@@ -259,8 +259,8 @@ __global__ void __launch_bounds__(32 * SK_WARPS, sk_shape<NT>::MINB)
 #pragma unroll
         for (int nt = 0; nt < NT; nt++) acc[m][nt][0] = acc[m][nt][1] = acc[m][nt][2] = acc[m][nt][3] = 0.0f;
 
-    /* chunk 0: inputs staged, weights in registers */
-    sk_stage<NT, IN>(xs[0][0], xs[0][P - 1], x, lo, cols, T, cb, ce, xvec);
+    /* chunk 0: weights in registers (constant: they load while the kernel before ends), then the inputs
+       staged once that kernel is done (plm_pdl_enter, before anything else global is touched) */
     uint4 wq[G][MT][2]; /* group q of the chunk being multiplied, then (once used) of the next one */
     auto load_group = [&](int q, int c0) { /* group q of the chunk at column c0 into wq[q] */
 #pragma unroll
@@ -273,6 +273,8 @@ __global__ void __launch_bounds__(32 * SK_WARPS, sk_shape<NT>::MINB)
     };
 #pragma unroll
     for (int q = 0; q < G; q++) load_group(q, cb);
+    plm_pdl_enter();
+    sk_stage<NT, IN>(xs[0][0], xs[0][P - 1], x, lo, cols, T, cb, ce, xvec);
     __syncthreads();
 
     const int nch = (ce - cb + KC - 1) / KC;

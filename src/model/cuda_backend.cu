@@ -73,6 +73,9 @@ struct plm_cuda {
      * shape and every scratch address); least recently used replaced */
     struct graph_slot *graphs;
     unsigned graph_clock;
+    unsigned blas_calls;       /* cuBLAS calls made: a captured graph that holds none links its kernels by
+                                  programmatic edges (every packlm kernel waits for its predecessors) */
+    int pdl;                   /* those edges are used (PLM_PDL=0 turns them off) */
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -352,6 +355,13 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
         plm_cuda_close(g);
         return cu_fail(err, dev, "creating a stream", e);
     }
+    /* programmatic edges in small steps' graphs: the kernels wait for their predecessors only where they
+       were compiled for sm_90 (the build's cubin; any other device runs the compute_80 PTX, which has no
+       wait); PLM_PDL=0 turns them off */
+    int major = 0;
+    const char *pdl = getenv("PLM_PDL");
+    g->pdl = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 &&
+             !(pdl && !strcmp(pdl, "0"));
     if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(g->blas, g->st) != CUBLAS_STATUS_SUCCESS ||
         cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
         plm_cuda_close(g);
@@ -580,6 +590,7 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t s;
     if (!W->bf16) {
+        g->blas_calls++;
         s = cublasSgemm(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, (const float *)W->d,
                         (int)W->cols, x, (int)W->cols, &zero, y, (int)W->rows);
     } else { /* x as BF16 (hi), and with split its remainder (lo): y = W hi + W lo */
@@ -600,6 +611,7 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
             small_products(g, 1, &y, &W->d, &W->rows, NULL, xb, lo, T, W->cols);
             return PLM_OK;
         }
+        g->blas_calls++;
         s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d, CUDA_R_16BF,
                          (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F, (int)W->rows,
                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -633,6 +645,7 @@ static plm_status gemm_bf16_out(plm_cuda *g, void *y, const float *x, int64_t T,
         plm_to_bf16_cuda(xb, NULL, x, T * W->cols, g->st);
         g->xb_of = x, g->xb_at = xb, g->xb_n = T * W->cols;
     }
+    g->blas_calls++;
     const cublasStatus_t s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one,
                                           W->d, CUDA_R_16BF, (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y,
                                           CUDA_R_16BF, (int)W->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
@@ -1003,6 +1016,35 @@ static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyK
     return PLM_OK;
 }
 
+/* Makes every kernel-to-kernel edge of a captured graph programmatic (programmatic dependent launch):
+ * the next kernel is scheduled as soon as every block of the one before has started (each calls
+ * plm_pdl_enter first: it waits there for its predecessors to complete, then lets its successor be
+ * scheduled), so one launch overlaps the drain of the one before. Only where every kernel is packlm's:
+ * cuBLAS's kernels do not wait. */
+static cudaError_t pdl_edges(cudaGraph_t graph) {
+    size_t n = 0;
+    cudaError_t e = cudaGraphGetEdges(graph, NULL, NULL, NULL, &n);
+    if (e != cudaSuccess || !n) return e;
+    cudaGraphNode_t *from = (cudaGraphNode_t *)malloc(2 * n * sizeof *from);
+    if (!from) return cudaErrorMemoryAllocation;
+    cudaGraphNode_t *to = from + n;
+    e = cudaGraphGetEdges(graph, from, to, NULL, &n);
+    for (size_t i = 0; i < n && e == cudaSuccess; i++) {
+        cudaGraphNodeType a, b;
+        e = cudaGraphNodeGetType(from[i], &a);
+        if (e == cudaSuccess) e = cudaGraphNodeGetType(to[i], &b);
+        if (e != cudaSuccess || a != cudaGraphNodeTypeKernel || b != cudaGraphNodeTypeKernel) continue;
+        cudaGraphEdgeData ed;
+        memset(&ed, 0, sizeof ed);
+        ed.from_port = cudaGraphKernelNodePortProgrammatic;
+        ed.type = cudaGraphDependencyTypeProgrammatic;
+        e = cudaGraphRemoveDependencies(graph, &from[i], &to[i], NULL, 1);
+        if (e == cudaSuccess) e = cudaGraphAddDependencies(graph, &from[i], &to[i], &ed, 1);
+    }
+    free(from);
+    return e;
+}
+
 /* run_layers as a CUDA graph: a step whose plan (shape, tables' sizes, every scratch address) equals
  * a captured one replays it; the tables it reads were uploaded into the same addresses just before.
  * Dense models only (MoE routing reads back to the host mid-step), no hidden states. */
@@ -1026,10 +1068,12 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
     gs->exec = NULL;
     g->xb_of = NULL; /* every conversion the layers need is recorded */
     CK(g->dev, "capturing a step's graph", cudaStreamBeginCapture(g->st, cudaStreamCaptureModeRelaxed));
+    const unsigned blas0 = g->blas_calls;
     plm_status st = run_layers(g, p, NULL, cudaMemcpyDeviceToHost, err);
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(g->st, &graph);
     g->xb_of = NULL;
+    if (!st && e == cudaSuccess && g->pdl && g->blas_calls == blas0) e = pdl_edges(graph);
     if (st || e != cudaSuccess) {
         if (graph) cudaGraphDestroy(graph);
         cudaGetLastError();
