@@ -321,6 +321,117 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     free(mixed), free(b), free(a), free(negA), free(dtb), free(q), free(k), free(v), free(beta), free(g);
 }
 
+/* The decode mixer (plm_gdn_dec_cuda: T one-token segments) against the CPU layer's sequence: conv with
+ * each segment's tail (plm_conv_ref, which also shifts the tails), the q/k L2 norms, sigmoid(b) and the
+ * log decay, the delta rule on carried-in states (plm_gdn_ref) and the gated RMSNorm. form 0: FP32
+ * output; 1: BF16 hi + lo (their sum within the FP32 bound); 2: BF16 hi alone (one BF16 step). The
+ * work arrays q, k, v, beta, g, the new tails (exact: copies) and the final states are checked too. */
+static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int form) {
+    const int CD = 2 * nk * dk + nv * dv, P = K - 1;
+    const size_t sn = (size_t)nv * dk * dv, tn = (size_t)P * CD, qn = T * nk * dk, vn = T * nv * dv;
+    int32_t *cu = malloc((T + 1) * 4);
+    for (int64_t t = 0; t <= T; t++) cu[t] = (int32_t)t;
+    float *x = malloc(T * CD * 4), *w = malloc((size_t)CD * K * 4), *mixed = malloc(T * CD * 4);
+    float *b = malloc(T * nv * 4), *a = malloc(T * nv * 4), *negA = malloc(nv * 4), *dtb = malloc(nv * 4);
+    float *z = malloc(vn * 4), *gw = malloc(dv * 4), *o = malloc(vn * 4), *ref = malloc(vn * 4);
+    float *q = malloc(qn * 4), *k = malloc(qn * 4), *v = malloc(vn * 4), *beta = malloc(T * nv * 4),
+          *g = malloc(T * nv * 4);
+    fill(x, T * CD, -2, 2);
+    fill(w, (size_t)CD * K, -1, 1);
+    fill(b, T * nv, -4, 4);
+    fill(a, T * nv, -30, 30);
+    fill(negA, nv, -2, -0.1f);
+    fill(dtb, nv, -1, 1);
+    fill(z, vn, -3, 3);
+    fill(gw, dv, 0.5f, 1.5f);
+    float **tl = malloc(T * sizeof *tl), **tr = malloc(T * sizeof *tr), **S = malloc(T * sizeof *S),
+          **Sr = malloc(T * sizeof *Sr);
+    for (int64_t t = 0; t < T; t++) {
+        tl[t] = malloc(tn * 4 + 4), tr[t] = malloc(tn * 4 + 4), S[t] = malloc(sn * 4), Sr[t] = malloc(sn * 4);
+        fill(tl[t], tn, -2, 2);
+        memcpy(tr[t], tl[t], tn * 4);
+        fill(S[t], sn, -0.5f, 0.5f);
+        memcpy(Sr[t], S[t], sn * 4);
+    }
+    plm_conv_ref(mixed, tr, x, w, cu, (int)T, CD, K, 1);
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(q + t * nk * dk, mixed + t * CD, nk * dk * 4);
+        memcpy(k + t * nk * dk, mixed + t * CD + nk * dk, nk * dk * 4);
+        memcpy(v + t * nv * dv, mixed + t * CD + 2 * nk * dk, nv * dv * 4);
+        for (int h = 0; h < nv; h++) {
+            beta[t * nv + h] = plm_sigmoid(b[t * nv + h]);
+            g[t * nv + h] = negA[h] * plm_softplus(a[t * nv + h] + dtb[h]);
+        }
+    }
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    plm_gdn_ref(o, Sr, q, k, v, g, beta, cu, (int)T, nk, nv, dk, dv, 1);
+    plm_rmsnorm_gated(ref, o, z, gw, T * nv, dv, 1e-6f);
+    float *dx = dput(x, T * CD), *dw = dput(w, (size_t)CD * K), *dbb = dput(b, T * nv), *da = dput(a, T * nv);
+    float *dn = dput(negA, nv), *ddt = dput(dtb, nv), *dz = dput(z, vn), *dgw = dput(gw, dv);
+    float *dq = dput(NULL, qn), *dk_ = dput(NULL, qn), *dv_ = dput(NULL, vn), *dy = form ? NULL : dput(NULL, vn);
+    uint16_t *nan16 = malloc(vn * 2); /* BF16 NaN everywhere: every output must be written */
+    memset(nan16, 0xff, vn * 2);
+    uint16_t *dhi = form ? dput_bytes(nan16, vn * 2) : NULL, *dlo = form == 1 ? dput_bytes(nan16, vn * 2) : NULL;
+    free(nan16);
+    float **dta, **dSa;
+    float **dt = dput_each(tl, (int)T, tn, &dta), **dS = dput_each(S, (int)T, sn, &dSa);
+    char what[160];
+    snprintf(what, sizeof what, "decode mixer, %s (T=%lld, nk=%d nv=%d dk=%d dv=%d, K=%d)",
+             form == 0 ? "FP32 out" : form == 1 ? "BF16 hi + lo out" : "BF16 out", (long long)T, nk, nv, dk, dv, K);
+    tu_check(plm_gdn_dec_fits(T, nk, nv, dk, dv, K), "%s: the shape fits", what);
+    float *dov = dput(NULL, vn); /* the delta rule's outputs before the norm (work) */
+    unsigned *ctr = calloc(PLM_GDN_DEC_CTRS, sizeof *ctr), *dctr = dput_bytes(ctr, PLM_GDN_DEC_CTRS * sizeof *ctr);
+    plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, dq, dk_, dv_, dbb, da, dbb, da, dn, ddt, dz, dgw, T,
+                     nk, nv, dk, dv, K, 1e-6f, NULL);
+    if (sync_ok(what)) {
+        if (form == 0) {
+            dget(o, dy, vn, what);
+        } else {
+            uint16_t *h16 = malloc(vn * 2), *l16 = malloc(vn * 2);
+            plm_cuda_download(0, h16, dhi, vn * 2, &ERR);
+            if (dlo) plm_cuda_download(0, l16, dlo, vn * 2, &ERR);
+            for (size_t i = 0; i < vn; i++) o[i] = plm_bf16_to_f32(h16[i]) + (dlo ? plm_bf16_to_f32(l16[i]) : 0.0f);
+            free(h16), free(l16);
+        }
+        tu_close(o, ref, vn, form == 2 ? TOL_BF16_OUT : TOL_GDN, what);
+        float *got = malloc((qn > vn ? qn : vn) * 4 + 4);
+        dget(got, dq, qn, what), tu_close(got, q, qn, TOL, "  q (conv, L2 norm, 1/sqrt(dk))");
+        dget(got, dk_, qn, what), tu_close(got, k, qn, TOL, "  k (conv, L2 norm)");
+        dget(got, dv_, vn, what), tu_close(got, v, vn, TOL, "  v (conv)");
+        dget(got, dbb, T * nv, what), tu_close(got, beta, T * nv, TOL, "  beta = sigmoid(b)");
+        dget(got, da, T * nv, what), tu_close(got, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
+        free(got);
+        int tok = 1;
+        double worst = 0;
+        for (int64_t t = 0; t < T; t++) {
+            float *gt = malloc((tn > sn ? tn : sn) * 4 + 4);
+            tok &= dget(gt, dt[t], tn, what);
+            tok &= tu_max_abs_diff(gt, tr[t], tn) == 0.0;
+            tok &= dget(gt, dS[t], sn, what);
+            const double d = tu_max_abs_diff(gt, Sr[t], sn), m = tu_max_abs(Sr[t], sn), r = m > 0 ? d / m : d;
+            if (!(r <= worst)) worst = r;
+            free(gt);
+        }
+        tu_check(tok, "%s: every segment's new conv tail exact", what);
+        plm_cuda_download(0, ctr, dctr, PLM_GDN_DEC_CTRS * sizeof *ctr, &ERR);
+        int zero = 1;
+        for (int i = 0; i < PLM_GDN_DEC_CTRS; i++) zero &= ctr[i] == 0;
+        tu_check(zero, "%s: the counters are back to zero", what);
+        tu_check(worst <= TOL_GDN, "%s: final states, worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst, TOL_GDN);
+    } else {
+        plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dy);
+        plm_cuda_free(0, dbb), plm_cuda_free(0, da);
+    }
+    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dn), plm_cuda_free(0, ddt), plm_cuda_free(0, dz);
+    plm_cuda_free(0, dgw), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dta), plm_cuda_free(0, dSa);
+    plm_cuda_free(0, dov), plm_cuda_free(0, dctr);
+    free(ctr);
+    for (int64_t t = 0; t < T; t++) free(tl[t]), free(tr[t]), free(S[t]), free(Sr[t]);
+    free(dt), free(dS), free(tl), free(tr), free(S), free(Sr), free(cu), free(x), free(w), free(mixed), free(b);
+    free(a), free(negA), free(dtb), free(z), free(gw), free(o), free(ref), free(q), free(k), free(v), free(beta), free(g);
+}
+
 /* The prep from BF16 mixed (plm_gdn_prep_bb_cuda, single pass): against plm_gdn_prep_bf_cuda on the same
  * values widened. beta and g bit for bit; q, k, v for the tokens of segments shorter than
  * PLM_GDN_CHUNKED_MIN within TOL of the reference's scale (the 16-byte form sums a head's squares in
@@ -845,6 +956,88 @@ static void test_rope(int64_t T, int nh, int hd, int rot) {
     free(x), free(ref), free(y), free(pos);
 }
 
+/* A decode step's attention inputs in one launch (plm_attn_dec_prep_cuda) against the CPU's sequence:
+ * zero-centred RMSNorm of the query heads (the first half of each 2 hd row of qg) and key heads, RoPE
+ * at each token's position (long contexts: large angles), the keys and values written into the KV
+ * block at the segment's position; every other value of the blocks untouched (compared exactly). */
+static void test_attn_dec_prep(int n_seg, const int *starts, int nh, int nkv, int hd, int rot) {
+    const int64_t T = n_seg;
+    const int row = nkv * hd, half = (rot + 1) / 2;
+    const size_t blk = (size_t)PLM_KV_BLOCK * row;
+    int32_t *cu = malloc((T + 1) * 4), *so = malloc(T * 4), *boff = malloc((T + 1) * 4);
+    int64_t *start = malloc(T * 8), *pos = malloc(T * 8);
+    float *qg = malloc(T * nh * 2 * hd * 4), *q = malloc(T * nh * hd * 4), *k = malloc(T * row * 4),
+          *kr = malloc(T * row * 4), *v = malloc(T * row * 4), *qw = malloc(hd * 4), *kw = malloc(hd * 4);
+    float inv[PLM_CUDA_MAX_HD];
+    fill(qg, T * nh * 2 * hd, -2, 2);
+    fill(k, T * row, -2, 2);
+    fill(v, T * row, -1, 1);
+    fill(qw, hd, -0.5f, 0.5f);
+    fill(kw, hd, -0.5f, 0.5f);
+    for (int i = 0; i < half; i++) inv[i] = 1.0f / powf(1e7f, (float)(2 * i) / (float)rot);
+    boff[0] = 0;
+    for (int64_t t = 0; t < T; t++) {
+        cu[t] = (int32_t)t, so[t] = (int32_t)t, start[t] = starts[t], pos[t] = starts[t];
+        boff[t + 1] = boff[t] + starts[t] / PLM_KV_BLOCK + 1;
+        for (int h = 0; h < nh; h++) memcpy(q + (t * nh + h) * hd, qg + (t * nh + h) * 2 * hd, hd * 4);
+    }
+    cu[T] = (int32_t)T;
+    plm_rmsnorm_zc(q, q, qw, T * nh, hd, 1e-6f);
+    plm_rmsnorm_zc(kr, k, kw, T * nkv, hd, 1e-6f);
+    plm_rope(q, pos, T, nh, hd, rot, 1e7);
+    plm_rope(kr, pos, T, nkv, hd, rot, 1e7);
+    const int nbt = boff[T];
+    float **hk = malloc(nbt * sizeof *hk), **hv = malloc(nbt * sizeof *hv), **dk = malloc(nbt * sizeof *dk),
+          **dv = malloc(nbt * sizeof *dv);
+    for (int b = 0; b < nbt; b++) {
+        hk[b] = malloc(blk * 4), hv[b] = malloc(blk * 4);
+        fill(hk[b], blk, -1, 1), fill(hv[b], blk, -1, 1);
+        dk[b] = dput(hk[b], blk), dv[b] = dput(hv[b], blk);
+    }
+    for (int64_t t = 0; t < T; t++) { /* the expected blocks */
+        const int64_t j = start[t], b = boff[t] + j / PLM_KV_BLOCK, at = (j % PLM_KV_BLOCK) * row;
+        memcpy(hk[b] + at, kr + t * row, row * 4);
+        memcpy(hv[b] + at, v + t * row, row * 4);
+    }
+    float **dkt = dput_bytes(dk, nbt * sizeof *dk), **dvt = dput_bytes(dv, nbt * sizeof *dv);
+    float *dqg = dput(qg, T * nh * 2 * hd), *dkk = dput(k, T * row), *dvv = dput(v, T * row), *dq = dput(NULL, T * nh * hd);
+    float *dqw = dput(qw, hd), *dkw = dput(kw, hd), *dinv = dput(inv, half);
+    int32_t *dboff = dput_bytes(boff, (T + 1) * 4), *dcu = dput_bytes(cu, (T + 1) * 4), *dso = dput_bytes(so, T * 4);
+    int64_t *dst = dput_bytes(start, T * 8), *dpos = dput_bytes(pos, T * 8);
+    char what[160];
+    snprintf(what, sizeof what, "decode attention inputs (T=%lld, nh=%d nkv=%d hd=%d rot=%d)", (long long)T, nh, nkv,
+             hd, rot);
+    tu_check(plm_attn_dec_prep_fits(T, hd, rot), "%s: the shape fits", what);
+    plm_attn_dec_prep_cuda(dq, dkt, dvt, dboff, dqg, dkk, dvv, dqw, dkw, dst, dcu, dso, dpos, dinv, T, nh, nkv, hd, rot,
+                           1e-6f, NULL);
+    if (sync_ok(what)) {
+        float *y = malloc(T * nh * hd * 4), *gb = malloc(blk * 4);
+        dget(y, dq, T * nh * hd, what), tu_close(y, q, T * nh * hd, TOL, what);
+        double wk = 0, wv = 0, mk = 0;
+        for (int b = 0; b < nbt; b++) {
+            dget(gb, dk[b], blk, what);
+            const double d = tu_max_abs_diff(gb, hk[b], blk), m = tu_max_abs(hk[b], blk);
+            if (!(d <= wk)) wk = d;
+            if (m > mk) mk = m;
+            dget(gb, dv[b], blk, what);
+            const double e = tu_max_abs_diff(gb, hv[b], blk);
+            if (!(e <= wv)) wv = e;
+        }
+        tu_check(wk <= TOL * mk && wv == 0.0, "%s: KV blocks: keys within %.0e of max|ref| (%.2e), values exact (%.2e)",
+                 what, TOL, mk > 0 ? wk / mk : wk, wv);
+        free(y), free(gb);
+    } else {
+        for (int b = 0; b < nbt; b++) plm_cuda_free(0, dk[b]), plm_cuda_free(0, dv[b]);
+        plm_cuda_free(0, dq);
+    }
+    plm_cuda_free(0, dkt), plm_cuda_free(0, dvt), plm_cuda_free(0, dqg), plm_cuda_free(0, dkk), plm_cuda_free(0, dvv);
+    plm_cuda_free(0, dqw), plm_cuda_free(0, dkw), plm_cuda_free(0, dinv), plm_cuda_free(0, dboff), plm_cuda_free(0, dcu);
+    plm_cuda_free(0, dso), plm_cuda_free(0, dst), plm_cuda_free(0, dpos);
+    for (int b = 0; b < nbt; b++) free(hk[b]), free(hv[b]);
+    free(hk), free(hv), free(dk), free(dv), free(cu), free(so), free(boff), free(start), free(pos), free(qg), free(q);
+    free(k), free(kr), free(v), free(qw), free(kw);
+}
+
 static void test_route(int64_t T, int E, int k) {
     float *l = malloc(T * E * 4), *w = malloc(T * k * 4), *wr = malloc(T * k * 4);
     int32_t *idx = malloc(T * k * 4), *ir = malloc(T * k * 4);
@@ -1261,6 +1454,20 @@ int main(void) {
         test_gdn_prep_bb(lp1, 6, 16, 32, 128, 128);
         test_gdn_prep_bb(lp2, 1, 16, 16, 128, 128);
     }
+    for (int form = 0; form < 3; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
+        test_gdn_dec(1, 16, 16, 128, 128, 4, form);
+        test_gdn_dec(37, 16, 32, 128, 128, 4, form);
+        test_gdn_dec(5, 2, 4, 16, 24, 4, form);
+        test_gdn_dec(3, 3, 6, 136, 40, 2, form);
+        test_gdn_dec(2, 1, 3, 30, 70, 6, form);
+        test_gdn_dec(300, 2, 2, 32, 32, 4, form);
+        test_gdn_dec(2, 1, 2, 256, 256, 4, form); /* the widest head: two channels a thread */
+    }
+    tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
+                 !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&
+                 !plm_gdn_dec_fits(1, 3, 4, 16, 16, 4) && !plm_gdn_dec_fits(1, 2, 4, 16, 16, 9),
+             "decode mixer: dims past 256, 65535 tokens or more counters than it has, heads not a multiple, "
+             "9 taps: refused");
     test_gdn_prep_slices(300, 16, 16, 128, 128);
     test_gdn_prep_slices(300, 3, 5, 24, 40); /* 6 heads (2 slices), dk below a warp */
 
@@ -1290,6 +1497,15 @@ int main(void) {
     test_rowops(7, 520);   /* past a warp's row: a block a row */
     test_rowops(9, 30);    /* n not a multiple of 4: the scalar kernels */
     test_rowops(2, 4100);  /* past a thread a float4 for the residual add */
+    {
+        const int st1[] = {0}, st3[] = {5, 64, 40000}, st7[] = {0, 1, 63, 64, 65, 1000, 2047};
+        test_attn_dec_prep(1, st1, 8, 2, 256, 64); /* the 0.8B shape */
+        test_attn_dec_prep(3, st3, 6, 3, 48, 48);
+        test_attn_dec_prep(7, st7, 4, 4, 30, 7);   /* odd rot, head dim not a multiple of 32 */
+        test_attn_dec_prep(3, st3, 2, 1, 512, 0);  /* no rotation, the widest head */
+        tu_check(!plm_attn_dec_prep_fits(1, 1024, 64) && !plm_attn_dec_prep_fits(1, 64, 65),
+                 "decode attention inputs: head dim past 512 and rotation past the head refused");
+    }
     test_rope(50, 4, 32, 8);
     test_rope(20, 8, 256, 64);
     test_rope(30, 3, 7, 5); /* odd head and rotary dims */

@@ -35,6 +35,72 @@ extern "C" void plm_kv_append_cuda(float *const *kb, float *const *vb, const int
             kb, vb, boff, k, v, (__nv_bfloat16 *)kbf, (__nv_bfloat16 *)vbf, start, cu, seg_of, T, row);
 }
 
+/* A decode step's attention inputs in one kernel (plm_rmsnorm_zc_rows_cuda on q and k, plm_rope_cuda on
+ * both, plm_kv_append_cuda): token blockIdx.x, a warp a head of the nh query heads (read from qg, rows
+ * of 2 hd: q then the gate), nkv key heads and nkv value heads. The normalised row goes through the
+ * warp's shared row for the rotation's pairs (i, i + half); queries to q, keys and values into the
+ * segment's KV block. */
+__global__ void __launch_bounds__(128) k_attn_dec_prep(float *q, float *const *kb, float *const *vb,
+                                                       const int32_t *boff, const float *qg, const float *k,
+                                                       const float *v, const float *qw, const float *kw,
+                                                       const int64_t *start, const int32_t *cu, const int32_t *seg_of,
+                                                       const int64_t *pos, const float *inv_freq, int nh, int nkv,
+                                                       int hd, int half, float eps) {
+    plm_pdl_enter();
+    __shared__ float row[4][PLM_CUDA_MAX_HD];
+    const int64_t t = blockIdx.x;
+    const int lane = threadIdx.x & 31, wi = threadIdx.x >> 5, u = blockIdx.y * 4 + wi;
+    if (u >= nh + 2 * nkv) return;
+    const int s = seg_of[t];
+    const int64_t j = start[s] + (t - cu[s]), blk = boff[s] + j / PLM_KV_BLOCK;
+    const int64_t at = (j % PLM_KV_BLOCK) * nkv * hd; /* the token's row in its KV block */
+    if (u >= nh + nkv) { /* a value head: copied */
+        const int h = u - nh - nkv;
+        for (int i = lane; i < hd; i += 32) vb[blk][at + h * hd + i] = v[(t * nkv + h) * hd + i];
+        return;
+    }
+    const bool isq = u < nh;
+    const int h = isq ? u : u - nh;
+    const float *x = isq ? qg + (t * nh + h) * 2 * hd : k + (t * nkv + h) * hd, *w = isq ? qw : kw;
+    float *r = row[wi];
+    float ss = 0.0f;
+    for (int i = lane; i < hd; i += 32) {
+        const float xv = x[i];
+        r[i] = xv;
+        ss += xv * xv;
+    }
+    const float inv = 1.0f / sqrtf(plm_warp_sum(ss) / (float)hd + eps);
+    __syncwarp();
+    for (int i = lane; i < hd; i += 32) r[i] = r[i] * inv * (1.0f + w[i]);
+    __syncwarp();
+    const float p0 = (float)pos[t];
+    float *dst = isq ? q + (t * nh + h) * hd : kb[blk] + at + h * hd;
+    for (int i = lane; i < hd; i += 32) {
+        float y = r[i];
+        if (i < 2 * half) { /* rotated: (i, i + half) */
+            const int m = i < half ? i : i - half;
+            const float ang = p0 * inv_freq[m];
+            const float c = cosf(ang), sn = sinf(ang);
+            y = i < half ? r[i] * c - r[i + half] * sn : r[i] * c + r[i - half] * sn;
+        }
+        dst[i] = y;
+    }
+}
+
+extern "C" int plm_attn_dec_prep_fits(int64_t T, int hd, int rot) {
+    return T > 0 && T <= 0x7fffffff && hd > 0 && hd <= PLM_CUDA_MAX_HD && (rot + 1) / 2 * 2 <= hd;
+}
+
+extern "C" void plm_attn_dec_prep_cuda(float *q, float *const *kb, float *const *vb, const int32_t *boff,
+                                       const float *qg, const float *k, const float *v, const float *q_norm,
+                                       const float *k_norm, const int64_t *start, const int32_t *cu,
+                                       const int32_t *seg_of, const int64_t *pos, const float *inv_freq, int64_t T,
+                                       int nh, int nkv, int hd, int rot, float eps, void *stream) {
+    if (!plm_attn_dec_prep_fits(T, hd, rot)) return;
+    k_attn_dec_prep<<<dim3((unsigned)T, (unsigned)((nh + 2 * nkv + 3) / 4)), 128, 0, PLM_STREAM(stream)>>>(
+        q, kb, vb, boff, qg, k, v, q_norm, k_norm, start, cu, seg_of, pos, inv_freq, nh, nkv, hd, (rot + 1) / 2, eps);
+}
+
 __global__ void k_attn(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                        const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv,
                        int hd, float scale) {

@@ -37,6 +37,22 @@ void plm_gdn_cuda(float *o, float *const *S, const float *q, const float *k, con
 void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const float *g,
                       const float *beta, const int32_t *cu, int n_seg, int nk, int nv, int dk, int dv, int skip_from,
                       void *stream);
+/* The linear-attention mixer of a decode step, every segment one token (n_seg == T, segment t = token
+ * t; kernels/gdn_dec.cu): conv1d + SiLU from raw [T, 2 nk dk + nv dv] and each segment's tail (the tails
+ * shifted to take the token), the q/k L2 norms (q scaled by 1/sqrt(dk)), sigmoid(b) into beta and the
+ * log decay neg_A softplus(a + dt_bias) into g, with q, k, v (FP32 work arrays) written out; then the
+ * delta rule's step on each state S[t] into o (FP32 [T, nv dv] work) and the gated RMSNorm
+ * gnorm o / rms(o) silu(z) per value head, written to y (FP32 [T, nv dv], may be o) or, y NULL, to hi
+ * (and lo when not NULL) as BF16 hi + remainder, as plm_rmsnorm_gated_bf16_cuda writes them. b may
+ * alias beta and a g. ctr: PLM_GDN_DEC_CTRS counters of device memory, zero before the first call
+ * (each call leaves them zero); calls sharing them run one after another. What plm_gdn_dec_fits
+ * refuses is not run: the caller takes the five-kernel path. */
+#define PLM_GDN_DEC_CTRS 65536
+int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K);
+void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
+                      const float *raw, const float *conv_w, float *q, float *k, float *v, float *beta, float *g,
+                      const float *b, const float *a, const float *neg_A, const float *dt_bias, const float *z,
+                      const float *gnorm, int64_t T, int nk, int nv, int dk, int dv, int K, float eps, void *stream);
 /* The gated delta rule on tensor cores (kernels/gdn_tc.cu): segments of PLM_GDN_CHUNKED_MIN tokens or
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
  * shorter segments take the recurrent form. tab: plm_gdn_chunks' table (pairs: segment, first token;
@@ -94,6 +110,17 @@ void plm_gdn_prep_bb_cuda(float *q, float *k, float *v, void *qkv_bf, float *bet
 void plm_kv_append_cuda(float *const *kb, float *const *vb, const int32_t *boff, const float *k, const float *v,
                         void *kbf, void *vbf, const int64_t *start, const int32_t *cu, const int32_t *seg_of,
                         int64_t T, int nkv, int hd, void *stream);
+/* A decode step's attention inputs in one launch: the zero-centred RMSNorm of each query head (read from
+ * qg [T, nh, 2 hd], q then the gate, as the q projection writes them) and key head (k [T, nkv, hd]) with
+ * q_norm / k_norm, RoPE over their first rot dims at pos[t] (plm_rope_cuda's pairs), the queries into q
+ * [T, nh, hd], the keys and values v [T, nkv, hd] appended to the KV blocks as plm_kv_append_cuda does.
+ * What plm_attn_dec_prep_fits refuses is not run. */
+int plm_attn_dec_prep_fits(int64_t T, int hd, int rot);
+void plm_attn_dec_prep_cuda(float *q, float *const *kb, float *const *vb, const int32_t *boff, const float *qg,
+                            const float *k, const float *v, const float *q_norm, const float *k_norm,
+                            const int64_t *start, const int32_t *cu, const int32_t *seg_of, const int64_t *pos,
+                            const float *inv_freq, int64_t T, int nh, int nkv, int hd, int rot, float eps,
+                            void *stream);
 /* attention: plm_attn_ref's contract over the blocks above (online softmax, GQA) */
 void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb, const int32_t *boff,
                    const int64_t *start, const int32_t *cu, const int32_t *seg_of, int64_t T, int nh, int nkv, int hd,

@@ -69,6 +69,7 @@ struct plm_cuda {
     int64_t xb_n;
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
     void *sk_work;             /* the skinny GEMM's partial sums and counters (plm_skinny_work_bytes, zeroed once) */
+    unsigned *dec_ctr;         /* the decode mixer's counters (PLM_GDN_DEC_CTRS, zeroed once) */
     /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
      * shape and every scratch address); least recently used replaced */
     struct graph_slot *graphs;
@@ -375,6 +376,12 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
         const cudaError_t e0 = cudaMemset(g->sk_work, 0, plm_skinny_work_bytes());
         if (e0 != cudaSuccess) st = cu_fail(err, dev, "clearing the skinny GEMM's workspace", e0);
     }
+    if (!st) st = dev_malloc(dev, (void **)&g->dec_ctr, PLM_GDN_DEC_CTRS * sizeof(unsigned), "the decode mixer's counters",
+                             err);
+    if (!st) {
+        const cudaError_t e0 = cudaMemset(g->dec_ctr, 0, PLM_GDN_DEC_CTRS * sizeof(unsigned));
+        if (e0 != cudaSuccess) st = cu_fail(err, dev, "clearing the decode mixer's counters", e0);
+    }
     if (st) {
         plm_cuda_close(g);
         return st;
@@ -414,6 +421,7 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
     if (g->st) cudaStreamDestroy(g->st);
     cudaFree(g->blas_ws);
     cudaFree(g->sk_work);
+    cudaFree(g->dec_ctr);
     cudaFree(g->w);
     cudaFree(g->scr);
     cudaFree(g->aux);
@@ -452,6 +460,7 @@ typedef struct {
     int n_atiles, attn_qt, n_gchunks, n_glong;
     int attn_split; /* key splits of the attention tiles (small steps; 1: none) */
     int attn_dec;   /* every segment holds at most ATTN_DEC_MAX_LEN tokens: plm_attn_dec_cuda */
+    int dec1;       /* every segment holds one token (decode): the linear layers' plm_gdn_dec_cuda */
     int64_t *start, *pos;
     float **conv_tab, **rec_tab, **ktab, **vtab, *moe_w;
     int32_t *moe_tok;
@@ -756,6 +765,18 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
         float *const ys[4] = {raw, z, bb, aa};
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
+        if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) { /* decode: the mixer in two kernels */
+            float *const *states = p->rec_tab + (size_t)li * ns;
+            if (L->out.bf16) {
+                plm_gdn_dec_cuda(NULL, p->xb, xb_lo(g, p->xb, T, L->out.cols), o, g->dec_ctr, tails, states, raw,
+                                 L->conv_w, q, k, v, bb, aa, bb, aa, L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk,
+                                 dv, K, cf->rms_eps, g->st);
+                return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
+            }
+            plm_gdn_dec_cuda(o, NULL, NULL, o, g->dec_ctr, tails, states, raw, L->conv_w, q, k, v, bb, aa, bb, aa,
+                             L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, g->st);
+            return gemm(g, p->mo, o, T, &L->out, p->xb, err);
+        }
         plm_conv_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
         if (qkvb)
             plm_gdn_prep_bf_cuda(q, k, v, qkvb, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
@@ -792,17 +813,22 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     float *const ys[3] = {qg, k, v};
     const dmat *const ws[3] = {&L->q, &L->k, &L->v};
     TRY(gemm_shared(g, 3, ys, p->h, T, ws, p->xb, err));
-    /* BF16 o projection: the queries normalised and the gate read in place from qg; otherwise split */
-    if (L->o.bf16) plm_rmsnorm_zc_rows_cuda(q, qg, 2 * (int64_t)hd, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
-    else {
-        plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
-        plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
-    }
-    plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
-    plm_rope_cuda(q, p->pos, T, nh, hd, cf->rope_dim, g->inv_freq, g->st);
-    plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
     float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
-    plm_kv_append_cuda(kt, vt, p->boff, k, v, kbf, vbf, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
+    if (p->attn_dec && L->o.bf16 && plm_attn_dec_prep_fits(T, hd, cf->rope_dim)) { /* decode: one launch */
+        plm_attn_dec_prep_cuda(q, kt, vt, p->boff, qg, k, v, L->q_norm, L->k_norm, p->start, p->cu, p->seg_of, p->pos,
+                               g->inv_freq, T, nh, nkv, hd, cf->rope_dim, cf->rms_eps, g->st);
+    } else {
+        /* BF16 o projection: the queries normalised and the gate read in place from qg; otherwise split */
+        if (L->o.bf16) plm_rmsnorm_zc_rows_cuda(q, qg, 2 * (int64_t)hd, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+        else {
+            plm_split_qgate_cuda(q, gate, qg, T, nh, hd, g->st);
+            plm_rmsnorm_zc_cuda(q, q, L->q_norm, T * nh, hd, cf->rms_eps, g->st);
+        }
+        plm_rmsnorm_zc_cuda(k, k, L->k_norm, T * nkv, hd, cf->rms_eps, g->st);
+        plm_rope_cuda(q, p->pos, T, nh, hd, cf->rope_dim, g->inv_freq, g->st);
+        plm_rope_cuda(k, p->pos, T, nkv, hd, cf->rope_dim, g->inv_freq, g->st);
+        plm_kv_append_cuda(kt, vt, p->boff, k, v, kbf, vbf, p->start, p->cu, p->seg_of, T, nkv, hd, g->st);
+    }
     const plm_attn_opt ao = {kbf, vbf, p->attn_split, part, T};
     if (p->attn_dec) /* decode: a block per (token, kv head, key split) */
         plm_attn_dec_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd),
@@ -1252,6 +1278,8 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
             p.attn_split = plm_attn_split(p.attn_dec ? (int)T : p.n_atiles, cf->n_kv_heads, kbmax, g->n_sm);
     }
     if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
+    p.dec1 = ns == T;
+    for (int i = 0; i < ns && p.dec1; i++) p.dec1 = s->cu[i + 1] - s->cu[i] == 1;
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
     /* device arrays (PLM_MEM_DEVICE) go into the same tables on the device: the tokens copied, the
        scored rows compacted there (the order the host uses, so the same lm_head blocks) */

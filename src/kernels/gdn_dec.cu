@@ -1,0 +1,186 @@
+/* The linear-attention mixer of a decode step (every segment one token) in two kernels instead of five:
+ *   k_gdn_dec_in: conv1d + SiLU from the segment's tail (and the tail shifted to take the token), the
+ *                 q/k L2 norms, the v copy, sigmoid(beta) and the log decay (plm_conv_cuda, then
+ *                 plm_gdn_prep_cuda);
+ *   k_gdn_dec:    the gated delta rule's step (plm_gdn_rec_cuda's arithmetic, column by column) and
+ *                 the gated RMSNorm of the head's outputs, written as the out projection's input
+ *                 (plm_rmsnorm_gated_bf16_cuda / plm_rmsnorm_gated_cuda).
+ * A decode step is bound by its kernels' count, not their bytes: these are 2 launches where there were
+ * 5, each read of a value the same as in the kernels they replace (same order of sums), so the outputs
+ * are theirs up to the norms' reduction order. */
+#include <cuda_bf16.h>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/cuda_ops.h"
+
+#define DEC_ROWS 32      /* key rows a thread (k_gdn_rec's ROWS) */
+#define DEC_IN_THREADS 128
+#define DEC_MAX_K 8      /* conv taps */
+
+/* Head unit blockIdx.x of the 2 nk + nv (q heads, k heads, v heads), token blockIdx.y; a thread a channel
+ * (two where the head is wider than the block). Every load of a channel (its taps, the tail's K-1 rows,
+ * the token) is issued before any store: one trip to memory. The conv's sums run in k_conv4's order. */
+__global__ void __launch_bounds__(DEC_IN_THREADS)
+    k_gdn_dec_in(float *q, float *k, float *v, float *beta, float *g, float *const *tail, const float *x,
+                 const float *w, const float *b, const float *a, const float *neg_A, const float *dt_bias, int nk,
+                 int nv, int dk, int dv, int K) {
+    plm_pdl_enter();
+    __shared__ float sh[32];
+    const int u = blockIdx.x, tid = threadIdx.x, P = K - 1;
+    const int64_t t = blockIdx.y;
+    const int CD = 2 * nk * dk + nv * dv, qk = u < 2 * nk, n = qk ? dk : dv;
+    const int c0 = qk ? u * dk : 2 * nk * dk + (u - 2 * nk) * dv;
+    float *tl = tail[t];
+    float wk[2][DEC_MAX_K], win[2][DEC_MAX_K], cur[2];
+#pragma unroll
+    for (int m = 0; m < 2; m++) {
+        const int c = c0 + tid + m * DEC_IN_THREADS;
+        if (tid + m * DEC_IN_THREADS >= n) continue;
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K; j++) {
+            if (j < K) wk[m][j] = w[c * K + j];
+            if (j < P) win[m][j] = tl[(int64_t)j * CD + c];
+        }
+        cur[m] = x[t * CD + c];
+    }
+    float y[2] = {0.0f, 0.0f}, ss = 0.0f;
+#pragma unroll
+    for (int m = 0; m < 2; m++) {
+        const int c = c0 + tid + m * DEC_IN_THREADS;
+        if (tid + m * DEC_IN_THREADS >= n) continue;
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K - 1; j++)
+            if (j < P) acc += wk[m][j] * win[m][j];
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K; j++)
+            if (j == P) acc += wk[m][j] * cur[m];
+#pragma unroll
+        for (int j = 0; j + 1 < DEC_MAX_K - 1; j++) /* the tail shifted by one row, the token last */
+            if (j + 1 < P) tl[(int64_t)j * CD + c] = win[m][j + 1];
+        if (P > 0) tl[(int64_t)(P - 1) * CD + c] = cur[m];
+        y[m] = plm_silu_d(acc);
+        ss += y[m] * y[m];
+    }
+    float r = 1.0f;
+    if (qk) r = (u < nk ? 1.0f / sqrtf((float)dk) : 1.0f) / sqrtf(plm_block_sum(ss, sh) + 1e-6f);
+    float *dst = u < nk ? q + (t * nk + u) * dk : qk ? k + (t * nk + u - nk) * dk : v + (t * nv + u - 2 * nk) * dv;
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+        if (tid + m * DEC_IN_THREADS < n) dst[tid + m * DEC_IN_THREADS] = qk ? y[m] * r : y[m];
+    if (u == 0)
+        for (int h = tid; h < nv; h += DEC_IN_THREADS) {
+            const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
+            beta[t * nv + h] = plm_sigmoid_d(bv);
+            g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+        }
+}
+
+/* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
+ * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
+ * token. Each block writes its 32 outputs to o; the head's last block to finish (a counter per (token,
+ * head) that it sets back to zero for the next launch) then applies the gated RMSNorm to the head's
+ * whole row, summing its squares in one fixed order whichever block that is. Output: y (FP32) or hi
+ * (+ lo) BF16. */
+__global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr,
+                                          float *const *S, const float *q, const float *k, const float *v,
+                                          const float *g, const float *beta, const float *z, const float *gw, int nk,
+                                          int nv, int dk, int dv, float eps) {
+    plm_pdl_enter();
+    __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / DEC_ROWS][32],
+        red2[PLM_CUDA_MAX_DK / DEC_ROWS][32], sh[PLM_CUDA_MAX_DK / DEC_ROWS];
+    __shared__ int last;
+    const int h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y, nw = blockDim.y;
+    const int64_t t = blockIdx.z, th = t * nv + h;
+    const int j = blockIdx.x * 32 + lane, kh = h / (nv / nk);
+    const bool jv = j < dv;
+    float *const Sp = S[t] + (size_t)h * dk * dv + (size_t)w * DEC_ROWS * dv + j;
+    const int nr = jv ? (dk - w * DEC_ROWS < DEC_ROWS ? dk - w * DEC_ROWS : DEC_ROWS) : 0;
+    float Sr[DEC_ROWS];
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
+    const int tid = w * 32 + lane, span = nw * 32;
+    for (int e = tid; e < span; e += span) { /* zero past dk: no garbage times a zero state */
+        ks[e] = e < dk ? k[(t * nk + kh) * dk + e] : 0.0f;
+        qs[e] = e < dk ? q[(t * nk + kh) * dk + e] : 0.0f;
+    }
+    const float gt = g[th], bt = beta[th], vt = jv ? v[th * dv + j] : 0.0f;
+    __syncthreads();
+    const float decay = expf(gt);
+    float part = 0.0f;
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++) {
+        Sr[r] *= decay;
+        part += Sr[r] * ks[w * DEC_ROWS + r];
+    }
+    red[w][lane] = part;
+    __syncthreads();
+    float kvm = 0.0f;
+    for (int ww = 0; ww < nw; ww++) kvm += red[ww][lane];
+    const float delta = jv ? (vt - kvm) * bt : 0.0f;
+    float part2 = 0.0f;
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++) {
+        Sr[r] += ks[w * DEC_ROWS + r] * delta;
+        part2 += Sr[r] * qs[w * DEC_ROWS + r];
+    }
+    red2[w][lane] = part2;
+    __syncthreads();
+    if (w == 0 && jv) {
+        float acc = 0.0f;
+        for (int ww = 0; ww < nw; ww++) acc += red2[ww][lane];
+        o[th * dv + j] = acc;
+    }
+#pragma unroll
+    for (int r = 0; r < DEC_ROWS; r++)
+        if (r < nr) Sp[(size_t)r * dv] = Sr[r];
+    __syncthreads(); /* this block's outputs are written */
+    if (tid == 0) {
+        __threadfence();
+        last = atomicAdd(ctr + th, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence(); /* every block's outputs of this head are visible */
+    const float *orow = o + th * dv;
+    float ss = 0.0f;
+    for (int c = tid; c < dv; c += span) {
+        const float ov = __ldcg(orow + c);
+        ss += ov * ov;
+    }
+    ss = plm_warp_sum(ss);
+    if (lane == 0) sh[w] = ss;
+    __syncthreads();
+    float tot = 0.0f;
+    for (int ww = 0; ww < nw; ww++) tot += sh[ww];
+    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    for (int c = tid; c < dv; c += span) {
+        const float out = gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[th * dv + c]);
+        if (y) {
+            y[th * dv + c] = out;
+        } else {
+            const __nv_bfloat16 hv = __float2bfloat16_rn(out);
+            hi[th * dv + c] = hv;
+            if (lo) lo[th * dv + c] = __float2bfloat16_rn(out - __bfloat162float(hv));
+        }
+    }
+    if (tid == 0) ctr[th] = 0; /* for the next launch */
+}
+
+extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
+    return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && T * nv <= PLM_GDN_DEC_CTRS && dk > 0 &&
+           dk <= PLM_CUDA_MAX_DK && dv > 0 && dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K;
+}
+
+extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails,
+                                 float *const *S, const float *raw, const float *conv_w, float *q, float *k, float *v,
+                                 float *beta, float *g, const float *b, const float *a, const float *neg_A,
+                                 const float *dt_bias, const float *z, const float *gnorm, int64_t T, int nk, int nv,
+                                 int dk, int dv, int K, float eps, void *stream) {
+    if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
+    k_gdn_dec_in<<<dim3((unsigned)(2 * nk + nv), (unsigned)T), DEC_IN_THREADS, 0, PLM_STREAM(stream)>>>(
+        q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv, K);
+    const dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nv, (unsigned)T);
+    k_gdn_dec<<<grid, dim3(32, (unsigned)((dk + DEC_ROWS - 1) / DEC_ROWS)), 0, PLM_STREAM(stream)>>>(
+        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q, k, v, g, beta, z, gnorm, nk, nv, dk, dv, eps);
+}
