@@ -70,6 +70,9 @@ def main():
                  f(hf, "packed_fla_kwargs_ms"), tok / s1 * 1e3 if tok and s1 else None))
     rows.append(("model, same, score, single-pass BF16", "transformers, padded",
                  f(hf, "padded_ms"), tok / s1 * 1e3 if tok and s1 else None))
+    lg = f(pk, "cuda_logits_single_pass_tokens_per_s")
+    rows.append(("model, same, every token's logits on the device, single pass", "transformers + FLA, packed",
+                 f(hf, "packed_fla_kwargs_ms"), tok / lg * 1e3 if tok and lg else None))
 
     def fmt(x):
         return "-" if x is None else f"{x:.3f}"

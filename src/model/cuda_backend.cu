@@ -1297,6 +1297,10 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i0 = 0; i0 < p.n_logit; i0 += p.out_block) {
         const int64_t nb = p.n_logit - i0 < p.out_block ? p.n_logit - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.logit_rows + i0, nb, (int)H, g->st);
+        if (dev_out && !out->logits_cb) { /* straight into the caller's device array, the same blocks */
+            TRY(gemm(g, out->logits + i0 * V, p.out_rows, nb, &g->lm_head, p.xb, err));
+            continue;
+        }
         TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
         if (out->logits_cb) {
             float *buf = (float *)malloc((size_t)nb * V * 4);
