@@ -24,19 +24,25 @@ fail=0
 # every kernel waits for the kernels before it (griddepcontrol.wait, plm_pdl_enter): small steps' graphs
 # link their kernels by programmatic edges, and a kernel that does not wait would race its predecessor
 ptx=$(mktemp -d)
+pids=""
 for f in src/kernels/*.cu; do
     "$nvcc" -O2 -std=c++17 -Iinclude -Isrc -gencode arch=compute_90,code=compute_90 -ptx "$f" \
         -o "$ptx/$(basename "$f" .cu).ptx" &
+    pids="$pids $!"
 done
-wait
-nowait=$(awk '/^\.(visible )?\.?entry / { if (name != "" && !seen) print FILENAME ": " name; name = $NF; seen = 0 }
+ptxfail=0
+for p in $pids; do wait "$p" || ptxfail=1; done
+# each entry from its .entry line to the next (or the file's end) must hold griddepcontrol.wait (POSIX awk)
+nowait=$(awk 'FNR == 1 { if (name != "" && !seen) print prev ": " name; name = "" }
+              /^\.(visible )?\.?entry / { if (name != "" && !seen) print FILENAME ": " name; name = $NF; seen = 0 }
               /griddepcontrol\.wait/ { seen = 1 }
-              ENDFILE { if (name != "" && !seen) print FILENAME ": " name; name = "" }' "$ptx"/*.ptx)
+              { prev = FILENAME }
+              END { if (name != "" && !seen) print prev ": " name }' "$ptx"/*.ptx)
 nent=$(cat "$ptx"/*.ptx | grep -cE '^\.(visible )?\.?entry ')
 rm -rf "$ptx"
-if [ -n "$nowait" ] || [ "$nent" -lt 20 ]; then
-    echo "cuda_build: FAIL: kernels without griddepcontrol.wait (plm_pdl_enter) or PTX not generated ($nent entries):"
-    echo "$nowait"
+if [ $ptxfail -ne 0 ] || [ -n "$nowait" ] || [ "$nent" -lt 20 ]; then
+    echo "cuda_build: FAIL: PTX of src/kernels not generated (nvcc failed: $ptxfail; $nent entries) or kernels"
+    echo "  without griddepcontrol.wait (plm_pdl_enter): $nowait"
     fail=1
 else
     echo "cuda_build: all $nent kernels of src/kernels wait for their predecessors (plm_pdl_enter)"

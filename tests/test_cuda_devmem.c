@@ -184,6 +184,26 @@ static void compare_fixture(const char *name) {
         plm_cuda_free(0, dtok), plm_cuda_free(0, dlg);
         free(rows), free(hl), free(dl);
     }
+    /* 2b. every token's row twice (2 T rows: more than a block of the lm_head, the second block starting
+       wherever 2 T x V floats put it in the caller's array): device logits bitwise the host's */
+    {
+        const int nr = 2 * (int)T;
+        int32_t *rows = malloc((size_t)nr * 4);
+        for (int i = 0; i < nr; i++) rows[i] = i / 2;
+        float *hl = malloc((size_t)nr * V * 4), *dl = malloc((size_t)nr * V * 4);
+        plm_step s = {p.T, p.tok, NULL, n, p.cu, p.none, PLM_MEM_HOST};
+        plm_outputs o = {0};
+        o.logits = hl, o.rows = rows, o.n_rows = nr;
+        tu_check(plm_step_run(c, &s, &o, &E) == PLM_OK, "%s: every row twice on the host (%s)", name, E.msg);
+        void *dlg = dput(NULL, (size_t)nr * V * 4);
+        o.logits = dlg, o.mem = PLM_MEM_DEVICE;
+        tu_check(plm_step_run(c, &s, &o, &E) == PLM_OK, "%s: every row twice on the device (%s)", name, E.msg);
+        dget(dl, dlg, (size_t)nr * V * 4, name);
+        snprintf(what, sizeof what, "%s: logits of every row twice (%d rows)", name, nr);
+        same(dl, hl, (size_t)nr * V * 4, what);
+        plm_cuda_free(0, dlg);
+        free(rows), free(hl), free(dl);
+    }
 
     /* 3. sequences split over two steps with states, positions given (on the device for the device run) */
     {

@@ -1099,17 +1099,18 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
     cudaGraph_t graph = NULL;
     cudaError_t e = cudaStreamEndCapture(g->st, &graph);
     g->xb_of = NULL;
-    if (!st && e == cudaSuccess && g->pdl && g->blas_calls == blas0) e = pdl_edges(graph);
+    const int pdl = !st && e == cudaSuccess && g->pdl && g->blas_calls == blas0;
+    if (pdl) e = pdl_edges(graph);
+    if (!st && e == cudaSuccess) e = cudaGraphInstantiate(&gs->exec, graph, 0);
+    if (graph) cudaGraphDestroy(graph);
     if (st || e != cudaSuccess) {
-        if (graph) cudaGraphDestroy(graph);
-        cudaGetLastError();
-        return st ? st : cu_fail(err, g->dev, "capturing a step's graph", e);
-    }
-    e = cudaGraphInstantiate(&gs->exec, graph, 0);
-    cudaGraphDestroy(graph);
-    if (e != cudaSuccess) {
         gs->exec = NULL;
-        return cu_fail(err, g->dev, "instantiating a step's graph", e);
+        cudaGetLastError();
+        if (!st && pdl) { /* programmatic edges refused here: plain graphs from now on */
+            g->pdl = 0;
+            return run_layers_graph(g, p, err);
+        }
+        return st ? st : cu_fail(err, g->dev, "capturing a step's graph", e);
     }
     memcpy(&gs->key, p, sizeof *p);
     gs->used = ++g->graph_clock;
@@ -1297,7 +1298,9 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i0 = 0; i0 < p.n_logit; i0 += p.out_block) {
         const int64_t nb = p.n_logit - i0 < p.out_block ? p.n_logit - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.logit_rows + i0, nb, (int)H, g->st);
-        if (dev_out && !out->logits_cb) { /* straight into the caller's device array, the same blocks */
+        if (dev_out && !out->logits_cb && ((uintptr_t)(out->logits + i0 * V) & 255) == 0) {
+            /* straight into the caller's device array: the same blocks, and an output as aligned as the
+               scratch (the product may choose its kernel by alignment), so the same bits */
             TRY(gemm(g, out->logits + i0 * V, p.out_rows, nb, &g->lm_head, p.xb, err));
             continue;
         }
