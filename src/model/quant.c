@@ -52,14 +52,64 @@ static void drop_pages(const plm_mat *W, int64_t r0, int64_t r1) {
 /* rows quantized between page hand-backs: at most ~8 MiB of the source resident at once */
 #define Q8_CHUNK_BYTES (8u << 20)
 
-static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, int n_threads, int drop, plm_error *err) {
+/* The int8 copies of one build (every layer's matrices, the linear-attention projections, the head)
+ * live in one arena of 2 MiB pages (MADV_HUGEPAGE): decoding streams them once a token, and with 4 KiB
+ * pages the hardware prefetcher stops at every page edge and the TLB misses every 4 KiB. One
+ * allocation: at most one partial 2 MiB page of slack a build. */
+#define Q8_HUGE ((size_t)2 << 20)
+typedef struct {
+    char *base;
+    size_t used, cap;
+} q8_arena;
+
+static size_t q8_part(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* the arena bytes q8 takes for W (0: nothing to quantize) */
+static size_t q8_need(const plm_mat *W) {
+    if (W->dt == PLM_DT_Q8 || !W->data) return 0;
+    return q8_part((size_t)(W->rows * PLM_Q8_STRIDE(W->cols)) + 1) +
+           q8_part((size_t)(W->rows * PLM_Q8_NB(W->cols)) * sizeof(uint16_t) + 2);
+}
+
+/* an arena of n bytes, kept with the model (freed with it); none (base NULL) when n is 0 or memory is
+   short: q8 then allocates each matrix itself */
+static q8_arena arena_new(plm_model *m, size_t n) {
+    q8_arena a = {NULL, 0, 0};
+    if (!n) return a;
+    const size_t cap = (n + Q8_HUGE - 1) / Q8_HUGE * Q8_HUGE;
+    char *p = aligned_alloc(Q8_HUGE, cap);
+    if (!p) return a;
+    if (keep_buf(m, p)) {
+        free(p);
+        return a;
+    }
+    madvise(p, cap, MADV_HUGEPAGE); /* a hint: without it (or transparent huge pages off) 4 KiB pages */
+    a.base = p, a.cap = cap;
+    return a;
+}
+
+static void *arena_take(q8_arena *a, size_t n) {
+    if (!a || !a->base || a->used + q8_part(n) > a->cap) return NULL;
+    void *p = a->base + a->used;
+    a->used += q8_part(n);
+    return p;
+}
+
+static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, q8_arena *ar, int n_threads, int drop,
+                     plm_error *err) {
     *out = *W;
     if (W->dt == PLM_DT_Q8 || !W->data) return PLM_OK;
     const int64_t R = W->rows, C = W->cols;
-    int8_t *q = malloc((size_t)(R * PLM_Q8_STRIDE(C)) + 1);
-    uint16_t *d = malloc((size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t) + 2);
-    /* q and d are freed with the model once kept */
-    const int bad = !q || !d ? 2 : keep_buf(m, q) ? 2 : keep_buf(m, d) ? 1 : 0;
+    const size_t qb = (size_t)(R * PLM_Q8_STRIDE(C)) + 1, db = (size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t) + 2;
+    int8_t *q = arena_take(ar, qb);
+    uint16_t *d = q ? arena_take(ar, db) : NULL;
+    int bad = 0;
+    if (!d) { /* no arena, or no room left in it: this matrix on its own, freed with the model once kept (a
+                 q taken from the arena stays there unused) */
+        q = malloc(qb);
+        d = malloc(db);
+        bad = !q || !d ? 2 : keep_buf(m, q) ? 2 : keep_buf(m, d) ? 1 : 0;
+    }
     if (bad) {
         if (bad == 2) free(q);
         free(d);
@@ -85,6 +135,15 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
     const plm_config *c = &m->cfg;
     plm_layer *ls = calloc((size_t)c->n_layers, sizeof *ls);
     if (!ls) return plm_fail(err, PLM_ERR_NOMEM, "out of memory");
+    size_t need = 0;
+    for (int i = 0; i < c->n_layers; i++) {
+        const plm_layer *S = &m->layers[i];
+        const plm_mat *src[] = {&S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down, &S->sh_gate, &S->sh_up,
+                                &S->sh_down};
+        for (size_t j = 0; j < sizeof src / sizeof src[0]; j++) need += q8_need(src[j]);
+        for (int64_t e = 0; S->e_gate && e < 3 * (int64_t)c->n_experts; e++) need += q8_need(&S->e_gate[e]);
+    }
+    q8_arena ar = arena_new(m, need);
     plm_status st = PLM_OK;
     for (int i = 0; !st && i < c->n_layers; i++) {
         plm_layer *L = &ls[i];
@@ -94,7 +153,8 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
         plm_mat *dst[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down, &L->sh_gate, &L->sh_up, &L->sh_down};
         const plm_mat *src[] = {&S->q, &S->k, &S->v, &S->o, &S->gate, &S->up, &S->down, &S->sh_gate, &S->sh_up,
                                 &S->sh_down};
-        for (size_t j = 0; !st && j < sizeof dst / sizeof dst[0]; j++) st = q8(m, dst[j], src[j], n_threads, 1, err);
+        for (size_t j = 0; !st && j < sizeof dst / sizeof dst[0]; j++)
+            st = q8(m, dst[j], src[j], &ar, n_threads, 1, err);
         if (!st && S->e_gate) {
             const int64_t E = c->n_experts;
             L->e_gate = calloc((size_t)E * 3, sizeof(plm_mat));
@@ -106,7 +166,8 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
             }
             L->e_up = L->e_gate + E;
             L->e_down = L->e_gate + 2 * E;
-            for (int64_t e = 0; !st && e < 3 * E; e++) st = q8(m, &L->e_gate[e], &S->e_gate[e], n_threads, 1, err);
+            for (int64_t e = 0; !st && e < 3 * E; e++)
+                st = q8(m, &L->e_gate[e], &S->e_gate[e], &ar, n_threads, 1, err);
         }
     }
     if (st) {
@@ -119,13 +180,20 @@ static plm_status build_layers(plm_model *m, int n_threads, plm_error *err) {
 
 /* the linear-attention projections of q8_layers, on the first context that does not keep them */
 static plm_status build_linear(plm_model *m, int n_threads, plm_error *err) {
+    size_t need = 0;
+    for (int i = 0; i < m->cfg.n_layers; i++) {
+        const plm_layer *S = &m->layers[i];
+        if (S->type == PLM_LAYER_LINEAR) need += q8_need(&S->qkv) + q8_need(&S->z) + q8_need(&S->out);
+    }
+    q8_arena ar = arena_new(m, need);
     plm_status st = PLM_OK;
     for (int i = 0; !st && i < m->cfg.n_layers; i++) {
         plm_layer *L = &m->q8_layers[i];
         const plm_layer *S = &m->layers[i];
         if (L->type != PLM_LAYER_LINEAR) continue;
-        if (!(st = q8(m, &L->qkv, &S->qkv, n_threads, 1, err)) && !(st = q8(m, &L->z, &S->z, n_threads, 1, err)))
-            st = q8(m, &L->out, &S->out, n_threads, 1, err);
+        if (!(st = q8(m, &L->qkv, &S->qkv, &ar, n_threads, 1, err)) &&
+            !(st = q8(m, &L->z, &S->z, &ar, n_threads, 1, err)))
+            st = q8(m, &L->out, &S->out, &ar, n_threads, 1, err);
     }
     if (!st) m->q8_linear = 1;
     return st;
@@ -153,7 +221,8 @@ plm_status plm_model_int8(plm_model *m, int keep_head, int keep_linear, int n_th
     if (!st && !keep_head && m->q8_head.dt != PLM_DT_Q8) {
         /* a tied head is the embedding table, still used for lookups: its pages are handed back
            too, and only the rows looked up come back (one 4 KiB page a token at most) */
-        st = q8(m, &m->q8_head, &m->lm_head, n_threads, 1, err);
+        q8_arena ar = arena_new(m, q8_need(&m->lm_head));
+        st = q8(m, &m->q8_head, &m->lm_head, &ar, n_threads, 1, err);
         if (st) m->q8_head = (plm_mat){0};
     }
     pthread_mutex_unlock(&m->q8_lock);
