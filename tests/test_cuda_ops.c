@@ -250,6 +250,24 @@ static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv,
     for (int variant = 0; variant < 11; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
+/* The CPU layer's delta-rule inputs from the conv output mixed [T, 2 nk dk + nv dv]: q, k (L2 norms, q
+ * scaled by 1/sqrt(dk)), v, beta = sigmoid(b), g = negA softplus(a + dtb) */
+static void prep_ref(float *q, float *k, float *v, float *beta, float *g, const float *mixed, const float *b,
+                     const float *a, const float *negA, const float *dtb, int64_t T, int nk, int nv, int dk, int dv) {
+    const int CD = 2 * nk * dk + nv * dv;
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(q + t * nk * dk, mixed + t * CD, nk * dk * 4);
+        memcpy(k + t * nk * dk, mixed + t * CD + nk * dk, nk * dk * 4);
+        memcpy(v + t * nv * dv, mixed + t * CD + 2 * nk * dk, nv * dv * 4);
+        for (int h = 0; h < nv; h++) {
+            beta[t * nv + h] = plm_sigmoid(b[t * nv + h]);
+            g[t * nv + h] = negA[h] * plm_softplus(a[t * nv + h] + dtb[h]);
+        }
+    }
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+}
+
 /* q, k L2 norms, beta and the log decay from the conv output, against the CPU layer's sequence */
 static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     const int CD = 2 * nk * dk + nv * dv;
@@ -262,17 +280,7 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
     fill(dtb, nv, -1, 1);
     float *q = malloc(T * nk * dk * 4), *k = malloc(T * nk * dk * 4), *v = malloc(T * nv * dv * 4);
     float *beta = malloc(T * nv * 4), *g = malloc(T * nv * 4);
-    for (int64_t t = 0; t < T; t++) {
-        memcpy(q + t * nk * dk, mixed + t * CD, nk * dk * 4);
-        memcpy(k + t * nk * dk, mixed + t * CD + nk * dk, nk * dk * 4);
-        memcpy(v + t * nv * dv, mixed + t * CD + 2 * nk * dk, nv * dv * 4);
-        for (int h = 0; h < nv; h++) {
-            beta[t * nv + h] = plm_sigmoid(b[t * nv + h]);
-            g[t * nv + h] = negA[h] * plm_softplus(a[t * nv + h] + dtb[h]);
-        }
-    }
-    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
-    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    prep_ref(q, k, v, beta, g, mixed, b, a, negA, dtb, T, nk, nv, dk, dv);
     float *dm = dput(mixed, T * CD), *dbb = dput(b, T * nv), *da = dput(a, T * nv), *dn = dput(negA, nv),
           *ddt = dput(dtb, nv);
     float *dq = dput(NULL, T * nk * dk), *dk_ = dput(NULL, T * nk * dk), *dv_ = dput(NULL, T * nv * dv);
@@ -354,17 +362,7 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
         memcpy(Sr[t], S[t], sn * 4);
     }
     plm_conv_ref(mixed, tr, x, w, cu, (int)T, CD, K, 1);
-    for (int64_t t = 0; t < T; t++) {
-        memcpy(q + t * nk * dk, mixed + t * CD, nk * dk * 4);
-        memcpy(k + t * nk * dk, mixed + t * CD + nk * dk, nk * dk * 4);
-        memcpy(v + t * nv * dv, mixed + t * CD + 2 * nk * dk, nv * dv * 4);
-        for (int h = 0; h < nv; h++) {
-            beta[t * nv + h] = plm_sigmoid(b[t * nv + h]);
-            g[t * nv + h] = negA[h] * plm_softplus(a[t * nv + h] + dtb[h]);
-        }
-    }
-    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
-    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    prep_ref(q, k, v, beta, g, mixed, b, a, negA, dtb, T, nk, nv, dk, dv);
     plm_gdn_ref(o, Sr, q, k, v, g, beta, cu, (int)T, nk, nv, dk, dv, 1);
     plm_rmsnorm_gated(ref, o, z, gw, T * nv, dv, 1e-6f);
     float *dx = dput(x, T * CD), *dw = dput(w, (size_t)CD * K), *dbb = dput(b, T * nv), *da = dput(a, T * nv);
