@@ -46,6 +46,10 @@ int bench_cuda_mixers(bench_ctx *b); /* --device cuda: the delta rule, conv1d an
  * prefill (last-token logits); seconds, or -1 with *fail set. */
 #include "packlm.h"
 double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail);
+/* the same with dev_logits (device memory of the context's GPU, [T, vocab]) not NULL: every token's
+   logits written there, score ignored */
+double bench_run_step_dev(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, float *dev_logits,
+                          int *fail);
 
 /* The ceilings that bound a step of n_seq decode rows (or n_seq tokens of a prompt), in tokens/s: its
    arithmetic, 2 multiply-adds' worth per active parameter per token (lm_head included when head) at

@@ -33,34 +33,6 @@ static double best_of(plm_ctx *c, plm_model *m, int n, const int *lens, int scor
     return best;
 }
 
-/* A forward over the sequences that keeps every token's logits (FP32 [T, vocab]) in device memory, as
- * transformers' full-logit run keeps its BF16 logits: the step's time, or -1 (fail set) */
-static double full_logits_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, float *dlogits, int *fail) {
-    const int32_t V = plm_model_get_info(m)->vocab_size;
-    int T = 0;
-    for (int s = 0; s < n_seg; s++) T += lens[s];
-    int32_t *tok = malloc((size_t)T * 4), *cu = malloc((size_t)(n_seg + 1) * 4);
-    plm_state **st = calloc((size_t)n_seg, sizeof *st);
-    uint32_t x = 12345u;
-    for (int t = 0; t < T; t++) x = x * 1664525u + 1013904223u, tok[t] = (int32_t)((x >> 8) % (uint32_t)V);
-    cu[0] = 0;
-    for (int s = 0; s < n_seg; s++) cu[s + 1] = cu[s] + lens[s];
-    plm_step step = {T, tok, NULL, n_seg, cu, st, PLM_MEM_HOST};
-    plm_outputs o = {0};
-    o.logits = dlogits;
-    o.n_rows = T; /* rows NULL: every token */
-    o.mem = PLM_MEM_DEVICE;
-    plm_error err = {0};
-    const double t0 = bench_now();
-    double dt = plm_step_run(c, &step, &o, &err) ? -1 : bench_now() - t0;
-    if (dt < 0) {
-        fprintf(stderr, "packlm bench: full-logit step failed: %s\n", err.msg);
-        *fail = 1;
-    }
-    free(tok), free(cu), free(st);
-    return dt;
-}
-
 /* the token mixers alone, on FLA's shapes, and a decode step's products (packlm bench --only mixers runs
  * just this) */
 int bench_cuda_mixers(bench_ctx *b) {
@@ -202,10 +174,11 @@ int bench_cuda(bench_ctx *b) {
             float *dl = NULL;
             const size_t lb = (size_t)total * in->vocab_size * 4;
             if (!fail && plm_cuda_alloc(dev, (void **)&dl, lb, "the benchmark's logits", &err) == PLM_OK) {
+                bench_run_step_dev(c1, m, n, lens, 0, dl, &fail); /* sizes the step's scratch */
                 double tl = 1e30;
-                for (int r = 0; r < reps + 1 && !fail; r++) { /* the first sizes the step's scratch */
-                    const double t2 = full_logits_step(c1, m, n, lens, dl, &fail);
-                    if (r > 0 || reps == 0) tl = t2 < tl ? t2 : tl;
+                for (int r = 0; r < reps && !fail; r++) {
+                    const double t2 = bench_run_step_dev(c1, m, n, lens, 0, dl, &fail);
+                    tl = t2 < tl ? t2 : tl;
                 }
                 if (!fail) {
                     snprintf(label, sizeof label,

@@ -70,6 +70,11 @@ static double bf16_vs_f32(int T, int C, int R, int nth, int reps) {
    is in the segment, else (prefill) the logits of each segment's last token; returns seconds (what
    plm_step_run takes, outputs copied back: any state set-up the step needs is inside) */
 double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, int *fail) {
+    return bench_run_step_dev(c, m, n_seg, lens, score, NULL, fail);
+}
+
+double bench_run_step_dev(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int score, float *dev_logits,
+                          int *fail) {
     const plm_model_info *in = plm_model_get_info(m);
     int T = 0;
     for (int s = 0; s < n_seg; s++) T += lens[s];
@@ -86,7 +91,11 @@ double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int 
     double dt = -1;
     plm_step step = {T, tok, NULL, n_seg, cu, st, PLM_MEM_HOST};
     plm_outputs o = {0};
-    if (score) {
+    if (dev_logits) { /* every token's logits, into device memory */
+        o.logits = dev_logits;
+        o.n_rows = T;
+        o.mem = PLM_MEM_DEVICE;
+    } else if (score) {
         o.target = tgt;
         o.logprob = lp;
     } else {
@@ -97,7 +106,7 @@ double bench_run_step(plm_ctx *c, plm_model *m, int n_seg, const int *lens, int 
     double t0 = bench_now();
     if (plm_step_run(c, &step, &o, &err)) goto out;
     dt = bench_now() - t0;
-    for (int t = 0; score && t < T; t++)
+    for (int t = 0; score && !dev_logits && t < T; t++)
         if (tgt[t] >= 0 && !isfinite(lp[t])) {
             fprintf(stderr, "packlm bench: non-finite log-probability at token %d\n", t);
             dt = -1;

@@ -13,8 +13,9 @@
  * with c the inclusive cumulative log decay within the chunk. Plain fp32 arithmetic in both. */
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
+#include "kernels/gdn_rec.cuh"
 
-#define ROWS 32 /* key rows per thread */
+#define ROWS GDN_REC_ROWS /* key rows per thread */
 #define CHUNK 64
 #define TILE 32 /* value columns per block */
 #define CHUNK_THREADS 256
@@ -28,7 +29,7 @@ __global__ void __maxnreg__(96) k_gdn_rec(float *o, float *const *S, const float
     plm_pdl_enter();
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / ROWS][32],
         red2[PLM_CUDA_MAX_DK / ROWS][32];
-    const int s = blockIdx.z, h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y, nw = blockDim.y;
+    const int s = blockIdx.z, h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y;
     const int j = blockIdx.x * 32 + lane, kh = h / (nv / nk);
     if (cu[s + 1] - cu[s] >= skip_from) return; /* the chunked kernel takes this segment */
     const bool jv = j < dv;
@@ -39,47 +40,11 @@ __global__ void __maxnreg__(96) k_gdn_rec(float *o, float *const *S, const float
     float Sr[ROWS];
 #pragma unroll
     for (int r = 0; r < ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
-    const int tid = w * 32 + lane, span = nw * 32;
     for (int64_t t = cu[s]; t < cu[s + 1]; t++) {
-        for (int e = tid; e < span; e += span) { /* zero past dk: no garbage times a zero state */
-            float kv = 0.0f, qv = 0.0f;
-            if (e < dk) {
-                kv = k[(t * nk + kh) * dk + e];
-                qv = q[(t * nk + kh) * dk + e];
-            }
-            ks[e] = kv;
-            qs[e] = qv;
-        }
-        /* the token's gate, beta and value issued with k and q, before the barrier: one wait for
-           memory a token instead of three (a decode step's blocks are latency-bound) */
-        const float gt = g[t * nv + h], b = beta[t * nv + h], vt = jv ? v[(t * nv + h) * dv + j] : 0.0f;
-        __syncthreads();
-        const float decay = expf(gt);
-        float part = 0.0f;
-#pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            Sr[r] *= decay;
-            part += Sr[r] * ks[w * ROWS + r];
-        }
-        red[w][lane] = part;
-        __syncthreads();
-        float kvm = 0.0f;
-        for (int ww = 0; ww < nw; ww++) kvm += red[ww][lane];
-        float delta = 0.0f;
-        if (jv) delta = (vt - kvm) * b;
-        float part2 = 0.0f;
-#pragma unroll
-        for (int r = 0; r < ROWS; r++) {
-            Sr[r] += ks[w * ROWS + r] * delta;
-            part2 += Sr[r] * qs[w * ROWS + r];
-        }
-        red2[w][lane] = part2;
-        __syncthreads();
-        if (w == 0 && jv) {
-            float acc = 0.0f;
-            for (int ww = 0; ww < nw; ww++) acc += red2[ww][lane];
-            o[(t * nv + h) * dv + j] = acc;
-        }
+        const int64_t th = t * nv + h;
+        const float acc = gdn_rec_token(Sr, ks, qs, red, red2, k + (t * nk + kh) * dk, q + (t * nk + kh) * dk, g + th,
+                                        beta + th, v + th * dv + j, dk, jv);
+        if (w == 0 && jv) o[th * dv + j] = acc;
     }
 #pragma unroll
     for (int r = 0; r < ROWS; r++)

@@ -12,8 +12,9 @@
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
+#include "kernels/gdn_rec.cuh"
 
-#define DEC_ROWS 32      /* key rows a thread (k_gdn_rec's ROWS) */
+#define DEC_ROWS GDN_REC_ROWS
 #define DEC_IN_THREADS 128
 #define DEC_MAX_K 8      /* conv taps */
 
@@ -100,37 +101,9 @@ __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bflo
 #pragma unroll
     for (int r = 0; r < DEC_ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
     const int tid = w * 32 + lane, span = nw * 32;
-    for (int e = tid; e < span; e += span) { /* zero past dk: no garbage times a zero state */
-        ks[e] = e < dk ? k[(t * nk + kh) * dk + e] : 0.0f;
-        qs[e] = e < dk ? q[(t * nk + kh) * dk + e] : 0.0f;
-    }
-    const float gt = g[th], bt = beta[th], vt = jv ? v[th * dv + j] : 0.0f;
-    __syncthreads();
-    const float decay = expf(gt);
-    float part = 0.0f;
-#pragma unroll
-    for (int r = 0; r < DEC_ROWS; r++) {
-        Sr[r] *= decay;
-        part += Sr[r] * ks[w * DEC_ROWS + r];
-    }
-    red[w][lane] = part;
-    __syncthreads();
-    float kvm = 0.0f;
-    for (int ww = 0; ww < nw; ww++) kvm += red[ww][lane];
-    const float delta = jv ? (vt - kvm) * bt : 0.0f;
-    float part2 = 0.0f;
-#pragma unroll
-    for (int r = 0; r < DEC_ROWS; r++) {
-        Sr[r] += ks[w * DEC_ROWS + r] * delta;
-        part2 += Sr[r] * qs[w * DEC_ROWS + r];
-    }
-    red2[w][lane] = part2;
-    __syncthreads();
-    if (w == 0 && jv) {
-        float acc = 0.0f;
-        for (int ww = 0; ww < nw; ww++) acc += red2[ww][lane];
-        o[th * dv + j] = acc;
-    }
+    const float acc = gdn_rec_token(Sr, ks, qs, red, red2, k + (t * nk + kh) * dk, q + (t * nk + kh) * dk, g + th,
+                                    beta + th, v + th * dv + j, dk, jv);
+    if (w == 0 && jv) o[th * dv + j] = acc;
 #pragma unroll
     for (int r = 0; r < DEC_ROWS; r++)
         if (r < nr) Sp[(size_t)r * dv] = Sr[r];

@@ -766,16 +766,12 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
         if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) { /* decode: the mixer in two kernels */
-            float *const *states = p->rec_tab + (size_t)li * ns;
-            if (L->out.bf16) {
-                plm_gdn_dec_cuda(NULL, p->xb, xb_lo(g, p->xb, T, L->out.cols), o, g->dec_ctr, tails, states, raw,
-                                 L->conv_w, q, k, v, bb, aa, bb, aa, L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk,
-                                 dv, K, cf->rms_eps, g->st);
-                return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
-            }
-            plm_gdn_dec_cuda(o, NULL, NULL, o, g->dec_ctr, tails, states, raw, L->conv_w, q, k, v, bb, aa, bb, aa,
+            /* the normed outputs as the out projection's BF16 input (hi, + lo where split), or in FP32 over o */
+            const int bf = L->out.bf16;
+            plm_gdn_dec_cuda(bf ? NULL : o, bf ? p->xb : NULL, bf ? xb_lo(g, p->xb, T, L->out.cols) : NULL, o,
+                             g->dec_ctr, tails, p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bb, aa,
                              L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, g->st);
-            return gemm(g, p->mo, o, T, &L->out, p->xb, err);
+            return bf ? gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err) : gemm(g, p->mo, o, T, &L->out, p->xb, err);
         }
         plm_conv_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
         if (qkvb)

@@ -64,11 +64,18 @@ typedef struct {
 
 static size_t q8_part(size_t n) { return (n + 63) & ~(size_t)63; }
 
+/* the bytes of W's int8 values and of its block scales (one slack element each) */
+static void q8_sizes(const plm_mat *W, size_t *qb, size_t *db) {
+    *qb = (size_t)(W->rows * PLM_Q8_STRIDE(W->cols)) + 1;
+    *db = (size_t)(W->rows * PLM_Q8_NB(W->cols)) * sizeof(uint16_t) + 2;
+}
+
 /* the arena bytes q8 takes for W (0: nothing to quantize) */
 static size_t q8_need(const plm_mat *W) {
     if (W->dt == PLM_DT_Q8 || !W->data) return 0;
-    return q8_part((size_t)(W->rows * PLM_Q8_STRIDE(W->cols)) + 1) +
-           q8_part((size_t)(W->rows * PLM_Q8_NB(W->cols)) * sizeof(uint16_t) + 2);
+    size_t qb, db;
+    q8_sizes(W, &qb, &db);
+    return q8_part(qb) + q8_part(db);
 }
 
 /* an arena of n bytes, kept with the model (freed with it); none (base NULL) when n is 0 or memory is
@@ -100,7 +107,8 @@ static plm_status q8(plm_model *m, plm_mat *out, const plm_mat *W, q8_arena *ar,
     *out = *W;
     if (W->dt == PLM_DT_Q8 || !W->data) return PLM_OK;
     const int64_t R = W->rows, C = W->cols;
-    const size_t qb = (size_t)(R * PLM_Q8_STRIDE(C)) + 1, db = (size_t)(R * PLM_Q8_NB(C)) * sizeof(uint16_t) + 2;
+    size_t qb, db;
+    q8_sizes(W, &qb, &db);
     int8_t *q = arena_take(ar, qb);
     uint16_t *d = q ? arena_take(ar, db) : NULL;
     int bad = 0;
