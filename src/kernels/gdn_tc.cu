@@ -71,6 +71,22 @@ template <bool SPLIT> __device__ __forceinline__ void put2(float *base, int64_t 
         reinterpret_cast<uint32_t *>(base)[i >> 1] = pack_bf16(x0, x1);
 }
 
+/* the state pair at p, p + 1 (columns c, c + 1 of a row; ok0, ok1: inside the state): one 8-byte global
+ * load where both are inside and p is 8-byte aligned (dv even), else one or two 4-byte loads; the state
+ * arrives through a pointer table, so the address space is named here (generic loads otherwise) */
+__device__ __forceinline__ float2 state_ld2(const float *p, bool ok0, bool ok1) {
+    if (ok0 && ok1 && !((uintptr_t)p & 7)) return __ldg(reinterpret_cast<const float2 *>(p));
+    return make_float2(ok0 ? __ldg(p) : 0.0f, ok1 ? __ldg(p + 1) : 0.0f);
+}
+__device__ __forceinline__ void state_st2(float *p, bool ok0, bool ok1, float x0, float x1) {
+    if (ok0 && ok1 && !((uintptr_t)p & 7)) {
+        __stcg(reinterpret_cast<float2 *>(p), make_float2(x0, x1));
+        return;
+    }
+    if (ok0) __stcg(p, x0);
+    if (ok1) __stcg(p + 1, x1);
+}
+
 /* acc[0 .. NT) -= (A_hi + A_lo) (B_hi + B_lo) without the lo lo term, for A (16 x 16 KS) in accumulator
  * layout (ain[2 ks + 0/1]: columns 16 ks .. +7, +8 .. +15) and B pairs fb(k, n) (k even): a product
  * chained from registers, FP32-grade */
@@ -567,17 +583,21 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
                     for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
         }
     };
-    zero_acc(sacc[0]);
-    zero_acc(sacc[1]);
-    each_state([&](int a, int nt, int e, int d, int c) {
-        const float x = d < dk && c < VC ? Sh[(size_t)d * dv + j0 + c] : 0.0f;
-        sacc[a][nt][e] = x;
-        Sb[c * LK2 + d] = __float2bfloat16_rn(x);
-    });
+    /* the first chunk's copies go out first, so that the state's loads wait behind them, not before */
     load_gb(t_beg);
     load_tp(t_beg, 0);
     load_qkv(t_beg, 0);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
+    zero_acc(sacc[0]);
+    zero_acc(sacc[1]);
+    each_state([&](int a, int nt, int e, int d, int c) { /* pairs: e even, then e + 1 at c + 1 */
+        if (e & 1) return;
+        const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC);
+        sacc[a][nt][e] = x.x;
+        sacc[a][nt][e + 1] = x.y;
+        Sb[c * LK2 + d] = __float2bfloat16_rn(x.x);
+        Sb[(c + 1) * LK2 + d] = __float2bfloat16_rn(x.y);
+    });
     const int vr0 = 16 * (w / CG), vn0 = CW * (w % CG);
     int cb = 0; /* the set holding this chunk's blocks */
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
@@ -673,7 +693,9 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         if (MODE == BF2) cb ^= 1;
     }
     each_state([&](int a, int nt, int e, int d, int c) {
-        if (d < dk && c < VC) Sh[(size_t)d * dv + j0 + c] = sacc[a][nt][e];
+        if (!(e & 1))
+            state_st2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC, sacc[a][nt][e],
+                      sacc[a][nt][e + 1]);
     });
 }
 
@@ -754,17 +776,16 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
     auto put_pair = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
         *reinterpret_cast<uint32_t *>(X + i * LV + c) = pack_bf16(x0, x1);
     };
+    load_kp(t_beg, 0); /* the first chunk's copies before the state's loads */
+    load_qwu(t_beg);
     zero_acc(sacc[0]);
     zero_acc(sacc[1]);
     each_state([&](int a, int nt, int hf, int d, int c) {
-        const float *src = Sh + (size_t)d * dv + j0 + c;
-        const float x0 = d < dk && c < VC ? src[0] : 0.0f, x1 = d < dk && c + 1 < VC ? src[1] : 0.0f;
-        sacc[a][nt][2 * hf] = x0;
-        sacc[a][nt][2 * hf + 1] = x1;
-        put_pair(Sb, d, c, x0, x1);
+        const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC);
+        sacc[a][nt][2 * hf] = x.x;
+        sacc[a][nt][2 * hf + 1] = x.y;
+        put_pair(Sb, d, c, x.x, x.y);
     });
-    load_kp(t_beg, 0);
-    load_qwu(t_beg);
     int kb = 0;
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
         const int L = len(t0);
@@ -860,9 +881,8 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
         kb ^= 1;
     }
     each_state([&](int a, int nt, int hf, int d, int c) {
-        float *dst = Sh + (size_t)d * dv + j0 + c;
-        if (d < dk && c < VC) dst[0] = sacc[a][nt][2 * hf];
-        if (d < dk && c + 1 < VC) dst[1] = sacc[a][nt][2 * hf + 1];
+        state_st2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC, sacc[a][nt][2 * hf],
+                  sacc[a][nt][2 * hf + 1]);
     });
 }
 
@@ -995,6 +1015,8 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
 #undef GO
 #undef PREP
     }
-    /* segments shorter than MIN_LEN (decode tokens): the recurrent form */
-    plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, n_chunks > 0 ? MIN_LEN : 0x7fffffff, stream);
+    /* segments shorter than MIN_LEN (decode tokens): the recurrent form; none when every segment is long
+     * (its blocks would only return: 25-42 us of empty blocks at 15 and 512 segments on the H200) */
+    if (n_chunks == 0 || n_long < n_seg)
+        plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, n_chunks > 0 ? MIN_LEN : 0x7fffffff, stream);
 }
