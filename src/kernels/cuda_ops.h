@@ -75,6 +75,9 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
  * where segments average two chunks or more, the five-product scan otherwise; these force either */
 #define PLM_GDN_FUSED 32
 #define PLM_GDN_WY 64
+/* the WY scan at value tiles of 16 with 4 warps doing both products of a chunk's first round, instead of
+ * 8 warps in two roles (the default there) */
+#define PLM_GDN_WY4 128
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);

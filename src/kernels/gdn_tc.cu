@@ -712,19 +712,26 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
  * SM at the same shared memory to hide each other's latency; 15 sequences 1.47 -> 1.32 ms, 512 x 64
  * 2.09 -> 1.70 ms on the H200 */
 #define WY_CG(VT) ((VT) == 32 ? 2 : 1)
+/* ROLES (value tiles of 16, few long segments: one block an SM, nothing else to hide its latency): 8
+ * warps in two roles instead of 4 doing both. Warps 0-3 take X = W S and V' (16 rows each), warps 4-7
+ * Y = Q S, then the output from their Y; all eight one 16 x 16 task of the state update. Each warp's
+ * chain is about half as long and two warps a scheduler hide each other's latency. */
+#define WY_NW(VT, ROLES) ((ROLES) ? 8 : 4 * WY_CG(VT))
 template <int VT> static size_t scan_wy_smem(void) {
     return ((size_t)4 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)(3 * CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 +
            CH * sizeof(float);
 }
 
-template <int VT>
-__global__ void __launch_bounds__(128 * WY_CG(VT), 2)
+template <int VT, bool ROLES>
+__global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
                   int nk, int nv, int dk, int dv) {
     plm_pdl_enter();
-    constexpr int CG = WY_CG(VT), NW = 4 * CG, CW = VT / CG, NTW = CW / 8, LV = VT + 8, TPR = NW / 2;
+    constexpr int CG = ROLES ? 1 : WY_CG(VT), NW = WY_NW(VT, ROLES), CW = VT / CG, NTW = CW / 8, LV = VT + 8,
+                  TPR = NW / 2;
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
+    static_assert(!ROLES || VT == 16, "roles at value tiles of 16");
     static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ws = Qs + CH * LK2, *Kb = Ws + CH * LK2;
@@ -734,7 +741,8 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
-    const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = CW * (w >> 2);
+    const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = ROLES ? 0 : CW * (w >> 2);
+    const bool xw = !ROLES || w < 4, yw = !ROLES || w >= 4; /* this warp computes X and V'; Y and O */
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
@@ -802,38 +810,49 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
             ec[hf] = __expf(c);
             dl[hf] = __expf(gl - c);
         }
-        /* X = W S and Y = Q S, sharing the state's fragments */
+        /* X = W S and Y = Q S, sharing the state's fragments (ROLES: X on warps 0-3, Y on 4-7) */
         float xa[NTW][4], ya[NTW][4];
         zero_acc(xa);
         zero_acc(ya);
-        for (int k0 = 0; k0 < DK; k0 += 16) {
-            uint32_t aw[4], aq[4];
-            ldsm_a(aw, Ws, LK2, vr0, k0);
-            ldsm_a(aq, Qs, LK2, vr0, k0);
+        if (ROLES) { /* xa holds X on warps 0-3, Y on warps 4-7 */
+            const __nv_bfloat16 *A = xw ? Ws : Qs;
+            for (int k0 = 0; k0 < DK; k0 += 16) {
+                uint32_t a[4];
+                ldsm_a(a, A, LK2, vr0, k0);
+                mma_bk(xa, a, Sb, LV, vc0, k0);
+            }
+        } else {
+            for (int k0 = 0; k0 < DK; k0 += 16) {
+                uint32_t aw[4], aq[4];
+                ldsm_a(aw, Ws, LK2, vr0, k0);
+                ldsm_a(aq, Qs, LK2, vr0, k0);
 #pragma unroll
-            for (int np = 0; np < NTW / 2; np++) {
-                uint32_t b[4];
-                ldsm_bt(b, Sb, LV, k0, vc0 + 16 * np);
-                mma16816(xa[2 * np], aw, b[0], b[1]);
-                mma16816(xa[2 * np + 1], aw, b[2], b[3]);
-                mma16816(ya[2 * np], aq, b[0], b[1]);
-                mma16816(ya[2 * np + 1], aq, b[2], b[3]);
+                for (int np = 0; np < NTW / 2; np++) {
+                    uint32_t b[4];
+                    ldsm_bt(b, Sb, LV, k0, vc0 + 16 * np);
+                    mma16816(xa[2 * np], aw, b[0], b[1]);
+                    mma16816(xa[2 * np + 1], aw, b[2], b[3]);
+                    mma16816(ya[2 * np], aq, b[0], b[1]);
+                    mma16816(ya[2 * np + 1], aq, b[2], b[3]);
+                }
             }
         }
         /* V' = U - X into Xt, and scaled by exp(c_L - c) into Xd */
+        if (xw)
 #pragma unroll
-        for (int nt = 0; nt < NTW; nt++)
+            for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const int i = vr0 + g + 8 * hf, c = vc0 + 8 * nt + 2 * t4;
-                const __nv_bfloat162 u = *reinterpret_cast<const __nv_bfloat162 *>(Us + i * LV + c);
-                const float x0 = __low2float(u) - xa[nt][2 * hf], x1 = __high2float(u) - xa[nt][2 * hf + 1];
-                put_pair(Xt, i, c, x0, x1);
-                put_pair(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
-            }
+                for (int hf = 0; hf < 2; hf++) {
+                    const int i = vr0 + g + 8 * hf, c = vc0 + 8 * nt + 2 * t4;
+                    const __nv_bfloat162 u = *reinterpret_cast<const __nv_bfloat162 *>(Us + i * LV + c);
+                    const float x0 = __low2float(u) - xa[nt][2 * hf], x1 = __high2float(u) - xa[nt][2 * hf + 1];
+                    put_pair(Xt, i, c, x0, x1);
+                    put_pair(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
+                }
         __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
         if (next) load_qwu(t0 + CH);
-        { /* O = diag(exp(c)) Y + P V' */
+        if (yw) { /* O = diag(exp(c)) Y + P V' */
+            const float(&yv)[NTW][4] = ROLES ? xa : ya;
             float pa[NTW][4];
             zero_acc(pa);
 #pragma unroll
@@ -850,8 +869,8 @@ __global__ void __launch_bounds__(128 * WY_CG(VT), 2)
                     const int i = vr0 + g + 8 * hf;
                     float *dst = o + ((t0 + i) * nv + h) * (int64_t)dv + j0 + c;
                     if (i < L && c < VC) /* VC is even: the pair is whole */
-                        *reinterpret_cast<float2 *>(dst) = make_float2(ya[nt][2 * hf] * ec[hf] + pa[nt][2 * hf],
-                                                                       ya[nt][2 * hf + 1] * ec[hf] + pa[nt][2 * hf + 1]);
+                        *reinterpret_cast<float2 *>(dst) = make_float2(yv[nt][2 * hf] * ec[hf] + pa[nt][2 * hf],
+                                                                       yv[nt][2 * hf + 1] * ec[hf] + pa[nt][2 * hf + 1]);
                 }
             }
         }
@@ -974,19 +993,24 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
-#define GW(VT)                                                                                                      \
+#define GW(VT, ROLES)                                                                                               \
     do {                                                                                                            \
         const int sb = (int)scan_wy_smem<VT>();                                                                     \
-        cudaFuncSetAttribute(k_gdn_wy_scan<VT>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);                   \
-        k_gdn_wy_scan<VT><<<sgrid, 128 * WY_CG(VT), sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, qkvb, cu, T, \
-                                                              nk, nv, dk, dv);                                      \
+        cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);            \
+        k_gdn_wy_scan<VT, ROLES><<<sgrid, 32 * WY_NW(VT, ROLES), sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, \
+                                                                           qkvb, cu, T, nk, nv, dk, dv);            \
     } while (0)
         if (wy) {
             PREP(false, true, true);
-            if (vt == 16)
-                GW(16);
+#ifdef PLM_GDN_NO_ROLES
+            flags |= PLM_GDN_WY4;
+#endif
+            if (vt == 16 && (flags & PLM_GDN_WY4))
+                GW(16, false);
+            else if (vt == 16)
+                GW(16, true);
             else
-                GW(32);
+                GW(32, false);
         } else if (precise) {
             PREP(true, false, false);
             if (vt == 64)
