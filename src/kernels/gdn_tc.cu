@@ -38,6 +38,12 @@
 
 #include "kernels/mma.cuh"
 
+/* the five-product scan's k loops unrolled to their largest K (the fragments' addresses as immediate
+ * offsets): 512 x 64 1.675 -> 1.605 ms on the H200. The same in the chunk prep (its K K^T and Q K^T,
+ * and W and U) measured no faster and is left rolled. */
+#define KU_DK PLM_GDN_TC_MAX_DK
+#define KU_CH CH
+
 /* a [64, pad) block of rows t0 .. t0+L-1 of a [T, heads, stride] array (head hd, columns c0 ..) */
 __device__ __forceinline__ void load_rows(float *dst, int ld, const float *src, int64_t t0, int L, int heads, int hd,
                                           int stride, int c0, int cols, int pad) {
@@ -627,7 +633,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
             float acc[NTW][4];
             zero_acc(acc);
-            mma_rows_bt(acc, Ks, LK2, vr0, Sb, LK2, vn0, DK);
+            mma_rows_bt<KU_DK>(acc, Ks, LK2, vr0, Sb, LK2, vn0, DK);
             each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
                 Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
             });
@@ -635,7 +641,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         __syncthreads();
         float vacc[NTW][4]; /* V' = T R */
         zero_acc(vacc);
-        mma_rows_bt(vacc, Ts, LC2, vr0, Xt, LC2, vn0, CH);
+        mma_rows_bt<KU_CH>(vacc, Ts, LC2, vr0, Xt, LC2, vn0, CH);
         __syncthreads(); /* every warp has read R */
         each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
             Xt[c * LC2 + i] = __float2bfloat16_rn(x);
@@ -646,8 +652,8 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             float acc[NTW][4], acc2[NTW][4];
             zero_acc(acc);
             zero_acc(acc2);
-            mma_rows_bt(acc, Qs, LK2, vr0, Sb, LK2, vn0, DK);
-            mma_rows_bt(acc2, Ps, LC2, vr0, Xt, LC2, vn0, CH);
+            mma_rows_bt<KU_DK>(acc, Qs, LK2, vr0, Sb, LK2, vn0, DK);
+            mma_rows_bt<KU_CH>(acc2, Ps, LC2, vr0, Xt, LC2, vn0, CH);
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++) {
                 const int c = vn0 + 8 * nt + 2 * t4;

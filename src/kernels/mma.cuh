@@ -191,10 +191,22 @@ __device__ __forceinline__ void mma_bn(float (&acc)[NT][4], const uint32_t (&a)[
 }
 
 /* acc[0 .. NT) += A[r0 .. r0+15][0 .. K) B[n0 .. n0 + 8 NT)[0 .. K)^T: both BF16 blocks stored by rows
- * ([m][k] and [n][k]), K a multiple of 16 */
-template <int NT>
+ * ([m][k] and [n][k]), K a multiple of 16; KMAX > 0 (K <= KMAX): unrolled, the fragments' addresses
+ * as immediate offsets (a rolled k-step spends several times its ldmatrix and mma on address
+ * arithmetic) */
+template <int KMAX = 0, int NT>
 __device__ __forceinline__ void mma_rows_bt(float (&acc)[NT][4], const __nv_bfloat16 *A, int lda, int r0,
                                             const __nv_bfloat16 *B, int ldb, int n0, int K) {
+    if (KMAX > 0) {
+#pragma unroll
+        for (int k0 = 0; k0 < (KMAX > 0 ? KMAX : 16); k0 += 16) {
+            if (k0 >= K) break;
+            uint32_t a[4];
+            ldsm_a(a, A, lda, r0, k0);
+            mma_bn(acc, a, B, ldb, n0, k0);
+        }
+        return;
+    }
     for (int k0 = 0; k0 < K; k0 += 16) {
         uint32_t a[4];
         ldsm_a(a, A, lda, r0, k0);
