@@ -22,6 +22,14 @@ __device__ __forceinline__ void plm_pdl_enter() {
 #endif
 }
 
+/* the second half of plm_pdl_enter alone: for a kernel that orders itself on its predecessor's results
+ * by flags instead of the grid-wide wait (the delta rule's scan behind its chunk prep) */
+__device__ __forceinline__ void plm_pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float plm_warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -24,6 +24,8 @@
  * three products (hi hi, hi lo, lo hi): FP32-grade results, as the BF16 GEMMs do with split inputs.
  * The single form rounds each operand to BF16 once, as transformers + FLA compute in BF16.
  * Everything in shared memory stays FP32; operands are rounded as they are loaded into fragments. */
+#include <stdlib.h>
+
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -173,20 +175,17 @@ template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i
         reinterpret_cast<__nv_bfloat16 *>(base)[i] = __float2bfloat16_rn(x);
 }
 
-/* WY (single pass from BF16 copies only): instead of T, W = T diag(beta exp(c)) K and U = T diag(beta) V
- * (BF16, [T, nv, dk] and [T, nv, dv]), so that the scan's chain per chunk is V' = U - W S, then the
- * output and the state update */
 template <bool SPLIT, bool BFIN, bool WY>
-__global__ void __launch_bounds__(PREP_THREADS)
-    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const float *q,
-                  const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta, const int32_t *cu,
-                  const int32_t *tab, int64_t T, int nk, int nv, int dk, int dv) {
-    plm_pdl_enter();
+__device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg,
+                                          __nv_bfloat16 *Ug, const float *q, const float *k,
+                                          const __nv_bfloat16 *qkvb, const float *g, const float *beta,
+                                          const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
+                                          int dv) {
     extern __shared__ __align__(16) float sm[];
     float *Ks = sm, *Qs = Ks + CH * LDK, *As = BFIN ? sm + CH * LK2 : Qs + CH * LDK; /* BFIN: 2 BF16 blocks */
     float *Gs = As + CH * LDC, *Bs = Gs + CH; /* c, beta */
     __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2;
-    const int ci = blockIdx.x, h = blockIdx.y, kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
     const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
@@ -323,6 +322,31 @@ __global__ void __launch_bounds__(PREP_THREADS)
 #pragma unroll
         for (int i = 0; i < CH; i++)
             if (i < L && (i & 1) == p) put<SPLIT>(Tg, tj + (int64_t)i * nv * CH, x[i]);
+    }
+}
+
+/* WY (single pass from BF16 copies only): instead of T, W = T diag(beta exp(c)) K and U = T diag(beta) V
+ * (BF16, [T, nv, dk] and [T, nv, dv]), so that the scan's chain per chunk is V' = U - W S, then the
+ * output and the state update */
+template <bool SPLIT, bool BFIN, bool WY>
+__global__ void __launch_bounds__(PREP_THREADS)
+    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const float *q,
+                  const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta, const int32_t *cu,
+                  const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
+    /* items (chunk ci, value head h) in the order ci nv + h: a block each, or (WY, ready != NULL) a grid
+     * of fewer blocks each walking every gridDim.x-th item and marking each done in ready[item] */
+    if (!WY || !ready) {
+        prep_item<SPLIT, BFIN, WY>((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Tg, Pg, Gg, Wg, Ug,
+                                   q, k, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
+    } else {
+        for (unsigned item = blockIdx.x; item < (unsigned)n_chunks * (unsigned)nv; item += gridDim.x) {
+            prep_item<SPLIT, BFIN, WY>((int)(item / (unsigned)nv), (int)(item % (unsigned)nv), Tg, Pg, Gg, Wg, Ug, q,
+                                       k, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
+            __threadfence(); /* every thread's stores, then the mark (the scan reads it with acquire) */
+            __syncthreads(); /* and the next item reuses the shared blocks */
+            if (threadIdx.x == 0) atomicExch(ready + item, 1);
+        }
     }
 }
 
@@ -728,12 +752,34 @@ template <int VT> static size_t scan_wy_smem(void) {
            CH * sizeof(float);
 }
 
+/* until the chunk prep has marked *p (ld.acquire, the prep's stores before its mark); a mark that never
+ * comes (no prep item wrote it) traps after about 4 s instead of hanging */
+__device__ __forceinline__ void wait_ready(const int *p) {
+    unsigned ns = 32;
+    for (long long n = 0;; n++) {
+        int v;
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+        if (v) return;
+        if (n > (1LL << 24)) __trap();
+        __nanosleep(ns);
+        if (ns < 256) ns <<= 1;
+    }
+}
+
+/* ready (NULL: none): the prep runs beside this scan (launched as its programmatic dependent, the
+ * prep's blocks all resident and marking each (chunk, head) done in ready[ci nv + h]); each chunk's P, W,
+ * U and c are loaded only once marked, and the grid-wide wait, which would wait for the whole prep,
+ * is left out. The scan's other inputs (q, k, v, the states) come from before the prep, whose blocks
+ * each waited for them before letting this grid launch. */
 template <int VT, bool ROLES>
 __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
-                  int nk, int nv, int dk, int dv) {
-    plm_pdl_enter();
+                  int nk, int nv, int dk, int dv, const int *ready, const int32_t *tab, int n_chunks) {
+    if (ready)
+        plm_pdl_trigger();
+    else
+        plm_pdl_enter();
     constexpr int CG = ROLES ? 1 : WY_CG(VT), NW = WY_NW(VT, ROLES), CW = VT / CG, NTW = CW / 8, LV = VT + 8,
                   TPR = NW / 2;
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
@@ -790,6 +836,22 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
     auto put_pair = [&](__nv_bfloat16 *X, int i, int c, float x0, float x1) {
         *reinterpret_cast<uint32_t *>(X + i * LV + c) = pack_bf16(x0, x1);
     };
+    int ci0 = 0; /* with ready: this segment's first chunk in the prep's table (its starts ascend) */
+    if (ready) {
+        for (int lo = 0, hi = n_chunks - 1;;) {
+            if (lo >= hi) {
+                ci0 = lo;
+                break;
+            }
+            const int mid = (lo + hi) >> 1;
+            if (tab[2 * mid + 1] < t_beg)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (tid == 0) wait_ready(ready + (size_t)ci0 * nv + h);
+        __syncthreads();
+    }
     load_kp(t_beg, 0); /* the first chunk's copies before the state's loads */
     load_qwu(t_beg);
     zero_acc(sacc[0]);
@@ -805,7 +867,8 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
         const int L = len(t0);
         const bool next = t0 + CH < t_end;
         const __nv_bfloat16 *Ks = Kb + kb * CH * LK2, *Ps = Pb2 + kb * CH * LC2;
-        copies_done(); /* this chunk's blocks, and the state as the last chunk left it */
+        if (ready && next && tid == 0) wait_ready(ready + (size_t)(ci0 + (int)((t0 - t_beg) / CH) + 1) * nv + h);
+        copies_done(); /* this chunk's blocks, and the state as the last chunk left it (and the next marked) */
         if (next) load_kp(t0 + CH, kb ^ 1);
         const float gl = Gr[L - 1];
         float ec[2], dl[2]; /* exp(c_i) and exp(c_L - c_i) of this thread's two rows */
@@ -935,8 +998,11 @@ extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n
 }
 
 extern "C" size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv) {
-    /* T, P and c of every token and head (FP32 or BF16); WY: P, W and U in BF16, c */
-    const size_t tp = (size_t)T * nv * (2 * CH + 1), wy = ((size_t)T * nv * (CH + dk + dv) + 1) / 2 + (size_t)T * nv;
+    /* T, P and c of every token and head (FP32 or BF16); WY: P, W and U in BF16, c, and a mark for every
+     * (chunk, head): at most T / 64 + T / 16 chunks (one a started 64 tokens, segments of 16 tokens up) */
+    const size_t tp = (size_t)T * nv * (2 * CH + 1),
+                 wy = ((size_t)T * nv * (CH + dk + dv) + 1) / 2 + (size_t)T * nv +
+                      ((size_t)T / CH + (size_t)T / MIN_LEN + 1) * nv;
     return tp > wy ? tp : wy;
 }
 
@@ -946,6 +1012,17 @@ static int sm_count(void) {
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
     return n > 0 ? n : 132;
+}
+
+/* programmatic launches: compute capability 9 or later, not switched off (PLM_PDL=0, as for the step's
+ * graphs), and not running PTX compiled by the driver (the sm_80 PTX has no grid-dependency
+ * instructions: its prep would not wait for its own inputs before letting the scan launch) */
+static int hopper(void) {
+    int dev = 0, major = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    const char *jit = getenv("CUDA_FORCE_PTX_JIT"), *pdl = getenv("PLM_PDL");
+    return major >= 9 && !(jit && *jit && strcmp(jit, "0")) && !(pdl && !strcmp(pdl, "0"));
 }
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
@@ -983,13 +1060,23 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
         if (wy && vt == 64) vt = 32;
         const int ntile = (dv + vt - 1) / vt;
-        dim3 pgrid((unsigned)n_chunks, (unsigned)nv), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+        /* few long segments (value tiles of 16, a scan block an SM at most): the prep runs beside the
+         * scan instead of before it. Its grid is two blocks an SM, each walking the items in chunk order
+         * and marking them; the scan is its programmatic dependent (it launches once every prep block
+         * has started, so the prep never waits behind the scan's blocks), and waits for each chunk's
+         * mark. Where the launch cannot overlap (before Hopper, PTX compiled for sm_80) the scan starts
+         * after the prep and finds every mark set. */
+        int *ready = wy && vt == 16 && !(flags & PLM_GDN_SERIAL) ? reinterpret_cast<int *>(Gg + (size_t)T * nv) : NULL;
+        const long items = (long)n_chunks * nv;
+        dim3 pgrid((unsigned)(ready && items > 2L * sm_count() ? 2L * sm_count() : items)),
+            sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+        if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
         const size_t ps = prep_smem(BFIN, WY, dv);                                                                  \
         cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN, WY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps); \
         k_gdn_tc_prep<SPLIT, BFIN, WY><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, Wy, Uy, q, k, qkvb, g, beta, cu, tab, \
-                                                                         T, nk, nv, dk, dv);                        \
+                                                                         n_chunks, WY ? ready : NULL, T, nk, nv, dk, dv); \
     } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
@@ -1009,8 +1096,24 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     do {                                                                                                            \
         const int sb = (int)scan_wy_smem<VT>();                                                                     \
         cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);            \
-        k_gdn_wy_scan<VT, ROLES><<<sgrid, 32 * WY_NW(VT, ROLES), sb, st>>>(o, S, Wy, Uy, (const __nv_bfloat16 *)Pg, Gg, \
-                                                                           qkvb, cu, T, nk, nv, dk, dv);            \
+        cudaLaunchConfig_t cfg = {};                                                                                \
+        cudaLaunchAttribute at[1];                                                                                  \
+        cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * WY_NW(VT, ROLES)), cfg.dynamicSmemBytes = (size_t)sb;         \
+        cfg.stream = st;                                                                                            \
+        if (ready && hopper()) {                                                                                    \
+            at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                                          \
+            at[0].val.programmaticStreamSerializationAllowed = 1;                                                   \
+            cfg.attrs = at, cfg.numAttrs = 1;                                                                       \
+        }                                                                                                           \
+        for (int tries = 0; tries < 2; tries++) { /* refused as programmatic: launched plainly */                  \
+            if (cudaLaunchKernelEx(&cfg, k_gdn_wy_scan<VT, ROLES>, o, S, (const __nv_bfloat16 *)Wy,                 \
+                                   (const __nv_bfloat16 *)Uy, (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, \
+                                   T, nk, nv, dk, dv, (const int *)ready, tab, n_chunks) == cudaSuccess ||          \
+                !cfg.numAttrs)                                                                                      \
+                break;                                                                                              \
+            cudaGetLastError();                                                                                     \
+            cfg.numAttrs = 0;                                                                                       \
+        }                                                                                                           \
     } while (0)
         if (wy) {
             PREP(false, true, true);

@@ -205,12 +205,12 @@ __device__ __forceinline__ void mma_rows_bt(float (&acc)[NT][4], const __nv_bflo
             ldsm_a(a, A, lda, r0, k0);
             mma_bn(acc, a, B, ldb, n0, k0);
         }
-        return;
-    }
-    for (int k0 = 0; k0 < K; k0 += 16) {
-        uint32_t a[4];
-        ldsm_a(a, A, lda, r0, k0);
-        mma_bn(acc, a, B, ldb, n0, k0);
+    } else {
+        for (int k0 = 0; k0 < K; k0 += 16) {
+            uint32_t a[4];
+            ldsm_a(a, A, lda, r0, k0);
+            mma_bn(acc, a, B, ldb, n0, k0);
+        }
     }
 }
 
