@@ -78,8 +78,11 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
 /* the WY scan at value tiles of 16 with 4 warps doing both products of a chunk's first round, instead of
  * 8 warps in two roles (the default there) */
 #define PLM_GDN_WY4 128
-/* the WY scan at value tiles of 16 after its chunk prep instead of beside it */
-#define PLM_GDN_SERIAL 256
+/* the chunk prep beside the WY scan at value tiles of 16 instead of before it (programmatic launch on
+ * Hopper; opt-in: its prep walking several items a block has not been checked on a GPU yet), and for
+ * tests that prep's grid capped at 3 blocks so that each walks many items */
+#define PLM_GDN_BESIDE 256
+#define PLM_GDN_PREP_FEW 512
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);
