@@ -62,6 +62,11 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
  * rounding per operand); PLM_GDN_VT32 / PLM_GDN_VT64 force the scan's value tile (the op harness
  * tests both; otherwise chosen by the work's shape). Key dims above PLM_GDN_TC_MAX_DK (see
  * plm_gdn_tc_fits) run plm_gdn_cuda instead. */
+/* whether programmatic dependent launch may link kernels on device dev: compute capability 9 (the
+ * build's cubin; any other device runs the compute_80 PTX, which has no grid-dependency instructions),
+ * not under CUDA_FORCE_PTX_JIT (the same PTX), and not switched off by PLM_PDL=0. One answer for the
+ * step's graphs and the delta rule's prep-beside-the-scan launch. */
+int plm_cuda_pdl_ok(int dev);
 #define PLM_GDN_CHUNK 64
 #define PLM_GDN_CHUNKED_MIN 16
 #define PLM_GDN_TC_MAX_DK 128

@@ -1016,15 +1016,11 @@ static int sm_count(void) {
     return n > 0 ? n : 132;
 }
 
-/* programmatic launches: compute capability 9 (the build's SASS; later devices run the sm_80 PTX, as
- * the backend's graphs assume), not switched off (PLM_PDL=0, as for the step's graphs), and not
- * running PTX compiled by the driver (the sm_80 PTX has no grid-dependency instructions) */
-static int hopper(void) {
-    int dev = 0, major = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    const char *jit = getenv("CUDA_FORCE_PTX_JIT"), *pdl = getenv("PLM_PDL");
-    return major == 9 && !(jit && *jit && strcmp(jit, "0")) && !(pdl && !strcmp(pdl, "0"));
+extern "C" int plm_cuda_pdl_ok(int dev) {
+    int major = 0;
+    const char *pdl = getenv("PLM_PDL"), *jit = getenv("CUDA_FORCE_PTX_JIT");
+    return cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 &&
+           !(pdl && !strcmp(pdl, "0")) && !(jit && *jit && strcmp(jit, "0"));
 }
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
@@ -1069,7 +1065,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
          * waits for each chunk's mark. Only where the launch can overlap (Hopper, not switched off):
          * elsewhere the prep's grid would only lose occupancy. One sequence of 32,768: 1.80 -> 1.71 ms
          * on the H200; opt-in until a GPU has checked its prep walking several items a block. */
-        int *ready = wy && vt == 16 && (flags & PLM_GDN_BESIDE) && hopper()
+        int dev = 0;
+        int *ready = wy && vt == 16 && (flags & PLM_GDN_BESIDE) && cudaGetDevice(&dev) == cudaSuccess &&
+                             plm_cuda_pdl_ok(dev)
                          ? reinterpret_cast<int *>(Gg + (size_t)T * nv)
                          : NULL;
         const long items = (long)n_chunks * nv, few = flags & PLM_GDN_PREP_FEW ? 3 : 2L * sm_count();
@@ -1104,7 +1102,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         cudaLaunchAttribute at[1];                                                                                  \
         cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * WY_NW(VT, ROLES)), cfg.dynamicSmemBytes = (size_t)sb;         \
         cfg.stream = st;                                                                                            \
-        if (ready) { /* ready implies hopper() */                                                                  \
+        if (ready) { /* ready implies plm_cuda_pdl_ok */                                                          \
             at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                                          \
             at[0].val.programmaticStreamSerializationAllowed = 1;                                                   \
             cfg.attrs = at, cfg.numAttrs = 1;                                                                       \

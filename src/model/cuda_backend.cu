@@ -357,12 +357,8 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
         return cu_fail(err, dev, "creating a stream", e);
     }
     /* programmatic edges in small steps' graphs: the kernels wait for their predecessors only where they
-       were compiled for sm_90 (the build's cubin; any other device runs the compute_80 PTX, which has no
-       wait); PLM_PDL=0 turns them off */
-    int major = 0;
-    const char *pdl = getenv("PLM_PDL"), *jit = getenv("CUDA_FORCE_PTX_JIT"); /* JIT: the compute_80 PTX runs */
-    g->pdl = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 &&
-             !(pdl && !strcmp(pdl, "0")) && !(jit && strcmp(jit, "0") && *jit);
+       were compiled for sm_90 (plm_cuda_pdl_ok) */
+    g->pdl = plm_cuda_pdl_ok(dev);
     if (cublasCreate(&g->blas) != CUBLAS_STATUS_SUCCESS || cublasSetStream(g->blas, g->st) != CUBLAS_STATUS_SUCCESS ||
         cublasSetMathMode(g->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
         plm_cuda_close(g);
