@@ -183,7 +183,8 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * (16: eight warps in two roles); 11: tiles of 16 with four warps doing both products; 12: tiles of 16
  * with the prep beside the scan (PLM_GDN_BESIDE: on Hopper a programmatic launch, the scan waiting for
  * each chunk's mark); 13: the same with the prep's grid capped at 3 blocks, so that each block walks
- * many items and the scan waits for marks not yet set. Single
+ * many items and the scan waits for marks not yet set; 14: from BF16 copies with no flag, the form a
+ * step chooses (where every chunked segment is one chunk, the prep and the scan in one kernel). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
@@ -221,11 +222,11 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
         const int F = PLM_GDN_FUSED;
-        const int flags[14] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+        const int flags[15] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
                                PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_BESIDE,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_BESIDE | PLM_GDN_PREP_FEW};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_BESIDE | PLM_GDN_PREP_FEW, 0};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -255,7 +256,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 10 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles]"
              : variant == 11 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, four warps]"
              : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside]"
-                             : " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]",
+             : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
+                             : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
     if (sync_ok(what)) {
@@ -280,7 +282,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 }
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 14; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 15; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* The CPU layer's delta-rule inputs from the conv output mixed [T, 2 nk dk + nv dv]: q, k (L2 norms, q
@@ -1455,6 +1457,12 @@ int main(void) {
     test_gdn(l4, 7, 2, 4, 128, 192, -0.3f, "dv = 192 (the WY prep's V block wider than K's)");
     test_gdn(l3, 1, 1, 2, 128, 128, -0.3f, "one long segment");
     test_gdn(l3, 1, 1, 2, 128, 128, -8.0f, "one long segment, strong decay");
+    const int l7[] = {16, 17, 40, 63, 64, 5, 1, 64, 33}; /* every chunked segment one chunk */
+    test_gdn(l7, 9, 2, 4, 128, 128, -0.3f, "one-chunk segments");
+    test_gdn(l7, 9, 2, 2, 40, 72, -0.3f, "one-chunk segments, dk = 40, dv = 72 (a value tile of 8)");
+    int shortish[120];
+    for (int i = 0; i < 120; i++) shortish[i] = tu_randint(&R, 8, 64);
+    test_gdn(shortish, 120, 4, 8, 64, 64, -0.3f, "120 segments of 8 .. 64 tokens");
     const int l6[] = {2048}; /* 32 chunks x 8 heads: the prep beside the scan walks 256 items */
     test_gdn(l6, 1, 4, 8, 64, 64, -0.3f, "one segment of 2,048 tokens, 8 heads");
     test_gdn(many, 300, 2, 4, 32, 40, -0.3f, "300 short segments");

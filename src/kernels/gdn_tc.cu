@@ -123,7 +123,8 @@ __device__ __forceinline__ void mma_sub_regs(float (&acc)[NT][4], const float (&
  * halves. Products on tensor cores with split operands (FP32-grade); three barriers. */
 __device__ __forceinline__ void tri_inverse(float *As) {
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
-    { /* D_w = (I + A_ww)^-1 */
+    /* warps 0-3 do the work; a block's further warps (the one-chunk kernel's) only meet the barriers */
+    if (w < 4) { /* D_w = (I + A_ww)^-1 */
         const int j = lane >> 1, p = lane & 1, b = 16 * w;
         float x[16];
 #pragma unroll
@@ -154,15 +155,17 @@ __device__ __forceinline__ void tri_inverse(float *As) {
     }
     __syncthreads();
     { /* T[32:64, 0:32] = -(Ybot A[32:64, 0:32]) Ytop: this warp's 16 rows, 16 of the columns */
-        const int r0 = 32 + 16 * (w >> 1), c0 = 16 * (w & 1);
+        const int r0 = 32 + 16 * ((w & 3) >> 1), c0 = 16 * (w & 1);
         float nacc[4][4], facc[2][4];
         zero_acc(nacc);
         zero_acc(facc);
-        warp_mma<true>(nacc, r0, 0, 32, [&](int r, int k) { return row2(As, LDC, r, 32 + k); },
-                       [&](int k, int n) { return col2(As, LDC, 32 + k, n); });
-        mma_sub_regs<2>(facc, nacc, c0, [&](int k, int n) { return col2(As, LDC, k, n); });
+        if (w < 4) {
+            warp_mma<true>(nacc, r0, 0, 32, [&](int r, int k) { return row2(As, LDC, r, 32 + k); },
+                           [&](int k, int n) { return col2(As, LDC, 32 + k, n); });
+            mma_sub_regs<2>(facc, nacc, c0, [&](int k, int n) { return col2(As, LDC, k, n); });
+        }
         __syncthreads(); /* every warp has read A[32:64, 0:32] */
-        each_acc(facc, r0, c0, [&](int r, int c, float x) { As[r * LDC + c] = x; });
+        if (w < 4) each_acc(facc, r0, c0, [&](int r, int c, float x) { As[r * LDC + c] = x; });
     }
     __syncthreads();
 }
@@ -538,6 +541,70 @@ __device__ __forceinline__ void zero_cols(__nv_bfloat16 *X, int ld, int n, int c
 /* threads of a scan block: 16 rows x 32 columns a warp (tiles of 32, 64), 16 x 16 (tiles of 16) */
 #define BF_THREADS(VT) ((VT) >= 32 ? (VT) * 4 : 128)
 
+/* One chunk of the five-product scan, every thread of the block: R = diag(beta) (V - diag(exp(c)) K S)
+ * and V' = T R (through Xt), the chunk's output O = diag(exp(c)) Q S + P V' (rows past L not written),
+ * and the update's product up = K^T (diag(exp(c_L - c)) V') (through Xd) for the caller's state tasks.
+ * Sb holds the state in BF16 [VT][LK2]; Gs = exp(c), Dl = exp(c_L - c), Bs = beta, all [CH]. A warp
+ * owns rows 16 (w / CG) and columns CW (w % CG) of the products over the chunk. No barrier after the
+ * last product: the caller's update of Sb needs one. */
+template <int NTW, int CG, int NW>
+__device__ __forceinline__ void bf_chunk(float (&up)[2][NTW][4], float *o, int64_t t0, int L, int h, int nv, int dv,
+                                         int j0, int VC, int DK, int ntask, const __nv_bfloat16 *Qs,
+                                         const __nv_bfloat16 *Ks, const __nv_bfloat16 *Vs, int LV,
+                                         const __nv_bfloat16 *Ts, const __nv_bfloat16 *Ps, const __nv_bfloat16 *Sb,
+                                         __nv_bfloat16 *Xt, __nv_bfloat16 *Xd, const float *Gs, const float *Dl,
+                                         const float *Bs) {
+    constexpr int CW = 8 * NTW;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int vr0 = 16 * (w / CG), vn0 = CW * (w % CG);
+    { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
+        float acc[NTW][4];
+        zero_acc(acc);
+        mma_rows_bt<KU_DK>(acc, Ks, LK2, vr0, Sb, LK2, vn0, DK);
+        each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
+            Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
+        });
+    }
+    __syncthreads();
+    float vacc[NTW][4]; /* V' = T R */
+    zero_acc(vacc);
+    mma_rows_bt<KU_CH>(vacc, Ts, LC2, vr0, Xt, LC2, vn0, CH);
+    __syncthreads(); /* every warp has read R */
+    each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
+        Xt[c * LC2 + i] = __float2bfloat16_rn(x);
+        Xd[c * LC2 + i] = __float2bfloat16_rn(Dl[i] * x);
+    });
+    __syncthreads();
+    { /* O = diag(exp(c)) Q S + P V' */
+        float acc[NTW][4], acc2[NTW][4];
+        zero_acc(acc);
+        zero_acc(acc2);
+        mma_rows_bt<KU_DK>(acc, Qs, LK2, vr0, Sb, LK2, vn0, DK);
+        mma_rows_bt<KU_CH>(acc2, Ps, LC2, vr0, Xt, LC2, vn0, CH);
+#pragma unroll
+        for (int nt = 0; nt < NTW; nt++) {
+            const int c = vn0 + 8 * nt + 2 * t4;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = vr0 + g + (e >> 1) * 8, cc = c + (e & 1);
+                if (i < L && cc < VC) o[((t0 + i) * nv + h) * (int64_t)dv + j0 + cc] = acc[nt][e] * Gs[i] + acc2[nt][e];
+            }
+        }
+    }
+#pragma unroll
+    for (int a = 0; a < 2; a++) { /* up = K^T (diag(exp(c_L - c)) V') on this warp's state tasks */
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
+        zero_acc(up[a]);
+        if (task < ntask)
+#pragma unroll
+            for (int k0 = 0; k0 < CH; k0 += 16) {
+                uint32_t af[4];
+                ldsm_at(af, Ks, LK2, d0, k0);
+                mma_bn(up[a], af, Xd, LC2, c0, k0);
+            }
+    }
+}
+
 template <int VT, int MODE>
 __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ? 1 : 2)
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
@@ -630,7 +697,6 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
         Sb[c * LK2 + d] = __float2bfloat16_rn(x.x);
         Sb[(c + 1) * LK2 + d] = __float2bfloat16_rn(x.y);
     });
-    const int vr0 = 16 * (w / CG), vn0 = CW * (w % CG);
     int cb = 0; /* the set holding this chunk's blocks */
     for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
         const int L = len(t0);
@@ -656,55 +722,9 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             if (MODE == BF2) load_tp(t0 + CH, cb ^ 1);
             asm volatile("cp.async.commit_group;\n" ::: "memory");
         }
-        { /* R = diag(beta) (V - diag(exp(c)) K S), into Xt transposed */
-            float acc[NTW][4];
-            zero_acc(acc);
-            mma_rows_bt<KU_DK>(acc, Ks, LK2, vr0, Sb, LK2, vn0, DK);
-            each_acc(acc, vr0, vn0, [&](int i, int c, float x) {
-                Xt[c * LC2 + i] = __float2bfloat16_rn(Bs[i] * (__bfloat162float(Vs[i * LV + c]) - Gs[i] * x));
-            });
-        }
-        __syncthreads();
-        float vacc[NTW][4]; /* V' = T R */
-        zero_acc(vacc);
-        mma_rows_bt<KU_CH>(vacc, Ts, LC2, vr0, Xt, LC2, vn0, CH);
-        __syncthreads(); /* every warp has read R */
-        each_acc(vacc, vr0, vn0, [&](int i, int c, float x) {
-            Xt[c * LC2 + i] = __float2bfloat16_rn(x);
-            Xd[c * LC2 + i] = __float2bfloat16_rn(Dl[i] * x);
-        });
-        __syncthreads();
-        { /* O = diag(exp(c)) Q S + P V' */
-            float acc[NTW][4], acc2[NTW][4];
-            zero_acc(acc);
-            zero_acc(acc2);
-            mma_rows_bt<KU_DK>(acc, Qs, LK2, vr0, Sb, LK2, vn0, DK);
-            mma_rows_bt<KU_CH>(acc2, Ps, LC2, vr0, Xt, LC2, vn0, CH);
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++) {
-                const int c = vn0 + 8 * nt + 2 * t4;
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = vr0 + g + (e >> 1) * 8, cc = c + (e & 1);
-                    if (i < L && cc < VC)
-                        o[((t0 + i) * nv + h) * (int64_t)dv + j0 + cc] = acc[nt][e] * Gs[i] + acc2[nt][e];
-                }
-            }
-        }
+        float up[2][NTW][4];
+        bf_chunk<NTW, CG, NW>(up, o, t0, L, h, nv, dv, j0, VC, DK, ntask, Qs, Ks, Vs, LV, Ts, Ps, Sb, Xt, Xd, Gs, Dl, Bs);
         { /* S = exp(c_L) S + K^T (diag(exp(c_L - c)) V') */
-            float up[2][NTW][4];
-#pragma unroll
-            for (int a = 0; a < 2; a++) {
-                const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-                zero_acc(up[a]);
-                if (task < ntask)
-#pragma unroll
-                    for (int k0 = 0; k0 < CH; k0 += 16) {
-                        uint32_t af[4];
-                        ldsm_at(af, Ks, LK2, d0, k0);
-                        mma_bn(up[a], af, Xd, LC2, c0, k0);
-                    }
-            }
             __syncthreads(); /* every read of Sb and of this chunk's blocks is done */
             const float el = expf(gl);
             each_state([&](int a, int nt, int e, int d, int c) {
@@ -729,6 +749,123 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             state_st2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC, sacc[a][nt][e],
                       sacc[a][nt][e + 1]);
     });
+}
+
+/* ---- one-chunk segments: the prep and the scan in one kernel ---------------------------------------
+ * Where every segment the chunked form takes is one chunk (many short prompts, 512 x 64), the prep
+ * writes T and P for each (segment, head) and the five-product scan reads them back, its state's load,
+ * its chunk and its state's store in series. Here one block per (segment, value head, 64 value
+ * columns) does both: c and beta, A = K K^T on four warps and P = Q K^T on the other four (tensor
+ * cores), T = (I + A)^-1 (tri_inverse on warps 0-3), then the scan's chunk (R, V' = T R, the output,
+ * the update), with T and P never leaving shared memory; A's FP32 block then holds R and V'. The
+ * inverse is computed once per value tile (twice a head at dv = 128). Single pass from BF16 copies. */
+#define ONE_VT 64
+static size_t one_smem(void) {
+    return ((size_t)2 * CH * LK2 + (size_t)CH * (ONE_VT + 8) + (size_t)2 * CH * LC2 + (size_t)ONE_VT * LK2) * 2 +
+           (size_t)CH * LDC * sizeof(float) + 4 * CH * sizeof(float);
+}
+
+__global__ void __launch_bounds__(256, 2)
+    k_gdn_one(float *o, float *const *S, const __nv_bfloat16 *qkvb, const float *g, const float *beta,
+              const int32_t *cu, int64_t T, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
+    constexpr int VT = ONE_VT, NTW = 4, CW = 32, CG = 2, NW = 8, LV = VT + 8;
+    static_assert(2 * VT * LC2 * 2 <= CH * LDC * 4, "R and V' fit in A's block");
+    extern __shared__ __align__(16) unsigned char smb[];
+    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + CH * LK2, *Vs = Ks + CH * LK2;
+    __nv_bfloat16 *Ts = Vs + CH * LV, *Ps = Ts + CH * LC2, *Sb = Ps + CH * LC2; /* Sb: the state [VT][dk] */
+    float *As = reinterpret_cast<float *>(Sb + VT * LK2), *Cs = As + CH * LDC, *Bs = Cs + CH, *Ge = Bs + CH;
+    float *Dl = Ge + CH;
+    __nv_bfloat16 *Xt = reinterpret_cast<__nv_bfloat16 *>(As), *Xd = Xt + VT * LC2; /* once T is out */
+    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
+    const int DK = pad16(dk), VC = min(VT, dv - j0);
+    const int64_t t0 = cu[s];
+    const int L = (int)(cu[s + 1] - t0);
+    if (L < MIN_LEN || L > CH) return; /* the recurrent kernel, or (never, as dispatched) a longer segment */
+    const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk, *Vg = qkvb + 2 * T * nk * dk;
+    float *Sh = S[s] + (size_t)h * dk * dv;
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Ks, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    load_b16_64<4, VT>(Vs, LV, Vg + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    zero_cols(Qs, LK2, CH, dk, DK); /* padding columns the copies never touch */
+    zero_cols(Ks, LK2, CH, dk, DK);
+    zero_cols(Vs, LV, CH, VC, VT);
+    if (w == 0) { /* inclusive scan of the log decay, two tokens a lane; past L: the last value */
+        const int i = 2 * lane;
+        const float ga = i < L ? g[(t0 + i) * nv + h] : 0.0f, gb = i + 1 < L ? g[(t0 + i + 1) * nv + h] : 0.0f;
+        float sum = ga + gb;
+        for (int d = 1; d < 32; d <<= 1) {
+            const float y = __shfl_up_sync(0xffffffffu, sum, d);
+            if (lane >= d) sum += y;
+        }
+        Cs[i] = sum - gb;
+        Cs[i + 1] = sum;
+        Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
+        Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
+    }
+    /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp */
+    const int ntask = (DK / 16) * CG;
+    float sacc[2][NTW][4];
+    auto each_state = [&](auto f) {
+#pragma unroll
+        for (int a = 0; a < 2; a++) {
+            const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
+            if (task < ntask)
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g4 + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
+        }
+    };
+    zero_acc(sacc[0]);
+    zero_acc(sacc[1]);
+    each_state([&](int a, int nt, int e, int d, int c) { /* pairs: e even, then e + 1 at c + 1 */
+        if (e & 1) return;
+        const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC);
+        sacc[a][nt][e] = x.x;
+        sacc[a][nt][e + 1] = x.y;
+        Sb[c * LK2 + d] = __float2bfloat16_rn(x.x);
+        Sb[(c + 1) * LK2 + d] = __float2bfloat16_rn(x.y);
+    });
+    copies_done();
+    { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i (warps 0-3); P likewise from q, j <= i (4-7) */
+        float acc[8][4];
+        const int r0 = 16 * (w & 3);
+        zero_acc(acc);
+        mma_rows_bt<PLM_GDN_TC_MAX_DK>(acc, w < 4 ? Ks : Qs, LK2, r0, Ks, LK2, 0, DK);
+        if (w < 4)
+            each_acc(acc, r0, 0, [&](int i, int j, float x) {
+                As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Cs[i] - Cs[j]) : 0.0f;
+            });
+        else
+            each_acc(acc, r0, 0, [&](int i, int j, float x) {
+                Ps[i * LC2 + j] = __float2bfloat16_rn(j <= i ? x * __expf(Cs[i] - Cs[j]) : 0.0f);
+            });
+    }
+    __syncthreads();
+    tri_inverse(As); /* ends with a barrier */
+    for (int e = tid; e < CH * CH / 2; e += NW * 32) { /* T to BF16 */
+        const int i = e / (CH / 2), j = 2 * (e % (CH / 2));
+        *reinterpret_cast<uint32_t *>(Ts + i * LC2 + j) = pack_bf16(As[i * LDC + j], As[i * LDC + j + 1]);
+    }
+    const float gl = Cs[L - 1];
+    if (tid < CH) {
+        Ge[tid] = expf(Cs[tid]);
+        Dl[tid] = expf(gl - Cs[tid]);
+    }
+    __syncthreads(); /* T is out of A's block: R and V' take it */
+    { /* the chunk, then S = exp(c_L) S + K^T (diag(exp(c_L - c)) V'), straight out */
+        float up[2][NTW][4];
+        bf_chunk<NTW, CG, NW>(up, o, t0, L, h, nv, dv, j0, VC, DK, ntask, Qs, Ks, Vs, LV, Ts, Ps, Sb, Xt, Xd, Ge, Dl, Bs);
+        const float el = expf(gl);
+        each_state([&](int a, int nt, int e, int d, int c) {
+            if (!(e & 1))
+                state_st2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC,
+                          sacc[a][nt][e] * el + up[a][nt][e], sacc[a][nt][e + 1] * el + up[a][nt][e + 1]);
+        });
+    }
 }
 
 /* ---- the WY scan: V' = U - W S, then the output and the state update ---------------------------------
@@ -1046,7 +1183,15 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                    ((flags & PLM_GDN_WY) || n_chunks >= 2 * n_long);
     __nv_bfloat16 *Wy = reinterpret_cast<__nv_bfloat16 *>(work) + (size_t)T * nv * CH, *Uy = Wy + (size_t)T * nv * dk;
     if (wy) Pg = work, Gg = reinterpret_cast<float *>(Uy + (size_t)T * nv * dv); /* [P | W | U] BF16, then c */
-    if (n_chunks > 0) {
+    /* single pass from BF16 copies where every segment the chunked form takes is one chunk: the prep
+     * and the scan in one kernel (PLM_GDN_FUSED: the prep, then the five-product scan) */
+    const int one = qkvb && n_chunks > 0 && n_chunks == n_long && !(flags & (PLM_GDN_FUSED | PLM_GDN_WY));
+    if (one) {
+        const int sb = (int)one_smem();
+        cudaFuncSetAttribute(k_gdn_one, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);
+        k_gdn_one<<<dim3((unsigned)(n_seg * ((dv + ONE_VT - 1) / ONE_VT)), (unsigned)nv), 256, sb, st>>>(
+            o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv);
+    } else if (n_chunks > 0) {
         /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
          * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks),
          * or of 16 (4 warps) when even those would */
