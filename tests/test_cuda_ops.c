@@ -180,10 +180,10 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * and 32; 3, 4: single pass (tiles of 64, 32); 5 .. 7: single pass from BF16 copies of q, k, v with the
  * five-product scan (tiles of 64; of 32 with two sets of blocks; of 64 with two sets); 8: the same with
  * tiles of 16; 9, 10: the WY scan (the default from BF16 copies for longer segments), tiles of 32 and 16
- * (16: eight warps in two roles); 11: tiles of 16 with four warps doing both products; 12: tiles of 16
- * with the prep beside the scan (PLM_GDN_BESIDE: on Hopper a programmatic launch, the scan waiting for
- * each chunk's mark); 13: the same with the prep's grid capped at 3 blocks, so that each block walks
- * many items and the scan waits for marks not yet set; 14: from BF16 copies with no flag, the form a
+ * (16: eight warps in two roles, the chunk prep beside the scan: on Hopper a programmatic launch, the
+ * scan waiting for each chunk's mark); 11: tiles of 16 with four warps doing both products; 12: tiles
+ * of 16 with the prep before the scan (PLM_GDN_PREP_BEFORE); 13: the prep beside the scan with its
+ * grid capped at 3 blocks, so that each block walks many items and the scan waits for marks not yet set; 14: from BF16 copies with no flag, the form a
  * step chooses (where every chunked segment is one chunk, the prep and the scan in one kernel). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
@@ -225,8 +225,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         const int flags[15] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
                                PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_BESIDE,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_BESIDE | PLM_GDN_PREP_FEW, 0};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -253,9 +253,9 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 7 ? " [tensor cores, bf16 copies, value tiles of 64, two sets]"
              : variant == 8 ? " [tensor cores, bf16 copies, value tiles of 16, two sets]"
              : variant == 9 ? " [tensor cores, bf16 copies, WY scan, value tiles of 32]"
-             : variant == 10 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles]"
+             : variant == 10 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, prep beside]"
              : variant == 11 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, four warps]"
-             : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside]"
+             : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep before]"
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
@@ -1347,6 +1347,53 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
     free(dW), free(Wj), free(ys), free(ym), free(hi), free(lo), free(x);
 }
 
+/* The MLP's gated GEMV (plm_gemv_glu_bf16_cuda: silu(Wg x) (Wu x) as BF16 hi + lo, or hi alone) against
+ * the two products by the grouped GEMV and plm_swiglu_bf16_cuda, which the tests above check against
+ * double sums and the CPU's SwiGLU: the same words, bit for bit (each sum is the plain GEMV's, with the
+ * same column split). Outputs poisoned with BF16 NaN and guarded. T with no such kernel (3) must
+ * return 0 and launch nothing. w_off: both weights that many elements off alignment. */
+static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int x_off, int with_lo, const char *label) {
+    const size_t nx = T * cols + x_off, nw = rows * cols + w_off, ny = (size_t)T * rows, nb = (ny + 1) / 2;
+    float *x = malloc(nx * 4 + 4);
+    uint16_t *W = malloc(2 * nw * 2 + 4);
+    fill(x, nx, -2, 2);
+    for (size_t i = 0; i < 2 * nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
+    float *dx = dput(x, nx);
+    uint16_t *dWg = dput_bytes(W, nw * 2), *dWu = dput_bytes(W + nw, nw * 2);
+    float *yg = dput(NULL, ny), *yu = dput(NULL, ny);
+    float *rh = dput_bf16_nan(ny), *rl = with_lo ? dput_bf16_nan(ny) : NULL;
+    float *gh = dput_bf16_nan(ny), *gl = with_lo ? dput_bf16_nan(ny) : NULL;
+    float *const ys[2] = {yg, yu};
+    const void *const ws[2] = {dWg + w_off, dWu + w_off};
+    const int64_t rs[2] = {rows, rows};
+    plm_gemv_bf16_multi_cuda(2, ys, ws, rs, dx + x_off, NULL, NULL, T, cols, NULL);
+    plm_swiglu_bf16_cuda(rh, rl, yg, yu, (int64_t)ny, NULL);
+    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, dWg + w_off, dWu + w_off, rows, dx + x_off, T, cols, NULL);
+    char what[200];
+    snprintf(what, sizeof what, "gated GEMV %s (T=%d, [%lld x %lld]%s)", label, T, (long long)rows, (long long)cols,
+             with_lo ? ", hi + lo" : ", hi alone");
+    if (T == 3) {
+        tu_check(!ran, "%s: no kernel for T = 3: returns 0", what);
+    } else if (tu_check(ran, "%s: launched", what) && sync_ok(what)) {
+        float *a = malloc(nb * 4), *b = malloc(nb * 4);
+        int same = 1;
+        size_t nan = 0;
+        for (int part = 0; part < (with_lo ? 2 : 1); part++) {
+            dget(a, part ? rl : rh, nb, what);
+            dget(b, part ? gl : gh, nb, what);
+            same &= !memcmp(a, b, ny * 2);
+            for (size_t i = 0; i < ny; i++) nan += ((const uint16_t *)b)[i] == 0xffff;
+        }
+        tu_check(same && !nan, "%s: the two products and the swiglu kernel's words, bit for bit (%zu left unwritten)",
+                 what, nan);
+        free(a), free(b);
+    }
+    plm_cuda_free(0, dx), plm_cuda_free(0, dWg), plm_cuda_free(0, dWu), plm_cuda_free(0, yg), plm_cuda_free(0, yu);
+    plm_cuda_free(0, rh), plm_cuda_free(0, gh);
+    if (with_lo) plm_cuda_free(0, rl), plm_cuda_free(0, gl);
+    free(x), free(W);
+}
+
 /* The skinny GEMM (plm_skinny_bf16_cuda, PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T) in its three input
  * forms against a double-precision sum of bf16(W) times the input as the form takes it: x (FP32, the
  * kernel splits it into hi + lo: within 2^-18 of x), float(hi), or float(hi) + float(lo). Bound per
@@ -1620,6 +1667,18 @@ int main(void) {
         test_gemv_multi(T, 4, lin, 1024, z0, 3, "inputs 3 elements off alignment");
         test_gemv_multi(T, 1, one, 1000, z0, 0, "one product");
         test_gemv_multi(T, 5, five, 1024, z0, 0, "five products: two launches");
+    }
+    /* the gated GEMV at every T it takes (and 3, which it does not): the 0.8B MLP's shape (at T = 1 the
+       gate's columns split 2 ways), few rows (4 ways), a short last row group, cols % 8 != 0, weights
+       and inputs off alignment, hi alone */
+    for (int T = 1; T <= PLM_GEMV_MAX_T; T++) {
+        test_gemv_glu(T, 3584, 1024, 0, 0, 1, "MLP shape");
+        test_gemv_glu(T, 5, 4104, 0, 0, 1, "5 rows, columns split over 4 warps");
+        test_gemv_glu(T, 301, 1000, 0, 0, 1, "301 rows");
+        test_gemv_glu(T, 77, 37, 0, 0, 1, "cols % 8 != 0");
+        test_gemv_glu(T, 301, 1000, 1, 0, 1, "weights 2 bytes off alignment");
+        test_gemv_glu(T, 301, 1000, 0, 3, 1, "inputs 3 elements off alignment");
+        test_gemv_glu(T, 1030, 512, 0, 0, 0, "hi alone");
     }
     plm_cuda_free(0, SK_WORK);
     return tu_finish("test_cuda_ops");

@@ -821,13 +821,12 @@ __global__ void __launch_bounds__(256, 2)
     };
     zero_acc(sacc[0]);
     zero_acc(sacc[1]);
+    /* the state's loads are issued here and first used after the inverse: A, P and T hide them */
     each_state([&](int a, int nt, int e, int d, int c) { /* pairs: e even, then e + 1 at c + 1 */
         if (e & 1) return;
         const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, d < dk && c < VC, d < dk && c + 1 < VC);
         sacc[a][nt][e] = x.x;
         sacc[a][nt][e + 1] = x.y;
-        Sb[c * LK2 + d] = __float2bfloat16_rn(x.x);
-        Sb[(c + 1) * LK2 + d] = __float2bfloat16_rn(x.y);
     });
     copies_done();
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i (warps 0-3); P likewise from q, j <= i (4-7) */
@@ -855,7 +854,8 @@ __global__ void __launch_bounds__(256, 2)
         Ge[tid] = expf(Cs[tid]);
         Dl[tid] = expf(gl - Cs[tid]);
     }
-    __syncthreads(); /* T is out of A's block: R and V' take it */
+    each_state([&](int a, int nt, int e, int d, int c) { Sb[c * LK2 + d] = __float2bfloat16_rn(sacc[a][nt][e]); });
+    __syncthreads(); /* T is out of A's block: R and V' take it; the state is in Sb */
     { /* the chunk, then S = exp(c_L) S + K^T (diag(exp(c_L - c)) V'), straight out */
         float up[2][NTW][4];
         bf_chunk<NTW, CG, NW>(up, o, t0, L, h, nv, dv, j0, VC, DK, ntask, Qs, Ks, Vs, LV, Ts, Ps, Sb, Xt, Xd, Ge, Dl, Bs);
@@ -1203,16 +1203,19 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
         if (wy && vt == 64) vt = 32;
         const int ntile = (dv + vt - 1) / vt;
-        /* PLM_GDN_BESIDE, few long segments (value tiles of 16, a scan block an SM at most): the prep
+        /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the
          * items in chunk order and marking them; the scan is its programmatic dependent (it launches
          * once every prep block has started, so the prep never waits behind the scan's blocks), and
          * waits for each chunk's mark. Only where the launch can overlap (Hopper, not switched off):
-         * elsewhere the prep's grid would only lose occupancy. One sequence of 32,768: 1.80 -> 1.71 ms
-         * on the H200; opt-in until a GPU has checked its prep walking several items a block. */
+         * elsewhere the prep's grid would only lose occupancy; nor while the stream is being captured
+         * (the step's graphs make their own programmatic edges). One sequence of 32,768: 1.80 -> 1.69
+         * ms on the H200. PLM_GDN_PREP_BEFORE: the prep before the scan. */
         int dev = 0;
-        int *ready = wy && vt == 16 && (flags & PLM_GDN_BESIDE) && cudaGetDevice(&dev) == cudaSuccess &&
-                             plm_cuda_pdl_ok(dev)
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        int *ready = wy && vt == 16 && !(flags & PLM_GDN_PREP_BEFORE) && cudaGetDevice(&dev) == cudaSuccess &&
+                             plm_cuda_pdl_ok(dev) && cudaStreamIsCapturing(st, &cs) == cudaSuccess &&
+                             cs == cudaStreamCaptureStatusNone
                          ? reinterpret_cast<int *>(Gg + (size_t)T * nv)
                          : NULL;
         const long items = (long)n_chunks * nv, few = flags & PLM_GDN_PREP_FEW ? 3 : 2L * sm_count();

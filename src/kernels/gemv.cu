@@ -113,14 +113,27 @@ __device__ __forceinline__ void gemv_round(uint4 (*wv)[R], const uint16_t *const
  * cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte loads;
  * otherwise one column a lane at a time. Inlined into both kernels below: a product's arithmetic is
  * the same whichever launches it. It calls plm_pdl_enter (on every path, before x is read). */
-template <int T, int IN>
+/* GLU (R even): the gated product of the MLP instead, out[t, r] = silu(Wg[r] . x_t) (W[r] . x_t) as
+ * BF16 hi + lo (what the swiglu kernel writes from the two products), W the up weights and Wg the gate
+ * weights: a warp's rows are pairs (gate r, up r), R / 2 output rows a warp. Each sum is the one the
+ * plain product computes for that row (the same column split, order and reduction), bit for bit. */
+template <int T, int IN, bool GLU = false>
 __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], float *__restrict__ y,
                                            const uint16_t *__restrict__ W, const void *__restrict__ x,
                                            const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks,
-                                           int vec, unsigned b) {
+                                           int vec, unsigned b, const uint16_t *__restrict__ Wg = nullptr,
+                                           __nv_bfloat16 *__restrict__ ohi = nullptr,
+                                           __nv_bfloat16 *__restrict__ olo = nullptr) {
     constexpr int R = gemv_shape<T>::R, U = gemv_shape<T>::U, P = gemv_shape<T>::P, Q = gemv_shape<T>::Q;
+    static_assert(!GLU || R % 2 == 0, "GLU rows come in (gate, up) pairs");
+    constexpr int RO = GLU ? R / 2 : R; /* output rows a warp */
     const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-    const int64_t gw = (int64_t)b * GEMV_WARPS + w, r0 = gw / ks * R;
+    const int64_t gw = (int64_t)b * GEMV_WARPS + w, r0 = gw / ks * RO;
+    /* weight row i of this warp: output row r0 + i (GLU: r0 + i / 2 of the gate for even i, of W for odd) */
+    auto wrow = [&](int i) {
+        const int64_t r = GLU ? r0 + i / 2 : r0 + i;
+        return (GLU && !(i & 1) ? Wg : W) + (r < rows ? r : rows - 1) * cols;
+    };
     const int s = (int)(gw % ks); /* this warp's column slice; warps w - s .. w - s + ks - 1 share the rows */
     float acc[P]; /* acc[i * T + t]: row r0 + i, input t; the padding stays 0 */
 #pragma unroll
@@ -128,7 +141,7 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
     if (r0 < rows && vec) { /* the rows past the end (a short last group) read the last row, and are not written */
         const uint16_t *Wr[R];
 #pragma unroll
-        for (int i = 0; i < R; i++) Wr[i] = W + (r0 + i < rows ? r0 + i : rows - 1) * cols;
+        for (int i = 0; i < R; i++) Wr[i] = wrow(i);
         const int64_t step = 32 * (int64_t)ks, n8 = cols >> 3;
         int64_t c0 = s * 32 + lane;
         uint4 wv[U][R]; /* every load of a round issued before its first product */
@@ -154,7 +167,7 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
         if (r0 < rows) {
             const uint16_t *Wr[R];
 #pragma unroll
-            for (int i = 0; i < R; i++) Wr[i] = W + (r0 + i < rows ? r0 + i : rows - 1) * cols;
+            for (int i = 0; i < R; i++) Wr[i] = wrow(i);
             const int64_t step = 32 * (int64_t)ks;
             for (int64_t c = s * 32 + lane; c < cols; c += step) {
                 float wv[R];
@@ -173,6 +186,26 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
     warp_sums<P, 16>(acc, lane);
     const float v = acc[0];
     const int k = lane >> Q, own = (lane & ((1 << Q) - 1)) == 0 && k < R * T;
+    if constexpr (GLU) { /* sum k (k / T even: a gate row) meets its up row's, k + T, a shuffle away */
+        float sum = v;
+        if (ks > 1) {
+            if (own) part[w][k] = v;
+            __syncthreads(); /* ks is the block's: every warp of the block gets here */
+            if (s != 0) return;
+            sum = 0.0f;
+            for (int j = 0; j < ks && lane < R * T; j++) sum += part[w + j][lane];
+        }
+        const int sh = ks > 1 ? 0 : Q, kk = lane >> sh; /* the lanes holding sums: lane = k << sh */
+        const float up = __shfl_down_sync(0xffffffffu, sum, T << sh);
+        if ((lane & ((1 << sh) - 1)) == 0 && kk < R * T && !((kk / T) & 1) && r0 + kk / (2 * T) < rows) {
+            const float yv = plm_silu_d(sum) * up;
+            const __nv_bfloat16 h = __float2bfloat16_rn(yv);
+            const int64_t at = kk % T * rows + r0 + kk / (2 * T);
+            ohi[at] = h;
+            if (olo) olo[at] = __float2bfloat16_rn(yv - __bfloat162float(h));
+        }
+        return;
+    }
     if (ks == 1) {
         if (own && r0 + k / T < rows) y[k % T * rows + r0 + k / T] = v;
         return;
@@ -282,4 +315,42 @@ extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *con
 extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
                                    int64_t rows, int64_t cols, void *stream) {
     plm_gemv_bf16_multi_cuda(1, &y, &W, &rows, x, xb, lo, T, cols, stream);
+}
+
+/* the MLP's gated product for T rows (R even: T = 1, 2 or 4 .. 8), FP32 input: a block's warps as
+ * gemv_block<GLU> lays them out */
+template <int T>
+__global__ void __launch_bounds__(32 * GEMV_WARPS)
+    k_gemv_glu(__nv_bfloat16 *__restrict__ hi, __nv_bfloat16 *__restrict__ lo, const uint16_t *__restrict__ Wg,
+               const uint16_t *__restrict__ Wu, const float *__restrict__ x, int64_t rows, int64_t cols, int ks,
+               int vec) {
+    __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
+    gemv_block<T, IN_F32, true>(part, NULL, Wu, x, NULL, rows, cols, ks, vec, blockIdx.x, Wg, hi, lo);
+}
+
+template <int T = 1>
+static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
+                      int64_t cols, int vec, cudaStream_t st) {
+    if constexpr (gemv_shape<T>::R % 2 == 0) {
+        if (nt == T) {
+            /* the column split the gate's product would have alone (launch), so that its sums are the same */
+            const int64_t groups = (rows + gemv_shape<T>::R - 1) / gemv_shape<T>::R, units = vec ? cols / 8 : cols;
+            int ks = 1;
+            while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+            const int64_t rpw = gemv_shape<T>::R / 2, warps = (rows + rpw - 1) / rpw * ks;
+            k_gemv_glu<T><<<(unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS), 32 * GEMV_WARPS, 0, st>>>(
+                (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, (const uint16_t *)Wg, (const uint16_t *)Wu, x, rows, cols, ks,
+                vec);
+            return 1;
+        }
+    }
+    if constexpr (T < PLM_GEMV_MAX_T) return launch_glu<T + 1>(nt, hi, lo, Wg, Wu, rows, x, cols, vec, st);
+    return 0;
+}
+
+extern "C" int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows,
+                                      const float *x, int64_t T, int64_t cols, void *stream) {
+    if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0 || cols <= 0) return 0;
+    const int vec = cols % 8 == 0 && plm_aligned16(x) && plm_aligned16(Wg) && plm_aligned16(Wu);
+    return launch_glu(T, hi, lo, Wg, Wu, rows, x, cols, vec, PLM_STREAM(stream));
 }

@@ -935,6 +935,14 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
         plm_swiglu_bb_cuda(p->xb, gg, u, T * I, g->st);
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
     }
+    /* decode, precise, BF16 weights: the gated product in one GEMV launch, straight into the down
+       projection's BF16 hi + lo input (the same values as the two products and the swiglu kernel) */
+#ifndef PLM_NO_GLU_GEMV
+    if (g->split && T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 &&
+        L->gate.cols == L->up.cols && L->gate.rows == I && L->up.rows == I && L->down.cols == I &&
+        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, g->st))
+        return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+#endif
     float *const ys[2] = {gg, u};
     const dmat *const ws[2] = {&L->gate, &L->up};
     TRY(gemm_shared(g, 2, ys, p->h, T, ws, p->xb, err));
@@ -1569,7 +1577,7 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
             if (c == 1)
                 ms[18] = time_median([&] {
                     plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_BESIDE, NULL);
+                                    PLM_GDN_PREP_BEFORE, NULL);
                 }, a, b);
             ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
