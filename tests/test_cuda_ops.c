@@ -1277,10 +1277,9 @@ static void prod_one(float *y, const void *W, const float *x, const void *xb, co
     if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_cuda(y, W, x, xb, lo, T, rows, cols, NULL);
     else plm_skinny_bf16_cuda(y, W, x, xb, lo, T, rows, cols, SK_WORK, NULL);
 }
-/* pf: the GEMV's L2 prefetch regions (a hint: the results must not change) */
 static void prod_multi(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
-                       const void *xb, const void *lo, int T, int64_t cols, const plm_l2_prefetch *pf) {
-    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, pf, NULL);
+                       const void *xb, const void *lo, int T, int64_t cols) {
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, NULL);
     else plm_skinny_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, SK_WORK, NULL);
 }
 
@@ -1321,10 +1320,7 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
             ym[j] = dput(NULL, T * rows[j]);
             prod_one(ys[j], Wj[j], in, inb, inl, T, rows[j], cols);
         }
-        /* with the first product's weights and the input as L2 prefetch regions (the input's length
-           not a multiple of 16 bytes, an unaligned region skipped): the same results */
-        const plm_l2_prefetch pf = {{Wj[0], inb ? inb : (const void *)in}, {rows[0] * cols * 2, (int64_t)T * cols * 2 + 6}};
-        prod_multi(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols, f == 1 ? &pf : NULL);
+        prod_multi(n, ym, (const void *const *)Wj, rows, in, inb, inl, T, cols);
         char what[240];
         int at = snprintf(what, sizeof what, "grouped %s %s (T=%d, %d products of",
                           T <= PLM_GEMV_MAX_T ? "GEMV" : "skinny GEMM", label, T, n);
@@ -1370,11 +1366,9 @@ static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int x_of
     float *const ys[2] = {yg, yu};
     const void *const ws[2] = {dWg + w_off, dWu + w_off};
     const int64_t rs[2] = {rows, rows};
-    plm_gemv_bf16_multi_cuda(2, ys, ws, rs, dx + x_off, NULL, NULL, T, cols, NULL, NULL);
+    plm_gemv_bf16_multi_cuda(2, ys, ws, rs, dx + x_off, NULL, NULL, T, cols, NULL);
     plm_swiglu_bf16_cuda(rh, rl, yg, yu, (int64_t)ny, NULL);
-    /* the up weights as an L2 prefetch region (a hint: the same words) */
-    const plm_l2_prefetch pf = {{dWu, NULL}, {(int64_t)nw * 2, 0}};
-    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, dWg + w_off, dWu + w_off, rows, dx + x_off, T, cols, &pf, NULL);
+    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, dWg + w_off, dWu + w_off, rows, dx + x_off, T, cols, NULL);
     char what[200];
     snprintf(what, sizeof what, "gated GEMV %s (T=%d, [%lld x %lld]%s)", label, T, (long long)rows, (long long)cols,
              with_lo ? ", hi + lo" : ", hi alone");

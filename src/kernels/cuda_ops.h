@@ -87,8 +87,6 @@ int plm_cuda_pdl_ok(int dev);
  * not while the stream is being captured); PLM_GDN_PREP_BEFORE runs it before the scan instead, and for
  * tests PLM_GDN_PREP_FEW caps the prep's grid beside the scan at 3 blocks so that each walks many items */
 #define PLM_GDN_PREP_BEFORE 256
-/* the prep beside the scan at value tiles of 32 too (many segments; measured by packlm bench) */
-#define PLM_GDN_BESIDE_WIDE 1024
 #define PLM_GDN_PREP_FEW 512
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
@@ -260,25 +258,15 @@ void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb,
  * Up to PLM_GEMV_MULTI products a launch (more take further launches); each product's result is that
  * of its own plm_gemv_bf16_cuda call, bit for bit (the same column split and reduction order). */
 #define PLM_GEMV_MULTI 4
-/* Up to two regions of device memory (the weights of the products that come next in a decode step) that
- * a GEMV launch asks the L2 cache to fetch while it runs, spread over its warps (Hopper's bulk L2
- * prefetch; nothing elsewhere): a hint, which no result depends on. Regions must be 16-byte aligned
- * (others are skipped); sizes are rounded down to 16 bytes. */
-typedef struct {
-    const void *d[2];
-    int64_t bytes[2];
-} plm_l2_prefetch;
-/* pf (NULL: none): regions to prefetch into L2 during the launch */
 void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
-                              const void *xb, const void *lo, int64_t T, int64_t cols, const plm_l2_prefetch *pf,
-                              void *stream);
+                              const void *xb, const void *lo, int64_t T, int64_t cols, void *stream);
 /* The MLP's gated product for T <= PLM_GEMV_MAX_T rows of FP32 x (decode, precise): out[t, r] =
  * silu(Wg[r] . x_t) (Wu[r] . x_t) for r < rows, written as BF16 hi (+ lo, its remainder, where lo is not
  * NULL) [T, rows], each sum bit for bit the plain GEMV's, the result what plm_swiglu_bf16_cuda writes
  * from the two products. One launch instead of two; returns 0 (launching nothing) where T has no such
  * kernel (T = 3) or the arguments are empty. */
 int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
-                           int64_t T, int64_t cols, const plm_l2_prefetch *pf, void *stream);
+                           int64_t T, int64_t cols, void *stream);
 /* The same products for PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T input rows (kernels/skinny.cu), on tensor
  * cores (BF16 operands, FP32 sums), every weight read once: the same W, y and three input forms, x
  * taken as hi + lo BF16 parts (split as plm_to_bf16_cuda splits it, so x gives the bits of its own

@@ -1213,7 +1213,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
          * ms on the H200. PLM_GDN_PREP_BEFORE: the prep before the scan. */
         int dev = 0;
         cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-        int *ready = wy && (vt == 16 || (flags & PLM_GDN_BESIDE_WIDE)) && !(flags & PLM_GDN_PREP_BEFORE) && cudaGetDevice(&dev) == cudaSuccess &&
+        int *ready = wy && vt == 16 && !(flags & PLM_GDN_PREP_BEFORE) && cudaGetDevice(&dev) == cudaSuccess &&
                              plm_cuda_pdl_ok(dev) && cudaStreamIsCapturing(st, &cs) == cudaSuccess &&
                              cs == cudaStreamCaptureStatusNone
                          ? reinterpret_cast<int *>(Gg + (size_t)T * nv)

@@ -96,38 +96,6 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x, float acc) {
     return acc;
 }
 
-/* the launch's prefetch regions as the kernels take them (by value: n[r] 0 for none) */
-struct gemv_pf {
-    const char *d[2];
-    int64_t n[2];
-};
-
-static gemv_pf make_pf(const plm_l2_prefetch *pf) {
-    gemv_pf p = {{NULL, NULL}, {0, 0}};
-    for (int r = 0; pf && r < 2; r++)
-        if (pf->d[r] && pf->bytes[r] >= 16 && plm_aligned16(pf->d[r]))
-            p.d[r] = (const char *)pf->d[r], p.n[r] = pf->bytes[r] & ~(int64_t)15;
-    return p;
-}
-
-/* this warp's share of the regions (as one range, in 256-byte granules): one bulk L2 prefetch a region
- * it touches, from lane 0; the loads are not waited for */
-__device__ __forceinline__ void l2_prefetch_share(const gemv_pf &pf) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    const int64_t total = pf.n[0] + pf.n[1];
-    if (total <= 0 || (threadIdx.x & 31)) return;
-    const int64_t nw = (int64_t)gridDim.x * (blockDim.x >> 5), gw = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    const int64_t share = ((total + nw - 1) / nw + 255) & ~(int64_t)255, a = gw * share, b = min(a + share, total);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        const int64_t off = r ? pf.n[0] : 0, lo = max(a, off), hi = min(b, off + pf.n[r]);
-        if (lo < hi)
-            asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(pf.d[r] + (lo - off)),
-                         "r"((uint32_t)(hi - lo)) : "memory");
-    }
-#endif
-}
-
 /* one round of a warp's weight loads: U chunks of 8 columns of each of its R rows, from chunk c0 on
  * (step apart; past n8: zeros, unused) */
 template <int U, int R>
@@ -153,8 +121,7 @@ template <int T, int IN, bool GLU = false>
 __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], float *__restrict__ y,
                                            const uint16_t *__restrict__ W, const void *__restrict__ x,
                                            const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks,
-                                           int vec, unsigned b, const gemv_pf &pf,
-                                           const uint16_t *__restrict__ Wg = nullptr,
+                                           int vec, unsigned b, const uint16_t *__restrict__ Wg = nullptr,
                                            __nv_bfloat16 *__restrict__ ohi = nullptr,
                                            __nv_bfloat16 *__restrict__ olo = nullptr) {
     constexpr int R = gemv_shape<T>::R, U = gemv_shape<T>::U, P = gemv_shape<T>::P, Q = gemv_shape<T>::Q;
@@ -179,7 +146,6 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
         int64_t c0 = s * 32 + lane;
         uint4 wv[U][R]; /* every load of a round issued before its first product */
         gemv_round<U, R>(wv, Wr, c0, n8, step);
-        l2_prefetch_share(pf); /* the next products' weights, behind this warp's first loads */
         plm_pdl_enter(); /* the weights are constant: the first round loads while the kernel before ends */
         for (; c0 < n8; c0 += U * step) {
 #pragma unroll
@@ -197,7 +163,6 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
             if (c0 + U * step < n8) gemv_round<U, R>(wv, Wr, c0 + U * step, n8, step);
         }
     } else {
-        l2_prefetch_share(pf);
         plm_pdl_enter();
         if (r0 < rows) {
             const uint16_t *Wr[R];
@@ -258,9 +223,9 @@ __device__ __forceinline__ void gemv_block(float (*part)[gemv_shape<T>::R * T], 
 template <int T, int IN>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
     k_gemv(float *__restrict__ y, const uint16_t *__restrict__ W, const void *__restrict__ x,
-           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks, int vec, const gemv_pf pf) {
+           const uint16_t *__restrict__ lo, int64_t rows, int64_t cols, int ks, int vec) {
     __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
-    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x, pf);
+    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x);
 }
 
 /* Products that share the input, one launch: product j has blocks first[j] .. first[j + 1] - 1 (first
@@ -275,8 +240,7 @@ struct gemv_set {
 
 template <int T, int IN>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
-    k_gemv_multi(const gemv_set set, const void *__restrict__ x, const uint16_t *__restrict__ lo, int64_t cols,
-                 const gemv_pf pf) {
+    k_gemv_multi(const gemv_set set, const void *__restrict__ x, const uint16_t *__restrict__ lo, int64_t cols) {
     __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
     /* this block's product: the last one starting at or before it (constant indices, so the set is read
        from the parameter bank, not copied to local memory) */
@@ -292,14 +256,13 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
 #pragma unroll
     for (int i = 1; i < PLM_GEMV_MULTI; i++)
         if (j == i) y = set.y[i], W = set.W[i], rows = set.rows[i], ks = set.ks[i], vec = set.vec[i], first = set.first[i];
-    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x - first, pf);
+    gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x - first);
 }
 
 /* n products (1 .. PLM_GEMV_MULTI) of set, their y, W, rows and vec filled: each one's column split as
  * it would be alone, its blocks after the previous product's; one product takes k_gemv */
 template <int T, int IN>
-static void launch(gemv_set set, int n, const void *x, const uint16_t *lo, int64_t cols, const gemv_pf &pf,
-                   cudaStream_t st) {
+static void launch(gemv_set set, int n, const void *x, const uint16_t *lo, int64_t cols, cudaStream_t st) {
     int64_t blocks = 0;
     for (int j = 0; j < PLM_GEMV_MULTI; j++) {
         if (j >= n) {
@@ -316,44 +279,42 @@ static void launch(gemv_set set, int n, const void *x, const uint16_t *lo, int64
     }
     if (n == 1)
         k_gemv<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(set.y[0], set.W[0], x, lo, set.rows[0], cols,
-                                                                    set.ks[0], set.vec[0], pf);
+                                                                    set.ks[0], set.vec[0]);
     else
-        k_gemv_multi<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(set, x, lo, cols, pf);
+        k_gemv_multi<T, IN><<<(unsigned)blocks, 32 * GEMV_WARPS, 0, st>>>(set, x, lo, cols);
 }
 
 /* T as a template argument: one kernel for each T up to PLM_GEMV_MAX_T */
 template <int IN, int T = 1>
 static void launch_t(int64_t nt, const gemv_set &set, int n, const void *x, const uint16_t *lo, int64_t cols,
-                     const gemv_pf &pf, cudaStream_t st) {
-    if (nt == T) launch<T, IN>(set, n, x, lo, cols, pf, st);
-    else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(nt, set, n, x, lo, cols, pf, st);
+                     cudaStream_t st) {
+    if (nt == T) launch<T, IN>(set, n, x, lo, cols, st);
+    else if constexpr (T < PLM_GEMV_MAX_T) launch_t<IN, T + 1>(nt, set, n, x, lo, cols, st);
 }
 
 static void launch_in(const gemv_set &set, int n, const float *x, const void *xb, const uint16_t *lo, int64_t T,
-                      int64_t cols, const gemv_pf &pf, cudaStream_t st) {
-    if (x) launch_t<IN_F32>(T, set, n, x, NULL, cols, pf, st);
-    else if (lo) launch_t<IN_BF16_LO>(T, set, n, xb, lo, cols, pf, st);
-    else launch_t<IN_BF16>(T, set, n, xb, NULL, cols, pf, st);
+                      int64_t cols, cudaStream_t st) {
+    if (x) launch_t<IN_F32>(T, set, n, x, NULL, cols, st);
+    else if (lo) launch_t<IN_BF16_LO>(T, set, n, xb, lo, cols, st);
+    else launch_t<IN_BF16>(T, set, n, xb, NULL, cols, st);
 }
 
 extern "C" void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows,
                                          const float *x, const void *xb, const void *lo, int64_t T, int64_t cols,
-                                         const plm_l2_prefetch *pf, void *stream) {
+                                         void *stream) {
     if (T < 1 || T > PLM_GEMV_MAX_T) return;
     const void *in = x ? (const void *)x : xb;
     const uint16_t *l16 = x ? NULL : (const uint16_t *)lo;
     const int in_vec = cols % 8 == 0 && plm_aligned16(in) && (!l16 || plm_aligned16(l16));
     cudaStream_t st = PLM_STREAM(stream);
-    const gemv_pf p = make_pf(pf), none = make_pf(NULL);
-    int launches = 0; /* the prefetch goes with the first launch of the set */
     plm_product_sets<gemv_set>(
         n, y, W, rows, [&](const void *w) { return (int)(in_vec && plm_aligned16(w)); },
-        [&](const gemv_set &set, int m) { launch_in(set, m, x, xb, l16, T, cols, launches++ ? none : p, st); });
+        [&](const gemv_set &set, int m) { launch_in(set, m, x, xb, l16, T, cols, st); });
 }
 
 extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb, const void *lo, int64_t T,
                                    int64_t rows, int64_t cols, void *stream) {
-    plm_gemv_bf16_multi_cuda(1, &y, &W, &rows, x, xb, lo, T, cols, NULL, stream);
+    plm_gemv_bf16_multi_cuda(1, &y, &W, &rows, x, xb, lo, T, cols, stream);
 }
 
 /* the MLP's gated product for T rows (R even: T = 1, 2 or 4 .. 8), FP32 input: a block's warps as
@@ -362,14 +323,14 @@ template <int T>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
     k_gemv_glu(__nv_bfloat16 *__restrict__ hi, __nv_bfloat16 *__restrict__ lo, const uint16_t *__restrict__ Wg,
                const uint16_t *__restrict__ Wu, const float *__restrict__ x, int64_t rows, int64_t cols, int ks,
-               int vec, const gemv_pf pf) {
+               int vec) {
     __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
-    gemv_block<T, IN_F32, true>(part, NULL, Wu, x, NULL, rows, cols, ks, vec, blockIdx.x, pf, Wg, hi, lo);
+    gemv_block<T, IN_F32, true>(part, NULL, Wu, x, NULL, rows, cols, ks, vec, blockIdx.x, Wg, hi, lo);
 }
 
 template <int T = 1>
 static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
-                      int64_t cols, int vec, const gemv_pf &pf, cudaStream_t st) {
+                      int64_t cols, int vec, cudaStream_t st) {
     if constexpr (gemv_shape<T>::R % 2 == 0) {
         if (nt == T) {
             /* the column split the gate's product would have alone (launch), so that its sums are the same */
@@ -379,18 +340,17 @@ static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void
             const int64_t rpw = gemv_shape<T>::R / 2, warps = (rows + rpw - 1) / rpw * ks;
             k_gemv_glu<T><<<(unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS), 32 * GEMV_WARPS, 0, st>>>(
                 (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, (const uint16_t *)Wg, (const uint16_t *)Wu, x, rows, cols, ks,
-                vec, pf);
+                vec);
             return 1;
         }
     }
-    if constexpr (T < PLM_GEMV_MAX_T) return launch_glu<T + 1>(nt, hi, lo, Wg, Wu, rows, x, cols, vec, pf, st);
+    if constexpr (T < PLM_GEMV_MAX_T) return launch_glu<T + 1>(nt, hi, lo, Wg, Wu, rows, x, cols, vec, st);
     return 0;
 }
 
 extern "C" int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows,
-                                      const float *x, int64_t T, int64_t cols, const plm_l2_prefetch *pf,
-                                      void *stream) {
+                                      const float *x, int64_t T, int64_t cols, void *stream) {
     if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0 || cols <= 0) return 0;
     const int vec = cols % 8 == 0 && plm_aligned16(x) && plm_aligned16(Wg) && plm_aligned16(Wu);
-    return launch_glu(T, hi, lo, Wg, Wu, rows, x, cols, vec, make_pf(pf), PLM_STREAM(stream));
+    return launch_glu(T, hi, lo, Wg, Wu, rows, x, cols, vec, PLM_STREAM(stream));
 }

@@ -77,9 +77,6 @@ struct plm_cuda {
     unsigned blas_calls;       /* cuBLAS calls made: a captured graph that holds none links its kernels by
                                   programmatic edges (every packlm kernel waits for its predecessors) */
     int pdl;                   /* those edges are used (PLM_PDL=0 turns them off) */
-    const dmat *pf_after[2];   /* the first products of the layer after this one (run_layers sets them) */
-    plm_l2_prefetch pf;        /* the weights of the products after the next GEMV launch (decode): it asks
-                                  the L2 cache to fetch them while it runs (pf_next sets, small_products clears) */
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -588,25 +585,8 @@ static void lay_out(plan *p, const plm_cuda *g, bump *d, bump *hst, int moe_k) {
 static void small_products(plm_cuda *g, int n, float *const *y, const void *const *W, const int64_t *rows,
                            const float *x, const void *xb, const void *lo, int64_t T, int64_t cols) {
     if (x) xb = lo = NULL;
-    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, &g->pf, g->st);
+    if (T <= PLM_GEMV_MAX_T) plm_gemv_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, g->st);
     else plm_skinny_bf16_multi_cuda(n, y, W, rows, x, xb, lo, T, cols, g->sk_work, g->st);
-    memset(&g->pf, 0, sizeof g->pf);
-}
-
-/* Decode steps stream every weight once, in the layers' order, through small launches that each wait
- * on memory with the GPU half idle; the GEMV launch before a product asks the L2 cache (50 MiB on the
- * H100 / H200) to fetch that product's weights (a, and b where not NULL: BF16 matrices) meanwhile, so
- * the memory stays busy through the small kernels between. Only a hint: no result depends on it. */
-static void pf_next(plm_cuda *g, int64_t T, const dmat *a, const dmat *b) {
-    memset(&g->pf, 0, sizeof g->pf);
-#ifndef PLM_NO_L2_PREFETCH
-    if (T > PLM_GEMV_MAX_T) return;
-    const dmat *m[2] = {a, b};
-    for (int r = 0; r < 2; r++)
-        if (m[r] && m[r]->bf16) g->pf.d[r] = m[r]->d, g->pf.bytes[r] = m[r]->rows * m[r]->cols * 2;
-#else
-    (void)g, (void)T, (void)a, (void)b;
-#endif
 }
 
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
@@ -780,7 +760,6 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     } else {
         float *const ys[4] = {raw, z, bb, aa};
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
-        pf_next(g, T, &L->out, NULL);
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
         if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) { /* decode: the mixer in two kernels */
             /* the normed outputs as the out projection's BF16 input (hi, + lo where split), or in FP32 over o */
@@ -788,7 +767,6 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
             plm_gdn_dec_cuda(bf ? NULL : o, bf ? p->xb : NULL, bf ? xb_lo(g, p->xb, T, L->out.cols) : NULL, o,
                              g->dec_ctr, tails, p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bb, aa,
                              L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, g->st);
-            pf_next(g, T, cf->is_moe ? NULL : &L->gate, cf->is_moe ? NULL : &L->up);
             return bf ? gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err) : gemm(g, p->mo, o, T, &L->out, p->xb, err);
         }
         plm_conv_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
@@ -826,7 +804,6 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
     TRY(work_fits(p, at, g, err));
     float *const ys[3] = {qg, k, v};
     const dmat *const ws[3] = {&L->q, &L->k, &L->v};
-    pf_next(g, T, &L->o, NULL);
     TRY(gemm_shared(g, 3, ys, p->h, T, ws, p->xb, err));
     float *const *kt = p->ktab + (size_t)ai * p->nbt, *const *vt = p->vtab + (size_t)ai * p->nbt;
     if (p->attn_dec && L->o.bf16 && plm_attn_dec_prep_fits(T, hd, cf->rope_dim)) { /* decode: one launch */
@@ -855,7 +832,6 @@ static plm_status attention_layer(plm_cuda *g, const plm_layer *Lh, const dlayer
         plm_attn_cuda(o, q, kt, vt, p->boff, p->start, p->cu, p->seg_of, T, nh, nkv, hd, 1.0f / sqrtf((float)hd), g->st);
     if (L->o.bf16) {
         plm_gate_mul_qg_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->o.cols), o, qg, T * nh, hd, g->st);
-        pf_next(g, T, cf->is_moe ? NULL : &L->gate, cf->is_moe ? NULL : &L->up);
         return gemm_k(g, p->mo, NULL, T, &L->o, p->xb, 0, err);
     }
     plm_gate_mul_cuda(o, gate, T * nh * hd, g->st);
@@ -963,19 +939,13 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
        projection's BF16 hi + lo input (the same values as the two products and the swiglu kernel) */
 #ifndef PLM_NO_GLU_GEMV
     if (g->split && T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 &&
-        L->gate.cols == L->up.cols && L->gate.rows == I && L->up.rows == I && L->down.cols == I) {
-        pf_next(g, T, &L->down, NULL);
-        const int ran =
-            plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, &g->pf, g->st);
-        pf_next(g, T, g->pf_after[0], g->pf_after[1]);
-        if (ran) return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
-    }
+        L->gate.cols == L->up.cols && L->gate.rows == I && L->up.rows == I && L->down.cols == I &&
+        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, g->st))
+        return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
 #endif
     float *const ys[2] = {gg, u};
     const dmat *const ws[2] = {&L->gate, &L->up};
-    pf_next(g, T, &L->down, NULL);
     TRY(gemm_shared(g, 2, ys, p->h, T, ws, p->xb, err));
-    pf_next(g, T, g->pf_after[0], g->pf_after[1]);
     if (L->down.bf16) {
         plm_swiglu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, L->down.cols), gg, u, T * I, g->st);
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
@@ -1059,11 +1029,6 @@ static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyK
         if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, p, err));
         else TRY(attention_layer(g, Lh, L, p, err));
         add_norm(g, p, L->post_norm);
-        /* the next layer's first projections: the down projection's launch prefetches them (decode) */
-        const int nx = li + 1 < cf->n_layers;
-        const int nlin = nx && m->layers[li + 1].type == PLM_LAYER_LINEAR;
-        g->pf_after[0] = !nx ? NULL : nlin ? &g->L[li + 1].qkv : &g->L[li + 1].q;
-        g->pf_after[1] = !nx ? NULL : nlin ? &g->L[li + 1].z : &g->L[li + 1].k;
         TRY(mlp_layer(g, L, p, err));
         add_norm(g, p, li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm);
         if (hid && li + 1 < cf->n_layers)
@@ -1608,11 +1573,6 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
                 ms[15 + c] = time_median([&] {
                     plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
                                     PLM_GDN_WY | (c == 1 ? PLM_GDN_VT32 : 0), NULL);
-                }, a, b);
-            if (c == 0)
-                ms[19] = time_median([&] {
-                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_BESIDE_WIDE, NULL);
                 }, a, b);
             if (c == 1)
                 ms[18] = time_median([&] {
