@@ -178,6 +178,30 @@ template <bool SPLIT> __device__ __forceinline__ void put(float *base, int64_t i
         reinterpret_cast<__nv_bfloat16 *>(base)[i] = __float2bfloat16_rn(x);
 }
 
+/* A quad's 4 x 4 words transposed: lane t4 of the quad holds v[k] = M[t4][k]; returns M[0 .. 3][t4]
+ * (as one 16-byte word: the quad's pairs of columns for combination t4). Two butterfly exchanges
+ * (lanes 2 apart, then 1 apart), two shuffles each; the positions chosen by selects, not indices. */
+__device__ __forceinline__ uint4 quad_transpose(const uint32_t (&v)[4], int t4) {
+    const bool b1 = t4 & 2, b0 = t4 & 1;
+    uint32_t u[2][2]; /* u[s][j]: M[(t4 & 1) | s << 1][2 b1 + j] */
+#pragma unroll
+    for (int j = 0; j < 2; j++) {
+        const uint32_t keep = b1 ? v[j + 2] : v[j], send = b1 ? v[j] : v[j + 2];
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, send, 2);
+        u[0][j] = b1 ? got : keep;
+        u[1][j] = b1 ? keep : got;
+    }
+    uint32_t out[4];
+#pragma unroll
+    for (int s = 0; s < 2; s++) { /* keep column pair b0 of this lane's combination, send the other */
+        const uint32_t keep = b0 ? u[s][1] : u[s][0], send = b0 ? u[s][0] : u[s][1];
+        const uint32_t got = __shfl_xor_sync(0xffffffffu, send, 1);
+        out[2 * s] = b0 ? got : keep;
+        out[2 * s + 1] = b0 ? keep : got;
+    }
+    return make_uint4(out[0], out[1], out[2], out[3]);
+}
+
 template <bool SPLIT, bool BFIN, bool WY>
 __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg,
                                           __nv_bfloat16 *Ug, const float *q, const float *k,
@@ -283,15 +307,30 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
                     mma16816(acc[0], a[kk], b[0], b[1]);
                     mma16816(acc[1], a[kk], b[2], b[3]);
                 }
+#ifdef PLM_GDN_PREP_STORE4 /* the 4-byte stores (for comparison) */
+                if (false) {
+#else
+                if (n % 8 == 0) { /* a quad's two rows x 16 columns as four 16-byte stores: lane t4 takes
+                                     row half t4 >> 1, columns 8 (t4 & 1) .. + 7 (half the L1 wavefronts) */
+#endif
+                    uint32_t pk[4];
 #pragma unroll
-                for (int nt = 0; nt < 2; nt++) {
-                    const int c = n0 + 8 * nt + 2 * t4;
+                    for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
+                    const uint4 word = quad_transpose(pk, t4);
+                    const int i = r0 + g4 + 8 * (t4 >> 1), c = n0 + 8 * (t4 & 1);
+                    if (i < L && c < n)
+                        *reinterpret_cast<uint4 *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) = word;
+                } else {
 #pragma unroll
-                    for (int hf = 0; hf < 2; hf++) {
-                        const int i = r0 + g4 + 8 * hf;
-                        if (i < L && c < n)
-                            *reinterpret_cast<uint32_t *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) =
-                                pack_bf16(acc[nt][2 * hf], acc[nt][2 * hf + 1]);
+                    for (int nt = 0; nt < 2; nt++) {
+                        const int c = n0 + 8 * nt + 2 * t4;
+#pragma unroll
+                        for (int hf = 0; hf < 2; hf++) {
+                            const int i = r0 + g4 + 8 * hf;
+                            if (i < L && c < n)
+                                *reinterpret_cast<uint32_t *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) =
+                                    pack_bf16(acc[nt][2 * hf], acc[nt][2 * hf + 1]);
+                        }
                     }
                 }
             }
