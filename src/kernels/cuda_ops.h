@@ -46,7 +46,9 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
  * (and lo when not NULL) as BF16 hi + remainder, as plm_rmsnorm_gated_bf16_cuda writes them. b may
  * alias beta and a g. ctr: PLM_GDN_DEC_CTRS counters of device memory, zero before the first call
  * (each call leaves them zero); calls sharing them run one after another. What plm_gdn_dec_fits
- * refuses is not run: the caller takes the five-kernel path. */
+ * refuses is not run: the caller takes the five-kernel path. Under programmatic launch (a graph's
+ * programmatic edges) the tails, the states and conv_w are read before the kernels wait for the one
+ * launched before them: that one must not write them (the step's projections write raw, b, a and z). */
 #define PLM_GDN_DEC_CTRS 65536
 int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K);
 void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
@@ -199,7 +201,8 @@ void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, int64_t rows,
  * the q projection's [T, nh, 2 hd] output (x = qg, x_stride = 2 hd) */
 void plm_rmsnorm_zc_rows_cuda(float *y, const float *x, int64_t x_stride, const float *w, int64_t rows, int n,
                               float eps, void *stream);
-/* x += d, then h = rmsnorm_zc(x) * (1 + w): the residual add fused with the next norm */
+/* x += d, then h = rmsnorm_zc(x) * (1 + w): the residual add fused with the next norm. Under programmatic
+ * launch x and w are read before the kernel waits for the one launched before it (which writes d, not x) */
 void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
                              void *stream);
 /* the same, also writing hb = bf16(h) (__nv_bfloat16 [rows, n]: the next single-pass GEMM's input) */

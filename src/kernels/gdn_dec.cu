@@ -20,12 +20,13 @@
 
 /* Head unit blockIdx.x of the 2 nk + nv (q heads, k heads, v heads), token blockIdx.y; a thread a channel
  * (two where the head is wider than the block). Every load of a channel (its taps, the tail's K-1 rows,
- * the token) is issued before any store: one trip to memory. The conv's sums run in k_conv4's order. */
+ * the token) is issued before any store: one trip to memory; the taps and the tail (written by the step
+ * before) before the wait for the kernel launched before (programmatic launch: the projections that
+ * wrote x, b and a). The conv's sums run in k_conv4's order. */
 __global__ void __launch_bounds__(DEC_IN_THREADS)
     k_gdn_dec_in(float *q, float *k, float *v, float *beta, float *g, float *const *tail, const float *x,
                  const float *w, const float *b, const float *a, const float *neg_A, const float *dt_bias, int nk,
                  int nv, int dk, int dv, int K) {
-    plm_pdl_enter();
     __shared__ float sh[32];
     const int u = blockIdx.x, tid = threadIdx.x, P = K - 1;
     const int64_t t = blockIdx.y;
@@ -42,8 +43,11 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
             if (j < K) wk[m][j] = w[c * K + j];
             if (j < P) win[m][j] = tl[(int64_t)j * CD + c];
         }
-        cur[m] = x[t * CD + c];
     }
+    plm_pdl_enter();
+#pragma unroll
+    for (int m = 0; m < 2; m++)
+        if (tid + m * DEC_IN_THREADS < n) cur[m] = x[t * CD + c0 + tid + m * DEC_IN_THREADS];
     float y[2] = {0.0f, 0.0f}, ss = 0.0f;
 #pragma unroll
     for (int m = 0; m < 2; m++) {
@@ -79,7 +83,8 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
 
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
  * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
- * token. Each block writes its 32 outputs to o; the head's last block to finish (a counter per (token,
+ * token; the state (written by the step before) is loaded before the wait for the kernel launched
+ * before (programmatic launch: k_gdn_dec_in). Each block writes its 32 outputs to o; the head's last block to finish (a counter per (token,
  * head) that it sets back to zero for the next launch) then applies the gated RMSNorm to the head's
  * whole row, summing its squares in one fixed order whichever block that is. Output: y (FP32) or hi
  * (+ lo) BF16. */
@@ -87,7 +92,6 @@ __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bflo
                                           float *const *S, const float *q, const float *k, const float *v,
                                           const float *g, const float *beta, const float *z, const float *gw, int nk,
                                           int nv, int dk, int dv, float eps) {
-    plm_pdl_enter();
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / DEC_ROWS][32],
         red2[PLM_CUDA_MAX_DK / DEC_ROWS][32], sh[PLM_CUDA_MAX_DK / DEC_ROWS];
     __shared__ int last;
@@ -100,6 +104,7 @@ __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bflo
     float Sr[DEC_ROWS];
 #pragma unroll
     for (int r = 0; r < DEC_ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
+    plm_pdl_enter();
     const int tid = w * 32 + lane, span = nw * 32;
     const float acc = gdn_rec_token(Sr, ks, qs, red, red2, k + (t * nk + kh) * dk, q + (t * nk + kh) * dk, g + th,
                                     beta + th, v + th * dv + j, dk, jv);

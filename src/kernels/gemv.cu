@@ -15,8 +15,12 @@
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
+#ifndef GEMV_WARPS
 #define GEMV_WARPS 4        /* warps a block (a row group's column slices stay in one block: ks divides it) */
+#endif
+#ifndef GEMV_MIN_WARPS
 #define GEMV_MIN_WARPS 2048 /* columns are split until a call has this many warps (about 16 an SM on 132) */
+#endif
 
 enum { IN_F32, IN_BF16, IN_BF16_LO }; /* x in FP32; BF16; BF16 hi plus its BF16 remainder lo */
 

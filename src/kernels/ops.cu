@@ -128,21 +128,23 @@ extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, in
 }
 
 /* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
+/* x (the residual stream) and w are read before the wait for the kernel launched before (programmatic
+ * launch: the product that wrote d); x was written further back (the add before this one) */
 __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const float *d, const float *w, int n,
                                   float eps) {
-    plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
-    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f), a = v, wv = v;
+    if (c < n4) a = reinterpret_cast<const float4 *>(x + r * n)[c], wv = reinterpret_cast<const float4 *>(w)[c];
+    plm_pdl_enter();
     if (c < n4) {
-        const float4 a = reinterpret_cast<const float4 *>(x + r * n)[c], b = reinterpret_cast<const float4 *>(d + r * n)[c];
+        const float4 b = reinterpret_cast<const float4 *>(d + r * n)[c];
         v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
         reinterpret_cast<float4 *>(x + r * n)[c] = v;
     }
     const float inv = 1.0f / sqrtf(plm_block_sum(v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w, sh) / (float)n + eps);
     if (c < n4) {
-        const float4 wv = reinterpret_cast<const float4 *>(w)[c];
         const float4 y = make_float4(v.x * inv * (1.0f + wv.x), v.y * inv * (1.0f + wv.y), v.z * inv * (1.0f + wv.z),
                                      v.w * inv * (1.0f + wv.w));
         reinterpret_cast<float4 *>(h + r * n)[c] = y;
