@@ -202,6 +202,23 @@ __device__ __forceinline__ uint4 quad_transpose(const uint32_t (&v)[4], int t4) 
     return make_uint4(out[0], out[1], out[2], out[3]);
 }
 
+/* One warp: the chunk's inclusive scan of the log decay into Cs (two tokens a lane; past L the last
+ * value) and its beta into Bs (0 past L), for chunk rows t0 .. t0 + L - 1 of value head h. */
+__device__ __forceinline__ void chunk_decay(float *Cs, float *Bs, const float *g, const float *beta, int64_t t0,
+                                            int L, int nv, int h, int lane) {
+    const int i = 2 * lane;
+    const float g0 = i < L ? g[(t0 + i) * nv + h] : 0.0f, g1 = i + 1 < L ? g[(t0 + i + 1) * nv + h] : 0.0f;
+    float sum = g0 + g1;
+    for (int o = 1; o < 32; o <<= 1) {
+        const float y = __shfl_up_sync(0xffffffffu, sum, o);
+        if (lane >= o) sum += y;
+    }
+    Cs[i] = sum - g1;
+    Cs[i + 1] = sum;
+    Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
+    Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
+}
+
 template <bool SPLIT, bool BFIN, bool WY>
 __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg,
                                           __nv_bfloat16 *Ug, const float *q, const float *k,
@@ -232,19 +249,10 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
         load_rows(Qs, LDK, q, t0, L, nk, kh, dk, 0, dk, DK);
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (w == 0) { /* inclusive scan of the log decay, two tokens a lane; past L: the last value */
+    if (w == 0) { /* c and beta; WY: W's column scales */
+        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
         const int i = 2 * lane;
-        const float g0 = i < L ? g[(t0 + i) * nv + h] : 0.0f, g1 = i + 1 < L ? g[(t0 + i + 1) * nv + h] : 0.0f;
-        float sum = g0 + g1;
-        for (int o = 1; o < 32; o <<= 1) {
-            const float y = __shfl_up_sync(0xffffffffu, sum, o);
-            if (lane >= o) sum += y;
-        }
-        Gs[i] = sum - g1;
-        Gs[i + 1] = sum;
-        Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
-        Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
-        if (WY) Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]); /* W's column scales */
+        if (WY) Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
     }
     copies_done();
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i; P likewise from q, j <= i (straight to global) */
@@ -580,6 +588,23 @@ __device__ __forceinline__ void zero_cols(__nv_bfloat16 *X, int ld, int n, int c
 /* threads of a scan block: 16 rows x 32 columns a warp (tiles of 32, 64), 16 x 16 (tiles of 16) */
 #define BF_THREADS(VT) ((VT) >= 32 ? (VT) * 4 : 128)
 
+/* The state slice of a scan block: tasks of 16 rows (of dk) x 8 NTW columns, CG column groups, two a warp
+ * at most (warps w and w + NW); calls f(a, nt, e, d, c) for every accumulator element [a][nt][e] of this
+ * warp's tasks, at state row d, column c of the tile. */
+template <int NTW, int CG, int NW, typename F> __device__ __forceinline__ void each_state_elem(int ntask, F f) {
+    constexpr int CW = 8 * NTW;
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+#pragma unroll
+    for (int a = 0; a < 2; a++) {
+        const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
+        if (task < ntask)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
+    }
+}
+
 /* One chunk of the five-product scan, every thread of the block: R = diag(beta) (V - diag(exp(c)) K S)
  * and V' = T R (through Xt), the chunk's output O = diag(exp(c)) Q S + P V' (rows past L not written),
  * and the update's product up = K^T (diag(exp(c_L - c)) V') (through Xd) for the caller's state tasks.
@@ -661,7 +686,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
     const __nv_bfloat16 *Qb = qkvb, *Kb = qkvb + T * nk * dk, *Vb = qkvb + 2 * T * nk * dk;
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
-    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
+    const int kh = h / (nv / nk), tid = threadIdx.x;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
@@ -705,22 +730,9 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
             zero_cols(Ks_(b), LK2, CH, dk, DK);
             zero_cols(Vs_(b), LV, CH, VC, VT);
         }
-    /* the state slice: tasks of 16 rows (of dk) x CW columns, two a warp at most; each_state calls
-     * f(a, nt, e, d, c) for every accumulator element [a][nt][e] of this warp's tasks, at state row d,
-     * column c of the tile */
     const int ntask = (DK / 16) * CG;
     float sacc[2][NTW][4];
-    auto each_state = [&](auto f) {
-#pragma unroll
-        for (int a = 0; a < 2; a++) {
-            const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-            if (task < ntask)
-#pragma unroll
-                for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
-        }
-    };
+    auto each_state = [&](auto f) { each_state_elem<NTW, CG, NW>(ntask, f); };
     /* the first chunk's copies go out first, so that the state's loads wait behind them, not before */
     load_gb(t_beg);
     load_tp(t_beg, 0);
@@ -808,7 +820,7 @@ __global__ void __launch_bounds__(256, 2)
     k_gdn_one(float *o, float *const *S, const __nv_bfloat16 *qkvb, const float *g, const float *beta,
               const int32_t *cu, int64_t T, int nk, int nv, int dk, int dv) {
     plm_pdl_enter();
-    constexpr int VT = ONE_VT, NTW = 4, CW = 32, CG = 2, NW = 8, LV = VT + 8;
+    constexpr int VT = ONE_VT, NTW = 4, CG = 2, NW = 8, LV = VT + 8;
     static_assert(2 * VT * LC2 * 2 <= CH * LDC * 4, "R and V' fit in A's block");
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ks = Qs + CH * LK2, *Vs = Ks + CH * LK2;
@@ -817,7 +829,7 @@ __global__ void __launch_bounds__(256, 2)
     float *Dl = Ge + CH;
     __nv_bfloat16 *Xt = reinterpret_cast<__nv_bfloat16 *>(As), *Xd = Xt + VT * LC2; /* once T is out */
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
-    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t0 = cu[s];
     const int L = (int)(cu[s + 1] - t0);
@@ -831,33 +843,10 @@ __global__ void __launch_bounds__(256, 2)
     zero_cols(Qs, LK2, CH, dk, DK); /* padding columns the copies never touch */
     zero_cols(Ks, LK2, CH, dk, DK);
     zero_cols(Vs, LV, CH, VC, VT);
-    if (w == 0) { /* inclusive scan of the log decay, two tokens a lane; past L: the last value */
-        const int i = 2 * lane;
-        const float ga = i < L ? g[(t0 + i) * nv + h] : 0.0f, gb = i + 1 < L ? g[(t0 + i + 1) * nv + h] : 0.0f;
-        float sum = ga + gb;
-        for (int d = 1; d < 32; d <<= 1) {
-            const float y = __shfl_up_sync(0xffffffffu, sum, d);
-            if (lane >= d) sum += y;
-        }
-        Cs[i] = sum - gb;
-        Cs[i + 1] = sum;
-        Bs[i] = i < L ? beta[(t0 + i) * nv + h] : 0.0f;
-        Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
-    }
-    /* the state slice: tasks of 16 rows (of dk) x 32 columns, two a warp */
-    const int ntask = (DK / 16) * CG;
+    if (w == 0) chunk_decay(Cs, Bs, g, beta, t0, L, nv, h, lane);
+    const int ntask = (DK / 16) * CG; /* the state slice's tasks: 16 rows x 32 columns, two a warp */
     float sacc[2][NTW][4];
-    auto each_state = [&](auto f) {
-#pragma unroll
-        for (int a = 0; a < 2; a++) {
-            const int task = w + a * NW, d0 = 16 * (task / CG), c0 = CW * (task % CG);
-            if (task < ntask)
-#pragma unroll
-                for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) f(a, nt, e, d0 + g4 + 8 * (e >> 1), c0 + 8 * nt + 2 * t4 + (e & 1));
-        }
-    };
+    auto each_state = [&](auto f) { each_state_elem<NTW, CG, NW>(ntask, f); };
     zero_acc(sacc[0]);
     zero_acc(sacc[1]);
     /* the state's loads are issued here and first used after the inverse: A, P and T hide them */
