@@ -183,8 +183,9 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * (16: eight warps in two roles, the chunk prep beside the scan: on Hopper a programmatic launch, the
  * scan waiting for each chunk's mark); 11: tiles of 16 with four warps doing both products; 12: tiles
  * of 16 with the prep before the scan (PLM_GDN_PREP_BEFORE); 13: the prep beside the scan with its
- * grid capped at 3 blocks, so that each block walks many items and the scan waits for marks not yet set; 14: from BF16 copies with no flag, the form a
- * step chooses (where every chunked segment is one chunk, the prep and the scan in one kernel). Single
+ * grid capped at 3 blocks, so that each block walks many items and the scan waits for marks not yet
+ * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
+ * chunk, the prep and the scan in one kernel). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
