@@ -1351,10 +1351,13 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
 /* The MLP's gated GEMV (plm_gemv_glu_bf16_cuda: silu(Wg x) (Wu x) as BF16 hi + lo, or hi alone) against
  * the two products by the grouped GEMV and plm_swiglu_bf16_cuda, which the tests above check against
  * double sums and the CPU's SwiGLU: the same words, bit for bit (each sum is the plain GEMV's, with the
- * same column split). Outputs poisoned with BF16 NaN and guarded. T with no such kernel (3) must
- * return 0 and launch nothing. w_off: both weights that many elements off alignment. */
-static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int x_off, int with_lo, const char *label) {
-    const size_t nx = T * cols + x_off, nw = rows * cols + w_off, ny = (size_t)T * rows, nb = (ny + 1) / 2;
+ * same column split). Outputs poisoned with BF16 NaN and guarded. T with no such kernel (3), and
+ * weights of which one is 16-byte aligned and the other not (the plain products would sum them
+ * differently), must return 0 and launch nothing. w_off: both weights that many elements off
+ * alignment; up_off: the up weights that many more. */
+static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int up_off, int x_off, int with_lo,
+                          const char *label) {
+    const size_t nx = T * cols + x_off, nw = rows * cols + w_off + up_off, ny = (size_t)T * rows, nb = (ny + 1) / 2;
     float *x = malloc(nx * 4 + 4);
     uint16_t *W = malloc(2 * nw * 2 + 4);
     fill(x, nx, -2, 2);
@@ -1365,33 +1368,37 @@ static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int x_of
     float *rh = dput_bf16_nan(ny), *rl = with_lo ? dput_bf16_nan(ny) : NULL;
     float *gh = dput_bf16_nan(ny), *gl = with_lo ? dput_bf16_nan(ny) : NULL;
     float *const ys[2] = {yg, yu};
-    const void *const ws[2] = {dWg + w_off, dWu + w_off};
+    const uint16_t *Wg = dWg + w_off, *Wu = dWu + w_off + up_off;
+    const void *const ws[2] = {Wg, Wu};
     const int64_t rs[2] = {rows, rows};
     plm_gemv_bf16_multi_cuda(2, ys, ws, rs, dx + x_off, NULL, NULL, T, cols, NULL);
     plm_swiglu_bf16_cuda(rh, rl, yg, yu, (int64_t)ny, NULL);
-    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, dWg + w_off, dWu + w_off, rows, dx + x_off, T, cols, NULL);
+    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, Wg, Wu, rows, dx + x_off, T, cols, NULL);
+    const int mixed = (((uintptr_t)Wg & 15) == 0) != (((uintptr_t)Wu & 15) == 0);
     char what[200];
     snprintf(what, sizeof what, "gated GEMV %s (T=%d, [%lld x %lld]%s)", label, T, (long long)rows, (long long)cols,
              with_lo ? ", hi + lo" : ", hi alone");
-    if (T == 3) {
-        tu_check(!ran, "%s: no kernel for T = 3: returns 0", what);
+    if (T == 3 || mixed) {
+        tu_check(!ran, "%s: %s: returns 0", what, T == 3 ? "no kernel for T = 3" : "one weight aligned, one not");
     } else if (tu_check(ran, "%s: launched", what) && sync_ok(what)) {
         float *a = malloc(nb * 4), *b = malloc(nb * 4);
         int same = 1;
         size_t nan = 0;
         for (int part = 0; part < (with_lo ? 2 : 1); part++) {
-            dget(a, part ? rl : rh, nb, what);
+            dget(a, part ? rl : rh, nb, what); /* dget frees what it reads back */
             dget(b, part ? gl : gh, nb, what);
             same &= !memcmp(a, b, ny * 2);
             for (size_t i = 0; i < ny; i++) nan += ((const uint16_t *)b)[i] == 0xffff;
         }
+        rh = gh = rl = gl = NULL;
         tu_check(same && !nan, "%s: the two products and the swiglu kernel's words, bit for bit (%zu left unwritten)",
                  what, nan);
         free(a), free(b);
     }
     plm_cuda_free(0, dx), plm_cuda_free(0, dWg), plm_cuda_free(0, dWu), plm_cuda_free(0, yg), plm_cuda_free(0, yu);
-    plm_cuda_free(0, rh), plm_cuda_free(0, gh);
-    if (with_lo) plm_cuda_free(0, rl), plm_cuda_free(0, gl);
+    float *left[4] = {rh, gh, rl, gl};
+    for (int i = 0; i < 4; i++)
+        if (left[i]) plm_cuda_free(0, left[i]);
     free(x), free(W);
 }
 
@@ -1673,13 +1680,14 @@ int main(void) {
        gate's columns split 2 ways), few rows (4 ways), a short last row group, cols % 8 != 0, weights
        and inputs off alignment, hi alone */
     for (int T = 1; T <= PLM_GEMV_MAX_T; T++) {
-        test_gemv_glu(T, 3584, 1024, 0, 0, 1, "MLP shape");
-        test_gemv_glu(T, 5, 4104, 0, 0, 1, "5 rows, columns split over 4 warps");
-        test_gemv_glu(T, 301, 1000, 0, 0, 1, "301 rows");
-        test_gemv_glu(T, 77, 37, 0, 0, 1, "cols % 8 != 0");
-        test_gemv_glu(T, 301, 1000, 1, 0, 1, "weights 2 bytes off alignment");
-        test_gemv_glu(T, 301, 1000, 0, 3, 1, "inputs 3 elements off alignment");
-        test_gemv_glu(T, 1030, 512, 0, 0, 0, "hi alone");
+        test_gemv_glu(T, 3584, 1024, 0, 0, 0, 1, "MLP shape");
+        test_gemv_glu(T, 5, 4104, 0, 0, 0, 1, "5 rows, columns split over 4 warps");
+        test_gemv_glu(T, 301, 1000, 0, 0, 0, 1, "301 rows");
+        test_gemv_glu(T, 77, 37, 0, 0, 0, 1, "cols % 8 != 0");
+        test_gemv_glu(T, 301, 1000, 1, 0, 0, 1, "weights 2 bytes off alignment");
+        test_gemv_glu(T, 301, 1000, 0, 1, 0, 1, "up weights 2 bytes off alignment, gate aligned");
+        test_gemv_glu(T, 301, 1000, 0, 0, 3, 1, "inputs 3 elements off alignment");
+        test_gemv_glu(T, 1030, 512, 0, 0, 0, 0, "hi alone");
     }
     plm_cuda_free(0, SK_WORK);
     return tu_finish("test_cuda_ops");

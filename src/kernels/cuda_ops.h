@@ -79,7 +79,9 @@ int plm_cuda_pdl_ok(int dev);
 #define PLM_GDN_VT16 16 /* single pass, BF16 copies: value tiles of 16 (chosen by itself when tiles of 32 would
                            leave SMs idle) */
 /* single pass from BF16 copies: the WY scan (W and U from the chunk prep, two rounds of products a chunk)
- * where segments average two chunks or more, the five-product scan otherwise; these force either */
+ * where segments average two chunks or more, the five-product scan otherwise; these force either. Where
+ * every chunked segment is one chunk and neither is set, one kernel does the prep and the scan (value
+ * tiles of 64: the VT and BF2 flags do not apply there) */
 #define PLM_GDN_FUSED 32
 #define PLM_GDN_WY 64
 /* the WY scan at value tiles of 16 with 4 warps doing both products of a chunk's first round, instead of
@@ -267,7 +269,7 @@ void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, cons
  * silu(Wg[r] . x_t) (Wu[r] . x_t) for r < rows, written as BF16 hi (+ lo, its remainder, where lo is not
  * NULL) [T, rows], each sum bit for bit the plain GEMV's, the result what plm_swiglu_bf16_cuda writes
  * from the two products. One launch instead of two; returns 0 (launching nothing) where T has no such
- * kernel (T = 3) or the arguments are empty. */
+ * kernel (T = 3), the arguments are empty, or one of Wg and Wu is 16-byte aligned and the other not. */
 int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
                            int64_t T, int64_t cols, void *stream);
 /* The same products for PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T input rows (kernels/skinny.cu), on tensor

@@ -319,7 +319,10 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
                 if (false) {
 #else
                 if (n % 8 == 0) { /* a quad's two rows x 16 columns as four 16-byte stores: lane t4 takes
-                                     row half t4 >> 1, columns 8 (t4 & 1) .. + 7 (half the L1 wavefronts) */
+                                     row half t4 >> 1, columns 8 (t4 & 1) .. + 7 (half the L1 wavefronts);
+                                     the WY prep runs only where plm_gdn_bf_fits (dk, dv multiples of 8),
+                                     so W and U rows are 16-byte aligned and the branch below is not
+                                     taken in practice */
 #endif
                     uint32_t pk[4];
 #pragma unroll

@@ -21,6 +21,8 @@
 #ifndef GEMV_MIN_WARPS
 #define GEMV_MIN_WARPS 2048 /* columns are split until a call has this many warps (about 16 an SM on 132) */
 #endif
+static_assert(GEMV_WARPS > 0 && (GEMV_WARPS & (GEMV_WARPS - 1)) == 0,
+              "GEMV_WARPS a power of two: the column splits (powers of two) must divide it");
 
 enum { IN_F32, IN_BF16, IN_BF16_LO }; /* x in FP32; BF16; BF16 hi plus its BF16 remainder lo */
 
@@ -115,7 +117,7 @@ __device__ __forceinline__ void gemv_round(uint4 (*wv)[R], const uint16_t *const
 
 /* The rows of block b of one product: ks warps share a row group, each a slice of the columns. vec:
  * cols % 8 == 0 and W, x (or xb and lo) 16-byte aligned, so every row's chunks are 16-byte loads;
- * otherwise one column a lane at a time. Inlined into both kernels below: a product's arithmetic is
+ * otherwise one column a lane at a time. Inlined into the kernels below: a product's arithmetic is
  * the same whichever launches it. It calls plm_pdl_enter (on every path, before x is read). */
 /* GLU (R even): the gated product of the MLP instead, out[t, r] = silu(Wg[r] . x_t) (W[r] . x_t) as
  * BF16 hi + lo (what the swiglu kernel writes from the two products), W the up weights and Wg the gate
@@ -263,6 +265,14 @@ __global__ void __launch_bounds__(32 * GEMV_WARPS)
     gemv_block<T, IN>(part, y, W, x, lo, rows, cols, ks, vec, blockIdx.x - first);
 }
 
+/* a product's column split: columns are split (ks warps share a row group) while warps are few and
+ * every lane keeps a chunk; groups: its row groups, units: its 8-column chunks (vec) or columns */
+static int gemv_split(int64_t groups, int64_t units) {
+    int ks = 1;
+    while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+    return ks;
+}
+
 /* n products (1 .. PLM_GEMV_MULTI) of set, their y, W, rows and vec filled: each one's column split as
  * it would be alone, its blocks after the previous product's; one product takes k_gemv */
 template <int T, int IN>
@@ -275,8 +285,7 @@ static void launch(gemv_set set, int n, const void *x, const uint16_t *lo, int64
         }
         const int64_t groups = (set.rows[j] + gemv_shape<T>::R - 1) / gemv_shape<T>::R,
                       units = set.vec[j] ? cols / 8 : cols;
-        int ks = 1; /* split the columns while warps are few and every lane keeps a chunk */
-        while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+        const int ks = gemv_split(groups, units);
         set.ks[j] = ks;
         set.first[j] = (unsigned)blocks;
         blocks += (groups * ks + GEMV_WARPS - 1) / GEMV_WARPS;
@@ -339,8 +348,7 @@ static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void
         if (nt == T) {
             /* the column split the gate's product would have alone (launch), so that its sums are the same */
             const int64_t groups = (rows + gemv_shape<T>::R - 1) / gemv_shape<T>::R, units = vec ? cols / 8 : cols;
-            int ks = 1;
-            while (ks < GEMV_WARPS && groups * ks < GEMV_MIN_WARPS && units >= 64 * ks) ks *= 2;
+            const int ks = gemv_split(groups, units);
             const int64_t rpw = gemv_shape<T>::R / 2, warps = (rows + rpw - 1) / rpw * ks;
             k_gemv_glu<T><<<(unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS), 32 * GEMV_WARPS, 0, st>>>(
                 (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, (const uint16_t *)Wg, (const uint16_t *)Wu, x, rows, cols, ks,
@@ -355,6 +363,8 @@ static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void
 extern "C" int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows,
                                       const float *x, int64_t T, int64_t cols, void *stream) {
     if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0 || cols <= 0) return 0;
+    /* one weight aligned and the other not: the plain products would sum them differently */
+    if (plm_aligned16(Wg) != plm_aligned16(Wu)) return 0;
     const int vec = cols % 8 == 0 && plm_aligned16(x) && plm_aligned16(Wg) && plm_aligned16(Wu);
     return launch_glu(T, hi, lo, Wg, Wu, rows, x, cols, vec, PLM_STREAM(stream));
 }

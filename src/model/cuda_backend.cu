@@ -761,7 +761,10 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
         float *const ys[4] = {raw, z, bb, aa};
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
-        if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) { /* decode: the mixer in two kernels */
+        /* decode: the mixer in two kernels. They read the tails and the states before their programmatic
+           wait: the kernels launched right before them (these projections, then k_gdn_dec_in) must not
+           write those (cuda_ops.h) */
+        if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) {
             /* the normed outputs as the out projection's BF16 input (hi, + lo where split), or in FP32 over o */
             const int bf = L->out.bf16;
             plm_gdn_dec_cuda(bf ? NULL : o, bf ? p->xb : NULL, bf ? xb_lo(g, p->xb, T, L->out.cols) : NULL, o,
@@ -1001,6 +1004,9 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
 /* x += mo, then h = rmsnorm(x) (1 + w). Single pass at more rows than the skinny GEMM takes: h's BF16 form
  * too, into xb, marked as the conversion of h that the next products reuse (gemm_k's keep); otherwise
  * no conversion of the new h exists. */
+/* The residual add + norm reads x before its programmatic wait (cuda_ops.h): the kernel launched right
+ * before it (the out / o / down projection, or the MoE combine) must not write x, so two add_norms
+ * never run back to back. */
 static void add_norm(plm_cuda *g, const plan *p, const float *w) {
     const plm_config *cf = &g->m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
