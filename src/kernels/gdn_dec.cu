@@ -84,10 +84,10 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
  * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
  * token; the state (written by the step before) is loaded before the wait for the kernel launched
- * before (programmatic launch: k_gdn_dec_in). Each block writes its 32 outputs to o; the head's last block to finish (a counter per (token,
- * head) that it sets back to zero for the next launch) then applies the gated RMSNorm to the head's
- * whole row, summing its squares in one fixed order whichever block that is. Output: y (FP32) or hi
- * (+ lo) BF16. */
+ * before (programmatic launch: k_gdn_dec_in). Each block writes its 32 outputs to o; the head's last
+ * block to finish (a counter per (token, head) that it sets back to zero for the next launch) then
+ * applies the gated RMSNorm to the head's whole row, summing its squares in one fixed order whichever
+ * block that is. Output: y (FP32) or hi (+ lo) BF16. */
 __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr,
                                           float *const *S, const float *q, const float *k, const float *v,
                                           const float *g, const float *beta, const float *z, const float *gw, int nk,
