@@ -41,7 +41,7 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
 #pragma unroll
         for (int j = 0; j < DEC_MAX_K; j++) {
             if (j < K) wk[m][j] = w[c * K + j];
-            if (j < P) win[m][j] = tl[(int64_t)j * CD + c];
+            if (j < P) win[m][j] = __ldcg(tl + (int64_t)j * CD + c); /* mutable: L2, not L1 */
         }
     }
     plm_pdl_enter();
@@ -103,7 +103,7 @@ __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bflo
     const int nr = jv ? (dk - w * DEC_ROWS < DEC_ROWS ? dk - w * DEC_ROWS : DEC_ROWS) : 0;
     float Sr[DEC_ROWS];
 #pragma unroll
-    for (int r = 0; r < DEC_ROWS; r++) Sr[r] = r < nr ? Sp[(size_t)r * dv] : 0.0f;
+    for (int r = 0; r < DEC_ROWS; r++) Sr[r] = r < nr ? __ldcg(Sp + (size_t)r * dv) : 0.0f; /* mutable: L2 */
     plm_pdl_enter();
     const int tid = w * 32 + lane, span = nw * 32;
     const float acc = gdn_rec_token(Sr, ks, qs, red, red2, k + (t * nk + kh) * dk, q + (t * nk + kh) * dk, g + th,

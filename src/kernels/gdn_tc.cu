@@ -95,6 +95,17 @@ __device__ __forceinline__ void state_st2(float *p, bool ok0, bool ok1, float x0
     if (ok1) __stcg(p + 1, x1);
 }
 
+/* an output pair at p, p + 1 (ok0, ok1: inside the tile): one 8-byte store where both are inside and p
+ * is 8-byte aligned, else one or two 4-byte stores (a warp's rows then fill whole 32-byte sectors) */
+__device__ __forceinline__ void out_st2(float *p, bool ok0, bool ok1, float x0, float x1) {
+    if (ok0 && ok1 && !((uintptr_t)p & 7)) {
+        *reinterpret_cast<float2 *>(p) = make_float2(x0, x1);
+        return;
+    }
+    if (ok0) p[0] = x0;
+    if (ok1) p[1] = x1;
+}
+
 /* acc[0 .. NT) -= (A_hi + A_lo) (B_hi + B_lo) without the lo lo term, for A (16 x 16 KS) in accumulator
  * layout (ain[2 ks + 0/1]: columns 16 ks .. +7, +8 .. +15) and B pairs fb(k, n) (k even): a product
  * chained from registers, FP32-grade */
@@ -274,15 +285,31 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
         });
         xkt(Qs, Qh);
         const int g4 = lane >> 2, t4 = lane & 3;
+        auto pval = [&](int nt, int hf, int odd) { /* P[i, j] of this lane's accumulator element */
+            const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4 + odd;
+            return j <= i ? acc[nt][2 * hf + odd] * dexp<SPLIT>(Gs[i] - Gs[j]) : 0.0f;
+        };
+        if (!SPLIT) { /* BF16: a quad's two rows x 16 columns as four 16-byte stores (quad_transpose) */
 #pragma unroll
-        for (int nt = 0; nt < 8; nt++)
+            for (int m = 0; m < 4; m++) {
+                uint32_t pk[4];
 #pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4;
-                const float x0 = j <= i ? acc[nt][2 * hf] * dexp<SPLIT>(Gs[i] - Gs[j]) : 0.0f;
-                const float x1 = j + 1 <= i ? acc[nt][2 * hf + 1] * dexp<SPLIT>(Gs[i] - Gs[j + 1]) : 0.0f;
-                if (i < L) put2<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, x0, x1);
+                for (int k = 0; k < 4; k++)
+                    pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
+                const uint4 word = quad_transpose(pk, t4);
+                const int i = r0 + g4 + 8 * (t4 >> 1), j = 16 * m + 8 * (t4 & 1);
+                if (i < L)
+                    *reinterpret_cast<uint4 *>(reinterpret_cast<__nv_bfloat16 *>(Pg) + ((t0 + i) * nv + h) * CH + j) = word;
             }
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < 8; nt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4;
+                    if (i < L) put2<SPLIT>(Pg, ((t0 + i) * nv + h) * CH + j, pval(nt, hf, 0), pval(nt, hf, 1));
+                }
+        }
     }
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
     __syncthreads();
@@ -652,9 +679,11 @@ __device__ __forceinline__ void bf_chunk(float (&up)[2][NTW][4], float *o, int64
         for (int nt = 0; nt < NTW; nt++) {
             const int c = vn0 + 8 * nt + 2 * t4;
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int i = vr0 + g + (e >> 1) * 8, cc = c + (e & 1);
-                if (i < L && cc < VC) o[((t0 + i) * nv + h) * (int64_t)dv + j0 + cc] = acc[nt][e] * Gs[i] + acc2[nt][e];
+            for (int hf = 0; hf < 2; hf++) { /* columns c, c + 1 of row i as one pair */
+                const int i = vr0 + g + 8 * hf;
+                if (i < L)
+                    out_st2(o + ((t0 + i) * nv + h) * (int64_t)dv + j0 + c, c < VC, c + 1 < VC,
+                            acc[nt][2 * hf] * Gs[i] + acc2[nt][2 * hf], acc[nt][2 * hf + 1] * Gs[i] + acc2[nt][2 * hf + 1]);
             }
         }
     }

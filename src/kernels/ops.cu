@@ -136,7 +136,8 @@ __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const f
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
     float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f), a = v, wv = v;
-    if (c < n4) a = reinterpret_cast<const float4 *>(x + r * n)[c], wv = reinterpret_cast<const float4 *>(w)[c];
+    if (c < n4) /* x is mutable (read through L2, not L1), w constant */
+        a = __ldcg(reinterpret_cast<const float4 *>(x + r * n) + c), wv = reinterpret_cast<const float4 *>(w)[c];
     plm_pdl_enter();
     if (c < n4) {
         const float4 b = reinterpret_cast<const float4 *>(d + r * n)[c];
