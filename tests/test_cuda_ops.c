@@ -369,8 +369,10 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
  * each segment's tail (plm_conv_ref, which also shifts the tails), the q/k L2 norms, sigmoid(b) and the
  * log decay, the delta rule on carried-in states (plm_gdn_ref) and the gated RMSNorm. form 0: FP32
  * output, bound TOL_GDN (the delta rule's, as test_gdn's decode tokens have it); 1: BF16 hi + lo (their
- * sum within the same bound); 2: BF16 hi alone (one BF16 step). The
- * work arrays q, k, v, beta, g, the new tails (exact: copies) and the final states are checked too. */
+ * sum within the same bound); 2: BF16 hi alone (one BF16 step); 3: as 1, with raw, z, b and a read from
+ * one stacked array, row t [raw | z | b | a] (ld their widths' sum: the four projections as one product)
+ * and beta and g written to their own arrays. The work arrays q, k, v, beta, g, the new tails (exact:
+ * copies) and the final states are checked too. */
 static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int form) {
     const int CD = 2 * nk * dk + nv * dv, P = K - 1;
     const size_t sn = (size_t)nv * dk * dv, tn = (size_t)P * CD, qn = T * nk * dk, vn = T * nv * dv;
@@ -402,20 +404,38 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     prep_ref(q, k, v, beta, g, mixed, b, a, negA, dtb, T, nk, nv, dk, dv);
     plm_gdn_ref(o, Sr, q, k, v, g, beta, cu, (int)T, nk, nv, dk, dv, 1);
     plm_rmsnorm_gated(ref, o, z, gw, T * nv, dv, 1e-6f);
-    float *dx = dput(x, T * CD), *dw = dput(w, (size_t)CD * K), *dbb = dput(b, T * nv), *da = dput(a, T * nv);
-    float *dn = dput(negA, nv), *ddt = dput(dtb, nv), *dz = dput(z, vn), *dgw = dput(gw, dv);
+    const int stk = form == 3;
+    const int64_t ld = stk ? CD + (int64_t)nv * dv + 2 * nv : 0;
+    float *dx, *dz, *dbb, *da, *bin, *ain; /* bin, ain: b and a as the mixer reads them; dbb, da: beta, g */
+    if (stk) {
+        float *xs = malloc(T * ld * 4);
+        for (int64_t t = 0; t < T; t++) {
+            memcpy(xs + t * ld, x + t * CD, (size_t)CD * 4);
+            memcpy(xs + t * ld + CD, z + t * nv * dv, (size_t)nv * dv * 4);
+            memcpy(xs + t * ld + CD + nv * dv, b + t * nv, (size_t)nv * 4);
+            memcpy(xs + t * ld + CD + nv * dv + nv, a + t * nv, (size_t)nv * 4);
+        }
+        dx = dput(xs, T * ld);
+        free(xs);
+        dz = dx + CD, bin = dz + nv * dv, ain = bin + nv;
+        dbb = dput(NULL, T * nv), da = dput(NULL, T * nv);
+    } else {
+        dx = dput(x, T * CD), dz = dput(z, vn), bin = dbb = dput(b, T * nv), ain = da = dput(a, T * nv);
+    }
+    float *dw = dput(w, (size_t)CD * K), *dn = dput(negA, nv), *ddt = dput(dtb, nv), *dgw = dput(gw, dv);
     float *dq = dput(NULL, qn), *dk_ = dput(NULL, qn), *dv_ = dput(NULL, vn), *dy = form ? NULL : dput(NULL, vn);
-    float *dhi = form ? dput_bf16_nan(vn) : NULL, *dlo = form == 1 ? dput_bf16_nan(vn) : NULL;
+    float *dhi = form ? dput_bf16_nan(vn) : NULL, *dlo = form == 1 || form == 3 ? dput_bf16_nan(vn) : NULL;
     float **dta, **dSa;
     float **dt = dput_each(tl, (int)T, tn, &dta), **dS = dput_each(S, (int)T, sn, &dSa);
     char what[160];
     snprintf(what, sizeof what, "decode mixer, %s (T=%lld, nk=%d nv=%d dk=%d dv=%d, K=%d)",
-             form == 0 ? "FP32 out" : form == 1 ? "BF16 hi + lo out" : "BF16 out", (long long)T, nk, nv, dk, dv, K);
+             form == 0 ? "FP32 out" : form == 1 ? "BF16 hi + lo out" : form == 2 ? "BF16 out" : "stacked in, BF16 hi + lo out",
+             (long long)T, nk, nv, dk, dv, K);
     tu_check(plm_gdn_dec_fits(T, nk, nv, dk, dv, K), "%s: the shape fits", what);
     float *dov = dput(NULL, vn); /* the delta rule's outputs before the norm (work) */
     unsigned *ctr = calloc(PLM_GDN_DEC_CTRS, sizeof *ctr), *dctr = dput_bytes(ctr, PLM_GDN_DEC_CTRS * sizeof *ctr);
-    plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, dq, dk_, dv_, dbb, da, dbb, da, dn, ddt, dz, dgw, T,
-                     nk, nv, dk, dv, K, 1e-6f, NULL);
+    plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, dq, dk_, dv_, dbb, da, bin, ain, dn, ddt, dz, dgw, T,
+                     nk, nv, dk, dv, K, 1e-6f, ld, NULL);
     if (sync_ok(what)) {
         if (form == 0) {
             dget(o, dy, vn, what);
@@ -452,7 +472,8 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
         plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dy);
         plm_cuda_free(0, dbb), plm_cuda_free(0, da);
     }
-    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dn), plm_cuda_free(0, ddt), plm_cuda_free(0, dz);
+    plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
+    if (!stk) plm_cuda_free(0, dz); /* stacked: inside dx */
     plm_cuda_free(0, dgw), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dta), plm_cuda_free(0, dSa);
     plm_cuda_free(0, dov), plm_cuda_free(0, dctr);
     free(ctr);
@@ -875,9 +896,18 @@ static void test_rowops(int64_t rows, int n) {
        the FP32 value within 2^-16), or hi alone (single pass: within BF16 rounding) */
     for (int split = 1; split >= 0; split--) {
         char w2[160];
-        for (int op = 0; op < 3; op++) {
-            float *dhi = dput_bf16_nan(N), *dlo = split ? dput_bf16_nan(N) : NULL;
-            if (op == 0) {
+        for (int op = 0; op < 4; op++) {
+            float *dhi = dput_bf16_nan(N), *dlo = split ? dput_bf16_nan(N) : NULL, *dgu = NULL;
+            if (op == 3) { /* swiglu from one [rows, 2n] array, rows gate then up (the stacked product) */
+                float *gu = malloc(2 * N * 4);
+                for (int64_t r = 0; r < rows; r++)
+                    memcpy(gu + 2 * r * n, x + r * n, (size_t)n * 4), memcpy(gu + (2 * r + 1) * n, z + r * n, (size_t)n * 4);
+                dgu = dput(gu, 2 * N);
+                free(gu);
+                plm_swiglu_bf16_rows_cuda(dhi, dlo, dgu, rows, n, NULL);
+                memcpy(ref, x, N * 4);
+                plm_swiglu(ref, z, N);
+            } else if (op == 0) {
                 plm_rmsnorm_gated_bf16_cuda(dhi, dlo, dx, dz, dw, rows, n, 1e-6f, NULL);
                 plm_rmsnorm_gated(ref, x, z, w, rows, n, 1e-6f);
             } else if (op == 1) {
@@ -889,9 +919,11 @@ static void test_rowops(int64_t rows, int n) {
                 for (size_t i = 0; i < N; i++) ref[i] = x[i] * plm_sigmoid(z[i]);
             }
             snprintf(w2, sizeof w2, "%s as BF16 %s [%lld x %d]",
-                     op == 0 ? "gated RMSNorm" : op == 1 ? "swiglu" : "sigmoid gate", split ? "hi + lo" : "(single pass)",
+                     op == 0 ? "gated RMSNorm" : op == 1 ? "swiglu" : op == 2 ? "sigmoid gate" : "swiglu of stacked rows",
+                     split ? "hi + lo" : "(single pass)",
                      (long long)rows, n);
             if (sync_ok(w2)) dget_bf16(y, dhi, dlo, N, w2), tu_close(y, ref, N, split ? TOL : TOL_BF16_OUT, w2);
+            plm_cuda_free(0, dgu);
         }
     }
     /* SwiGLU of BF16 gate and up (single-pass GEMM outputs) into BF16: against the reference on the
@@ -946,6 +978,24 @@ static void test_rowops(int64_t rows, int n) {
     }
     plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dd), plm_cuda_free(0, dz);
     free(x), free(d), free(z), free(w), free(ref), free(y), free(xr);
+}
+
+/* plm_add_halves_cuda: y = a[0 .. n) + a[n .. 2n), bit for bit the FP32 sums; n % 4 != 0 takes the
+ * scalar kernel; y's guard region untouched */
+static void test_add_halves(int64_t n) {
+    float *a = malloc(2 * n * 4), *ref = malloc(n * 4), *y = malloc(n * 4);
+    fill(a, 2 * n, -3, 3);
+    for (int64_t i = 0; i < n; i++) ref[i] = a[i] + a[n + i];
+    float *da = dput(a, 2 * n), *dy = dput(NULL, n);
+    plm_add_halves_cuda(dy, da, n, NULL);
+    char what[96];
+    snprintf(what, sizeof what, "add of a product's halves (n=%lld)", (long long)n);
+    if (sync_ok(what)) {
+        dget(y, dy, n, what);
+        tu_check(tu_max_abs_diff(y, ref, n) == 0.0, "%s: bit for bit", what);
+    }
+    plm_cuda_free(0, da);
+    free(a), free(ref), free(y);
 }
 
 static void test_rope(int64_t T, int nh, int hd, int rot) {
@@ -1535,7 +1585,7 @@ int main(void) {
         test_gdn_prep_bb(lp1, 6, 16, 32, 128, 128);
         test_gdn_prep_bb(lp2, 1, 16, 16, 128, 128);
     }
-    for (int form = 0; form < 3; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
+    for (int form = 0; form < 4; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
         test_gdn_dec(1, 16, 16, 128, 128, 4, form);
         test_gdn_dec(37, 16, 32, 128, 128, 4, form);
         test_gdn_dec(5, 2, 4, 16, 24, 4, form);
@@ -1570,6 +1620,8 @@ int main(void) {
     const int dl2[] = {1, 1, 1, 1}, ds2[] = {0, 64, 1000, 2047};
     test_attn(dl2, ds2, 4, 8, 2, 256, "decode, 0.8B head shape, caches of 1 to 33 blocks");
 
+    test_add_halves(256 * 1024);
+    test_add_halves(1001);
     test_rowops(37, 64);
     test_rowops(5, 1024);
     test_rowops(200, 24);

@@ -629,6 +629,70 @@ static void wide_keys_single_pass(void) {
     plm_model_free(m);
 }
 
+/* A decode step of more sequences than the skinny GEMM takes (80 one-token segments: cuBLAS products,
+ * where the linear layers' four input projections run as one product of their stacked weights and the
+ * decode mixer reads its output in place, and the MLP's gate and up as one) after a prompt step of 80 x 3
+ * tokens (T = 240: the stacked gate and up in a prompt step), on cuda in the default precise mode against
+ * the CPU on the same BF16 weights (synthetic model), the logits of both steps. Bound 1e-3 of max|ref|:
+ * the precise products are FP32-grade (the fixtures' BF16 runs get within 1e-4), while a row of another
+ * projection or token read in place moves logits by order 1. */
+static void many_decode_precise(void) {
+    tu_rng r = {0xdec0de5ULL};
+    synth_spec sp;
+    synth_random_spec(&sp, &r);
+    plm_config *c = &sp.c;
+    c->n_layers = 3;
+    c->layer_type[0] = c->layer_type[2] = PLM_LAYER_LINEAR;
+    c->layer_type[1] = PLM_LAYER_ATTENTION;
+    c->vocab_size = 96, c->hidden_size = 64, c->n_kv_heads = 1, c->n_heads = 2, c->head_dim = 16;
+    sp.rot_factor = 0.5, c->rope_dim = 8;
+    c->lin_k_heads = 2, c->lin_v_heads = 4, c->lin_k_dim = 16, c->lin_v_dim = 24, c->conv_kernel = 4;
+    c->is_moe = 0, c->intermediate_size = 48;
+    sp.dtype = PLM_DT_BF16;
+    const char *dir = "build/tmp-many-decode";
+    plm_error err = {0};
+    mkdir("build", 0755);
+    mkdir(dir, 0755);
+    if (!tu_check(synth_write(&sp, dir, &r, &err) == PLM_OK, "many decode: model written (%s)", err.msg)) return;
+    plm_model *m = NULL;
+    if (!tu_check(plm_model_open(&m, dir, &err) == PLM_OK, "many decode: model opens (%s)", err.msg)) return;
+    plm_ctx *g = NULL, *cpu = NULL;
+    if (tu_ctx_on(&g, m, "cuda:0", 2, "many decode")) {
+        plm_model_free(m);
+        return;
+    }
+    tu_check(plm_ctx_new(&cpu, m, NULL, &err) == PLM_OK, "many decode: CPU context (%s)", err.msg);
+    enum { NS = 80, P = 3 };
+    const int V = c->vocab_size;
+    int32_t *prompt = malloc(NS * P * 4), *next = malloc(NS * 4), *cu = malloc((NS + 1) * 4), *cu1 = malloc((NS + 1) * 4);
+    for (int i = 0; i < NS * P; i++) prompt[i] = tu_randint(&r, 0, V - 1);
+    for (int i = 0; i < NS; i++) next[i] = tu_randint(&r, 0, V - 1);
+    for (int i = 0; i <= NS; i++) cu[i] = i * P, cu1[i] = i;
+    plm_state *sg[NS] = {0}, *sc[NS] = {0};
+    int ok = g && cpu;
+    for (int i = 0; i < NS && ok; i++)
+        ok = plm_state_new_on(&sg[i], g, &err) == PLM_OK && plm_state_new(&sc[i], m, &err) == PLM_OK;
+    float *got = malloc((size_t)NS * P * V * 4), *ref = malloc((size_t)NS * P * V * 4);
+    for (int s = 0; s < 2 && ok; s++) {
+        const int32_t T = s ? NS : NS * P;
+        plm_step sg_step = {T, s ? next : prompt, NULL, NS, s ? cu1 : cu, sg, PLM_MEM_HOST};
+        plm_step sc_step = {T, s ? next : prompt, NULL, NS, s ? cu1 : cu, sc, PLM_MEM_HOST};
+        plm_outputs og = {0}, oc = {0};
+        og.logits = got, og.n_rows = T, oc.logits = ref, oc.n_rows = T;
+        tu_poison(got, (size_t)T * V), tu_poison(ref, (size_t)T * V);
+        ok = tu_check(plm_step_run(g, &sg_step, &og, &err) == PLM_OK, "many decode: cuda step (%s)", err.msg) &&
+             tu_check(plm_step_run(cpu, &sc_step, &oc, &err) == PLM_OK, "many decode: CPU step (%s)", err.msg);
+        if (ok)
+            tu_close(got, ref, (size_t)T * V, 1e-3,
+                     s ? "80 sequences decoding on cuda (precise), one token each, against the CPU on the same BF16 weights"
+                       : "their prompts, 80 x 3 tokens in one step, on cuda (precise) against the CPU");
+    }
+    for (int i = 0; i < NS; i++) plm_state_free(sg[i]), plm_state_free(sc[i]);
+    free(got), free(ref), free(prompt), free(next), free(cu), free(cu1);
+    plm_ctx_free(g), plm_ctx_free(cpu);
+    plm_model_free(m);
+}
+
 int main(void) {
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
     for (int i = 0; i < 3; i++) {
@@ -642,5 +706,6 @@ int main(void) {
     }
     device_arrays_on_cpu();
     wide_keys_single_pass();
+    many_decode_precise();
     return tu_finish("test_fixtures");
 }

@@ -44,7 +44,8 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
  * delta rule's step on each state S[t] into o (FP32 [T, nv dv] work) and the gated RMSNorm
  * gnorm o / rms(o) silu(z) per value head, written to y (FP32 [T, nv dv], may be o) or, y NULL, to hi
  * (and lo when not NULL) as BF16 hi + remainder, as plm_rmsnorm_gated_bf16_cuda writes them. b may
- * alias beta and a g. ctr: PLM_GDN_DEC_CTRS counters of device memory, zero before the first call
+ * alias beta and a g. ld: 0, each input [T, its width]; otherwise row t of raw, b, a and z each at
+ * t * ld (the four projections stacked into one product, row t [raw | z | b | a]). ctr: PLM_GDN_DEC_CTRS counters of device memory, zero before the first call
  * (each call leaves them zero); calls sharing them run one after another. What plm_gdn_dec_fits
  * refuses is not run: the caller takes the five-kernel path. Under programmatic launch (a graph's
  * programmatic edges) the tails, the states and conv_w are read before the kernels wait for the one
@@ -54,7 +55,8 @@ int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K);
 void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
                       const float *raw, const float *conv_w, float *q, float *k, float *v, float *beta, float *g,
                       const float *b, const float *a, const float *neg_A, const float *dt_bias, const float *z,
-                      const float *gnorm, int64_t T, int nk, int nv, int dk, int dv, int K, float eps, void *stream);
+                      const float *gnorm, int64_t T, int nk, int nv, int dk, int dv, int K, float eps, int64_t ld,
+                      void *stream);
 /* The gated delta rule on tensor cores (kernels/gdn_tc.cu): segments of PLM_GDN_CHUNKED_MIN tokens or
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
  * shorter segments take the recurrent form. tab: plm_gdn_chunks' table (pairs: segment, first token;
@@ -218,6 +220,11 @@ void plm_rope_cuda(float *x, const int64_t *pos, int64_t T, int nh, int hd, int 
 /* the elementwise steps whose result only feeds a BF16 GEMM, written straight as its input: hi the BF16
  * rounding of the FP32 result, lo (when not NULL) the BF16 of the remainder, as plm_to_bf16_cuda makes */
 void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, const float *up, int64_t n, void *stream);
+/* the same from one FP32 [rows, 2 I] array gu whose rows hold gate then up (the gate and up projections
+ * stacked into one product): hi, lo [rows, I] */
+void plm_swiglu_bf16_rows_cuda(void *hi, void *lo, const float *gu, int64_t rows, int64_t I, void *stream);
+/* y[i] = a[i] + a[n + i] (a: [2 n], a product's halves over hi rows then lo rows); y may not overlap a */
+void plm_add_halves_cuda(float *y, const float *a, int64_t n, void *stream);
 void plm_gate_mul_bf16_cuda(void *hi, void *lo, const float *o, const float *gate, int64_t n, void *stream);
 /* the same with the gate read in place from qg [rows, 2 hd] (each head's query then gate): o [rows, hd] */
 void plm_gate_mul_qg_bf16_cuda(void *hi, void *lo, const float *o, const float *qg, int64_t rows, int hd, void *stream);

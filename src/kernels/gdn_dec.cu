@@ -26,7 +26,7 @@
 __global__ void __launch_bounds__(DEC_IN_THREADS)
     k_gdn_dec_in(float *q, float *k, float *v, float *beta, float *g, float *const *tail, const float *x,
                  const float *w, const float *b, const float *a, const float *neg_A, const float *dt_bias, int nk,
-                 int nv, int dk, int dv, int K) {
+                 int nv, int dk, int dv, int K, int64_t ldx, int64_t ldba) {
     __shared__ float sh[32];
     const int u = blockIdx.x, tid = threadIdx.x, P = K - 1;
     const int64_t t = blockIdx.y;
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
     plm_pdl_enter();
 #pragma unroll
     for (int m = 0; m < 2; m++)
-        if (tid + m * DEC_IN_THREADS < n) cur[m] = x[t * CD + c0 + tid + m * DEC_IN_THREADS];
+        if (tid + m * DEC_IN_THREADS < n) cur[m] = x[t * ldx + c0 + tid + m * DEC_IN_THREADS];
     float y[2] = {0.0f, 0.0f}, ss = 0.0f;
 #pragma unroll
     for (int m = 0; m < 2; m++) {
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
         if (tid + m * DEC_IN_THREADS < n) dst[tid + m * DEC_IN_THREADS] = qk ? y[m] * r : y[m];
     if (u == 0)
         for (int h = tid; h < nv; h += DEC_IN_THREADS) {
-            const float bv = b[t * nv + h], av = a[t * nv + h] + dt_bias[h];
+            const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
             beta[t * nv + h] = plm_sigmoid_d(bv);
             g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
         }
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
 __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr,
                                           float *const *S, const float *q, const float *k, const float *v,
                                           const float *g, const float *beta, const float *z, const float *gw, int nk,
-                                          int nv, int dk, int dv, float eps) {
+                                          int nv, int dk, int dv, float eps, int64_t ldz) {
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / DEC_ROWS][32],
         red2[PLM_CUDA_MAX_DK / DEC_ROWS][32], sh[PLM_CUDA_MAX_DK / DEC_ROWS];
     __shared__ int last;
@@ -133,7 +133,7 @@ __global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bflo
     for (int ww = 0; ww < nw; ww++) tot += sh[ww];
     const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
     for (int c = tid; c < dv; c += span) {
-        const float out = gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[th * dv + c]);
+        const float out = gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]);
         if (y) {
             y[th * dv + c] = out;
         } else {
@@ -154,11 +154,13 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
                                  float *const *S, const float *raw, const float *conv_w, float *q, float *k, float *v,
                                  float *beta, float *g, const float *b, const float *a, const float *neg_A,
                                  const float *dt_bias, const float *z, const float *gnorm, int64_t T, int nk, int nv,
-                                 int dk, int dv, int K, float eps, void *stream) {
+                                 int dk, int dv, int K, float eps, int64_t ld, void *stream) {
     if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
+    const int64_t CD = 2 * (int64_t)nk * dk + (int64_t)nv * dv;
     k_gdn_dec_in<<<dim3((unsigned)(2 * nk + nv), (unsigned)T), DEC_IN_THREADS, 0, PLM_STREAM(stream)>>>(
-        q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv, K);
+        q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv, K, ld ? ld : CD, ld ? ld : nv);
     const dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nv, (unsigned)T);
     k_gdn_dec<<<grid, dim3(32, (unsigned)((dk + DEC_ROWS - 1) / DEC_ROWS)), 0, PLM_STREAM(stream)>>>(
-        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q, k, v, g, beta, z, gnorm, nk, nv, dk, dv, eps);
+        y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q, k, v, g, beta, z, gnorm, nk, nv, dk, dv, eps,
+        ld ? ld : (int64_t)nv * dv);
 }

@@ -506,6 +506,59 @@ extern "C" void plm_swiglu_bf16_cuda(void *hi, void *lo, const float *gate, cons
                                                                           gate, up, n);
 }
 
+/* the same from one FP32 [rows, 2 I] array gu whose rows hold gate then up (the stacked product's
+ * output), out [rows, I]: four values a thread by 16-byte loads where gu is 16-byte aligned, hi and lo
+ * 8-byte aligned and I % 4 == 0, one at a time otherwise */
+template <bool VEC>
+__global__ void k_swiglu_bf16_rows(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *gu, int64_t rows, int64_t I) {
+    plm_pdl_enter();
+    const int64_t step = (int64_t)gridDim.x * blockDim.x, w = VEC ? I / 4 : I;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < rows * w; e += step) {
+        const int64_t t = e / w, c = e - t * w;
+        if constexpr (VEC) {
+            const float4 g = reinterpret_cast<const float4 *>(gu + 2 * I * t)[c];
+            const float4 u = reinterpret_cast<const float4 *>(gu + 2 * I * t + I)[c];
+            put4_bf16(hi, lo, e,
+                      make_float4(plm_silu_d(g.x) * u.x, plm_silu_d(g.y) * u.y, plm_silu_d(g.z) * u.z,
+                                  plm_silu_d(g.w) * u.w));
+        } else {
+            put_bf16(hi, lo, e, plm_silu_d(gu[2 * I * t + c]) * gu[2 * I * t + I + c]);
+        }
+    }
+}
+
+extern "C" void plm_swiglu_bf16_rows_cuda(void *hi, void *lo, const float *gu, int64_t rows, int64_t I, void *stream) {
+    if (rows <= 0 || I <= 0) return;
+    __nv_bfloat16 *h = (__nv_bfloat16 *)hi, *l = (__nv_bfloat16 *)lo;
+    if (I % 4 == 0 && (((uintptr_t)gu & 15) | (((uintptr_t)hi | (uintptr_t)lo) & 7)) == 0)
+        k_swiglu_bf16_rows<true><<<plm_blocks(rows * I / 4, 256), 256, 0, PLM_STREAM(stream)>>>(h, l, gu, rows, I);
+    else
+        k_swiglu_bf16_rows<false><<<plm_blocks(rows * I, 256), 256, 0, PLM_STREAM(stream)>>>(h, l, gu, rows, I);
+}
+
+/* y[i] = a[i] + a[n + i]: the two halves of a product over stacked inputs (hi rows, then lo rows) */
+__global__ void k_add_halves4(float4 *y, const float4 *a, int64_t n4) {
+    plm_pdl_enter();
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n4; i += (int64_t)gridDim.x * blockDim.x) {
+        const float4 u = a[i], v = a[n4 + i];
+        y[i] = make_float4(u.x + v.x, u.y + v.y, u.z + v.z, u.w + v.w);
+    }
+}
+
+__global__ void k_add_halves(float *y, const float *a, int64_t n) {
+    plm_pdl_enter();
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = a[i] + a[n + i];
+}
+
+extern "C" void plm_add_halves_cuda(float *y, const float *a, int64_t n, void *stream) {
+    if (n <= 0) return;
+    if (n % 4 == 0 && (((uintptr_t)y | (uintptr_t)a) & 15) == 0)
+        k_add_halves4<<<plm_blocks(n / 4, 256), 256, 0, PLM_STREAM(stream)>>>((float4 *)y, (const float4 *)a, n / 4);
+    else
+        k_add_halves<<<plm_blocks(n, 256), 256, 0, PLM_STREAM(stream)>>>(y, a, n);
+}
+
 __global__ void k_gate_mul_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *o, const float *gate, int64_t n) {
     plm_pdl_enter();
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
