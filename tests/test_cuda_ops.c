@@ -858,6 +858,39 @@ static void test_rowops(int64_t rows, int n) {
         plm_cuda_free(0, dd2);
         free(h1), free(hb);
     }
+    /* the general form: x += (d + d2) (a stacked product's halves) writing h's BF16 hi and lo: h and the
+       sum as the plain form's on d + d2 summed here (bit for bit: the same FP32 additions), hi and lo
+       h's split exactly */
+    {
+        float *ds = malloc(N * 4), *d2 = malloc(N * 4), *h1 = malloc(N * 4), *hb = malloc((N + 1) / 2 * 4),
+              *lb = malloc((N + 1) / 2 * 4);
+        fill(d2, N, -1, 1);
+        for (size_t i = 0; i < N; i++) ds[i] = d[i] + d2[i];
+        float *dds = dput(ds, N), *dh1 = dput(NULL, N), *dy1 = dput(x, N);
+        float *dd1 = dput(d, N), *dd2 = dput(d2, N), *dh2 = dput(NULL, N), *dy2 = dput(x, N);
+        float *dhb = dput(NULL, (N + 1) / 2), *dlb = dput(NULL, (N + 1) / 2);
+        plm_add_rmsnorm_zc_cuda(dh1, dy1, dds, dw, rows, n, 1e-6f, NULL);
+        plm_add_rmsnorm_zc_split_cuda(dh2, dhb, dlb, dy2, dd1, dd2, dw, rows, n, 1e-6f, NULL);
+        snprintf(what, sizeof what, "residual add of two halves + RMSNorm, BF16 hi + lo [%lld x %d]", (long long)rows, n);
+        if (sync_ok(what)) {
+            dget(h1, dh1, N, what), dget(y, dh2, N, what), dget(hb, dhb, (N + 1) / 2, what), dget(lb, dlb, (N + 1) / 2, what);
+            const uint16_t *h16 = (const uint16_t *)hb, *l16 = (const uint16_t *)lb;
+            int exact = 1;
+            for (size_t i = 0; i < N; i++) {
+                const uint16_t hi = plm_f32_to_bf16(y[i]);
+                exact &= h16[i] == hi && l16[i] == plm_f32_to_bf16(y[i] - plm_bf16_to_f32(hi));
+            }
+            tu_check(!memcmp(h1, y, N * 4), "%s: h as the plain form's on the summed halves", what);
+            tu_check(exact, "%s: hi and lo are h's split", what);
+            dget(h1, dy1, N, what), dget(y, dy2, N, what);
+            tu_check(!memcmp(y, h1, N * 4), "%s: the residual sum as the plain form's", what);
+        } else {
+            plm_cuda_free(0, dh1), plm_cuda_free(0, dh2), plm_cuda_free(0, dhb), plm_cuda_free(0, dlb);
+            plm_cuda_free(0, dy1), plm_cuda_free(0, dy2);
+        }
+        plm_cuda_free(0, dds), plm_cuda_free(0, dd1), plm_cuda_free(0, dd2);
+        free(ds), free(d2), free(h1), free(hb), free(lb);
+    }
     /* gated RMSNorm */
     float *dz = dput(z, N);
     dy = dput(NULL, N);

@@ -88,14 +88,14 @@ __global__ void k_rmsnorm_zc(float *y, const float *x, int64_t xs, const float *
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = xr[i] * inv * (1.0f + w[i]);
 }
 
-__global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *w, int n, float eps) {
+__global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *d2, const float *w, int n, float eps) {
     plm_pdl_enter();
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     float *xr = x + r * n;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xr[i] + d[r * n + i];
+        float v = xr[i] + (d2 ? d[r * n + i] + d2[r * n + i] : d[r * n + i]);
         xr[i] = v;
         ss += v * v;
     }
@@ -130,8 +130,8 @@ extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, in
 /* the same for n % 4 == 0, n <= 4096 (the hidden size): a thread one float4 of the row */
 /* x (the residual stream) and w are read before the wait for the kernel launched before (programmatic
  * launch: the product that wrote d); x was written further back (the add before this one) */
-__global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const float *d, const float *w, int n,
-                                  float eps) {
+__global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, __nv_bfloat16 *lb, float *x, const float *d,
+                                  const float *d2, const float *w, int n, float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
@@ -140,7 +140,11 @@ __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const f
         a = __ldcg(reinterpret_cast<const float4 *>(x + r * n) + c), wv = reinterpret_cast<const float4 *>(w)[c];
     plm_pdl_enter();
     if (c < n4) {
-        const float4 b = reinterpret_cast<const float4 *>(d + r * n)[c];
+        float4 b = reinterpret_cast<const float4 *>(d + r * n)[c];
+        if (d2) { /* the product's two halves, summed first (as plm_add_halves_cuda) */
+            const float4 e = reinterpret_cast<const float4 *>(d2 + r * n)[c];
+            b = make_float4(b.x + e.x, b.y + e.y, b.z + e.z, b.w + e.w);
+        }
         v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
         reinterpret_cast<float4 *>(x + r * n)[c] = v;
     }
@@ -149,30 +153,36 @@ __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, float *x, const f
         const float4 y = make_float4(v.x * inv * (1.0f + wv.x), v.y * inv * (1.0f + wv.y), v.z * inv * (1.0f + wv.z),
                                      v.w * inv * (1.0f + wv.w));
         reinterpret_cast<float4 *>(h + r * n)[c] = y;
-        if (hb) put4_bf16(hb, NULL, r * n4 + c, y);
+        if (hb) put4_bf16(hb, lb, r * n4 + c, y);
     }
 }
 
-static void add_rmsnorm(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
-                        cudaStream_t st) {
+static void add_rmsnorm(float *h, void *hb, void *lb, float *x, const float *d, const float *d2, const float *w,
+                        int64_t rows, int n, float eps, cudaStream_t st) {
     if (rows <= 0) return;
-    if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)w) & 15) == 0 &&
-        ((uintptr_t)hb & 7) == 0) {
-        k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, st>>>(h, (__nv_bfloat16 *)hb, x, d, w, n, eps);
+    if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)d2 | (uintptr_t)w) & 15) == 0 &&
+        (((uintptr_t)hb | (uintptr_t)lb) & 7) == 0) {
+        k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, st>>>(h, (__nv_bfloat16 *)hb, (__nv_bfloat16 *)lb,
+                                                                                x, d, d2, w, n, eps);
         return;
     }
-    k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, st>>>(h, x, d, w, n, eps);
-    if (hb) plm_to_bf16_cuda(hb, NULL, h, rows * n, st);
+    k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, st>>>(h, x, d, d2, w, n, eps);
+    if (hb) plm_to_bf16_cuda(hb, lb, h, rows * n, st);
 }
 
 extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n,
                                         float eps, void *stream) {
-    add_rmsnorm(h, NULL, x, d, w, rows, n, eps, PLM_STREAM(stream));
+    add_rmsnorm(h, NULL, NULL, x, d, NULL, w, rows, n, eps, PLM_STREAM(stream));
 }
 
 extern "C" void plm_add_rmsnorm_zc_bf16_cuda(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows,
                                              int n, float eps, void *stream) {
-    add_rmsnorm(h, hb, x, d, w, rows, n, eps, PLM_STREAM(stream));
+    add_rmsnorm(h, hb, NULL, x, d, NULL, w, rows, n, eps, PLM_STREAM(stream));
+}
+
+extern "C" void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, float *x, const float *d, const float *d2,
+                                              const float *w, int64_t rows, int n, float eps, void *stream) {
+    add_rmsnorm(h, hi, lo, x, d, d2, w, rows, n, eps, PLM_STREAM(stream));
 }
 
 /* the same, written as the BF16 input of the next GEMM: hi = bf16(y), with lo the BF16 of the remainder */

@@ -72,6 +72,8 @@ struct plm_cuda {
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
     void *sk_work;             /* the skinny GEMM's partial sums and counters (plm_skinny_work_bytes, zeroed once) */
     float *stk;                /* a stacked precise product's two halves: 2 STACK_MAX_T x STACK_MAX_ROWS floats */
+    const float *defer_to;     /* a stacked product into this (the step's layer output) leaves its halves in stk ... */
+    int deferred;              /* ... and sets this: the residual add + norm sums them (add_norm) */
     unsigned *dec_ctr;         /* the decode mixer's counters (PLM_GDN_DEC_CTRS, zeroed once) */
     /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
      * shape and every scratch address); least recently used replaced */
@@ -599,6 +601,7 @@ static void small_products(plm_cuda *g, int n, float *const *y, const void *cons
 static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const dmat *W, void *xb, int keep,
                          plm_error *err) {
     if (T <= 0) return PLM_OK;
+    if (y == g->defer_to) g->deferred = 0; /* y written whole below, unless stacked */
     const float one = 1.0f, zero = 0.0f;
     cublasStatus_t s;
     if (!W->bf16) {
@@ -632,7 +635,10 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
             s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)(2 * T), (int)W->cols, &one, W->d,
                              CUDA_R_16BF, (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, g->stk, CUDA_R_32F,
                              (int)W->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-            if (s == CUBLAS_STATUS_SUCCESS) plm_add_halves_cuda(y, g->stk, T * W->rows, g->st);
+            if (s == CUBLAS_STATUS_SUCCESS) {
+                if (y == g->defer_to) g->deferred = 1; /* the layer's output: add_norm sums the halves */
+                else plm_add_halves_cuda(y, g->stk, T * W->rows, g->st);
+            }
             lo = NULL; /* summed */
         } else {
             s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d,
@@ -1061,21 +1067,27 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
 /* The residual add + norm reads x before its programmatic wait (cuda_ops.h): the kernel launched right
  * before it (the out / o / down projection, or the MoE combine) must not write x, so two add_norms
  * never run back to back. */
+/* A layer output left as a stacked product's two halves (g->deferred) is summed here, in the order
+ * plm_add_halves_cuda sums it. Precise at more rows than the skinny GEMM takes (cuBLAS, which reads BF16
+ * hi + lo): h's hi and lo go into xb as gemm_k would convert them, and are kept the same way. */
 static void add_norm(plm_cuda *g, const plan *p, const float *w) {
     const plm_config *cf = &g->m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
-    if (!g->split && T > PLM_SKINNY_MAX_T && !cf->is_moe) {
-        plm_add_rmsnorm_zc_bf16_cuda(p->h, p->xb, p->x, p->mo, w, T, (int)H, cf->rms_eps, g->st);
+    const float *d = g->deferred ? g->stk : p->mo, *d2 = g->deferred ? g->stk + (size_t)T * H : NULL;
+    g->deferred = 0;
+    if (T > PLM_SKINNY_MAX_T && !cf->is_moe) {
+        plm_add_rmsnorm_zc_split_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, d2, w, T, (int)H, cf->rms_eps,
+                                      g->st);
         g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
         return;
     }
-    plm_add_rmsnorm_zc_cuda(p->h, p->x, p->mo, w, T, (int)H, cf->rms_eps, g->st);
+    plm_add_rmsnorm_zc_split_cuda(p->h, NULL, NULL, p->x, d, d2, w, T, (int)H, cf->rms_eps, g->st);
     g->xb_of = NULL;
 }
 
 /* the embedding, the layers and the final norm into p->h; hid (host, may be NULL) takes the hidden
  * states after the embedding and after each layer */
-static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyKind to_out, plm_error *err) {
+static plm_status run_layers_in(plm_cuda *g, const plan *p, float *hid, cudaMemcpyKind to_out, plm_error *err) {
     const plm_model *m = g->m;
     const plm_config *cf = &m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
@@ -1100,6 +1112,17 @@ static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyK
         CK(g->dev, "reading hidden states",
            cudaMemcpyAsync(hid + (int64_t)cf->n_layers * T * H, p->h, (size_t)T * H * 4, to_out, g->st));
     return PLM_OK;
+}
+
+/* the layers' outputs into p->mo may be left as a stacked product's halves for add_norm to sum; no
+ * other product's output may, whatever way the layers end */
+static plm_status run_layers(plm_cuda *g, const plan *p, float *hid, cudaMemcpyKind to_out, plm_error *err) {
+    g->defer_to = p->mo;
+    g->deferred = 0;
+    const plm_status st = run_layers_in(g, p, hid, to_out, err);
+    g->defer_to = NULL;
+    g->deferred = 0;
+    return st;
 }
 
 /* Makes every kernel-to-kernel edge of a captured graph programmatic (programmatic dependent launch):
