@@ -1,0 +1,128 @@
+// The decode mixer's state traffic alone at 256 sequences (16 heads, 128 x 128 FP32 states: 537 MB read
+// and written a layer): a device copy of the states, then a kernel of k_gdn_dec's form (the state read,
+// one delta-rule step, the state written, no norm) at R key rows a thread and C columns a lane, each the
+// best of 11 rounds of 4 launches. Run on a GPU machine:
+//   nvcc -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -o decode_state bench/micro/decode_state.cu && ./decode_state
+// (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate).
+#include <cstdio>
+#include <cstdlib>
+#include <cuda_runtime.h>
+#define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
+
+template <int R, int C, int NREG>
+__global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, const float *q, const float *k, const float *v,
+                                                       const float *g, const float *beta, int nv, int dk, int dv) {
+    constexpr int NW = 128 / R;
+    __shared__ float ks[128], qs[128], red[NW][32 * C], red2[NW][32 * C];
+    const int h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y;
+    const long t = blockIdx.z, th = t * nv + h;
+    const int j = blockIdx.x * 32 * C + lane * C;
+    float *Sp = S + (th * dk + (size_t)w * R) * dv + j;
+    float Sr[R][C];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        if (C == 2) {
+            float2 x = __ldcg((const float2 *)(Sp + (size_t)r * dv));
+            Sr[r][0] = x.x, Sr[r][C - 1] = x.y;
+        } else
+            Sr[r][0] = __ldcg(Sp + (size_t)r * dv);
+    }
+    const int tid = w * 32 + lane;
+    if (tid < dk) { ks[tid] = k[t * dk + tid]; qs[tid] = q[t * dk + tid]; }
+    const float gt = g[th], b = beta[th];
+    float vt[C];
+#pragma unroll
+    for (int c = 0; c < C; c++) vt[c] = v[th * dv + j + c];
+    __syncthreads();
+    const float decay = expf(gt);
+    float part[C] = {};
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < C; c++) { Sr[r][c] *= decay; part[c] += Sr[r][c] * ks[w * R + r]; }
+#pragma unroll
+    for (int c = 0; c < C; c++) red[w][lane * C + c] = part[c];
+    __syncthreads();
+    float delta[C], p2[C] = {};
+#pragma unroll
+    for (int c = 0; c < C; c++) {
+        float kvm = 0.f;
+        for (int ww = 0; ww < NW; ww++) kvm += red[ww][lane * C + c];
+        delta[c] = (vt[c] - kvm) * b;
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int c = 0; c < C; c++) { Sr[r][c] += ks[w * R + r] * delta[c]; p2[c] += Sr[r][c] * qs[w * R + r]; }
+#pragma unroll
+    for (int c = 0; c < C; c++) red2[w][lane * C + c] = p2[c];
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        if (C == 2) __stcg((float2 *)(Sp + (size_t)r * dv), make_float2(Sr[r][0], Sr[r][C - 1]));
+        else __stcg(Sp + (size_t)r * dv, Sr[r][0]);
+    }
+    __syncthreads();
+    if (w == 0)
+        for (int c = 0; c < C; c++) {
+            float acc = 0.f;
+            for (int ww = 0; ww < NW; ww++) acc += red2[ww][lane * C + c];
+            o[th * dv + j + c] = acc;
+        }
+}
+
+__global__ void k_copy(float4 *d, const float4 *s, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = s[i];
+}
+
+template <int R, int C>
+float run(float *o, float *S, float *q, float *k, float *v, float *g, float *b, int T, int nv, int dk, int dv, cudaEvent_t e0, cudaEvent_t e1) {
+    dim3 grid(dv / (32 * C), nv, T), block(32, 128 / R);
+    float best = 1e9;
+    for (int it = 0; it < 12; it++) {
+        cudaEventRecord(e0);
+        for (int l = 0; l < 4; l++) k_dec<R, C, 0><<<grid, block>>>(o, S, q, k, v, g, b, nv, dk, dv);
+        cudaEventRecord(e1);
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (it && ms / 4 < best) best = ms / 4;
+    }
+    cudaFuncAttributes a;
+    cudaFuncGetAttributes(&a, k_dec<R, C, 0>);
+    int nb;
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k_dec<R, C, 0>, 32 * (128 / R), 0);
+    double bytes = 2.0 * T * nv * dk * dv * 4;
+    printf("R=%2d C=%d: %.4f ms  %.2f TB/s  regs %d  blocks/SM %d\n", R, C, best, bytes / best / 1e9, a.numRegs, nb);
+    return best;
+}
+
+int main() {
+    const int T = 256, nv = 16, dk = 128, dv = 128;
+    size_t ns = (size_t)T * nv * dk * dv;
+    float *S, *S2, *o, *q, *k, *v, *g, *b;
+    CK(cudaMalloc(&S, ns * 4)); CK(cudaMalloc(&S2, ns * 4));
+    CK(cudaMalloc(&o, T * nv * dv * 4)); CK(cudaMalloc(&q, T * dk * 4)); CK(cudaMalloc(&k, T * dk * 4));
+    CK(cudaMalloc(&v, T * nv * dv * 4)); CK(cudaMalloc(&g, T * nv * 4)); CK(cudaMalloc(&b, T * nv * 4));
+    cudaMemset(S, 0, ns * 4); cudaMemset(q, 0, T * dk * 4); cudaMemset(k, 0, T * dk * 4); cudaMemset(v, 0, T * nv * dv * 4);
+    cudaMemset(g, 0, T * nv * 4); cudaMemset(b, 0, T * nv * 4);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0); cudaEventCreate(&e1);
+    float best = 1e9;
+    for (int it = 0; it < 12; it++) {
+        cudaEventRecord(e0);
+        k_copy<<<132 * 8, 512>>>((float4 *)S2, (const float4 *)S, ns / 4);
+        cudaEventRecord(e1);
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (it && ms < best) best = ms;
+    }
+    printf("copy of the states: %.4f ms  %.2f TB/s\n", best, 2.0 * ns * 4 / best / 1e9);
+    run<32, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<16, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<8, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<16, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<8, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    return 0;
+}
