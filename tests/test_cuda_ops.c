@@ -407,6 +407,7 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     const int stk = form == 3;
     const int64_t ld = stk ? CD + (int64_t)nv * dv + 2 * nv : 0;
     float *dx, *dz, *dbb, *da, *bin, *ain; /* bin, ain: b and a as the mixer reads them; dbb, da: beta, g */
+    float *xstk = NULL;
     if (stk) {
         float *xs = malloc(T * ld * 4);
         for (int64_t t = 0; t < T; t++) {
@@ -416,7 +417,7 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
             memcpy(xs + t * ld + CD + nv * dv + nv, a + t * nv, (size_t)nv * 4);
         }
         dx = dput(xs, T * ld);
-        free(xs);
+        xstk = xs; /* checked unchanged after the call */
         dz = dx + CD, bin = dz + nv * dv, ain = bin + nv;
         dbb = dput(NULL, T * nv), da = dput(NULL, T * nv);
     } else {
@@ -467,6 +468,12 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
         int zero = 1;
         for (int i = 0; i < PLM_GDN_DEC_CTRS; i++) zero &= ctr[i] == 0;
         tu_check(zero, "%s: the counters are back to zero", what);
+        if (stk) { /* the stacked input is read, never written */
+            float *back = malloc(T * ld * 4);
+            plm_cuda_download(0, back, dx, (size_t)T * ld * 4, &ERR);
+            tu_check(!memcmp(back, xstk, (size_t)T * ld * 4), "%s: the stacked input unchanged", what);
+            free(back);
+        }
         tu_check(worst <= TOL_GDN, "%s: final states, worst max|diff|/max|ref| %.2e (bound %.0e)", what, worst, TOL_GDN);
     } else {
         plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dy);
@@ -474,6 +481,7 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     }
     plm_cuda_free(0, dx), plm_cuda_free(0, dw), plm_cuda_free(0, dn), plm_cuda_free(0, ddt);
     if (!stk) plm_cuda_free(0, dz); /* stacked: inside dx */
+    free(xstk);
     plm_cuda_free(0, dgw), plm_cuda_free(0, dhi), plm_cuda_free(0, dlo), plm_cuda_free(0, dta), plm_cuda_free(0, dSa);
     plm_cuda_free(0, dov), plm_cuda_free(0, dctr);
     free(ctr);
@@ -1026,6 +1034,8 @@ static void test_add_halves(int64_t n) {
     if (sync_ok(what)) {
         dget(y, dy, n, what);
         tu_check(tu_max_abs_diff(y, ref, n) == 0.0, "%s: bit for bit", what);
+    } else {
+        plm_cuda_free(0, dy);
     }
     plm_cuda_free(0, da);
     free(a), free(ref), free(y);

@@ -144,9 +144,10 @@ static void run_bf16(const char *name, const char *device) {
         const double scale = tu_max_abs(ref, N);
         printf("info %s: the BF16 cast moves the CPU's logits by %.3g of max|F32 ref| %.3g\n", name,
                tu_max_abs_diff(cref, ref, N) / scale, scale);
-        const int64_t budgets[] = {0, 7};
+        /* 100: steps of 65 .. 100 rows, over the skinny GEMM's 64 (cuBLAS, the stacked products) */
+        const int64_t budgets[] = {0, 7, 100};
         for (int mode = 0; mode < 2 && c1; mode++)
-            for (int b = 0; b < 2; b++) {
+            for (int b = 0; b < 3; b++) {
                 for (size_t i = 0; i < N; i++) got[i] = NAN;
                 tu_check(tu_run_packed(mode ? c1 : c, m, seqs, lens, n, NULL, budgets[b], got, NULL, &err) == PLM_OK,
                          "%s: BF16 run (%s)", name, err.msg);
@@ -633,7 +634,9 @@ static void wide_keys_single_pass(void) {
  * where the linear layers' four input projections run as one product of their stacked weights and the
  * decode mixer reads its output in place, and the MLP's gate and up as one) after a prompt step of 80 x 3
  * tokens (T = 240: the stacked gate and up in a prompt step), on cuda in the default precise mode against
- * the CPU on the same BF16 weights (synthetic model), the logits of both steps. Bound 1e-3 of max|ref|:
+ * the CPU on the same BF16 weights (synthetic model), the logits of every step: the prompts, then three
+ * decode steps (the first captured as a graph, a plain run with the hidden states, which are compared
+ * too, the graph's replay). Bound 1e-3 of max|ref|:
  * the precise products are FP32-grade (the fixtures' BF16 runs get within 1e-4), while a row of another
  * projection or token read in place moves logits by order 1. */
 static void many_decode_precise(void) {
@@ -673,20 +676,32 @@ static void many_decode_precise(void) {
     for (int i = 0; i < NS && ok; i++)
         ok = plm_state_new_on(&sg[i], g, &err) == PLM_OK && plm_state_new(&sc[i], m, &err) == PLM_OK;
     float *got = malloc((size_t)NS * P * V * 4), *ref = malloc((size_t)NS * P * V * 4);
-    for (int s = 0; s < 2 && ok; s++) {
+    const size_t nhid = (size_t)(c->n_layers + 1) * NS * c->hidden_size;
+    float *hg = malloc(nhid * 4), *hc = malloc(nhid * 4);
+    /* the prompts, then three decode steps: the first of its shape (captured as a graph), one run
+       plainly (the hidden states asked for), the same shape again (the graph replayed) */
+    for (int s = 0; s < 4 && ok; s++) {
         const int32_t T = s ? NS : NS * P;
+        for (int i = 0; i < NS && s > 1; i++) next[i] = (next[i] + 7 * s + i) % V;
         plm_step sg_step = {T, s ? next : prompt, NULL, NS, s ? cu1 : cu, sg, PLM_MEM_HOST};
         plm_step sc_step = {T, s ? next : prompt, NULL, NS, s ? cu1 : cu, sc, PLM_MEM_HOST};
         plm_outputs og = {0}, oc = {0};
         og.logits = got, og.n_rows = T, oc.logits = ref, oc.n_rows = T;
+        if (s == 2) og.hidden = hg, oc.hidden = hc, tu_poison(hg, nhid), tu_poison(hc, nhid);
         tu_poison(got, (size_t)T * V), tu_poison(ref, (size_t)T * V);
         ok = tu_check(plm_step_run(g, &sg_step, &og, &err) == PLM_OK, "many decode: cuda step (%s)", err.msg) &&
              tu_check(plm_step_run(cpu, &sc_step, &oc, &err) == PLM_OK, "many decode: CPU step (%s)", err.msg);
-        if (ok)
-            tu_close(got, ref, (size_t)T * V, 1e-3,
-                     s ? "80 sequences decoding on cuda (precise), one token each, against the CPU on the same BF16 weights"
-                       : "their prompts, 80 x 3 tokens in one step, on cuda (precise) against the CPU");
+        char what[200];
+        if (s)
+            snprintf(what, sizeof what, "80 sequences decoding on cuda (precise), step %d%s, against the CPU on the same "
+                     "BF16 weights", s, s == 1 ? " (the first of its shape)" : s == 2 ? " (hidden states asked for: run plainly)"
+                                                                       : " (the shape again)");
+        else
+            snprintf(what, sizeof what, "their prompts, 80 x 3 tokens in one step, on cuda (precise) against the CPU");
+        if (ok) tu_close(got, ref, (size_t)T * V, 1e-3, what);
+        if (ok && s == 2) tu_close(hg, hc, nhid, 1e-3, "  and its hidden states");
     }
+    free(hg), free(hc);
     for (int i = 0; i < NS; i++) plm_state_free(sg[i]), plm_state_free(sc[i]);
     free(got), free(ref), free(prompt), free(next), free(cu), free(cu1);
     plm_ctx_free(g), plm_ctx_free(cpu);

@@ -43,10 +43,12 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
  * log decay neg_A softplus(a + dt_bias) into g, with q, k, v (FP32 work arrays) written out; then the
  * delta rule's step on each state S[t] into o (FP32 [T, nv dv] work) and the gated RMSNorm
  * gnorm o / rms(o) silu(z) per value head, written to y (FP32 [T, nv dv], may be o) or, y NULL, to hi
- * (and lo when not NULL) as BF16 hi + remainder, as plm_rmsnorm_gated_bf16_cuda writes them. b may
- * alias beta and a g. ld: 0, each input [T, its width]; otherwise row t of raw, b, a and z each at
- * t * ld (the four projections stacked into one product, row t [raw | z | b | a]). ctr: PLM_GDN_DEC_CTRS counters of device memory, zero before the first call
- * (each call leaves them zero); calls sharing them run one after another. What plm_gdn_dec_fits
+ * (and lo when not NULL) as BF16 hi + remainder, as plm_rmsnorm_gated_bf16_cuda writes them. ld: 0,
+ * each input [T, its width]; otherwise row t of raw, b, a and z each at t * ld (the four projections
+ * stacked into one product, row t [raw | z | b | a]). With ld 0, b may alias beta and a g (not with a
+ * stacked input: a token's beta would overwrite another token's b). ctr: PLM_GDN_DEC_CTRS counters of
+ * device memory, zero before the first call (each call leaves them zero); calls sharing them run one
+ * after another. What plm_gdn_dec_fits
  * refuses is not run: the caller takes the five-kernel path. Under programmatic launch (a graph's
  * programmatic edges) the tails, the states and conv_w are read before the kernels wait for the one
  * launched before them: that one must not write them (the step's projections write raw, b, a and z). */

@@ -373,7 +373,7 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     if (!st && cublasSetWorkspace(g->blas, g->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS refused its workspace", dev);
     if (!st) st = dev_malloc(dev, &g->sk_work, plm_skinny_work_bytes(), "the skinny GEMM's workspace", err);
-    if (!st)
+    if (!st && g->split) /* only the precise mode stacks hi and lo */
         st = dev_malloc(dev, (void **)&g->stk, (size_t)2 * STACK_MAX_T * STACK_MAX_ROWS * sizeof(float),
                         "the stacked products' halves", err);
     if (!st) {
@@ -1061,21 +1061,21 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
     return PLM_OK;
 }
 
-/* x += mo, then h = rmsnorm(x) (1 + w). Single pass at more rows than the skinny GEMM takes: h's BF16 form
- * too, into xb, marked as the conversion of h that the next products reuse (gemm_k's keep); otherwise
- * no conversion of the new h exists. */
+/* x += mo, then h = rmsnorm(x) (1 + w). At more rows than the skinny GEMM takes, where products follow
+ * (feeds): h's BF16 form too (hi, and lo in the precise mode), into xb, marked as the conversion of h
+ * that the next products reuse (gemm_k's keep); otherwise no conversion of the new h exists. */
 /* The residual add + norm reads x before its programmatic wait (cuda_ops.h): the kernel launched right
  * before it (the out / o / down projection, or the MoE combine) must not write x, so two add_norms
  * never run back to back. */
 /* A layer output left as a stacked product's two halves (g->deferred) is summed here, in the order
  * plm_add_halves_cuda sums it. Precise at more rows than the skinny GEMM takes (cuBLAS, which reads BF16
  * hi + lo): h's hi and lo go into xb as gemm_k would convert them, and are kept the same way. */
-static void add_norm(plm_cuda *g, const plan *p, const float *w) {
+static void add_norm(plm_cuda *g, const plan *p, const float *w, int feeds) {
     const plm_config *cf = &g->m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
     const float *d = g->deferred ? g->stk : p->mo, *d2 = g->deferred ? g->stk + (size_t)T * H : NULL;
     g->deferred = 0;
-    if (T > PLM_SKINNY_MAX_T && !cf->is_moe) {
+    if (feeds && T > PLM_SKINNY_MAX_T && !cf->is_moe) {
         plm_add_rmsnorm_zc_split_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, d2, w, T, (int)H, cf->rms_eps,
                                       g->st);
         g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
@@ -1100,9 +1100,10 @@ static plm_status run_layers_in(plm_cuda *g, const plan *p, float *hid, cudaMemc
         const dlayer *L = &g->L[li];
         if (Lh->type == PLM_LAYER_LINEAR) TRY(linear_layer(g, Lh, L, p, err));
         else TRY(attention_layer(g, Lh, L, p, err));
-        add_norm(g, p, L->post_norm);
+        add_norm(g, p, L->post_norm, 1);
         TRY(mlp_layer(g, L, p, err));
-        add_norm(g, p, li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm);
+        /* the final norm feeds the output stage, which gathers its rows and converts them itself */
+        add_norm(g, p, li + 1 < cf->n_layers ? g->L[li + 1].in_norm : g->final_norm, li + 1 < cf->n_layers);
         if (hid && li + 1 < cf->n_layers)
             CK(g->dev, "reading hidden states",
                cudaMemcpyAsync(hid + (li + 1) * T * H, p->x, (size_t)T * H * 4, to_out, g->st));
