@@ -570,6 +570,29 @@ static int info_counts(const char *name) {
     return 0;
 }
 
+/* A 3-layer synthetic BF16 model (linear, attention, linear; vocab 96, hidden 64, dense MLP) with the
+ * given linear-attention heads and dims, written into dir and opened; NULL (a failed check) otherwise. */
+static plm_model *small_bf16_model(tu_rng *r, int nk, int nv, int dk, int dv, const char *dir, const char *what) {
+    synth_spec sp;
+    synth_random_spec(&sp, r);
+    plm_config *c = &sp.c;
+    c->n_layers = 3;
+    c->layer_type[0] = c->layer_type[2] = PLM_LAYER_LINEAR;
+    c->layer_type[1] = PLM_LAYER_ATTENTION;
+    c->vocab_size = 96, c->hidden_size = 64, c->n_kv_heads = 1, c->n_heads = 2, c->head_dim = 16;
+    sp.rot_factor = 0.5, c->rope_dim = 8;
+    c->lin_k_heads = nk, c->lin_v_heads = nv, c->lin_k_dim = dk, c->lin_v_dim = dv, c->conv_kernel = 4;
+    c->is_moe = 0, c->intermediate_size = 48;
+    sp.dtype = PLM_DT_BF16;
+    plm_error err = {0};
+    mkdir("build", 0755);
+    mkdir(dir, 0755);
+    if (!tu_check(synth_write(&sp, dir, r, &err) == PLM_OK, "%s: model written (%s)", what, err.msg)) return NULL;
+    plm_model *m = NULL;
+    if (!tu_check(plm_model_open(&m, dir, &err) == PLM_OK, "%s: model opens (%s)", what, err.msg)) return NULL;
+    return m;
+}
+
 /* Single pass with delta-rule key dims over the tensor-core kernels' 128 (synthetic BF16 model, dk = 136):
  * those run the simple kernels, which read FP32 q, k, v for every token, so the BF16-input prep that
  * writes them only for short segments must not be taken. A step of 100 tokens (one segment of 70, one
@@ -578,24 +601,10 @@ static int info_counts(const char *name) {
  * layer's values and give differences of order 1. */
 static void wide_keys_single_pass(void) {
     tu_rng r = {0x5eedULL};
-    synth_spec sp;
-    synth_random_spec(&sp, &r);
-    plm_config *c = &sp.c;
-    c->n_layers = 3;
-    c->layer_type[0] = c->layer_type[2] = PLM_LAYER_LINEAR;
-    c->layer_type[1] = PLM_LAYER_ATTENTION;
-    c->vocab_size = 96, c->hidden_size = 64, c->n_kv_heads = 1, c->n_heads = 2, c->head_dim = 16;
-    sp.rot_factor = 0.5, c->rope_dim = 8;
-    c->lin_k_heads = 1, c->lin_v_heads = 2, c->lin_k_dim = 136, c->lin_v_dim = 16, c->conv_kernel = 4;
-    c->is_moe = 0, c->intermediate_size = 48;
-    sp.dtype = PLM_DT_BF16;
-    const char *dir = "build/tmp-wide-keys";
+    plm_model *m = small_bf16_model(&r, 1, 2, 136, 16, "build/tmp-wide-keys", "wide keys");
+    if (!m) return;
+    const int V = plm_model_get_info(m)->vocab_size;
     plm_error err = {0};
-    mkdir("build", 0755);
-    mkdir(dir, 0755);
-    if (!tu_check(synth_write(&sp, dir, &r, &err) == PLM_OK, "wide keys: model written (%s)", err.msg)) return;
-    plm_model *m = NULL;
-    if (!tu_check(plm_model_open(&m, dir, &err) == PLM_OK, "wide keys: model opens (%s)", err.msg)) return;
     plm_ctx_params p = plm_ctx_default_params();
     p.device = "cuda:0";
     p.bf16_single_pass = 1;
@@ -613,9 +622,9 @@ static void wide_keys_single_pass(void) {
     int32_t *seqs[2];
     for (int i = 0; i < 2; i++) {
         seqs[i] = malloc(lens[i] * sizeof **seqs);
-        for (int64_t t = 0; t < lens[i]; t++) seqs[i][t] = tu_randint(&r, 0, c->vocab_size - 1);
+        for (int64_t t = 0; t < lens[i]; t++) seqs[i][t] = tu_randint(&r, 0, V - 1);
     }
-    const size_t N = (size_t)100 * c->vocab_size;
+    const size_t N = (size_t)100 * V;
     float *got = malloc(N * 4), *ref = malloc(N * 4);
     if (g && cpu && tu_check(tu_run_packed(cpu, m, seqs, lens, 2, NULL, 0, ref, NULL, &err) == PLM_OK,
                              "wide keys: CPU run (%s)", err.msg) &&
@@ -641,24 +650,10 @@ static void wide_keys_single_pass(void) {
  * projection or token read in place moves logits by order 1. */
 static void many_decode_precise(void) {
     tu_rng r = {0xdec0de5ULL};
-    synth_spec sp;
-    synth_random_spec(&sp, &r);
-    plm_config *c = &sp.c;
-    c->n_layers = 3;
-    c->layer_type[0] = c->layer_type[2] = PLM_LAYER_LINEAR;
-    c->layer_type[1] = PLM_LAYER_ATTENTION;
-    c->vocab_size = 96, c->hidden_size = 64, c->n_kv_heads = 1, c->n_heads = 2, c->head_dim = 16;
-    sp.rot_factor = 0.5, c->rope_dim = 8;
-    c->lin_k_heads = 2, c->lin_v_heads = 4, c->lin_k_dim = 16, c->lin_v_dim = 24, c->conv_kernel = 4;
-    c->is_moe = 0, c->intermediate_size = 48;
-    sp.dtype = PLM_DT_BF16;
-    const char *dir = "build/tmp-many-decode";
+    plm_model *m = small_bf16_model(&r, 2, 4, 16, 24, "build/tmp-many-decode", "many decode");
+    if (!m) return;
+    const plm_model_info *c = plm_model_get_info(m);
     plm_error err = {0};
-    mkdir("build", 0755);
-    mkdir(dir, 0755);
-    if (!tu_check(synth_write(&sp, dir, &r, &err) == PLM_OK, "many decode: model written (%s)", err.msg)) return;
-    plm_model *m = NULL;
-    if (!tu_check(plm_model_open(&m, dir, &err) == PLM_OK, "many decode: model opens (%s)", err.msg)) return;
     plm_ctx *g = NULL, *cpu = NULL;
     if (tu_ctx_on(&g, m, "cuda:0", 2, "many decode")) {
         plm_model_free(m);
