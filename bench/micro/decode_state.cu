@@ -1,7 +1,8 @@
 // The decode mixer's state traffic alone at 256 sequences (16 heads, 128 x 128 FP32 states: 537 MB read
 // and written a layer): a device copy of the states, then a kernel of k_gdn_dec's form (the state read,
 // one delta-rule step, the state written, no norm) at R key rows a thread and C columns a lane, each the
-// best of 11 rounds of 4 launches. Run on a GPU machine:
+// best of 11 rounds of 4 launches; PTR: each token's state in its own allocation, its address read
+// from a table first, as the engine's k_gdn_dec reads S[t]. Run on a GPU machine:
 //   nvcc -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -o decode_state bench/micro/decode_state.cu && ./decode_state
 // (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate).
 #include <cstdio>
@@ -9,15 +10,16 @@
 #include <cuda_runtime.h>
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
 
-template <int R, int C, int NREG>
-__global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, const float *q, const float *k, const float *v,
-                                                       const float *g, const float *beta, int nv, int dk, int dv) {
+template <int R, int C, bool PTR>
+__global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, float *const *Stab, const float *q,
+                                                       const float *k, const float *v, const float *g,
+                                                       const float *beta, int nv, int dk, int dv) {
     constexpr int NW = 128 / R;
     __shared__ float ks[128], qs[128], red[NW][32 * C], red2[NW][32 * C];
     const int h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y;
     const long t = blockIdx.z, th = t * nv + h;
     const int j = blockIdx.x * 32 * C + lane * C;
-    float *Sp = S + (th * dk + (size_t)w * R) * dv + j;
+    float *Sp = PTR ? Stab[t] + ((size_t)h * dk + (size_t)w * R) * dv + j : S + (th * dk + (size_t)w * R) * dv + j;
     float Sr[R][C];
 #pragma unroll
     for (int r = 0; r < R; r++) {
@@ -74,13 +76,14 @@ __global__ void k_copy(float4 *d, const float4 *s, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = s[i];
 }
 
-template <int R, int C>
-float run(float *o, float *S, float *q, float *k, float *v, float *g, float *b, int T, int nv, int dk, int dv, cudaEvent_t e0, cudaEvent_t e1) {
+template <int R, int C, bool PTR = false>
+float run(float *o, float *S, float *const *Stab, float *q, float *k, float *v, float *g, float *b, int T, int nv, int dk,
+          int dv, cudaEvent_t e0, cudaEvent_t e1) {
     dim3 grid(dv / (32 * C), nv, T), block(32, 128 / R);
     float best = 1e9;
     for (int it = 0; it < 12; it++) {
         cudaEventRecord(e0);
-        for (int l = 0; l < 4; l++) k_dec<R, C, 0><<<grid, block>>>(o, S, q, k, v, g, b, nv, dk, dv);
+        for (int l = 0; l < 4; l++) k_dec<R, C, PTR><<<grid, block>>>(o, S, Stab, q, k, v, g, b, nv, dk, dv);
         cudaEventRecord(e1);
         CK(cudaEventSynchronize(e1));
         float ms;
@@ -88,11 +91,12 @@ float run(float *o, float *S, float *q, float *k, float *v, float *g, float *b, 
         if (it && ms / 4 < best) best = ms / 4;
     }
     cudaFuncAttributes a;
-    cudaFuncGetAttributes(&a, k_dec<R, C, 0>);
+    cudaFuncGetAttributes(&a, k_dec<R, C, PTR>);
     int nb;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k_dec<R, C, 0>, 32 * (128 / R), 0);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k_dec<R, C, PTR>, 32 * (128 / R), 0);
     double bytes = 2.0 * T * nv * dk * dv * 4;
-    printf("R=%2d C=%d: %.4f ms  %.2f TB/s  regs %d  blocks/SM %d\n", R, C, best, bytes / best / 1e9, a.numRegs, nb);
+    printf("R=%2d C=%d%s: %.4f ms  %.2f TB/s  regs %d  blocks/SM %d\n", R, C, PTR ? " (own allocations, table)" : "", best,
+           bytes / best / 1e9, a.numRegs, nb);
     return best;
 }
 
@@ -118,11 +122,22 @@ int main() {
         if (it && ms < best) best = ms;
     }
     printf("copy of the states: %.4f ms  %.2f TB/s\n", best, 2.0 * ns * 4 / best / 1e9);
-    run<32, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
-    run<16, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
-    run<8, 1>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
-    run<32, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
-    run<16, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
-    run<8, 2>(o, S, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 1>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<16, 1>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<8, 1>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 2>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<16, 2>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<8, 2>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    /* each token's state allocated on its own (as plm_state_new_on does) and found through a table */
+    float *own[T], **dtab;
+    for (int t = 0; t < T; t++) {
+        CK(cudaMalloc(&own[t], (size_t)nv * dk * dv * 4));
+        cudaMemset(own[t], 0, (size_t)nv * dk * dv * 4);
+    }
+    CK(cudaMalloc(&dtab, T * sizeof *dtab));
+    CK(cudaMemcpy(dtab, own, T * sizeof *dtab, cudaMemcpyHostToDevice));
+    run<32, 1, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<16, 1, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 2, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
     return 0;
 }
