@@ -144,7 +144,7 @@ static void run_bf16(const char *name, const char *device) {
         const double scale = tu_max_abs(ref, N);
         printf("info %s: the BF16 cast moves the CPU's logits by %.3g of max|F32 ref| %.3g\n", name,
                tu_max_abs_diff(cref, ref, N) / scale, scale);
-        /* 100: steps of 65 .. 100 rows, over the skinny GEMM's 64 (cuBLAS, the stacked products) */
+        /* 100: steps of 100 rows, over the skinny GEMM's 64 (cuBLAS, the stacked products), then a remainder */
         const int64_t budgets[] = {0, 7, 100};
         for (int mode = 0; mode < 2 && c1; mode++)
             for (int b = 0; b < 3; b++) {
