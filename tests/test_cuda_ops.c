@@ -851,7 +851,7 @@ static void test_rowops(int64_t rows, int n) {
         dy = dput(x, N);
         float *dy2 = dput(x, N);
         plm_add_rmsnorm_zc_cuda(dh1, dy, dd2, dw, rows, n, 1e-6f, NULL);
-        plm_add_rmsnorm_zc_bf16_cuda(dh2, dhb, dy2, dd2, dw, rows, n, 1e-6f, NULL);
+        plm_add_rmsnorm_zc_split_cuda(dh2, dhb, NULL, dy2, dd2, NULL, dw, rows, n, 1e-6f, NULL);
         snprintf(what, sizeof what, "residual add + RMSNorm with its BF16 form [%lld x %d]", (long long)rows, n);
         if (sync_ok(what)) {
             dget(h1, dh1, N, what), dget(y, dh2, N, what), dget(hb, dhb, (N + 1) / 2, what);

@@ -211,12 +211,9 @@ void plm_rmsnorm_zc_rows_cuda(float *y, const float *x, int64_t x_stride, const 
  * launch x and w are read before the kernel waits for the one launched before it (which writes d, not x) */
 void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n, float eps,
                              void *stream);
-/* the same, also writing hb = bf16(h) (__nv_bfloat16 [rows, n]: the next single-pass GEMM's input) */
-void plm_add_rmsnorm_zc_bf16_cuda(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows, int n,
-                                  float eps, void *stream);
 /* the general form: x += d, or with d2 x += (d + d2) (a product's halves, summed first as
- * plm_add_halves_cuda sums them); h as above; hi (and lo, when not NULL) h's BF16 form and remainder as
- * plm_to_bf16_cuda writes them (NULL: none) */
+ * plm_add_halves_cuda sums them); h as above; hi (__nv_bfloat16 [rows, n], NULL: none) and lo (NULL:
+ * none) h's BF16 form and remainder as plm_to_bf16_cuda writes them, the next GEMM's input */
 void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, float *x, const float *d, const float *d2,
                                    const float *w, int64_t rows, int n, float eps, void *stream);
 void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps,

@@ -175,11 +175,6 @@ extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, cons
     add_rmsnorm(h, NULL, NULL, x, d, NULL, w, rows, n, eps, PLM_STREAM(stream));
 }
 
-extern "C" void plm_add_rmsnorm_zc_bf16_cuda(float *h, void *hb, float *x, const float *d, const float *w, int64_t rows,
-                                             int n, float eps, void *stream) {
-    add_rmsnorm(h, hb, NULL, x, d, NULL, w, rows, n, eps, PLM_STREAM(stream));
-}
-
 extern "C" void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, float *x, const float *d, const float *d2,
                                               const float *w, int64_t rows, int n, float eps, void *stream) {
     add_rmsnorm(h, hi, lo, x, d, d2, w, rows, n, eps, PLM_STREAM(stream));

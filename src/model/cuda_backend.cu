@@ -976,8 +976,10 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     const int64_t T = p->T;
     const int I = cf->intermediate_size;
     float *gg = p->work, *u = p->work + (((size_t)T * I + 63) & ~(size_t)63);
+    float *const ys[2] = {gg, u};
+    const dmat *const ws[2] = {&L->gate, &L->up};
     if (bf16_outputs(g, T, &L->gate) && L->up.bf16 && L->down.bf16) { /* single pass: BF16 gate and up */
-        if (L->up.d == (const char *)L->gate.d + (size_t)L->gate.rows * L->gate.cols * 2 && L->up.cols == L->gate.cols) {
+        if (adjacent(ws, 2)) {
             /* up right after gate in device memory (as uploaded): one product of the two stacked */
             const dmat gu = {L->gate.d, 1, L->gate.rows + L->up.rows, L->gate.cols};
             TRY(gemm_bf16_out(g, gg, p->h, T, &gu, p->xb, 1, err));
@@ -997,8 +999,6 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
         plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, g->st))
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
 #endif
-    float *const ys[2] = {gg, u};
-    const dmat *const ws[2] = {&L->gate, &L->up};
     /* precise, more rows than the skinny GEMM takes (cuBLAS): gate and up as one product of the two
        stacked, rows [gate | up] over gg and u */
     if (g->split && T > PLM_SKINNY_MAX_T && L->down.bf16 && adjacent(ws, 2) && L->gate.rows == I && L->up.rows == I &&
@@ -1061,15 +1061,13 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
     return PLM_OK;
 }
 
-/* x += mo, then h = rmsnorm(x) (1 + w). At more rows than the skinny GEMM takes, where products follow
- * (feeds): h's BF16 form too (hi, and lo in the precise mode), into xb, marked as the conversion of h
- * that the next products reuse (gemm_k's keep); otherwise no conversion of the new h exists. */
-/* The residual add + norm reads x before its programmatic wait (cuda_ops.h): the kernel launched right
- * before it (the out / o / down projection, or the MoE combine) must not write x, so two add_norms
- * never run back to back. */
-/* A layer output left as a stacked product's two halves (g->deferred) is summed here, in the order
- * plm_add_halves_cuda sums it. Precise at more rows than the skinny GEMM takes (cuBLAS, which reads BF16
- * hi + lo): h's hi and lo go into xb as gemm_k would convert them, and are kept the same way. */
+/* x += mo, then h = rmsnorm(x) (1 + w). A layer output left as a stacked product's two halves
+ * (g->deferred) is summed here, in the order plm_add_halves_cuda sums it. At more rows than the skinny
+ * GEMM takes, where products follow (feeds), h's BF16 form too (hi, and lo in the precise mode), as
+ * gemm_k would convert it, into xb, marked as the conversion the next products reuse (gemm_k's keep);
+ * otherwise no conversion of the new h exists. The add + norm reads x before its programmatic wait
+ * (cuda_ops.h): the kernel launched right before it (the out / o / down projection, or the MoE
+ * combine) must not write x, so two add_norms never run back to back. */
 static void add_norm(plm_cuda *g, const plan *p, const float *w, int feeds) {
     const plm_config *cf = &g->m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
