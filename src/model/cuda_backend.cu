@@ -775,6 +775,27 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
        (plm_gdn_bf_fits says whether they do; the simple kernels read FP32 q, k, v for every token) */
     if (g->split || !p->n_gchunks || !plm_gdn_bf_fits(dk, dv)) qkvb = NULL;
     float *const *tails = p->conv_tab + (size_t)li * ns;
+    /* decode of more sequences than the skinny GEMM takes (cuBLAS): the four projections as one product
+       of their weights stacked (two cuBLAS passes instead of eight in the precise mode, one instead of
+       four in the single pass; the two small ones alone cost as much as the widest), row t [raw | z | b
+       | a] over raw and mixed (unused here), which the decode mixer reads in place. The single pass
+       takes it too: its products keep FP32 outputs here, as at 64 rows and fewer (the GEMV and the
+       skinny GEMM), where the prompt path rounds them to BF16 for its BF16 conv */
+    {
+        const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
+        const int64_t ld = (int64_t)CD + (int64_t)nv * dv + 2 * nv;
+        if (p->dec1 && T > PLM_SKINNY_MAX_T && L->out.bf16 && adjacent(ws, 4) && L->qkv.rows == CD &&
+            L->z.rows == (int64_t)nv * dv && L->b.rows == nv && L->a.rows == nv &&
+            (size_t)(mixed - raw) + (size_t)T * CD >= (size_t)T * ld && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) {
+            const dmat st = {L->qkv.d, 1, ld, L->qkv.cols};
+            TRY(gemm_k(g, raw, p->h, T, &st, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
+            const float *zs = raw + CD, *bs = zs + (size_t)nv * dv, *as = bs + nv;
+            plm_gdn_dec_cuda(NULL, p->xb, xb_lo(g, p->xb, T, L->out.cols), o, g->dec_ctr, tails,
+                             p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bs, as, L->neg_A,
+                             L->dt_bias, zs, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, ld, g->st);
+            return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
+        }
+    }
     /* single pass: z in BF16 too, read by the gated norm's BF16 form */
     const int zb = bf16_outputs(g, T, &L->qkv) && bf16_outputs(g, T, &L->z) && L->out.bf16;
     if (bf16_outputs(g, T, &L->qkv)) { /* single pass: the widest projection writes BF16, the conv reads it */
@@ -795,22 +816,6 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
     } else {
         float *const ys[4] = {raw, z, bb, aa};
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
-        /* decode of more sequences than the skinny GEMM takes, precise (cuBLAS): the four projections as
-           one product of their weights stacked (two cuBLAS passes instead of eight; the two small ones
-           alone cost as much as the widest), row t [raw | z | b | a] over raw and mixed (unused here),
-           which the decode mixer reads in place */
-        const int64_t ld = (int64_t)CD + (int64_t)nv * dv + 2 * nv;
-        if (p->dec1 && g->split && T > PLM_SKINNY_MAX_T && L->out.bf16 && adjacent(ws, 4) && L->qkv.rows == CD &&
-            L->z.rows == (int64_t)nv * dv && L->b.rows == nv && L->a.rows == nv &&
-            (size_t)(mixed - raw) + (size_t)T * CD >= (size_t)T * ld && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) {
-            const dmat st = {L->qkv.d, 1, ld, L->qkv.cols};
-            TRY(gemm_k(g, raw, p->h, T, &st, p->xb, 1, err));
-            const float *zs = raw + CD, *bs = zs + (size_t)nv * dv, *as = bs + nv;
-            plm_gdn_dec_cuda(NULL, p->xb, xb_lo(g, p->xb, T, L->out.cols), o, g->dec_ctr, tails,
-                             p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bs, as, L->neg_A,
-                             L->dt_bias, zs, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, ld, g->st);
-            return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
-        }
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
         /* decode: the mixer in two kernels. They read the tails and the states before their programmatic
            wait: the kernels launched right before them (these projections, then k_gdn_dec_in) must not
