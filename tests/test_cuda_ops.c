@@ -1636,6 +1636,11 @@ int main(void) {
         test_gdn_dec(2, 1, 3, 30, 70, 6, form);
         test_gdn_dec(300, 2, 2, 32, 32, 4, form);
         test_gdn_dec(2, 1, 2, 256, 256, 4, form); /* the widest head: two channels a thread */
+        /* one value head a key head: partial row groups and column tiles, the widest head */
+        test_gdn_dec(7, 3, 3, 136, 40, 4, form);
+        test_gdn_dec(4, 2, 2, 30, 70, 4, form);
+        test_gdn_dec(3, 1, 1, 256, 256, 4, form);
+        test_gdn_dec(2, 2, 2, 8, 8, 4, form);
     }
     tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
                  !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&
