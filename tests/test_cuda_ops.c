@@ -185,7 +185,9 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * of 16 with the prep before the scan (PLM_GDN_PREP_BEFORE); 13: the prep beside the scan with its
  * grid capped at 3 blocks, so that each block walks many items and the scan waits for marks not yet
  * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
- * chunk, the prep and the scan in one kernel). Single
+ * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
+ * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have a ninth warp issue them where the key dimension
+ * padded to 16 is a power of two, as in the 0.8B shape). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
@@ -223,11 +225,12 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
         const int F = PLM_GDN_FUSED;
-        const int flags[15] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+        const int flags[16] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
                                PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0,
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -258,6 +261,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 11 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, four warps]"
              : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep before]"
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
+             : variant == 15 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, no copy warp]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
@@ -283,7 +287,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 }
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 15; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 16; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* The CPU layer's delta-rule inputs from the conv output mixed [T, 2 nk dk + nv dv]: q, k (L2 norms, q

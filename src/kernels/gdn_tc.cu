@@ -946,9 +946,48 @@ __global__ void __launch_bounds__(256, 2)
  * Y = Q S, then the output from their Y; all eight one 16 x 16 task of the state update. Each warp's
  * chain is about half as long and two warps a scheduler hide each other's latency. */
 #define WY_NW(VT, ROLES) ((ROLES) ? 8 : 4 * WY_CG(VT))
-template <int VT> static size_t scan_wy_smem(void) {
-    return ((size_t)4 * CH * LK2 + (size_t)2 * CH * LC2 + (size_t)(3 * CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 +
-           CH * sizeof(float);
+/* PROD (roles only): four more warps issue every chunk's copies (one a scheduler: K; W and c; Q; P and
+ * U), into two chunks' worth of buffers (Q, W, U and c doubled too), so that the eight computing warps
+ * never spend their issue slots on copy addresses (about two thirds of their instructions at one
+ * sequence of 32,768 on the H200). One copy warp for all of them was slower than none: 2.48 against
+ * 1.63 ms */
+#define WY_NP 4
+template <int VT, bool PROD = false> static size_t scan_wy_smem(void) {
+    const size_t nb = PROD ? 2 : 1;
+    return ((size_t)(2 + 2 * nb) * CH * LK2 + (size_t)2 * CH * LC2 +
+            (size_t)((1 + nb) * CH + CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 + nb * CH * sizeof(float);
+}
+/* the copy warp's barriers (bar 0 is __syncthreads): the computing warps among themselves, and per
+ * buffer b "full" (the copies landed) and "empty" (every computing warp is done with it) */
+#define BAR_CW 1
+#define BAR_FULL(b) (2 + (b))
+#define BAR_EMPTY(b) (4 + (b))
+__device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void nbar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+/* one warp: rows 0 .. 63 of a BF16 block (row stride rs elements; rows from L on zero-filled), columns
+ * 0 .. cols-1 (a multiple of 8) into dst (row stride ld), 1 << lpr 16-byte pieces a row (at most 32) */
+__device__ __forceinline__ void warp_load_b16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs, int L,
+                                              int cols, int lpr) {
+    const int lane = threadIdx.x & 31, c8 = (lane & ((1 << lpr) - 1)) * 8, r0 = lane >> lpr, step = 32 >> lpr;
+    if (c8 >= cols) return;
+    const __nv_bfloat16 *sp = src + (int64_t)r0 * rs + c8;
+    unsigned d = (unsigned)__cvta_generic_to_shared(dst + r0 * ld + c8);
+    const int64_t ss = (int64_t)step * rs;
+    const unsigned ds = (unsigned)(step * ld * 2);
+#pragma unroll 4
+    for (int r = r0; r < CH; r += step, sp += ss, d += ds) cp_async16(d, r < L ? sp : src, r < L ? 16 : 0);
+}
+static __host__ __device__ inline int ilog2(int n) {
+    int l = 0;
+    while ((1 << l) < n) l++;
+    return l;
+}
+/* the copy warp's shape: the key dimension padded to 16 a power of two (pieces a row a power of two) */
+static bool wy_prod_fits(int dk) {
+    const int DK = pad16(dk);
+    return (DK & (DK - 1)) == 0 && DK <= PLM_GDN_TC_MAX_DK;
 }
 
 /* until the chunk prep has marked *p (ld.acquire, the prep's stores before its mark); a mark that never
@@ -970,8 +1009,8 @@ __device__ __forceinline__ void wait_ready(const int *p) {
  * U and c are loaded only once marked, and the grid-wide wait, which would wait for the whole prep,
  * is left out. The scan's other inputs (q, k, v, the states) come from before the prep, whose blocks
  * each waited for them before letting this grid launch. */
-template <int VT, bool ROLES>
-__global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
+template <int VT, bool ROLES, bool PROD>
+__global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), PROD ? 1 : 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
                   int nk, int nv, int dk, int dv, const int *ready, const int32_t *tab, int n_chunks) {
@@ -983,12 +1022,16 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
                   TPR = NW / 2;
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
     static_assert(!ROLES || VT == 16, "roles at value tiles of 16");
+    static_assert(!PROD || ROLES, "the copy warp with roles");
+    constexpr int NB = PROD ? 2 : 1, NCT = 32 * NW, NALL = NCT + 32 * WY_NP; /* buffers; computing, all threads */
     static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");
     extern __shared__ __align__(16) unsigned char smb[];
-    __nv_bfloat16 *Qs = reinterpret_cast<__nv_bfloat16 *>(smb), *Ws = Qs + CH * LK2, *Kb = Ws + CH * LK2;
-    __nv_bfloat16 *Pb2 = Kb + 2 * CH * LK2, *Us = Pb2 + 2 * CH * LC2, *Xt = Us + CH * LV, *Xd = Xt + CH * LV;
+    __nv_bfloat16 *Qb = reinterpret_cast<__nv_bfloat16 *>(smb), *Wb = Qb + NB * CH * LK2, *Kb = Wb + NB * CH * LK2;
+    __nv_bfloat16 *Pb2 = Kb + 2 * CH * LK2, *Ub = Pb2 + 2 * CH * LC2, *Xt = Ub + NB * CH * LV, *Xd = Xt + CH * LV;
     __nv_bfloat16 *Sb = Xd + CH * LV; /* [dk][VT] */
-    float *Gr = reinterpret_cast<float *>(Sb + PLM_GDN_TC_MAX_DK * LV);
+    float *Gb = reinterpret_cast<float *>(Sb + PLM_GDN_TC_MAX_DK * LV);
+    __nv_bfloat16 *Qs = Qb, *Ws = Wb, *Us = Ub;
+    float *Gr = Gb;
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
     const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
@@ -1010,11 +1053,13 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
         load_b16_64<TPR, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
         if (tid < CH) copy4(Gr + tid, Gg + (t0 + (tid < L ? tid : 0)) * nv + h, tid < L);
     };
-    zero_cols(Qs, LK2, CH, dk, DK); /* padding columns the copies never touch */
-    zero_cols(Ws, LK2, CH, dk, DK);
+    for (int b = 0; b < NB; b++) { /* padding columns the copies never touch */
+        zero_cols(Qb + b * CH * LK2, LK2, CH, dk, DK);
+        zero_cols(Wb + b * CH * LK2, LK2, CH, dk, DK);
+        zero_cols(Ub + b * CH * LV, LV, CH, VC, VT);
+    }
     zero_cols(Kb, LK2, CH, dk, DK);
     zero_cols(Kb + CH * LK2, LK2, CH, dk, DK);
-    zero_cols(Us, LV, CH, VC, VT);
     /* the state slice: tasks of 16 rows (of dk) x CW columns, two a warp at most; each_state calls
      * f(a, nt, hf, d, c) for the accumulator pair [a][nt][2 hf .. 2 hf + 1] of this warp's tasks, at
      * state row d, columns c, c + 1 of the tile */
@@ -1048,11 +1093,41 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
             else
                 hi = mid;
         }
-        if (tid == 0) wait_ready(ready + (size_t)ci0 * nv + h);
-        __syncthreads();
+        if (!PROD && tid == 0) wait_ready(ready + (size_t)ci0 * nv + h);
     }
-    load_kp(t_beg, 0); /* the first chunk's copies before the state's loads */
-    load_qwu(t_beg);
+    if (PROD) {
+        __syncthreads(); /* the zeroed padding, before any copy lands beside it */
+        if (w >= NW) { /* the copy warps: chunk c into buffers c & 1 once the computing warps are done
+                          with chunk c - 2 there (and, with ready, W, U, P and c once the prep marked it) */
+            const int pw = w - NW, lk = ilog2(DK / 8), lu = ilog2(VT / 8);
+            for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
+                const int c = (int)((t0 - t_beg) / CH), b = c & 1, L = len(t0);
+                if (c >= 2) nbar_sync(BAR_EMPTY(b), NALL);
+                if (ready && (pw & 1)) {
+                    if (lane == 0) wait_ready(ready + (size_t)(ci0 + c) * nv + h);
+                    __syncwarp();
+                }
+                if (pw == 0) {
+                    warp_load_b16(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
+                } else if (pw == 1) {
+                    warp_load_b16(Wb + b * CH * LK2, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk, lk);
+                    for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, Gg + (t0 + (i < L ? i : 0)) * nv + h, i < L);
+                } else if (pw == 2) {
+                    warp_load_b16(Qb + b * CH * LK2, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
+                } else {
+                    warp_load_b16(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, 3);
+                    warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
+                }
+                asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+                nbar_arrive(BAR_FULL(b), NALL);
+            }
+            return;
+        }
+    } else {
+        if (ready) __syncthreads();
+        load_kp(t_beg, 0); /* the first chunk's copies before the state's loads */
+        load_qwu(t_beg);
+    }
     zero_acc(sacc[0]);
     zero_acc(sacc[1]);
     each_state([&](int a, int nt, int hf, int d, int c) {
@@ -1066,9 +1141,14 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
         const int L = len(t0);
         const bool next = t0 + CH < t_end;
         const __nv_bfloat16 *Ks = Kb + kb * CH * LK2, *Ps = Pb2 + kb * CH * LC2;
-        if (ready && next && tid == 0) wait_ready(ready + (size_t)(ci0 + (int)((t0 - t_beg) / CH) + 1) * nv + h);
-        copies_done(); /* this chunk's blocks, and the state as the last chunk left it (and the next marked) */
-        if (next) load_kp(t0 + CH, kb ^ 1);
+        if (PROD) { /* this chunk's blocks (the copy warp's mark), and the state as the last chunk left it */
+            nbar_sync(BAR_FULL(kb), NALL);
+            Qs = Qb + kb * CH * LK2, Ws = Wb + kb * CH * LK2, Us = Ub + kb * CH * LV, Gr = Gb + kb * CH;
+        } else {
+            if (ready && next && tid == 0) wait_ready(ready + (size_t)(ci0 + (int)((t0 - t_beg) / CH) + 1) * nv + h);
+            copies_done(); /* this chunk's blocks, and the state as the last chunk left it (and the next marked) */
+            if (next) load_kp(t0 + CH, kb ^ 1);
+        }
         const float gl = Gr[L - 1];
         float ec[2], dl[2]; /* exp(c_i) and exp(c_L - c_i) of this thread's two rows */
 #pragma unroll
@@ -1123,8 +1203,12 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
                     put_pair(Xt, i, c, x0, x1);
                     put_pair(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
                 }
-        __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
-        if (next) load_qwu(t0 + CH);
+        if (PROD) {
+            nbar_sync(BAR_CW, NCT); /* V' is whole; the state's BF16 copy is read */
+        } else {
+            __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
+            if (next) load_qwu(t0 + CH);
+        }
         if (yw) { /* O = diag(exp(c)) Y + P V' */
             const float(&yv)[NTW][4] = ROLES ? xa : ya;
             float pa[NTW][4];
@@ -1171,6 +1255,7 @@ __global__ void __launch_bounds__(32 * WY_NW(VT, ROLES), 2)
                 put_pair(Sb, d, c, x0, x1);
             });
         }
+        if (PROD && t0 + 2 * CH < t_end) nbar_arrive(BAR_EMPTY(kb), NALL); /* the copy warp refills it */
         kb ^= 1;
     }
     each_state([&](int a, int nt, int hf, int d, int c) {
@@ -1278,7 +1363,11 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                              cs == cudaStreamCaptureStatusNone
                          ? reinterpret_cast<int *>(Gg + (size_t)T * nv)
                          : NULL;
-        const long items = (long)n_chunks * nv, few = flags & PLM_GDN_PREP_FEW ? 3 : 2L * sm_count();
+        /* the scan with its copy warps (a larger block) leaves room beside it for one prep block, not two:
+           a second would wait for a scan block to finish, with its items, which the scan waits for */
+        const bool prod = wy && vt == 16 && !(flags & (PLM_GDN_WY4 | PLM_GDN_NO_PROD)) && wy_prod_fits(dk);
+        const long items = (long)n_chunks * nv,
+                   few = flags & PLM_GDN_PREP_FEW ? 3 : ready && prod ? (long)sm_count() : 2L * sm_count();
         dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
         if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
@@ -1302,13 +1391,14 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
-#define GW(VT, ROLES)                                                                                               \
+#define GW(VT, ROLES, PROD)                                                                                         \
     do {                                                                                                            \
-        const int sb = (int)scan_wy_smem<VT>();                                                                     \
-        cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);            \
+        const int sb = (int)scan_wy_smem<VT, PROD>();                                                               \
+        cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES, PROD>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);      \
         cudaLaunchConfig_t cfg = {};                                                                                \
         cudaLaunchAttribute at[1];                                                                                  \
-        cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * WY_NW(VT, ROLES)), cfg.dynamicSmemBytes = (size_t)sb;         \
+        cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
+        cfg.dynamicSmemBytes = (size_t)sb;                                                                          \
         cfg.stream = st;                                                                                            \
         if (ready) { /* ready implies plm_cuda_pdl_ok */                                                          \
             at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                                          \
@@ -1316,7 +1406,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             cfg.attrs = at, cfg.numAttrs = 1;                                                                       \
         }                                                                                                           \
         for (int tries = 0; tries < 2; tries++) { /* refused as programmatic: launched plainly */                  \
-            if (cudaLaunchKernelEx(&cfg, k_gdn_wy_scan<VT, ROLES>, o, S, (const __nv_bfloat16 *)Wy,                 \
+            if (cudaLaunchKernelEx(&cfg, k_gdn_wy_scan<VT, ROLES, PROD>, o, S, (const __nv_bfloat16 *)Wy,                 \
                                    (const __nv_bfloat16 *)Uy, (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, \
                                    T, nk, nv, dk, dv, (const int *)ready, tab, n_chunks) == cudaSuccess ||          \
                 !cfg.numAttrs)                                                                                      \
@@ -1331,11 +1421,13 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             flags |= PLM_GDN_WY4;
 #endif
             if (vt == 16 && (flags & PLM_GDN_WY4))
-                GW(16, false);
+                GW(16, false, false);
+            else if (prod)
+                GW(16, true, true);
             else if (vt == 16)
-                GW(16, true);
+                GW(16, true, false);
             else
-                GW(32, false);
+                GW(32, false, false);
         } else if (precise) {
             PREP(true, false, false);
             if (vt == 64)
