@@ -2,7 +2,11 @@
 // and written a layer): a device copy of the states, then a kernel of k_gdn_dec's form (the state read,
 // one delta-rule step, the state written, no norm) at R key rows a thread and C columns a lane, each the
 // best of 11 rounds of 4 launches; PTR: each token's state in its own allocation, its address read
-// from a table first, as the engine's k_gdn_dec reads S[t]. Run on a GPU machine:
+// from a table first, as the engine's k_gdn_dec reads S[t]; NORM: then k_gdn_dec's ending, each block
+// counting itself done on a per-(token, head) counter after a fence and the head's last block reading
+// the head's 128 outputs back for the gated RMSNorm (BF16 out), to see what that ending costs beside
+// the state's bytes (inside a decode step k_gdn_dec takes 0.164 ms a layer under Nsight Compute at
+// real clocks, against 0.139 here without it). Run on a GPU machine:
 //   nvcc -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -o decode_state bench/micro/decode_state.cu && ./decode_state
 // (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate).
 #include <cstdio>
@@ -10,10 +14,16 @@
 #include <cuda_runtime.h>
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
 
-template <int R, int C, bool PTR>
+struct norm_args {
+    unsigned *ctr;
+    const float *z, *gw;
+    unsigned short *out;
+};
+
+template <int R, int C, bool PTR, bool NORM = false>
 __global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, float *const *Stab, const float *q,
                                                        const float *k, const float *v, const float *g,
-                                                       const float *beta, int nv, int dk, int dv) {
+                                                       const float *beta, int nv, int dk, int dv, norm_args na) {
     constexpr int NW = 128 / R;
     __shared__ float ks[128], qs[128], red[NW][32 * C], red2[NW][32 * C];
     const int h = blockIdx.y, lane = threadIdx.x, w = threadIdx.y;
@@ -70,20 +80,47 @@ __global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, floa
             for (int ww = 0; ww < NW; ww++) acc += red2[ww][lane * C + c];
             o[th * dv + j + c] = acc;
         }
+    if (!NORM) return;
+    __shared__ int last;
+    __shared__ float sh[NW];
+    __syncthreads();
+    if (tid == 0) {
+        __threadfence();
+        last = atomicAdd(na.ctr + th, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float ss = 0.f;
+    for (int c = tid; c < dv; c += 32 * NW) {
+        const float ov = __ldcg(o + th * dv + c);
+        ss += ov * ov;
+    }
+    for (int off = 16; off; off >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, off);
+    if (lane == 0) sh[w] = ss;
+    __syncthreads();
+    float tot = 0.f;
+    for (int ww = 0; ww < NW; ww++) tot += sh[ww];
+    const float inv = 1.0f / sqrtf(tot / (float)dv + 1e-6f);
+    for (int c = tid; c < dv; c += 32 * NW) {
+        const float zv = na.z[th * dv + c], x = na.gw[c] * __ldcg(o + th * dv + c) * inv * zv / (1.0f + expf(-zv));
+        na.out[th * dv + c] = (unsigned short)(__float_as_uint(x) >> 16);
+    }
+    if (tid == 0) na.ctr[th] = 0;
 }
 
 __global__ void k_copy(float4 *d, const float4 *s, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = s[i];
 }
 
-template <int R, int C, bool PTR = false>
+template <int R, int C, bool PTR = false, bool NORM = false>
 float run(float *o, float *S, float *const *Stab, float *q, float *k, float *v, float *g, float *b, int T, int nv, int dk,
-          int dv, cudaEvent_t e0, cudaEvent_t e1) {
+          int dv, cudaEvent_t e0, cudaEvent_t e1, norm_args na = {}) {
     dim3 grid(dv / (32 * C), nv, T), block(32, 128 / R);
     float best = 1e9;
     for (int it = 0; it < 12; it++) {
         cudaEventRecord(e0);
-        for (int l = 0; l < 4; l++) k_dec<R, C, PTR><<<grid, block>>>(o, S, Stab, q, k, v, g, b, nv, dk, dv);
+        for (int l = 0; l < 4; l++) k_dec<R, C, PTR, NORM><<<grid, block>>>(o, S, Stab, q, k, v, g, b, nv, dk, dv, na);
         cudaEventRecord(e1);
         CK(cudaEventSynchronize(e1));
         float ms;
@@ -91,11 +128,12 @@ float run(float *o, float *S, float *const *Stab, float *q, float *k, float *v, 
         if (it && ms / 4 < best) best = ms / 4;
     }
     cudaFuncAttributes a;
-    cudaFuncGetAttributes(&a, k_dec<R, C, PTR>);
+    cudaFuncGetAttributes(&a, k_dec<R, C, PTR, NORM>);
     int nb;
-    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k_dec<R, C, PTR>, 32 * (128 / R), 0);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, k_dec<R, C, PTR, NORM>, 32 * (128 / R), 0);
     double bytes = 2.0 * T * nv * dk * dv * 4;
-    printf("R=%2d C=%d%s: %.4f ms  %.2f TB/s  regs %d  blocks/SM %d\n", R, C, PTR ? " (own allocations, table)" : "", best,
+    printf("R=%2d C=%d%s%s: %.4f ms  %.2f TB/s  regs %d  blocks/SM %d\n", R, C, PTR ? " (own allocations, table)" : "",
+           NORM ? " (+ counter and last-block norm)" : "", best,
            bytes / best / 1e9, a.numRegs, nb);
     return best;
 }
@@ -139,5 +177,18 @@ int main() {
     run<32, 1, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
     run<16, 1, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
     run<32, 2, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    /* k_gdn_dec's ending: the counter, the fence and the head's last block's gated norm */
+    norm_args na;
+    float *z, *gw;
+    CK(cudaMalloc(&na.ctr, (size_t)T * nv * sizeof(unsigned)));
+    CK(cudaMalloc(&z, (size_t)T * nv * dv * 4));
+    CK(cudaMalloc(&gw, (size_t)dv * 4));
+    CK(cudaMalloc(&na.out, (size_t)T * nv * dv * 2));
+    cudaMemset(na.ctr, 0, (size_t)T * nv * sizeof(unsigned));
+    cudaMemset(z, 0, (size_t)T * nv * dv * 4);
+    cudaMemset(gw, 0, (size_t)dv * 4);
+    na.z = z, na.gw = gw;
+    run<32, 1, true, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
+    run<32, 2, true, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
     return 0;
 }
