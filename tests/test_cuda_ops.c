@@ -186,7 +186,7 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * grid capped at 3 blocks, so that each block walks many items and the scan waits for marks not yet
  * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
  * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
- * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have a ninth warp issue them where the key dimension
+ * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have four copy warps issue them where the key dimension
  * padded to 16 is a power of two, as in the 0.8B shape). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */

@@ -96,8 +96,8 @@ int plm_cuda_pdl_ok(int dev);
  * tests PLM_GDN_PREP_FEW caps the prep's grid beside the scan at 3 blocks so that each walks many items */
 #define PLM_GDN_PREP_BEFORE 256
 #define PLM_GDN_PREP_FEW 512
-/* at value tiles of 16 in two roles, the chunks' copies on the computing warps themselves instead of a
- * ninth warp's (the default where the key dimension padded to 16 is a power of two) */
+/* at value tiles of 16 in two roles, the chunks' copies on the computing warps themselves instead of
+ * on four copy warps (the default where the key dimension padded to 16 is a power of two) */
 #define PLM_GDN_NO_PROD 1024
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
