@@ -1,6 +1,7 @@
 /* Decode speed through the generator (continuous batching over packed steps): aggregate tokens/s of
  * decode-only steps with 1, 4 and 16 concurrent sequences and the 16 : 1 ratio (a step streams the
- * weights once, so 16 sequences should cost little more than one), then a mixed run: 16 prompts of
+ * weights once, so 16 sequences should cost little more than one; on a GPU 1, 16 and 256 and the
+ * 256 : 1 ratio, 63 steps each), then a mixed run: 16 prompts of
  * long-tailed lengths, 32 new tokens each, default budget and cap, wall time. Greedy, end-of-sequence
  * ids ignored so every run produces the same number of tokens. */
 #include <stdio.h>
