@@ -6,7 +6,8 @@
 // 2. time: the one-sequence scan's copies alone (128 blocks, one an SM, 512 chunks of 64 rows; each
 //    chunk's Q, K, W (64 x 128) and P (64 x 64) of the block's head, two chunks' buffers), by four copy
 //    warps with cp.async (as k_gdn_wy_scan<16, true, true> at 831efd8: wait for all, then the next) and
-//    by one thread issuing TMA boxes onto an mbarrier, kept two chunks ahead. No compute: the time a
+//    by one thread issuing TMA boxes onto an mbarrier, a chunk at a time and with the next in flight
+//    (a scan refills a buffer only once its chunk is computed: between the two). No compute: the time a
 //    chunk is what the copies alone cost, against about 2.85 us a chunk for the whole scan (1.46 ms at
 //    Nsight Compute's clocks), of which its computing warps waited 42 % at the chunk's barrier.
 // Run on a GPU machine:
@@ -40,6 +41,8 @@ __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const __nv_bfloat16 *p, 
 __device__ __forceinline__ void bar_init(uint64_t *b, int n) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"((unsigned)__cvta_generic_to_shared(b)), "r"(n));
 }
+/* the barrier's initialisation (and shared memory written by the threads) seen by the TMA unit */
+__device__ __forceinline__ void fence_async() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
 __device__ __forceinline__ void bar_expect(uint64_t *b, unsigned bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"((unsigned)__cvta_generic_to_shared(b)),
                  "r"(bytes) : "memory");
@@ -64,10 +67,13 @@ __device__ __forceinline__ void cp16(void *d, const void *s) {
 __global__ void k_check(const __grid_constant__ CUtensorMap m, const __nv_bfloat16 *g, int T, int C, int t0, int c0,
                         int *bad) {
     __shared__ __align__(1024) __nv_bfloat16 tile[2 * 4096];
-    __shared__ __nv_bfloat16 ref[CH * LK2];
+    __shared__ __align__(16) __nv_bfloat16 ref[CH * LK2];
     __shared__ uint64_t bar;
     const int tid = threadIdx.x, l = tid & 31, w = tid >> 5;
     if (tid == 0) bar_init(&bar, 1);
+    for (int e = tid; e < 2 * 4096; e += blockDim.x) /* a NaN everywhere first: what TMA leaves unwritten fails */
+        tile[e] = __ushort_as_bfloat16((unsigned short)0xFFFF);
+    fence_async();
     __syncthreads();
     if (tid == 0) {
         bar_expect(&bar, 2 * 4096 * 2);
@@ -134,8 +140,10 @@ __global__ void __launch_bounds__(128, 1) k_copy_warps(const __nv_bfloat16 *Q, c
     }
 }
 
-// 2b. one thread issuing the chunk's 7 boxes (Q, K, W two each; P one) onto the chunk's mbarrier, two
-// chunks ahead of the one waited for
+// 2b. one thread issuing the chunk's 7 boxes (Q, K, W two each; P one) onto the chunk's mbarrier, LA
+// chunks ahead of the one waited for (1: one chunk in flight, as 2a; 2: the next chunk's copies in flight
+// while one is waited for, as far as two buffers allow)
+template <int LA>
 __global__ void __launch_bounds__(32, 1) k_tma(const __grid_constant__ CUtensorMap mq, const __grid_constant__ CUtensorMap mk,
                                                const __grid_constant__ CUtensorMap mw, const __grid_constant__ CUtensorMap mp,
                                                int nch, int H) {
@@ -145,6 +153,7 @@ __global__ void __launch_bounds__(32, 1) k_tma(const __grid_constant__ CUtensorM
     __shared__ uint64_t bar[2];
     const int h = blockIdx.x % H;
     if (threadIdx.x == 0) bar_init(&bar[0], 1), bar_init(&bar[1], 1);
+    fence_async();
     __syncwarp();
     auto issue = [&](int c) {
         const int b = c & 1, r = c * CH;
@@ -156,11 +165,10 @@ __global__ void __launch_bounds__(32, 1) k_tma(const __grid_constant__ CUtensorM
         tma2d(d + 6 * 4096, &mp, h * 64, r, &bar[b]);
     };
     if (threadIdx.x == 0) {
-        issue(0);
-        if (nch > 1) issue(1);
+        for (int c = 0; c < LA && c < nch; c++) issue(c);
         for (int c = 0; c < nch; c++) {
             bar_wait(&bar[c & 1], (c >> 1) & 1);
-            if (c + 2 < nch) issue(c + 2);
+            if (c + LA < nch) issue(c + LA);
         }
     }
 }
@@ -202,6 +210,7 @@ int main() {
     for (auto &cs : cases) {
         CK(cudaMemset(bad, 0, 4));
         k_check<<<1, 128>>>(m, g, T, C, cs[0], cs[1], bad);
+        CK(cudaGetLastError());
         CK(cudaDeviceSynchronize());
         int nb;
         CK(cudaMemcpy(&nb, bad, 4, cudaMemcpyDeviceToHost));
@@ -225,15 +234,18 @@ int main() {
                 mp = map2d(Pd, TT, H * 64, 64);
     const int s1 = (2 * 3 * CH * LK2 + 2 * CH * 72) * 2, s2 = 2 * 7 * 4096 * 2 + 1024;
     CK(cudaFuncSetAttribute(k_copy_warps, cudaFuncAttributeMaxDynamicSharedMemorySize, s1));
-    CK(cudaFuncSetAttribute(k_tma, cudaFuncAttributeMaxDynamicSharedMemorySize, s2));
+    CK(cudaFuncSetAttribute(k_tma<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, s2));
+    CK(cudaFuncSetAttribute(k_tma<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, s2));
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0), cudaEventCreate(&e1);
-    for (int v = 0; v < 2; v++) {
+    for (int v = 0; v < 3; v++) {
         float best = 1e9;
         for (int it = 0; it < 6; it++) {
             cudaEventRecord(e0);
             if (v == 0) k_copy_warps<<<nblk, 128, s1>>>(Qd, Kd, Wd, Pd, nch, H);
-            else k_tma<<<nblk, 32, s2>>>(mq, mk, mw, mp, nch, H);
+            else if (v == 1) k_tma<1><<<nblk, 32, s2>>>(mq, mk, mw, mp, nch, H);
+            else k_tma<2><<<nblk, 32, s2>>>(mq, mk, mw, mp, nch, H);
+            CK(cudaGetLastError());
             cudaEventRecord(e1);
             CK(cudaEventSynchronize(e1));
             float ms;
@@ -241,7 +253,9 @@ int main() {
             if (it && ms < best) best = ms;
         }
         printf("copies alone, %s: %.3f ms, %.2f us a chunk (56 KB a block a chunk, %.2f TB/s from L2 in all)\n",
-               v == 0 ? "four copy warps, cp.async, a chunk at a time" : "one thread, TMA boxes, two chunks ahead", best,
+               v == 0   ? "four copy warps, cp.async, a chunk at a time"
+               : v == 1 ? "one thread, TMA boxes, a chunk at a time"
+                        : "one thread, TMA boxes, the next chunk in flight", best,
                best * 1e3 / nch, (double)nblk * nch * 56 * 1024 / (best * 1e-3) * 1e-12);
     }
     CK(cudaGetLastError());
