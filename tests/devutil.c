@@ -8,13 +8,11 @@
 #include "io/safetensors.h"
 #include "testutil.h"
 
-int tu_ctx_on(plm_ctx **c, const plm_model *m, const char *device, int n_threads, const char *what) {
+int tu_ctx_with(plm_ctx **c, const plm_model *m, const plm_ctx_params *p, const char *what) {
     plm_error err = {0};
-    plm_ctx_params p = plm_ctx_default_params();
-    p.n_threads = n_threads;
-    p.device = device;
+    const char *device = p->device ? p->device : "cpu";
     *c = NULL;
-    plm_status st = plm_ctx_new(c, m, &p, &err);
+    plm_status st = plm_ctx_new(c, m, p, &err);
     if (!st) return 0;
     const char *req = getenv("PLM_REQUIRE_CUDA");
     if (strncmp(device, "cuda", 4) == 0 && st == PLM_ERR_UNSUPPORTED && !(req && !strcmp(req, "1"))) {
@@ -23,6 +21,13 @@ int tu_ctx_on(plm_ctx **c, const plm_model *m, const char *device, int n_threads
     }
     tu_check(0, "%s: context on %s: %s", what, device, err.msg);
     return -1;
+}
+
+int tu_ctx_on(plm_ctx **c, const plm_model *m, const char *device, int n_threads, const char *what) {
+    plm_ctx_params p = plm_ctx_default_params();
+    p.n_threads = n_threads;
+    p.device = device;
+    return tu_ctx_with(c, m, &p, what);
 }
 
 static int copy_file(const char *from, const char *to) {

@@ -609,14 +609,10 @@ static void wide_keys_single_pass(void) {
     p.device = "cuda:0";
     p.bf16_single_pass = 1;
     plm_ctx *g = NULL, *cpu = NULL;
-    const plm_status st = plm_ctx_new(&g, m, &p, &err);
-    const char *req = getenv("PLM_REQUIRE_CUDA");
-    if (st == PLM_ERR_UNSUPPORTED && !(req && !strcmp(req, "1"))) {
-        printf("SKIP wide keys, single pass on cuda:0: %s\n", err.msg);
+    if (tu_ctx_with(&g, m, &p, "wide keys, single pass")) {
         plm_model_free(m);
         return;
     }
-    tu_check(st == PLM_OK, "wide keys: single-pass context on cuda:0 (%s)", err.msg);
     tu_check(plm_ctx_new(&cpu, m, NULL, &err) == PLM_OK, "wide keys: CPU context (%s)", err.msg);
     int64_t lens[2] = {70, 30};
     int32_t *seqs[2];
@@ -657,22 +653,13 @@ static void many_decode(int single) {
     const plm_model_info *c = plm_model_get_info(m);
     plm_error err = {0};
     plm_ctx *g = NULL, *cpu = NULL;
-    if (!single && tu_ctx_on(&g, m, "cuda:0", 2, "many decode")) {
+    plm_ctx_params p = plm_ctx_default_params();
+    p.n_threads = 2;
+    p.device = "cuda:0";
+    p.bf16_single_pass = single;
+    if (tu_ctx_with(&g, m, &p, single ? "many decode, single pass" : "many decode")) {
         plm_model_free(m);
         return;
-    }
-    if (single) {
-        plm_ctx_params p = plm_ctx_default_params();
-        p.device = "cuda:0";
-        p.bf16_single_pass = 1;
-        const plm_status st = plm_ctx_new(&g, m, &p, &err);
-        const char *req = getenv("PLM_REQUIRE_CUDA");
-        if (st == PLM_ERR_UNSUPPORTED && !(req && !strcmp(req, "1"))) {
-            printf("SKIP many decode, single pass on cuda:0: %s\n", err.msg);
-            plm_model_free(m);
-            return;
-        }
-        tu_check(st == PLM_OK, "many decode: single-pass context on cuda:0 (%s)", err.msg);
     }
     tu_check(plm_ctx_new(&cpu, m, NULL, &err) == PLM_OK, "many decode: CPU context (%s)", err.msg);
     enum { NS = 80, P = 3 };
