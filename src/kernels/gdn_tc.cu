@@ -1119,6 +1119,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
                 }
                 asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+                __syncwarp(); /* bar.arrive is .aligned: the lanes that left warp_load_b16 early rejoin first */
                 nbar_arrive(BAR_FULL(b), NALL);
             }
             return;
