@@ -990,6 +990,15 @@ static bool wy_prod_fits(int dk) {
     return (DK & (DK - 1)) == 0 && DK <= PLM_GDN_TC_MAX_DK;
 }
 
+/* a kernel's dynamic shared memory, and the whole carveout for shared memory: the scans and the prep
+ * need two blocks an SM (or a scan block beside a prep block) of up to 145 KB, and with no preference
+ * the driver may configure the SM for fewer (the 15-sequence scan read 1.2 ms alone and 1.5 ms right
+ * after a model's steps in one process) */
+template <typename K> static void smem_attr(K *fn, int bytes) {
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, (int)cudaSharedmemCarveoutMaxShared);
+}
+
 /* until the chunk prep has marked *p (ld.acquire, the prep's stores before its mark); a mark that never
  * comes (no prep item wrote it) traps after about 4 s instead of hanging */
 __device__ __forceinline__ void wait_ready(const int *p) {
@@ -1334,7 +1343,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     const int one = qkvb && n_chunks > 0 && n_chunks == n_long && !(flags & (PLM_GDN_FUSED | PLM_GDN_WY));
     if (one) {
         const int sb = (int)one_smem();
-        cudaFuncSetAttribute(k_gdn_one, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);
+        smem_attr(k_gdn_one, sb);
         k_gdn_one<<<dim3((unsigned)(n_seg * ((dv + ONE_VT - 1) / ONE_VT)), (unsigned)nv), 256, sb, st>>>(
             o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv);
     } else if (n_chunks > 0) {
@@ -1374,28 +1383,27 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
         const size_t ps = prep_smem(BFIN, WY, dv);                                                                  \
-        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN, WY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps); \
+        smem_attr(k_gdn_tc_prep<SPLIT, BFIN, WY>, (int)ps);                                                      \
         k_gdn_tc_prep<SPLIT, BFIN, WY><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, Wy, Uy, q, k, qkvb, g, beta, cu, tab, \
                                                                          n_chunks, WY ? ready : NULL, T, nk, nv, dk, dv); \
     } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
-        cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,                 \
-                             (int)scan_smem<VT>());                                                                 \
+        smem_attr(k_gdn_tc_scan<SPLIT, VT>, (int)scan_smem<VT>());                                                  \
         k_gdn_tc_scan<SPLIT, VT><<<sgrid, VT * 4, scan_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, \
                                                                           nk, nv, dk, dv);                          \
     } while (0)
 #define GB(VT, MODE)                                                                                                \
     do {                                                                                                            \
         const int sb = (int)scan_bf_smem<VT, MODE>();                                                               \
-        cudaFuncSetAttribute(k_gdn_bf_scan<VT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
+        smem_attr(k_gdn_bf_scan<VT, MODE>, sb);                                                                     \
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
 #define GW(VT, ROLES, PROD)                                                                                         \
     do {                                                                                                            \
         const int sb = (int)scan_wy_smem<VT, PROD>();                                                               \
-        cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES, PROD>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);      \
+        smem_attr(k_gdn_wy_scan<VT, ROLES, PROD>, sb);                                                              \
         cudaLaunchConfig_t cfg = {};                                                                                \
         cudaLaunchAttribute at[1];                                                                                  \
         cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
