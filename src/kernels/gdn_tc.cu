@@ -966,6 +966,13 @@ __device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.syn
 __device__ __forceinline__ void nbar_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
+/* warp_load_b16's whole-chunk case at 1 << LPR pieces a row: 2 << LPR copies a lane, unrolled (no row
+ * test; an address add each side and the copy) */
+template <int LPR>
+__device__ __forceinline__ void warp_load_whole(unsigned d, const __nv_bfloat16 *sp, int64_t ss, unsigned ds) {
+#pragma unroll
+    for (int u = 0; u < (2 << LPR); u++, sp += ss, d += ds) cp_async16(d, sp);
+}
 /* one warp: rows 0 .. 63 of a BF16 block (row stride rs elements; rows from L on zero-filled), columns
  * 0 .. cols-1 (a multiple of 8) into dst (row stride ld), 1 << lpr 16-byte pieces a row (at most 32) */
 __device__ __forceinline__ void warp_load_b16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs, int L,
@@ -976,6 +983,16 @@ __device__ __forceinline__ void warp_load_b16(__nv_bfloat16 *dst, int ld, const 
     unsigned d = (unsigned)__cvta_generic_to_shared(dst + r0 * ld + c8);
     const int64_t ss = (int64_t)step * rs;
     const unsigned ds = (unsigned)(step * ld * 2);
+    if (L == CH) { /* a whole chunk (all but a segment's last): no row test, no select */
+        switch (lpr) {
+        case 1: warp_load_whole<1>(d, sp, ss, ds); return;
+        case 2: warp_load_whole<2>(d, sp, ss, ds); return;
+        case 3: warp_load_whole<3>(d, sp, ss, ds); return;
+        case 4: warp_load_whole<4>(d, sp, ss, ds); return;
+        case 5: warp_load_whole<5>(d, sp, ss, ds); return;
+        default: break;
+        }
+    }
 #pragma unroll 4
     for (int r = r0; r < CH; r += step, sp += ss, d += ds) cp_async16(d, r < L ? sp : src, r < L ? 16 : 0);
 }
