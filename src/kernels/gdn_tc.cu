@@ -212,6 +212,16 @@ __device__ __forceinline__ uint4 quad_transpose(const uint32_t (&v)[4], int t4) 
     }
     return make_uint4(out[0], out[1], out[2], out[3]);
 }
+/* A quad's BF16 pairs pk (k: n-tile k & 1 of row half k >> 1, as a lane's accumulators hold them) of
+ * rows r, r + 8 and 16 columns from c0, as four 16-byte stores (quad_transpose): lane t4 writes row
+ * r + 8 (t4 >> 1), columns c0 + 8 (t4 & 1) .. + 7, at base + row rs + column; rows from L and columns
+ * from n left alone (the prep's P, W and U) */
+__device__ __forceinline__ void quad_store16(__nv_bfloat16 *base, int64_t rs, const uint32_t (&pk)[4], int r, int c0,
+                                             int t4, int L, int n) {
+    const uint4 word = quad_transpose(pk, t4);
+    const int i = r + 8 * (t4 >> 1), c = c0 + 8 * (t4 & 1);
+    if (i < L && c < n) *reinterpret_cast<uint4 *>(base + i * rs + c) = word;
+}
 
 /* One warp: the chunk's inclusive scan of the log decay into Cs (two tokens a lane; past L the last
  * value) and its beta into Bs (0 past L), for chunk rows t0 .. t0 + L - 1 of value head h. */
@@ -296,10 +306,8 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
 #pragma unroll
                 for (int k = 0; k < 4; k++)
                     pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
-                const uint4 word = quad_transpose(pk, t4);
-                const int i = r0 + g4 + 8 * (t4 >> 1), j = 16 * m + 8 * (t4 & 1);
-                if (i < L)
-                    *reinterpret_cast<uint4 *>(reinterpret_cast<__nv_bfloat16 *>(Pg) + ((t0 + i) * nv + h) * CH + j) = word;
+                quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
+                             16 * m, t4, L, CH);
             }
         } else {
 #pragma unroll
@@ -354,10 +362,7 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
                     uint32_t pk[4];
 #pragma unroll
                     for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
-                    const uint4 word = quad_transpose(pk, t4);
-                    const int i = r0 + g4 + 8 * (t4 >> 1), c = n0 + 8 * (t4 & 1);
-                    if (i < L && c < n)
-                        *reinterpret_cast<uint4 *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) = word;
+                    quad_store16(out + (t0 * nv + h) * (int64_t)n, (int64_t)nv * n, pk, r0 + g4, n0, t4, L, n);
                 } else {
 #pragma unroll
                     for (int nt = 0; nt < 2; nt++) {
