@@ -1609,6 +1609,10 @@ int main(void) {
     test_gdn(l4, 7, 2, 4, 128, 192, -0.3f, "dv = 192 (the WY prep's V block wider than K's)");
     test_gdn(l3, 1, 1, 2, 128, 128, -0.3f, "one long segment");
     test_gdn(l3, 1, 1, 2, 128, 128, -8.0f, "one long segment, strong decay");
+    /* the scan's copy warps where dk is short of its padding (dk 24 -> 32, 120 -> 128: the pieces past dk
+       skipped, the padding columns left zero) */
+    test_gdn(l3, 1, 1, 2, 24, 16, -0.3f, "one long segment, dk = 24");
+    test_gdn(l4, 7, 2, 2, 120, 32, -0.3f, "around the form switch and two chunks, dk = 120");
     const int l7[] = {16, 17, 40, 63, 64, 5, 1, 64, 33}; /* every chunked segment one chunk */
     test_gdn(l7, 9, 2, 4, 128, 128, -0.3f, "one-chunk segments");
     test_gdn(l7, 9, 2, 2, 40, 72, -0.3f, "one-chunk segments, dk = 40, dv = 72 (a value tile of 8)");

@@ -212,6 +212,16 @@ __device__ __forceinline__ uint4 quad_transpose(const uint32_t (&v)[4], int t4) 
     }
     return make_uint4(out[0], out[1], out[2], out[3]);
 }
+/* A quad's BF16 pairs pk (k: n-tile k & 1 of row half k >> 1, as a lane's accumulators hold them) of
+ * rows r, r + 8 and 16 columns from c0, as four 16-byte stores (quad_transpose): lane t4 writes row
+ * r + 8 (t4 >> 1), columns c0 + 8 (t4 & 1) .. + 7, at base + row rs + column; rows from L and columns
+ * from n left alone (the prep's P, W and U) */
+__device__ __forceinline__ void quad_store16(__nv_bfloat16 *base, int64_t rs, const uint32_t (&pk)[4], int r, int c0,
+                                             int t4, int L, int n) {
+    const uint4 word = quad_transpose(pk, t4);
+    const int i = r + 8 * (t4 >> 1), c = c0 + 8 * (t4 & 1);
+    if (i < L && c < n) *reinterpret_cast<uint4 *>(base + i * rs + c) = word;
+}
 
 /* One warp: the chunk's inclusive scan of the log decay into Cs (two tokens a lane; past L the last
  * value) and its beta into Bs (0 past L), for chunk rows t0 .. t0 + L - 1 of value head h. */
@@ -296,10 +306,8 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
 #pragma unroll
                 for (int k = 0; k < 4; k++)
                     pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
-                const uint4 word = quad_transpose(pk, t4);
-                const int i = r0 + g4 + 8 * (t4 >> 1), j = 16 * m + 8 * (t4 & 1);
-                if (i < L)
-                    *reinterpret_cast<uint4 *>(reinterpret_cast<__nv_bfloat16 *>(Pg) + ((t0 + i) * nv + h) * CH + j) = word;
+                quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
+                             16 * m, t4, L, CH);
             }
         } else {
 #pragma unroll
@@ -354,10 +362,7 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
                     uint32_t pk[4];
 #pragma unroll
                     for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
-                    const uint4 word = quad_transpose(pk, t4);
-                    const int i = r0 + g4 + 8 * (t4 >> 1), c = n0 + 8 * (t4 & 1);
-                    if (i < L && c < n)
-                        *reinterpret_cast<uint4 *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) = word;
+                    quad_store16(out + (t0 * nv + h) * (int64_t)n, (int64_t)nv * n, pk, r0 + g4, n0, t4, L, n);
                 } else {
 #pragma unroll
                     for (int nt = 0; nt < 2; nt++) {
@@ -966,6 +971,13 @@ __device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.syn
 __device__ __forceinline__ void nbar_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
+/* warp_load_b16's whole-chunk case at 1 << LPR pieces a row: 2 << LPR copies a lane, unrolled (no row
+ * test; an address add each side and the copy) */
+template <int LPR>
+__device__ __forceinline__ void warp_load_whole(unsigned d, const __nv_bfloat16 *sp, int64_t ss, unsigned ds) {
+#pragma unroll
+    for (int u = 0; u < (2 << LPR); u++, sp += ss, d += ds) cp_async16(d, sp);
+}
 /* one warp: rows 0 .. 63 of a BF16 block (row stride rs elements; rows from L on zero-filled), columns
  * 0 .. cols-1 (a multiple of 8) into dst (row stride ld), 1 << lpr 16-byte pieces a row (at most 32) */
 __device__ __forceinline__ void warp_load_b16(__nv_bfloat16 *dst, int ld, const __nv_bfloat16 *src, int64_t rs, int L,
@@ -976,6 +988,16 @@ __device__ __forceinline__ void warp_load_b16(__nv_bfloat16 *dst, int ld, const 
     unsigned d = (unsigned)__cvta_generic_to_shared(dst + r0 * ld + c8);
     const int64_t ss = (int64_t)step * rs;
     const unsigned ds = (unsigned)(step * ld * 2);
+    if (L == CH) { /* a whole chunk (all but a segment's last): no row test, no select */
+        switch (lpr) {
+        case 1: warp_load_whole<1>(d, sp, ss, ds); return;
+        case 2: warp_load_whole<2>(d, sp, ss, ds); return;
+        case 3: warp_load_whole<3>(d, sp, ss, ds); return;
+        case 4: warp_load_whole<4>(d, sp, ss, ds); return;
+        case 5: warp_load_whole<5>(d, sp, ss, ds); return;
+        default: break;
+        }
+    }
 #pragma unroll 4
     for (int r = r0; r < CH; r += step, sp += ss, d += ds) cp_async16(d, r < L ? sp : src, r < L ? 16 : 0);
 }
@@ -988,6 +1010,15 @@ static __host__ __device__ inline int ilog2(int n) {
 static bool wy_prod_fits(int dk) {
     const int DK = pad16(dk);
     return (DK & (DK - 1)) == 0 && DK <= PLM_GDN_TC_MAX_DK;
+}
+
+/* a kernel's dynamic shared memory, and the whole carveout for shared memory: the scans and the prep
+ * need two blocks an SM (or a scan block beside a prep block) of up to 145 KB, and with no preference
+ * the driver may configure the SM for fewer (the 15-sequence scan read 1.2 ms alone and 1.5 ms right
+ * after a model's steps in one process) */
+template <typename K> static void smem_attr(K *fn, int bytes) {
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout, (int)cudaSharedmemCarveoutMaxShared);
 }
 
 /* until the chunk prep has marked *p (ld.acquire, the prep's stores before its mark); a mark that never
@@ -1119,6 +1150,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
                 }
                 asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+                __syncwarp(); /* bar.arrive is .aligned: the lanes that left warp_load_b16 early rejoin first */
                 nbar_arrive(BAR_FULL(b), NALL);
             }
             return;
@@ -1333,7 +1365,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     const int one = qkvb && n_chunks > 0 && n_chunks == n_long && !(flags & (PLM_GDN_FUSED | PLM_GDN_WY));
     if (one) {
         const int sb = (int)one_smem();
-        cudaFuncSetAttribute(k_gdn_one, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);
+        smem_attr(k_gdn_one, sb);
         k_gdn_one<<<dim3((unsigned)(n_seg * ((dv + ONE_VT - 1) / ONE_VT)), (unsigned)nv), 256, sb, st>>>(
             o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv);
     } else if (n_chunks > 0) {
@@ -1373,28 +1405,27 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
         const size_t ps = prep_smem(BFIN, WY, dv);                                                                  \
-        cudaFuncSetAttribute(k_gdn_tc_prep<SPLIT, BFIN, WY>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ps); \
+        smem_attr(k_gdn_tc_prep<SPLIT, BFIN, WY>, (int)ps);                                                      \
         k_gdn_tc_prep<SPLIT, BFIN, WY><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, Wy, Uy, q, k, qkvb, g, beta, cu, tab, \
                                                                          n_chunks, WY ? ready : NULL, T, nk, nv, dk, dv); \
     } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
-        cudaFuncSetAttribute(k_gdn_tc_scan<SPLIT, VT>, cudaFuncAttributeMaxDynamicSharedMemorySize,                 \
-                             (int)scan_smem<VT>());                                                                 \
+        smem_attr(k_gdn_tc_scan<SPLIT, VT>, (int)scan_smem<VT>());                                                  \
         k_gdn_tc_scan<SPLIT, VT><<<sgrid, VT * 4, scan_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, \
                                                                           nk, nv, dk, dv);                          \
     } while (0)
 #define GB(VT, MODE)                                                                                                \
     do {                                                                                                            \
         const int sb = (int)scan_bf_smem<VT, MODE>();                                                               \
-        cudaFuncSetAttribute(k_gdn_bf_scan<VT, MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);             \
+        smem_attr(k_gdn_bf_scan<VT, MODE>, sb);                                                                     \
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
                                                             dk, dv);                                                \
     } while (0)
 #define GW(VT, ROLES, PROD)                                                                                         \
     do {                                                                                                            \
         const int sb = (int)scan_wy_smem<VT, PROD>();                                                               \
-        cudaFuncSetAttribute(k_gdn_wy_scan<VT, ROLES, PROD>, cudaFuncAttributeMaxDynamicSharedMemorySize, sb);      \
+        smem_attr(k_gdn_wy_scan<VT, ROLES, PROD>, sb);                                                              \
         cudaLaunchConfig_t cfg = {};                                                                                \
         cudaLaunchAttribute at[1];                                                                                  \
         cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
