@@ -20,6 +20,17 @@ timeout "${FLA_SECONDS:-240}" python3 "$P/bench_fla.py" --json "$OUT/fla.json" >
     echo "side_by_side: the FLA timing failed or timed out (log: $OUT/fla.txt)"
 timeout "${HF_SECONDS:-240}" python3 "$P/bench_hf_gpu.py" --fla-patch > "$OUT/hf.txt" 2>&1 ||
     echo "side_by_side: the transformers timing failed or timed out (log: $OUT/hf.txt)"
-timeout "${PACKLM_SECONDS:-300}" "$B/packlm" bench --device cuda --only prefill --json "$OUT/packlm.json" \
-    > "$OUT/packlm.txt" 2>&1 || echo "side_by_side: packlm bench failed or timed out (log: $OUT/packlm.txt)"
+# the GPU's clocks, power and temperature beside packlm's run (each output line stamped), so that a case
+# timed while the device is still hot from the model's GEMMs shows as such
+smi=
+if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,clocks_event_reasons.active \
+        --format=csv -lms 100 > "$OUT/smi.csv" 2>&1 &
+    smi=$!
+fi
+{ timeout "${PACKLM_SECONDS:-300}" stdbuf -oL "$B/packlm" bench --device cuda --only prefill --json "$OUT/packlm.json" \
+    2>&1 || echo "side_by_side: packlm bench failed or timed out (log: $OUT/packlm.txt)"; } |
+    while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/packlm.txt"
+[ -n "$smi" ] && kill "$smi" 2> /dev/null
+grep "failed or timed out" "$OUT/packlm.txt"
 python3 bench/side_by_side.py "$OUT"
