@@ -962,11 +962,17 @@ template <int VT, bool PROD = false> static size_t scan_wy_smem(void) {
     return ((size_t)(2 + 2 * nb) * CH * LK2 + (size_t)2 * CH * LC2 +
             (size_t)((1 + nb) * CH + CH + PLM_GDN_TC_MAX_DK) * (VT + 8)) * 2 + nb * CH * sizeof(float);
 }
-/* the copy warp's barriers (bar 0 is __syncthreads): the computing warps among themselves, and per
- * buffer b "full" (the copies landed) and "empty" (every computing warp is done with it) */
-#define BAR_CW 1
-#define BAR_FULL(b) (2 + (b))
-#define BAR_EMPTY(b) (4 + (b))
+/* the copy warps' barriers (bar 0 is __syncthreads), per buffer b and per half of a chunk's blocks: A
+ * (Q, W, U and c: read before the chunk's middle) and B (K and P: read after it). "full": the half's
+ * copies landed (its two copy warps arrive, the computing warps wait); "empty": every computing warp is
+ * done with the half (they arrive, its copy warps wait). A's buffer is released at the chunk's middle,
+ * so its refill for chunk c + 2 starts half a chunk before B's; B's "full" is also the computing warps'
+ * mid-chunk barrier (all of them wait there: V' is whole). Each counts the 256 computing threads and
+ * the half's 64 copy threads. */
+#define BAR_FULL_A(b) (2 + (b))
+#define BAR_EMPTY_A(b) (4 + (b))
+#define BAR_FULL_B(b) (6 + (b))
+#define BAR_EMPTY_B(b) (8 + (b))
 __device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
 __device__ __forceinline__ void nbar_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
@@ -1054,7 +1060,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
     static_assert(!ROLES || VT == 16, "roles at value tiles of 16");
     static_assert(!PROD || ROLES, "the copy warp with roles");
-    constexpr int NB = PROD ? 2 : 1, NCT = 32 * NW, NALL = NCT + 32 * WY_NP; /* buffers; computing, all threads */
+    constexpr int NB = PROD ? 2 : 1, NHALF = 32 * NW + 32 * WY_NP / 2; /* buffers; a half's barrier's threads */
     static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *Qb = reinterpret_cast<__nv_bfloat16 *>(smb), *Wb = Qb + NB * CH * LK2, *Kb = Wb + NB * CH * LK2;
@@ -1128,13 +1134,15 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     }
     if (PROD) {
         __syncthreads(); /* the zeroed padding, before any copy lands beside it */
-        if (w >= NW) { /* the copy warps: chunk c into buffers c & 1 once the computing warps are done
-                          with chunk c - 2 there (and, with ready, W, U, P and c once the prep marked it) */
+        if (w >= NW) { /* the copy warps: chunk c's half into buffer c & 1 once the computing warps are
+                          done with chunk c - 2's half there (and, with ready, W, U, P and c once the prep
+                          marked the chunk). Half A: warps 1 (W, c) and 2 (Q, U); half B: 0 (K) and 3 (P) */
             const int pw = w - NW, lk = ilog2(DK / 8), lu = ilog2(VT / 8);
+            const bool half_a = pw == 1 || pw == 2;
             for (int64_t t0 = t_beg; t0 < t_end; t0 += CH) {
                 const int c = (int)((t0 - t_beg) / CH), b = c & 1, L = len(t0);
-                if (c >= 2) nbar_sync(BAR_EMPTY(b), NALL);
-                if (ready && (pw & 1)) {
+                if (c >= 2) nbar_sync(half_a ? BAR_EMPTY_A(b) : BAR_EMPTY_B(b), NHALF);
+                if (ready && pw != 0) { /* all but K come from the prep, or wait with what does */
                     if (lane == 0) wait_ready(ready + (size_t)(ci0 + c) * nv + h);
                     __syncwarp();
                 }
@@ -1145,13 +1153,13 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, Gg + (t0 + (i < L ? i : 0)) * nv + h, i < L);
                 } else if (pw == 2) {
                     warp_load_b16(Qb + b * CH * LK2, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
+                    warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
                 } else {
                     warp_load_b16(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, 3);
-                    warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
                 }
                 asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
                 __syncwarp(); /* bar.arrive is .aligned: the lanes that left warp_load_b16 early rejoin first */
-                nbar_arrive(BAR_FULL(b), NALL);
+                nbar_arrive(half_a ? BAR_FULL_A(b) : BAR_FULL_B(b), NHALF);
             }
             return;
         }
@@ -1173,8 +1181,9 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
         const int L = len(t0);
         const bool next = t0 + CH < t_end;
         const __nv_bfloat16 *Ks = Kb + kb * CH * LK2, *Ps = Pb2 + kb * CH * LC2;
-        if (PROD) { /* this chunk's blocks (the copy warp's mark), and the state as the last chunk left it */
-            nbar_sync(BAR_FULL(kb), NALL);
+        if (PROD) { /* this chunk's Q, W, U and c (the copy warps' mark), and the state as the last chunk
+                       left it (every computing warp waits here) */
+            nbar_sync(BAR_FULL_A(kb), NHALF);
             Qs = Qb + kb * CH * LK2, Ws = Wb + kb * CH * LK2, Us = Ub + kb * CH * LV, Gr = Gb + kb * CH;
         } else {
             if (ready && next && tid == 0) wait_ready(ready + (size_t)(ci0 + (int)((t0 - t_beg) / CH) + 1) * nv + h);
@@ -1235,8 +1244,10 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     put_pair(Xt, i, c, x0, x1);
                     put_pair(Xd, i, c, dl[hf] * x0, dl[hf] * x1);
                 }
-        if (PROD) {
-            nbar_sync(BAR_CW, NCT); /* V' is whole; the state's BF16 copy is read */
+        if (PROD) { /* Q, W, U and c are read: their refill may start; then this chunk's K and P, V' whole
+                       and the state's BF16 copy read (every computing warp waits at B's "full") */
+            if (t0 + 2 * CH < t_end) nbar_arrive(BAR_EMPTY_A(kb), NHALF);
+            nbar_sync(BAR_FULL_B(kb), NHALF);
         } else {
             __syncthreads(); /* V' is whole; Q, W, U, c and the state's BF16 copy are read */
             if (next) load_qwu(t0 + CH);
@@ -1287,7 +1298,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                 put_pair(Sb, d, c, x0, x1);
             });
         }
-        if (PROD && t0 + 2 * CH < t_end) nbar_arrive(BAR_EMPTY(kb), NALL); /* the copy warp refills it */
+        if (PROD && t0 + 2 * CH < t_end) nbar_arrive(BAR_EMPTY_B(kb), NHALF); /* K and P: the copy warps refill them */
         kb ^= 1;
     }
     each_state([&](int a, int nt, int hf, int d, int c) {
