@@ -286,8 +286,14 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
     free(dS), free(S), free(Sr), free(q), free(k), free(v), free(g), free(b), free(o), free(orf), free(cu);
 }
 
+/* PLM_TEST_GDN_VARIANT=n: the delta-rule shapes in variant n only, and nothing else (so that a slow tool,
+ * compute-sanitizer's racecheck, can look at one kernel's launches); -1, the default: every variant */
+static int only_variant = -1;
+
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 16; variant++) test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
+    for (int variant = 0; variant < 16; variant++)
+        if (only_variant < 0 || variant == only_variant)
+            test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
 
 /* The CPU layer's delta-rule inputs from the conv output mixed [T, 2 nk dk + nv dv]: q, k (L2 norms, q
@@ -1586,19 +1592,34 @@ int main(void) {
         return 0;
     }
 
-    /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
+    const char *ov = getenv("PLM_TEST_GDN_VARIANT");
+    if (ov && *ov) {
+        char *end = NULL;
+        const long n = strtol(ov, &end, 10);
+        if (*end || n < 0 || n > 15) {
+            tu_check(0, "PLM_TEST_GDN_VARIANT=%s: a variant number 0 .. 15 expected", ov);
+            return tu_finish("test_cuda_ops");
+        }
+        only_variant = (int)n;
+        printf("test_cuda_ops: the delta-rule shapes in variant %d only (PLM_TEST_GDN_VARIANT)\n", only_variant);
+    }
     const int l1[] = {1, 3, 63, 64, 65, 2, 130}, l2[] = {1}, l3[] = {700};
-    test_conv(l1, 7, 37, 4, "boundary lengths");
-    test_conv(l1, 7, 40, 4, "boundary lengths, float4 rows");
-    const int l5[] = {17, 1, 15, 16, 33, 2, 3};
-    test_conv(l5, 7, 264, 4, "segments starting inside a run of 16, 66 channel groups");
-    test_conv(l2, 1, 100, 4, "one token");
-    test_conv(l3, 1, 64, 4, "one long segment");
-    test_conv(l1, 7, 40, 2, "K = 2");
-    test_conv(l1, 7, 24, 6, "K = 6");
     int many[400];
-    for (int i = 0; i < 400; i++) many[i] = tu_randint(&R, 1, 6);
-    test_conv(many, 400, 48, 4, "400 short segments");
+    if (only_variant < 0) {
+        /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
+        test_conv(l1, 7, 37, 4, "boundary lengths");
+        test_conv(l1, 7, 40, 4, "boundary lengths, float4 rows");
+        const int l5[] = {17, 1, 15, 16, 33, 2, 3};
+        test_conv(l5, 7, 264, 4, "segments starting inside a run of 16, 66 channel groups");
+        test_conv(l2, 1, 100, 4, "one token");
+        test_conv(l3, 1, 64, 4, "one long segment");
+        test_conv(l1, 7, 40, 2, "K = 2");
+        test_conv(l1, 7, 24, 6, "K = 6");
+        for (int i = 0; i < 400; i++) many[i] = tu_randint(&R, 1, 6);
+        test_conv(many, 400, 48, 4, "400 short segments");
+    } else {
+        for (int i = 0; i < 400; i++) many[i] = tu_randint(&R, 1, 6);
+    }
 
     /* delta rule: the fixtures' odd shapes, the 0.8B shape (dk = dv = 128), a long segment */
     /* (segments of 16 tokens or more take the chunked form, shorter ones the recurrent one) */
@@ -1626,6 +1647,7 @@ int main(void) {
     test_gdn(l1, 7, 1, 2, 200, 70, -0.3f, "dk = 200 (recurrent form only)");
     const int dec[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     test_gdn(dec, 16, 16, 16, 128, 128, -0.3f, "16 decode tokens");
+    if (only_variant >= 0) return tu_finish("test_cuda_ops");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);
     test_gdn_prep(1, 16, 16, 128, 128); /* a decode token: 8 slices of 4 heads */
