@@ -951,8 +951,8 @@ __global__ void __launch_bounds__(256, 2)
  * Y = Q S, then the output from their Y; all eight one 16 x 16 task of the state update. Each warp's
  * chain is about half as long and two warps a scheduler hide each other's latency. */
 #define WY_NW(VT, ROLES) ((ROLES) ? 8 : 4 * WY_CG(VT))
-/* PROD (roles only): four more warps issue every chunk's copies (one a scheduler: K; W and c; Q; P and
- * U), into two chunks' worth of buffers (Q, W, U and c doubled too), so that the eight computing warps
+/* PROD (roles only): four more warps issue every chunk's copies (one a scheduler: K; W and c; Q and U;
+ * P), into two chunks' worth of buffers (Q, W, U and c doubled too), so that the eight computing warps
  * never spend their issue slots on copy addresses (about two thirds of their instructions at one
  * sequence of 32,768 on the H200). One copy warp for all of them was slower than none: 2.48 against
  * 1.63 ms */
@@ -1061,6 +1061,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     static_assert(!ROLES || VT == 16, "roles at value tiles of 16");
     static_assert(!PROD || ROLES, "the copy warp with roles");
     constexpr int NB = PROD ? 2 : 1, NHALF = 32 * NW + 32 * WY_NP / 2; /* buffers; a half's barrier's threads */
+    static_assert(!PROD || WY_NP == 4, "the copy warps: two for each half of a chunk's blocks");
     static_assert(NTW % 2 == 0, "pairs of n-tiles a warp");
     extern __shared__ __align__(16) unsigned char smb[];
     __nv_bfloat16 *Qb = reinterpret_cast<__nv_bfloat16 *>(smb), *Wb = Qb + NB * CH * LK2, *Kb = Wb + NB * CH * LK2;
