@@ -56,7 +56,7 @@ int bench_cuda_mixers(bench_ctx *b) {
             "cuda_gdn_precise_1seq_ms", "cuda_gdn_precise_512x64_ms", "cuda_gdn_simple_15seq_ms",
             "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_fused_15seq_ms",
             "cuda_gdn_fused_1seq_ms", "cuda_gdn_fused_512x64_ms", "cuda_gdn_wy_vt32_1seq_ms",
-            "cuda_gdn_wy_512x64_ms", "cuda_gdn_prep_before_1seq_ms", "cuda_gemv_lm_head_ms", "cuda_gemv_6144x1024_ms",
+            "cuda_gdn_wy_512x64_ms", "cuda_gdn_prep_before_1seq_ms", "cuda_gdn_vt16_15seq_ms", "cuda_gemv_lm_head_ms", "cuda_gemv_6144x1024_ms",
             "cuda_cublas_lm_head_ms", "cuda_cublas_6144x1024_ms", "cuda_skinny_lm_head_t16_ms",
             "cuda_skinny_1024x3584_t16_ms", "cuda_cublas2_lm_head_t16_ms", "cuda_cublas2_1024x3584_t16_ms"};
         const char *labels[PLM_CUDA_MIXER_TIMES] = {
@@ -79,6 +79,7 @@ int bench_cuda_mixers(bench_ctx *b) {
             "delta rule (tensor cores, bf16, WY scan, value tiles of 32), one sequence of 32,768",
             "delta rule (tensor cores, bf16, WY scan), 512 x 64",
             "delta rule (tensor cores, bf16, WY scan, chunk prep before the scan), one sequence of 32,768",
+            "delta rule (tensor cores, bf16, WY scan, value tiles of 16, prep beside), 15 sequences",
             "GEMV, BF16 weights [248,320 x 1,024] (lm_head), one FP32 row",
             "GEMV, BF16 weights [6,144 x 1,024], one FP32 row",
             "cuBLAS BF16 GEMM, [248,320 x 1,024], one BF16 row",

@@ -51,7 +51,9 @@ def main():
                           ("delta rule, 1 seq of 32,768", "chunk_fwd_1seq", "cuda_gdn_1seq_ms"),
                           ("delta rule, 512 x 64", "chunk_fwd_512x64", "cuda_gdn_512x64_ms"),
                           ("delta rule, 1 seq, prep before the scan (the old order)", "chunk_fwd_1seq",
-                           "cuda_gdn_prep_before_1seq_ms")):
+                           "cuda_gdn_prep_before_1seq_ms"),
+                          ("delta rule, 15 seqs, value tiles of 16, prep beside", "chunk_fwd_15seq",
+                           "cuda_gdn_vt16_15seq_ms")):
         rows.append((name, "FLA chunk", f(fla, fk, "ms"), f(pk, pkk)))
     for n in (1, 16, 256):
         rows.append((f"delta rule decode step, {n} seq", "FLA fused_recurrent", f(fla, f"recurrent_decode_N{n}", "ms_per_call"),

@@ -79,13 +79,15 @@ plm_status plm_cuda_ceilings(int dev, int m, int n, int k, size_t bytes, int rep
  * in ms[13..15]; ms[16] one sequence with the WY scan's value tiles of 32 (ms[1] chooses 16), ms[17]
  * 512 x 64 with the WY scan (ms[2] chooses the one-chunk kernel, ms[15] the prep and the five-product
  * scan), ms[18] one sequence with the chunk
- * prep before the scan (PLM_GDN_PREP_BEFORE; ms[1] runs it beside the scan). The last PLM_CUDA_GEMV_TIMES: a
+ * prep before the scan (PLM_GDN_PREP_BEFORE; ms[1] runs it beside the scan), ms[19] the 15 sequences
+ * at value tiles of 16 (PLM_GDN_VT16: where it can, the copy warps' scan with the prep beside it; ms[0]
+ * chooses tiles of 32 with the prep before). The last PLM_CUDA_GEMV_TIMES: a
  * decode step's products, one input row and BF16 weights of the lm_head's [248,320 x 1,024] and of
  * [6,144 x 1,024], by the GEMV kernel (FP32 input), then by cuBLAS's BF16 GEMM (BF16 input, one pass);
  * then 16 input rows (16 sequences) and the lm_head's and the down projection's [1,024 x 3,584] weights,
  * by the skinny GEMM (FP32 input), then by the BF16 hi + lo conversion and cuBLAS's two passes. */
 #define PLM_CUDA_GEMV_TIMES 8
-#define PLM_CUDA_MIXER_TIMES (19 + PLM_CUDA_GEMV_TIMES)
+#define PLM_CUDA_MIXER_TIMES (20 + PLM_CUDA_GEMV_TIMES)
 plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TIMES], plm_error *err);
 /* Waits for the device's work; reports a failed launch or kernel (for the op tests). */
 plm_status plm_cuda_sync(int dev, plm_error *err);

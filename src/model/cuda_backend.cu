@@ -1661,6 +1661,11 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
                     plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
                                     PLM_GDN_WY | (c == 1 ? PLM_GDN_VT32 : 0), NULL);
                 }, a, b);
+            if (c == 0)
+                ms[19] = time_median([&] {
+                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
+                                    PLM_GDN_VT16, NULL);
+                }, a, b);
             if (c == 1)
                 ms[18] = time_median([&] {
                     plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
