@@ -10,9 +10,14 @@
  *   2  plain stores (ld.global + st.shared), ldmatrix reads          correct
  *   3  as 0 with every barrier a bar.sync of all warps               correct
  *   4  as 0 without the wait on "empty" (the copy overwrites a buffer being read)   racy
+ *   5  the scan's shape: 8 computing warps, 4 copy warps in two halves (A and B, each with its own
+ *      full / empty barriers of 256 + 64 threads, B's full also the computing warps' mid-chunk
+ *      barrier), copy loops whose lanes leave at different trips, __syncwarp before bar.arrive,
+ *      ldmatrix reads                                                  correct
+ *   6  as 5 with half B read by plain shared loads                     correct
  * Each form also checks its sums against the host's, so a form that races in fact shows it.
  * Build: nvcc -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -o race_pattern race_pattern.cu
- * Run:   compute-sanitizer --tool racecheck ./race_pattern MODE   (MODE 0-4; no argument: all, unchecked)
+ * Run:   compute-sanitizer --tool racecheck ./race_pattern MODE   (MODE 0-6; no argument: all, unchecked)
  * Not built by make. */
 #include <cuda_bf16.h>
 #include <cstdio>
@@ -84,9 +89,58 @@ __global__ void k_pattern(const __nv_bfloat16 *x, float *out, int mode) {
     }
 }
 
+/* modes 5, 6: x as in k_pattern, two blocks of ROWS x COLS a chunk (A: chunk 2c, B: chunk 2c + 1 of x);
+ * out[chunk][computing thread]: the thread's sum over both halves (each 16 x 16 tile is read by two
+ * warps, w and w + 4) */
+constexpr int SCW = 8, SALL = 32 * SCW + 64, SCHUNK = NCHUNK / 2;
+__global__ void k_scan_shape(const __nv_bfloat16 *x, float *out, int mode) {
+    __shared__ __align__(128) __nv_bfloat16 bufA[2][ROWS * LD], bufB[2][ROWS * LD];
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (w >= SCW) { /* copy warps: 1, 2 half A (rows 0-39, 40-63), 0, 3 half B (the same split) */
+        const int pw = w - SCW;
+        const bool half_a = pw == 1 || pw == 2, first = pw == 0 || pw == 1;
+        const int r0 = first ? 0 : 40, nrow = first ? 40 : 24; /* 80 or 48 pieces: lanes leave at trip 2 or 3 */
+        for (int c = 0; c < SCHUNK; c++) {
+            const int b = c & 1;
+            if (c >= 2) bar_sync(half_a ? 4 + b : 8 + b, SALL);
+            __nv_bfloat16 *buf = half_a ? bufA[b] : bufB[b];
+            const __nv_bfloat16 *src0 = x + (size_t)(2 * c + (half_a ? 0 : 1)) * ROWS * COLS;
+            for (int p = lane; p < nrow * 2; p += 32) {
+                const int r = r0 + (p >> 1), h = p & 1;
+                cp16(&buf[r * LD + 8 * h], src0 + (size_t)r * COLS + 8 * h);
+            }
+            asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+            __syncwarp();
+            bar_arrive(half_a ? 2 + b : 6 + b, SALL);
+        }
+        return;
+    }
+    const int row = 16 * (w & 3) + (lane & 15), col = 8 * (lane >> 4);
+    for (int c = 0; c < SCHUNK; c++) {
+        const int b = c & 1;
+        float s = 0.f;
+        unsigned r4[4];
+        bar_sync(2 + b, SALL); /* A landed */
+        ldsm4(r4, &bufA[b][row * LD + col]);
+        for (int i = 0; i < 4; i++) s += sum_pair(r4[i]);
+        if (c + 2 < SCHUNK) bar_arrive(4 + b, SALL); /* A read */
+        bar_sync(6 + b, SALL);                       /* B landed; every computing warp is past A */
+        if (mode == 6) {
+            for (int k = 0; k < 8; k++) s += __bfloat162float(bufB[b][row * LD + col + k]);
+        } else {
+            ldsm4(r4, &bufB[b][row * LD + col]);
+            for (int i = 0; i < 4; i++) s += sum_pair(r4[i]);
+        }
+        out[c * 32 * SCW + threadIdx.x] = s;
+        if (c + 2 < SCHUNK) bar_arrive(8 + b, SALL); /* B read */
+    }
+}
+
 int main(int argc, char **argv) {
-    const int first = argc > 1 ? atoi(argv[1]) : 0, last = argc > 1 ? first : 4;
-    const size_t n = (size_t)NCHUNK * ROWS * COLS;
+    const int first = argc > 1 ? atoi(argv[1]) : 0, last = argc > 1 ? first : 6;
+    const size_t n = (size_t)NCHUNK * ROWS * COLS, nout = (size_t)SCHUNK * 32 * SCW > (size_t)NCHUNK * 32 * NCW
+                                                               ? (size_t)SCHUNK * 32 * SCW
+                                                               : (size_t)NCHUNK * 32 * NCW;
     std::vector<__nv_bfloat16> hx(n);
     std::vector<float> fx(n);
     for (size_t i = 0; i < n; i++) {
@@ -96,28 +150,37 @@ int main(int argc, char **argv) {
     __nv_bfloat16 *dx;
     float *dout;
     cudaMalloc(&dx, n * sizeof(__nv_bfloat16));
-    cudaMalloc(&dout, NCHUNK * 32 * NCW * sizeof(float));
+    cudaMalloc(&dout, nout * sizeof(float));
     cudaMemcpy(dx, hx.data(), n * sizeof(__nv_bfloat16), cudaMemcpyHostToDevice);
+    auto block_sum = [&](int c) { /* x's chunk c, every element */
+        double v = 0;
+        for (int i = 0; i < ROWS * COLS; i++) v += fx[(size_t)c * ROWS * COLS + i];
+        return v;
+    };
     int bad_all = 0;
     for (int mode = first; mode <= last; mode++) {
-        std::vector<float> out(NCHUNK * 32 * NCW);
+        const bool shape = mode >= 5;
+        const int nch = shape ? SCHUNK : NCHUNK, nthr = shape ? 32 * SCW : 32 * NCW;
+        std::vector<float> out(nout);
         for (int rep = 0; rep < 50; rep++) {
-            k_pattern<<<1, NALL>>>(dx, dout, mode);
+            if (shape)
+                k_scan_shape<<<1, SALL>>>(dx, dout, mode);
+            else
+                k_pattern<<<1, NALL>>>(dx, dout, mode);
             if (cudaDeviceSynchronize() != cudaSuccess) {
                 printf("mode %d: launch failed: %s\n", mode, cudaGetErrorString(cudaGetLastError()));
                 return 2;
             }
         }
         cudaMemcpy(out.data(), dout, out.size() * sizeof(float), cudaMemcpyDeviceToHost);
-        double got = 0, want = 0; /* the whole chunk's sum: every form reads every element once */
         int bad = 0;
-        for (int c = 0; c < NCHUNK; c++) {
-            got = want = 0;
-            for (int t = 0; t < 32 * NCW; t++) got += out[c * 32 * NCW + t];
-            for (int i = 0; i < ROWS * COLS; i++) want += fx[(size_t)c * ROWS * COLS + i];
+        for (int c = 0; c < nch; c++) { /* 0-4: every element once; 5, 6: both halves, each tile twice */
+            double got = 0;
+            for (int t = 0; t < nthr; t++) got += out[(size_t)c * nthr + t];
+            const double want = shape ? 2 * (block_sum(2 * c) + block_sum(2 * c + 1)) : block_sum(c);
             bad += got != want;
         }
-        printf("mode %d: %d of %d chunks' sums wrong\n", mode, bad, NCHUNK);
+        printf("mode %d: %d of %d chunks' sums wrong\n", mode, bad, nch);
         bad_all += mode != 4 && bad;
     }
     cudaFree(dx);
