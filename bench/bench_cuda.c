@@ -56,7 +56,8 @@ int bench_cuda_mixers(bench_ctx *b) {
             "cuda_gdn_precise_1seq_ms", "cuda_gdn_precise_512x64_ms", "cuda_gdn_simple_15seq_ms",
             "cuda_gdn_simple_1seq_ms", "cuda_gdn_simple_512x64_ms", "cuda_gdn_fused_15seq_ms",
             "cuda_gdn_fused_1seq_ms", "cuda_gdn_fused_512x64_ms", "cuda_gdn_wy_vt32_1seq_ms",
-            "cuda_gdn_wy_512x64_ms", "cuda_gdn_prep_before_1seq_ms", "cuda_gdn_vt16_15seq_ms", "cuda_gemv_lm_head_ms", "cuda_gemv_6144x1024_ms",
+            "cuda_gdn_wy_512x64_ms", "cuda_gdn_prep_before_1seq_ms", "cuda_gdn_vt16_15seq_ms", "cuda_gemv_lm_head_ms",
+            "cuda_gemv_6144x1024_ms",
             "cuda_cublas_lm_head_ms", "cuda_cublas_6144x1024_ms", "cuda_skinny_lm_head_t16_ms",
             "cuda_skinny_1024x3584_t16_ms", "cuda_cublas2_lm_head_t16_ms", "cuda_cublas2_1024x3584_t16_ms"};
         const char *labels[PLM_CUDA_MIXER_TIMES] = {

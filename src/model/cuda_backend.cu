@@ -1648,29 +1648,17 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
             cudaMemcpy(tab, htab, (size_t)2 * nc * 4, cudaMemcpyHostToDevice);
             cudaMemset(S, 0, sizes[7]);
             /* single pass from BF16 copies of q, k, v (FLA's inputs are BF16 too); precise from FP32 */
-            ms[c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, 0, NULL); }, a, b);
-            ms[7 + c] = time_median(
-                [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, NULL, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_PRECISE, NULL); }, a, b);
-            ms[13 + c] = time_median([&] {
-                plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, PLM_GDN_FUSED,
-                                NULL);
-            }, a, b);
-            if (c >= 1)
-                ms[15 + c] = time_median([&] {
-                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_WY | (c == 1 ? PLM_GDN_VT32 : 0), NULL);
-                }, a, b);
-            if (c == 0)
-                ms[19] = time_median([&] {
-                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_VT16, NULL);
-                }, a, b);
-            if (c == 1)
-                ms[18] = time_median([&] {
-                    plm_gdn_tc_cuda(o, Sp, q, k, v, qkvb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D,
-                                    PLM_GDN_PREP_BEFORE, NULL);
-                }, a, b);
+            auto tc = [&](const void *qb, int flags) {
+                return time_median(
+                    [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, flags, NULL); },
+                    a, b);
+            };
+            ms[c] = tc(qkvb, 0);
+            ms[7 + c] = tc(NULL, PLM_GDN_PRECISE);
+            ms[13 + c] = tc(qkvb, PLM_GDN_FUSED);
+            if (c >= 1) ms[15 + c] = tc(qkvb, PLM_GDN_WY | (c == 1 ? PLM_GDN_VT32 : 0));
+            if (c == 0) ms[19] = tc(qkvb, PLM_GDN_VT16);
+            if (c == 1) ms[18] = tc(qkvb, PLM_GDN_PREP_BEFORE);
             ms[10 + c] = time_median([&] { plm_gdn_cuda(o, Sp, q, k, v, g, beta, cu, n, H, H, D, D, NULL); }, a, b);
         }
         /* decode steps: N sequences of one token */
