@@ -1071,7 +1071,12 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     __nv_bfloat16 *Qs = Qb, *Ws = Wb, *Us = Ub;
     float *Gr = Gb;
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    /* blocks in segment order, then head, then tile (a one-dimensional grid): blocks start in index
+     * order, so a segment's blocks for every head start together and the first (longest, as a packed
+     * batch is usually sorted) segments' start first, instead of every segment's head-0 blocks first and
+     * the long segment's last heads a wave or more later */
+    const int ntile = (dv + VT - 1) / VT, sh = (int)(blockIdx.x / (unsigned)ntile), s = sh / nv, h = sh % nv,
+              j0 = (int)(blockIdx.x % (unsigned)ntile) * VT;
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = ROLES ? 0 : CW * (w >> 2);
     const bool xw = !ROLES || w < 4, yw = !ROLES || w >= 4; /* this warp computes X and V'; Y and O */
@@ -1440,7 +1445,8 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         smem_attr(k_gdn_wy_scan<VT, ROLES, PROD>, sb);                                                              \
         cudaLaunchConfig_t cfg = {};                                                                                \
         cudaLaunchAttribute at[1];                                                                                  \
-        cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
+        cfg.gridDim = dim3((unsigned)((long)n_seg * nv * ntile));                                                 \
+        cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                                         \
         cfg.dynamicSmemBytes = (size_t)sb;                                                                          \
         cfg.stream = st;                                                                                            \
         if (ready) { /* ready implies plm_cuda_pdl_ok */                                                          \
