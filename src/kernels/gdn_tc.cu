@@ -439,6 +439,16 @@ __global__ void __launch_bounds__(PREP_THREADS)
 
 /* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
 
+/* A scan block's segment s, value head h and first value column j0, from its index in a one-dimensional
+ * grid of n_seg x nv x ntile blocks in segment order, then head, then tile. Blocks start in index order,
+ * so a segment's blocks for every head start together, the first segments' first (the longest, where a
+ * packed batch is sorted); with segments x tiles in x and heads in y, every segment's head-0 blocks
+ * started first and a long segment's last heads a wave or more later, on the critical path. */
+__device__ __forceinline__ void scan_block(int nv, int ntile, int vt, int &s, int &h, int &j0) {
+    const int sh = (int)(blockIdx.x / (unsigned)ntile);
+    s = sh / nv, h = sh % nv, j0 = (int)(blockIdx.x % (unsigned)ntile) * vt;
+}
+
 template <int VT> static size_t scan_smem(void) {
     return ((size_t)3 * CH * LDK + (size_t)2 * CH * LDC + (size_t)CH * (VT + 4) + (size_t)VT * LDK + (size_t)VT * LDC +
             6 * CH) * sizeof(float);
@@ -459,7 +469,8 @@ __global__ void __launch_bounds__(VT * 4)
      * of K S, Q S, T R, P V' and K^T V' read pairs along their rows (one 8-byte load each) */
     float *St = Vs + CH * LDV, *Xt = St + VT * LDK, *Gs = Xt + VT * LDC, *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH;
     float *Br = Gr + CH; /* exp(c_i), exp(c_L - c_j), beta; c and beta as loaded */
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
@@ -722,7 +733,8 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     float *Qf = Br + CH, *Kf = Qf + CH * LQF, *Vf = Kf + CH * LQF; /* STAGE only */
     const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
     const __nv_bfloat16 *Qb = qkvb, *Kb = qkvb + T * nk * dk, *Vb = qkvb + 2 * T * nk * dk;
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
@@ -1071,12 +1083,8 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     __nv_bfloat16 *Qs = Qb, *Ws = Wb, *Us = Ub;
     float *Gr = Gb;
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
-    /* blocks in segment order, then head, then tile (a one-dimensional grid): blocks start in index
-     * order, so a segment's blocks for every head start together and the first (longest, as a packed
-     * batch is usually sorted) segments' start first, instead of every segment's head-0 blocks first and
-     * the long segment's last heads a wave or more later */
-    const int ntile = (dv + VT - 1) / VT, sh = (int)(blockIdx.x / (unsigned)ntile), s = sh / nv, h = sh % nv,
-              j0 = (int)(blockIdx.x % (unsigned)ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = ROLES ? 0 : CW * (w >> 2);
     const bool xw = !ROLES || w < 4, yw = !ROLES || w >= 4; /* this warp computes X and V'; Y and O */
@@ -1417,7 +1425,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         const bool prod = wy && vt == 16 && !(flags & (PLM_GDN_WY4 | PLM_GDN_NO_PROD)) && wy_prod_fits(dk);
         const long items = (long)n_chunks * nv,
                    few = flags & PLM_GDN_PREP_FEW ? 3 : ready && prod ? (long)sm_count() : 2L * sm_count();
-        dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+        dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)((long)n_seg * nv * ntile)); /* scan_block's order */
         if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
@@ -1445,8 +1453,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         smem_attr(k_gdn_wy_scan<VT, ROLES, PROD>, sb);                                                              \
         cudaLaunchConfig_t cfg = {};                                                                                \
         cudaLaunchAttribute at[1];                                                                                  \
-        cfg.gridDim = dim3((unsigned)((long)n_seg * nv * ntile));                                                 \
-        cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                                         \
+        cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
         cfg.dynamicSmemBytes = (size_t)sb;                                                                          \
         cfg.stream = st;                                                                                            \
         if (ready) { /* ready implies plm_cuda_pdl_ok */                                                          \
