@@ -1092,17 +1092,25 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    /* chunk t0's rows of this block's inputs in global memory (row strides: nk dk for K and Q, nv dk,
+     * nv dv and nv CH for W, U and P); c's row i (rows past L read row 0, zero-filled by copy4) */
+    auto k_at = [&](int64_t t0) { return Kg + (t0 * nk + kh) * (int64_t)dk; };
+    auto q_at = [&](int64_t t0) { return Qg + (t0 * nk + kh) * (int64_t)dk; };
+    auto w_at = [&](int64_t t0) { return Wg + (t0 * nv + h) * (int64_t)dk; };
+    auto u_at = [&](int64_t t0) { return Ug + (t0 * nv + h) * (int64_t)dv + j0; };
+    auto p_at = [&](int64_t t0) { return Pb + (t0 * nv + h) * CH; };
+    auto c_at = [&](int64_t t0, int i, int L) { return Gg + (t0 + (i < L ? i : 0)) * nv + h; };
     auto load_kp = [&](int64_t t0, int b) {
         const int L = len(t0);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<TPR, CH>(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, k_at(t0), (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, CH>(Pb2 + b * CH * LC2, LC2, p_at(t0), (int64_t)nv * CH, L, CH);
     };
     auto load_qwu = [&](int64_t t0) {
         const int L = len(t0);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Ws, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk);
-        load_b16_64<TPR, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
-        if (tid < CH) copy4(Gr + tid, Gg + (t0 + (tid < L ? tid : 0)) * nv + h, tid < L);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Qs, LK2, q_at(t0), (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Ws, LK2, w_at(t0), (int64_t)nv * dk, L, dk);
+        load_b16_64<TPR, VT>(Us, LV, u_at(t0), (int64_t)nv * dv, L, VC);
+        if (tid < CH) copy4(Gr + tid, c_at(t0, tid, L), tid < L);
     };
     for (int b = 0; b < NB; b++) { /* padding columns the copies never touch */
         zero_cols(Qb + b * CH * LK2, LK2, CH, dk, DK);
@@ -1161,15 +1169,15 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     __syncwarp();
                 }
                 if (pw == 0) {
-                    warp_load_b16(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
+                    warp_load_b16(Kb + b * CH * LK2, LK2, k_at(t0), (int64_t)nk * dk, L, dk, lk);
                 } else if (pw == 1) {
-                    warp_load_b16(Wb + b * CH * LK2, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk, lk);
-                    for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, Gg + (t0 + (i < L ? i : 0)) * nv + h, i < L);
+                    warp_load_b16(Wb + b * CH * LK2, LK2, w_at(t0), (int64_t)nv * dk, L, dk, lk);
+                    for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, c_at(t0, i, L), i < L);
                 } else if (pw == 2) {
-                    warp_load_b16(Qb + b * CH * LK2, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
-                    warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
+                    warp_load_b16(Qb + b * CH * LK2, LK2, q_at(t0), (int64_t)nk * dk, L, dk, lk);
+                    warp_load_b16(Ub + b * CH * LV, LV, u_at(t0), (int64_t)nv * dv, L, VC, lu);
                 } else {
-                    warp_load_b16(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, 3);
+                    warp_load_b16(Pb2 + b * CH * LC2, LC2, p_at(t0), (int64_t)nv * CH, L, CH, 3);
                 }
                 asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
                 __syncwarp(); /* bar.arrive is .aligned: the lanes that left warp_load_b16 early rejoin first */
