@@ -1638,6 +1638,10 @@ int main(void) {
     int shortish[120];
     for (int i = 0; i < 120; i++) shortish[i] = tu_randint(&R, 8, 64);
     test_gdn(shortish, 120, 4, 8, 64, 64, -0.3f, "120 segments of 8 .. 64 tokens");
+    int multi[40]; /* many segments of two or three chunks: more scan blocks than fit at once, in
+                      segment order, each waiting (prep beside) for its own segment's marks */
+    for (int i = 0; i < 40; i++) multi[i] = tu_randint(&R, 65, 160);
+    test_gdn(multi, 40, 2, 4, 64, 64, -0.3f, "40 segments of 65 .. 160 tokens");
     const int l6[] = {2048}; /* 32 chunks x 8 heads: the prep beside the scan walks 256 items */
     test_gdn(l6, 1, 4, 8, 64, 64, -0.3f, "one segment of 2,048 tokens, 8 heads");
     test_gdn(many, 300, 2, 4, 32, 40, -0.3f, "300 short segments");

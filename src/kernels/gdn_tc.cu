@@ -439,6 +439,16 @@ __global__ void __launch_bounds__(PREP_THREADS)
 
 /* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
 
+/* A scan block's segment s, value head h and first value column j0, from its index in a one-dimensional
+ * grid of n_seg x nv x ntile blocks in segment order, then head, then tile. Blocks start in index order,
+ * so a segment's blocks for every head start together, the first segments' first (the longest, where a
+ * packed batch is sorted); with segments x tiles in x and heads in y, every segment's head-0 blocks
+ * started first and a long segment's last heads a wave or more later, on the critical path. */
+__device__ __forceinline__ void scan_block(int nv, int ntile, int vt, int &s, int &h, int &j0) {
+    const int sh = (int)(blockIdx.x / (unsigned)ntile);
+    s = sh / nv, h = sh % nv, j0 = (int)(blockIdx.x % (unsigned)ntile) * vt;
+}
+
 template <int VT> static size_t scan_smem(void) {
     return ((size_t)3 * CH * LDK + (size_t)2 * CH * LDC + (size_t)CH * (VT + 4) + (size_t)VT * LDK + (size_t)VT * LDC +
             6 * CH) * sizeof(float);
@@ -459,7 +469,8 @@ __global__ void __launch_bounds__(VT * 4)
      * of K S, Q S, T R, P V' and K^T V' read pairs along their rows (one 8-byte load each) */
     float *St = Vs + CH * LDV, *Xt = St + VT * LDK, *Gs = Xt + VT * LDC, *Dl = Gs + CH, *Bs = Dl + CH, *Gr = Bs + CH;
     float *Br = Gr + CH; /* exp(c_i), exp(c_L - c_j), beta; c and beta as loaded */
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
@@ -722,7 +733,8 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     float *Qf = Br + CH, *Kf = Qf + CH * LQF, *Vf = Kf + CH * LQF; /* STAGE only */
     const __nv_bfloat16 *Tb = reinterpret_cast<const __nv_bfloat16 *>(Tg), *Pb = reinterpret_cast<const __nv_bfloat16 *>(Pg);
     const __nv_bfloat16 *Qb = qkvb, *Kb = qkvb + T * nk * dk, *Vb = qkvb + 2 * T * nk * dk;
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
@@ -1071,7 +1083,8 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     __nv_bfloat16 *Qs = Qb, *Ws = Wb, *Us = Ub;
     float *Gr = Gb;
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
-    const int ntile = (dv + VT - 1) / VT, s = blockIdx.x / ntile, h = blockIdx.y, j0 = (blockIdx.x % ntile) * VT;
+    int s, h, j0;
+    scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g = lane >> 2, t4 = lane & 3;
     const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = ROLES ? 0 : CW * (w >> 2);
     const bool xw = !ROLES || w < 4, yw = !ROLES || w >= 4; /* this warp computes X and V'; Y and O */
@@ -1079,17 +1092,25 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    /* chunk t0's rows of this block's inputs in global memory (row strides: nk dk for K and Q, nv dk,
+     * nv dv and nv CH for W, U and P); c's row i (rows past L read row 0, zero-filled by copy4) */
+    auto k_at = [&](int64_t t0) { return Kg + (t0 * nk + kh) * (int64_t)dk; };
+    auto q_at = [&](int64_t t0) { return Qg + (t0 * nk + kh) * (int64_t)dk; };
+    auto w_at = [&](int64_t t0) { return Wg + (t0 * nv + h) * (int64_t)dk; };
+    auto u_at = [&](int64_t t0) { return Ug + (t0 * nv + h) * (int64_t)dv + j0; };
+    auto p_at = [&](int64_t t0) { return Pb + (t0 * nv + h) * CH; };
+    auto c_at = [&](int64_t t0, int i, int L) { return Gg + (t0 + (i < L ? i : 0)) * nv + h; };
     auto load_kp = [&](int64_t t0, int b) {
         const int L = len(t0);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<TPR, CH>(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Kb + b * CH * LK2, LK2, k_at(t0), (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, CH>(Pb2 + b * CH * LC2, LC2, p_at(t0), (int64_t)nv * CH, L, CH);
     };
     auto load_qwu = [&](int64_t t0) {
         const int L = len(t0);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Ws, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk);
-        load_b16_64<TPR, VT>(Us, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC);
-        if (tid < CH) copy4(Gr + tid, Gg + (t0 + (tid < L ? tid : 0)) * nv + h, tid < L);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Qs, LK2, q_at(t0), (int64_t)nk * dk, L, dk);
+        load_b16_64<TPR, PLM_GDN_TC_MAX_DK>(Ws, LK2, w_at(t0), (int64_t)nv * dk, L, dk);
+        load_b16_64<TPR, VT>(Us, LV, u_at(t0), (int64_t)nv * dv, L, VC);
+        if (tid < CH) copy4(Gr + tid, c_at(t0, tid, L), tid < L);
     };
     for (int b = 0; b < NB; b++) { /* padding columns the copies never touch */
         zero_cols(Qb + b * CH * LK2, LK2, CH, dk, DK);
@@ -1148,15 +1169,15 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
                     __syncwarp();
                 }
                 if (pw == 0) {
-                    warp_load_b16(Kb + b * CH * LK2, LK2, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
+                    warp_load_b16(Kb + b * CH * LK2, LK2, k_at(t0), (int64_t)nk * dk, L, dk, lk);
                 } else if (pw == 1) {
-                    warp_load_b16(Wb + b * CH * LK2, LK2, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, L, dk, lk);
-                    for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, Gg + (t0 + (i < L ? i : 0)) * nv + h, i < L);
+                    warp_load_b16(Wb + b * CH * LK2, LK2, w_at(t0), (int64_t)nv * dk, L, dk, lk);
+                    for (int i = lane; i < CH; i += 32) copy4(Gb + b * CH + i, c_at(t0, i, L), i < L);
                 } else if (pw == 2) {
-                    warp_load_b16(Qb + b * CH * LK2, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk, lk);
-                    warp_load_b16(Ub + b * CH * LV, LV, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, L, VC, lu);
+                    warp_load_b16(Qb + b * CH * LK2, LK2, q_at(t0), (int64_t)nk * dk, L, dk, lk);
+                    warp_load_b16(Ub + b * CH * LV, LV, u_at(t0), (int64_t)nv * dv, L, VC, lu);
                 } else {
-                    warp_load_b16(Pb2 + b * CH * LC2, LC2, Pb + (t0 * nv + h) * CH, (int64_t)nv * CH, L, CH, 3);
+                    warp_load_b16(Pb2 + b * CH * LC2, LC2, p_at(t0), (int64_t)nv * CH, L, CH, 3);
                 }
                 asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
                 __syncwarp(); /* bar.arrive is .aligned: the lanes that left warp_load_b16 early rejoin first */
@@ -1412,7 +1433,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         const bool prod = wy && vt == 16 && !(flags & (PLM_GDN_WY4 | PLM_GDN_NO_PROD)) && wy_prod_fits(dk);
         const long items = (long)n_chunks * nv,
                    few = flags & PLM_GDN_PREP_FEW ? 3 : ready && prod ? (long)sm_count() : 2L * sm_count();
-        dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)(n_seg * ntile), (unsigned)nv);
+        dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)((long)n_seg * nv * ntile)); /* scan_block's order */
         if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
     do {                                                                                                            \
