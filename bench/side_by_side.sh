@@ -6,7 +6,7 @@
 # PEERS_DIR holds FLA's source as fla-src/ (flash-linear-attention 0.5.2, pure Python + Triton) and the
 # two timing scripts bench_fla.py and bench_hf_gpu.py (torch, triton and transformers installed). They
 # are peers that packlm is measured against, not part of it: keep them out of the repository.
-# Output: $OUT (default build/side-by-side): fla.json, hf.txt, packlm.json and their logs.
+# Output: $OUT (default build/side-by-side): fla.json, hf.txt, mixers.json, packlm.json and their logs.
 set -u
 cd "$(dirname "$0")/.."
 P=${1:?usage: bench/side_by_side.sh PEERS_DIR [BUILD_DIR]}
@@ -28,9 +28,14 @@ if command -v nvidia-smi > /dev/null; then
         --format=csv -lms 100 > "$OUT/smi.csv" 2>&1 &
     smi=$!
 fi
+# the kernels alone in a fresh process first, as FLA's script times them (in the full bench they follow the
+# model's cases, which leave them 5-20 % slower: see docs/performance.md); side_by_side.py takes these
+{ timeout 60 stdbuf -oL "$B/packlm" bench --device cuda --only mixers --json "$OUT/mixers.json" 2>&1 ||
+    echo "side_by_side: packlm bench --only mixers failed or timed out (log: $OUT/packlm.txt)"; } |
+    while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/mixers.txt"
 { timeout "${PACKLM_SECONDS:-300}" stdbuf -oL "$B/packlm" bench --device cuda --only prefill --json "$OUT/packlm.json" \
     2>&1 || echo "side_by_side: packlm bench failed or timed out (log: $OUT/packlm.txt)"; } |
     while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/packlm.txt"
 [ -n "$smi" ] && kill "$smi" 2> /dev/null
-grep "failed or timed out" "$OUT/packlm.txt"
+grep -h "failed or timed out" "$OUT/mixers.txt" "$OUT/packlm.txt"
 python3 bench/side_by_side.py "$OUT"

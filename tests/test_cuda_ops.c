@@ -187,9 +187,10 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
  * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
  * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
  * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have four copy warps issue them where the key dimension
- * padded to 16 is a power of two, as in the 0.8B shape). Single
+ * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (16 warps). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
+#define N_GDN_VARIANTS 17
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
     int64_t T;
@@ -225,12 +226,12 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         int nl = 0;
         const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
         const int F = PLM_GDN_FUSED;
-        const int flags[16] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
+        const int flags[N_GDN_VARIANTS] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
                                PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -262,6 +263,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep before]"
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
              : variant == 15 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, no copy warp]"
+             : variant == 16 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);
@@ -291,7 +293,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
 static int only_variant = -1;
 
 static void test_gdn(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label) {
-    for (int variant = 0; variant < 16; variant++)
+    for (int variant = 0; variant < N_GDN_VARIANTS; variant++)
         if (only_variant < 0 || variant == only_variant)
             test_gdn_variant(lens, n_seg, nk, nv, dk, dv, g_lo, label, variant);
 }
@@ -1596,8 +1598,8 @@ int main(void) {
     if (ov && *ov) {
         char *end = NULL;
         const long n = strtol(ov, &end, 10);
-        if (*end || n < 0 || n > 15) {
-            tu_check(0, "PLM_TEST_GDN_VARIANT=%s: a variant number 0 .. 15 expected", ov);
+        if (*end || n < 0 || n >= N_GDN_VARIANTS) {
+            tu_check(0, "PLM_TEST_GDN_VARIANT=%s: a variant number 0 .. %d expected", ov, N_GDN_VARIANTS - 1);
             return tu_finish("test_cuda_ops");
         }
         only_variant = (int)n;

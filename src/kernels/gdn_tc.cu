@@ -957,7 +957,10 @@ __global__ void __launch_bounds__(256, 2)
  * groups (8 warps of 16 x 16, 118 registers) against one (4 warps of 16 x 32, 152): twice the warps an
  * SM at the same shared memory to hide each other's latency; 15 sequences 1.47 -> 1.32 ms, 512 x 64
  * 2.09 -> 1.70 ms on the H200 */
-#define WY_CG(VT) ((VT) == 32 ? 2 : 1)
+/* At value tiles of 64, four groups (16 warps, one block an SM, 126 registers): the same warp tiles and
+ * state tasks as two blocks of 32, but a chunk's K, Q, W and P are copied once for 64 columns instead of
+ * twice. 15 sequences 0.93 -> 0.88 ms on the H200 (the scan 0.524 -> 0.479 ms under Nsight Compute) */
+#define WY_CG(VT) ((VT) / 16)
 /* ROLES (value tiles of 16, few long segments: one block an SM, nothing else to hide its latency): 8
  * warps in two roles instead of 4 doing both. Warps 0-3 take X = W S and V' (16 rows each), warps 4-7
  * Y = Q S, then the output from their Y; all eight one 16 x 16 task of the state update. Each warp's
@@ -1059,7 +1062,7 @@ __device__ __forceinline__ void wait_ready(const int *p) {
  * is left out. The scan's other inputs (q, k, v, the states) come from before the prep, whose blocks
  * each waited for them before letting this grid launch. */
 template <int VT, bool ROLES, bool PROD>
-__global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), PROD ? 1 : 2)
+__global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), PROD || VT == 64 ? 1 : 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
                   int nk, int nv, int dk, int dv, const int *ready, const int32_t *tab, int n_chunks) {
@@ -1069,7 +1072,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
         plm_pdl_enter();
     constexpr int CG = ROLES ? 1 : WY_CG(VT), NW = WY_NW(VT, ROLES), CW = VT / CG, NTW = CW / 8, LV = VT + 8,
                   TPR = NW / 2;
-    static_assert(VT == 16 || VT == 32, "value tiles of 16 or 32");
+    static_assert(VT == 16 || VT == 32 || VT == 64, "value tiles of 16, 32 or 64");
     static_assert(!ROLES || VT == 16, "roles at value tiles of 16");
     static_assert(!PROD || ROLES, "the copy warp with roles");
     constexpr int NB = PROD ? 2 : 1, NHALF = 32 * NW + 32 * WY_NP / 2; /* buffers; a half's barrier's threads */
@@ -1411,7 +1414,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
+#ifdef PLM_GDN_WY_NO64 /* the WY scan's earlier choice (tiles of 32 where 64 was picked), for A/B builds */
         if (wy && vt == 64) vt = 32;
+#endif
         const int ntile = (dv + vt - 1) / vt;
         /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the
@@ -1490,6 +1495,8 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GW(16, true, true);
             else if (vt == 16)
                 GW(16, true, false);
+            else if (vt == 64)
+                GW(64, false, false);
             else
                 GW(32, false, false);
         } else if (precise) {
