@@ -1405,9 +1405,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         k_gdn_one<<<dim3((unsigned)(n_seg * ((dv + ONE_VT - 1) / ONE_VT)), (unsigned)nv), 256, sb, st>>>(
             o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv);
     } else if (n_chunks > 0) {
-        /* value tiles of 64 columns (8 warps a block), or of 32 (4 warps) when tiles of 64 would leave
-         * most SMs idle (a few long segments: one block a segment, head and tile walks all its chunks),
-         * or of 16 (4 warps) when even those would */
+        /* value tiles of 64 columns (8 warps a block; the WY scan 16), or of 32 (4 warps; the WY scan 8)
+         * when tiles of 64 would leave most SMs idle (a few long segments: one block a segment, head and
+         * tile walks all its chunks), or of 16 when even those would */
         int vt = dv > 32 && (long)n_long * nv * ((dv + 63) / 64) >= 2L * sm_count() ? 64 : 32;
         /* so few blocks of 32 that SMs idle: tiles of 16 (single pass from BF16 copies), twice the blocks */
         if (vt == 32 && qkvb && (long)n_long * nv * ((dv + 31) / 32) < sm_count()) vt = 16;
