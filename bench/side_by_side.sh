@@ -28,14 +28,18 @@ if command -v nvidia-smi > /dev/null; then
         --format=csv -lms 100 > "$OUT/smi.csv" 2>&1 &
     smi=$!
 fi
+# packlm bench SECONDS NAME ARGS...: its output, each line stamped with the time, in $OUT/NAME.txt
+bench() {
+    local secs=$1 name=$2
+    shift 2
+    { timeout "$secs" stdbuf -oL "$B/packlm" bench --device cuda "$@" 2>&1 ||
+        echo "side_by_side: packlm bench $* failed or timed out (log: $OUT/$name.txt)"; } |
+        while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/$name.txt"
+}
 # the kernels alone in a fresh process first, as FLA's script times them (in the full bench they follow the
 # model's cases, which leave them 5-20 % slower: see docs/performance.md); side_by_side.py takes these
-{ timeout 60 stdbuf -oL "$B/packlm" bench --device cuda --only mixers --json "$OUT/mixers.json" 2>&1 ||
-    echo "side_by_side: packlm bench --only mixers failed or timed out (log: $OUT/packlm.txt)"; } |
-    while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/mixers.txt"
-{ timeout "${PACKLM_SECONDS:-300}" stdbuf -oL "$B/packlm" bench --device cuda --only prefill --json "$OUT/packlm.json" \
-    2>&1 || echo "side_by_side: packlm bench failed or timed out (log: $OUT/packlm.txt)"; } |
-    while IFS= read -r l; do printf '%s %s\n' "$(date +%H:%M:%S.%N | cut -c1-12)" "$l"; done > "$OUT/packlm.txt"
+bench 60 mixers --only mixers --json "$OUT/mixers.json"
+bench "${PACKLM_SECONDS:-300}" packlm --only prefill --json "$OUT/packlm.json"
 [ -n "$smi" ] && kill "$smi" 2> /dev/null
 grep -h "failed or timed out" "$OUT/mixers.txt" "$OUT/packlm.txt"
 python3 bench/side_by_side.py "$OUT"

@@ -1414,9 +1414,6 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
-#ifdef PLM_GDN_WY_NO64 /* the WY scan's earlier choice (tiles of 32 where 64 was picked), for A/B builds */
-        if (wy && vt == 64) vt = 32;
-#endif
         const int ntile = (dv + vt - 1) / vt;
         /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the
