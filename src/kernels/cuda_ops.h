@@ -99,6 +99,10 @@ int plm_cuda_pdl_ok(int dev);
 /* at value tiles of 16 in two roles, the chunks' copies on the computing warps themselves instead of
  * on four copy warps (the default where the key dimension padded to 16 is a power of two) */
 #define PLM_GDN_NO_PROD 1024
+/* the WY scan's chunk prep in 8 warps at 88 registers (PLM_GDN_PREP8; a block fits beside the copy warps'
+ * scan) or in 4 at 128 (PLM_GDN_PREP4); otherwise as PLM_GDN_PREP8_DEFAULT in gdn_tc.cu chooses */
+#define PLM_GDN_PREP8 2048
+#define PLM_GDN_PREP4 4096
 int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);

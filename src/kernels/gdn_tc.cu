@@ -437,6 +437,144 @@ __global__ void __launch_bounds__(PREP_THREADS)
     }
 }
 
+/* The WY prep in 8 warps (256 threads) capped at 88 registers a thread: one block (22,528 registers)
+ * fits beside the copy warps' scan block (43,008 of an SM's 65,536), where the 4-warp prep at 128 has
+ * only 4 warps an SM to hide its serial phases. A and P: warp w takes rows 16 (w & 3), columns
+ * 32 (w >> 2) .. + 31 (a tile wholly above the diagonal writes its zeros without products); the inverse
+ * on warps 0-3 as in prep_item; then W = T diag(beta exp(c)) K on warps 0-3 while warps 4-7 compute
+ * U = T diag(beta) V. The same work area, the same results as prep_item<false, true, true>. */
+#define PREP8_THREADS 256
+#ifndef PLM_GDN_PREP8_DEFAULT
+#define PLM_GDN_PREP8_DEFAULT 1
+#endif
+
+__device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
+                                           const __nv_bfloat16 *qkvb, const float *g, const float *beta,
+                                           const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
+                                           int dv) {
+    extern __shared__ __align__(16) float sm[];
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
+    const int s = tab[2 * ci];
+    const int64_t t0 = tab[2 * ci + 1];
+    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
+    /* Kh, then Qh (V [64, DV + 8] in its place once P is out), then A, c, beta and W's column scales:
+     * prep_smem(true, true, dv) */
+    __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2, *Vh = Qh;
+    float *As = reinterpret_cast<float *>(Qh + CH * (LVH > LK2 ? LVH : LK2)), *Gs = As + CH * LDC, *Bs = Gs + CH,
+          *Ew = Bs + CH;
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    for (int e = tid; e < CH * (DK - dk); e += PREP8_THREADS) { /* padding columns */
+        const int r = e / (DK - dk), c = dk + e % (DK - dk);
+        Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (w == 0) {
+        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
+        const int i = 2 * lane;
+        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
+    }
+    copies_done();
+    { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i, and P from q, j <= i: this warp's 16 x 32 tile */
+        const int r0 = 16 * (w & 3), n0 = 32 * (w >> 2);
+        const bool live = n0 <= r0 + 15; /* some j <= i in the tile */
+        float ka[4][4], acc[4][4]; /* K K^T and Q K^T together: each B fragment of K loaded once */
+        zero_acc(ka);
+        zero_acc(acc);
+        if (live)
+            for (int k0 = 0; k0 < DK; k0 += 16) {
+                uint32_t ak[4], aq[4];
+                ldsm_a(ak, Kh, LK2, r0, k0);
+                ldsm_a(aq, Qh, LK2, r0, k0);
+#pragma unroll
+                for (int np = 0; np < 2; np++) {
+                    uint32_t b[4];
+                    ldsm_b(b, Kh, LK2, n0 + 16 * np, k0);
+                    mma16816(ka[2 * np], ak, b[0], b[1]);
+                    mma16816(ka[2 * np + 1], ak, b[2], b[3]);
+                    mma16816(acc[2 * np], aq, b[0], b[1]);
+                    mma16816(acc[2 * np + 1], aq, b[2], b[3]);
+                }
+            }
+        each_acc(ka, r0, n0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
+        auto pval = [&](int nt, int hf, int odd) {
+            const int i = r0 + g4 + 8 * hf, j = n0 + 8 * nt + 2 * t4 + odd;
+            return j <= i ? acc[nt][2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
+        };
+#pragma unroll
+        for (int m = 0; m < 2; m++) {
+            uint32_t pk[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
+            quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
+                         n0 + 16 * m, t4, L, CH);
+        }
+    }
+    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+    __syncthreads();
+    /* V into Q's place (in flight during the inverse), T in A's place */
+    load_b16_64<4, PLM_GDN_WY_MAX_DV>(Vh, LVH, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, L, dv);
+    for (int e = tid; e < CH * (DV - dv); e += PREP8_THREADS)
+        Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
+    tri_inverse(As);
+    copies_done();
+    /* W (warps 0-3) or U (warps 4-7): rows r0 .. r0 + 15 of T diag(scale) times K or V, 16 columns at a
+     * time, out as a quad's four 16-byte stores (dk and dv are multiples of 8 where the WY form runs) */
+    const bool wk = w < 4;
+    const int r0 = 16 * (w & 3), ncol = wk ? DK : DV, n = wk ? dk : dv, ldx = wk ? LK2 : LVH;
+    const __nv_bfloat16 *X = wk ? Kh : Vh;
+    const float *sc = wk ? Ew : Bs;
+    __nv_bfloat16 *out = (wk ? Wg : Ug) + (t0 * nv + h) * (int64_t)n;
+    uint32_t a[CH / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < CH / 16; kk++)
+#pragma unroll
+        for (int q4 = 0; q4 < 4; q4++) {
+            const int r = r0 + g4 + 8 * (q4 & 1), c = 16 * kk + 2 * t4 + 8 * (q4 >> 1);
+            const float2 x = row2(As, LDC, r, c);
+            a[kk][q4] = pack_bf16(x.x * sc[c], x.y * sc[c + 1]);
+        }
+    for (int c0 = 0; c0 < ncol; c0 += 16) {
+        float acc[2][4];
+        zero_acc(acc);
+#pragma unroll
+        for (int kk = 0; kk < CH / 16; kk++) {
+            uint32_t b[4];
+            ldsm_bt(b, X, ldx, 16 * kk, c0);
+            mma16816(acc[0], a[kk], b[0], b[1]);
+            mma16816(acc[1], a[kk], b[2], b[3]);
+        }
+        uint32_t pk[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
+        quad_store16(out, (int64_t)nv * n, pk, r0 + g4, c0, t4, L, n);
+    }
+}
+
+/* the 8-warp WY prep's kernel: a block an item, or (ready != NULL) a grid of fewer blocks walking the
+ * items and marking each done, as k_gdn_tc_prep */
+__global__ void __maxnreg__(88)
+    k_gdn_tc_prep8(float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const __nv_bfloat16 *qkvb, const float *g,
+                   const float *beta, const int32_t *cu, const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk,
+                   int nv, int dk, int dv) {
+    plm_pdl_enter();
+    if (!ready) {
+        prep_item8((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu,
+                   tab, T, nk, nv, dk, dv);
+        return;
+    }
+    for (unsigned item = blockIdx.x; item < (unsigned)n_chunks * (unsigned)nv; item += gridDim.x) {
+        prep_item8((int)(item / (unsigned)nv), (int)(item % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu, tab, T, nk,
+                   nv, dk, dv);
+        __syncthreads(); /* every thread's stores are done (and the next item may reuse the blocks) */
+        if (threadIdx.x == 0) {
+            __threadfence();
+            atomicExch(ready + item, 1);
+        }
+    }
+}
+
 /* ---- the state scan: per (segment, value head, VT columns) --------------------------------------- */
 
 /* A scan block's segment s, value head h and first value column j0, from its index in a one-dimensional
@@ -1435,6 +1573,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         const bool prod = wy && vt == 16 && !(flags & (PLM_GDN_WY4 | PLM_GDN_NO_PROD)) && wy_prod_fits(dk);
         const long items = (long)n_chunks * nv,
                    few = flags & PLM_GDN_PREP_FEW ? 3 : ready && prod ? (long)sm_count() : 2L * sm_count();
+        /* the 8-warp prep: where it sits beside the copy warps' scan (1), for every WY scan (2), never (0) */
+        const bool p8 = wy && !(flags & PLM_GDN_PREP4) &&
+                        ((flags & PLM_GDN_PREP8) || PLM_GDN_PREP8_DEFAULT == 2 || (PLM_GDN_PREP8_DEFAULT == 1 && ready && prod));
         dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)((long)n_seg * nv * ntile)); /* scan_block's order */
         if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
 #define PREP(SPLIT, BFIN, WY)                                                                                       \
@@ -1481,8 +1622,15 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             cfg.numAttrs = 0;                                                                                       \
         }                                                                                                           \
     } while (0)
-        if (wy) {
+        if (wy && p8) {
+            const size_t ps = prep_smem(true, true, dv);
+            smem_attr(k_gdn_tc_prep8, (int)ps);
+            k_gdn_tc_prep8<<<pgrid, PREP8_THREADS, ps, st>>>(Pg, Gg, Wy, Uy, qkvb, g, beta, cu, tab, n_chunks, ready, T, nk,
+                                                             nv, dk, dv);
+        } else if (wy) {
             PREP(false, true, true);
+        }
+        if (wy) {
 #ifdef PLM_GDN_NO_ROLES
             flags |= PLM_GDN_WY4;
 #endif
