@@ -176,6 +176,34 @@ static void test_conv(const int *lens, int n_seg, int C, int K, const char *labe
     test_conv_form(lens, n_seg, C, K, label, 2);
 }
 
+/* plm_gdn_chunks' table: long segments in chunks of 64, short ones (1 .. 15 tokens) a chunk each where
+ * there are long ones and at most PLM_GDN_FOLD_MAX short ones, empty ones never; starts ascending */
+static void test_gdn_chunks(void) {
+    int32_t tab[2 * 64], cu[40];
+    const int lens[] = {3, 0, 70, 1, 15, 16};
+    cu[0] = 0;
+    for (int i = 0; i < 6; i++) cu[i + 1] = cu[i] + lens[i];
+    int nl = -1, ns = -1;
+    int n = plm_gdn_chunks(tab, cu, 6, &nl, &ns);
+    const int32_t want[] = {0, 0, 2, 3, 2, 67, 3, 73, 4, 74, 5, 89};
+    int ok = n == 6 && nl == 2 && ns == 3;
+    for (int i = 0; ok && i < 12; i++) ok = tab[i] == want[i];
+    tu_check(ok, "plm_gdn_chunks: 3 short segments folded beside 2 long ones (n %d, long %d, short %d)", n, nl, ns);
+    /* PLM_GDN_FOLD_MAX + 1 short ones: none folded */
+    cu[0] = 0;
+    for (int i = 0; i < PLM_GDN_FOLD_MAX + 2; i++) cu[i + 1] = cu[i] + (i == 3 ? 64 : 2);
+    n = plm_gdn_chunks(tab, cu, PLM_GDN_FOLD_MAX + 2, &nl, &ns);
+    tu_check(n == 1 && nl == 1 && ns == 0 && tab[0] == 3 && tab[1] == 6,
+             "plm_gdn_chunks: %d short segments are not folded (n %d, long %d, short %d)", PLM_GDN_FOLD_MAX + 1, n, nl, ns);
+    /* exactly PLM_GDN_FOLD_MAX: folded */
+    n = plm_gdn_chunks(tab, cu, PLM_GDN_FOLD_MAX + 1, &nl, &ns);
+    tu_check(n == PLM_GDN_FOLD_MAX + 1 && nl == 1 && ns == PLM_GDN_FOLD_MAX,
+             "plm_gdn_chunks: %d short segments are folded (n %d, long %d, short %d)", PLM_GDN_FOLD_MAX, n, nl, ns);
+    /* short ones only (decode): nothing listed */
+    n = plm_gdn_chunks(tab, cu, 3, &nl, &ns);
+    tu_check(n == 0 && nl == 0 && ns == 0, "plm_gdn_chunks: short segments alone are not listed (n %d)", n);
+}
+
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
  * and 32; 3, 4: single pass (tiles of 64, 32); 5 .. 7: single pass from BF16 copies of q, k, v with the
  * five-product scan (tiles of 64; of 32 with two sets of blocks; of 64 with two sets); 8: the same with
@@ -225,8 +253,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
         plm_gdn_cuda(doo, dSa, dq, dk_, dv_, dg, db, dcu, n_seg, nk, nv, dk, dv, NULL);
     } else {
         int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
-        int nl = 0;
-        const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl);
+        int nl = 0, nsh = 0;
+        const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl, &nsh);
         const int F = PLM_GDN_FUSED;
         const int flags[N_GDN_VARIANTS] = {0, PLM_GDN_PRECISE | PLM_GDN_VT64, PLM_GDN_PRECISE | PLM_GDN_VT32, PLM_GDN_VT64,
                                PLM_GDN_VT32, F | PLM_GDN_VT64, F | PLM_GDN_VT32, F | PLM_GDN_VT64 | PLM_GDN_BF2,
@@ -246,7 +274,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
             plm_to_bf16_cuda((char *)qkvb + qn * 2, NULL, dk_, qn, NULL);
             plm_to_bf16_cuda((char *)qkvb + qn * 4, NULL, dv_, vn, NULL);
         }
-        plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, qkvb, dg, db, dcu, n_seg, T, dtab, nc, nl, work, nk, nv, dk, dv,
+        plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, qkvb, dg, db, dcu, n_seg, T, dtab, nc, nl, nsh, work, nk, nv, dk, dv,
                         flags[variant], NULL);
         if (qkvb) plm_cuda_free(0, qkvb);
         free(tab);
@@ -1615,6 +1643,7 @@ int main(void) {
         printf("test_cuda_ops: the delta-rule shapes in variant %d only (PLM_TEST_GDN_VARIANT)\n", only_variant);
     }
     const int l1[] = {1, 3, 63, 64, 65, 2, 130}, l2[] = {1}, l3[] = {700};
+    if (only_variant < 0) test_gdn_chunks();
     int many[400];
     if (only_variant < 0) {
         /* conv: boundary lengths, one long segment, hundreds of short ones, K = 4 and others */
@@ -1660,6 +1689,15 @@ int main(void) {
     test_gdn(l1, 7, 1, 2, 200, 70, -0.3f, "dk = 200 (recurrent form only)");
     const int dec[] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
     test_gdn(dec, 16, 16, 16, 128, 128, -0.3f, "16 decode tokens");
+    /* short segments beside long ones: up to PLM_GDN_FOLD_MAX folded into the chunks (a chunk each),
+       one more and all of them take the recurrent form; empty segments beside both */
+    int fold16[17], fold17[18];
+    for (int i = 0; i < 17; i++) fold16[i] = i == 5 ? 150 : tu_randint(&R, 1, 15);
+    for (int i = 0; i < 18; i++) fold17[i] = i == 0 ? 90 : tu_randint(&R, 1, 15);
+    test_gdn(fold16, 17, 2, 4, 128, 128, -0.3f, "16 short segments beside a long one (folded)");
+    test_gdn(fold17, 18, 2, 4, 128, 128, -0.3f, "17 short segments beside a long one (recurrent)");
+    const int empt[] = {0, 5, 0, 100, 0, 15, 0};
+    test_gdn(empt, 7, 2, 4, 64, 64, -0.3f, "empty segments beside short and long ones");
     if (only_variant >= 0) return tu_finish("test_cuda_ops");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);

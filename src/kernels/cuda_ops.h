@@ -63,7 +63,7 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
  * shorter segments take the recurrent form. tab: plm_gdn_chunks' table (pairs: segment, first token;
  * room for 2 * (T / PLM_GDN_CHUNK + n_seg) entries), built on the host from the host's cu and uploaded,
- * with n_long the segments it covers; work: plm_gdn_work_floats(T, ...) floats of device memory.
+ * with n_long and n_short as it counts them; work: plm_gdn_work_floats(T, ...) floats of device memory.
  * flags: PLM_GDN_PRECISE splits operands into two BF16 parts (FP32-grade; otherwise one BF16
  * rounding per operand); PLM_GDN_VT32 / PLM_GDN_VT64 force the scan's value tile (the op harness
  * tests both; otherwise chosen by the work's shape). Key dims above PLM_GDN_TC_MAX_DK (see
@@ -103,7 +103,11 @@ int plm_cuda_pdl_ok(int dev);
  * scan) or in 4 at 128 (PLM_GDN_PREP4); otherwise as PLM_GDN_PREP8_DEFAULT in gdn_tc.cu chooses */
 #define PLM_GDN_PREP8 2048
 #define PLM_GDN_PREP4 4096
-int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long);
+/* plm_gdn_chunks fills tab and returns its chunks; n_long: segments of PLM_GDN_CHUNKED_MIN tokens or more;
+ * n_short: segments of 1 .. PLM_GDN_CHUNKED_MIN - 1 tokens listed too, a chunk each (where there are long
+ * ones and at most PLM_GDN_FOLD_MAX short ones; else 0, and the recurrent form takes them) */
+#define PLM_GDN_FOLD_MAX 16
+int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long, int *n_short);
 size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv);
 int plm_gdn_tc_fits(int dk, int dv);
 /* qkv_bf (single pass only, may be NULL): BF16 copies of q, k and v laid end to end (q [T, nk, dk],
@@ -112,7 +116,8 @@ int plm_gdn_tc_fits(int dk, int dv);
 int plm_gdn_bf_fits(int dk, int dv);
 void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const void *qkv_bf,
                      const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab,
-                     int n_chunks, int n_long, float *work, int nk, int nv, int dk, int dv, int flags, void *stream);
+                     int n_chunks, int n_long, int n_short, float *work, int nk, int nv, int dk, int dv, int flags,
+                     void *stream);
 /* from the conv output mixed [T, 2*nk*dk + nv*dv] and the projections b, a [T, nv]: q, k [T, nk, dk]
  * L2-normalised (q also scaled by 1/sqrt(dk)), v [T, nv, dv], beta = sigmoid(b) and the log decay
  * g = neg_A * softplus(a + dt_bias), each [T, nv] (beta may alias b, g may alias a) */

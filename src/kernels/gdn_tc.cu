@@ -598,7 +598,7 @@ template <bool SPLIT, int VT>
 __global__ void __launch_bounds__(VT * 4)
     k_gdn_tc_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const float *beta, const int32_t *cu, int n_seg, int nk, int nv,
-                  int dk, int dv) {
+                  int dk, int dv, int min_len) {
     plm_pdl_enter();
     constexpr int CG = VT / 32, NW = 4 * CG, LDV = VT + 4; /* column groups of 32; warps */
     extern __shared__ float sm[];
@@ -611,7 +611,7 @@ __global__ void __launch_bounds__(VT * 4)
     scan_block(nv, (dv + VT - 1) / VT, VT, s, h, j0);
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
-    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    if (t_end - t_beg < min_len) return; /* the recurrent kernel takes this segment (or it is empty) */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
     {
@@ -859,7 +859,7 @@ template <int VT, int MODE>
 __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ? 1 : 2)
     k_gdn_bf_scan(float *o, float *const *S, const float *Tg, const float *Pg, const float *Gg, const float *q,
                   const float *k, const float *v, const __nv_bfloat16 *qkvb, const float *beta, const int32_t *cu,
-                  int64_t T, int n_seg, int nk, int nv, int dk, int dv) {
+                  int64_t T, int n_seg, int nk, int nv, int dk, int dv, int min_len) {
     plm_pdl_enter();
     constexpr int NTW = VT >= 32 ? 4 : 2, CW = 8 * NTW, CG = VT / CW, NW = 4 * CG; /* a warp: 16 rows x CW */
     constexpr int LV = VT + 8, NB = MODE == BF2 ? 2 : 1;
@@ -876,7 +876,7 @@ __global__ void __launch_bounds__(BF_THREADS(VT), MODE == STAGE || MODE == BF2 ?
     const int kh = h / (nv / nk), tid = threadIdx.x;
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
-    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    if (t_end - t_beg < min_len) return; /* the recurrent kernel takes this segment (or it is empty) */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
     /* the input blocks of set b: Q, K [64, LK2], T, P [64, LC2], V [64, LV] */
@@ -1005,7 +1005,7 @@ static size_t one_smem(void) {
 
 __global__ void __launch_bounds__(256, 2)
     k_gdn_one(float *o, float *const *S, const __nv_bfloat16 *qkvb, const float *g, const float *beta,
-              const int32_t *cu, int64_t T, int nk, int nv, int dk, int dv) {
+              const int32_t *cu, int64_t T, int nk, int nv, int dk, int dv, int min_len) {
     plm_pdl_enter();
     constexpr int VT = ONE_VT, NTW = 4, CG = 2, NW = 8, LV = VT + 8;
     static_assert(2 * VT * LC2 * 2 <= CH * LDC * 4, "R and V' fit in A's block");
@@ -1020,7 +1020,7 @@ __global__ void __launch_bounds__(256, 2)
     const int DK = pad16(dk), VC = min(VT, dv - j0);
     const int64_t t0 = cu[s];
     const int L = (int)(cu[s + 1] - t0);
-    if (L < MIN_LEN || L > CH) return; /* the recurrent kernel, or (never, as dispatched) a longer segment */
+    if (L < min_len || L > CH) return; /* the recurrent kernel (or empty), or (never, as dispatched) a longer one */
     const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk, *Vg = qkvb + 2 * T * nk * dk;
     float *Sh = S[s] + (size_t)h * dk * dv;
     load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qs, LK2, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
@@ -1203,7 +1203,7 @@ template <int VT, bool ROLES, bool PROD>
 __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), PROD || VT == 64 ? 1 : 2)
     k_gdn_wy_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug,
                   const __nv_bfloat16 *Pb, const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T,
-                  int nk, int nv, int dk, int dv, const int *ready, const int32_t *tab, int n_chunks) {
+                  int nk, int nv, int dk, int dv, const int *ready, const int32_t *tab, int n_chunks, int min_len) {
     if (ready)
         plm_pdl_trigger();
     else
@@ -1230,7 +1230,7 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     const int DK = pad16(dk), VC = min(VT, dv - j0), vr0 = 16 * (w & 3), vc0 = ROLES ? 0 : CW * (w >> 2);
     const bool xw = !ROLES || w < 4, yw = !ROLES || w >= 4; /* this warp computes X and V'; Y and O */
     const int64_t t_beg = cu[s], t_end = cu[s + 1];
-    if (t_end - t_beg < MIN_LEN) return; /* the recurrent kernel takes this segment */
+    if (t_end - t_beg < min_len) return; /* the recurrent kernel takes this segment (or it is empty) */
     float *Sh = S[s] + (size_t)h * dk * dv;
     auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
     /* chunk t0's rows of this block's inputs in global memory (row strides: nk dk for K and Q, nv dk,
@@ -1472,11 +1472,20 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
 
 /* ---- host side ------------------------------------------------------------------------------------ */
 
-extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long) {
-    int n = 0, nl = 0;
+extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long, int *n_short) {
+    int nl = 0, ns = 0;
     for (int s = 0; s < n_seg; s++) {
-        if (cu[s + 1] - cu[s] < MIN_LEN) continue;
-        nl++;
+        const int32_t len = cu[s + 1] - cu[s];
+        nl += len >= MIN_LEN;
+        ns += len > 0 && len < MIN_LEN;
+    }
+    /* a few short segments beside chunked ones are folded in, a chunk each (a chunk of fewer than 16
+       tokens is valid for every chunked kernel), so that no recurrent launch follows the scan */
+    const bool fold = nl > 0 && ns <= PLM_GDN_FOLD_MAX;
+    int n = 0;
+    for (int s = 0; s < n_seg; s++) {
+        const int32_t len = cu[s + 1] - cu[s];
+        if (len < MIN_LEN && !(fold && len > 0)) continue;
         for (int32_t t = cu[s]; t < cu[s + 1]; t += CH) {
             tab[2 * n] = s;
             tab[2 * n + 1] = t;
@@ -1484,15 +1493,17 @@ extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n
         }
     }
     if (n_long) *n_long = nl;
+    if (n_short) *n_short = fold ? ns : 0;
     return n;
 }
 
 extern "C" size_t plm_gdn_work_floats(int64_t T, int nv, int dk, int dv) {
     /* T, P and c of every token and head (FP32 or BF16); WY: P, W and U in BF16, c, and a mark for every
-     * (chunk, head): at most T / 64 + T / 16 chunks (one a started 64 tokens, segments of 16 tokens up) */
+     * (chunk, head): at most T / 64 + T / 16 chunks (one a started 64 tokens, segments of 16 tokens up),
+     * and PLM_GDN_FOLD_MAX short segments folded in */
     const size_t tp = (size_t)T * nv * (2 * CH + 1),
                  wy = ((size_t)T * nv * (CH + dk + dv) + 1) / 2 + (size_t)T * nv +
-                      ((size_t)T / CH + (size_t)T / MIN_LEN + 1) * nv;
+                      ((size_t)T / CH + (size_t)T / MIN_LEN + 1 + PLM_GDN_FOLD_MAX) * nv;
     return tp > wy ? tp : wy;
 }
 
@@ -1517,7 +1528,8 @@ extern "C" int plm_gdn_bf_fits(int dk, int dv) { return plm_gdn_tc_fits(dk, dv) 
 
 extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v,
                                 const void *qkv_bf, const float *g, const float *beta, const int32_t *cu, int n_seg,
-                                int64_t T, const int32_t *tab, int n_chunks, int n_long, float *work, int nk, int nv,
+                                int64_t T, const int32_t *tab, int n_chunks, int n_long, int n_short, float *work,
+                                int nk, int nv,
                                 int dk, int dv, int flags, void *stream) {
     if (n_seg <= 0) return;
     if (!plm_gdn_tc_fits(dk, dv)) {
@@ -1530,18 +1542,21 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     const __nv_bfloat16 *qkvb = !precise && qkv_bf && plm_gdn_bf_fits(dk, dv) ? (const __nv_bfloat16 *)qkv_bf : NULL;
     /* single pass from the BF16 copies: the WY scan pays for its larger prep where segments have chunks
      * to walk; one-chunk segments (512 x 64) run the five-product scan with value tiles of 64 */
+    /* the choices below count long segments and their chunks only (n_short folded ones aside); min_len:
+     * the shortest segment the chunked kernels take (1 where plm_gdn_chunks folded the short ones in) */
+    const int n_lchunks = n_chunks - n_short, min_len = n_short > 0 ? 1 : MIN_LEN;
     const int wy = qkvb && dv <= PLM_GDN_WY_MAX_DV && !(flags & PLM_GDN_FUSED) &&
-                   ((flags & PLM_GDN_WY) || n_chunks >= 2 * n_long);
+                   ((flags & PLM_GDN_WY) || n_lchunks >= 2 * n_long);
     __nv_bfloat16 *Wy = reinterpret_cast<__nv_bfloat16 *>(work) + (size_t)T * nv * CH, *Uy = Wy + (size_t)T * nv * dk;
     if (wy) Pg = work, Gg = reinterpret_cast<float *>(Uy + (size_t)T * nv * dv); /* [P | W | U] BF16, then c */
     /* single pass from BF16 copies where every segment the chunked form takes is one chunk: the prep
      * and the scan in one kernel (PLM_GDN_FUSED: the prep, then the five-product scan) */
-    const int one = qkvb && n_chunks > 0 && n_chunks == n_long && !(flags & (PLM_GDN_FUSED | PLM_GDN_WY));
+    const int one = qkvb && n_chunks > 0 && n_lchunks == n_long && !(flags & (PLM_GDN_FUSED | PLM_GDN_WY));
     if (one) {
         const int sb = (int)one_smem();
         smem_attr(k_gdn_one, sb);
         k_gdn_one<<<dim3((unsigned)(n_seg * ((dv + ONE_VT - 1) / ONE_VT)), (unsigned)nv), 256, sb, st>>>(
-            o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv);
+            o, S, qkvb, g, beta, cu, T, nk, nv, dk, dv, min_len);
     } else if (n_chunks > 0) {
         /* value tiles of 64 columns (8 warps a block; the WY scan 16), or of 32 (4 warps; the WY scan 8)
          * when tiles of 64 would leave most SMs idle (a few long segments: one block a segment, head and
@@ -1589,14 +1604,14 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
     do {                                                                                                            \
         smem_attr(k_gdn_tc_scan<SPLIT, VT>, (int)scan_smem<VT>());                                                  \
         k_gdn_tc_scan<SPLIT, VT><<<sgrid, VT * 4, scan_smem<VT>(), st>>>(o, S, Tg, Pg, Gg, q, k, v, beta, cu, n_seg, \
-                                                                          nk, nv, dk, dv);                          \
+                                                                          nk, nv, dk, dv, min_len);                 \
     } while (0)
 #define GB(VT, MODE)                                                                                                \
     do {                                                                                                            \
         const int sb = (int)scan_bf_smem<VT, MODE>();                                                               \
         smem_attr(k_gdn_bf_scan<VT, MODE>, sb);                                                                     \
         k_gdn_bf_scan<VT, MODE><<<sgrid, BF_THREADS(VT), sb, st>>>(o, S, Tg, Pg, Gg, q, k, v, qkvb, beta, cu, T, n_seg, nk, nv, \
-                                                            dk, dv);                                                \
+                                                            dk, dv, min_len);                                       \
     } while (0)
 #define GW(VT, ROLES, PROD)                                                                                         \
     do {                                                                                                            \
@@ -1607,7 +1622,10 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
         cfg.dynamicSmemBytes = (size_t)sb;                                                                          \
         cfg.stream = st;                                                                                            \
-        if (ready) { /* ready implies plm_cuda_pdl_ok */                                                          \
+        /* ready implies plm_cuda_pdl_ok; with an earlier launch's error pending the scan goes plainly (after  \
+           the whole prep: its marks are then all set), so that clearing a refused launch's error below        \
+           cannot clear that one too */                                                                        \
+        if (ready && cudaPeekAtLastError() == cudaSuccess) {                                                        \
             at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                                          \
             at[0].val.programmaticStreamSerializationAllowed = 1;                                                   \
             cfg.attrs = at, cfg.numAttrs = 1;                                                                       \
@@ -1615,7 +1633,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         for (int tries = 0; tries < 2; tries++) { /* refused as programmatic: launched plainly */                  \
             if (cudaLaunchKernelEx(&cfg, k_gdn_wy_scan<VT, ROLES, PROD>, o, S, (const __nv_bfloat16 *)Wy,                 \
                                    (const __nv_bfloat16 *)Uy, (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, \
-                                   T, nk, nv, dk, dv, (const int *)ready, tab, n_chunks) == cudaSuccess ||          \
+                                   T, nk, nv, dk, dv, (const int *)ready, tab, n_chunks, min_len) == cudaSuccess || \
                 !cfg.numAttrs)                                                                                      \
                 break;                                                                                              \
             cudaGetLastError();                                                                                     \
@@ -1673,7 +1691,8 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
 #undef PREP
     }
     /* segments shorter than MIN_LEN (decode tokens): the recurrent form; none when every segment is long
-     * (its blocks would only return: 25-42 us of empty blocks at 15 and 512 segments on the H200) */
-    if (n_chunks == 0 || n_long < n_seg)
+     * (its blocks would only return: 25-42 us of empty blocks at 15 and 512 segments on the H200) or the
+     * short ones are folded into the chunks (the rest, if any, empty) */
+    if (n_chunks == 0 || (n_short == 0 && n_long < n_seg))
         plm_gdn_rec_cuda(o, S, q, k, v, g, beta, cu, n_seg, nk, nv, dk, dv, n_chunks > 0 ? MIN_LEN : 0x7fffffff, stream);
 }

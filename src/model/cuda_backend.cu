@@ -462,7 +462,7 @@ typedef struct {
     size_t work_floats;
     int32_t *tokens, *cu, *seg_of, *boff, *score_rows, *score_tgt, *logit_rows, *amax_rows, *amax, *moe_map, *atiles;
     int32_t *gtab; /* the delta rule's chunks (plm_gdn_chunks) */
-    int n_atiles, attn_qt, n_gchunks, n_glong;
+    int n_atiles, attn_qt, n_gchunks, n_glong, n_gshort;
     int attn_split; /* key splits of the attention tiles (small steps; 1: none) */
     int attn_dec;   /* every segment holds at most ATTN_DEC_MAX_LEN tokens: plm_attn_dec_cuda */
     int dec1;       /* every segment holds one token (decode): the linear layers' plm_gdn_dec_cuda */
@@ -835,7 +835,7 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
             plm_gdn_prep_cuda(q, k, v, bb, aa, mixed, bb, aa, L->neg_A, L->dt_bias, T, nk, nv, dk, dv, g->st);
     }
     plm_gdn_tc_cuda(o, p->rec_tab + (size_t)li * ns, q, k, v, qkvb, aa, bb, p->cu, ns, T, p->gtab, p->n_gchunks,
-                    p->n_glong, raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
+                    p->n_glong, p->n_gshort, raw, nk, nv, dk, dv, g->split ? PLM_GDN_PRECISE : 0, g->st);
     if (zb) { /* the same from BF16 z */
         plm_rmsnorm_gated_bz_cuda(p->xb, o, z, L->gnorm, T * nv, dv, cf->rms_eps, g->st);
         return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
@@ -1365,7 +1365,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
         if (T <= ATTN_SPLIT_MAX_T)
             p.attn_split = plm_attn_split(p.attn_dec ? (int)T : p.n_atiles, cf->n_kv_heads, kbmax, g->n_sm);
     }
-    if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong);
+    if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong, &p.n_gshort);
     p.dec1 = ns == T;
     for (int i = 0; i < ns && p.dec1; i++) p.dec1 = s->cu[i + 1] - s->cu[i] == 1;
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
@@ -1642,15 +1642,15 @@ extern "C" plm_status plm_cuda_bench_mixers(int dev, double ms[PLM_CUDA_MIXER_TI
             const int n = c == 0 ? 15 : c == 1 ? 1 : NS;
             hcu[0] = 0;
             for (int i = 0; i < n; i++) hcu[i + 1] = hcu[i] + (c == 0 ? lens15[i] : c == 1 ? TT : 64);
-            int nl = 0;
-            const int nc = plm_gdn_chunks(htab, hcu, n, &nl);
+            int nl = 0, nsh = 0;
+            const int nc = plm_gdn_chunks(htab, hcu, n, &nl, &nsh);
             cudaMemcpy(cu, hcu, (n + 1) * 4, cudaMemcpyHostToDevice);
             cudaMemcpy(tab, htab, (size_t)2 * nc * 4, cudaMemcpyHostToDevice);
             cudaMemset(S, 0, sizes[7]);
             /* single pass from BF16 copies of q, k, v (FLA's inputs are BF16 too); precise from FP32 */
             auto tc = [&](const void *qb, int flags) {
                 return time_median(
-                    [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qb, g, beta, cu, n, TT, tab, nc, nl, work, H, H, D, D, flags, NULL); },
+                    [&] { plm_gdn_tc_cuda(o, Sp, q, k, v, qb, g, beta, cu, n, TT, tab, nc, nl, nsh, work, H, H, D, D, flags, NULL); },
                     a, b);
             };
             ms[c] = tc(qkvb, 0);
