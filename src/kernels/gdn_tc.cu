@@ -554,7 +554,10 @@ __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, 
 
 /* the 8-warp WY prep's kernel: a block an item, or (ready != NULL) a grid of fewer blocks walking the
  * items and marking each done, as k_gdn_tc_prep */
-__global__ void __maxnreg__(88)
+#ifndef PLM_GDN_PREP8_REGS
+#define PLM_GDN_PREP8_REGS 88
+#endif
+__global__ void __maxnreg__(PLM_GDN_PREP8_REGS)
     k_gdn_tc_prep8(float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const __nv_bfloat16 *qkvb, const float *g,
                    const float *beta, const int32_t *cu, const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk,
                    int nv, int dk, int dv) {
