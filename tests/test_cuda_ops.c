@@ -216,11 +216,11 @@ static void test_gdn_chunks(void) {
  * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
  * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have four copy warps issue them where the key dimension
  * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (16 warps); 17 .. 19:
- * the WY prep in 8 warps (PLM_GDN_PREP8) beside the copy warps' scan, before the scan at tiles of 32, and
- * beside in 3 blocks; 20: the WY prep in 4 warps beside the copy warps' scan (PLM_GDN_PREP4). Single
+ * the WY prep in 4 warps (PLM_GDN_PREP4; the other WY variants take the default, 8 warps) beside the copy
+ * warps' scan, before the scan at tiles of 32, and beside in 3 blocks. Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
-#define N_GDN_VARIANTS 21
+#define N_GDN_VARIANTS 20
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
     int64_t T;
@@ -262,9 +262,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP8, PLM_GDN_WY | PLM_GDN_VT32 | PLM_GDN_PREP8,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW | PLM_GDN_PREP8,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP4};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP4, PLM_GDN_WY | PLM_GDN_VT32 | PLM_GDN_PREP4,
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW | PLM_GDN_PREP4};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -297,10 +296,9 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
              : variant == 15 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, no copy warp]"
              : variant == 16 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64]"
-             : variant == 17 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 8-warp prep beside]"
-             : variant == 18 ? " [tensor cores, bf16 copies, WY scan, value tiles of 32, 8-warp prep before]"
-             : variant == 19 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 8-warp prep beside in 3 blocks]"
-             : variant == 20 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 4-warp prep beside]"
+             : variant == 17 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 4-warp prep beside]"
+             : variant == 18 ? " [tensor cores, bf16 copies, WY scan, value tiles of 32, 4-warp prep before]"
+             : variant == 19 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 4-warp prep beside in 3 blocks]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);

@@ -437,15 +437,18 @@ __global__ void __launch_bounds__(PREP_THREADS)
     }
 }
 
-/* The WY prep in 8 warps (256 threads) capped at 88 registers a thread: one block (22,528 registers)
- * fits beside the copy warps' scan block (43,008 of an SM's 65,536), where the 4-warp prep at 128 has
- * only 4 warps an SM to hide its serial phases. A and P: warp w takes rows 16 (w & 3), columns
+/* The WY prep in 8 warps (256 threads) capped at PLM_GDN_PREP8_REGS registers a thread: four blocks
+ * an SM alone, one beside the copy warps' scan block (43,008 of an SM's 65,536 registers), where the
+ * 4-warp prep at 128 registers runs four blocks (16 warps) alone and one (4 warps) beside. A and P: warp w takes rows 16 (w & 3), columns
  * 32 (w >> 2) .. + 31 (a tile wholly above the diagonal writes its zeros without products); the inverse
  * on warps 0-3 as in prep_item; then W = T diag(beta exp(c)) K on warps 0-3 while warps 4-7 compute
  * U = T diag(beta) V. The same work area, the same results as prep_item<false, true, true>. */
 #define PREP8_THREADS 256
+/* where the 8-warp prep runs unless a flag says: 2 every WY prep (the default: at 64 registers, four blocks
+ * an SM, 32 warps, where the 4-warp prep at 128 runs 16: 15 sequences 0.86 -> 0.82 ms, one sequence 1.13
+ * -> 1.09 on the H200), 1 only beside the copy warps' scan, 0 never (build macros for A/Bs) */
 #ifndef PLM_GDN_PREP8_DEFAULT
-#define PLM_GDN_PREP8_DEFAULT 1
+#define PLM_GDN_PREP8_DEFAULT 2
 #endif
 
 __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
@@ -554,8 +557,10 @@ __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, 
 
 /* the 8-warp WY prep's kernel: a block an item, or (ready != NULL) a grid of fewer blocks walking the
  * items and marking each done, as k_gdn_tc_prep */
+/* 64: four blocks an SM (16,384 registers each; 24 bytes spilled), and one beside the copy warps' scan
+ * (43,008); 72 (three an SM) measured 0.35 ms against 0.34 for the 15 sequences' prep, 88 (two) 0.42 */
 #ifndef PLM_GDN_PREP8_REGS
-#define PLM_GDN_PREP8_REGS 88
+#define PLM_GDN_PREP8_REGS 64
 #endif
 __global__ void __maxnreg__(PLM_GDN_PREP8_REGS)
     k_gdn_tc_prep8(float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const __nv_bfloat16 *qkvb, const float *g,
