@@ -8,7 +8,9 @@
 // the state's bytes (inside a decode step k_gdn_dec takes 0.164 ms a layer under Nsight Compute at
 // real clocks, against 0.139 here without it). Run on a GPU machine:
 //   nvcc -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -o decode_state bench/micro/decode_state.cu && ./decode_state
-// (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate).
+// (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate). The last rows take
+// the states from cudaMalloc and from the default stream-ordered pool (where the engine's states live), both
+// filled with random values: 0.1389 and 0.1384 ms on 2026-11-30, so neither the pool nor the values matter.
 #include <cstdio>
 #include <cstdlib>
 #include <cuda_runtime.h>
@@ -109,6 +111,15 @@ __global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, floa
     if (tid == 0) na.ctr[th] = 0;
 }
 
+/* states of random-looking values in [-0.5, 0.5) (a hash of the index), not zeros: as a decode step's */
+__global__ void k_fill(float *d, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+        unsigned x = (unsigned)i * 2654435761u;
+        x ^= x >> 15, x *= 2246822519u, x ^= x >> 13;
+        d[i] = (float)(x >> 8) * (1.0f / 16777216.0f) - 0.5f;
+    }
+}
+
 __global__ void k_copy(float4 *d, const float4 *s, size_t n) {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) d[i] = s[i];
 }
@@ -190,5 +201,19 @@ int main() {
     na.z = z, na.gw = gw;
     run<32, 1, true, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
     run<32, 2, true, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
+    /* where the states come from: cudaMalloc against the device's default stream-ordered pool (cudaMallocAsync,
+       where the engine takes them), both holding random values (zeros would compress where memory is
+       compressible) */
+    float *Sa;
+    CK(cudaMallocAsync((void **)&Sa, ns * 4, 0));
+    k_fill<<<132 * 8, 512>>>(S, ns);
+    k_fill<<<132 * 8, 512>>>(Sa, ns);
+    CK(cudaDeviceSynchronize());
+    printf("states from cudaMalloc, random values:\n");
+    run<32, 1>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 2>(o, S, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    printf("states from cudaMallocAsync (the default pool), random values:\n");
+    run<32, 1>(o, Sa, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run<32, 2>(o, Sa, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
     return 0;
 }
