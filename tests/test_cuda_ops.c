@@ -197,11 +197,75 @@ static void test_gdn_chunks(void) {
              "plm_gdn_chunks: %d short segments are not folded (n %d, long %d, short %d)", PLM_GDN_FOLD_MAX + 1, n, nl, ns);
     /* exactly PLM_GDN_FOLD_MAX: folded */
     n = plm_gdn_chunks(tab, cu, PLM_GDN_FOLD_MAX + 1, &nl, &ns);
-    tu_check(n == PLM_GDN_FOLD_MAX + 1 && nl == 1 && ns == PLM_GDN_FOLD_MAX,
-             "plm_gdn_chunks: %d short segments are folded (n %d, long %d, short %d)", PLM_GDN_FOLD_MAX, n, nl, ns);
+    ok = n == PLM_GDN_FOLD_MAX + 1 && nl == 1 && ns == PLM_GDN_FOLD_MAX;
+    for (int i = 0; ok && i < n; i++) ok = tab[2 * i] == i && tab[2 * i + 1] == cu[i]; /* a chunk a segment, in order */
+    tu_check(ok, "plm_gdn_chunks: %d short segments are folded, a chunk each in segment order (n %d, long %d, short %d)",
+             PLM_GDN_FOLD_MAX, n, nl, ns);
     /* short ones only (decode): nothing listed */
     n = plm_gdn_chunks(tab, cu, 3, &nl, &ns);
     tu_check(n == 0 && nl == 0 && ns == 0, "plm_gdn_chunks: short segments alone are not listed (n %d)", n);
+}
+
+/* The WY prep in 8 warps and in 4 computes the same products in the same order: the outputs and final
+ * states of the same inputs are identical bytes, before the scan (tiles of 32) and beside it (tiles of 16,
+ * the copy warps), and with the prep's grid capped at 3 blocks. A stronger check than the bound against
+ * the FP32 reference, which a small error in one row or scale could pass. */
+static void test_gdn_prep_forms(const int *lens, int n_seg, int nk, int nv, int dk, int dv, const char *label) {
+    int64_t T;
+    int32_t *cu = make_cu(lens, n_seg, &T);
+    const size_t qn = T * nk * dk, vn = T * nv * dv, sn = (size_t)nv * dk * dv;
+    float *q = malloc(qn * 4), *k = malloc(qn * 4), *v = malloc(vn * 4), *g = malloc(T * nv * 4), *b = malloc(T * nv * 4);
+    fill(v, vn, -1, 1);
+    fill(g, T * nv, -0.3f, 0.0f);
+    fill(b, T * nv, 0.0f, 1.0f);
+    fill(q, qn, -1, 1);
+    fill(k, qn, -1, 1);
+    plm_l2norm_rows(q, T * nk, dk, 1.0f / sqrtf((float)dk));
+    plm_l2norm_rows(k, T * nk, dk, 1.0f);
+    float **S0 = malloc(n_seg * sizeof *S0);
+    for (int s = 0; s < n_seg; s++) {
+        S0[s] = malloc(sn * 4);
+        fill(S0[s], sn, -0.5f, 0.5f);
+    }
+    int32_t *tab = malloc((size_t)2 * (T / PLM_GDN_CHUNK + n_seg) * 4 + 4);
+    int nl = 0, nsh = 0;
+    const int nc = plm_gdn_chunks(tab, cu, n_seg, &nl, &nsh);
+    float *dq = dput(q, qn), *dk_ = dput(k, qn), *dv_ = dput(v, vn), *dg = dput(g, T * nv), *db = dput(b, T * nv);
+    int32_t *dcu = dput_bytes(cu, (n_seg + 1) * 4), *dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
+    void *qkvb = dput_bytes(NULL, (size_t)(2 * qn + vn) * 2);
+    plm_to_bf16_cuda(qkvb, NULL, dq, qn, NULL);
+    plm_to_bf16_cuda((char *)qkvb + qn * 2, NULL, dk_, qn, NULL);
+    plm_to_bf16_cuda((char *)qkvb + qn * 4, NULL, dv_, vn, NULL);
+    const int forms[3] = {PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
+                          PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW};
+    const char *names[3] = {"before the scan, tiles of 32", "beside the scan, tiles of 16",
+                            "beside the scan in 3 blocks"};
+    for (int f = 0; f < 3; f++) {
+        float *o[2], *st[2];
+        int ok = 1;
+        for (int w = 0; w < 2; w++) {
+            float **dSa, **dS = dput_each(S0, n_seg, sn, &dSa);
+            float *doo = dput(NULL, vn), *work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
+            plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, qkvb, dg, db, dcu, n_seg, T, dtab, nc, nl, nsh, work, nk, nv, dk, dv,
+                            forms[f] | (w ? PLM_GDN_PREP4 : PLM_GDN_PREP8), NULL);
+            ok &= sync_ok("the WY prep in 8 and in 4 warps");
+            o[w] = malloc(vn * 4);
+            st[w] = malloc((size_t)n_seg * sn * 4);
+            ok &= dget(o[w], doo, vn, "the WY prep in 8 and in 4 warps");
+            for (int s = 0; s < n_seg; s++) ok &= dget(st[w] + (size_t)s * sn, dS[s], sn, "the WY prep in 8 and in 4 warps");
+            plm_cuda_free(0, dSa), plm_cuda_free(0, work);
+            free(dS);
+        }
+        for (size_t i = 0; ok && i < vn; i++) ok = isfinite(o[0][i]); /* two NaN poisons would compare equal */
+        tu_check(ok && !memcmp(o[0], o[1], vn * 4) && !memcmp(st[0], st[1], (size_t)n_seg * sn * 4),
+                 "gated delta rule, the WY prep in 8 warps and in 4, %s, %s (T=%lld, %d segments, dk=%d dv=%d): the "
+                 "same outputs and final states, bit for bit", names[f], label, (long long)T, n_seg, dk, dv);
+        free(o[0]), free(o[1]), free(st[0]), free(st[1]);
+    }
+    plm_cuda_free(0, qkvb), plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dg);
+    plm_cuda_free(0, db), plm_cuda_free(0, dcu), plm_cuda_free(0, dtab);
+    for (int s = 0; s < n_seg; s++) free(S0[s]);
+    free(S0), free(tab), free(q), free(k), free(v), free(g), free(b), free(cu);
 }
 
 /* variant 0: plm_gdn_cuda (the simple kernels); 1, 2: plm_gdn_tc_cuda precise with value tiles of 64
@@ -1696,6 +1760,11 @@ int main(void) {
     test_gdn(fold17, 18, 2, 4, 128, 128, -0.3f, "17 short segments beside a long one (recurrent)");
     const int empt[] = {0, 5, 0, 100, 0, 15, 0};
     test_gdn(empt, 7, 2, 4, 64, 64, -0.3f, "empty segments beside short and long ones");
+    if (only_variant < 0) {
+        test_gdn_prep_forms(l4, 7, 2, 4, 128, 128, "around the form switch and two chunks");
+        test_gdn_prep_forms(l4, 7, 2, 4, 120, 192, "dk = 120, dv = 192");
+        test_gdn_prep_forms(l3, 1, 1, 2, 128, 128, "one long segment");
+    }
     if (only_variant >= 0) return tu_finish("test_cuda_ops");
     test_gdn_prep(37, 2, 4, 16, 24);
     test_gdn_prep(9, 16, 32, 128, 128);

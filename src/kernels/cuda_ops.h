@@ -61,7 +61,8 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
                       void *stream);
 /* The gated delta rule on tensor cores (kernels/gdn_tc.cu): segments of PLM_GDN_CHUNKED_MIN tokens or
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
- * shorter segments take the recurrent form. tab: plm_gdn_chunks' table (pairs: segment, first token;
+ * shorter segments take the recurrent form, unless plm_gdn_chunks folded them into the table (a chunk
+ * each: up to PLM_GDN_FOLD_MAX of them beside longer ones). tab: plm_gdn_chunks' table (pairs: segment, first token;
  * room for 2 * (T / PLM_GDN_CHUNK + n_seg) entries), built on the host from the host's cu and uploaded,
  * with n_long and n_short as it counts them; work: plm_gdn_work_floats(T, ...) floats of device memory.
  * flags: PLM_GDN_PRECISE splits operands into two BF16 parts (FP32-grade; otherwise one BF16

@@ -1630,10 +1630,12 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         cfg.gridDim = sgrid, cfg.blockDim = dim3(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)));                \
         cfg.dynamicSmemBytes = (size_t)sb;                                                                          \
         cfg.stream = st;                                                                                            \
-        /* ready implies plm_cuda_pdl_ok; with an earlier launch's error pending the scan goes plainly (after  \
-           the whole prep: its marks are then all set), so that clearing a refused launch's error below        \
-           cannot clear that one too */                                                                        \
-        if (ready && cudaPeekAtLastError() == cudaSuccess) {                                                        \
+        /* ready implies plm_cuda_pdl_ok. With an earlier launch's error pending (the prep's own, perhaps:      \
+           then no mark would ever come) the scan goes plainly and without the marks, ordered after the prep   \
+           by the stream, and the error stays for the step to report: clearing a refused programmatic launch's \
+           error below must not clear that one too */                                                          \
+        const int *rdy = ready && cudaPeekAtLastError() == cudaSuccess ? ready : NULL;                              \
+        if (rdy) {                                                                                                  \
             at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;                                          \
             at[0].val.programmaticStreamSerializationAllowed = 1;                                                   \
             cfg.attrs = at, cfg.numAttrs = 1;                                                                       \
@@ -1641,7 +1643,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         for (int tries = 0; tries < 2; tries++) { /* refused as programmatic: launched plainly */                  \
             if (cudaLaunchKernelEx(&cfg, k_gdn_wy_scan<VT, ROLES, PROD>, o, S, (const __nv_bfloat16 *)Wy,                 \
                                    (const __nv_bfloat16 *)Uy, (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, \
-                                   T, nk, nv, dk, dv, (const int *)ready, tab, n_chunks, min_len) == cudaSuccess || \
+                                   T, nk, nv, dk, dv, rdy, tab, n_chunks, min_len) == cudaSuccess ||                \
                 !cfg.numAttrs)                                                                                      \
                 break;                                                                                              \
             cudaGetLastError();                                                                                     \
