@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The scripts that run on a GPU machine, checked where there is none: every one parses (bash -n), and
-# bench/gpu_ab.sh refuses bad arguments before it builds anything (usage, a bad build name, a missing
-# patch, a patch that does not apply), each with its message and exit status.
+# The scripts that run on a GPU machine, checked where there is none: every one parses (bash -n), the
+# patches prepared for bench/gpu_ab.sh (bench/patches) apply to the tree, and bench/gpu_ab.sh refuses
+# bad arguments before it builds anything (usage, a bad build name, a missing patch, a patch that does
+# not apply), each with its message and exit status.
 set -u
 cd "$(dirname "$0")/.."
 fail=0
@@ -23,6 +24,15 @@ for s in scripts/gpu-check.sh scripts/gpu-full.sh bench/side_by_side.sh bench/gp
 done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# the prepared patches (bench/patches, for bench/gpu_ab.sh) still apply to the tree: one that no longer
+# does must be brought up to date or removed, not found out on a GPU machine
+for p in bench/patches/*.patch; do
+    [ -f "$p" ] || continue
+    mkdir -p "$tmp/tree"
+    cp -a src "$tmp/tree/"
+    check "$p applies to the tree" 0 "" patch -d "$tmp/tree" -p1 --dry-run -s -i "$PWD/$p"
+    rm -rf "$tmp/tree"
+done
 export OUT=$tmp/out
 check "gpu_ab.sh without builds: usage" 2 "usage: bench/gpu_ab.sh" bash bench/gpu_ab.sh
 check "gpu_ab.sh: a bad build name" 2 "bad build name 'a b'" bash bench/gpu_ab.sh "a b=-DX"
