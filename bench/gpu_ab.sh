@@ -8,7 +8,7 @@
 # range; NCU=regex adds Nsight Compute's kernel times (real clocks) of the first NCU_COUNT (6)
 # launches matching the regex in each build's mixers run. Logs and JSON under $OUT, packed into
 # $OUT/ab.tgz (the remote runner returns at most 8 files).
-#   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="-DPLM_GDN_PREP8_DEFAULT=0" new=""
+#   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="" regs72="-DPLM_GDN_PREP8_REGS=72"
 #   OUT=dir PLM_DEPS=dir NCU='gdn_tc_prep|wy_scan' bench/gpu_ab.sh old=@-dbg/fold.patch new=""
 # PLM_DEPS: include/ and lib/ of the libraries the machine lacks (as scripts/gpu-check.sh takes them).
 set -u

@@ -206,10 +206,11 @@ static void test_gdn_chunks(void) {
     tu_check(n == 0 && nl == 0 && ns == 0, "plm_gdn_chunks: short segments alone are not listed (n %d)", n);
 }
 
-/* The WY prep in 8 warps and in 4 computes the same products in the same order: the outputs and final
- * states of the same inputs are identical bytes, before the scan (tiles of 32) and beside it (tiles of 16,
- * the copy warps), and with the prep's grid capped at 3 blocks. A stronger check than the bound against
- * the FP32 reference, which a small error in one row or scale could pass. */
+/* The WY prep beside the copy warps' scan (its items walked by a grid of one block an SM, or of 3 blocks,
+ * each chunk marked done and the scan waiting for the marks) gives the bytes of the prep run before the
+ * same scan (PLM_GDN_PREP_BEFORE): the same products in the same order, only the hand-off differs. A
+ * stronger check than the bound against the FP32 reference, which a chunk read before its prep wrote it
+ * could pass where stale values are close. */
 static void test_gdn_prep_forms(const int *lens, int n_seg, int nk, int nv, int dk, int dv, const char *label) {
     int64_t T;
     int32_t *cu = make_cu(lens, n_seg, &T);
@@ -236,30 +237,29 @@ static void test_gdn_prep_forms(const int *lens, int n_seg, int nk, int nv, int 
     plm_to_bf16_cuda(qkvb, NULL, dq, qn, NULL);
     plm_to_bf16_cuda((char *)qkvb + qn * 2, NULL, dk_, qn, NULL);
     plm_to_bf16_cuda((char *)qkvb + qn * 4, NULL, dv_, vn, NULL);
-    const int forms[3] = {PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
-                          PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW};
-    const char *names[3] = {"before the scan, tiles of 32", "beside the scan, tiles of 16",
-                            "beside the scan in 3 blocks"};
-    for (int f = 0; f < 3; f++) {
+    const int forms[2] = {PLM_GDN_WY | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW};
+    const char *names[2] = {"a block an SM", "3 blocks"};
+    for (int f = 0; f < 2; f++) {
         float *o[2], *st[2];
         int ok = 1;
         for (int w = 0; w < 2; w++) {
             float **dSa, **dS = dput_each(S0, n_seg, sn, &dSa);
             float *doo = dput(NULL, vn), *work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
             plm_gdn_tc_cuda(doo, dSa, dq, dk_, dv_, qkvb, dg, db, dcu, n_seg, T, dtab, nc, nl, nsh, work, nk, nv, dk, dv,
-                            forms[f] | (w ? PLM_GDN_PREP4 : PLM_GDN_PREP8), NULL);
-            ok &= sync_ok("the WY prep in 8 and in 4 warps");
+                            w ? forms[f] : PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE, NULL);
+            ok &= sync_ok("the WY prep beside the scan and before it");
             o[w] = malloc(vn * 4);
             st[w] = malloc((size_t)n_seg * sn * 4);
-            ok &= dget(o[w], doo, vn, "the WY prep in 8 and in 4 warps");
-            for (int s = 0; s < n_seg; s++) ok &= dget(st[w] + (size_t)s * sn, dS[s], sn, "the WY prep in 8 and in 4 warps");
+            ok &= dget(o[w], doo, vn, "the WY prep beside the scan and before it");
+            for (int s = 0; s < n_seg; s++)
+                ok &= dget(st[w] + (size_t)s * sn, dS[s], sn, "the WY prep beside the scan and before it");
             plm_cuda_free(0, dSa), plm_cuda_free(0, work);
             free(dS);
         }
         for (size_t i = 0; ok && i < vn; i++) ok = isfinite(o[0][i]); /* two NaN poisons would compare equal */
         tu_check(ok && !memcmp(o[0], o[1], vn * 4) && !memcmp(st[0], st[1], (size_t)n_seg * sn * 4),
-                 "gated delta rule, the WY prep in 8 warps and in 4, %s, %s (T=%lld, %d segments, dk=%d dv=%d): the "
-                 "same outputs and final states, bit for bit", names[f], label, (long long)T, n_seg, dk, dv);
+                 "gated delta rule, the WY prep beside the scan in %s against before it, %s (T=%lld, %d segments, dk=%d "
+                 "dv=%d): the same outputs and final states, bit for bit", names[f], label, (long long)T, n_seg, dk, dv);
         free(o[0]), free(o[1]), free(st[0]), free(st[1]);
     }
     plm_cuda_free(0, qkvb), plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dg);
@@ -279,12 +279,10 @@ static void test_gdn_prep_forms(const int *lens, int n_seg, int nk, int nv, int 
  * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
  * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
  * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have four copy warps issue them where the key dimension
- * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (16 warps); 17 .. 19:
- * the WY prep in 4 warps (PLM_GDN_PREP4; the other WY variants take the default, 8 warps) beside the copy
- * warps' scan, before the scan at tiles of 32, and beside in 3 blocks. Single
+ * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (16 warps). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
-#define N_GDN_VARIANTS 20
+#define N_GDN_VARIANTS 17
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
     int64_t T;
@@ -325,9 +323,7 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP4, PLM_GDN_WY | PLM_GDN_VT32 | PLM_GDN_PREP4,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW | PLM_GDN_PREP4};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -360,9 +356,6 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
              : variant == 15 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, no copy warp]"
              : variant == 16 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64]"
-             : variant == 17 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 4-warp prep beside]"
-             : variant == 18 ? " [tensor cores, bf16 copies, WY scan, value tiles of 32, 4-warp prep before]"
-             : variant == 19 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, 4-warp prep beside in 3 blocks]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);

@@ -100,10 +100,6 @@ int plm_cuda_pdl_ok(int dev);
 /* at value tiles of 16 in two roles, the chunks' copies on the computing warps themselves instead of
  * on four copy warps (the default where the key dimension padded to 16 is a power of two) */
 #define PLM_GDN_NO_PROD 1024
-/* the WY scan's chunk prep in 8 warps at 64 registers (PLM_GDN_PREP8; the default) or in 4 at 128
- * (PLM_GDN_PREP4); otherwise as PLM_GDN_PREP8_DEFAULT in gdn_tc.cu chooses */
-#define PLM_GDN_PREP8 2048
-#define PLM_GDN_PREP4 4096
 /* plm_gdn_chunks fills tab and returns its chunks; n_long: segments of PLM_GDN_CHUNKED_MIN tokens or more;
  * n_short: segments of 1 .. PLM_GDN_CHUNKED_MIN - 1 tokens listed too, a chunk each (where there are long
  * ones and at most PLM_GDN_FOLD_MAX short ones; else 0, and the recurrent form takes them) */

@@ -240,10 +240,9 @@ __device__ __forceinline__ void chunk_decay(float *Cs, float *Bs, const float *g
     Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
 }
 
-template <bool SPLIT, bool BFIN, bool WY>
-__device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg,
-                                          __nv_bfloat16 *Ug, const float *q, const float *k,
-                                          const __nv_bfloat16 *qkvb, const float *g, const float *beta,
+template <bool SPLIT, bool BFIN>
+__device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, const float *q,
+                                          const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta,
                                           const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
                                           int dv) {
     extern __shared__ __align__(16) float sm[];
@@ -253,11 +252,8 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
     const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
-    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
-    /* BFIN: Kh, then Qh (WY: V [64, DV + 8] in its place once P is out), then A */
-    if (BFIN) As = reinterpret_cast<float *>(Qh + CH * (WY && LVH > LK2 ? LVH : LK2)), Gs = As + CH * LDC, Bs = Gs + CH;
-    float *Ew = Bs + CH; /* WY: beta exp(c) */
-    __nv_bfloat16 *Vh = Qh;
+    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk);
+    if (BFIN) As = reinterpret_cast<float *>(Qh + CH * LK2), Gs = As + CH * LDC, Bs = Gs + CH; /* Kh, Qh, then A */
     if (BFIN) {
         load_b16_64<2, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
         load_b16_64<2, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
@@ -270,11 +266,7 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
         load_rows(Qs, LDK, q, t0, L, nk, kh, dk, 0, dk, DK);
     }
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (w == 0) { /* c and beta; WY: W's column scales */
-        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
-        const int i = 2 * lane;
-        if (WY) Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
-    }
+    if (w == 0) chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane); /* c and beta */
     copies_done();
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i; P likewise from q, j <= i (straight to global) */
         float acc[8][4];
@@ -321,67 +313,6 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
     }
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
     __syncthreads();
-    if (WY) { /* V into Q's place (in flight during the inverse), T in A's place, then W = T diag(beta
-               * exp(c)) K and U = T diag(beta) V: this warp's 16 rows, 16 columns at a time */
-        load_b16_64<2, PLM_GDN_WY_MAX_DV>(Vh, LVH, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, L, dv);
-        for (int e = tid; e < CH * (DV - dv); e += PREP_THREADS)
-            Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
-        tri_inverse(As);
-        copies_done();
-        const int r0 = 16 * w, g4 = lane >> 2, t4 = lane & 3;
-        auto product = [&](bool wk, const __nv_bfloat16 *X, int ldx, int ncol, int n, __nv_bfloat16 *out) {
-            uint32_t a[CH / 16][4]; /* rows r0 .. r0 + 15 of T diag(scale), BF16 */
-#pragma unroll
-            for (int kk = 0; kk < CH / 16; kk++)
-#pragma unroll
-                for (int q4 = 0; q4 < 4; q4++) {
-                    const int r = r0 + g4 + 8 * (q4 & 1), c = 16 * kk + 2 * t4 + 8 * (q4 >> 1);
-                    const float2 x = row2(As, LDC, r, c);
-                    const float s0 = wk ? Ew[c] : Bs[c], s1 = wk ? Ew[c + 1] : Bs[c + 1];
-                    a[kk][q4] = pack_bf16(x.x * s0, x.y * s1);
-                }
-            for (int n0 = 0; n0 < ncol; n0 += 16) {
-                float acc[2][4];
-                zero_acc(acc);
-#pragma unroll
-                for (int kk = 0; kk < CH / 16; kk++) {
-                    uint32_t b[4];
-                    ldsm_bt(b, X, ldx, 16 * kk, n0);
-                    mma16816(acc[0], a[kk], b[0], b[1]);
-                    mma16816(acc[1], a[kk], b[2], b[3]);
-                }
-#ifdef PLM_GDN_PREP_STORE4 /* the 4-byte stores (for comparison) */
-                if (false) {
-#else
-                if (n % 8 == 0) { /* a quad's two rows x 16 columns as four 16-byte stores: lane t4 takes
-                                     row half t4 >> 1, columns 8 (t4 & 1) .. + 7 (half the L1 wavefronts);
-                                     the WY prep runs only where plm_gdn_bf_fits (dk, dv multiples of 8),
-                                     so W and U rows are 16-byte aligned and the branch below is not
-                                     taken in practice */
-#endif
-                    uint32_t pk[4];
-#pragma unroll
-                    for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
-                    quad_store16(out + (t0 * nv + h) * (int64_t)n, (int64_t)nv * n, pk, r0 + g4, n0, t4, L, n);
-                } else {
-#pragma unroll
-                    for (int nt = 0; nt < 2; nt++) {
-                        const int c = n0 + 8 * nt + 2 * t4;
-#pragma unroll
-                        for (int hf = 0; hf < 2; hf++) {
-                            const int i = r0 + g4 + 8 * hf;
-                            if (i < L && c < n)
-                                *reinterpret_cast<uint32_t *>(out + ((t0 + i) * nv + h) * (int64_t)n + c) =
-                                    pack_bf16(acc[nt][2 * hf], acc[nt][2 * hf + 1]);
-                        }
-                    }
-                }
-            }
-        };
-        product(true, Kh, LK2, DK, dk, Wg);
-        product(false, Vh, LVH, DV, dv, Ug);
-        return;
-    }
     /* T = (I + A)^-1, lower unit triangular, by forward substitution on each column: lanes 2j' and
      * 2j'+1 of a warp share column j (every thread of the block busy), each summing half of every
      * row's products (m = 4 n + 2 p .. +1, p its parity), combined across the pair; the column lives
@@ -410,46 +341,27 @@ __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, f
     }
 }
 
-/* WY (single pass from BF16 copies only): instead of T, W = T diag(beta exp(c)) K and U = T diag(beta) V
- * (BF16, [T, nv, dk] and [T, nv, dv]), so that the scan's chain per chunk is V' = U - W S, then the
- * output and the state update */
-template <bool SPLIT, bool BFIN, bool WY>
+/* items (chunk ci, value head h) in the order ci nv + h, a block each */
+template <bool SPLIT, bool BFIN>
 __global__ void __launch_bounds__(PREP_THREADS)
-    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const float *q,
-                  const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta, const int32_t *cu,
-                  const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk, int nv, int dk, int dv) {
+    k_gdn_tc_prep(float *Tg, float *Pg, float *Gg, const float *q, const float *k, const __nv_bfloat16 *qkvb,
+                  const float *g, const float *beta, const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv,
+                  int dk, int dv) {
     plm_pdl_enter();
-    /* items (chunk ci, value head h) in the order ci nv + h: a block each, or (WY, ready != NULL) a grid
-     * of fewer blocks each walking every gridDim.x-th item and marking each done in ready[item] */
-    if (!WY || !ready) {
-        prep_item<SPLIT, BFIN, WY>((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Tg, Pg, Gg, Wg, Ug,
-                                   q, k, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
-    } else {
-        for (unsigned item = blockIdx.x; item < (unsigned)n_chunks * (unsigned)nv; item += gridDim.x) {
-            prep_item<SPLIT, BFIN, WY>((int)(item / (unsigned)nv), (int)(item % (unsigned)nv), Tg, Pg, Gg, Wg, Ug, q,
-                                       k, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
-            __syncthreads(); /* every thread's stores are done (and the next item may reuse the blocks) */
-            if (threadIdx.x == 0) { /* then one fence and the mark: a release the scan acquires */
-                __threadfence();
-                atomicExch(ready + item, 1);
-            }
-        }
-    }
+    prep_item<SPLIT, BFIN>((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Tg, Pg, Gg, q, k, qkvb, g,
+                           beta, cu, tab, T, nk, nv, dk, dv);
 }
 
-/* The WY prep in 8 warps (256 threads) capped at PLM_GDN_PREP8_REGS registers a thread: four blocks
- * an SM alone, one beside the copy warps' scan block (43,008 of an SM's 65,536 registers), where the
- * 4-warp prep at 128 registers runs four blocks (16 warps) alone and one (4 warps) beside. A and P: warp w takes rows 16 (w & 3), columns
- * 32 (w >> 2) .. + 31 (a tile wholly above the diagonal writes its zeros without products); the inverse
- * on warps 0-3 as in prep_item; then W = T diag(beta exp(c)) K on warps 0-3 while warps 4-7 compute
- * U = T diag(beta) V. The same work area, the same results as prep_item<false, true, true>. */
+/* The WY form's prep (single pass from BF16 copies only): instead of T, W = T diag(beta exp(c)) K and
+ * U = T diag(beta) V (BF16, [T, nv, dk] and [T, nv, dv]), so that the scan's chain per chunk is V' = U - W S,
+ * then the output and the state update. 8 warps (256 threads) capped at PLM_GDN_PREP8_REGS registers a
+ * thread: four blocks an SM alone, one beside the copy warps' scan block (43,008 of an SM's 65,536
+ * registers). A and P: warp w takes rows 16 (w & 3), columns 32 (w >> 2) .. + 31 (a tile wholly above
+ * the diagonal writes its zeros without products); the inverse on warps 0-3; then W on warps 0-3 while
+ * warps 4-7 compute U. It replaced a 4-warp form at 128 registers (four blocks of 4 warps an SM alone,
+ * one beside the scan) that gave the same bytes: 15 sequences 0.86 -> 0.82 ms, one sequence 1.13 ->
+ * 1.09 on the H200 (docs/performance.md, 2026-11-30 03:36 section). */
 #define PREP8_THREADS 256
-/* where the 8-warp prep runs unless a flag says: 2 every WY prep (the default: at 64 registers, four blocks
- * an SM, 32 warps, where the 4-warp prep at 128 runs 16: 15 sequences 0.86 -> 0.82 ms, one sequence 1.13
- * -> 1.09 on the H200), 1 only beside the copy warps' scan, 0 never (build macros for A/Bs) */
-#ifndef PLM_GDN_PREP8_DEFAULT
-#define PLM_GDN_PREP8_DEFAULT 2
-#endif
 
 __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
@@ -1596,17 +1508,14 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         const bool prod = wy && vt == 16 && !(flags & (PLM_GDN_WY4 | PLM_GDN_NO_PROD)) && wy_prod_fits(dk);
         const long items = (long)n_chunks * nv,
                    few = flags & PLM_GDN_PREP_FEW ? 3 : ready && prod ? (long)sm_count() : 2L * sm_count();
-        /* the 8-warp prep: where it sits beside the copy warps' scan (1), for every WY scan (2), never (0) */
-        const bool p8 = wy && !(flags & PLM_GDN_PREP4) &&
-                        ((flags & PLM_GDN_PREP8) || PLM_GDN_PREP8_DEFAULT == 2 || (PLM_GDN_PREP8_DEFAULT == 1 && ready && prod));
         dim3 pgrid((unsigned)(ready && items > few ? few : items)), sgrid((unsigned)((long)n_seg * nv * ntile)); /* scan_block's order */
         if (ready) cudaMemsetAsync(ready, 0, (size_t)items * sizeof(int), st);
-#define PREP(SPLIT, BFIN, WY)                                                                                       \
+#define PREP(SPLIT, BFIN)                                                                                           \
     do {                                                                                                            \
-        const size_t ps = prep_smem(BFIN, WY, dv);                                                                  \
-        smem_attr(k_gdn_tc_prep<SPLIT, BFIN, WY>, (int)ps);                                                      \
-        k_gdn_tc_prep<SPLIT, BFIN, WY><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, Wy, Uy, q, k, qkvb, g, beta, cu, tab, \
-                                                                         n_chunks, WY ? ready : NULL, T, nk, nv, dk, dv); \
+        const size_t ps = prep_smem(BFIN, false, dv);                                                               \
+        smem_attr(k_gdn_tc_prep<SPLIT, BFIN>, (int)ps);                                                             \
+        k_gdn_tc_prep<SPLIT, BFIN><<<pgrid, PREP_THREADS, ps, st>>>(Tg, Pg, Gg, q, k, qkvb, g, beta, cu, tab, T, nk, nv, \
+                                                                    dk, dv);                                        \
     } while (0)
 #define GO(SPLIT, VT)                                                                                               \
     do {                                                                                                            \
@@ -1650,15 +1559,11 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             cfg.numAttrs = 0;                                                                                       \
         }                                                                                                           \
     } while (0)
-        if (wy && p8) {
+        if (wy) {
             const size_t ps = prep_smem(true, true, dv);
             smem_attr(k_gdn_tc_prep8, (int)ps);
             k_gdn_tc_prep8<<<pgrid, PREP8_THREADS, ps, st>>>(Pg, Gg, Wy, Uy, qkvb, g, beta, cu, tab, n_chunks, ready, T, nk,
                                                              nv, dk, dv);
-        } else if (wy) {
-            PREP(false, true, true);
-        }
-        if (wy) {
 #ifdef PLM_GDN_NO_ROLES
             flags |= PLM_GDN_WY4;
 #endif
@@ -1673,13 +1578,13 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             else
                 GW(32, false, false);
         } else if (precise) {
-            PREP(true, false, false);
+            PREP(true, false);
             if (vt == 64)
                 GO(true, 64);
             else
                 GO(true, 32);
         } else if (qkvb) { /* T and P in BF16, q, k, v from their BF16 copies by cp.async */
-            PREP(false, true, false);
+            PREP(false, true);
             if (vt == 64 && (flags & PLM_GDN_BF2))
                 GB(64, BF2);
             else if (vt == 64)
@@ -1689,7 +1594,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             else
                 GB(32, BF2);
         } else { /* T and P in BF16, q, k, v rounded as they are loaded */
-            PREP(false, false, false);
+            PREP(false, false);
             if (vt == 64)
                 GB(64, SYNC);
             else
