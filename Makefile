@@ -1,7 +1,8 @@
 # packlm build. `make` builds the library, the CLI ($(B)/packlm) and the tests; `make test` runs them.
 # B=dir builds elsewhere (tests/sanitize.sh: B=build/asan with AddressSanitizer + UBSan).
 # CUDA=1 adds the CUDA backend (src/**/*.cu through nvcc from $(CUDA_HOME), cuBLAS and the CUDA
-# runtime from the toolkit): sm_90 code plus compute_80 PTX for other GPUs.
+# runtime from the toolkit): sm_90a code (Hopper, with its warpgroup products) plus compute_80 PTX for
+# other GPUs.
 # $(B)/libpacklm.so is the same library, shared, for the Python package (python/).
 # Libraries (Debian packages, scripts/deps.sh installs them): libopenblas-dev, libcjson-dev,
 # libjansson-dev (the CLI's JSONL input), libpcre2-dev, libutf8proc-dev, libmicrohttpd-dev.
@@ -21,7 +22,7 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC    ?= $(CUDA_HOME)/bin/nvcc
 NVFLAGS ?= -O2 -g -lineinfo
 NVFLAGS += -std=c++17 -Iinclude -Isrc -Xcompiler -Wall,-Wno-unused-parameter \
-           -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 -Xcompiler -fPIC
+           -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=compute_80 -Xcompiler -fPIC
 ifeq ($(CUDA),1)
 CUSRC   := $(shell find src -name '*.cu' | sort)
 SRC     := $(filter-out src/model/cuda_stub.c,$(SRC))

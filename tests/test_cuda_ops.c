@@ -279,10 +279,12 @@ static void test_gdn_prep_forms(const int *lens, int n_seg, int nk, int nv, int 
  * set; 14: from BF16 copies with no flag, the form a step chooses (where every chunked segment is one
  * chunk, the prep and the scan in one kernel); 15: as 10 with the computing warps issuing the chunks'
  * copies themselves (PLM_GDN_NO_PROD; 10, 12 and 13 have four copy warps issue them where the key dimension
- * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (16 warps). Single
+ * padded to 16 is a power of two, as in the 0.8B shape); 16: the WY scan at value tiles of 64 (on an sm_90
+ * device with dk 64 or 128, four warpgroups' wgmma products; else 16 warps of mma.sync); 17: the same on
+ * mma.sync always (PLM_GDN_MMA_SYNC). Single
  * pass: one BF16 rounding per operand, bound TOL_GDN_BF16 (the rounding of q, k, v and the chunk's
  * intermediates to 8 significant bits, accumulated over a chunk of 64) */
-#define N_GDN_VARIANTS 17
+#define N_GDN_VARIANTS 18
 static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk, int dv, float g_lo, const char *label,
                              int variant) {
     int64_t T;
@@ -323,7 +325,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
                                F | PLM_GDN_VT16, PLM_GDN_WY | PLM_GDN_VT32, PLM_GDN_WY | PLM_GDN_VT16,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_WY4, PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_BEFORE,
                                PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_PREP_FEW, 0,
-                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64};
+                               PLM_GDN_WY | PLM_GDN_VT16 | PLM_GDN_NO_PROD, PLM_GDN_WY | PLM_GDN_VT64,
+                               PLM_GDN_WY | PLM_GDN_VT64 | PLM_GDN_MMA_SYNC};
         dtab = dput_bytes(tab, (size_t)2 * nc * 4 + 4);
         work = dput(NULL, plm_gdn_work_floats(T, nv, dk, dv));
         void *qkvb = NULL; /* variants 5 .. 7: q, k, v from their BF16 copies */
@@ -355,7 +358,8 @@ static void test_gdn_variant(const int *lens, int n_seg, int nk, int nv, int dk,
              : variant == 12 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep before]"
              : variant == 13 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, prep beside in 3 blocks]"
              : variant == 15 ? " [tensor cores, bf16 copies, WY scan, value tiles of 16, two roles, no copy warp]"
-             : variant == 16 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64]"
+             : variant == 16 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64, wgmma where it fits]"
+             : variant == 17 ? " [tensor cores, bf16 copies, WY scan, value tiles of 64, mma.sync]"
                              : " [tensor cores, bf16 copies, the default choice (one-chunk kernel where it applies)]",
              label,
              (long long)T, n_seg, nk, nv, dk, dv);

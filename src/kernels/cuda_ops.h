@@ -100,6 +100,8 @@ int plm_cuda_pdl_ok(int dev);
 /* at value tiles of 16 in two roles, the chunks' copies on the computing warps themselves instead of
  * on four copy warps (the default where the key dimension padded to 16 is a power of two) */
 #define PLM_GDN_NO_PROD 1024
+/* the WY scan at value tiles of 64 on mma.sync even where the warpgroup-product scan (Hopper) would run */
+#define PLM_GDN_MMA_SYNC 2048
 /* plm_gdn_chunks fills tab and returns its chunks; n_long: segments of PLM_GDN_CHUNKED_MIN tokens or more;
  * n_short: segments of 1 .. PLM_GDN_CHUNKED_MIN - 1 tokens listed too, a chunk each (where there are long
  * ones and at most PLM_GDN_FOLD_MAX short ones; else 0, and the recurrent form takes them) */

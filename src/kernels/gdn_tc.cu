@@ -39,6 +39,7 @@
 #define PLM_GDN_WY_MAX_DV 256       /* the WY prep holds a chunk's V whole */
 
 #include "kernels/mma.cuh"
+#include "kernels/wgmma.cuh"
 
 /* the five-product scan's k loops unrolled to their largest K (the fragments' addresses as immediate
  * offsets): 512 x 64 1.675 -> 1.605 ms on the H200. The same in the chunk prep (its K K^T and Q K^T,
@@ -1390,6 +1391,191 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
     });
 }
 
+/* ---- the WY scan on warpgroup products (wgmma, Hopper) -----------------------------------------------
+ * The same walk as k_gdn_wy_scan at value tiles of 64, with every product a warpgroup's wgmma reading its
+ * operands from shared memory once (k_gdn_wy_scan's 16 warps each load the fragments they need: about
+ * 490 KB of shared-memory traffic a chunk, where the copies and these products need about 220 KB). Four
+ * warpgroups, two phases a chunk, a barrier after each:
+ *   A: group 0 X = W S, then V' = U - X into Xt and exp(c_L - c) V' into Xd (BF16); group 1 Y = Q S;
+ *      groups 2 and 3 issue the next chunk's copies (into the other buffer);
+ *   B: group 1 O = diag(exp(c)) Y + P V' (Y scaled in its accumulators, then P Xt added), written out;
+ *      groups 2 and 3 the state's rows 0-63 and 64-127: S = exp(c_L) S + K^T Xd in their accumulators
+ *      (FP32 for the whole segment), then its BF16 copy for the next chunk's X and Y.
+ * Key dimensions of 64 or 128 (NKB tiles of 64 columns); any value dimension (the last tile's columns
+ * past dv zero). Shared memory: K, Q, W (two buffers, NKB tiles each), P, U (two buffers), the state's
+ * BF16 copy (NKB tiles), Xt, Xd: 8 KB tiles in the 128-byte swizzle (wgmma.cuh), and c: 161 KB at dk 128,
+ * one block an SM. */
+#define WG_TILE 8192
+template <int NKB> static size_t scan_wg_smem(void) { return (size_t)WG_TILE * (7 * NKB + 6) + 2 * CH * 4 + 1024; }
+template <int NKB>
+__global__ void __launch_bounds__(512, 1)
+    k_gdn_wg_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug, const __nv_bfloat16 *Pb,
+                  const float *Gg, const __nv_bfloat16 *qkvb, const int32_t *cu, int64_t T, int nk, int nv, int dk,
+                  int dv, int min_len) {
+    plm_pdl_enter();
+#if PLM_WGMMA
+    extern __shared__ __align__(16) unsigned char smw[];
+    const unsigned sbase = ((unsigned)__cvta_generic_to_shared(smw) + 1023u) & ~1023u;
+    unsigned char *gbase = smw + (sbase - (unsigned)__cvta_generic_to_shared(smw));
+    /* tile offsets from sbase: K, Q, W [buffer][kb], P, U [buffer], the state's copy [kb], Xt, Xd; then c */
+    constexpr unsigned OK_ = 0, OQ = 2 * NKB * WG_TILE, OW = 4 * NKB * WG_TILE, OP = 6 * NKB * WG_TILE,
+                       OU = OP + 2 * WG_TILE, OS = OU + 2 * WG_TILE, OXT = OS + NKB * WG_TILE, OXD = OXT + WG_TILE,
+                       OC = OXD + WG_TILE;
+    float *Gc = reinterpret_cast<float *>(gbase + OC);
+    int s, h, j0;
+    scan_block(nv, (dv + 63) / 64, 64, s, h, j0);
+    const int kh = h / (nv / nk), tid = threadIdx.x, wg = tid >> 7, wl = (tid >> 5) & 3, lane = tid & 31,
+              g = lane >> 2, t4 = lane & 3, VC = min(64, dv - j0);
+    const int64_t t_beg = cu[s], t_end = cu[s + 1];
+    if (t_end - t_beg < min_len) return; /* the recurrent kernel takes this segment (or it is empty) */
+    float *Sh = S[s] + (size_t)h * dk * dv;
+    const __nv_bfloat16 *Qg = qkvb, *Kg = qkvb + T * nk * dk;
+    auto len = [&](int64_t t) { return t_end - t < CH ? (int)(t_end - t) : CH; };
+    /* chunk t0's copies into buffer b (groups 2 and 3, 256 threads): rows past L zero-filled, U's columns
+     * past VC too; c's rows past L read row 0 (never used) */
+    auto issue = [&](int64_t t0, int b) {
+        const int L = len(t0), e0 = tid - 256;
+        auto rows = [&](unsigned dst, const __nv_bfloat16 *src, int64_t rs, int pr, int valid_cols) {
+            /* pr pieces a row (8 NKB or 8); piece p of row r to tile p / 8, swizzled */
+            for (int e = e0; e < CH * pr; e += 256) {
+                const int r = e / pr, p = e % pr, kb = p >> 3, c = (p & 7) * 8;
+                const bool ok = r < L && p * 8 < valid_cols;
+                cp_async16(dst + kb * WG_TILE + sw128(r, c), ok ? src + r * rs + p * 8 : src, ok ? 16 : 0);
+            }
+        };
+        rows(sbase + OK_ + b * NKB * WG_TILE, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, 8 * NKB, dk);
+        rows(sbase + OQ + b * NKB * WG_TILE, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, 8 * NKB, dk);
+        rows(sbase + OW + b * NKB * WG_TILE, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, 8 * NKB, dk);
+        rows(sbase + OP + b * WG_TILE, Pb + (t0 * nv + h) * (int64_t)CH, (int64_t)nv * CH, 8, CH);
+        rows(sbase + OU + b * WG_TILE, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, 8, VC);
+        if (e0 < CH) copy4(Gc + b * CH + e0, Gg + (t0 + (e0 < L ? e0 : 0)) * nv + h, e0 < L);
+        asm volatile("cp.async.commit_group;\n" ::: "memory");
+    };
+    /* the accumulators' rows and columns: row 16 wl + g + 8 hf, column 8 n + 2 t4 (+ 1) */
+    float acc[32];
+#pragma unroll
+    for (int e = 0; e < 32; e++) acc[e] = 0.0f;
+    const int mh = wg - 2; /* groups 2, 3: the state's rows 64 mh .. 64 mh + 63 */
+    const bool sw = wg >= 2 && mh < NKB;
+    auto put_b16 = [&](unsigned tile, int r, int c, float x0, float x1) {
+        const uint32_t v = pack_bf16(x0, x1);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(tile + sw128(r, c)), "r"(v) : "memory");
+    };
+    if (wg >= 2) issue(t_beg, 0);
+    if (sw) {
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = 16 * wl + g + 8 * hf, d = 64 * mh + r, c = 8 * n + 2 * t4;
+                const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, c < VC, c + 1 < VC);
+                acc[4 * n + 2 * hf] = x.x, acc[4 * n + 2 * hf + 1] = x.y;
+                put_b16(sbase + OS + mh * WG_TILE, r, c, x.x, x.y);
+            }
+    }
+    if (wg >= 2) asm volatile("cp.async.wait_all;\n" ::: "memory");
+    fence_async_smem();
+    __syncthreads();
+    int b = 0;
+    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH, b ^= 1) {
+        const int L = len(t0);
+        const float *Gr = Gc + b * CH;
+        const float gl = Gr[L - 1];
+        if (wg >= 2 && t0 + CH < t_end) issue(t0 + CH, b ^ 1); /* buffer b ^ 1 was last read before the last barrier */
+        if (wg < 2) { /* phase A: X = W S (group 0), Y = Q S (group 1), over the key dimension */
+            const unsigned A = sbase + (wg == 0 ? OW : OQ) + b * NKB * WG_TILE;
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < 4 * NKB; ks++)
+                wg_mma64<0, 1>(acc, wg_desc(A + (ks >> 2) * WG_TILE + (ks & 3) * 32),
+                               wg_desc(sbase + OS + (ks >> 2) * WG_TILE + (ks & 3) * 2048), ks > 0);
+            wg_commit();
+            wg_wait0();
+            if (wg == 0) { /* V' = U - X, and exp(c_L - c) V' */
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int i = 16 * wl + g + 8 * hf;
+                    const float dl = __expf(gl - (i < L ? Gr[i] : gl));
+#pragma unroll
+                    for (int n = 0; n < 8; n++) {
+                        const int c = 8 * n + 2 * t4;
+                        uint32_t u;
+                        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u) : "r"(sbase + OU + b * WG_TILE + sw128(i, c)));
+                        const __nv_bfloat162 u2 = *reinterpret_cast<const __nv_bfloat162 *>(&u);
+                        const float x0 = __low2float(u2) - acc[4 * n + 2 * hf], x1 = __high2float(u2) - acc[4 * n + 2 * hf + 1];
+                        put_b16(sbase + OXT, i, c, x0, x1);
+                        put_b16(sbase + OXD, i, c, dl * x0, dl * x1);
+                    }
+                }
+                fence_async_smem();
+            }
+        }
+        __syncthreads(); /* V' whole; the state's copy read */
+        if (wg == 1) { /* phase B: O = diag(exp(c)) Y + P V' */
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wl + g + 8 * hf;
+                const float ec = __expf(i < L ? Gr[i] : gl);
+#pragma unroll
+                for (int n = 0; n < 8; n++) acc[4 * n + 2 * hf] *= ec, acc[4 * n + 2 * hf + 1] *= ec;
+            }
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++)
+                wg_mma64<0, 1>(acc, wg_desc(sbase + OP + b * WG_TILE + ks * 32), wg_desc(sbase + OXT + ks * 2048), 1);
+            wg_commit();
+            wg_wait0();
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wl + g + 8 * hf;
+                if (i < L) {
+                    float *dst = o + ((t0 + i) * nv + h) * (int64_t)dv + j0;
+#pragma unroll
+                    for (int n = 0; n < 8; n++) {
+                        const int c = 8 * n + 2 * t4;
+                        if (c < VC) /* VC is even: the pair is whole */
+                            *reinterpret_cast<float2 *>(dst + c) = make_float2(acc[4 * n + 2 * hf], acc[4 * n + 2 * hf + 1]);
+                    }
+                }
+            }
+        } else if (sw) { /* S = exp(c_L) S + K^T Xd: the keys' tile mh read transposed */
+            const float el = expf(gl);
+#pragma unroll
+            for (int e = 0; e < 32; e++) acc[e] *= el;
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++)
+                wg_mma64<1, 1>(acc, wg_desc(sbase + OK_ + (b * NKB + mh) * WG_TILE + ks * 2048),
+                               wg_desc(sbase + OXD + ks * 2048), 1);
+            wg_commit();
+            wg_wait0();
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++)
+                    put_b16(sbase + OS + mh * WG_TILE, 16 * wl + g + 8 * hf, 8 * n + 2 * t4, acc[4 * n + 2 * hf],
+                            acc[4 * n + 2 * hf + 1]);
+        }
+        if (wg >= 2) asm volatile("cp.async.wait_all;\n" ::: "memory"); /* the next chunk's inputs landed */
+        fence_async_smem();
+        __syncthreads(); /* the state's copy written; Xt, Xd, P, K, this buffer read */
+    }
+    if (sw) {
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int d = 64 * mh + 16 * wl + g + 8 * hf, c = 8 * n + 2 * t4;
+                state_st2(Sh + (size_t)d * dv + j0 + c, c < VC, c + 1 < VC, acc[4 * n + 2 * hf], acc[4 * n + 2 * hf + 1]);
+            }
+    }
+#else
+    (void)o, (void)S, (void)Wg, (void)Ug, (void)Pb, (void)Gg, (void)qkvb, (void)cu, (void)T, (void)nk, (void)nv;
+    (void)dk, (void)dv, (void)min_len;
+    __trap();
+#endif
+}
+
 /* ---- host side ------------------------------------------------------------------------------------ */
 
 extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long, int *n_short) {
@@ -1442,6 +1628,21 @@ extern "C" int plm_cuda_pdl_ok(int dev) {
            !(pdl && !strcmp(pdl, "0")) && !(jit && *jit && strcmp(jit, "0"));
 }
 
+/* the WY scan on warpgroup products (k_gdn_wg_scan): key dimensions of 64 or 128, on a device of compute
+ * capability 9.0 (the sm_90a code; not where the driver would compile the portable PTX instead), unless
+ * PLM_GDN_MMA_SYNC asks for the mma.sync scan */
+static bool wg_scan_ok(int dk, int flags) {
+#ifdef PLM_GDN_NO_WG /* an A/B build without it */
+    return false;
+#endif
+    int dev = 0, major = 0, minor = 0;
+    const char *jit = getenv("CUDA_FORCE_PTX_JIT");
+    return (dk == 64 || dk == 128) && !(flags & PLM_GDN_MMA_SYNC) && cudaGetDevice(&dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
+           minor == 0 && !(jit && *jit && strcmp(jit, "0"));
+}
+
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
 
 extern "C" int plm_gdn_bf_fits(int dk, int dv) { return plm_gdn_tc_fits(dk, dv) && dk % 8 == 0 && dv % 8 == 0; }
@@ -1487,6 +1688,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
+#ifdef PLM_GDN_WG_ALWAYS /* an A/B build: the wgmma scan at value tiles of 64 for every WY shape */
+        if (wy && wg_scan_ok(dk, flags)) vt = 64;
+#endif
         const int ntile = (dv + vt - 1) / vt;
         /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the
@@ -1559,6 +1763,14 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
             cfg.numAttrs = 0;                                                                                       \
         }                                                                                                           \
     } while (0)
+#define GWG(NKB)                                                                                                    \
+    do {                                                                                                            \
+        const int sb = (int)scan_wg_smem<NKB>();                                                                    \
+        smem_attr(k_gdn_wg_scan<NKB>, sb);                                                                          \
+        k_gdn_wg_scan<NKB><<<sgrid, 512, sb, st>>>(o, S, (const __nv_bfloat16 *)Wy, (const __nv_bfloat16 *)Uy,      \
+                                                   (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, T, nk, nv, \
+                                                   dk, dv, min_len);                                                \
+    } while (0)
         if (wy) {
             const size_t ps = prep_smem(true, true, dv);
             smem_attr(k_gdn_tc_prep8, (int)ps);
@@ -1573,6 +1785,10 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GW(16, true, true);
             else if (vt == 16)
                 GW(16, true, false);
+            else if (vt == 64 && wg_scan_ok(dk, flags) && dk == 128)
+                GWG(2);
+            else if (vt == 64 && wg_scan_ok(dk, flags))
+                GWG(1);
             else if (vt == 64)
                 GW(64, false, false);
             else
@@ -1601,6 +1817,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GB(32, STAGE);
         }
 #undef GW
+#undef GWG
 #undef GB
 #undef GO
 #undef PREP

@@ -1,0 +1,90 @@
+/* Hopper's warpgroup products (wgmma.mma_async, sm_90a): a warpgroup of four warps multiplies a 64-row
+ * A by an N-column B, both read from shared memory through descriptors, into FP32 accumulators spread
+ * over its 128 threads, without the per-warp fragment loads of mma.sync (each warp of an mma.sync tiling
+ * loads its own copy of the operands a product shares: four times the shared-memory traffic at the delta
+ * rule's scan's shapes).
+ *
+ * Operands live in shared memory as tiles of [rows][64] BF16 (128 bytes a row) in the 128-byte swizzle:
+ * the 16-byte piece p of row r sits at piece p ^ (r & 7) of its row, and a tile starts on a 1,024-byte
+ * boundary (the swizzle works on address bits 4-6 against 7-9). One tile layout serves both ways an
+ * operand is read:
+ *   K-major (the product's reduction index runs along the row: A = W [i][d] for X = W S): a k-step of
+ *   16 is 32 bytes further along the rows, 8-row groups 1,024 bytes apart;
+ *   MN-major (the output's row or column index runs along the row, the reduction index down the rows:
+ *   B = S [d][c] for X = W S, A = K [j][d] for K^T V'): a k-step of 16 is 16 rows (2,048 bytes) down,
+ *   and the instruction's transpose bit is set.
+ * The accumulators of m64nNk16: thread (warp w of the group, lane 4 g + t) holds d[4 n + 0, 1] at row
+ * 16 w + g, columns 8 n + 2 t, + 1, and d[4 n + 2, 3] at row 16 w + g + 8 (mma.sync's C layout, repeated
+ * over the N / 8 column blocks). */
+#ifndef PLM_KERNELS_WGMMA_CUH
+#define PLM_KERNELS_WGMMA_CUH
+
+#include <stdint.h>
+
+/* wgmma exists only in the architecture-specific sm_90a code; elsewhere the kernels that use it trap
+ * (the host chooses them only on a device of compute capability 9.0, where the sm_90a code runs) */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define PLM_WGMMA 1
+#else
+#define PLM_WGMMA 0
+#endif
+
+/* byte offset of element (r, c) (c < 64) in a swizzled [rows][64] BF16 tile */
+__device__ __forceinline__ unsigned sw128(int r, int c) {
+    return (unsigned)(r * 128 + ((((c >> 3) ^ r) & 7) << 4) + (c & 7) * 2);
+}
+
+/* the shared-memory descriptor of an operand starting at shared address a (a tile's start, plus 32
+ * bytes a K-major k-step or 2,048 bytes an MN-major one), 128-byte swizzle. Both strides are 1,024
+ * bytes: the stride between 8-row groups, and (MN-major) between 64-element groups along the row,
+ * which these 64-wide tiles never reach */
+__device__ __forceinline__ uint64_t wg_desc(unsigned a) {
+    return (uint64_t)((a & 0x3ffff) >> 4) | ((uint64_t)(1024 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+__device__ __forceinline__ void wg_fence(void) {
+#if PLM_WGMMA
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_commit(void) {
+#if PLM_WGMMA
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wg_wait0(void) {
+#if PLM_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+/* generic-proxy writes to shared memory (st.shared, cp.async) made visible to the async proxy that
+ * wgmma reads through: each writing thread, before the barrier that hands the data over */
+__device__ __forceinline__ void fence_async_smem(void) {
+#if PLM_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+/* d (+)= A B, m64n64k16, BF16 in, FP32 accumulators; TA / TB: the operand is MN-major (transposed);
+ * acc: 0 overwrites d, 1 adds to it */
+template <int TA, int TB>
+__device__ __forceinline__ void wg_mma64(float (&d)[32], uint64_t da, uint64_t db, int acc) {
+#if PLM_WGMMA
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+                 "%32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+                   "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]),
+                   "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]),
+                   "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]),
+                   "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+                 : "l"(da), "l"(db), "r"(acc), "n"(TA), "n"(TB));
+#else
+    (void)d, (void)da, (void)db, (void)acc;
+#endif
+}
+
+#endif
