@@ -26,6 +26,8 @@
  * Everything in shared memory stays FP32; operands are rounded as they are loaded into fragments. */
 #include <stdlib.h>
 
+#include <type_traits>
+
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 
@@ -1397,16 +1399,25 @@ __global__ void __launch_bounds__(32 * (WY_NW(VT, ROLES) + (PROD ? WY_NP : 0)), 
  * 490 KB of shared-memory traffic a chunk, where the copies and these products need about 220 KB). Four
  * warpgroups, two phases a chunk, a barrier after each:
  *   A: group 0 X = W S, then V' = U - X into Xt and exp(c_L - c) V' into Xd (BF16); group 1 Y = Q S;
- *      groups 2 and 3 issue the next chunk's copies (into the other buffer);
+ *      groups 2 and 3 issue the copies of the chunk after next (three buffers);
  *   B: group 1 O = diag(exp(c)) Y + P V' (Y scaled in its accumulators, then P Xt added), written out;
  *      groups 2 and 3 the state's rows 0-63 and 64-127: S = exp(c_L) S + K^T Xd in their accumulators
  *      (FP32 for the whole segment), then its BF16 copy for the next chunk's X and Y.
  * Key dimensions of 64 or 128 (NKB tiles of 64 columns); any value dimension (the last tile's columns
- * past dv zero). Shared memory: K, Q, W (two buffers, NKB tiles each), P, U (two buffers), the state's
- * BF16 copy (NKB tiles), Xt, Xd: 8 KB tiles in the 128-byte swizzle (wgmma.cuh), and c: 161 KB at dk 128,
- * one block an SM. */
+ * past dv zero). Shared memory: K, Q, W (three buffers, NKB tiles each), P, U (three buffers), the
+ * state's BF16 copy (NKB tiles), Xt, Xd: 8 KB tiles in the 128-byte swizzle (wgmma.cuh), and c: 226 KB at
+ * dk 128, one block an SM.
+ * Its time is its instructions as much as its products: on the H200 (15 sequences, 32,768 tokens), the
+ * first form (per-piece copy addresses, accumulators stored a pair at a time) issued about 600
+ * instructions a warp a chunk and took 0.39 ms; copies whose rows move by a constant, ldmatrix /
+ * stmatrix for U, Xt, Xd and the state's copy, and three buffers instead of two: 0.26 ms (the mma.sync
+ * scan: 0.48). Group 1 a chunk behind on named barriers (its products off the chain, the state's copy and
+ * Xt doubled, two buffers to fit) was slower: 0.27 ms. */
 #define WG_TILE 8192
-template <int NKB> static size_t scan_wg_smem(void) { return (size_t)WG_TILE * (7 * NKB + 6) + 2 * CH * 4 + 1024; }
+#define WG_NB 3 /* input buffers: a chunk's copies are issued two chunks ahead */
+template <int NKB> static size_t scan_wg_smem(void) {
+    return (size_t)WG_TILE * (3 * WG_NB * NKB + 2 * WG_NB + NKB + 2) + WG_NB * CH * 4 + 1024;
+}
 template <int NKB>
 __global__ void __launch_bounds__(512, 1)
     k_gdn_wg_scan(float *o, float *const *S, const __nv_bfloat16 *Wg, const __nv_bfloat16 *Ug, const __nv_bfloat16 *Pb,
@@ -1418,8 +1429,9 @@ __global__ void __launch_bounds__(512, 1)
     const unsigned sbase = ((unsigned)__cvta_generic_to_shared(smw) + 1023u) & ~1023u;
     unsigned char *gbase = smw + (sbase - (unsigned)__cvta_generic_to_shared(smw));
     /* tile offsets from sbase: K, Q, W [buffer][kb], P, U [buffer], the state's copy [kb], Xt, Xd; then c */
-    constexpr unsigned OK_ = 0, OQ = 2 * NKB * WG_TILE, OW = 4 * NKB * WG_TILE, OP = 6 * NKB * WG_TILE,
-                       OU = OP + 2 * WG_TILE, OS = OU + 2 * WG_TILE, OXT = OS + NKB * WG_TILE, OXD = OXT + WG_TILE,
+    constexpr int NB = WG_NB;
+    constexpr unsigned OK_ = 0, OQ = NB * NKB * WG_TILE, OW = 2 * NB * NKB * WG_TILE, OP = 3 * NB * NKB * WG_TILE,
+                       OU = OP + NB * WG_TILE, OS = OU + NB * WG_TILE, OXT = OS + NKB * WG_TILE, OXD = OXT + WG_TILE,
                        OC = OXD + WG_TILE;
     float *Gc = reinterpret_cast<float *>(gbase + OC);
     int s, h, j0;
@@ -1434,56 +1446,69 @@ __global__ void __launch_bounds__(512, 1)
     /* chunk t0's copies into buffer b (groups 2 and 3, 256 threads): rows past L zero-filled, U's columns
      * past VC too; c's rows past L read row 0 (never used) */
     auto issue = [&](int64_t t0, int b) {
+        if (t0 >= t_end) return;
         const int L = len(t0), e0 = tid - 256;
-        auto rows = [&](unsigned dst, const __nv_bfloat16 *src, int64_t rs, int pr, int valid_cols) {
-            /* pr pieces a row (8 NKB or 8); piece p of row r to tile p / 8, swizzled */
-            for (int e = e0; e < CH * pr; e += 256) {
-                const int r = e / pr, p = e % pr, kb = p >> 3, c = (p & 7) * 8;
-                const bool ok = r < L && p * 8 < valid_cols;
-                cp_async16(dst + kb * WG_TILE + sw128(r, c), ok ? src + r * rs + p * 8 : src, ok ? 16 : 0);
+        /* PR 16-byte pieces a row: thread e0 copies piece e0 % PR of rows e0 / PR + RS u, the same piece
+         * and swizzle in every row it copies (RS is a multiple of 8), so only the rows' offsets move */
+        auto rows = [&](auto pr, unsigned dst, const __nv_bfloat16 *src, int64_t rs, bool colok) {
+            constexpr int PR = decltype(pr)::value, RS = 256 / PR;
+            const int p = e0 % PR, r0 = e0 / PR;
+            const unsigned d = dst + (p >> 3) * WG_TILE + r0 * 128 + (((p & 7) ^ (r0 & 7)) << 4);
+            const __nv_bfloat16 *sp = src + r0 * rs + p * 8;
+#pragma unroll
+            for (int u = 0; u < CH / RS; u++) {
+                const bool ok = colok && r0 + RS * u < L;
+                cp_async16(d + RS * u * 128, ok ? sp + (int64_t)RS * u * rs : src, ok ? 16 : 0);
             }
         };
-        rows(sbase + OK_ + b * NKB * WG_TILE, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, 8 * NKB, dk);
-        rows(sbase + OQ + b * NKB * WG_TILE, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, 8 * NKB, dk);
-        rows(sbase + OW + b * NKB * WG_TILE, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, 8 * NKB, dk);
-        rows(sbase + OP + b * WG_TILE, Pb + (t0 * nv + h) * (int64_t)CH, (int64_t)nv * CH, 8, CH);
-        rows(sbase + OU + b * WG_TILE, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, 8, VC);
+        using PK = std::integral_constant<int, 8 * NKB>;
+        using P8 = std::integral_constant<int, 8>;
+        rows(PK(), sbase + OK_ + b * NKB * WG_TILE, Kg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, true);
+        rows(PK(), sbase + OQ + b * NKB * WG_TILE, Qg + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, true);
+        rows(PK(), sbase + OW + b * NKB * WG_TILE, Wg + (t0 * nv + h) * (int64_t)dk, (int64_t)nv * dk, true);
+        rows(P8(), sbase + OP + b * WG_TILE, Pb + (t0 * nv + h) * (int64_t)CH, (int64_t)nv * CH, true);
+        rows(P8(), sbase + OU + b * WG_TILE, Ug + (t0 * nv + h) * (int64_t)dv + j0, (int64_t)nv * dv, (e0 & 7) * 8 < VC);
         if (e0 < CH) copy4(Gc + b * CH + e0, Gg + (t0 + (e0 < L ? e0 : 0)) * nv + h, e0 < L);
-        asm volatile("cp.async.commit_group;\n" ::: "memory");
     };
+    /* one group a chunk (empty past the segment's end), so that a chunk's copies are done once at most
+       NB - 2 groups are outstanding */
+    auto commit = [&]() { asm volatile("cp.async.commit_group;\n" ::: "memory"); };
+    auto landed = [&]() { asm volatile("cp.async.wait_group %0;\n" ::"n"(NB - 2) : "memory"); };
     /* the accumulators' rows and columns: row 16 wl + g + 8 hf, column 8 n + 2 t4 (+ 1) */
     float acc[32];
 #pragma unroll
     for (int e = 0; e < 32; e++) acc[e] = 0.0f;
     const int mh = wg - 2; /* groups 2, 3: the state's rows 64 mh .. 64 mh + 63 */
     const bool sw = wg >= 2 && mh < NKB;
-    auto put_b16 = [&](unsigned tile, int r, int c, float x0, float x1) {
-        const uint32_t v = pack_bf16(x0, x1);
-        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(tile + sw128(r, c)), "r"(v) : "memory");
-    };
-    if (wg >= 2) issue(t_beg, 0);
+    const unsigned rows_a = wg_rows_addr(sbase, wl); /* + a tile's offset: this warp's ldmatrix / stmatrix rows */
+    if (wg >= 2)
+        for (int c = 0; c < NB - 1; c++) issue(t_beg + (int64_t)c * CH, c), commit();
     if (sw) {
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int r = 16 * wl + g + 8 * hf, d = 64 * mh + r, c = 8 * n + 2 * t4;
+                const int d = 64 * mh + 16 * wl + g + 8 * hf, c = 8 * n + 2 * t4;
                 const float2 x = state_ld2(Sh + (size_t)d * dv + j0 + c, c < VC, c + 1 < VC);
                 acc[4 * n + 2 * hf] = x.x, acc[4 * n + 2 * hf + 1] = x.y;
-                put_b16(sbase + OS + mh * WG_TILE, r, c, x.x, x.y);
             }
+        wg_store_rows(rows_a + OS + mh * WG_TILE, acc);
     }
-    if (wg >= 2) asm volatile("cp.async.wait_all;\n" ::: "memory");
+    if (wg >= 2) landed();
     fence_async_smem();
     __syncthreads();
     int b = 0;
-    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH, b ^= 1) {
+    for (int64_t t0 = t_beg; t0 < t_end; t0 += CH, b = b == NB - 1 ? 0 : b + 1) {
         const int L = len(t0);
         const float *Gr = Gc + b * CH;
         const float gl = Gr[L - 1];
-        if (wg >= 2 && t0 + CH < t_end) issue(t0 + CH, b ^ 1); /* buffer b ^ 1 was last read before the last barrier */
+        if (wg >= 2) { /* NB - 1 chunks ahead, into the buffer read last before the last barrier */
+            issue(t0 + (int64_t)(NB - 1) * CH, b == 0 ? NB - 1 : b - 1);
+            commit();
+        }
         if (wg < 2) { /* phase A: X = W S (group 0), Y = Q S (group 1), over the key dimension */
             const unsigned A = sbase + (wg == 0 ? OW : OQ) + b * NKB * WG_TILE;
+            wg_pin(acc);
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < 4 * NKB; ks++)
@@ -1491,22 +1516,22 @@ __global__ void __launch_bounds__(512, 1)
                                wg_desc(sbase + OS + (ks >> 2) * WG_TILE + (ks & 3) * 2048), ks > 0);
             wg_commit();
             wg_wait0();
+            wg_pin(acc);
             if (wg == 0) { /* V' = U - X, and exp(c_L - c) V' */
+                float dl[2];
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const int i = 16 * wl + g + 8 * hf;
-                    const float dl = __expf(gl - (i < L ? Gr[i] : gl));
-#pragma unroll
-                    for (int n = 0; n < 8; n++) {
-                        const int c = 8 * n + 2 * t4;
-                        uint32_t u;
-                        asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(u) : "r"(sbase + OU + b * WG_TILE + sw128(i, c)));
-                        const __nv_bfloat162 u2 = *reinterpret_cast<const __nv_bfloat162 *>(&u);
-                        const float x0 = __low2float(u2) - acc[4 * n + 2 * hf], x1 = __high2float(u2) - acc[4 * n + 2 * hf + 1];
-                        put_b16(sbase + OXT, i, c, x0, x1);
-                        put_b16(sbase + OXD, i, c, dl * x0, dl * x1);
-                    }
+                    dl[hf] = __expf(gl - (i < L ? Gr[i] : gl));
                 }
+                float u[32];
+                wg_load_rows(u, rows_a + OU + b * WG_TILE);
+#pragma unroll
+                for (int e = 0; e < 32; e++) acc[e] = u[e] - acc[e];
+                wg_store_rows(rows_a + OXT, acc);
+#pragma unroll
+                for (int e = 0; e < 32; e++) acc[e] *= dl[(e >> 1) & 1];
+                wg_store_rows(rows_a + OXD, acc);
                 fence_async_smem();
             }
         }
@@ -1519,12 +1544,14 @@ __global__ void __launch_bounds__(512, 1)
 #pragma unroll
                 for (int n = 0; n < 8; n++) acc[4 * n + 2 * hf] *= ec, acc[4 * n + 2 * hf + 1] *= ec;
             }
+            wg_pin(acc);
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < 4; ks++)
                 wg_mma64<0, 1>(acc, wg_desc(sbase + OP + b * WG_TILE + ks * 32), wg_desc(sbase + OXT + ks * 2048), 1);
             wg_commit();
             wg_wait0();
+            wg_pin(acc);
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int i = 16 * wl + g + 8 * hf;
@@ -1542,6 +1569,7 @@ __global__ void __launch_bounds__(512, 1)
             const float el = expf(gl);
 #pragma unroll
             for (int e = 0; e < 32; e++) acc[e] *= el;
+            wg_pin(acc);
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < 4; ks++)
@@ -1549,14 +1577,10 @@ __global__ void __launch_bounds__(512, 1)
                                wg_desc(sbase + OXD + ks * 2048), 1);
             wg_commit();
             wg_wait0();
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++)
-                    put_b16(sbase + OS + mh * WG_TILE, 16 * wl + g + 8 * hf, 8 * n + 2 * t4, acc[4 * n + 2 * hf],
-                            acc[4 * n + 2 * hf + 1]);
+            wg_pin(acc);
+            wg_store_rows(rows_a + OS + mh * WG_TILE, acc);
         }
-        if (wg >= 2) asm volatile("cp.async.wait_all;\n" ::: "memory"); /* the next chunk's inputs landed */
+        if (wg >= 2) landed(); /* the next chunk's inputs */
         fence_async_smem();
         __syncthreads(); /* the state's copy written; Xt, Xd, P, K, this buffer read */
     }
@@ -1632,9 +1656,6 @@ extern "C" int plm_cuda_pdl_ok(int dev) {
  * capability 9.0 (the sm_90a code; not where the driver would compile the portable PTX instead), unless
  * PLM_GDN_MMA_SYNC asks for the mma.sync scan */
 static bool wg_scan_ok(int dk, int flags) {
-#ifdef PLM_GDN_NO_WG /* an A/B build without it */
-    return false;
-#endif
     int dev = 0, major = 0, minor = 0;
     const char *jit = getenv("CUDA_FORCE_PTX_JIT");
     return (dk == 64 || dk == 128) && !(flags & PLM_GDN_MMA_SYNC) && cudaGetDevice(&dev) == cudaSuccess &&
@@ -1688,9 +1709,6 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT32) vt = 32;
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
-#ifdef PLM_GDN_WG_ALWAYS /* an A/B build: the wgmma scan at value tiles of 64 for every WY shape */
-        if (wy && wg_scan_ok(dk, flags)) vt = 64;
-#endif
         const int ntile = (dv + vt - 1) / vt;
         /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the

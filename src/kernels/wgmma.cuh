@@ -21,6 +21,8 @@
 
 #include <stdint.h>
 
+#include "kernels/mma.cuh"
+
 /* wgmma exists only in the architecture-specific sm_90a code; elsewhere the kernels that use it trap
  * (the host chooses them only on a device of compute capability 9.0, where the sm_90a code runs) */
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -28,11 +30,6 @@
 #else
 #define PLM_WGMMA 0
 #endif
-
-/* byte offset of element (r, c) (c < 64) in a swizzled [rows][64] BF16 tile */
-__device__ __forceinline__ unsigned sw128(int r, int c) {
-    return (unsigned)(r * 128 + ((((c >> 3) ^ r) & 7) << 4) + (c & 7) * 2);
-}
 
 /* the shared-memory descriptor of an operand starting at shared address a (a tile's start, plus 32
  * bytes a K-major k-step or 2,048 bytes an MN-major one), 128-byte swizzle. Both strides are 1,024
@@ -58,12 +55,56 @@ __device__ __forceinline__ void wg_wait0(void) {
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
 }
+/* the accumulators pinned in place: an empty statement that reads and writes each, so that the
+ * compiler moves no arithmetic on them across the fence before the products or the wait after them */
+__device__ __forceinline__ void wg_pin(float (&d)[32]) {
+#pragma unroll
+    for (int i = 0; i < 32; i++) asm volatile("" : "+f"(d[i])::"memory");
+}
 /* generic-proxy writes to shared memory (st.shared, cp.async) made visible to the async proxy that
  * wgmma reads through: each writing thread, before the barrier that hands the data over */
 __device__ __forceinline__ void fence_async_smem(void) {
 #if PLM_WGMMA
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
+}
+
+/* a warp's 16 x 64 block of m64nNk16 accumulator rows (its rows 16 w .. 16 w + 15 of the group's 64) to or
+ * from a swizzled BF16 tile, by ldmatrix / stmatrix: four 8 x 8 matrices an instruction, lane l giving
+ * the address of row l % 8 of matrix l / 8 (matrices: rows 0-7 and 8-15 of column blocks n, n + 1), and
+ * each register holding the pair a thread's accumulators hold (row g, columns 2 t, 2 t + 1 of a block).
+ * wg_rows_addr: lane l's address for the column blocks 0, 1; for blocks n, n + 1 (n even) it is that
+ * address ^ (n << 4) (the tile's rows are 128-byte aligned, the swizzle an exclusive or) */
+__device__ __forceinline__ unsigned wg_rows_addr(unsigned tile, int w) {
+    const int l = threadIdx.x & 31, rr = l & 7, m = l >> 3;
+    return tile + (unsigned)((16 * w + 8 * (m & 1) + rr) * 128) + (unsigned)((((m >> 1) ^ rr) & 7) << 4);
+}
+/* acc [4 n + 0, 1] (row g), [4 n + 2, 3] (row g + 8) of column blocks n = 0 .. 7, as BF16, into the tile */
+__device__ __forceinline__ void wg_store_rows(unsigned a, const float (&acc)[32]) {
+#pragma unroll
+    for (int n = 0; n < 8; n += 2) {
+        const uint32_t r0 = pack_bf16(acc[4 * n], acc[4 * n + 1]), r1 = pack_bf16(acc[4 * n + 2], acc[4 * n + 3]),
+                       r2 = pack_bf16(acc[4 * n + 4], acc[4 * n + 5]), r3 = pack_bf16(acc[4 * n + 6], acc[4 * n + 7]);
+        asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(a ^ (unsigned)(n << 4)),
+                     "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+                     : "memory");
+    }
+}
+/* the same block of a BF16 tile into pairs: u[4 n + 0, 1] as acc's [4 n + 0, 1], as floats */
+__device__ __forceinline__ void wg_load_rows(float (&u)[32], unsigned a) {
+#pragma unroll
+    for (int n = 0; n < 8; n += 2) {
+        uint32_t r[4];
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(a ^ (unsigned)(n << 4))
+                     : "memory");
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            u[4 * n + 2 * j] = __uint_as_float(r[j] << 16);
+            u[4 * n + 2 * j + 1] = __uint_as_float(r[j] & 0xffff0000u);
+        }
+    }
 }
 
 /* d (+)= A B, m64n64k16, BF16 in, FP32 accumulators; TA / TB: the operand is MN-major (transposed);
