@@ -130,14 +130,28 @@ __device__ __forceinline__ void mma_sub_regs(float (&acc)[NT][4], const float (&
     }
 }
 
+/* named barriers (bar.sync / bar.arrive id, n threads; id 0 is __syncthreads') */
+__device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void nbar_arrive(int id, int n) {
+    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+
 /* T = (I + A)^-1 in place of A (FP32 [64][LDC], strictly lower, zero elsewhere; T lower, unit diagonal),
  * by blocks of 16 (128 threads): the four diagonal blocks by forward substitution, one a warp (lanes 2j
  * and 2j+1 on column j); then [D0 0; A10 D1]^-1 has the block -D1 A10 D0 (and likewise rows 48..63), and
  * the whole has T[32:64, 0:32] = -Ybot A[32:64, 0:32] Ytop, with Ytop, Ybot the inverses of the two
- * halves. Products on tensor cores with split operands (FP32-grade); three barriers. */
-__device__ __forceinline__ void tri_inverse(float *As) {
+ * halves. Products on tensor cores with split operands (FP32-grade); four barriers (the block's, or with w4 named barrier 1 over warps 0-3). */
+/* w4: only warps 0-3 run it, meeting on named barrier 1 instead of the whole block's */
+__device__ __forceinline__ void tri_inverse(float *As, bool w4 = false) {
+    auto sync = [&] {
+        if (w4)
+            nbar_sync(1, 128);
+        else
+            __syncthreads();
+    };
     const int tid = threadIdx.x, w = tid >> 5, lane = tid & 31;
-    /* warps 0-3 do the work; a block's further warps (the one-chunk kernel's) only meet the barriers */
+    /* warps 0-3 do the work; a block's further warps (the one-chunk kernel's) only meet the barriers, or,
+       with w4, do not take part */
     if (w < 4) { /* D_w = (I + A_ww)^-1 */
         const int j = lane >> 1, p = lane & 1, b = 16 * w;
         float x[16];
@@ -155,7 +169,7 @@ __device__ __forceinline__ void tri_inverse(float *As) {
         for (int i = 0; i < 16; i++)
             if ((i & 1) == p) As[(b + i) * LDC + b + j] = x[i];
     }
-    __syncthreads();
+    sync();
     if (w < 2) { /* E = -D_{2w+1} A_{2w+1,2w} D_{2w}, over A_{2w+1,2w} */
         const int b = 32 * w;
         float hacc[2][4], eacc[2][4];
@@ -167,7 +181,7 @@ __device__ __forceinline__ void tri_inverse(float *As) {
         __syncwarp();
         each_acc(eacc, b + 16, b, [&](int r, int c, float x) { As[r * LDC + c] = x; });
     }
-    __syncthreads();
+    sync();
     { /* T[32:64, 0:32] = -(Ybot A[32:64, 0:32]) Ytop: this warp's 16 rows, 16 of the columns */
         const int r0 = 32 + 16 * ((w & 3) >> 1), c0 = 16 * (w & 1);
         float nacc[4][4], facc[2][4];
@@ -178,10 +192,10 @@ __device__ __forceinline__ void tri_inverse(float *As) {
                            [&](int k, int n) { return col2(As, LDC, 32 + k, n); });
             mma_sub_regs<2>(facc, nacc, c0, [&](int k, int n) { return col2(As, LDC, k, n); });
         }
-        __syncthreads(); /* every warp has read A[32:64, 0:32] */
+        sync(); /* every warp has read A[32:64, 0:32] */
         if (w < 4) each_acc(facc, r0, c0, [&](int r, int c, float x) { As[r * LDC + c] = x; });
     }
-    __syncthreads();
+    sync();
 }
 
 /* T and P go out as FP32 for the precise scan, as BF16 (the same indices) for the single-pass one */
@@ -366,6 +380,45 @@ __global__ void __launch_bounds__(PREP_THREADS)
  * 1.09 on the H200 (docs/performance.md, 2026-11-30 03:36 section). */
 #define PREP8_THREADS 256
 
+/* the 8-warp prep's last phase: W = T diag(beta exp(c)) K (warps 0-3) or U = T diag(beta) V (warps 4-7),
+ * rows r0 .. r0 + 15 of T diag(scale) times K or V, 16 columns at a time, out as a quad's four 16-byte
+ * stores (dk and dv are multiples of 8 where the WY form runs) */
+__device__ __forceinline__ void prep8_wu(const __nv_bfloat16 *Kh, const __nv_bfloat16 *Vh, const float *As,
+                                         const float *Bs, const float *Ew, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
+                                         int64_t t0, int L, int h, int nv, int dk, int dv) {
+    const int w = threadIdx.x >> 5, lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
+    const int DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
+    const bool wk = w < 4;
+    const int r0 = 16 * (w & 3), ncol = wk ? DK : DV, n = wk ? dk : dv, ldx = wk ? LK2 : LVH;
+    const __nv_bfloat16 *X = wk ? Kh : Vh;
+    const float *sc = wk ? Ew : Bs;
+    __nv_bfloat16 *out = (wk ? Wg : Ug) + (t0 * nv + h) * (int64_t)n;
+    uint32_t a[CH / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < CH / 16; kk++)
+#pragma unroll
+        for (int q4 = 0; q4 < 4; q4++) {
+            const int r = r0 + g4 + 8 * (q4 & 1), c = 16 * kk + 2 * t4 + 8 * (q4 >> 1);
+            const float2 x = row2(As, LDC, r, c);
+            a[kk][q4] = pack_bf16(x.x * sc[c], x.y * sc[c + 1]);
+        }
+    for (int c0 = 0; c0 < ncol; c0 += 16) {
+        float acc[2][4];
+        zero_acc(acc);
+#pragma unroll
+        for (int kk = 0; kk < CH / 16; kk++) {
+            uint32_t b[4];
+            ldsm_bt(b, X, ldx, 16 * kk, c0);
+            mma16816(acc[0], a[kk], b[0], b[1]);
+            mma16816(acc[1], a[kk], b[2], b[3]);
+        }
+        uint32_t pk[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
+        quad_store16(out, (int64_t)nv * n, pk, r0 + g4, c0, t4, L, n);
+    }
+}
+
 __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
                                            const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
@@ -437,37 +490,80 @@ __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, 
         Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
     tri_inverse(As);
     copies_done();
-    /* W (warps 0-3) or U (warps 4-7): rows r0 .. r0 + 15 of T diag(scale) times K or V, 16 columns at a
-     * time, out as a quad's four 16-byte stores (dk and dv are multiples of 8 where the WY form runs) */
-    const bool wk = w < 4;
-    const int r0 = 16 * (w & 3), ncol = wk ? DK : DV, n = wk ? dk : dv, ldx = wk ? LK2 : LVH;
-    const __nv_bfloat16 *X = wk ? Kh : Vh;
-    const float *sc = wk ? Ew : Bs;
-    __nv_bfloat16 *out = (wk ? Wg : Ug) + (t0 * nv + h) * (int64_t)n;
-    uint32_t a[CH / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < CH / 16; kk++)
-#pragma unroll
-        for (int q4 = 0; q4 < 4; q4++) {
-            const int r = r0 + g4 + 8 * (q4 & 1), c = 16 * kk + 2 * t4 + 8 * (q4 >> 1);
-            const float2 x = row2(As, LDC, r, c);
-            a[kk][q4] = pack_bf16(x.x * sc[c], x.y * sc[c + 1]);
-        }
-    for (int c0 = 0; c0 < ncol; c0 += 16) {
-        float acc[2][4];
-        zero_acc(acc);
-#pragma unroll
-        for (int kk = 0; kk < CH / 16; kk++) {
-            uint32_t b[4];
-            ldsm_bt(b, X, ldx, 16 * kk, c0);
-            mma16816(acc[0], a[kk], b[0], b[1]);
-            mma16816(acc[1], a[kk], b[2], b[3]);
-        }
-        uint32_t pk[4];
-#pragma unroll
-        for (int k = 0; k < 4; k++) pk[k] = pack_bf16(acc[k & 1][2 * (k >> 1)], acc[k & 1][2 * (k >> 1) + 1]);
-        quad_store16(out, (int64_t)nv * n, pk, r0 + g4, c0, t4, L, n);
+    prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
+}
+
+/* The 8-warp prep with its work split by role (the prep before the scan; beside the copy warps' scan,
+ * where one prep block shares an SM with a scan block, it made one sequence slower on the H200: 1.08 ->
+ * 1.18 ms, so the walking prep keeps prep_item8; before the scan: 15 sequences' prep 0.336 -> 0.320 ms
+ * under ncu, 0.82 -> 0.80-0.81 ms in all with the mma.sync scan): warps 0-3 compute A over all 64
+ * columns and invert it (meeting on named barrier 1), while warps 4-7 compute P (Q K^T, all 64 columns),
+ * store it, and, once all four are done with Q (named barrier 2), load V into Q's place; then the whole
+ * block computes W and U. P and V's load leave the chain that leads to T. The same products in the same
+ * order as prep_item8: the same bytes. */
+__device__ __forceinline__ void prep_item8s(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
+                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
+                                            const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
+                                            int dv) {
+    extern __shared__ __align__(16) float sm[];
+    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
+    const int s = tab[2 * ci];
+    const int64_t t0 = tab[2 * ci + 1];
+    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
+    __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2, *Vh = Qh;
+    float *As = reinterpret_cast<float *>(Qh + CH * (LVH > LK2 ? LVH : LK2)), *Gs = As + CH * LDC, *Bs = Gs + CH,
+          *Ew = Bs + CH;
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    for (int e = tid; e < CH * (DK - dk); e += PREP8_THREADS) { /* padding columns */
+        const int r = e / (DK - dk), c = dk + e % (DK - dk);
+        Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
     }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (w == 0) {
+        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
+        const int i = 2 * lane;
+        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
+    }
+    copies_done();
+    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+    const int r0 = 16 * (w & 3);
+    float acc[8][4]; /* this warp's 16 rows of K K^T (warps 0-3) or Q K^T (4-7), all 64 columns */
+    zero_acc(acc);
+    mma_rows_bt(acc, w < 4 ? Kh : Qh, LK2, r0, Kh, LK2, 0, DK);
+    if (w < 4) {
+        each_acc(acc, r0, 0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
+        __syncwarp(); /* the inverse's first phase reads only this warp's own diagonal block; its barriers order the rest */
+        tri_inverse(As, true);
+    } else {
+        auto pval = [&](int nt, int hf, int odd) {
+            const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4 + odd;
+            return j <= i ? acc[nt][2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
+        };
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            uint32_t pk[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++)
+                pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
+            quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
+                         16 * m, t4, L, CH);
+        }
+        nbar_sync(2, 128); /* warps 4-7 are done with Q: V takes its place */
+        const int vt = tid - 128, vi = vt >> 1, vc0 = (vt & 1) * 8; /* 2 threads a row, as load_b16_64<2, ...> */
+        const bool vok = vi < L;
+        const __nv_bfloat16 *vs = qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv;
+        vs = (vok ? vs + vi * (int64_t)nv * dv : vs) + vc0;
+        const unsigned vd = (unsigned)__cvta_generic_to_shared(Vh + vi * LVH + vc0);
+#pragma unroll 1
+        for (int u = 0; u < PLM_GDN_WY_MAX_DV / 16; u++)
+            if (vc0 + 16 * u < dv) cp_async16(vd + 32 * u, vs + 16 * u, vok ? 16 : 0);
+        for (int e = vt; e < CH * (DV - dv); e += 128)
+            Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
+        asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+    }
+    __syncthreads(); /* T from warps 0-3, V from warps 4-7 */
+    prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
 }
 
 /* the 8-warp WY prep's kernel: a block an item, or (ready != NULL) a grid of fewer blocks walking the
@@ -482,8 +578,8 @@ __global__ void __maxnreg__(PLM_GDN_PREP8_REGS)
                    const float *beta, const int32_t *cu, const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk,
                    int nv, int dk, int dv) {
     plm_pdl_enter();
-    if (!ready) {
-        prep_item8((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu,
+    if (!ready) { /* the prep before the scan: split by role (prep_item8s) */
+        prep_item8s((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu,
                    tab, T, nk, nv, dk, dv);
         return;
     }
@@ -1049,10 +1145,6 @@ template <int VT, bool PROD = false> static size_t scan_wy_smem(void) {
 #define BAR_EMPTY_A(b) (4 + (b))
 #define BAR_FULL_B(b) (6 + (b))
 #define BAR_EMPTY_B(b) (8 + (b))
-__device__ __forceinline__ void nbar_sync(int id, int n) { asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory"); }
-__device__ __forceinline__ void nbar_arrive(int id, int n) {
-    asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(n) : "memory");
-}
 /* warp_load_b16's whole-chunk case at 1 << LPR pieces a row: 2 << LPR copies a lane, unrolled (no row
  * test; an address add each side and the copy) */
 template <int LPR>
