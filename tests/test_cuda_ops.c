@@ -1724,7 +1724,18 @@ int main(void) {
     test_gdn(l1, 7, 2, 4, 16, 24, -0.3f, "boundary lengths");
     test_gdn(l1, 7, 2, 4, 128, 128, -0.3f, "boundary lengths");
     test_gdn(l4, 7, 2, 2, 64, 100, -0.3f, "around the form switch and two chunks");
+    {
+        const int w128 = plm_gdn_wg_ok(128, 0), w64 = plm_gdn_wg_ok(64, 0);
+        tu_check(w128 >= 0 && w64 >= 0 && w128 == w64 && !plm_gdn_wg_ok(96, 0) && !plm_gdn_wg_ok(128, PLM_GDN_MMA_SYNC),
+                 "the wgmma scan: %s (dk 128: %d, dk 64: %d; never for dk 96 or with PLM_GDN_MMA_SYNC)",
+                 w128 > 0 ? "runs on this device (variant 16 tests it)" : "not for this device (variant 16 = 17)", w128,
+                 w64);
+    }
     test_gdn(l4, 7, 2, 4, 128, 192, -0.3f, "dv = 192 (the WY prep's V block wider than K's)");
+    /* the wgmma scan's (variant 16) last value tile narrower than 64, and four tiles */
+    test_gdn(l4, 7, 2, 4, 128, 96, -0.3f, "dk = 128, dv = 96 (a last value tile of 32)");
+    test_gdn(l1, 7, 2, 2, 64, 72, -0.3f, "dk = 64, dv = 72 (a last value tile of 8)");
+    test_gdn(l4, 7, 1, 2, 128, 256, -0.3f, "dv = 256 (four value tiles of 64)");
     test_gdn(l3, 1, 1, 2, 128, 128, -0.3f, "one long segment");
     test_gdn(l3, 1, 1, 2, 128, 128, -8.0f, "one long segment, strong decay");
     /* the scan's copy warps where dk is short of its padding (dk 24 -> 32, 120 -> 128: the pieces past dk

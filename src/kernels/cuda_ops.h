@@ -113,6 +113,12 @@ int plm_gdn_tc_fits(int dk, int dv);
  * k likewise, v [T, nv, dv]), as plm_gdn_prep_cuda writes them; used when plm_gdn_bf_fits(dk, dv): the
  * tensor-core kernels take the shape (plm_gdn_tc_fits) and dk, dv are multiples of 8 */
 int plm_gdn_bf_fits(int dk, int dv);
+/* the WY scan at value tiles of 64 runs on warpgroup products (k_gdn_wg_scan) for this key dimension on
+ * the current device: 1; 0 where the device is not of compute capability 9.0 (or the driver compiles the
+ * portable PTX), the key dimension is not 64 or 128, or PLM_GDN_MMA_SYNC is in flags; -1 on a 9.0 device
+ * whose loaded code is not the sm_90a build's (the op harness fails that: variant 16 would test the
+ * mma.sync scan twice) */
+int plm_gdn_wg_ok(int dk, int flags);
 void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const float *k, const float *v, const void *qkv_bf,
                      const float *g, const float *beta, const int32_t *cu, int n_seg, int64_t T, const int32_t *tab,
                      int n_chunks, int n_long, int n_short, float *work, int nk, int nv, int dk, int dv, int flags,

@@ -1746,15 +1746,20 @@ extern "C" int plm_cuda_pdl_ok(int dev) {
 
 /* the WY scan on warpgroup products (k_gdn_wg_scan): key dimensions of 64 or 128, on a device of compute
  * capability 9.0 (the sm_90a code; not where the driver would compile the portable PTX instead), unless
- * PLM_GDN_MMA_SYNC asks for the mma.sync scan */
-static bool wg_scan_ok(int dk, int flags) {
+ * PLM_GDN_MMA_SYNC asks for the mma.sync scan; -1: a 9.0 device whose loaded kernel does not come from
+ * Hopper code (a build without sm_90a: it would have only its trap) */
+extern "C" int plm_gdn_wg_ok(int dk, int flags) {
     int dev = 0, major = 0, minor = 0;
     const char *jit = getenv("CUDA_FORCE_PTX_JIT");
-    return (dk == 64 || dk == 128) && !(flags & PLM_GDN_MMA_SYNC) && cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-           minor == 0 && !(jit && *jit && strcmp(jit, "0"));
+    if (!(dk == 64 || dk == 128) || (flags & PLM_GDN_MMA_SYNC) || cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess || major != 9 ||
+        minor != 0 || (jit && *jit && strcmp(jit, "0")))
+        return 0;
+    cudaFuncAttributes fa;
+    return cudaFuncGetAttributes(&fa, k_gdn_wg_scan<2>) == cudaSuccess && fa.ptxVersion >= 90 ? 1 : -1;
 }
+static bool wg_scan_ok(int dk, int flags) { return plm_gdn_wg_ok(dk, flags) == 1; }
 
 extern "C" int plm_gdn_tc_fits(int dk, int dv) { return dk >= 1 && dk <= PLM_GDN_TC_MAX_DK && dv >= 1; }
 
