@@ -32,19 +32,20 @@ for f in src/kernels/*.cu; do
 done
 # the Hopper code of the delta rule's kernels with ptxas's report: wgmma serialised (C7520) or a warpgroup
 # arrive the compiler had to insert (C7519) is a silent loss of speed, a spill in the wgmma scan too
-"$nvcc" -O2 -std=c++17 -Iinclude -Isrc -gencode arch=compute_90a,code=sm_90a -Xptxas -v -c src/kernels/gdn_tc.cu \
-    -o "$ptx/gdn_tc_sm90a.o" > "$ptx/ptxas.log" 2>&1 &
+# (with the wgmma chunk prep switched on, so that it is compiled and checked too)
+"$nvcc" -O2 -std=c++17 -Iinclude -Isrc -DPLM_GDN_WG_PREP=1 -gencode arch=compute_90a,code=sm_90a -Xptxas -v \
+    -c src/kernels/gdn_tc.cu -o "$ptx/gdn_tc_sm90a.o" > "$ptx/ptxas.log" 2>&1 &
 pids="$pids $!"
 ptxfail=0
 for p in $pids; do wait "$p" || ptxfail=1; done
 wgbad=$(grep -E "C7519|C7520" "$ptx/ptxas.log" | head -3)
-wgspill=$(awk '/Compiling entry function .*k_gdn_wg_scan/ { f = 1; next } f && /spill stores/ { if ($5 != 0 || $9 != 0) print; f = 0 }' "$ptx/ptxas.log")
-nwg=$(grep -c "Compiling entry function .*k_gdn_wg_scan" "$ptx/ptxas.log")
-if [ -n "$wgbad$wgspill" ] || [ "$nwg" -lt 2 ]; then
-    echo "cuda_build: FAIL: the wgmma scan's sm_90a code ($nwg instances): ${wgbad:-no serialisation}; ${wgspill:-no spill}"
+wgspill=$(awk '/Compiling entry function .*k_gdn_wg_(scan|prep)/ { f = 1; next } f && /spill stores/ { if ($5 != 0 || $9 != 0) print; f = 0 }' "$ptx/ptxas.log")
+nwg=$(grep -cE "Compiling entry function .*k_gdn_wg_(scan|prep)" "$ptx/ptxas.log")
+if [ -n "$wgbad$wgspill" ] || [ "$nwg" -lt 4 ]; then
+    echo "cuda_build: FAIL: the wgmma kernels' sm_90a code ($nwg instances): ${wgbad:-no serialisation}; ${wgspill:-no spill}"
     fail=1
 else
-    echo "cuda_build: the wgmma scan's $nwg instances compile for sm_90a without serialised products or spills"
+    echo "cuda_build: the wgmma scan's and prep's $nwg instances compile for sm_90a without serialised products or spills"
 fi
 # each entry from its .entry line to the next (or the file's end) must hold griddepcontrol.wait (POSIX awk)
 nowait=$(awk 'FNR == 1 { if (name != "" && !seen) print prev ": " name; name = "" }

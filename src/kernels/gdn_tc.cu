@@ -1692,6 +1692,159 @@ __global__ void __launch_bounds__(512, 1)
 #endif
 }
 
+/* ---- the WY chunk prep on warpgroup products (wgmma, Hopper) -----------------------------------------
+ * prep_item8s's work with its four products on wgmma: per item (chunk, value head), two warpgroups.
+ *   loads (all): K, Q and V into 128-byte-swizzled tiles ([64][64] BF16, dk / 64 and dv / 64 of them),
+ *     rows past L zero; c, beta and W's column scales (warp 0, chunk_decay);
+ *   group 0: A = K K^T (K-major both sides), scaled by beta_i exp(c_i - c_j) below the diagonal, into
+ *     FP32 A for the inverse, which group 0 then runs on its own barrier (tri_inverse's w4 form);
+ *   group 1: P = Q K^T the same way, scaled by exp(c_i - c_j) on and below the diagonal, out as BF16;
+ *   all: T diag(beta exp(c)) and T diag(beta) as BF16 tiles (in Q's place);
+ *   group 0: W = (T diag(beta exp c)) K, a 64-column tile of dk at a time (K read MN-major); group 1:
+ *     U = (T diag(beta)) V likewise.
+ * Its outputs are the same products as prep_item8's at BF16 operands, summed in another order: not
+ * the same bytes, so it runs only before the wgmma scan (never where test_gdn_prep_forms compares the
+ * prep before the scan with the prep beside it). dk 64 or 128, dv a multiple of 64 up to 256. */
+#define WP_THREADS 256
+/* not yet run on a GPU (written 2026-11-30 after the session's device time was spent): off unless a
+ * build asks for it (make CUDA=1 CPPFLAGS=-DPLM_GDN_WG_PREP=1); tests/cuda_build.sh compiles it */
+#ifndef PLM_GDN_WG_PREP
+#define PLM_GDN_WG_PREP 0
+#endif
+template <int NKB> static size_t prep_wg_smem(int dv) {
+    const int nvb = dv / 64, nq = NKB > 2 ? NKB : 2; /* Q's tiles hold the two T tiles afterwards */
+    return (size_t)WG_TILE * (NKB + nq + nvb) + (size_t)CH * LDC * 4 + 3 * CH * 4 + 1024;
+}
+template <int NKB>
+__global__ void __launch_bounds__(WP_THREADS, 2)
+    k_gdn_wg_prep(float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug, const __nv_bfloat16 *qkvb, const float *g,
+                  const float *beta, const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk, int dv) {
+    plm_pdl_enter();
+#if PLM_WGMMA
+    extern __shared__ __align__(16) unsigned char smw[];
+    const unsigned sbase = ((unsigned)__cvta_generic_to_shared(smw) + 1023u) & ~1023u;
+    unsigned char *gbase = smw + (sbase - (unsigned)__cvta_generic_to_shared(smw));
+    const int nvb = dv / 64, nq = NKB > 2 ? NKB : 2;
+    const unsigned OK_ = 0, OQ = NKB * WG_TILE, OV = OQ + nq * WG_TILE, OA = OV + nvb * WG_TILE;
+    const unsigned OTW = OQ, OTU = OQ + WG_TILE; /* T's two scaled BF16 forms, once Q is read */
+    float *As = reinterpret_cast<float *>(gbase + OA), *Gs = As + CH * LDC, *Bs = Gs + CH, *Ew = Bs + CH;
+    const int ci = (int)(blockIdx.x / (unsigned)nv), h = (int)(blockIdx.x % (unsigned)nv);
+    const int kh = h / (nv / nk), tid = threadIdx.x, wg = tid >> 7, wl = (tid >> 5) & 3, lane = tid & 31,
+              g4 = lane >> 2, t4 = lane & 3;
+    const int s = tab[2 * ci];
+    const int64_t t0 = tab[2 * ci + 1];
+    const int L = min(CH, (int)(cu[s + 1] - t0));
+    /* rows 0 .. 63 of a [rows][n] BF16 matrix (row stride rs) into n / 64 swizzled tiles at dst: piece p
+     * (16 bytes) of row r to tile p / 8, piece (p & 7) ^ (r & 7); rows from L zero-filled */
+    auto load = [&](unsigned dst, const __nv_bfloat16 *src, int64_t rs, int n) {
+        const int pr = n / 8;
+        for (int e = tid; e < CH * pr; e += WP_THREADS) {
+            const int r = e / pr, p = e % pr;
+            const bool ok = r < L;
+            cp_async16(dst + (p >> 3) * WG_TILE + r * 128 + (((p & 7) ^ (r & 7)) << 4), ok ? src + r * rs + p * 8 : src,
+                       ok ? 16 : 0);
+        }
+    };
+    load(sbase + OK_, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, dk);
+    load(sbase + OQ, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, dk);
+    load(sbase + OV, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, dv);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (tid < 32) {
+        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
+        const int i = 2 * lane;
+        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
+    }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    fence_async_smem();
+    __syncthreads();
+    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+    float acc[32];
+#pragma unroll
+    for (int e = 0; e < 32; e++) acc[e] = 0.0f;
+    { /* A = K K^T (group 0), P = Q K^T (group 1): the keys' tiles as B, K-major (no transpose) */
+        const unsigned A = sbase + (wg == 0 ? OK_ : OQ);
+        wg_pin(acc);
+        wg_fence();
+#pragma unroll
+        for (int ks = 0; ks < 4 * NKB; ks++)
+            wg_mma64<0, 0>(acc, wg_desc(A + (ks >> 2) * WG_TILE + (ks & 3) * 32),
+                           wg_desc(sbase + OK_ + (ks >> 2) * WG_TILE + (ks & 3) * 32), ks > 0);
+        wg_commit();
+        wg_wait0();
+        wg_pin(acc);
+    }
+    if (wg == 0) { /* A's rows 16 wl .. + 15, all 64 columns, scaled and masked, into FP32 A; then T */
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = 16 * wl + g4 + 8 * hf;
+            const float bi = Bs[i], ci_ = Gs[i];
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                const int j = 8 * n + 2 * t4;
+                const float x0 = j < i ? acc[4 * n + 2 * hf] * bi * __expf(ci_ - Gs[j]) : 0.0f;
+                const float x1 = j + 1 < i ? acc[4 * n + 2 * hf + 1] * bi * __expf(ci_ - Gs[j + 1]) : 0.0f;
+                *reinterpret_cast<float2 *>(As + i * LDC + j) = make_float2(x0, x1);
+            }
+        }
+        __syncwarp(); /* the inverse's first phase reads only this warp's own diagonal block; its barriers order the rest */
+        tri_inverse(As, true);
+    } else { /* P's rows, scaled and masked, out as BF16 (a quad's 16-byte stores, rows from L left alone) */
+        __nv_bfloat16 *Pd = reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH;
+        auto pval = [&](int n, int hf, int odd) {
+            const int i = 16 * wl + g4 + 8 * hf, j = 8 * n + 2 * t4 + odd;
+            return j <= i ? acc[4 * n + 2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
+        };
+#pragma unroll
+        for (int m = 0; m < 4; m++) {
+            uint32_t pk[4];
+#pragma unroll
+            for (int k = 0; k < 4; k++) pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
+            quad_store16(Pd, (int64_t)nv * CH, pk, 16 * wl + g4, 16 * m, t4, L, CH);
+        }
+    }
+    __syncthreads(); /* T whole; Q read by the products (its tiles take T's BF16 forms now) */
+    for (int e = tid; e < CH * CH / 2; e += WP_THREADS) { /* T diag(beta exp c) and T diag(beta), pairs */
+        const int i = e >> 5, j = (e & 31) * 2;
+        const float2 t = *reinterpret_cast<const float2 *>(As + i * LDC + j);
+        const unsigned o = i * 128 + ((((j >> 3) ^ i) & 7) << 4) + (j & 7) * 2;
+        const uint32_t w2 = pack_bf16(t.x * Ew[j], t.y * Ew[j + 1]), u2 = pack_bf16(t.x * Bs[j], t.y * Bs[j + 1]);
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sbase + OTW + o), "r"(w2) : "memory");
+        asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sbase + OTU + o), "r"(u2) : "memory");
+    }
+    fence_async_smem();
+    __syncthreads();
+    { /* W = T' K (group 0), U = T'' V (group 1): a 64-column tile of the output at a time */
+        const int nt = wg == 0 ? NKB : nvb, n = wg == 0 ? dk : dv;
+        const unsigned A = sbase + (wg == 0 ? OTW : OTU), B0 = sbase + (wg == 0 ? OK_ : OV);
+        __nv_bfloat16 *out = (wg == 0 ? Wg : Ug) + (t0 * nv + h) * (int64_t)n;
+        for (int tb = 0; tb < nt; tb++) {
+            wg_pin(acc);
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < 4; ks++)
+                wg_mma64<0, 1>(acc, wg_desc(A + ks * 32), wg_desc(B0 + tb * WG_TILE + ks * 2048), ks > 0);
+            wg_commit();
+            wg_wait0();
+            wg_pin(acc);
+#pragma unroll
+            for (int m = 0; m < 4; m++) {
+                uint32_t pk[4];
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const int e = 4 * (2 * m + (k & 1)) + 2 * (k >> 1);
+                    pk[k] = pack_bf16(acc[e], acc[e + 1]);
+                }
+                quad_store16(out, (int64_t)nv * n, pk, 16 * wl + g4, 64 * tb + 16 * m, t4, L, n);
+            }
+        }
+    }
+#else
+    (void)Pg, (void)Gg, (void)Wg, (void)Ug, (void)qkvb, (void)g, (void)beta, (void)cu, (void)tab, (void)T, (void)nk;
+    (void)nv, (void)dk, (void)dv;
+    __trap();
+#endif
+}
+
 /* ---- host side ------------------------------------------------------------------------------------ */
 
 extern "C" int plm_gdn_chunks(int32_t *tab, const int32_t *cu, int n_seg, int *n_long, int *n_short) {
@@ -1886,11 +2039,26 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                                                    (const __nv_bfloat16 *)Pg, (const float *)Gg, qkvb, cu, T, nk, nv, \
                                                    dk, dv, min_len);                                                \
     } while (0)
+#if PLM_GDN_WG_PREP
+        if (wy && vt == 64 && !ready && dv % 64 == 0 && wg_scan_ok(dk, flags)) { /* before the wgmma scan */
+            if (dk == 128) {
+                const int ps = (int)prep_wg_smem<2>(dv);
+                smem_attr(k_gdn_wg_prep<2>, ps);
+                k_gdn_wg_prep<2><<<pgrid, WP_THREADS, ps, st>>>(Pg, Gg, Wy, Uy, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
+            } else {
+                const int ps = (int)prep_wg_smem<1>(dv);
+                smem_attr(k_gdn_wg_prep<1>, ps);
+                k_gdn_wg_prep<1><<<pgrid, WP_THREADS, ps, st>>>(Pg, Gg, Wy, Uy, qkvb, g, beta, cu, tab, T, nk, nv, dk, dv);
+            }
+        } else
+#endif
         if (wy) {
             const size_t ps = prep_smem(true, true, dv);
             smem_attr(k_gdn_tc_prep8, (int)ps);
             k_gdn_tc_prep8<<<pgrid, PREP8_THREADS, ps, st>>>(Pg, Gg, Wy, Uy, qkvb, g, beta, cu, tab, n_chunks, ready, T, nk,
                                                              nv, dk, dv);
+        }
+        if (wy) {
 #ifdef PLM_GDN_NO_ROLES
             flags |= PLM_GDN_WY4;
 #endif
