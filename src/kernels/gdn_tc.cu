@@ -257,6 +257,14 @@ __device__ __forceinline__ void chunk_decay(float *Cs, float *Bs, const float *g
     Bs[i + 1] = i + 1 < L ? beta[(t0 + i + 1) * nv + h] : 0.0f;
 }
 
+/* chunk_decay and, for the WY form, W's column scales beta exp(c) into Ew (one warp) */
+__device__ __forceinline__ void chunk_decay_wy(float *Cs, float *Bs, float *Ew, const float *g, const float *beta,
+                                               int64_t t0, int L, int nv, int h, int lane) {
+    chunk_decay(Cs, Bs, g, beta, t0, L, nv, h, lane);
+    const int i = 2 * lane;
+    Ew[i] = Bs[i] * __expf(Cs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Cs[i + 1]);
+}
+
 template <bool SPLIT, bool BFIN>
 __device__ __forceinline__ void prep_item(int ci, int h, float *Tg, float *Pg, float *Gg, const float *q,
                                           const float *k, const __nv_bfloat16 *qkvb, const float *g, const float *beta,
@@ -419,6 +427,31 @@ __device__ __forceinline__ void prep8_wu(const __nv_bfloat16 *Kh, const __nv_bfl
     }
 }
 
+/* the 8-warp prep's shared blocks: Kh, then Qh (V [64, LVH] in its place once P is out), then A, c,
+ * beta and W's column scales (prep_smem(true, true, dv)) */
+__device__ __forceinline__ void prep8_blocks(float *sm, int LVH, __nv_bfloat16 *&Kh, __nv_bfloat16 *&Qh,
+                                             __nv_bfloat16 *&Vh, float *&As, float *&Gs, float *&Bs, float *&Ew) {
+    Kh = reinterpret_cast<__nv_bfloat16 *>(sm), Qh = Kh + CH * LK2, Vh = Qh;
+    As = reinterpret_cast<float *>(Qh + CH * (LVH > LK2 ? LVH : LK2)), Gs = As + CH * LDC, Bs = Gs + CH, Ew = Bs + CH;
+}
+
+/* what both 8-warp item forms do before their products: K and Q into Kh and Qh (padding columns
+ * zeroed), the chunk's c and beta and W's column scales beta exp(c) (warp 0), the copies waited for */
+__device__ __forceinline__ void prep8_load(__nv_bfloat16 *Kh, __nv_bfloat16 *Qh, float *Gs, float *Bs, float *Ew,
+                                           const __nv_bfloat16 *qkvb, const float *g, const float *beta, int64_t t0,
+                                           int L, int64_t T, int nk, int nv, int h, int kh, int dk, int DK, int tid,
+                                           int w, int lane) {
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
+    for (int e = tid; e < CH * (DK - dk); e += PREP8_THREADS) { /* padding columns */
+        const int r = e / (DK - dk), c = dk + e % (DK - dk);
+        Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
+    }
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+    if (w == 0) chunk_decay_wy(Gs, Bs, Ew, g, beta, t0, L, nv, h, lane);
+    copies_done();
+}
+
 __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
                                            const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
@@ -428,24 +461,10 @@ __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, 
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
     const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
-    /* Kh, then Qh (V [64, DV + 8] in its place once P is out), then A, c, beta and W's column scales:
-     * prep_smem(true, true, dv) */
-    __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2, *Vh = Qh;
-    float *As = reinterpret_cast<float *>(Qh + CH * (LVH > LK2 ? LVH : LK2)), *Gs = As + CH * LDC, *Bs = Gs + CH,
-          *Ew = Bs + CH;
-    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-    for (int e = tid; e < CH * (DK - dk); e += PREP8_THREADS) { /* padding columns */
-        const int r = e / (DK - dk), c = dk + e % (DK - dk);
-        Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (w == 0) {
-        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
-        const int i = 2 * lane;
-        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
-    }
-    copies_done();
+    __nv_bfloat16 *Kh, *Qh, *Vh;
+    float *As, *Gs, *Bs, *Ew;
+    prep8_blocks(sm, LVH, Kh, Qh, Vh, As, Gs, Bs, Ew);
+    prep8_load(Kh, Qh, Gs, Bs, Ew, qkvb, g, beta, t0, L, T, nk, nv, h, kh, dk, DK, tid, w, lane);
     { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i, and P from q, j <= i: this warp's 16 x 32 tile */
         const int r0 = 16 * (w & 3), n0 = 32 * (w >> 2);
         const bool live = n0 <= r0 + 15; /* some j <= i in the tile */
@@ -510,22 +529,10 @@ __device__ __forceinline__ void prep_item8s(int ci, int h, float *Pg, float *Gg,
     const int s = tab[2 * ci];
     const int64_t t0 = tab[2 * ci + 1];
     const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
-    __nv_bfloat16 *Kh = reinterpret_cast<__nv_bfloat16 *>(sm), *Qh = Kh + CH * LK2, *Vh = Qh;
-    float *As = reinterpret_cast<float *>(Qh + CH * (LVH > LK2 ? LVH : LK2)), *Gs = As + CH * LDC, *Bs = Gs + CH,
-          *Ew = Bs + CH;
-    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Kh, LK2, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-    load_b16_64<4, PLM_GDN_TC_MAX_DK>(Qh, LK2, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, L, dk);
-    for (int e = tid; e < CH * (DK - dk); e += PREP8_THREADS) { /* padding columns */
-        const int r = e / (DK - dk), c = dk + e % (DK - dk);
-        Kh[r * LK2 + c] = Qh[r * LK2 + c] = __float2bfloat16_rn(0.0f);
-    }
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (w == 0) {
-        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
-        const int i = 2 * lane;
-        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
-    }
-    copies_done();
+    __nv_bfloat16 *Kh, *Qh, *Vh;
+    float *As, *Gs, *Bs, *Ew;
+    prep8_blocks(sm, LVH, Kh, Qh, Vh, As, Gs, Bs, Ew);
+    prep8_load(Kh, Qh, Gs, Bs, Ew, qkvb, g, beta, t0, L, T, nk, nv, h, kh, dk, DK, tid, w, lane);
     if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
     const int r0 = 16 * (w & 3);
     float acc[8][4]; /* this warp's 16 rows of K K^T (warps 0-3) or Q K^T (4-7), all 64 columns */
@@ -1741,19 +1748,14 @@ __global__ void __launch_bounds__(WP_THREADS, 2)
         for (int e = tid; e < CH * pr; e += WP_THREADS) {
             const int r = e / pr, p = e % pr;
             const bool ok = r < L;
-            cp_async16(dst + (p >> 3) * WG_TILE + r * 128 + (((p & 7) ^ (r & 7)) << 4), ok ? src + r * rs + p * 8 : src,
-                       ok ? 16 : 0);
+            cp_async16(dst + (p >> 3) * WG_TILE + sw128(r, (p & 7) * 8), ok ? src + r * rs + p * 8 : src, ok ? 16 : 0);
         }
     };
     load(sbase + OK_, qkvb + T * nk * dk + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, dk);
     load(sbase + OQ, qkvb + (t0 * nk + kh) * (int64_t)dk, (int64_t)nk * dk, dk);
     load(sbase + OV, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, dv);
     asm volatile("cp.async.commit_group;\n" ::: "memory");
-    if (tid < 32) {
-        chunk_decay(Gs, Bs, g, beta, t0, L, nv, h, lane);
-        const int i = 2 * lane;
-        Ew[i] = Bs[i] * __expf(Gs[i]), Ew[i + 1] = Bs[i + 1] * __expf(Gs[i + 1]);
-    }
+    if (tid < 32) chunk_decay_wy(Gs, Bs, Ew, g, beta, t0, L, nv, h, lane);
     asm volatile("cp.async.wait_all;\n" ::: "memory");
     fence_async_smem();
     __syncthreads();
@@ -1806,7 +1808,7 @@ __global__ void __launch_bounds__(WP_THREADS, 2)
     for (int e = tid; e < CH * CH / 2; e += WP_THREADS) { /* T diag(beta exp c) and T diag(beta), pairs */
         const int i = e >> 5, j = (e & 31) * 2;
         const float2 t = *reinterpret_cast<const float2 *>(As + i * LDC + j);
-        const unsigned o = i * 128 + ((((j >> 3) ^ i) & 7) << 4) + (j & 7) * 2;
+        const unsigned o = sw128(i, j);
         const uint32_t w2 = pack_bf16(t.x * Ew[j], t.y * Ew[j + 1]), u2 = pack_bf16(t.x * Bs[j], t.y * Bs[j + 1]);
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sbase + OTW + o), "r"(w2) : "memory");
         asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(sbase + OTU + o), "r"(u2) : "memory");
@@ -1960,6 +1962,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
         if (flags & PLM_GDN_VT64) vt = 64;
         if ((flags & PLM_GDN_VT16) && qkvb) vt = 16;
         const int ntile = (dv + vt - 1) / vt;
+        /* the WY scan at tiles of 64 on warpgroup products (a device query and a function attribute:
+           asked once a call) */
+        const bool wgs = wy && vt == 64 && wg_scan_ok(dk, flags);
         /* few long segments (value tiles of 16, a scan block an SM at most): the prep
          * runs beside the scan instead of before it. Its grid is two blocks an SM, each walking the
          * items in chunk order and marking them; the scan is its programmatic dependent (it launches
@@ -2040,7 +2045,7 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                                                    dk, dv, min_len);                                                \
     } while (0)
 #if PLM_GDN_WG_PREP
-        if (wy && vt == 64 && !ready && dv % 64 == 0 && wg_scan_ok(dk, flags)) { /* before the wgmma scan */
+        if (wgs && !ready && dv % 64 == 0) { /* before the wgmma scan */
             if (dk == 128) {
                 const int ps = (int)prep_wg_smem<2>(dv);
                 smem_attr(k_gdn_wg_prep<2>, ps);
@@ -2068,9 +2073,9 @@ extern "C" void plm_gdn_tc_cuda(float *o, float *const *S, const float *q, const
                 GW(16, true, true);
             else if (vt == 16)
                 GW(16, true, false);
-            else if (vt == 64 && wg_scan_ok(dk, flags) && dk == 128)
+            else if (wgs && dk == 128)
                 GWG(2);
-            else if (vt == 64 && wg_scan_ok(dk, flags))
+            else if (wgs)
                 GWG(1);
             else if (vt == 64)
                 GW(64, false, false);

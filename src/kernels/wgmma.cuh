@@ -31,6 +31,12 @@
 #define PLM_WGMMA 0
 #endif
 
+/* byte offset of element (r, c) (c < 64, or a 16-byte piece's first element) in a swizzled [rows][64]
+ * BF16 tile */
+__device__ __forceinline__ unsigned sw128(int r, int c) {
+    return (unsigned)(r * 128 + ((((c >> 3) ^ r) & 7) << 4) + (c & 7) * 2);
+}
+
 /* the shared-memory descriptor of an operand starting at shared address a (a tile's start, plus 32
  * bytes a K-major k-step or 2,048 bytes an MN-major one), 128-byte swizzle. Both strides are 1,024
  * bytes: the stride between 8-row groups, and (MN-major) between 64-element groups along the row,
