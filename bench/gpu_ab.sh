@@ -5,9 +5,11 @@
 # tree without a change). Then, per build, the tests named in TESTS (test_cuda_ops by default; "" for
 # none), then `packlm bench --device cuda --only mixers` ROUNDS times (3), the builds alternating
 # within each round, and a table of the KEYS (the delta rule's cases by default) with each build's
-# range; NCU=regex adds Nsight Compute's kernel times (real clocks) of the first NCU_COUNT (6)
-# launches matching the regex in each build's mixers run. Logs and JSON under $OUT, packed into
-# $OUT/ab.tgz (the remote runner returns at most 8 files).
+# range; NCU=regex adds Nsight Compute's kernel times (real clocks) of NCU_COUNT (6) launches matching
+# the regex in each build's run of the section, after the first NCU_SKIP (0). Logs and JSON under $OUT, packed into
+# $OUT/ab.tgz (the remote runner returns at most 8 files). SECTION=decode times `--only decode` instead
+# (KEYS then default to its tokens/s and 256-vs-1 ratio); ARGS adds bench options (--bf16-single-pass).
+# TEST_SECONDS: each test's time limit (300).
 #   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="" regs72="-DPLM_GDN_PREP8_REGS=72"
 #   OUT=dir PLM_DEPS=dir NCU='gdn_tc_prep|wy_scan' bench/gpu_ab.sh old=@-dbg/fold.patch new=""
 # PLM_DEPS: include/ and lib/ of the libraries the machine lacks (as scripts/gpu-check.sh takes them).
@@ -16,7 +18,13 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-build/ab}
 ROUNDS=${ROUNDS:-3}
 TESTS=${TESTS-test_cuda_ops}
-KEYS=${KEYS:-cuda_gdn_15seq_ms cuda_gdn_1seq_ms cuda_gdn_512x64_ms cuda_gdn_prep_before_1seq_ms cuda_gdn_precise_15seq_ms}
+SECTION=${SECTION:-mixers}
+ARGS=${ARGS:-}
+case $SECTION in
+    mixers) KEYS=${KEYS:-cuda_gdn_15seq_ms cuda_gdn_1seq_ms cuda_gdn_512x64_ms cuda_gdn_prep_before_1seq_ms cuda_gdn_precise_15seq_ms} ;;
+    decode) KEYS=${KEYS:-decode_tokens_per_s_1 decode_tokens_per_s_16 decode_tokens_per_s_256 decode_ratio_256_vs_1} ;;
+    *) echo "gpu_ab: SECTION is mixers or decode" >&2; exit 2 ;;
+esac
 [ $# -ge 1 ] || { echo "usage: bench/gpu_ab.sh NAME=SPEC [NAME=SPEC ...] (see the header)" >&2; exit 2; }
 mkdir -p "$OUT/l"
 OUT=$(cd "$OUT" && pwd)
@@ -68,7 +76,7 @@ done
 [ $ok = 1 ] || exit 1
 for i in "${!names[@]}"; do
     for t in $TESTS; do
-        timeout 300 "${dirs[$i]}/tests/$t" > "$OUT/l/$t-${names[$i]}.log" 2>&1
+        timeout "${TEST_SECONDS:-300}" "${dirs[$i]}/tests/$t" > "$OUT/l/$t-${names[$i]}.log" 2>&1
         rc=$?
         stamp "$t ${names[$i]}: exit $rc, $(tail -n 1 "$OUT/l/$t-${names[$i]}.log")"
         [ $rc -eq 0 ] || grep -m 8 -E "^FAIL" "$OUT/l/$t-${names[$i]}.log"
@@ -76,15 +84,15 @@ for i in "${!names[@]}"; do
 done
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!names[@]}"; do
-        timeout 120 "${dirs[$i]}/packlm" bench --device cuda --only mixers --json "$OUT/l/mix-${names[$i]}-$r.json" \
-            > "$OUT/l/mix-${names[$i]}-$r.txt" 2>&1 || echo "gpu_ab: mixers ${names[$i]} round $r failed"
+        timeout 120 "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" $ARGS --json "$OUT/l/mix-${names[$i]}-$r.json" \
+            > "$OUT/l/mix-${names[$i]}-$r.txt" 2>&1 || echo "gpu_ab: $SECTION ${names[$i]} round $r failed"
     done
 done
-stamp "mixers done"
+stamp "$SECTION done"
 python3 - "$OUT/l" "$ROUNDS" "$KEYS" "${names[@]}" <<'PY'
 import json, os, sys
 d, rounds, keys, names = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
-print("%-12s" % "build" + "".join("%22s" % k.replace("cuda_gdn_", "").replace("_ms", "") for k in keys))
+print("%-12s" % "build" + "".join("%22s" % k.replace("cuda_gdn_", "").replace("_ms", "").replace("decode_tokens_per_s_", "tok/s ") for k in keys))
 for n in names:
     row = []
     for k in keys:
@@ -95,13 +103,14 @@ for n in names:
                 v.append(json.load(open(p))[k]["value"])
             except (OSError, ValueError, KeyError):
                 pass
-        row.append("%.4f-%.4f" % (min(v), max(v)) if v else "-")
+        f = "%.4f-%.4f" if v and max(v) < 100 else "%.0f-%.0f"
+        row.append(f % (min(v), max(v)) if v else "-")
     print("%-12s" % n + "".join("%22s" % x for x in row))
 PY
 if [ -n "${NCU:-}" ]; then
     for i in "${!names[@]}"; do
         timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw -k "regex:$NCU" \
-            --launch-count "${NCU_COUNT:-6}" "${dirs[$i]}/packlm" bench --device cuda --only mixers 2>&1 |
+            --launch-skip "${NCU_SKIP:-0}" --launch-count "${NCU_COUNT:-6}" "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" $ARGS 2>&1 |
             grep '^"' > "$OUT/l/ncu-${names[$i]}.csv"
         echo "== ${names[$i]}: ncu kernel times (us)"
         python3 - "$OUT/l/ncu-${names[$i]}.csv" <<'PY'
