@@ -12,6 +12,8 @@
 // the states from cudaMalloc and from the default stream-ordered pool (where the engine's states live), both
 // filled with random values: 0.1389 and 0.1384 ms on 2026-11-30, so neither the pool nor the values matter.
 #include <cstdio>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cuda_runtime.h>
 #define CK(x) do { cudaError_t e_ = (x); if (e_ != cudaSuccess) { printf("%s: %s\n", #x, cudaGetErrorString(e_)); exit(1); } } while (0)
@@ -109,6 +111,113 @@ __global__ void __launch_bounds__(32 * (128 / R)) k_dec(float *o, float *S, floa
         na.out[th * dv + c] = (unsigned short)(__float_as_uint(x) >> 16);
     }
     if (tid == 0) na.ctr[th] = 0;
+}
+
+
+/* The ring form: persistent blocks of 256 threads, one (token, head) state (64 KB, contiguous) an item;
+ * one thread moves whole states between global and shared memory with bulk copies (cp.async.bulk onto
+ * an mbarrier for loads, bulk stores read out of shared memory), NBUF buffers: loads run NBUF - 1
+ * items ahead and the stores drain behind, so no register holds a state on its way in or out. Thread
+ * (half, j) sums rows 64 half .. 64 half + 63 of column j in shared memory. */
+__device__ __forceinline__ unsigned sa(const void *p) { return (unsigned)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void bar_wait(uint64_t *b, unsigned phase) {
+    unsigned done = 0;
+    while (!done)
+        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
+                     : "=r"(done) : "r"(sa(b)), "r"(phase) : "memory");
+}
+template <int NBUF>
+__global__ void __launch_bounds__(256, 1) k_dec_ring(float *o, float *const *Stab, const float *q, const float *k,
+                                                    const float *v, const float *g, const float *beta, int T, int nv) {
+    constexpr int DK = 128, DV = 128;
+    constexpr unsigned BYTES = DK * DV * 4;
+    extern __shared__ __align__(128) float ring[];
+    __shared__ __align__(8) uint64_t full[NBUF];
+    __shared__ float ks[DK], qs[DK], p1[2][DV], p2[2][DV];
+    const int tid = threadIdx.x, j = tid & (DV - 1), hf = tid >> 7;
+    const int items = T * nv, mine = (items - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
+    auto src = [&](int i) {
+        const int it = blockIdx.x + i * gridDim.x;
+        return Stab[it / nv] + (size_t)(it % nv) * DK * DV;
+    };
+    auto load = [&](int i) {
+        uint64_t *b = &full[i % NBUF];
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(sa(b)), "r"(BYTES) : "memory");
+        const float *s0 = src(i);
+        float *d0 = ring + (size_t)(i % NBUF) * DK * DV;
+        for (int c = 0; c < 4; c++)
+            asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];"
+                         ::"r"(sa(d0 + c * DK * DV / 4)), "l"(s0 + c * DK * DV / 4), "r"(BYTES / 4), "r"(sa(b)) : "memory");
+    };
+    if (tid == 0) {
+        for (int b = 0; b < NBUF; b++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(sa(&full[b])), "r"(1));
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        for (int i = 0; i < NBUF - 1 && i < mine; i++) load(i);
+    }
+    __syncthreads();
+    for (int i = 0; i < mine; i++) {
+        const int it = blockIdx.x + i * gridDim.x, t = it / nv;
+        if (tid < DK) { ks[tid] = k[(size_t)t * DK + tid]; qs[tid] = q[(size_t)t * DK + tid]; }
+        const float gt = g[it], b = beta[it], vt = v[(size_t)it * DV + j];
+        bar_wait(&full[i % NBUF], (unsigned)(i / NBUF) & 1u);
+        __syncthreads();
+        float *S = ring + (size_t)(i % NBUF) * DK * DV + (size_t)hf * 64 * DV + j;
+        const float *kk = ks + hf * 64, *qq = qs + hf * 64;
+        const float decay = expf(gt);
+        float part = 0.f;
+#pragma unroll 16
+        for (int r = 0; r < 64; r++) part += (S[r * DV] * decay) * kk[r];
+        p1[hf][j] = part;
+        __syncthreads();
+        const float delta = (vt - (p1[0][j] + p1[1][j])) * b;
+        float pq = 0.f;
+#pragma unroll 16
+        for (int r = 0; r < 64; r++) {
+            const float x = S[r * DV] * decay + kk[r] * delta;
+            S[r * DV] = x;
+            pq += x * qq[r];
+        }
+        p2[hf][j] = pq;
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        __syncthreads();
+        if (tid == 0) {
+            float *d0 = src(i);
+            const float *s0 = ring + (size_t)(i % NBUF) * DK * DV;
+            asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(d0), "r"(sa(s0)), "r"(BYTES)
+                         : "memory");
+            asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+            if (i + NBUF - 1 < mine) {
+                asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(NBUF - 2) : "memory");
+                load(i + NBUF - 1);
+            }
+        }
+        if (tid < DV) o[(size_t)it * DV + j] = p2[0][j] + p2[1][j];
+    }
+    if (tid == 0) asm volatile("cp.async.bulk.wait_group 0;" ::: "memory");
+}
+
+template <int NBUF>
+float run_ring(float *o, float *const *Stab, float *q, float *k, float *v, float *g, float *b, int T, int nv, int per_sm,
+               cudaEvent_t e0, cudaEvent_t e1) {
+    const int smem = NBUF * 128 * 128 * 4;
+    CK(cudaFuncSetAttribute(k_dec_ring<NBUF>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    int nsm;
+    cudaDeviceGetAttribute(&nsm, cudaDevAttrMultiProcessorCount, 0);
+    float best = 1e9;
+    for (int it = 0; it < 12; it++) {
+        cudaEventRecord(e0);
+        for (int l = 0; l < 4; l++) k_dec_ring<NBUF><<<nsm * per_sm, 256, smem>>>(o, Stab, q, k, v, g, b, T, nv);
+        cudaEventRecord(e1);
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        cudaEventElapsedTime(&ms, e0, e1);
+        if (it && ms / 4 < best) best = ms / 4;
+    }
+    CK(cudaGetLastError());
+    printf("ring, %d buffers of 64 KB, %d block(s) an SM: %.4f ms  %.2f TB/s\n", NBUF, per_sm, best,
+           2.0 * T * nv * 128 * 128 * 4 / best / 1e9);
+    return best;
 }
 
 /* states of random-looking values in [-0.5, 0.5) (a hash of the index), not zeros: as a decode step's */
@@ -215,5 +324,65 @@ int main() {
     printf("states from cudaMallocAsync (the default pool), random values:\n");
     run<32, 1>(o, Sa, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
     run<32, 2>(o, Sa, NULL, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    printf("the ring form (states in their own allocations, through the table):\n");
+    run<32, 1, true>(o, NULL, dtab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+    run_ring<2>(o, dtab, q, k, v, g, b, T, nv, 1, e0, e1);
+    run_ring<3>(o, dtab, q, k, v, g, b, T, nv, 1, e0, e1);
+    /* the engine's layout: a sequence's whole state one allocation from the default pool (per layer the conv
+       tail, 3 x 6,144 floats, then the delta rule's state), the step reading layer 5's states */
+    {
+        const size_t conv = 3 * 6144, per = conv + (size_t)nv * dk * dv;
+        float *seq[T], *lay[T], **ltab;
+        for (int t = 0; t < T; t++) {
+            CK(cudaMallocAsync((void **)&seq[t], 18 * per * 4, 0));
+            cudaMemsetAsync(seq[t], 0, 18 * per * 4, 0);
+            lay[t] = seq[t] + 5 * per + conv;
+        }
+        CK(cudaMalloc(&ltab, T * sizeof *ltab));
+        CK(cudaMemcpy(ltab, lay, T * sizeof *ltab, cudaMemcpyHostToDevice));
+        CK(cudaDeviceSynchronize());
+        printf("the engine's layout (a sequence's 18 layers one pool allocation, layer 5):\n");
+        run<32, 1, true>(o, NULL, ltab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+        run<32, 1, true, true>(o, NULL, ltab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
+        run_ring<3>(o, ltab, q, k, v, g, b, T, nv, 1, e0, e1);
+        for (int t = 0; t < T; t++) lay[t] = seq[t] + (5 * per + conv + 131071) / 131072 * 131072; /* 512 KB from the base */
+        CK(cudaMemcpy(ltab, lay, T * sizeof *ltab, cudaMemcpyHostToDevice));
+        printf("the same allocations, each state 512 KB-aligned:\n");
+        run<32, 1, true>(o, NULL, ltab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+        float *slab;
+        CK(cudaMallocAsync((void **)&slab, 18 * (size_t)T * nv * dk * dv * 4, 0));
+        for (int t = 0; t < T; t++) lay[t] = slab + (5 * (size_t)T + t) * nv * dk * dv;
+        CK(cudaMemcpy(ltab, lay, T * sizeof *ltab, cudaMemcpyHostToDevice));
+        CK(cudaDeviceSynchronize());
+        printf("a layer-major slab (every sequence's layer-5 state side by side):\n");
+        run<32, 1, true>(o, NULL, ltab, q, k, v, g, b, T, nv, dk, dv, e0, e1);
+        run<32, 1, true, true>(o, NULL, ltab, q, k, v, g, b, T, nv, dk, dv, e0, e1, na);
+    }
+    /* the ring's results against the register form's on the same random states (one launch each from equal copies) */
+    {
+        float *Sc, *o2, **tab2;
+        CK(cudaMalloc(&Sc, ns * 4)); CK(cudaMalloc(&o2, T * nv * dv * 4)); CK(cudaMalloc(&tab2, T * sizeof *tab2));
+        float *h2[T];
+        for (int t = 0; t < T; t++) h2[t] = Sc + (size_t)t * nv * dk * dv;
+        CK(cudaMemcpy(tab2, h2, T * sizeof *tab2, cudaMemcpyHostToDevice));
+        k_fill<<<132 * 8, 512>>>(S, ns);
+        k_fill<<<132 * 8, 512>>>(k, T * dk);
+        k_fill<<<132 * 8, 512>>>(q, T * dk);
+        k_fill<<<132 * 8, 512>>>(v, T * nv * dv);
+        k_fill<<<132 * 8, 512>>>(b, T * nv);
+        CK(cudaMemcpy(Sc, S, ns * 4, cudaMemcpyDeviceToDevice));
+        k_dec<32, 1, false><<<dim3(dv / 32, nv, T), dim3(32, 4)>>>(o, S, NULL, q, k, v, g, b, nv, dk, dv, norm_args{});
+        CK(cudaFuncSetAttribute(k_dec_ring<3>, cudaFuncAttributeMaxDynamicSharedMemorySize, 3 * 65536));
+        k_dec_ring<3><<<132, 256, 3 * 65536>>>(o2, tab2, q, k, v, g, b, T, nv);
+        CK(cudaDeviceSynchronize());
+        float *a = (float *)malloc(ns * 4), *c = (float *)malloc(ns * 4), *oa = (float *)malloc(T * nv * dv * 4),
+              *oc = (float *)malloc(T * nv * dv * 4);
+        CK(cudaMemcpy(a, S, ns * 4, cudaMemcpyDeviceToHost)); CK(cudaMemcpy(c, Sc, ns * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(oa, o, T * nv * dv * 4, cudaMemcpyDeviceToHost)); CK(cudaMemcpy(oc, o2, T * nv * dv * 4, cudaMemcpyDeviceToHost));
+        double ds = 0, dout = 0, ms = 0, mo = 0;
+        for (size_t i = 0; i < ns; i++) { ds = fmax(ds, fabs(a[i] - c[i])); ms = fmax(ms, fabs(a[i])); }
+        for (size_t i = 0; i < (size_t)T * nv * dv; i++) { dout = fmax(dout, fabs(oa[i] - oc[i])); mo = fmax(mo, fabs(oa[i])); }
+        printf("ring against the register form: states max |diff| %.3g (max %.3g), outputs %.3g (max %.3g)\n", ds, ms, dout, mo);
+    }
     return 0;
 }
