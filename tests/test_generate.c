@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda.h"
 #include "model/model.h"
 #include "devutil.h"
 #include "testutil.h"
@@ -579,6 +580,49 @@ static void check_cancel_logprobs(fixture *f, const char *name) {
     gen_out_free(&o, 3);
 }
 
+/* 7. device states live in slots of the context's per-layer slabs: a layer's states of consecutive slots
+ * side by side (what the decode step streams fastest), every slot distinct, a new state zero even in a
+ * reused slot, and the slabs kept while states hold slots after their context is freed */
+static void check_state_slabs(fixture *f, const char *name) {
+    const plm_model *m = f->m;
+    const int nl = m->info.n_linear_layers;
+    if (!nl) return;
+    const size_t per = (size_t)(m->cfg.conv_kernel - 1) * m->conv_dim +
+                       (size_t)m->cfg.lin_v_heads * m->cfg.lin_k_dim * m->cfg.lin_v_dim;
+    plm_error err = {0};
+    plm_ctx *c;
+    if (tu_ctx_on(&c, m, "cuda", 1, name)) return;
+    enum { N = 13 }; /* three groups of slabs: 4 + 8 + 1 */
+    plm_state *s[N];
+    int ok = 1, adjacent = 1, distinct = 1, zero = 1;
+    for (int i = 0; i < N && ok; i++) ok = plm_state_new_on(&s[i], c, &err) == PLM_OK;
+    tu_check(ok, "%s: %d device states (%s)", name, N, err.msg);
+    if (!ok) {
+        plm_ctx_free(c);
+        return;
+    }
+    for (int l = 0; l < nl; l++)
+        for (int i = 1; i < N; i++) {
+            if (i != 4 && i != 12) adjacent &= s[i]->conv[l] == s[i - 1]->conv[l] + per; /* group starts: 4, 12 */
+            for (int j = 0; j < i; j++) distinct &= s[i]->conv[l] != s[j]->conv[l];
+        }
+    tu_check(adjacent && distinct, "%s: a layer's states side by side in its slab (adjacent %d, distinct %d)", name,
+             adjacent, distinct);
+    /* a slot given back and taken again comes back cleared */
+    float *junk = malloc(per * sizeof *junk), *back = malloc(per * sizeof *back);
+    for (size_t e = 0; e < per; e++) junk[e] = 1.0f + (float)e;
+    float *slot = s[N - 1]->conv[nl - 1];
+    ok = plm_cuda_upload(0, slot, junk, per * sizeof *junk, &err) == PLM_OK;
+    plm_state_free(s[N - 1]);
+    ok = ok && plm_state_new_on(&s[N - 1], c, &err) == PLM_OK;
+    ok = ok && s[N - 1]->conv[nl - 1] == slot && plm_cuda_download(0, back, slot, per * sizeof *back, &err) == PLM_OK;
+    for (size_t e = 0; ok && e < per; e++) zero &= back[e] == 0.0f;
+    tu_check(ok && zero, "%s: a reused slot starts cleared (%s)", name, err.msg);
+    free(junk), free(back);
+    plm_ctx_free(c); /* the states outlive it: their slabs stay until the last is freed */
+    for (int i = 0; i < N; i++) plm_state_free(s[i]);
+}
+
 int main(void) {
     check_sampler();
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
@@ -595,6 +639,7 @@ int main(void) {
         check_memory(&f, names[i]);
         check_eos_and_refusals(&f, names[i]);
         check_cancel_logprobs(&f, names[i]);
+        if (d == 1) check_state_slabs(&f, names[i]);
         fixture_close(&f);
     }
     return tu_finish("test_generate");

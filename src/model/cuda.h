@@ -58,6 +58,16 @@ plm_status plm_cuda_segments(struct plm_ctx *c, int32_t *cu, int32_t *n_seg, con
 plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
                          const plm_cuda_check *chk, plm_error *err);
 
+/* States' fixed parts on the device: slots in slabs a linear layer, so that one layer's states of many
+ * sequences lie side by side (a decode step of 256 sequences streams them about 9 % faster than from
+ * one allocation a sequence holding all its layers: bench/micro/decode_state.cu). A slot holds in each
+ * layer's slab `per` floats (the conv tail, then the delta-rule state); layer[i] receives its address
+ * in layer i (the contents are not cleared). Slabs are added as slots run out (4, 8, .. 64 slots a
+ * group) and kept; they outlive the context while a slot is taken. Thread-safe. */
+typedef struct plm_slots plm_slots;
+plm_status plm_cuda_slot_take(plm_cuda *g, plm_slots **from, int *slot, float **layer, plm_error *err);
+void plm_cuda_slot_give(plm_slots *a, int slot);
+
 /* Device memory for states and snapshots (synchronous with respect to every stream of the device). */
 plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm_error *err);
 void plm_cuda_free(int dev, void *p);

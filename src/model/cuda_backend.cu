@@ -14,6 +14,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,7 @@ struct plm_cuda {
      * shape and every scratch address); least recently used replaced */
     struct graph_slot *graphs;
     unsigned graph_clock;
+    plm_slots *slots;          /* the states' slabs (plm_cuda_slot_take) */
     unsigned blas_calls;       /* cuBLAS calls made: a captured graph that holds none links its kernels by
                                   programmatic edges (every packlm kernel waits for its predecessors) */
     int pdl;                   /* those edges are used (PLM_PDL=0 turns them off) */
@@ -136,6 +138,107 @@ extern "C" plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char
     if (e == cudaErrorMemoryAllocation) return oom(err, dev, bytes, what);
     if (e != cudaSuccess) return cu_fail(err, dev, what, e);
     return PLM_OK;
+}
+
+/* ---------------------------------------------------------------- the states' slabs */
+#define SLOT_GROUPS 64    /* groups of slabs at most (4 + 8 + 16 + 32 + 60 x 64 slots) */
+#define SLOT_GROUP_MAX 64 /* slots a group at most */
+
+struct plm_slots {
+    int dev, nl;
+    size_t per; /* floats a slot in each layer's slab */
+    pthread_mutex_t mu;
+    int refs; /* the context's (until plm_cuda_close) and one a slot taken */
+    int n_groups, n_slots;
+    float **slab[SLOT_GROUPS]; /* [group][layer] */
+    int first[SLOT_GROUPS + 1];
+    int *free_ids, n_free;
+};
+
+static void slots_drop(plm_slots *a) { /* a->mu held; unlocks, and frees a when nothing refers to it */
+    const int last = --a->refs == 0;
+    pthread_mutex_unlock(&a->mu);
+    if (!last) return;
+    for (int gi = 0; gi < a->n_groups; gi++) {
+        for (int l = 0; l < a->nl; l++) plm_cuda_free(a->dev, a->slab[gi][l]);
+        free(a->slab[gi]);
+    }
+    pthread_mutex_destroy(&a->mu);
+    free(a->free_ids);
+    free(a);
+}
+
+static plm_slots *slots_new(int dev, int nl, size_t per) {
+    plm_slots *a = (plm_slots *)calloc(1, sizeof *a);
+    if (!a) return NULL;
+    if (pthread_mutex_init(&a->mu, NULL)) {
+        free(a);
+        return NULL;
+    }
+    a->dev = dev, a->nl = nl, a->per = per, a->refs = 1;
+    return a;
+}
+
+/* one more group of slabs (a->mu held): PLM_OK or why not; its slots go on the free list, lowest first */
+static plm_status slots_grow(plm_slots *a, plm_error *err) {
+    if (a->n_groups == SLOT_GROUPS)
+        return plm_fail(err, PLM_ERR_NOMEM, "cuda:%d: more than %d states at once", a->dev, a->n_slots);
+    const int n = a->n_groups < 4 ? 4 << a->n_groups : SLOT_GROUP_MAX;
+    float **slab = (float **)calloc((size_t)(a->nl ? a->nl : 1), sizeof *slab);
+    int *ids = (int *)realloc(a->free_ids, (size_t)(a->n_slots + n) * sizeof *ids);
+    if (ids) a->free_ids = ids;
+    if (!slab || !ids) {
+        free(slab);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory for the states' slabs");
+    }
+    for (int l = 0; l < a->nl; l++) {
+        char what[64];
+        snprintf(what, sizeof what, "a slab of %d states' layer %d", n, l);
+        const plm_status st = plm_cuda_alloc(a->dev, (void **)&slab[l], (size_t)n * a->per * sizeof(float), what, err);
+        if (st) {
+            for (int j = 0; j < l; j++) plm_cuda_free(a->dev, slab[j]);
+            free(slab);
+            return st;
+        }
+    }
+    a->slab[a->n_groups] = slab;
+    a->first[a->n_groups] = a->n_slots;
+    a->n_groups++;
+    a->n_slots += n;
+    a->first[a->n_groups] = a->n_slots;
+    for (int i = a->n_slots - 1; i >= a->n_slots - n; i--) a->free_ids[a->n_free++] = i;
+    return PLM_OK;
+}
+
+extern "C" plm_status plm_cuda_slot_take(plm_cuda *g, plm_slots **from, int *slot, float **layer, plm_error *err) {
+    *from = NULL;
+    *slot = -1;
+    plm_slots *a = g->slots;
+    if (!a) return plm_fail(err, PLM_ERR_NOMEM, "%s: out of memory for the states' slabs", g->name);
+    pthread_mutex_lock(&a->mu);
+    if (!a->n_free) {
+        const plm_status st = slots_grow(a, err);
+        if (st) {
+            pthread_mutex_unlock(&a->mu);
+            return st;
+        }
+    }
+    const int id = a->free_ids[--a->n_free];
+    a->refs++;
+    int gi = 0;
+    while (id >= a->first[gi + 1]) gi++;
+    for (int l = 0; l < a->nl; l++) layer[l] = a->slab[gi][l] + (size_t)(id - a->first[gi]) * a->per;
+    pthread_mutex_unlock(&a->mu);
+    *from = a;
+    *slot = id;
+    return PLM_OK;
+}
+
+extern "C" void plm_cuda_slot_give(plm_slots *a, int slot) {
+    if (!a || slot < 0) return;
+    pthread_mutex_lock(&a->mu);
+    a->free_ids[a->n_free++] = slot;
+    slots_drop(a);
 }
 
 extern "C" void plm_cuda_free(int dev, void *p) {
@@ -339,6 +442,8 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     snprintf(g->name, sizeof g->name, "cuda:%d", dev);
     g->m = m;
     g->limit = mem_limit;
+    g->slots = slots_new(dev, m->info.n_linear_layers,
+                         (size_t)(c->conv_kernel - 1) * m->conv_dim + (size_t)c->lin_v_heads * c->lin_k_dim * c->lin_v_dim);
     g->split = !bf16_single_pass;
     if (cudaDeviceGetAttribute(&g->n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g->n_sm < 1)
         g->n_sm = 1;
@@ -431,6 +536,10 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
     cudaFree(g->scr);
     cudaFree(g->aux);
     cudaFreeHost(g->pin);
+    if (g->slots) { /* the slabs stay while states hold slots */
+        pthread_mutex_lock(&g->slots->mu);
+        slots_drop(g->slots);
+    }
     if (g->L && g->m->cfg.is_moe)
         for (int li = 0; li < g->m->cfg.n_layers; li++) free(g->L[li].e_gate);
     free(g->L);

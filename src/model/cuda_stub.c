@@ -36,6 +36,12 @@ plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char *what, plm
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }
 void plm_cuda_free(int dev, void *p) { (void)p; }
+plm_status plm_cuda_slot_take(plm_cuda *g, plm_slots **from, int *slot, float **layer, plm_error *err) {
+    *from = NULL;
+    *slot = -1;
+    return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
+}
+void plm_cuda_slot_give(plm_slots *a, int slot) { (void)a, (void)slot; }
 plm_status plm_cuda_memset0(int dev, void *p, size_t bytes, plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
 }

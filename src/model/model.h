@@ -80,9 +80,10 @@ struct plm_state {
     uint64_t *rb_time;
     int64_t *rb_len;
     int n_rb, cap_rb;
-    /* CUDA states: conv and rec point into one device allocation (fixed); KV blocks come from
-       slabs, one device allocation per growth, never moved */
-    void *fixed;
+    /* CUDA states: conv and rec point into a slot of the context's per-layer slabs (plm_cuda_slot_take);
+       KV blocks come from slabs of their own, one device allocation per growth, never moved */
+    struct plm_slots *slots;
+    int slot;
     void **slabs;
     int n_slabs, cap_slabs;
 };

@@ -28,7 +28,7 @@ static void new_identity(plm_state *s) {
     s->n_rb = 0;
 }
 
-static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_error *err) {
+static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_cuda *g, plm_error *err) {
     *out = NULL;
     plm_state *s = calloc(1, sizeof *s);
     const int nl = m->info.n_linear_layers, na = m->info.n_attention_layers;
@@ -40,17 +40,17 @@ static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_
     s->rec = calloc((size_t)nl + 1, sizeof *s->rec);
     s->kv = calloc((size_t)na + 1, sizeof *s->kv);
     int ok = s->conv && s->rec && s->kv;
-    if (ok && dev >= 0) { /* one device allocation: per layer the conv tail, then the delta-rule state */
-        const size_t per = conv_floats(m) + rec_floats(m), bytes = (size_t)nl * per * sizeof(float);
-        plm_status st = plm_cuda_alloc(dev, &s->fixed, bytes ? bytes : 16, "a state", err);
-        if (!st) st = plm_cuda_memset0(dev, s->fixed, bytes, err);
+    s->slot = -1;
+    if (ok && dev >= 0 && nl) { /* a slot of the context's slabs: per layer the conv tail, then the delta-rule state */
+        const size_t bytes = (conv_floats(m) + rec_floats(m)) * sizeof(float);
+        plm_status st = plm_cuda_slot_take(g, &s->slots, &s->slot, s->conv, err);
+        for (int i = 0; !st && i < nl; i++) {
+            s->rec[i] = s->conv[i] + conv_floats(m);
+            st = plm_cuda_memset0(dev, s->conv[i], bytes, err);
+        }
         if (st) {
             plm_state_free(s);
             return st;
-        }
-        for (int i = 0; i < nl; i++) {
-            s->conv[i] = (float *)s->fixed + (size_t)i * per;
-            s->rec[i] = s->conv[i] + conv_floats(m);
         }
     }
     for (int i = 0; ok && dev < 0 && i < nl; i++) {
@@ -67,11 +67,11 @@ static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_
 }
 
 plm_status plm_state_new(plm_state **out, const plm_model *m, plm_error *err) {
-    return state_alloc(out, m, -1, err);
+    return state_alloc(out, m, -1, NULL, err);
 }
 
 plm_status plm_state_new_on(plm_state **out, const plm_ctx *c, plm_error *err) {
-    return state_alloc(out, c->model, c->dev, err);
+    return state_alloc(out, c->model, c->dev, c->cuda, err);
 }
 
 static void kv_free(plm_kv *kv, int dev) {
@@ -94,7 +94,7 @@ void plm_state_free(plm_state *s) {
     if (s->kv)
         for (int i = 0; i < m->info.n_attention_layers; i++) kv_free(&s->kv[i], s->dev);
     if (s->dev >= 0) {
-        plm_cuda_free(s->dev, s->fixed);
+        plm_cuda_slot_give(s->slots, s->slot);
         for (int i = 0; i < s->n_slabs; i++) plm_cuda_free(s->dev, s->slabs[i]);
         free(s->slabs);
     }
@@ -109,10 +109,9 @@ void plm_state_free(plm_state *s) {
 /* Keeps the KV blocks allocated (a reset state is usually reused for a new sequence). */
 void plm_state_reset(plm_state *s) {
     const plm_model *m = s->model;
-    if (s->dev >= 0) /* one memset over conv tails and delta-rule states (an error here is the device's
-                        sticky error: the next step reports it) */
-        plm_cuda_memset0(s->dev, s->fixed, (size_t)m->info.n_linear_layers * (conv_floats(m) + rec_floats(m)) *
-                         sizeof(float), NULL);
+    for (int i = 0; s->dev >= 0 && i < m->info.n_linear_layers; i++) /* a layer's conv tail and delta-rule state in
+        one memset (an error here is the device's sticky error: the next step reports it) */
+        plm_cuda_memset0(s->dev, s->conv[i], (conv_floats(m) + rec_floats(m)) * sizeof(float), NULL);
     for (int i = 0; s->dev < 0 && i < m->info.n_linear_layers; i++) {
         memset(s->conv[i], 0, conv_floats(m) * sizeof(float));
         memset(s->rec[i], 0, rec_floats(m) * sizeof(float));
@@ -195,13 +194,19 @@ static plm_status mem_copy(int dev, void *dst, const void *src, size_t n, plm_er
     return PLM_OK;
 }
 
-/* The fixed part (conv tails, delta-rule states) from src[] to dst[] per layer; a device state holds
- * it in one block laid out as a snapshot, so one copy does. */
+/* The fixed part (conv tails, delta-rule states) from src[] to dst[] per layer; on the device a layer's
+ * conv tail and state lie one after the other (a slot, or a snapshot's layer), so one copy a layer. */
 static plm_status fixed_copy(int dev, const plm_model *m, float *const *dconv, float *const *drec,
                              const float *const *sconv, const float *const *srec, plm_error *err) {
     const int nl = m->info.n_linear_layers;
     const size_t cb = conv_floats(m) * sizeof(float), rb = rec_floats(m) * sizeof(float);
-    if (dev >= 0) return nl ? plm_cuda_copy(dev, dconv[0], sconv[0], nl * (cb + rb), err) : PLM_OK;
+    if (dev >= 0) {
+        for (int i = 0; i < nl; i++) {
+            const plm_status st = plm_cuda_copy(dev, dconv[i], sconv[i], cb + rb, err);
+            if (st) return st;
+        }
+        return PLM_OK;
+    }
     for (int i = 0; i < nl; i++) {
         memcpy(dconv[i], sconv[i], cb);
         memcpy(drec[i], srec[i], rb);
