@@ -17,6 +17,10 @@
 #define DEC_ROWS GDN_REC_ROWS
 #define DEC_IN_THREADS 128
 #define DEC_MAX_K 8      /* conv taps */
+#ifndef PLM_GDN_DEC_REGS /* k_gdn_dec's register cap: 72 (4 bytes spilled), seven blocks an SM; at 96 (five
+                            blocks) it took 0.165-0.169 ms a layer at 256 sequences, 0.152-0.155 at 72 */
+#define PLM_GDN_DEC_REGS 72
+#endif
 
 /* Head unit blockIdx.x of the 2 nk + nv (q heads, k heads, v heads), token blockIdx.y; a thread a channel
  * (two where the head is wider than the block). Every load of a channel (its taps, the tail's K-1 rows,
@@ -88,10 +92,10 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
  * block to finish (a counter per (token, head) that it sets back to zero for the next launch) then
  * applies the gated RMSNorm to the head's whole row, summing its squares in one fixed order whichever
  * block that is. Output: y (FP32) or hi (+ lo) BF16. */
-__global__ void __maxnreg__(96) k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr,
-                                          float *const *S, const float *q, const float *k, const float *v,
-                                          const float *g, const float *beta, const float *z, const float *gw, int nk,
-                                          int nv, int dk, int dv, float eps, int64_t ldz) {
+__global__ void __maxnreg__(PLM_GDN_DEC_REGS)
+    k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr, float *const *S, const float *q,
+              const float *k, const float *v, const float *g, const float *beta, const float *z, const float *gw, int nk,
+              int nv, int dk, int dv, float eps, int64_t ldz) {
     __shared__ float ks[PLM_CUDA_MAX_DK], qs[PLM_CUDA_MAX_DK], red[PLM_CUDA_MAX_DK / DEC_ROWS][32],
         red2[PLM_CUDA_MAX_DK / DEC_ROWS][32], sh[PLM_CUDA_MAX_DK / DEC_ROWS];
     __shared__ int last;
