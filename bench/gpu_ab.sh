@@ -9,7 +9,7 @@
 # the regex in each build's run of the section, after the first NCU_SKIP (0). Logs and JSON under $OUT, packed into
 # $OUT/ab.tgz (the remote runner returns at most 8 files). SECTION=decode times `--only decode` instead
 # (KEYS then default to its tokens/s and 256-vs-1 ratio); ARGS adds bench options (--bf16-single-pass).
-# TEST_SECONDS: each test's time limit (300).
+# TEST_SECONDS: each test's time limit (300); TEST_BUILDS: the builds whose tests run (all).
 #   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="" regs72="-DPLM_GDN_PREP8_REGS=72"
 #   OUT=dir PLM_DEPS=dir NCU='gdn_tc_prep|wy_scan' bench/gpu_ab.sh old=@-dbg/fold.patch new=""
 # PLM_DEPS: include/ and lib/ of the libraries the machine lacks (as scripts/gpu-check.sh takes them).
@@ -75,6 +75,7 @@ for i in "${!names[@]}"; do
 done
 [ $ok = 1 ] || exit 1
 for i in "${!names[@]}"; do
+    case " ${TEST_BUILDS:-${names[*]}} " in *" ${names[$i]} "*) ;; *) continue ;; esac
     for t in $TESTS; do
         timeout "${TEST_SECONDS:-300}" "${dirs[$i]}/tests/$t" > "$OUT/l/$t-${names[$i]}.log" 2>&1
         rc=$?
