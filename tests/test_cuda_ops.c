@@ -1798,10 +1798,11 @@ int main(void) {
         test_gdn_dec(4, 2, 2, 30, 70, 4, form);
         test_gdn_dec(3, 1, 1, 256, 256, 4, form);
         test_gdn_dec(2, 2, 2, 8, 8, 4, form);
-        /* many sequences (7 blocks an SM: several rounds of the grid), odd dk, K = 6 */
+        /* many sequences (k_gdn_dec: 7 blocks an SM, several rounds of the grid; k_gdn_dec_in4: four
+           tokens a block from 32 sequences, the last block with 1 or 2), odd dk, K = 6 */
         test_gdn_dec(64, 16, 16, 128, 128, 4, form);
-        test_gdn_dec(600, 1, 1, 31, 24, 4, form);
-        test_gdn_dec(300, 3, 3, 30, 70, 6, form);
+        test_gdn_dec(45, 1, 1, 31, 24, 4, form);
+        test_gdn_dec(34, 3, 3, 30, 70, 6, form);
     }
     tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
                  !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&

@@ -17,6 +17,9 @@
 #define DEC_ROWS GDN_REC_ROWS
 #define DEC_IN_THREADS 128
 #define DEC_MAX_K 8      /* conv taps */
+#ifndef DEC_IN_MANY /* steps of at least this many sequences take k_gdn_dec_in4 */
+#define DEC_IN_MANY 32
+#endif
 #ifndef PLM_GDN_DEC_REGS /* k_gdn_dec's register cap: 72 (4 bytes spilled), seven blocks an SM; at 96 (five
                             blocks) it took 0.165-0.169 ms a layer at 256 sequences, 0.152-0.155 at 72 */
 #define PLM_GDN_DEC_REGS 72
@@ -83,6 +86,90 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
             beta[t * nv + h] = plm_sigmoid_d(bv);
             g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
         }
+}
+
+/* k_gdn_dec_in for steps of many sequences with heads of at most DEC_IN_THREADS channels: a block takes
+ * DEC_IN_TPB tokens of one head unit (blockIdx.y DEC_IN_TPB ..), a thread one channel of each. The taps
+ * are loaded once for the block's tokens, and every token's loads are issued before any arithmetic
+ * (a block a token left about six rounds of short blocks, each a chain of memory waits, at 256
+ * sequences); sums and norms in k_gdn_dec_in's order. */
+#define DEC_IN_TPB 4
+__global__ void __launch_bounds__(DEC_IN_THREADS)
+    k_gdn_dec_in4(float *q, float *k, float *v, float *beta, float *g, float *const *tail, const float *x,
+                  const float *w, const float *b, const float *a, const float *neg_A, const float *dt_bias, int nk,
+                  int nv, int dk, int dv, int K, int64_t ldx, int64_t ldba, int64_t T) {
+    __shared__ float sh[DEC_IN_TPB][32];
+    const int u = blockIdx.x, tid = threadIdx.x, lane = tid & 31, wi = tid >> 5, P = K - 1;
+    const int64_t t0 = (int64_t)blockIdx.y * DEC_IN_TPB;
+    const int nt = T - t0 < DEC_IN_TPB ? (int)(T - t0) : DEC_IN_TPB;
+    const int CD = 2 * nk * dk + nv * dv, qk = u < 2 * nk, n = qk ? dk : dv;
+    const int c = (qk ? u * dk : 2 * nk * dk + (u - 2 * nk) * dv) + tid;
+    const bool on = tid < n;
+    float wk[DEC_MAX_K], win[DEC_IN_TPB][DEC_MAX_K - 1], cur[DEC_IN_TPB];
+    float *tl[DEC_IN_TPB];
+#pragma unroll
+    for (int i = 0; i < DEC_IN_TPB; i++) tl[i] = i < nt ? tail[t0 + i] : NULL;
+    if (on) {
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K; j++)
+            if (j < K) wk[j] = w[c * K + j];
+#pragma unroll
+        for (int i = 0; i < DEC_IN_TPB; i++)
+#pragma unroll
+            for (int j = 0; j < DEC_MAX_K - 1; j++)
+                if (i < nt && j < P) win[i][j] = __ldcg(tl[i] + (int64_t)j * CD + c); /* mutable: L2, not L1 */
+    }
+    plm_pdl_enter();
+#pragma unroll
+    for (int i = 0; i < DEC_IN_TPB; i++)
+        if (on && i < nt) cur[i] = x[(t0 + i) * ldx + c];
+    float y[DEC_IN_TPB];
+#pragma unroll
+    for (int i = 0; i < DEC_IN_TPB; i++) {
+        y[i] = 0.0f;
+        if (!on || i >= nt) continue;
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K - 1; j++)
+            if (j < P) acc += wk[j] * win[i][j];
+#pragma unroll
+        for (int j = 0; j < DEC_MAX_K; j++)
+            if (j == P) acc += wk[j] * cur[i];
+#pragma unroll
+        for (int j = 0; j + 1 < DEC_MAX_K - 1; j++) /* the tail shifted by one row, the token last */
+            if (j + 1 < P) tl[i][(int64_t)j * CD + c] = win[i][j + 1];
+        if (P > 0) tl[i][(int64_t)(P - 1) * CD + c] = cur[i];
+        y[i] = plm_silu_d(acc);
+    }
+    float r[DEC_IN_TPB];
+    if (qk) { /* plm_block_sum's order, the tokens' sums side by side */
+#pragma unroll
+        for (int i = 0; i < DEC_IN_TPB; i++) {
+            const float s = plm_warp_sum(y[i] * y[i]);
+            if (lane == 0) sh[i][wi] = s;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int i = 0; i < DEC_IN_TPB; i++) {
+            const float tot = plm_warp_sum(lane < (int)(blockDim.x >> 5) ? sh[i][lane] : 0.0f);
+            r[i] = (u < nk ? 1.0f / sqrtf((float)dk) : 1.0f) / sqrtf(tot + 1e-6f);
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < DEC_IN_TPB; i++) {
+        if (!on || i >= nt) continue;
+        const int64_t t = t0 + i;
+        float *dst = u < nk ? q + (t * nk + u) * dk : qk ? k + (t * nk + u - nk) * dk : v + (t * nv + u - 2 * nk) * dv;
+        dst[tid] = qk ? y[i] * r[i] : y[i];
+    }
+    if (u == 0)
+        for (int i = 0; i < nt; i++)
+            for (int h = tid; h < nv; h += DEC_IN_THREADS) {
+                const int64_t t = t0 + i;
+                const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
+                beta[t * nv + h] = plm_sigmoid_d(bv);
+                g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+            }
 }
 
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
@@ -161,8 +248,13 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
                                  int dk, int dv, int K, float eps, int64_t ld, void *stream) {
     if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
     const int64_t CD = 2 * (int64_t)nk * dk + (int64_t)nv * dv;
-    k_gdn_dec_in<<<dim3((unsigned)(2 * nk + nv), (unsigned)T), DEC_IN_THREADS, 0, PLM_STREAM(stream)>>>(
-        q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv, K, ld ? ld : CD, ld ? ld : nv);
+    if (T >= DEC_IN_MANY && dk <= DEC_IN_THREADS && dv <= DEC_IN_THREADS)
+        k_gdn_dec_in4<<<dim3((unsigned)(2 * nk + nv), (unsigned)((T + DEC_IN_TPB - 1) / DEC_IN_TPB)), DEC_IN_THREADS, 0,
+                        PLM_STREAM(stream)>>>(q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv,
+                                              K, ld ? ld : CD, ld ? ld : nv, T);
+    else
+        k_gdn_dec_in<<<dim3((unsigned)(2 * nk + nv), (unsigned)T), DEC_IN_THREADS, 0, PLM_STREAM(stream)>>>(
+            q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv, K, ld ? ld : CD, ld ? ld : nv);
     const dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nv, (unsigned)T);
     k_gdn_dec<<<grid, dim3(32, (unsigned)((dk + DEC_ROWS - 1) / DEC_ROWS)), 0, PLM_STREAM(stream)>>>(
         y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q, k, v, g, beta, z, gnorm, nk, nv, dk, dv, eps,
