@@ -11,6 +11,13 @@
 // (docs/performance.md, 19:58 UTC section: 3.88 TB/s at R = 32, C = 1, the copy's rate). The last rows take
 // the states from cudaMalloc and from the default stream-ordered pool (where the engine's states live), both
 // filled with random values: 0.1389 and 0.1384 ms on 2026-11-30, so neither the pool nor the values matter.
+// Then (2026-11-30, 07:40 UTC) the ring form (k_dec_ring: persistent blocks, one thread moving whole
+// 64 KB states between global and shared memory by bulk copies, 2 or 3 buffers: 0.1802 / 0.1416 ms, no
+// faster than the register form; inside the step it was slower, 178-189 us against 168-172, so it was
+// not kept) and the engine's layout as it was (a sequence's 18 layers in one pool allocation: 0.1503 ms,
+// 0.1554 with the ending) against a layer's states side by side in one slab (0.1383 / 0.1456): what
+// moved the engine's states into per-layer slabs (plm_cuda_slot_take). The ring's results are checked
+// against the register form's on random states (max |diff| 3.6e-7 of 1.36).
 #include <cstdio>
 #include <cmath>
 #include <cstdint>
