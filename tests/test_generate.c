@@ -596,7 +596,7 @@ static void check_state_slabs(fixture *f, const char *name) {
     plm_state *s[N];
     int ok = 1, adjacent = 1, distinct = 1, zero = 1;
     for (int i = 0; i < N && ok; i++) ok = plm_state_new_on(&s[i], c, &err) == PLM_OK;
-    tu_check(ok, "%s: %d device states (%s)", name, N, err.msg);
+    tu_check(ok, "%s: %d device states%s%s", name, N, err.msg[0] ? ": " : "", err.msg);
     if (!ok) {
         plm_ctx_free(c);
         return;
@@ -617,7 +617,7 @@ static void check_state_slabs(fixture *f, const char *name) {
     ok = ok && plm_state_new_on(&s[N - 1], c, &err) == PLM_OK;
     ok = ok && s[N - 1]->conv[nl - 1] == slot && plm_cuda_download(0, back, slot, per * sizeof *back, &err) == PLM_OK;
     for (size_t e = 0; ok && e < per; e++) zero &= back[e] == 0.0f;
-    tu_check(ok && zero, "%s: a reused slot starts cleared (%s)", name, err.msg);
+    tu_check(ok && zero, "%s: a reused slot starts cleared%s%s", name, err.msg[0] ? ": " : "", err.msg);
     free(junk), free(back);
     plm_ctx_free(c); /* the states outlive it: their slabs stay until the last is freed */
     for (int i = 0; i < N; i++) plm_state_free(s[i]);
