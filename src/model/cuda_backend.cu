@@ -141,8 +141,13 @@ extern "C" plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char
 }
 
 /* ---------------------------------------------------------------- the states' slabs */
-#define SLOT_GROUPS 64    /* groups of slabs at most (4 + 8 + 16 + 32 + 60 x 64 slots) */
-#define SLOT_GROUP_MAX 64 /* slots a group at most */
+#define SLOT_GROUPS 64 /* groups of slabs at most */
+#ifndef SLOT_GROUP_MIN  /* slots of the first group; each next group twice the one before, up to SLOT_GROUP_MAX */
+#define SLOT_GROUP_MIN 4
+#endif
+#ifndef SLOT_GROUP_MAX
+#define SLOT_GROUP_MAX 64
+#endif
 
 struct plm_slots {
     int dev, nl;
@@ -183,7 +188,9 @@ static plm_slots *slots_new(int dev, int nl, size_t per) {
 static plm_status slots_grow(plm_slots *a, plm_error *err) {
     if (a->n_groups == SLOT_GROUPS)
         return plm_fail(err, PLM_ERR_NOMEM, "cuda:%d: more than %d states at once", a->dev, a->n_slots);
-    const int n = a->n_groups < 4 ? 4 << a->n_groups : SLOT_GROUP_MAX;
+    int n = SLOT_GROUP_MIN;
+    for (int i = 0; i < a->n_groups && n < SLOT_GROUP_MAX; i++) n *= 2;
+    n = n < SLOT_GROUP_MAX ? n : SLOT_GROUP_MAX;
     float **slab = (float **)calloc((size_t)(a->nl ? a->nl : 1), sizeof *slab);
     int *ids = (int *)realloc(a->free_ids, (size_t)(a->n_slots + n) * sizeof *ids);
     if (ids) a->free_ids = ids;
