@@ -180,6 +180,17 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
             }
 }
 
+/* a normed output at index at: to y (FP32), or y NULL, to hi (+ lo) as BF16 hi + remainder */
+__device__ __forceinline__ void dec_out(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t at, float out) {
+    if (y) {
+        y[at] = out;
+    } else {
+        const __nv_bfloat16 hv = __float2bfloat16_rn(out);
+        hi[at] = hv;
+        if (lo) lo[at] = __float2bfloat16_rn(out - __bfloat162float(hv));
+    }
+}
+
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
  * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
  * token; the state (written by the step before) is loaded before the wait for the kernel launched
@@ -223,16 +234,7 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
         float tot = 0.0f;
         for (unsigned r = 0; r < cl.num_blocks(); r++) tot += *cl.map_shared_rank(&part, r); /* rank order */
         const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
-        if (w == 0 && jv) {
-            const float out = gw[j] * (acc * inv) * plm_silu_d(zv);
-            if (y) {
-                y[th * dv + j] = out;
-            } else {
-                const __nv_bfloat16 hv = __float2bfloat16_rn(out);
-                hi[th * dv + j] = hv;
-                if (lo) lo[th * dv + j] = __float2bfloat16_rn(out - __bfloat162float(hv));
-            }
-        }
+        if (w == 0 && jv) dec_out(y, hi, lo, th * dv + j, gw[j] * (acc * inv) * plm_silu_d(zv));
         cl.sync(); /* no block leaves while another reads its sum */
 #else
         __trap(); /* chosen only on Hopper code (gdn_dec_cluster) */
@@ -259,16 +261,8 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     float tot = 0.0f;
     for (int ww = 0; ww < nw; ww++) tot += sh[ww];
     const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
-    for (int c = tid; c < dv; c += span) {
-        const float out = gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]);
-        if (y) {
-            y[th * dv + c] = out;
-        } else {
-            const __nv_bfloat16 hv = __float2bfloat16_rn(out);
-            hi[th * dv + c] = hv;
-            if (lo) lo[th * dv + c] = __float2bfloat16_rn(out - __bfloat162float(hv));
-        }
-    }
+    for (int c = tid; c < dv; c += span)
+        dec_out(y, hi, lo, th * dv + c, gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]));
     if (tid == 0) ctr[th] = 0; /* for the next launch */
 }
 
