@@ -113,7 +113,8 @@ size_t plm_state_bytes_at(const plm_model *m, int64_t n_tokens);
  * restores into the state it was taken from, while that state still holds its first len tokens:
  * its length is >= the snapshot's, and no restore since the snapshot went below the snapshot's
  * length (the entries past a restore point are rewritten by later steps). Restoring does not use up
- * the snapshot: one snapshot can be restored many times (e.g. speculative decoding, beam search). */
+ * the snapshot: one snapshot can be restored many times (e.g. speculative decoding, beam search).
+ * A device error halfway through a copy or restore leaves the destination reset (empty), never a mix. */
 typedef struct plm_snapshot plm_snapshot;
 
 plm_status plm_state_snapshot(plm_snapshot **out, const plm_state *s, plm_error *err);

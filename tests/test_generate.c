@@ -593,38 +593,55 @@ static void check_state_slabs(fixture *f, const char *name) {
     plm_ctx *c;
     if (tu_ctx_on(&c, m, "cuda", 1, name)) return;
     enum { N = 13 }; /* three groups of slabs: 4 + 8 + 1 */
-    plm_state *s[N];
-    int ok = 1, adjacent = 1, distinct = 1, zero = 1;
+    plm_state *s[N] = {0};
+    int ok = 1, adjacent = 1, distinct = 1, apart = 1, zero = 1;
     for (int i = 0; i < N && ok; i++) ok = plm_state_new_on(&s[i], c, &err) == PLM_OK;
     tu_check(ok, "%s: %d device states%s%s", name, N, err.msg[0] ? ": " : "", err.msg);
     if (!ok) {
+        for (int i = 0; i < N; i++) plm_state_free(s[i]);
         plm_ctx_free(c);
         return;
     }
     for (int l = 0; l < nl; l++) { /* groups of at least 4 slots, doubling: at most two group starts in 13 */
-        int apart = 0;
+        int gaps = 0;
         for (int i = 1; i < N; i++) {
             const int adj = s[i]->conv[l] == s[i - 1]->conv[l] + per;
-            apart += !adj;
+            gaps += !adj;
             if (i < 4) adjacent &= adj;
             for (int j = 0; j < i; j++) distinct &= s[i]->conv[l] != s[j]->conv[l];
         }
-        adjacent &= apart <= 2;
+        adjacent &= gaps <= 2;
+        for (int k = 0; k < l; k++) /* a state's layers in slabs of their own: no two overlap */
+            apart &= s[0]->conv[l] >= s[0]->conv[k] + per || s[0]->conv[k] >= s[0]->conv[l] + per;
     }
-    tu_check(adjacent && distinct, "%s: a layer's states side by side in its slab (adjacent %d, distinct %d)", name,
-             adjacent, distinct);
-    /* a slot given back and taken again comes back cleared */
+    tu_check(adjacent && distinct && apart,
+             "%s: a layer's states side by side in its slab (adjacent %d, distinct %d, layers apart %d)", name,
+             adjacent, distinct, apart);
+    /* a slot given back and taken again comes back cleared, every layer (conv tail and state) */
     float *junk = malloc(per * sizeof *junk), *back = malloc(per * sizeof *back);
     for (size_t e = 0; e < per; e++) junk[e] = 1.0f + (float)e;
-    float *slot = s[N - 1]->conv[nl - 1];
-    ok = plm_cuda_upload(0, slot, junk, per * sizeof *junk, &err) == PLM_OK;
+    float *slot[64];
+    const int nc = nl < 64 ? nl : 64;
+    for (int l = 0; l < nc; l++) {
+        slot[l] = s[N - 1]->conv[l];
+        ok = ok && plm_cuda_upload(0, slot[l], junk, per * sizeof *junk, &err) == PLM_OK;
+    }
     plm_state_free(s[N - 1]);
+    s[N - 1] = NULL;
     ok = ok && plm_state_new_on(&s[N - 1], c, &err) == PLM_OK;
-    ok = ok && s[N - 1]->conv[nl - 1] == slot && plm_cuda_download(0, back, slot, per * sizeof *back, &err) == PLM_OK;
-    for (size_t e = 0; ok && e < per; e++) zero &= back[e] == 0.0f;
-    tu_check(ok && zero, "%s: a reused slot starts cleared%s%s", name, err.msg[0] ? ": " : "", err.msg);
-    free(junk), free(back);
+    for (int l = 0; ok && l < nc; l++) {
+        ok = s[N - 1]->conv[l] == slot[l] && plm_cuda_download(0, back, slot[l], per * sizeof *back, &err) == PLM_OK;
+        for (size_t e = 0; ok && e < per; e++) zero &= back[e] == 0.0f;
+    }
+    tu_check(ok && zero, "%s: a reused slot starts cleared in all %d layers%s%s", name, nc, err.msg[0] ? ": " : "",
+             err.msg);
     plm_ctx_free(c); /* the states outlive it: their slabs stay until the last is freed */
+    ok = s[0] && plm_cuda_upload(0, s[0]->conv[nl - 1], junk, per / 2 * sizeof *junk, &err) == PLM_OK &&
+         plm_cuda_download(0, back, s[0]->conv[nl - 1], per / 2 * sizeof *back, &err) == PLM_OK &&
+         !memcmp(back, junk, per / 2 * sizeof *back);
+    tu_check(ok, "%s: a state's slot still holds what is written to it after its context is freed%s%s", name,
+             err.msg[0] ? ": " : "", err.msg);
+    free(junk), free(back);
     for (int i = 0; i < N; i++) plm_state_free(s[i]);
 }
 

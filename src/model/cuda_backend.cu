@@ -146,8 +146,9 @@ extern "C" plm_status plm_cuda_alloc(int dev, void **p, size_t bytes, const char
 #define SLOT_GROUP_MIN 4
 #endif
 #ifndef SLOT_GROUP_MAX
-#define SLOT_GROUP_MAX 64
+#define SLOT_GROUP_MAX (SLOT_GROUP_MIN > 64 ? SLOT_GROUP_MIN : 64)
 #endif
+static_assert(SLOT_GROUP_MIN >= 1 && SLOT_GROUP_MAX >= SLOT_GROUP_MIN, "slab groups of at least one slot");
 
 struct plm_slots {
     int dev, nl;
@@ -184,7 +185,8 @@ static plm_slots *slots_new(int dev, int nl, size_t per) {
     return a;
 }
 
-/* one more group of slabs (a->mu held): PLM_OK or why not; its slots go on the free list, lowest first */
+/* one more group of slabs (a->mu held): PLM_OK or why not; its slots go on the free list, lowest first.
+ * Where the device cannot hold the group's size, half of it, down to one slot. */
 static plm_status slots_grow(plm_slots *a, plm_error *err) {
     if (a->n_groups == SLOT_GROUPS)
         return plm_fail(err, PLM_ERR_NOMEM, "cuda:%d: more than %d states at once", a->dev, a->n_slots);
@@ -204,6 +206,11 @@ static plm_status slots_grow(plm_slots *a, plm_error *err) {
         const plm_status st = plm_cuda_alloc(a->dev, (void **)&slab[l], (size_t)n * a->per * sizeof(float), what, err);
         if (st) {
             for (int j = 0; j < l; j++) plm_cuda_free(a->dev, slab[j]);
+            if (st == PLM_ERR_NOMEM && n > 1) { /* a smaller group, from layer 0 again */
+                n /= 2;
+                l = -1;
+                continue;
+            }
             free(slab);
             return st;
         }
@@ -451,6 +458,10 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     g->limit = mem_limit;
     g->slots = slots_new(dev, m->info.n_linear_layers,
                          (size_t)(c->conv_kernel - 1) * m->conv_dim + (size_t)c->lin_v_heads * c->lin_k_dim * c->lin_v_dim);
+    if (!g->slots) {
+        plm_cuda_close(g);
+        return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a CUDA context");
+    }
     g->split = !bf16_single_pass;
     if (cudaDeviceGetAttribute(&g->n_sm, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || g->n_sm < 1)
         g->n_sm = 1;

@@ -356,7 +356,10 @@ plm_status plm_state_restore(plm_state *s, const plm_snapshot *p, plm_error *err
         sr[i] = sc[i] + cf;
     }
     plm_status st = fixed_copy(s->dev, m, s->conv, s->rec, sc, sr, err);
-    if (st) return st;
+    if (st) { /* a device error halfway (a layer at a time): an empty sequence again, never a mix */
+        plm_state_reset(s);
+        return st;
+    }
     s->len = p->len;
     s->rb_time[n] = tick();
     s->rb_len[n] = p->len;
