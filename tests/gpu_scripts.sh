@@ -29,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 for p in bench/patches/*.patch; do
     [ -f "$p" ] || continue
     mkdir -p "$tmp/tree"
-    cp -a src "$tmp/tree/"
+    cp -a src tests "$tmp/tree/"
     check "$p applies to the tree" 0 "" patch -d "$tmp/tree" -p1 --dry-run -s -i "$PWD/$p"
     rm -rf "$tmp/tree"
 done
