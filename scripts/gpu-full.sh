@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything a GPU machine should run for a change, in one call: scripts/gpu-check.sh (build, the CUDA
-# tests, Python device tests, the CLI against the CPU), packlm bench --only decode, the side by side
+# tests, Python device tests, the CLI against the CPU), packlm bench --only decode (precise, then
+# single-pass), the side by side
 # with FLA and transformers (bench/side_by_side.sh, when PEERS names their folder), then
 # compute-sanitizer's memcheck on the op harness under a timeout (last: it is the slowest part).
 # Everything under $OUT ends up in $OUT/all.tgz (the device tool returns at most 8 files).
@@ -18,6 +19,10 @@ SANITIZE=" " OUT="$OUT/check" scripts/gpu-check.sh 2>&1 | sed -n '/=== summary/,
 stamp
 build/gpu/packlm bench --device cuda --only decode > "$OUT/decode.txt" 2>&1
 grep -E "decode,|decode speed-up|mixed" "$OUT/decode.txt"
+# the single-pass mode too: BF16 activations, as issue 9's targets state
+build/gpu/packlm bench --device cuda --only decode --bf16-single-pass > "$OUT/decode-single-pass.txt" 2>&1
+echo "single pass (--bf16-single-pass):"
+grep -E "decode,|decode speed-up" "$OUT/decode-single-pass.txt"
 stamp
 if [ -n "${PEERS:-}" ]; then
     OUT="$OUT/sbs" FLA_SECONDS=150 HF_SECONDS=300 PACKLM_SECONDS=110 bench/side_by_side.sh "$PEERS" build/gpu \
