@@ -208,7 +208,7 @@ static void test_gdn_chunks(void) {
 
 /* The WY prep beside the copy warps' scan (its items walked by a grid of one block an SM, or of 3 blocks,
  * each chunk marked done and the scan waiting for the marks; prep_item8) gives the bytes of the prep run
- * before the same scan (PLM_GDN_PREP_BEFORE; prep_item8s, its warps split by role): the same products in
+ * before the same scan (PLM_GDN_PREP_BEFORE; prep_item8<true>, its warps split by role): the same products in
  * the same order, only the hand-off and the warps' roles differ. A
  * stronger check than the bound against the FP32 reference, which a chunk read before its prep wrote it
  * could pass where stale values are close. */

@@ -64,6 +64,14 @@ __device__ __forceinline__ float plm_block_max(float v, float *sh) {
 
 __device__ __forceinline__ float plm_sigmoid_d(float x) { return 1.0f / (1.0f + expf(-x)); }
 __device__ __forceinline__ float plm_silu_d(float x) { return x / (1.0f + expf(-x)); }
+
+/* y written as the BF16 input of the next GEMM: hi = bf16(y), with lo (when not NULL) the BF16 of the
+ * remainder */
+__device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float y) {
+    const __nv_bfloat16 h = __float2bfloat16_rn(y);
+    hi[i] = h;
+    if (lo) lo[i] = __float2bfloat16_rn(y - __bfloat162float(h));
+}
 __device__ __forceinline__ float plm_bf16_bits_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 
 /* 16 bytes of weights that are read once: past L1 (which keeps the inputs the other operand reads) */

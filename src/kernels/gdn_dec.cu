@@ -33,6 +33,16 @@ namespace cg = cooperative_groups;
 #define PLM_GDN_DEC_REGS 72
 #endif
 
+/* token t's sigmoid(b) and log decay neg_A softplus(a + dt_bias), the block's threads over the nv heads */
+__device__ __forceinline__ void dec_gates(float *beta, float *g, const float *b, const float *a, const float *neg_A,
+                                          const float *dt_bias, int64_t t, int64_t ldba, int nv) {
+    for (int h = threadIdx.x; h < nv; h += DEC_IN_THREADS) {
+        const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
+        beta[t * nv + h] = plm_sigmoid_d(bv);
+        g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+    }
+}
+
 /* Head unit blockIdx.x of the 2 nk + nv (q heads, k heads, v heads), token blockIdx.y; a thread a channel
  * (two where the head is wider than the block). Every load of a channel (its taps, the tail's K-1 rows,
  * the token) is issued before any store: one trip to memory; the taps and the tail (written by the step
@@ -88,12 +98,7 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
 #pragma unroll
     for (int m = 0; m < 2; m++)
         if (tid + m * DEC_IN_THREADS < n) dst[tid + m * DEC_IN_THREADS] = qk ? y[m] * r : y[m];
-    if (u == 0)
-        for (int h = tid; h < nv; h += DEC_IN_THREADS) {
-            const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
-            beta[t * nv + h] = plm_sigmoid_d(bv);
-            g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
-        }
+    if (u == 0) dec_gates(beta, g, b, a, neg_A, dt_bias, t, ldba, nv);
 }
 
 /* k_gdn_dec_in for steps of many sequences with heads of at most DEC_IN_THREADS channels: a block takes
@@ -171,24 +176,13 @@ __global__ void __launch_bounds__(DEC_IN_THREADS)
         dst[tid] = qk ? y[i] * r[i] : y[i];
     }
     if (u == 0)
-        for (int i = 0; i < nt; i++)
-            for (int h = tid; h < nv; h += DEC_IN_THREADS) {
-                const int64_t t = t0 + i;
-                const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
-                beta[t * nv + h] = plm_sigmoid_d(bv);
-                g[t * nv + h] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
-            }
+        for (int i = 0; i < nt; i++) dec_gates(beta, g, b, a, neg_A, dt_bias, t0 + i, ldba, nv);
 }
 
 /* a normed output at index at: to y (FP32), or y NULL, to hi (+ lo) as BF16 hi + remainder */
 __device__ __forceinline__ void dec_out(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t at, float out) {
-    if (y) {
-        y[at] = out;
-    } else {
-        const __nv_bfloat16 hv = __float2bfloat16_rn(out);
-        hi[at] = hv;
-        if (lo) lo[at] = __float2bfloat16_rn(out - __bfloat162float(hv));
-    }
+    if (y) y[at] = out;
+    else put_bf16(hi, lo, at, out);
 }
 
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j

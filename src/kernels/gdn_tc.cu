@@ -452,6 +452,37 @@ __device__ __forceinline__ void prep8_load(__nv_bfloat16 *Kh, __nv_bfloat16 *Qh,
     copies_done();
 }
 
+/* P = (Q K^T) exp(c_i - c_j) for j <= i (0 above the diagonal), a warp's 16 rows from r0 by 16 NM columns
+ * from n0 of its accumulators (NM pairs of 8-column tiles), stored as BF16 rows of the chunk's P */
+template <int NM>
+__device__ __forceinline__ void prep8_store_p(float *Pg, const float (&acc)[2 * NM][4], const float *Gs, int64_t t0,
+                                              int nv, int h, int r0, int n0, int g4, int t4, int L) {
+    auto pval = [&](int nt, int hf, int odd) {
+        const int i = r0 + g4 + 8 * hf, j = n0 + 8 * nt + 2 * t4 + odd;
+        return j <= i ? acc[nt][2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
+    };
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        uint32_t pk[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
+        quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
+                     n0 + 16 * m, t4, L, CH);
+    }
+}
+
+/* prep_item8<true>: the 8-warp prep with its work split by role (the prep before the scan; beside the copy warps' scan,
+ * where one prep block shares an SM with a scan block, it made one sequence slower on the H200: 1.08 ->
+ * 1.18 ms, so the walking prep keeps prep_item8<false>; before the scan: 15 sequences' prep 0.336 -> 0.320 ms
+ * under ncu, 0.82 -> 0.80-0.81 ms in all with the mma.sync scan): warps 0-3 compute A over all 64
+ * columns and invert it (meeting on named barrier 1), while warps 4-7 compute P (Q K^T, all 64 columns),
+ * store it, and, once all four are done with Q (named barrier 2), load V into Q's place; then the whole
+ * block computes W and U. P and V's load leave the chain that leads to T. The same products in the same
+ * order as prep_item8<false>: the same bytes. */
+/* prep_item8<false> keeps every warp on every phase (the walking prep beside the scan); both load the same
+ * blocks (prep8_blocks, prep8_load) */
+template <bool SPLIT>
 __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
                                            const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
@@ -465,112 +496,68 @@ __device__ __forceinline__ void prep_item8(int ci, int h, float *Pg, float *Gg, 
     float *As, *Gs, *Bs, *Ew;
     prep8_blocks(sm, LVH, Kh, Qh, Vh, As, Gs, Bs, Ew);
     prep8_load(Kh, Qh, Gs, Bs, Ew, qkvb, g, beta, t0, L, T, nk, nv, h, kh, dk, DK, tid, w, lane);
-    { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i, and P from q, j <= i: this warp's 16 x 32 tile */
-        const int r0 = 16 * (w & 3), n0 = 32 * (w >> 2);
-        const bool live = n0 <= r0 + 15; /* some j <= i in the tile */
-        float ka[4][4], acc[4][4]; /* K K^T and Q K^T together: each B fragment of K loaded once */
-        zero_acc(ka);
-        zero_acc(acc);
-        if (live)
-            for (int k0 = 0; k0 < DK; k0 += 16) {
-                uint32_t ak[4], aq[4];
-                ldsm_a(ak, Kh, LK2, r0, k0);
-                ldsm_a(aq, Qh, LK2, r0, k0);
+    if constexpr (!SPLIT) {
+        { /* A = beta_i (k_i . k_j) exp(c_i - c_j), j < i, and P from q, j <= i: this warp's 16 x 32 tile */
+            const int r0 = 16 * (w & 3), n0 = 32 * (w >> 2);
+            const bool live = n0 <= r0 + 15; /* some j <= i in the tile */
+            float ka[4][4], acc[4][4]; /* K K^T and Q K^T together: each B fragment of K loaded once */
+            zero_acc(ka);
+            zero_acc(acc);
+            if (live)
+                for (int k0 = 0; k0 < DK; k0 += 16) {
+                    uint32_t ak[4], aq[4];
+                    ldsm_a(ak, Kh, LK2, r0, k0);
+                    ldsm_a(aq, Qh, LK2, r0, k0);
 #pragma unroll
-                for (int np = 0; np < 2; np++) {
-                    uint32_t b[4];
-                    ldsm_b(b, Kh, LK2, n0 + 16 * np, k0);
-                    mma16816(ka[2 * np], ak, b[0], b[1]);
-                    mma16816(ka[2 * np + 1], ak, b[2], b[3]);
-                    mma16816(acc[2 * np], aq, b[0], b[1]);
-                    mma16816(acc[2 * np + 1], aq, b[2], b[3]);
+                    for (int np = 0; np < 2; np++) {
+                        uint32_t b[4];
+                        ldsm_b(b, Kh, LK2, n0 + 16 * np, k0);
+                        mma16816(ka[2 * np], ak, b[0], b[1]);
+                        mma16816(ka[2 * np + 1], ak, b[2], b[3]);
+                        mma16816(acc[2 * np], aq, b[0], b[1]);
+                        mma16816(acc[2 * np + 1], aq, b[2], b[3]);
+                    }
                 }
-            }
-        each_acc(ka, r0, n0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
-        auto pval = [&](int nt, int hf, int odd) {
-            const int i = r0 + g4 + 8 * hf, j = n0 + 8 * nt + 2 * t4 + odd;
-            return j <= i ? acc[nt][2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
-        };
-#pragma unroll
-        for (int m = 0; m < 2; m++) {
-            uint32_t pk[4];
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
-            quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
-                         n0 + 16 * m, t4, L, CH);
+            each_acc(ka, r0, n0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
+            prep8_store_p<2>(Pg, acc, Gs, t0, nv, h, r0, n0, g4, t4, L);
         }
-    }
-    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
-    __syncthreads();
-    /* V into Q's place (in flight during the inverse), T in A's place */
-    load_b16_64<4, PLM_GDN_WY_MAX_DV>(Vh, LVH, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, L, dv);
-    for (int e = tid; e < CH * (DV - dv); e += PREP8_THREADS)
-        Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
-    tri_inverse(As);
-    copies_done();
-    prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
-}
-
-/* The 8-warp prep with its work split by role (the prep before the scan; beside the copy warps' scan,
- * where one prep block shares an SM with a scan block, it made one sequence slower on the H200: 1.08 ->
- * 1.18 ms, so the walking prep keeps prep_item8; before the scan: 15 sequences' prep 0.336 -> 0.320 ms
- * under ncu, 0.82 -> 0.80-0.81 ms in all with the mma.sync scan): warps 0-3 compute A over all 64
- * columns and invert it (meeting on named barrier 1), while warps 4-7 compute P (Q K^T, all 64 columns),
- * store it, and, once all four are done with Q (named barrier 2), load V into Q's place; then the whole
- * block computes W and U. P and V's load leave the chain that leads to T. The same products in the same
- * order as prep_item8: the same bytes. */
-__device__ __forceinline__ void prep_item8s(int ci, int h, float *Pg, float *Gg, __nv_bfloat16 *Wg, __nv_bfloat16 *Ug,
-                                            const __nv_bfloat16 *qkvb, const float *g, const float *beta,
-                                            const int32_t *cu, const int32_t *tab, int64_t T, int nk, int nv, int dk,
-                                            int dv) {
-    extern __shared__ __align__(16) float sm[];
-    const int kh = h / (nv / nk), tid = threadIdx.x, w = tid >> 5, lane = tid & 31, g4 = lane >> 2, t4 = lane & 3;
-    const int s = tab[2 * ci];
-    const int64_t t0 = tab[2 * ci + 1];
-    const int L = min(CH, (int)(cu[s + 1] - t0)), DK = pad16(dk), DV = pad16(dv), LVH = DV + 8;
-    __nv_bfloat16 *Kh, *Qh, *Vh;
-    float *As, *Gs, *Bs, *Ew;
-    prep8_blocks(sm, LVH, Kh, Qh, Vh, As, Gs, Bs, Ew);
-    prep8_load(Kh, Qh, Gs, Bs, Ew, qkvb, g, beta, t0, L, T, nk, nv, h, kh, dk, DK, tid, w, lane);
-    if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
-    const int r0 = 16 * (w & 3);
-    float acc[8][4]; /* this warp's 16 rows of K K^T (warps 0-3) or Q K^T (4-7), all 64 columns */
-    zero_acc(acc);
-    mma_rows_bt(acc, w < 4 ? Kh : Qh, LK2, r0, Kh, LK2, 0, DK);
-    if (w < 4) {
-        each_acc(acc, r0, 0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
-        __syncwarp(); /* the inverse's first phase reads only this warp's own diagonal block; its barriers order the rest */
-        tri_inverse(As, true);
-    } else {
-        auto pval = [&](int nt, int hf, int odd) {
-            const int i = r0 + g4 + 8 * hf, j = 8 * nt + 2 * t4 + odd;
-            return j <= i ? acc[nt][2 * hf + odd] * __expf(Gs[i] - Gs[j]) : 0.0f;
-        };
-#pragma unroll
-        for (int m = 0; m < 4; m++) {
-            uint32_t pk[4];
-#pragma unroll
-            for (int k = 0; k < 4; k++)
-                pk[k] = pack_bf16(pval(2 * m + (k & 1), k >> 1, 0), pval(2 * m + (k & 1), k >> 1, 1));
-            quad_store16(reinterpret_cast<__nv_bfloat16 *>(Pg) + (t0 * nv + h) * CH, (int64_t)nv * CH, pk, r0 + g4,
-                         16 * m, t4, L, CH);
-        }
-        nbar_sync(2, 128); /* warps 4-7 are done with Q: V takes its place */
-        const int vt = tid - 128, vi = vt >> 1, vc0 = (vt & 1) * 8; /* 2 threads a row, as load_b16_64<2, ...> */
-        const bool vok = vi < L;
-        const __nv_bfloat16 *vs = qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv;
-        vs = (vok ? vs + vi * (int64_t)nv * dv : vs) + vc0;
-        const unsigned vd = (unsigned)__cvta_generic_to_shared(Vh + vi * LVH + vc0);
-#pragma unroll 1
-        for (int u = 0; u < PLM_GDN_WY_MAX_DV / 16; u++)
-            if (vc0 + 16 * u < dv) cp_async16(vd + 32 * u, vs + 16 * u, vok ? 16 : 0);
-        for (int e = vt; e < CH * (DV - dv); e += 128)
+        if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+        __syncthreads();
+        /* V into Q's place (in flight during the inverse), T in A's place */
+        load_b16_64<4, PLM_GDN_WY_MAX_DV>(Vh, LVH, qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv, (int64_t)nv * dv, L, dv);
+        for (int e = tid; e < CH * (DV - dv); e += PREP8_THREADS)
             Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
-        asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+        tri_inverse(As);
+        copies_done();
+        prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
+    } else {
+        if (tid < L) Gg[(t0 + tid) * nv + h] = Gs[tid];
+        const int r0 = 16 * (w & 3);
+        float acc[8][4]; /* this warp's 16 rows of K K^T (warps 0-3) or Q K^T (4-7), all 64 columns */
+        zero_acc(acc);
+        mma_rows_bt(acc, w < 4 ? Kh : Qh, LK2, r0, Kh, LK2, 0, DK);
+        if (w < 4) {
+            each_acc(acc, r0, 0, [&](int i, int j, float x) { As[i * LDC + j] = j < i ? x * Bs[i] * __expf(Gs[i] - Gs[j]) : 0.0f; });
+            __syncwarp(); /* the inverse's first phase reads only this warp's own diagonal block; its barriers order the rest */
+            tri_inverse(As, true);
+        } else {
+            prep8_store_p<4>(Pg, acc, Gs, t0, nv, h, r0, 0, g4, t4, L);
+            nbar_sync(2, 128); /* warps 4-7 are done with Q: V takes its place */
+            const int vt = tid - 128, vi = vt >> 1, vc0 = (vt & 1) * 8; /* 2 threads a row, as load_b16_64<2, ...> */
+            const bool vok = vi < L;
+            const __nv_bfloat16 *vs = qkvb + 2 * T * nk * dk + (t0 * nv + h) * (int64_t)dv;
+            vs = (vok ? vs + vi * (int64_t)nv * dv : vs) + vc0;
+            const unsigned vd = (unsigned)__cvta_generic_to_shared(Vh + vi * LVH + vc0);
+#pragma unroll 1
+            for (int u = 0; u < PLM_GDN_WY_MAX_DV / 16; u++)
+                if (vc0 + 16 * u < dv) cp_async16(vd + 32 * u, vs + 16 * u, vok ? 16 : 0);
+            for (int e = vt; e < CH * (DV - dv); e += 128)
+                Vh[(e / (DV - dv)) * LVH + dv + e % (DV - dv)] = __float2bfloat16_rn(0.0f);
+            asm volatile("cp.async.commit_group;\ncp.async.wait_all;\n" ::: "memory");
+        }
+        __syncthreads(); /* T from warps 0-3, V from warps 4-7 */
+        prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
     }
-    __syncthreads(); /* T from warps 0-3, V from warps 4-7 */
-    prep8_wu(Kh, Vh, As, Bs, Ew, Wg, Ug, t0, L, h, nv, dk, dv);
 }
 
 /* the 8-warp WY prep's kernel: a block an item, or (ready != NULL) a grid of fewer blocks walking the
@@ -585,13 +572,13 @@ __global__ void __maxnreg__(PLM_GDN_PREP8_REGS)
                    const float *beta, const int32_t *cu, const int32_t *tab, int n_chunks, int *ready, int64_t T, int nk,
                    int nv, int dk, int dv) {
     plm_pdl_enter();
-    if (!ready) { /* the prep before the scan: split by role (prep_item8s) */
-        prep_item8s((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu,
+    if (!ready) { /* the prep before the scan: split by role (prep_item8<true>) */
+        prep_item8<true>((int)(blockIdx.x / (unsigned)nv), (int)(blockIdx.x % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu,
                    tab, T, nk, nv, dk, dv);
         return;
     }
     for (unsigned item = blockIdx.x; item < (unsigned)n_chunks * (unsigned)nv; item += gridDim.x) {
-        prep_item8((int)(item / (unsigned)nv), (int)(item % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu, tab, T, nk,
+        prep_item8<false>((int)(item / (unsigned)nv), (int)(item % (unsigned)nv), Pg, Gg, Wg, Ug, qkvb, g, beta, cu, tab, T, nk,
                    nv, dk, dv);
         __syncthreads(); /* every thread's stores are done (and the next item may reuse the blocks) */
         if (threadIdx.x == 0) {
@@ -1607,15 +1594,7 @@ __global__ void __launch_bounds__(512, 1)
         }
         if (wg < 2) { /* phase A: X = W S (group 0), Y = Q S (group 1), over the key dimension */
             const unsigned A = sbase + (wg == 0 ? OW : OQ) + b * NKB * WG_TILE;
-            wg_pin(acc);
-            wg_fence();
-#pragma unroll
-            for (int ks = 0; ks < 4 * NKB; ks++)
-                wg_mma64<0, 1>(acc, wg_desc(A + (ks >> 2) * WG_TILE + (ks & 3) * 32),
-                               wg_desc(sbase + OS + (ks >> 2) * WG_TILE + (ks & 3) * 2048), ks > 0);
-            wg_commit();
-            wg_wait0();
-            wg_pin(acc);
+            wg_gemm<0, 1, 4 * NKB>(acc, A, WG_TILE, 32, sbase + OS, WG_TILE, 2048, false);
             if (wg == 0) { /* V' = U - X, and exp(c_L - c) V' */
                 float dl[2];
 #pragma unroll
@@ -1643,14 +1622,7 @@ __global__ void __launch_bounds__(512, 1)
 #pragma unroll
                 for (int n = 0; n < 8; n++) acc[4 * n + 2 * hf] *= ec, acc[4 * n + 2 * hf + 1] *= ec;
             }
-            wg_pin(acc);
-            wg_fence();
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++)
-                wg_mma64<0, 1>(acc, wg_desc(sbase + OP + b * WG_TILE + ks * 32), wg_desc(sbase + OXT + ks * 2048), 1);
-            wg_commit();
-            wg_wait0();
-            wg_pin(acc);
+            wg_gemm<0, 1, 4>(acc, sbase + OP + b * WG_TILE, 0, 32, sbase + OXT, 0, 2048, true);
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int i = 16 * wl + g + 8 * hf;
@@ -1668,15 +1640,7 @@ __global__ void __launch_bounds__(512, 1)
             const float el = expf(gl);
 #pragma unroll
             for (int e = 0; e < 32; e++) acc[e] *= el;
-            wg_pin(acc);
-            wg_fence();
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++)
-                wg_mma64<1, 1>(acc, wg_desc(sbase + OK_ + (b * NKB + mh) * WG_TILE + ks * 2048),
-                               wg_desc(sbase + OXD + ks * 2048), 1);
-            wg_commit();
-            wg_wait0();
-            wg_pin(acc);
+            wg_gemm<1, 1, 4>(acc, sbase + OK_ + (b * NKB + mh) * WG_TILE, 0, 2048, sbase + OXD, 0, 2048, true);
             wg_store_rows(rows_a + OS + mh * WG_TILE, acc);
         }
         if (wg >= 2) landed(); /* the next chunk's inputs */
@@ -1700,7 +1664,7 @@ __global__ void __launch_bounds__(512, 1)
 }
 
 /* ---- the WY chunk prep on warpgroup products (wgmma, Hopper) -----------------------------------------
- * prep_item8s's work with its four products on wgmma: per item (chunk, value head), two warpgroups.
+ * prep_item8<true>'s work with its four products on wgmma: per item (chunk, value head), two warpgroups.
  *   loads (all): K, Q and V into 128-byte-swizzled tiles ([64][64] BF16, dk / 64 and dv / 64 of them),
  *     rows past L zero; c, beta and W's column scales (warp 0, chunk_decay);
  *   group 0: A = K K^T (K-major both sides), scaled by beta_i exp(c_i - c_j) below the diagonal, into
@@ -1709,7 +1673,7 @@ __global__ void __launch_bounds__(512, 1)
  *   all: T diag(beta exp(c)) and T diag(beta) as BF16 tiles (in Q's place);
  *   group 0: W = (T diag(beta exp c)) K, a 64-column tile of dk at a time (K read MN-major); group 1:
  *     U = (T diag(beta)) V likewise.
- * Its outputs are the same products as prep_item8's at BF16 operands, summed in another order: not
+ * Its outputs are the same products as prep_item8<false>'s at BF16 operands, summed in another order: not
  * the same bytes, so it runs only before the wgmma scan (never where test_gdn_prep_forms compares the
  * prep before the scan with the prep beside it). dk 64 or 128, dv a multiple of 64 up to 256. */
 #define WP_THREADS 256
@@ -1765,15 +1729,7 @@ __global__ void __launch_bounds__(WP_THREADS, 2)
     for (int e = 0; e < 32; e++) acc[e] = 0.0f;
     { /* A = K K^T (group 0), P = Q K^T (group 1): the keys' tiles as B, K-major (no transpose) */
         const unsigned A = sbase + (wg == 0 ? OK_ : OQ);
-        wg_pin(acc);
-        wg_fence();
-#pragma unroll
-        for (int ks = 0; ks < 4 * NKB; ks++)
-            wg_mma64<0, 0>(acc, wg_desc(A + (ks >> 2) * WG_TILE + (ks & 3) * 32),
-                           wg_desc(sbase + OK_ + (ks >> 2) * WG_TILE + (ks & 3) * 32), ks > 0);
-        wg_commit();
-        wg_wait0();
-        wg_pin(acc);
+        wg_gemm<0, 0, 4 * NKB>(acc, A, WG_TILE, 32, sbase + OK_, WG_TILE, 32, false);
     }
     if (wg == 0) { /* A's rows 16 wl .. + 15, all 64 columns, scaled and masked, into FP32 A; then T */
 #pragma unroll
@@ -1820,14 +1776,7 @@ __global__ void __launch_bounds__(WP_THREADS, 2)
         const unsigned A = sbase + (wg == 0 ? OTW : OTU), B0 = sbase + (wg == 0 ? OK_ : OV);
         __nv_bfloat16 *out = (wg == 0 ? Wg : Ug) + (t0 * nv + h) * (int64_t)n;
         for (int tb = 0; tb < nt; tb++) {
-            wg_pin(acc);
-            wg_fence();
-#pragma unroll
-            for (int ks = 0; ks < 4; ks++)
-                wg_mma64<0, 1>(acc, wg_desc(A + ks * 32), wg_desc(B0 + tb * WG_TILE + ks * 2048), ks > 0);
-            wg_commit();
-            wg_wait0();
-            wg_pin(acc);
+            wg_gemm<0, 1, 4>(acc, A, 0, 32, B0 + tb * WG_TILE, 0, 2048, false);
 #pragma unroll
             for (int m = 0; m < 4; m++) {
                 uint32_t pk[4];

@@ -180,12 +180,6 @@ extern "C" void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, floa
     add_rmsnorm(h, hi, lo, x, d, d2, w, rows, n, eps, PLM_STREAM(stream));
 }
 
-/* the same, written as the BF16 input of the next GEMM: hi = bf16(y), with lo the BF16 of the remainder */
-__device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, int64_t i, float y) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(y);
-    hi[i] = h;
-    if (lo) lo[i] = __float2bfloat16_rn(y - __bfloat162float(h));
-}
 
 template <typename Z>
 __global__ void k_rmsnorm_gated_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const float *x, const Z *z,

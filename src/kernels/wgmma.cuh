@@ -134,4 +134,21 @@ __device__ __forceinline__ void wg_mma64(float (&d)[32], uint64_t da, uint64_t d
 #endif
 }
 
+/* acc (+)= A B over KS k-steps of 16, as one wgmma group with the accumulators pinned across its fences:
+ * step ks's operands at a0 + (ks / 4) a_tile + (ks % 4) a_k (a 64-wide tile holds four k-steps) and
+ * likewise for B; the first step overwrites acc unless add */
+template <int TA, int TB, int KS>
+__device__ __forceinline__ void wg_gemm(float (&acc)[32], unsigned a0, unsigned a_tile, unsigned a_k, unsigned b0,
+                                        unsigned b_tile, unsigned b_k, bool add) {
+    wg_pin(acc);
+    wg_fence();
+#pragma unroll
+    for (int ks = 0; ks < KS; ks++)
+        wg_mma64<TA, TB>(acc, wg_desc(a0 + (ks >> 2) * a_tile + (ks & 3) * a_k),
+                         wg_desc(b0 + (ks >> 2) * b_tile + (ks & 3) * b_k), add || ks > 0);
+    wg_commit();
+    wg_wait0();
+    wg_pin(acc);
+}
+
 #endif
