@@ -21,7 +21,7 @@ build/gpu/packlm generate --model $M --input "$OUT/decode-in.txt" --max-new-toke
     --device cuda "$@" > /dev/null 2> "$OUT/decode-wall.txt"
 tail -2 "$OUT/decode-wall.txt"
 # the prompt step and 5 decode steps run uncaptured or are captured; skip them, then take 3 steps
-timeout 200 "$NCU" --metrics gpu__time_duration.sum --csv --page raw --launch-skip 4000 --launch-count 1500 \
+timeout 200 "$NCU" --clock-control "${NCU_CLOCK:-base}" --metrics gpu__time_duration.sum --csv --page raw --launch-skip 4000 --launch-count 1500 \
     build/gpu/packlm generate --model $M --input "$OUT/decode-in.txt" --max-new-tokens 64 --ignore-eos \
     --device cuda "$@" > "$OUT/ncu-decode.csv" 2> "$OUT/ncu-decode.err"
 echo "== per kernel, 1500 launches of decode steps ($n sequences)"

@@ -31,6 +31,9 @@ extern "C" {
 #define BLAS_WS_BYTES (32u << 20)   /* cuBLAS workspace (32 MiB, as cuBLAS advises for Hopper) */
 #define GRAPH_MAX_T 256             /* steps of at most this many tokens run their layers as a graph */
 #define GRAPH_SLOTS 4
+#ifndef PLM_GRAPH_UPDATE /* 0: a new plan's graph is always instantiated anew (for comparison) */
+#define PLM_GRAPH_UPDATE 1
+#endif
 #define STACK_MAX_T 256             /* precise products of at most this many rows and ... */
 #define STACK_MAX_ROWS 4096         /* ... at most this many weight rows run hi and lo as one pass */
 #define OUT_BYTES_MAX (512u << 20)  /* and at most this many bytes of them (each block reads the whole lm_head) */
@@ -84,6 +87,16 @@ struct plm_cuda {
     unsigned blas_calls;       /* cuBLAS calls made: a captured graph that holds none links its kernels by
                                   programmatic edges (every packlm kernel waits for its predecessors) */
     int pdl;                   /* those edges are used (PLM_PDL=0 turns them off) */
+#ifdef PLM_STEP_TIMING
+    /* a measuring build (-DPLM_STEP_TIMING): each step's GPU time in three parts, and the GPU's idle
+       time before it, from CUDA events; summed per step size and printed to stderr on close */
+    cudaEvent_t ev[4], ev_last;
+    int have_last;
+    struct { int64_t T, seen, n; double gap, up, layers, tail, host_in, host_prep, host_out; } tm[8];
+    struct timespec tw_end; /* the last step's return */
+    int n_capture, n_update;
+    double capture_ms, inst_ms;
+#endif
 };
 
 /* ---------------------------------------------------------------- errors and memory */
@@ -539,10 +552,31 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
 
 static void graphs_free(plm_cuda *g);
 
+#ifdef PLM_STEP_TIMING
+static double ms_between(struct timespec a, struct timespec b) {
+    return (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) * 1e-6;
+}
+#endif
+
 extern "C" void plm_cuda_close(plm_cuda *g) {
     if (!g) return;
     cudaSetDevice(g->dev);
     if (g->st) cudaStreamSynchronize(g->st);
+#ifdef PLM_STEP_TIMING
+    for (int i = 0; i < 8; i++)
+        if (g->tm[i].n) fprintf(stderr, "step timing: T=%lld, %lld steps: GPU idle before %.4f ms, upload %.4f, layers %.4f, "
+                        "lm_head and outputs %.4f; host inside the step call %.4f ms (before the upload %.4f), "
+                        "between step calls %.4f (means)\n",
+                (long long)g->tm[i].T, (long long)g->tm[i].n, g->tm[i].gap / g->tm[i].n, g->tm[i].up / g->tm[i].n,
+                g->tm[i].layers / g->tm[i].n, g->tm[i].tail / g->tm[i].n, g->tm[i].host_in / g->tm[i].n,
+                g->tm[i].host_prep / g->tm[i].n, g->tm[i].host_out / g->tm[i].n);
+    fprintf(stderr, "step timing: %d graphs captured (%.2f ms capturing, %.2f ms instantiating or updating), %d of "
+                    "them updated an older graph in place\n", g->n_capture, g->capture_ms, g->inst_ms, g->n_update);
+    if (g->ev[0]) {
+        for (int i = 0; i < 4; i++) cudaEventDestroy(g->ev[i]);
+        cudaEventDestroy(g->ev_last);
+    }
+#endif
     graphs_free(g);
     if (g->blas) cublasDestroy(g->blas);
     if (g->st) cudaStreamDestroy(g->st);
@@ -1293,7 +1327,9 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
         g->graphs = (struct graph_slot *)calloc(GRAPH_SLOTS, sizeof *g->graphs);
         if (!g->graphs) return run_layers(g, p, NULL, cudaMemcpyDeviceToHost, err);
     }
-    int slot = 0;
+    /* a new plan replaces the least recently used graph of the same size of step if there is one (its
+       sequences' KV tables grew: the same kernels, other arguments), else the least recently used */
+    int slot = 0, same = -1;
     for (int i = 0; i < GRAPH_SLOTS; i++) {
         struct graph_slot *gs = &g->graphs[i];
         if (gs->exec && !memcmp(&gs->key, p, sizeof *p)) {
@@ -1302,10 +1338,15 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
             return PLM_OK;
         }
         if (gs->used < g->graphs[slot].used) slot = i;
+        if (gs->exec && gs->key.T == p->T && gs->key.n_seg == p->n_seg && (same < 0 || gs->used < g->graphs[same].used))
+            same = i;
     }
+    if (same >= 0) slot = same;
     struct graph_slot *gs = &g->graphs[slot];
-    if (gs->exec) cudaGraphExecDestroy(gs->exec);
-    gs->exec = NULL;
+#ifdef PLM_STEP_TIMING
+    struct timespec tc0, tc1, tc2;
+    clock_gettime(CLOCK_MONOTONIC, &tc0);
+#endif
     g->xb_of = NULL; /* every conversion the layers need is recorded */
     CK(g->dev, "capturing a step's graph", cudaStreamBeginCapture(g->st, cudaStreamCaptureModeRelaxed));
     const unsigned blas0 = g->blas_calls;
@@ -1315,9 +1356,32 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
     g->xb_of = NULL;
     const int pdl = !st && e == cudaSuccess && g->pdl && g->blas_calls == blas0;
     if (pdl) e = pdl_edges(graph);
-    if (!st && e == cudaSuccess) e = cudaGraphInstantiate(&gs->exec, graph, 0);
+#ifdef PLM_STEP_TIMING
+    clock_gettime(CLOCK_MONOTONIC, &tc1);
+#endif
+    /* the graph replaced is updated in place where its topology is the same (cheaper than a new
+       instantiation); else it goes and the new one is instantiated */
+    int updated = 0;
+    if (PLM_GRAPH_UPDATE && !st && e == cudaSuccess && gs->exec && same == slot) {
+        cudaGraphExecUpdateResultInfo info;
+        updated = cudaGraphExecUpdate(gs->exec, graph, &info) == cudaSuccess;
+        if (!updated) cudaGetLastError();
+    }
+    if (!updated) {
+        if (gs->exec) cudaGraphExecDestroy(gs->exec);
+        gs->exec = NULL;
+        if (!st && e == cudaSuccess) e = cudaGraphInstantiate(&gs->exec, graph, 0);
+    }
     if (graph) cudaGraphDestroy(graph);
+#ifdef PLM_STEP_TIMING
+    clock_gettime(CLOCK_MONOTONIC, &tc2);
+    g->n_capture++;
+    g->n_update += updated;
+    g->capture_ms += ms_between(tc0, tc1);
+    g->inst_ms += ms_between(tc1, tc2);
+#endif
     if (st || e != cudaSuccess) {
+        if (gs->exec) cudaGraphExecDestroy(gs->exec);
         gs->exec = NULL;
         cudaGetLastError();
         if (!st && pdl) { /* programmatic edges refused here: plain graphs from now on */
@@ -1417,13 +1481,27 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     const cudaMemcpyKind to_out = dev_out ? cudaMemcpyDeviceToDevice : cudaMemcpyDeviceToHost;
     CK(g->dev, "selecting the device", cudaSetDevice(g->dev));
     CK(g->dev, "an earlier launch", cudaGetLastError());
+#ifdef PLM_STEP_TIMING
+    struct timespec tw0;
+    clock_gettime(CLOCK_MONOTONIC, &tw0);
+    if (!g->ev[0]) {
+        for (int i = 0; i < 4; i++) cudaEventCreate(&g->ev[i]);
+        cudaEventCreate(&g->ev_last);
+    }
+#endif
 
     plan p;
     memset(&p, 0, sizeof p);
     p.T = T;
     p.n_seg = ns;
     for (int i = 0; i < ns; i++) p.nbt += (int)((start[i] + (s->cu[i + 1] - s->cu[i]) + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
-    p.nbt = (p.nbt + 15) & ~15; /* the KV tables' stride: steady for a while as sequences grow (graph reuse) */
+    { /* the KV tables' stride, a power of two (at least 16): a decode step's graph then survives its
+         sequences' growth until their KV blocks double (rounded to 16, 256 sequences a few tokens apart
+         crossed a multiple every few steps, each a new capture of about 3 ms) */
+        int nbt = 16;
+        while (nbt < p.nbt) nbt *= 2;
+        p.nbt = nbt;
+    }
     const int want_logits = out && (out->logits || out->logits_cb);
     p.n_logit = want_logits ? (out->rows ? out->n_rows : T) : 0;
     if (out && out->target && out->logprob) {
@@ -1495,6 +1573,11 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     if (m->info.n_linear_layers) p.n_gchunks = plm_gdn_chunks(HOST(&p, gtab, int32_t), s->cu, ns, &p.n_glong, &p.n_gshort);
     p.dec1 = ns == T;
     for (int i = 0; i < ns && p.dec1; i++) p.dec1 = s->cu[i + 1] - s->cu[i] == 1;
+#ifdef PLM_STEP_TIMING
+    struct timespec twu;
+    clock_gettime(CLOCK_MONOTONIC, &twu);
+    cudaEventRecord(g->ev[0], g->st);
+#endif
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
     /* device arrays (PLM_MEM_DEVICE) go into the same tables on the device: the tokens copied, the
        scored rows compacted there (the order the host uses, so the same lm_head blocks) */
@@ -1505,8 +1588,14 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
 
     /* the layers: small steps replay a graph of them (captured on first use of their shape) */
     float *hid = out ? out->hidden : NULL;
+#ifdef PLM_STEP_TIMING
+    cudaEventRecord(g->ev[1], g->st);
+#endif
     if (!hid && !cf->is_moe && T <= GRAPH_MAX_T) TRY(run_layers_graph(g, &p, err));
     else TRY(run_layers(g, &p, hid, to_out, err));
+#ifdef PLM_STEP_TIMING
+    cudaEventRecord(g->ev[2], g->st);
+#endif
 
     /* outputs: logits rows and log-probabilities, out_block rows of lm_head at a time */
     for (int64_t i0 = 0; i0 < p.n_logit; i0 += p.out_block) {
@@ -1562,7 +1651,34 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
            cudaMemcpyAsync(dev_out ? (void *)out->argmax : (void *)p.h_amax, p.amax, (size_t)p.n_amax * 4, to_out,
                            g->st));
     CK(g->dev, "a kernel launch", cudaGetLastError());
+#ifdef PLM_STEP_TIMING
+    cudaEventRecord(g->ev[3], g->st);
+#endif
     CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
+#ifdef PLM_STEP_TIMING
+    {
+        float f[4] = {0, 0, 0, 0};
+        cudaEventElapsedTime(&f[1], g->ev[0], g->ev[1]);
+        cudaEventElapsedTime(&f[2], g->ev[1], g->ev[2]);
+        cudaEventElapsedTime(&f[3], g->ev[2], g->ev[3]);
+        if (g->have_last) cudaEventElapsedTime(&f[0], g->ev_last, g->ev[0]);
+        cudaEventRecord(g->ev_last, g->st);
+        g->have_last = 1;
+        struct timespec tw1;
+        clock_gettime(CLOCK_MONOTONIC, &tw1);
+        int i = 0;
+        while (i < 7 && g->tm[i].seen && g->tm[i].T != T) i++;
+        g->tm[i].T = T;
+        if (++g->tm[i].seen > 2) { /* the first two steps of a size capture its graph */
+        g->tm[i].n++;
+        g->tm[i].gap += f[0], g->tm[i].up += f[1], g->tm[i].layers += f[2], g->tm[i].tail += f[3];
+        g->tm[i].host_in += ms_between(tw0, tw1);
+        g->tm[i].host_prep += ms_between(tw0, twu);
+        g->tm[i].host_out += ms_between(g->tw_end, tw0);
+        }
+        g->tw_end = tw1;
+    }
+#endif
     if (dev_out) return PLM_OK; /* every output is in place on the device */
     if (p.n_amax) memcpy(out->argmax, p.h_amax, (size_t)p.n_amax * 4);
     for (int64_t i = 0; i < p.n_score; i++) out->logprob[sr[i]] = p.h_lp[i];
