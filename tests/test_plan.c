@@ -292,6 +292,35 @@ static int test_positions(const char *name) {
         plm_step s2n = {2, tk2, NULL, 2, cu2n, dup, PLM_MEM_HOST};
         tu_check(plm_step_run(c, &s2n, NULL, &err) == PLM_OK, "%s: several stateless segments in one step run", name);
     }
+    { /* two segments naming one state are refused, with both indices, on either side of the sorted check
+         (more than 16 segments); the state is untouched */
+        enum { NS = 40 };
+        plm_state *sts[NS];
+        int32_t tk[NS], cu[NS + 1];
+        for (int i = 0; i < NS; i++) {
+            TU_REQUIRE_OK(plm_state_new(&sts[i], m, &err), &err);
+            tk[i] = seqs[a][i % lens[a]];
+            cu[i] = i;
+        }
+        cu[NS] = NS;
+        const int ns[2] = {3, NS}, first[2] = {0, 5}, second[2] = {2, 33};
+        for (int k = 0; k < 2; k++) {
+            plm_state *keep = sts[second[k]];
+            sts[second[k]] = sts[first[k]];
+            plm_step sd = {ns[k], tk, NULL, ns[k], cu, sts, PLM_MEM_HOST};
+            char want[64];
+            snprintf(want, sizeof want, "segments %d and %d share one state", first[k], second[k]);
+            plm_status sst = plm_step_run(c, &sd, NULL, &err);
+            tu_check(sst == PLM_ERR_INPUT && strstr(err.msg, want), "%s: %d segments, %d and %d sharing a state: refused "
+                     "(\"%s\")", name, ns[k], first[k], second[k], err.msg);
+            tu_check(plm_state_length(sts[first[k]]) == 0, "%s: the shared state is untouched", name);
+            sts[second[k]] = keep;
+            memset(&err, 0, sizeof err);
+            tu_check(plm_step_run(c, &sd, NULL, &err) == PLM_OK, "%s: %d segments with their own states run (%s)", name,
+                     ns[k], err.msg);
+        }
+        for (int i = 0; i < NS; i++) plm_state_free(sts[i]);
+    }
     free(lg1);
     free(ref);
     free(got);
