@@ -1360,6 +1360,37 @@ static void test_argmax(int n, int V, int off) {
         if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
         else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
     }
+    /* the same rows in BF16 (the single-pass lm_head's greedy rows), against the CPU on the values widened:
+       rounding makes ties of their own (many values of the random rows round to the same BF16 maximum), and
+       a row starts off BF16 values past a boundary */
+    uint16_t *l16 = malloc(((size_t)n * V + off) * 2);
+    for (size_t i = 0; i < (size_t)n * V; i++) {
+        l16[off + i] = plm_f32_to_bf16(rows[i]);
+        rows[i] = plm_bf16_to_f32(l16[off + i]);
+    }
+    int ties = 0;
+    for (int i = 0; i < n; i++) {
+        const float *r = rows + (size_t)i * V;
+        want[i] = plm_argmax_row(r, V);
+        int k = 0;
+        for (int v = 0; v < V; v++) k += r[v] == r[want[i]];
+        ties += k > 1;
+    }
+    uint16_t *dl16 = dput_bytes(l16, ((size_t)n * V + off) * 2);
+    plm_cuda_memset0(0, di, n * 4, &ERR);
+    plm_argmax_bf16_cuda(di, dl16 + off, n, V, NULL);
+    snprintf(what, sizeof what, "argmax of BF16 rows (%d rows of %d, %d values off alignment, %d rows with tied maxima)",
+             n, V, off, ties);
+    if (sync_ok(what)) {
+        plm_cuda_download(0, got, di, n * 4, &ERR);
+        int bad = -1;
+        for (int i = 0; i < n && bad < 0; i++)
+            if (got[i] != want[i]) bad = i;
+        if (bad < 0) tu_check(ties > 0, "%s: the same token as the CPU in every row, ties among them", what);
+        else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
+    }
+    plm_cuda_free(0, dl16);
+    free(l16);
     plm_cuda_free(0, dl), plm_cuda_free(0, di);
     free(l), free(got), free(want);
 }

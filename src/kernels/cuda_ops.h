@@ -166,6 +166,8 @@ void plm_attn_cuda(float *o, const float *q, float *const *kb, float *const *vb,
 /* idx[i] = plm_argmax_row(logits[i], V) (the first maximum; NaN never wins; a row of NaN gives 0), one
  * block a row; any V and alignment */
 void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream);
+/* the same over BF16 logits (n rows of V; single-pass steps' greedy rows, as a BF16 lm_head gives them) */
+void plm_argmax_bf16_cuda(int32_t *idx, const void *logits, int n, int V, void *stream);
 /* The same attention, tiled: a block takes up to PLM_ATTN_ROWS query rows, QT = PLM_ATTN_ROWS / (nh /
  * nkv) consecutive tokens of one segment times the query heads of one kv head, and streams the
  * segment's keys in tiles of 32 through shared memory, so each key and value is read once per block

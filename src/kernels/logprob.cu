@@ -136,29 +136,56 @@ __device__ __forceinline__ void amax_warp(float &bv, int &bi) {
     }
 }
 
-__global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const float *logits, int V) {
+/* the same for the 8 BF16 values of 16 bytes w at v .. v + 7 (BF16 widens to FP32 exactly) */
+__device__ __forceinline__ float bf_lo(unsigned x) { return __uint_as_float(x << 16); }
+__device__ __forceinline__ float bf_hi(unsigned x) { return __uint_as_float(x & 0xffff0000u); }
+__device__ __forceinline__ void amax_take8(uint4 w, int v, float &bv, int &bi) {
+    const float f[8] = {bf_lo(w.x), bf_hi(w.x), bf_lo(w.y), bf_hi(w.y), bf_lo(w.z), bf_hi(w.z), bf_lo(w.w), bf_hi(w.w)};
+    const float m = fmaxf(fmaxf(fmaxf(f[0], f[1]), fmaxf(f[2], f[3])), fmaxf(fmaxf(f[4], f[5]), fmaxf(f[6], f[7])));
+    if (m > bv || (m == bv && v < bi)) {
+        int j = 0;
+        while (j < 7 && f[j] != m) j++;
+        bv = m, bi = v + j;
+    }
+}
+
+__device__ __forceinline__ float am_value(float x) { return x; }
+__device__ __forceinline__ float am_value(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+/* E: float (float4 groups) or __nv_bfloat16 (groups of 8): 16 bytes a load either way */
+template <typename E>
+__global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const E *logits, int V) {
     plm_pdl_enter();
+    constexpr int G = 16 / sizeof(E); /* values a 16-byte load */
     __shared__ float sv[32];
     __shared__ int si[32];
-    const float *l = logits + (int64_t)blockIdx.x * V;
+    const E *l = logits + (int64_t)blockIdx.x * V;
     const int nt = blockDim.x, tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     float bv = -INFINITY;
     int bi = AM_NONE;
-    /* head: the values before the first 16-byte boundary (all of them if the row is not 4-byte aligned) */
+    /* head: the values before the first 16-byte boundary (all of them if the row is not aligned to its
+       element size) */
     const uintptr_t a = (uintptr_t)l;
-    int head = (a & 3) ? V : (int)(((16 - (a & 15)) & 15) >> 2);
+    int head = (a & (sizeof(E) - 1)) ? V : (int)(((16 - (a & 15)) & 15) / sizeof(E));
     head = head < V ? head : V;
-    const int n4 = (V - head) >> 2, tail = head + 4 * n4; /* whole float4s, then the tail's 0 .. 3 values */
-    for (int v = tid; v < head; v += nt) amax_take(l[v], v, bv, bi);
-    if (tail + tid < V) amax_take(l[tail + tid], tail + tid, bv, bi);
-    const float4 *l4 = reinterpret_cast<const float4 *>(l + head);
-    for (int i0 = tid; i0 < n4; i0 += AM_U * nt) {
-        float4 f[AM_U]; /* every load of the round issued before the first comparison; NaN past the end */
+    const int ng = (V - head) / G, tail = head + G * ng; /* whole groups, then the tail's 0 .. G - 1 values */
+    for (int v = tid; v < head; v += nt) amax_take(am_value(l[v]), v, bv, bi);
+    if (tail + tid < V) amax_take(am_value(l[tail + tid]), tail + tid, bv, bi);
+    const uint4 *lg = reinterpret_cast<const uint4 *>(l + head);
+    for (int i0 = tid; i0 < ng; i0 += AM_U * nt) {
+        uint4 f[AM_U]; /* every load of the round issued before the first comparison; NaN past the end */
 #pragma unroll
         for (int u = 0; u < AM_U; u++)
-            f[u] = i0 + u * nt < n4 ? __ldcs(l4 + i0 + u * nt) : make_float4(NAN, NAN, NAN, NAN);
+            f[u] = i0 + u * nt < ng ? __ldcs(lg + i0 + u * nt) : make_uint4(~0u, ~0u, ~0u, ~0u);
 #pragma unroll
-        for (int u = 0; u < AM_U; u++) amax_take4(f[u], head + 4 * (i0 + u * nt), bv, bi);
+        for (int u = 0; u < AM_U; u++) {
+            if constexpr (G == 4)
+                amax_take4(make_float4(__uint_as_float(f[u].x), __uint_as_float(f[u].y), __uint_as_float(f[u].z),
+                                       __uint_as_float(f[u].w)),
+                           head + 4 * (i0 + u * nt), bv, bi);
+            else
+                amax_take8(f[u], head + G * (i0 + u * nt), bv, bi);
+        }
     }
     amax_warp(bv, bi);
     if (lane == 0) sv[w] = bv, si[w] = bi;
@@ -173,9 +200,19 @@ __global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const float
 }
 
 /* threads a row: AM_THREADS, fewer (down to a warp) for rows too short to give each one a round of loads */
+static int am_threads(int V, int per_load) {
+    int threads = 32;
+    while (threads < AM_THREADS && (int64_t)threads * per_load * AM_U < V) threads *= 2;
+    return threads;
+}
+
 extern "C" void plm_argmax_cuda(int32_t *idx, const float *logits, int n, int V, void *stream) {
     if (n <= 0) return;
-    int threads = 32;
-    while (threads < AM_THREADS && (int64_t)threads * 4 * AM_U < V) threads *= 2;
-    k_argmax<<<(unsigned)n, threads, 0, PLM_STREAM(stream)>>>(idx, logits, V);
+    k_argmax<float><<<(unsigned)n, am_threads(V, 4), 0, PLM_STREAM(stream)>>>(idx, logits, V);
+}
+
+extern "C" void plm_argmax_bf16_cuda(int32_t *idx, const void *logits, int n, int V, void *stream) {
+    if (n <= 0) return;
+    k_argmax<__nv_bfloat16><<<(unsigned)n, am_threads(V, 8), 0, PLM_STREAM(stream)>>>(
+        idx, (const __nv_bfloat16 *)logits, V);
 }

@@ -1643,6 +1643,12 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i0 = 0; i0 < p.n_amax; i0 += p.out_block) { /* greedy choices: only token ids come back */
         const int64_t nb = p.n_amax - i0 < p.out_block ? p.n_amax - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.amax_rows + i0, nb, (int)H, g->st);
+        if (bf16_outputs(g, nb, &g->lm_head)) { /* single pass: BF16 logits, as transformers' BF16 lm_head
+                                                    gives them to its argmax (half the bytes written and read) */
+            TRY(gemm_bf16_out(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, 0, err));
+            plm_argmax_bf16_cuda(p.amax + i0, p.out_logits, (int)nb, (int)V, g->st);
+            continue;
+        }
         TRY(gemm(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, err));
         plm_argmax_cuda(p.amax + i0, p.out_logits, (int)nb, (int)V, g->st);
     }
