@@ -82,15 +82,16 @@ int bench_decode(bench_ctx *b) {
     /* on a GPU, 64 new tokens a sequence (63 decode steps). A step shape's first run captures its CUDA
        graph and loads the kernels it meets first: about 14 ms more than a step at 256 sequences, 0.2 ms a
        step over 63. Every count gets the same warm-up, a run of two new tokens that captures its decode
-       step's graph (timed and reported as its own line), so the three rates are steady rates alike (until
-       2026-11-30 only the one-sequence count had its graph captured before its timed run) */
+       step's graph (timed and reported as its own line; the first count's also pages the weights in), so
+       the three rates are steady rates alike (until 2026-11-30 a one-sequence warm-up ran first, so only
+       that count had its graph captured before its timed run) */
     const int32_t new_tokens = b->quick ? 6 : gpu ? 64 : 16;
     const int64_t prompt = b->quick ? 8 : 32;
     int rc = 0;
     run_fig f;
     int64_t lens[256];
     for (int i = 0; i < 256; i++) lens[i] = prompt;
-    rc |= bench_gen_run(&f, c, m, 1, lens, 2, 0, 0); /* warm-up: page the weights in, size the scratch */
+    if (!gpu) rc |= bench_gen_run(&f, c, m, 1, lens, 2, 0, 0); /* warm-up: page the weights in, size the scratch */
     const int counts[3] = {1, gpu ? 16 : 4, gpu ? 256 : 16}; /* a GPU batches far more */
     double tps[3] = {0, 0, 0};
     for (int k = 0; k < 3 && !rc; k++) {
