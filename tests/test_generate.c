@@ -645,6 +645,47 @@ static void check_state_slabs(fixture *f, const char *name) {
     for (int i = 0; i < N; i++) plm_state_free(s[i]);
 }
 
+/* A decode step's CUDA graph is keyed by its plan, which holds the KV tables' stride (the KV blocks of
+ * all sequences, rounded up to a power of two): 12 sequences of 60 prompt tokens decoding together go
+ * from 12 blocks (stride 16) to 24 (stride 32) at their 65th token, so the graph of 12 one-token
+ * segments is captured again there and updated in place over the one it replaces (run_layers_graph).
+ * Each sequence's greedy tokens must equal its generation alone, before and after that step. */
+static void check_graph_growth(fixture *f, const char *name) {
+    enum { N = 12, P = 60 };
+    int32_t *seqs[N], max_new[N];
+    int64_t lens[N];
+    for (int i = 0; i < N; i++) {
+        seqs[i] = malloc(P * sizeof *seqs[i]);
+        const int k = i % f->n;
+        for (int t = 0; t < P; t++) seqs[i][t] = f->seqs[k][(t + i) % f->lens[k]];
+        lens[i] = P;
+        max_new[i] = 12;
+    }
+    const plm_sampling sp = plm_sampling_greedy();
+    gen_out alone = {0}, all = {0};
+    alone.tok = calloc(N, sizeof *alone.tok);
+    alone.n = calloc(N, sizeof *alone.n);
+    alone.state = calloc(N, sizeof *alone.state);
+    int ok = 1;
+    for (int i = 0; i < N && ok; i++) {
+        gen_out one = {0};
+        ok = !gen_run(&one, f->c, f->m, &seqs[i], &lens[i], 1, &max_new[i], &sp, 0, 0, NULL, NULL, i);
+        alone.tok[i] = one.tok ? one.tok[0] : NULL;
+        alone.n[i] = one.n ? one.n[0] : 0;
+        if (one.tok) one.tok[0] = NULL;
+        gen_out_free(&one, 1);
+    }
+    ok = ok && !gen_run(&all, f->c, f->m, seqs, lens, N, max_new, &sp, 0, 0, NULL, NULL, 0);
+    int lens_ok = 1;
+    for (int i = 0; ok && i < N; i++) lens_ok &= all.n[i] == max_new[i] && alone.n[i] == max_new[i];
+    tu_check(ok && lens_ok && same_tokens(&all, &alone, N),
+             "%s: %d sequences decoding across their KV tables' growth (stride 16 -> 32: the decode graph "
+             "captured again and updated) give each one's tokens alone", name, N);
+    gen_out_free(&alone, N);
+    if (all.tok) gen_out_free(&all, N);
+    for (int i = 0; i < N; i++) free(seqs[i]);
+}
+
 int main(void) {
     check_sampler();
     const char *names[] = {"tiny-dense", "tiny-moe", "tiny-vl"};
@@ -662,6 +703,7 @@ int main(void) {
         check_eos_and_refusals(&f, names[i]);
         check_cancel_logprobs(&f, names[i]);
         if (d == 1) check_state_slabs(&f, names[i]);
+        check_graph_growth(&f, names[i]);
         fixture_close(&f);
     }
     return tu_finish("test_generate");
