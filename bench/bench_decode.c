@@ -101,7 +101,8 @@ int bench_decode(bench_ctx *b) {
             snprintf(key, sizeof key, "decode_first_step_ms_%d", counts[k]);
             snprintf(label, sizeof label, "decode, %d sequence%s: first step (captures its graph)", counts[k],
                      counts[k] > 1 ? "s" : "");
-            if (!rc) bench_report(b, key, label, f.decode_s * 1e3, "ms");
+            if (rc) break;
+            bench_report(b, key, label, f.decode_s * 1e3, "ms");
         }
         rc |= bench_gen_run(&f, c, m, counts[k], lens, new_tokens, 0, 0);
         tps[k] = f.decode_s > 0 ? (double)f.decode_tokens / f.decode_s : 0;

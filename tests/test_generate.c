@@ -648,8 +648,9 @@ static void check_state_slabs(fixture *f, const char *name) {
 /* A decode step's CUDA graph is keyed by its plan, which holds the KV tables' stride (the KV blocks of
  * all sequences, rounded up to a power of two): 12 sequences of 60 prompt tokens decoding together go
  * from 12 blocks (stride 16) to 24 (stride 32) at their 65th token, so the graph of 12 one-token
- * segments is captured again there and updated in place over the one it replaces (run_layers_graph).
- * Each sequence's greedy tokens must equal its generation alone, before and after that step. */
+ * segments is captured again there and updated in place over the one it replaces (run_layers_graph:
+ * the same size of step, smaller KV tables). Each sequence's greedy tokens must equal its generation
+ * alone, before and after that step, and on a GPU whose decode steps are graphs one update happens. */
 static void check_graph_growth(fixture *f, const char *name) {
     enum { N = 12, P = 60 };
     int32_t *seqs[N], max_new[N];
@@ -675,12 +676,18 @@ static void check_graph_growth(fixture *f, const char *name) {
         if (one.tok) one.tok[0] = NULL;
         gen_out_free(&one, 1);
     }
+    unsigned cap0 = 0, upd0 = 0, cap1 = 0, upd1 = 0;
+    plm_cuda_graph_counts(f->c->cuda, &cap0, &upd0);
     ok = ok && !gen_run(&all, f->c, f->m, seqs, lens, N, max_new, &sp, 0, 0, NULL, NULL, 0);
+    plm_cuda_graph_counts(f->c->cuda, &cap1, &upd1);
     int lens_ok = 1;
     for (int i = 0; ok && i < N; i++) lens_ok &= all.n[i] == max_new[i] && alone.n[i] == max_new[i];
     tu_check(ok && lens_ok && same_tokens(&all, &alone, N),
-             "%s: %d sequences decoding across their KV tables' growth (stride 16 -> 32: the decode graph "
-             "captured again and updated) give each one's tokens alone", name, N);
+             "%s: %d sequences decoding across their KV tables' growth (stride 16 -> 32) give each one's tokens "
+             "alone", name, N);
+    if (f->c->cuda && cap1 > cap0) /* a device whose decode steps replay graphs (dense models) */
+        tu_check(upd1 - upd0 >= 1, "%s: the growth's new decode graph updated the one it replaced in place "
+                 "(%u graphs captured, %u updates)", name, cap1 - cap0, upd1 - upd0);
     gen_out_free(&alone, N);
     if (all.tok) gen_out_free(&all, N);
     for (int i = 0; i < N; i++) free(seqs[i]);

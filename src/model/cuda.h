@@ -28,6 +28,8 @@ plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, siz
                          plm_error *err);
 void plm_cuda_close(plm_cuda *g);
 size_t plm_cuda_bytes(const plm_cuda *g);
+/* decode graphs captured so far, and how many of them updated the graph they replaced in place (tests) */
+void plm_cuda_graph_counts(const plm_cuda *g, unsigned *captured, unsigned *updated);
 
 /* Steps with arrays in device memory (PLM_MEM_DEVICE). plm_cuda_where: PLM_OK when p is memory of
  * the context's GPU, else PLM_ERR_INPUT naming what and where p is (host memory, another GPU). */

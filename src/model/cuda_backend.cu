@@ -87,14 +87,14 @@ struct plm_cuda {
     unsigned blas_calls;       /* cuBLAS calls made: a captured graph that holds none links its kernels by
                                   programmatic edges (every packlm kernel waits for its predecessors) */
     int pdl;                   /* those edges are used (PLM_PDL=0 turns them off) */
+    unsigned n_capture, n_update; /* graphs captured, and of them those that updated the one they replaced */
 #ifdef PLM_STEP_TIMING
     /* a measuring build (-DPLM_STEP_TIMING): each step's GPU time in three parts, and the GPU's idle
        time before it, from CUDA events; summed per step size and printed to stderr on close */
     cudaEvent_t ev[4], ev_last;
     int have_last;
-    struct { int64_t T, seen, n; double gap, up, layers, tail, host_in, host_prep, host_out; } tm[8];
+    struct { int64_t T, seen, n; double gap, up, layers, tail, host_in, host_prep, host_plan, host_tab, host_out; } tm[8];
     struct timespec tw_end; /* the last step's return */
-    int n_capture, n_update;
     double capture_ms, inst_ms;
 #endif
 };
@@ -565,12 +565,13 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
 #ifdef PLM_STEP_TIMING
     for (int i = 0; i < 8; i++)
         if (g->tm[i].n) fprintf(stderr, "step timing: T=%lld, %lld steps: GPU idle before %.4f ms, upload %.4f, layers %.4f, "
-                        "lm_head and outputs %.4f; host inside the step call %.4f ms (before the upload %.4f), "
-                        "between step calls %.4f (means)\n",
+                        "lm_head and outputs %.4f; host inside the step call %.4f ms (before the upload %.4f: "
+                        "planning %.4f, the segments' tables %.4f), between step calls %.4f (means)\n",
                 (long long)g->tm[i].T, (long long)g->tm[i].n, g->tm[i].gap / g->tm[i].n, g->tm[i].up / g->tm[i].n,
                 g->tm[i].layers / g->tm[i].n, g->tm[i].tail / g->tm[i].n, g->tm[i].host_in / g->tm[i].n,
-                g->tm[i].host_prep / g->tm[i].n, g->tm[i].host_out / g->tm[i].n);
-    fprintf(stderr, "step timing: %d graphs captured (%.2f ms capturing, %.2f ms instantiating or updating), %d of "
+                g->tm[i].host_prep / g->tm[i].n, g->tm[i].host_plan / g->tm[i].n, g->tm[i].host_tab / g->tm[i].n,
+                g->tm[i].host_out / g->tm[i].n);
+    fprintf(stderr, "step timing: %u graphs captured (%.2f ms capturing, %.2f ms instantiating or updating), %u of "
                     "them updated an older graph in place\n", g->n_capture, g->capture_ms, g->inst_ms, g->n_update);
     if (g->ev[0]) {
         for (int i = 0; i < 4; i++) cudaEventDestroy(g->ev[i]);
@@ -596,6 +597,11 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
         for (int li = 0; li < g->m->cfg.n_layers; li++) free(g->L[li].e_gate);
     free(g->L);
     free(g);
+}
+
+extern "C" void plm_cuda_graph_counts(const plm_cuda *g, unsigned *captured, unsigned *updated) {
+    *captured = g ? g->n_capture : 0;
+    *updated = g ? g->n_update : 0;
 }
 
 extern "C" size_t plm_cuda_bytes(const plm_cuda *g) { return g->w_bytes + g->scr_bytes + g->aux_bytes; }
@@ -1327,8 +1333,10 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
         g->graphs = (struct graph_slot *)calloc(GRAPH_SLOTS, sizeof *g->graphs);
         if (!g->graphs) return run_layers(g, p, NULL, cudaMemcpyDeviceToHost, err);
     }
-    /* a new plan replaces the least recently used graph of the same size of step if there is one (its
-       sequences' KV tables grew: the same kernels, other arguments), else the least recently used */
+    /* a new plan replaces the least recently used graph of the same size of step whose KV tables were
+       smaller, if there is one (its sequences grew: the same kernels, other arguments), else the least
+       recently used. Only growth: two plans of one size that alternate (other outputs, another
+       cohort's stride) keep a graph each instead of updating one slot back and forth. */
     int slot = 0, same = -1;
     for (int i = 0; i < GRAPH_SLOTS; i++) {
         struct graph_slot *gs = &g->graphs[i];
@@ -1338,7 +1346,8 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
             return PLM_OK;
         }
         if (gs->used < g->graphs[slot].used) slot = i;
-        if (gs->exec && gs->key.T == p->T && gs->key.n_seg == p->n_seg && (same < 0 || gs->used < g->graphs[same].used))
+        if (gs->exec && gs->key.T == p->T && gs->key.n_seg == p->n_seg && gs->key.nbt < p->nbt &&
+            (same < 0 || gs->used < g->graphs[same].used))
             same = i;
     }
     if (same >= 0) slot = same;
@@ -1360,29 +1369,32 @@ static plm_status run_layers_graph(plm_cuda *g, const plan *p, plm_error *err) {
     clock_gettime(CLOCK_MONOTONIC, &tc1);
 #endif
     /* the graph replaced is updated in place where its topology is the same (cheaper than a new
-       instantiation); else it goes and the new one is instantiated */
-    int updated = 0;
-    if (PLM_GRAPH_UPDATE && !st && e == cudaSuccess && gs->exec && same == slot) {
-        cudaGraphExecUpdateResultInfo info;
-        updated = cudaGraphExecUpdate(gs->exec, graph, &info) == cudaSuccess;
-        if (!updated) cudaGetLastError();
-    }
-    if (!updated) {
-        if (gs->exec) cudaGraphExecDestroy(gs->exec);
-        gs->exec = NULL;
-        if (!st && e == cudaSuccess) e = cudaGraphInstantiate(&gs->exec, graph, 0);
+       instantiation); else it goes and the new one is instantiated. A failed capture leaves the slot's
+       graph (and its key) as they were. */
+    int updated = 0, fresh = 0;
+    if (!st && e == cudaSuccess) {
+        if (PLM_GRAPH_UPDATE && gs->exec && same == slot) {
+            cudaGraphExecUpdateResultInfo info;
+            updated = cudaGraphExecUpdate(gs->exec, graph, &info) == cudaSuccess;
+            if (!updated) cudaGetLastError();
+        }
+        if (!updated) {
+            if (gs->exec) cudaGraphExecDestroy(gs->exec);
+            gs->exec = NULL;
+            fresh = 1;
+            e = cudaGraphInstantiate(&gs->exec, graph, 0);
+        }
     }
     if (graph) cudaGraphDestroy(graph);
+    g->n_capture += !st && e == cudaSuccess;
+    g->n_update += updated;
 #ifdef PLM_STEP_TIMING
     clock_gettime(CLOCK_MONOTONIC, &tc2);
-    g->n_capture++;
-    g->n_update += updated;
     g->capture_ms += ms_between(tc0, tc1);
     g->inst_ms += ms_between(tc1, tc2);
 #endif
     if (st || e != cudaSuccess) {
-        if (gs->exec) cudaGraphExecDestroy(gs->exec);
-        gs->exec = NULL;
+        if (fresh) gs->exec = NULL; /* the instantiation failed: the slot is empty */
         cudaGetLastError();
         if (!st && pdl) { /* programmatic edges refused here: plain graphs from now on */
             g->pdl = 0;
@@ -1497,10 +1509,11 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int i = 0; i < ns; i++) p.nbt += (int)((start[i] + (s->cu[i + 1] - s->cu[i]) + PLM_KV_BLOCK - 1) / PLM_KV_BLOCK);
     { /* the KV tables' stride, a power of two (at least 16): a decode step's graph then survives its
          sequences' growth until their KV blocks double (rounded to 16, 256 sequences a few tokens apart
-         crossed a multiple every few steps, each a new capture of about 3 ms) */
+         crossed a multiple every few steps, each a new capture: 2-3 ms capturing, about 1 instantiating).
+         Steps too large for a graph take the count as it is. */
         int nbt = 16;
-        while (nbt < p.nbt) nbt *= 2;
-        p.nbt = nbt;
+        while (nbt < p.nbt && T <= GRAPH_MAX_T) nbt *= 2;
+        p.nbt = nbt > p.nbt ? nbt : p.nbt;
     }
     const int want_logits = out && (out->logits || out->logits_cb);
     p.n_logit = want_logits ? (out->rows ? out->n_rows : T) : 0;
@@ -1518,6 +1531,10 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     p.out_block = out_rows_of(need_rows, V, 4, T);
     p.score_block = out_rows_of(p.n_score, V, p.score_bf16 ? 2 : 4, T);
     TRY(prepare(g, &p, err));
+#ifdef PLM_STEP_TIMING
+    struct timespec twp, twt;
+    clock_gettime(CLOCK_MONOTONIC, &twp);
+#endif
 
     /* the step's tables, in one upload */
     if (!dev_in) memcpy(HOST(&p, tokens, int32_t), s->tokens, (size_t)T * 4);
@@ -1546,6 +1563,9 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
                 vt[(size_t)a * p.nbt + boff[i] + b] = st->kv[a].v[b];
             }
     }
+#ifdef PLM_STEP_TIMING
+    clock_gettime(CLOCK_MONOTONIC, &twt);
+#endif
     int32_t *sr = HOST(&p, score_rows, int32_t), *stg = HOST(&p, score_tgt, int32_t);
     if (p.n_score && !dev_out) {
         int64_t n = 0;
@@ -1640,10 +1660,11 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     else if (p.n_score)
         CK(g->dev, "reading log-probabilities",
            cudaMemcpyAsync(p.h_lp, p.out_lp, (size_t)p.n_score * 4, cudaMemcpyDeviceToHost, g->st));
+    const int amax_bf16 = bf16_outputs(g, p.n_amax, &g->lm_head); /* for every block of the step alike */
     for (int64_t i0 = 0; i0 < p.n_amax; i0 += p.out_block) { /* greedy choices: only token ids come back */
         const int64_t nb = p.n_amax - i0 < p.out_block ? p.n_amax - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.amax_rows + i0, nb, (int)H, g->st);
-        if (bf16_outputs(g, nb, &g->lm_head)) { /* single pass: BF16 logits, as transformers' BF16 lm_head
+        if (amax_bf16) { /* single pass: BF16 logits, as transformers' BF16 lm_head
                                                     gives them to its argmax (half the bytes written and read) */
             TRY(gemm_bf16_out(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, 0, err));
             plm_argmax_bf16_cuda(p.amax + i0, p.out_logits, (int)nb, (int)V, g->st);
@@ -1673,16 +1694,23 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
         struct timespec tw1;
         clock_gettime(CLOCK_MONOTONIC, &tw1);
         int i = 0;
-        while (i < 7 && g->tm[i].seen && g->tm[i].T != T) i++;
+        while (i < 8 && g->tm[i].seen && g->tm[i].T != T) i++;
+        if (i == 8) { /* a ninth size of step: the last row starts over for it */
+            i = 7;
+            memset(&g->tm[7], 0, sizeof g->tm[7]);
+        }
         g->tm[i].T = T;
         if (++g->tm[i].seen > 2) { /* the first two steps of a size capture its graph */
         g->tm[i].n++;
         g->tm[i].gap += f[0], g->tm[i].up += f[1], g->tm[i].layers += f[2], g->tm[i].tail += f[3];
         g->tm[i].host_in += ms_between(tw0, tw1);
         g->tm[i].host_prep += ms_between(tw0, twu);
+        g->tm[i].host_plan += ms_between(tw0, twp);
+        g->tm[i].host_tab += ms_between(twp, twt);
         g->tm[i].host_out += ms_between(g->tw_end, tw0);
         }
         g->tw_end = tw1;
+        cudaGetLastError(); /* a timing call's error is not the step's */
     }
 #endif
     if (dev_out) return PLM_OK; /* every output is in place on the device */

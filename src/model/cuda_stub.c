@@ -15,6 +15,7 @@ plm_status plm_cuda_open(plm_cuda **out, const struct plm_model *m, int dev, siz
 }
 void plm_cuda_close(plm_cuda *g) { (void)g; }
 size_t plm_cuda_bytes(const plm_cuda *g) { return 0; }
+void plm_cuda_graph_counts(const plm_cuda *g, unsigned *captured, unsigned *updated) { *captured = *updated = 0; }
 plm_status plm_cuda_step(struct plm_ctx *c, const plm_step *s, const plm_outputs *out, const int64_t *start,
                          const plm_cuda_check *chk, plm_error *err) {
     return plm_fail(err, PLM_ERR_UNSUPPORTED, NO_CUDA);
