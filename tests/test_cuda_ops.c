@@ -1313,6 +1313,17 @@ static void test_logprob(int n, int V, float spread) {
     free(l), free(lp), free(ref), free(tg);
 }
 
+/* the kernel's choices in di against the CPU's want (n rows; got: room for them) */
+static void argmax_agree(const char *what, const int32_t *di, int32_t *got, const int32_t *want, int n) {
+    if (!sync_ok(what)) return;
+    plm_cuda_download(0, got, di, n * 4, &ERR);
+    int bad = -1;
+    for (int i = 0; i < n && bad < 0; i++)
+        if (got[i] != want[i]) bad = i;
+    if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
+    else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
+}
+
 /* Row i takes case i % 10. off: the rows start that many floats past a 16-byte boundary (with V % 4 != 0
  * the rows' alignment varies anyway): the kernel's scalar head before the first whole float4. */
 static void test_argmax(int n, int V, int off) {
@@ -1352,17 +1363,10 @@ static void test_argmax(int n, int V, int off) {
     plm_argmax_cuda(di, dl + off, n, V, NULL);
     char what[128];
     snprintf(what, sizeof what, "argmax (%d rows of %d, %d floats off alignment: ties, NaN, -inf, -0)", n, V, off);
-    if (sync_ok(what)) {
-        plm_cuda_download(0, got, di, n * 4, &ERR);
-        int bad = -1;
-        for (int i = 0; i < n && bad < 0; i++)
-            if (got[i] != want[i]) bad = i;
-        if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
-        else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
-    }
+    argmax_agree(what, di, got, want, n);
     /* the same rows in BF16 (the single-pass lm_head's greedy rows), against the CPU on the values widened:
-       rounding makes ties of their own (many values of the random rows round to the same BF16 maximum), and
-       a row starts off BF16 values past a boundary */
+       rounding makes ties of their own (values of the random rows round to one BF16 maximum), and a row
+       starts off BF16 values past a boundary */
     uint16_t *l16 = malloc(((size_t)n * V + off) * 2);
     for (size_t i = 0; i < (size_t)n * V; i++) {
         l16[off + i] = plm_f32_to_bf16(rows[i]);
@@ -1381,14 +1385,7 @@ static void test_argmax(int n, int V, int off) {
     plm_argmax_bf16_cuda(di, dl16 + off, n, V, NULL);
     snprintf(what, sizeof what, "argmax of BF16 rows (%d rows of %d, %d values off alignment, %d rows with tied maxima)",
              n, V, off, ties);
-    if (sync_ok(what)) {
-        plm_cuda_download(0, got, di, n * 4, &ERR);
-        int bad = -1;
-        for (int i = 0; i < n && bad < 0; i++)
-            if (got[i] != want[i]) bad = i;
-        if (bad < 0) tu_check(1, "%s: the same token as the CPU in every row", what);
-        else tu_check(0, "%s: row %d (case %d): %d, the CPU %d", what, bad, bad % 10, got[bad], want[bad]);
-    }
+    argmax_agree(what, di, got, want, n);
     plm_cuda_free(0, dl16);
     free(l16);
     plm_cuda_free(0, dl), plm_cuda_free(0, di);
