@@ -646,13 +646,15 @@ static void check_state_slabs(fixture *f, const char *name) {
 }
 
 /* A decode step's CUDA graph is keyed by its plan, which holds the KV tables' stride (the KV blocks of
- * all sequences, rounded up to a power of two): 12 sequences of 60 prompt tokens decoding together go
- * from 12 blocks (stride 16) to 24 (stride 32) at their 65th token, so the graph of 12 one-token
+ * all sequences, rounded up to a power of two): 72 sequences of 60 prompt tokens decoding together go
+ * from 72 blocks (stride 128) to 144 (stride 256) at their 65th token, so the graph of 72 one-token
  * segments is captured again there and updated in place over the one it replaces (run_layers_graph:
- * the same size of step, smaller KV tables). Each sequence's greedy tokens must equal its generation
+ * the same size of step, smaller KV tables). More than 64 sequences: smaller decode steps also split
+ * the attention's keys by the longest sequence's blocks, which changes the graph's kernels at that
+ * step (a new instantiation, not an update). Each sequence's greedy tokens must equal its generation
  * alone, before and after that step, and on a GPU whose decode steps are graphs one update happens. */
 static void check_graph_growth(fixture *f, const char *name) {
-    enum { N = 12, P = 60 };
+    enum { N = 72, P = 60 };
     int32_t *seqs[N], max_new[N];
     int64_t lens[N];
     for (int i = 0; i < N; i++) {
@@ -683,7 +685,7 @@ static void check_graph_growth(fixture *f, const char *name) {
     int lens_ok = 1;
     for (int i = 0; ok && i < N; i++) lens_ok &= all.n[i] == max_new[i] && alone.n[i] == max_new[i];
     tu_check(ok && lens_ok && same_tokens(&all, &alone, N),
-             "%s: %d sequences decoding across their KV tables' growth (stride 16 -> 32) give each one's tokens "
+             "%s: %d sequences decoding across their KV tables' growth (stride 128 -> 256) give each one's tokens "
              "alone", name, N);
     if (f->c->cuda && cap1 > cap0) /* a device whose decode steps replay graphs (dense models) */
         tu_check(upd1 - upd0 >= 1, "%s: the growth's new decode graph updated the one it replaced in place "
