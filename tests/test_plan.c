@@ -293,8 +293,8 @@ static int test_positions(const char *name) {
         tu_check(plm_step_run(c, &s2n, NULL, &err) == PLM_OK, "%s: several stateless segments in one step run", name);
     }
     { /* two segments naming one state are refused, with both indices, on either side of the sorted check
-         (more than 16 segments); the state is untouched */
-        enum { NS = 40 };
+         (more than 16 segments; more than 256 sort a heap copy); the state is untouched */
+        enum { NS = 300 };
         plm_state *sts[NS];
         int32_t tk[NS], cu[NS + 1];
         for (int i = 0; i < NS; i++) {
@@ -303,8 +303,8 @@ static int test_positions(const char *name) {
             cu[i] = i;
         }
         cu[NS] = NS;
-        const int ns[2] = {3, NS}, first[2] = {0, 5}, second[2] = {2, 33};
-        for (int k = 0; k < 2; k++) {
+        const int ns[3] = {3, 40, NS}, first[3] = {0, 5, 17}, second[3] = {2, 33, 290};
+        for (int k = 0; k < 3; k++) {
             plm_state *keep = sts[second[k]];
             sts[second[k]] = sts[first[k]];
             plm_step sd = {ns[k], tk, NULL, ns[k], cu, sts, PLM_MEM_HOST};

@@ -49,7 +49,7 @@ static int cmp_ptr(const void *a, const void *b) {
 static int shares_state(const plm_step *s) {
     const int n = s->n_seg;
     if (n <= 16) return 1;
-    const plm_state **p = malloc((size_t)n * sizeof *p);
+    const plm_state *buf[256], **p = n <= 256 ? buf : malloc((size_t)n * sizeof *p);
     if (!p) return 1;
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -57,7 +57,7 @@ static int shares_state(const plm_step *s) {
     qsort(p, (size_t)k, sizeof *p, cmp_ptr);
     int dup = 0;
     for (int i = 1; i < k && !dup; i++) dup = p[i] == p[i - 1];
-    free(p);
+    if (p != buf) free(p);
     return dup;
 }
 
