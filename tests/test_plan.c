@@ -306,6 +306,7 @@ static int test_positions(const char *name) {
         const int ns[3] = {3, 40, NS}, first[3] = {0, 5, 17}, second[3] = {2, 33, 290};
         for (int k = 0; k < 3; k++) {
             plm_state *keep = sts[second[k]];
+            const int64_t len0 = plm_state_length(sts[first[k]]);
             sts[second[k]] = sts[first[k]];
             plm_step sd = {ns[k], tk, NULL, ns[k], cu, sts, PLM_MEM_HOST};
             char want[64];
@@ -313,7 +314,7 @@ static int test_positions(const char *name) {
             plm_status sst = plm_step_run(c, &sd, NULL, &err);
             tu_check(sst == PLM_ERR_INPUT && strstr(err.msg, want), "%s: %d segments, %d and %d sharing a state: refused "
                      "(\"%s\")", name, ns[k], first[k], second[k], err.msg);
-            tu_check(plm_state_length(sts[first[k]]) == 0, "%s: the shared state is untouched", name);
+            tu_check(plm_state_length(sts[first[k]]) == len0, "%s: the shared state is untouched", name);
             sts[second[k]] = keep;
             memset(&err, 0, sizeof err);
             tu_check(plm_step_run(c, &sd, NULL, &err) == PLM_OK, "%s: %d segments with their own states run (%s)", name,
