@@ -95,9 +95,9 @@ int bench_decode(bench_ctx *b) {
     const int counts[3] = {1, gpu ? 16 : 4, gpu ? 256 : 16}; /* a GPU batches far more */
     double tps[3] = {0, 0, 0};
     for (int k = 0; k < 3 && !rc; k++) {
+        char key[64], label[96];
         if (gpu) {
             rc |= bench_gen_run(&f, c, m, counts[k], lens, 2, 0, 0);
-            char key[64], label[96];
             snprintf(key, sizeof key, "decode_first_step_ms_%d", counts[k]);
             snprintf(label, sizeof label, "decode, %d sequence%s: first step (captures its graph)", counts[k],
                      counts[k] > 1 ? "s" : "");
@@ -106,7 +106,6 @@ int bench_decode(bench_ctx *b) {
         }
         rc |= bench_gen_run(&f, c, m, counts[k], lens, new_tokens, 0, 0);
         tps[k] = f.decode_s > 0 ? (double)f.decode_tokens / f.decode_s : 0;
-        char key[64], label[96];
         snprintf(key, sizeof key, "decode_tokens_per_s_%d", counts[k]);
         snprintf(label, sizeof label, "decode, %d sequence%s (aggregate, %lld steps of %d)", counts[k],
                  counts[k] > 1 ? "s" : "", (long long)(f.decode_tokens / counts[k]), counts[k]);

@@ -9,7 +9,7 @@
 # the regex in each build's run of the section, after the first NCU_SKIP (0). Logs and JSON under $OUT, packed into
 # $OUT/ab.tgz (the remote runner returns at most 8 files). SECTION=decode times `--only decode` instead
 # (KEYS then default to its tokens/s and 256-vs-1 ratio); ARGS adds bench options (--bf16-single-pass).
-# TEST_SECONDS: each test's time limit (300); TEST_BUILDS: the builds whose tests run (all).
+# TEST_SECONDS: each test's time limit (300); TEST_BUILDS: the builds whose tests are built and run (all).
 #   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="" regs72="-DPLM_GDN_PREP8_REGS=72"
 #   OUT=dir PLM_DEPS=dir NCU='gdn_tc_prep|wy_scan' bench/gpu_ab.sh old=@-dbg/fold.patch new=""
 # PLM_DEPS: include/ and lib/ of the libraries the machine lacks (as scripts/gpu-check.sh takes them).
@@ -60,11 +60,14 @@ for arg in "$@"; do # every argument checked, and every patched tree made, befor
 done
 jobs=$(( $(nproc) / $# ))
 [ "$jobs" -ge 1 ] || jobs=1
+tested() { case " ${TEST_BUILDS:-${names[*]}} " in *" $1 "*) return 0 ;; esac; return 1; }
 for i in "${!names[@]}"; do
     name=${names[$i]}
+    tests=() # the test binaries of the builds whose tests run only (an older tree may not build newer tests)
+    if tested "$name"; then for t in $TESTS; do tests+=("build/ab-$name/tests/$t"); done; fi
     (cd "${srcs[$i]}" && make -j"$jobs" CUDA=1 B="build/ab-$name" CPPFLAGS="${deps:+-I$deps/include} ${flagss[$i]}" \
         LDFLAGS="${deps:+-L$deps/lib -Wl,-rpath,$deps/lib}" "build/ab-$name/packlm" \
-        $(for t in $TESTS; do echo "build/ab-$name/tests/$t"; done) > "$OUT/l/build-$name.log" 2>&1 ||
+        "${tests[@]}" > "$OUT/l/build-$name.log" 2>&1 ||
         echo "gpu_ab: build $name FAILED (log: $OUT/l/build-$name.log)") &
 done
 wait
@@ -75,7 +78,7 @@ for i in "${!names[@]}"; do
 done
 [ $ok = 1 ] || exit 1
 for i in "${!names[@]}"; do
-    case " ${TEST_BUILDS:-${names[*]}} " in *" ${names[$i]} "*) ;; *) continue ;; esac
+    tested "${names[$i]}" || continue
     for t in $TESTS; do
         timeout "${TEST_SECONDS:-300}" "${dirs[$i]}/tests/$t" > "$OUT/l/$t-${names[$i]}.log" 2>&1
         rc=$?

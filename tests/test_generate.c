@@ -75,6 +75,24 @@ static int gen_run(gen_out *o, plm_ctx *c, const plm_model *m, int32_t *const *s
     return 0;
 }
 
+/* each of the n requests generated alone (request i on stream i) into o; nonzero if a run failed */
+static int gen_alone(gen_out *o, plm_ctx *c, const plm_model *m, int32_t *const *seqs, const int64_t *lens, int n,
+                     const int32_t *max_new, const plm_sampling *sp) {
+    o->tok = calloc(n, sizeof *o->tok);
+    o->n = calloc(n, sizeof *o->n);
+    o->state = calloc(n, sizeof *o->state);
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+        gen_out one = {0};
+        bad |= gen_run(&one, c, m, &seqs[i], &lens[i], 1, &max_new[i], sp, 0, 0, NULL, NULL, i) != 0;
+        o->tok[i] = one.tok ? one.tok[0] : NULL;
+        o->n[i] = one.n ? one.n[0] : 0;
+        if (one.tok) one.tok[0] = NULL;
+        gen_out_free(&one, 1);
+    }
+    return bad;
+}
+
 static int same_tokens(const gen_out *a, const gen_out *b, int n) {
     for (int i = 0; i < n; i++)
         if (a->n[i] != b->n[i] || memcmp(a->tok[i], b->tok[i], (size_t)a->n[i] * sizeof(int32_t))) return 0;
@@ -178,17 +196,7 @@ static void check_batching(fixture *f, const char *name, int reference) {
     const int64_t rb[] = {3, 0};
     for (int s = 0; s < 3; s++) {
         gen_out alone = {0};
-        alone.tok = calloc(f->n, sizeof *alone.tok);
-        alone.n = calloc(f->n, sizeof *alone.n);
-        alone.state = calloc(f->n, sizeof *alone.state);
-        for (int i = 0; i < f->n; i++) { /* request i alone, stream i */
-            gen_out one = {0};
-            gen_run(&one, c, f->m, &f->seqs[i], &f->lens[i], 1, &max_new[i], &sps[s], 0, 0, NULL, NULL, i);
-            alone.tok[i] = one.tok ? one.tok[0] : NULL;
-            alone.n[i] = one.n ? one.n[0] : 0;
-            if (one.tok) one.tok[0] = NULL;
-            gen_out_free(&one, 1);
-        }
+        gen_alone(&alone, c, f->m, f->seqs, f->lens, f->n, max_new, &sps[s]);
         int all_ok = 1, runs = 0;
         for (int b = 0; b < nb; b++)
             for (int k = 0; k < 4; k++) {
@@ -666,18 +674,7 @@ static void check_graph_growth(fixture *f, const char *name) {
     }
     const plm_sampling sp = plm_sampling_greedy();
     gen_out alone = {0}, all = {0};
-    alone.tok = calloc(N, sizeof *alone.tok);
-    alone.n = calloc(N, sizeof *alone.n);
-    alone.state = calloc(N, sizeof *alone.state);
-    int ok = 1;
-    for (int i = 0; i < N && ok; i++) {
-        gen_out one = {0};
-        ok = !gen_run(&one, f->c, f->m, &seqs[i], &lens[i], 1, &max_new[i], &sp, 0, 0, NULL, NULL, i);
-        alone.tok[i] = one.tok ? one.tok[0] : NULL;
-        alone.n[i] = one.n ? one.n[0] : 0;
-        if (one.tok) one.tok[0] = NULL;
-        gen_out_free(&one, 1);
-    }
+    int ok = !gen_alone(&alone, f->c, f->m, seqs, lens, N, max_new, &sp);
     unsigned cap0 = 0, upd0 = 0, cap1 = 0, upd1 = 0;
     plm_cuda_graph_counts(f->c->cuda, &cap0, &upd0);
     ok = ok && !gen_run(&all, f->c, f->m, seqs, lens, N, max_new, &sp, 0, 0, NULL, NULL, 0);

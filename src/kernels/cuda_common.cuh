@@ -74,6 +74,16 @@ __device__ __forceinline__ void put_bf16(__nv_bfloat16 *hi, __nv_bfloat16 *lo, i
 }
 __device__ __forceinline__ float plm_bf16_bits_to_f32(uint16_t b) { return __uint_as_float((uint32_t)b << 16); }
 
+/* 8 BF16 (element 2j in the low half of word j) to FP32, exactly */
+__device__ __forceinline__ void plm_unpack8(float *v, uint4 b) {
+    const uint32_t u[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        v[2 * j] = __uint_as_float(u[j] << 16);
+        v[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+    }
+}
+
 /* 16 bytes of weights that are read once: past L1 (which keeps the inputs the other operand reads) */
 __device__ __forceinline__ uint4 plm_ld_stream16(const uint16_t *p) {
     uint4 v;

@@ -8,25 +8,17 @@
  * A decode step is bound by its kernels' count, not their bytes: these are 2 launches where there were
  * 5, each read of a value the same as in the kernels they replace (same order of sums), so the outputs
  * are theirs up to the norms' reduction order. */
-#include <cooperative_groups.h>
 #include <cuda_bf16.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/cuda_ops.h"
 #include "kernels/gdn_rec.cuh"
-
-namespace cg = cooperative_groups;
 
 #define DEC_ROWS GDN_REC_ROWS
 #define DEC_IN_THREADS 128
 #define DEC_MAX_K 8      /* conv taps */
 #ifndef DEC_IN_MANY /* steps of at least this many sequences take k_gdn_dec_in4 */
 #define DEC_IN_MANY 32
-#endif
-#ifndef PLM_GDN_DEC_CLUSTER /* 1: k_gdn_dec's ending through a cluster of the head's column tiles */
-#define PLM_GDN_DEC_CLUSTER 0
 #endif
 #ifndef PLM_GDN_DEC_REGS /* k_gdn_dec's register cap: 72 (4 bytes spilled), seven blocks an SM; at 96 (five
                             blocks) it took 0.165-0.169 ms a layer at 256 sequences, 0.152-0.155 at 72 */
@@ -192,7 +184,6 @@ __device__ __forceinline__ void dec_out(float *y, __nv_bfloat16 *hi, __nv_bfloat
  * block to finish (a counter per (token, head) that it sets back to zero for the next launch) then
  * applies the gated RMSNorm to the head's whole row, summing its squares in one fixed order whichever
  * block that is. Output: y (FP32) or hi (+ lo) BF16. */
-template <bool CL>
 __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     k_gdn_dec(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *o, unsigned *ctr, float *const *S, const float *q,
               const float *k, const float *v, const float *g, const float *beta, const float *z, const float *gw, int nk,
@@ -213,28 +204,10 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     const int tid = w * 32 + lane, span = nw * 32;
     const float acc = gdn_rec_token(Sr, ks, qs, red, red2, k + (t * nk + kh) * dk, q + (t * nk + kh) * dk, g + th,
                                     beta + th, v + th * dv + j, dk, jv);
-    if (!CL && w == 0 && jv) o[th * dv + j] = acc;
+    if (w == 0 && jv) o[th * dv + j] = acc;
 #pragma unroll
     for (int r = 0; r < DEC_ROWS; r++)
         if (r < nr) Sp[(size_t)r * dv] = Sr[r];
-    if (CL) { /* the head's column tiles are one cluster: squares summed through distributed shared memory */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        __shared__ float part;
-        const float zv = w == 0 && jv ? z[t * ldz + (int64_t)h * dv + j] : 0.0f;
-        const float ss = plm_warp_sum(w == 0 && jv ? acc * acc : 0.0f);
-        if (tid == 0) part = ss;
-        cg::cluster_group cl = cg::this_cluster();
-        cl.sync(); /* every tile's sum written */
-        float tot = 0.0f;
-        for (unsigned r = 0; r < cl.num_blocks(); r++) tot += *cl.map_shared_rank(&part, r); /* rank order */
-        const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
-        if (w == 0 && jv) dec_out(y, hi, lo, th * dv + j, gw[j] * (acc * inv) * plm_silu_d(zv));
-        cl.sync(); /* no block leaves while another reads its sum */
-#else
-        __trap(); /* chosen only on Hopper code (gdn_dec_cluster) */
-#endif
-        return;
-    }
     __syncthreads(); /* this block's outputs are written */
     if (tid == 0) {
         __threadfence();
@@ -260,19 +233,6 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     if (tid == 0) ctr[th] = 0; /* for the next launch */
 }
 
-/* k_gdn_dec's ending as a cluster (PLM_GDN_DEC_CLUSTER, off by default: not yet timed): on a device of
- * compute capability 9 running Hopper code (not the portable PTX, whose form traps) */
-static bool gdn_dec_cluster(void) {
-    if (!PLM_GDN_DEC_CLUSTER) return false;
-    int dev = 0, major = 0;
-    const char *jit = getenv("CUDA_FORCE_PTX_JIT");
-    cudaFuncAttributes fa;
-    return cudaGetDevice(&dev) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9 &&
-           !(jit && *jit && strcmp(jit, "0")) && cudaFuncGetAttributes(&fa, k_gdn_dec<true>) == cudaSuccess &&
-           fa.ptxVersion >= 90;
-}
-
 extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
     return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && T * nv <= PLM_GDN_DEC_CTRS && dk > 0 &&
            dk <= PLM_CUDA_MAX_DK && dv > 0 && dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K;
@@ -295,18 +255,6 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
     const dim3 grid((unsigned)((dv + 31) / 32), (unsigned)nv, (unsigned)T),
         block(32, (unsigned)((dk + DEC_ROWS - 1) / DEC_ROWS));
     const int64_t ldz = ld ? ld : (int64_t)nv * dv;
-    if (gdn_dec_cluster()) { /* the head's column tiles (at most 8: dv <= 256) as one cluster */
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute at;
-        at.id = cudaLaunchAttributeClusterDimension;
-        at.val.clusterDim.x = grid.x, at.val.clusterDim.y = 1, at.val.clusterDim.z = 1;
-        cfg.gridDim = grid, cfg.blockDim = block, cfg.stream = PLM_STREAM(stream), cfg.attrs = &at, cfg.numAttrs = 1;
-        if (cudaLaunchKernelEx(&cfg, k_gdn_dec<true>, y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q,
-                               (const float *)k, (const float *)v, (const float *)g, (const float *)beta, z, gnorm, nk,
-                               nv, dk, dv, eps, ldz) == cudaSuccess)
-            return;
-        cudaGetLastError(); /* refused: the counter's ending */
-    }
-    k_gdn_dec<false><<<grid, block, 0, PLM_STREAM(stream)>>>(y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q,
-                                                             k, v, g, beta, z, gnorm, nk, nv, dk, dv, eps, ldz);
+    k_gdn_dec<<<grid, block, 0, PLM_STREAM(stream)>>>(y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, o, ctr, S, q, k, v, g,
+                                                      beta, z, gnorm, nk, nv, dk, dv, eps, ldz);
 }

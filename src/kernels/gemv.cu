@@ -57,16 +57,6 @@ template <int N, int O> __device__ __forceinline__ void warp_sums(float *v, int 
     }
 }
 
-/* 8 BF16 (element 2j in the low half of word j) to FP32, exactly */
-__device__ __forceinline__ void unpack8(float *v, uint4 b) {
-    const uint32_t u[4] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        v[2 * j] = __uint_as_float(u[j] << 16);
-        v[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-    }
-}
-
 /* inputs at..at+7 as FP32 (hi + lo is exact in FP32: lo is below half an ulp of hi, 8 bits each) */
 template <int IN> __device__ __forceinline__ void load8(float *v, const void *x, const uint16_t *lo, int64_t at) {
     if constexpr (IN == IN_F32) {
@@ -74,10 +64,10 @@ template <int IN> __device__ __forceinline__ void load8(float *v, const void *x,
                      b = __ldg((const float4 *)((const float *)x + at + 4));
         v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
     } else {
-        unpack8(v, __ldg((const uint4 *)((const uint16_t *)x + at)));
+        plm_unpack8(v, __ldg((const uint4 *)((const uint16_t *)x + at)));
         if constexpr (IN == IN_BF16_LO) {
             float l[8];
-            unpack8(l, __ldg((const uint4 *)(lo + at)));
+            plm_unpack8(l, __ldg((const uint4 *)(lo + at)));
 #pragma unroll
             for (int j = 0; j < 8; j++) v[j] += l[j];
         }
@@ -96,7 +86,7 @@ template <int IN> __device__ __forceinline__ float load1(const void *x, const ui
 
 __device__ __forceinline__ float dot8(uint4 w, const float *x, float acc) {
     float v[8];
-    unpack8(v, w);
+    plm_unpack8(v, w);
 #pragma unroll
     for (int j = 0; j < 8; j++) acc = fmaf(v[j], x[j], acc);
     return acc;

@@ -120,12 +120,18 @@ __device__ __forceinline__ void amax_take(float v, int i, float &bv, int &bi) {
     if (v > bv || (v == bv && i < bi)) bv = v, bi = i; /* false for a NaN v */
 }
 
-/* the same for values v .. v + 3: their maximum m (NaN only if all four are) against the candidate,
- * then the first of them equal to m. Ties need only v < bi: a thread's values are disjoint groups of
- * four, so bi is below v or past v + 3. Three fmaxf and a test a group rather than four tests. */
-__device__ __forceinline__ void amax_take4(float4 f, int v, float &bv, int &bi) {
-    const float m = fmaxf(fmaxf(f.x, f.y), fmaxf(f.z, f.w));
-    if (m > bv || (m == bv && v < bi)) bv = m, bi = f.x == m ? v : f.y == m ? v + 1 : f.z == m ? v + 2 : v + 3;
+/* the same for the G values f of v .. v + G - 1: their maximum m (NaN only if all are) against the
+ * candidate, then the first of them equal to m. Ties need only v < bi: a thread's values are disjoint
+ * groups, so bi is below v or past v + G - 1. G - 1 fmaxf and a test a group rather than G tests. */
+template <int G> __device__ __forceinline__ void amax_take_g(const float (&f)[G], int v, float &bv, int &bi) {
+    float m = f[0];
+#pragma unroll
+    for (int j = 1; j < G; j++) m = fmaxf(m, f[j]);
+    if (m > bv || (m == bv && v < bi)) {
+        int j = 0;
+        while (j < G - 1 && f[j] != m) j++;
+        bv = m, bi = v + j;
+    }
 }
 
 __device__ __forceinline__ void amax_warp(float &bv, int &bi) {
@@ -133,19 +139,6 @@ __device__ __forceinline__ void amax_warp(float &bv, int &bi) {
         const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
         amax_take(ov, oi, bv, bi);
-    }
-}
-
-/* the same for the 8 BF16 values of 16 bytes w at v .. v + 7 (BF16 widens to FP32 exactly) */
-__device__ __forceinline__ float bf_lo(unsigned x) { return __uint_as_float(x << 16); }
-__device__ __forceinline__ float bf_hi(unsigned x) { return __uint_as_float(x & 0xffff0000u); }
-__device__ __forceinline__ void amax_take8(uint4 w, int v, float &bv, int &bi) {
-    const float f[8] = {bf_lo(w.x), bf_hi(w.x), bf_lo(w.y), bf_hi(w.y), bf_lo(w.z), bf_hi(w.z), bf_lo(w.w), bf_hi(w.w)};
-    const float m = fmaxf(fmaxf(fmaxf(f[0], f[1]), fmaxf(f[2], f[3])), fmaxf(fmaxf(f[4], f[5]), fmaxf(f[6], f[7])));
-    if (m > bv || (m == bv && v < bi)) {
-        int j = 0;
-        while (j < 7 && f[j] != m) j++;
-        bv = m, bi = v + j;
     }
 }
 
@@ -179,12 +172,14 @@ __global__ void __launch_bounds__(AM_THREADS) k_argmax(int32_t *idx, const E *lo
             f[u] = i0 + u * nt < ng ? __ldcs(lg + i0 + u * nt) : make_uint4(~0u, ~0u, ~0u, ~0u);
 #pragma unroll
         for (int u = 0; u < AM_U; u++) {
-            if constexpr (G == 4)
-                amax_take4(make_float4(__uint_as_float(f[u].x), __uint_as_float(f[u].y), __uint_as_float(f[u].z),
-                                       __uint_as_float(f[u].w)),
-                           head + 4 * (i0 + u * nt), bv, bi);
-            else
-                amax_take8(f[u], head + G * (i0 + u * nt), bv, bi);
+            float v[G];
+            if constexpr (G == 4) {
+                v[0] = __uint_as_float(f[u].x), v[1] = __uint_as_float(f[u].y);
+                v[2] = __uint_as_float(f[u].z), v[3] = __uint_as_float(f[u].w);
+            } else {
+                plm_unpack8(v, f[u]);
+            }
+            amax_take_g<G>(v, head + G * (i0 + u * nt), bv, bi);
         }
     }
     amax_warp(bv, bi);

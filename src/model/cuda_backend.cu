@@ -469,8 +469,7 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     snprintf(g->name, sizeof g->name, "cuda:%d", dev);
     g->m = m;
     g->limit = mem_limit;
-    g->slots = slots_new(dev, m->info.n_linear_layers,
-                         (size_t)(c->conv_kernel - 1) * m->conv_dim + (size_t)c->lin_v_heads * c->lin_k_dim * c->lin_v_dim);
+    g->slots = slots_new(dev, m->info.n_linear_layers, plm_state_layer_floats(m));
     if (!g->slots) {
         plm_cuda_close(g);
         return plm_fail(err, PLM_ERR_NOMEM, "out of memory for a CUDA context");
@@ -1664,8 +1663,8 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     for (int64_t i0 = 0; i0 < p.n_amax; i0 += p.out_block) { /* greedy choices: only token ids come back */
         const int64_t nb = p.n_amax - i0 < p.out_block ? p.n_amax - i0 : p.out_block;
         plm_gather_rows_cuda(p.out_rows, p.h, p.amax_rows + i0, nb, (int)H, g->st);
-        if (amax_bf16) { /* single pass: BF16 logits, as transformers' BF16 lm_head
-                                                    gives them to its argmax (half the bytes written and read) */
+        if (amax_bf16) { /* single pass: BF16 logits, as transformers' BF16 lm_head gives them to its argmax
+                            (half the bytes written and read) */
             TRY(gemm_bf16_out(g, p.out_logits, p.out_rows, nb, &g->lm_head, p.xb, 0, err));
             plm_argmax_bf16_cuda(p.amax + i0, p.out_logits, (int)nb, (int)V, g->st);
             continue;
@@ -1701,13 +1700,13 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
         }
         g->tm[i].T = T;
         if (++g->tm[i].seen > 2) { /* the first two steps of a size capture its graph */
-        g->tm[i].n++;
-        g->tm[i].gap += f[0], g->tm[i].up += f[1], g->tm[i].layers += f[2], g->tm[i].tail += f[3];
-        g->tm[i].host_in += ms_between(tw0, tw1);
-        g->tm[i].host_prep += ms_between(tw0, twu);
-        g->tm[i].host_plan += ms_between(tw0, twp);
-        g->tm[i].host_tab += ms_between(twp, twt);
-        g->tm[i].host_out += ms_between(g->tw_end, tw0);
+            g->tm[i].n++;
+            g->tm[i].gap += f[0], g->tm[i].up += f[1], g->tm[i].layers += f[2], g->tm[i].tail += f[3];
+            g->tm[i].host_in += ms_between(tw0, tw1);
+            g->tm[i].host_prep += ms_between(tw0, twu);
+            g->tm[i].host_plan += ms_between(tw0, twp);
+            g->tm[i].host_tab += ms_between(twp, twt);
+            g->tm[i].host_out += ms_between(g->tw_end, tw0);
         }
         g->tw_end = tw1;
         cudaGetLastError(); /* a timing call's error is not the step's */

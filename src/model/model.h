@@ -90,6 +90,9 @@ struct plm_state {
 
 /* Makes room in every attention layer's cache for n_total tokens (no data moves). */
 plm_status plm_state_reserve(plm_state *s, int64_t n_total, plm_error *err);
+/* Floats of one linear layer's fixed state: the conv tail, then the delta-rule state (a device slot's
+ * size in each layer's slab). */
+size_t plm_state_layer_floats(const plm_model *m);
 
 typedef struct plm_cuda plm_cuda; /* a CUDA context's device side (model/cuda.h) */
 

@@ -15,6 +15,7 @@ static size_t rec_floats(const plm_model *m) {
     const plm_config *c = &m->cfg;
     return (size_t)c->lin_v_heads * c->lin_k_dim * c->lin_v_dim;
 }
+size_t plm_state_layer_floats(const plm_model *m) { return conv_floats(m) + rec_floats(m); }
 static size_t kv_block_floats(const plm_model *m) {
     return (size_t)PLM_KV_BLOCK * m->cfg.n_kv_heads * m->cfg.head_dim;
 }
@@ -26,6 +27,16 @@ static uint64_t tick(void) { return (uint64_t)atomic_fetch_add(&g_clock, 1); }
 static void new_identity(plm_state *s) {
     s->id = tick();
     s->n_rb = 0;
+}
+
+/* A device state's conv tails and delta-rule states cleared, a layer's pair in one memset. */
+static plm_status dev_zero(plm_state *s, plm_error *err) {
+    const size_t bytes = plm_state_layer_floats(s->model) * sizeof(float);
+    for (int i = 0; i < s->model->info.n_linear_layers; i++) {
+        const plm_status st = plm_cuda_memset0(s->dev, s->conv[i], bytes, err);
+        if (st) return st;
+    }
+    return PLM_OK;
 }
 
 static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_cuda *g, plm_error *err) {
@@ -42,12 +53,9 @@ static plm_status state_alloc(plm_state **out, const plm_model *m, int dev, plm_
     int ok = s->conv && s->rec && s->kv;
     s->slot = -1;
     if (ok && dev >= 0 && nl) { /* a slot of the context's slabs: per layer the conv tail, then the delta-rule state */
-        const size_t bytes = (conv_floats(m) + rec_floats(m)) * sizeof(float);
         plm_status st = plm_cuda_slot_take(g, &s->slots, &s->slot, s->conv, err);
-        for (int i = 0; !st && i < nl; i++) {
-            s->rec[i] = s->conv[i] + conv_floats(m);
-            st = plm_cuda_memset0(dev, s->conv[i], bytes, err);
-        }
+        for (int i = 0; !st && i < nl; i++) s->rec[i] = s->conv[i] + conv_floats(m);
+        if (!st) st = dev_zero(s, err);
         if (st) {
             plm_state_free(s);
             return st;
@@ -109,9 +117,7 @@ void plm_state_free(plm_state *s) {
 /* Keeps the KV blocks allocated (a reset state is usually reused for a new sequence). */
 void plm_state_reset(plm_state *s) {
     const plm_model *m = s->model;
-    for (int i = 0; s->dev >= 0 && i < m->info.n_linear_layers; i++) /* a layer's conv tail and delta-rule state in
-        one memset (an error here is the device's sticky error: the next step reports it) */
-        plm_cuda_memset0(s->dev, s->conv[i], (conv_floats(m) + rec_floats(m)) * sizeof(float), NULL);
+    if (s->dev >= 0) dev_zero(s, NULL); /* an error here is the device's sticky error: the next step reports it */
     for (int i = 0; s->dev < 0 && i < m->info.n_linear_layers; i++) {
         memset(s->conv[i], 0, conv_floats(m) * sizeof(float));
         memset(s->rec[i], 0, rec_floats(m) * sizeof(float));
