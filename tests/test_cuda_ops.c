@@ -480,9 +480,11 @@ static void test_gdn_prep(int64_t T, int nk, int nv, int dk, int dv) {
  * output, bound TOL_GDN (the delta rule's, as test_gdn's decode tokens have it); 1: BF16 hi + lo (their
  * sum within the same bound); 2: BF16 hi alone (one BF16 step); 3: as 1, with raw, z, b and a read from
  * one stacked array, row t [raw | z | b | a] (ld their widths' sum: the four projections as one product)
- * and beta and g written to their own arrays. The work arrays q, k, v, beta, g, the new tails (exact:
- * copies) and the final states are checked too. */
+ * and beta and g written to their own arrays; 4 (where the mixer is one kernel, as the engine calls it):
+ * stacked in, BF16 hi out, no work arrays (q, k, v, beta and g NULL). The work arrays q, k, v, beta, g
+ * (where given), the new tails (exact: copies) and the final states are checked too. */
 static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int form) {
+    if (form == 4 && !plm_gdn_dec_fused_fits(nk, nv, dk, dv, K)) return; /* the work arrays are needed */
     const int CD = 2 * nk * dk + nv * dv, P = K - 1;
     const size_t sn = (size_t)nv * dk * dv, tn = (size_t)P * CD, qn = T * nk * dk, vn = T * nv * dv;
     int32_t *cu = malloc((T + 1) * 4);
@@ -513,7 +515,7 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     prep_ref(q, k, v, beta, g, mixed, b, a, negA, dtb, T, nk, nv, dk, dv);
     plm_gdn_ref(o, Sr, q, k, v, g, beta, cu, (int)T, nk, nv, dk, dv, 1);
     plm_rmsnorm_gated(ref, o, z, gw, T * nv, dv, 1e-6f);
-    const int stk = form == 3;
+    const int stk = form == 3 || form == 4, nowork = form == 4;
     const int64_t ld = stk ? CD + (int64_t)nv * dv + 2 * nv : 0;
     float *dx, *dz, *dbb, *da, *bin, *ain; /* bin, ain: b and a as the mixer reads them; dbb, da: beta, g */
     float *xstk = NULL;
@@ -538,14 +540,20 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     float **dta, **dSa;
     float **dt = dput_each(tl, (int)T, tn, &dta), **dS = dput_each(S, (int)T, sn, &dSa);
     char what[160];
-    snprintf(what, sizeof what, "decode mixer, %s (T=%lld, nk=%d nv=%d dk=%d dv=%d, K=%d)",
-             form == 0 ? "FP32 out" : form == 1 ? "BF16 hi + lo out" : form == 2 ? "BF16 out" : "stacked in, BF16 hi + lo out",
-             (long long)T, nk, nv, dk, dv, K);
+    snprintf(what, sizeof what, "decode mixer, %s%s (T=%lld, nk=%d nv=%d dk=%d dv=%d, K=%d)",
+             form == 0   ? "FP32 out"
+             : form == 1 ? "BF16 hi + lo out"
+             : form == 2 ? "BF16 out"
+             : form == 3 ? "stacked in, BF16 hi + lo out"
+                         : "stacked in, BF16 out, no work arrays",
+             plm_gdn_dec_fused_fits(nk, nv, dk, dv, K) ? ", one kernel" : ", two kernels", (long long)T, nk, nv, dk,
+             dv, K);
     tu_check(plm_gdn_dec_fits(T, nk, nv, dk, dv, K), "%s: the shape fits", what);
     float *dov = dput(NULL, vn); /* the delta rule's outputs before the norm (work) */
     unsigned *ctr = calloc(PLM_GDN_DEC_CTRS, sizeof *ctr), *dctr = dput_bytes(ctr, PLM_GDN_DEC_CTRS * sizeof *ctr);
-    plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, dq, dk_, dv_, dbb, da, bin, ain, dn, ddt, dz, dgw, T,
-                     nk, nv, dk, dv, K, 1e-6f, ld, NULL);
+    plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, nowork ? NULL : dq, nowork ? NULL : dk_,
+                     nowork ? NULL : dv_, nowork ? NULL : dbb, nowork ? NULL : da, bin, ain, dn, ddt, dz, dgw, T, nk, nv,
+                     dk, dv, K, 1e-6f, ld, NULL);
     if (sync_ok(what)) {
         if (form == 0) {
             dget(o, dy, vn, what);
@@ -553,13 +561,18 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
             dget_bf16(o, dhi, dlo, vn, what);
             dhi = dlo = NULL; /* freed */
         }
-        tu_close(o, ref, vn, form == 2 ? TOL_BF16_OUT : TOL_GDN, what);
+        tu_close(o, ref, vn, form == 2 || form == 4 ? TOL_BF16_OUT : TOL_GDN, what);
         float *got = malloc((qn > vn ? qn : vn) * 4 + 4);
-        dget(got, dq, qn, what), tu_close(got, q, qn, TOL, "  q (conv, L2 norm, 1/sqrt(dk))");
-        dget(got, dk_, qn, what), tu_close(got, k, qn, TOL, "  k (conv, L2 norm)");
-        dget(got, dv_, vn, what), tu_close(got, v, vn, TOL, "  v (conv)");
-        dget(got, dbb, T * nv, what), tu_close(got, beta, T * nv, TOL, "  beta = sigmoid(b)");
-        dget(got, da, T * nv, what), tu_close(got, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
+        if (!nowork) {
+            dget(got, dq, qn, what), tu_close(got, q, qn, TOL, "  q (conv, L2 norm, 1/sqrt(dk))");
+            dget(got, dk_, qn, what), tu_close(got, k, qn, TOL, "  k (conv, L2 norm)");
+            dget(got, dv_, vn, what), tu_close(got, v, vn, TOL, "  v (conv)");
+            dget(got, dbb, T * nv, what), tu_close(got, beta, T * nv, TOL, "  beta = sigmoid(b)");
+            dget(got, da, T * nv, what), tu_close(got, g, T * nv, TOL, "  g = -exp(A_log) softplus(a + dt_bias)");
+        } else {
+            plm_cuda_free(0, dq), plm_cuda_free(0, dk_), plm_cuda_free(0, dv_), plm_cuda_free(0, dbb);
+            plm_cuda_free(0, da);
+        }
         free(got);
         int tok = 1;
         double worst = 0;
@@ -1813,7 +1826,7 @@ int main(void) {
         test_gdn_prep_bb(lp1, 6, 16, 32, 128, 128);
         test_gdn_prep_bb(lp2, 1, 16, 16, 128, 128);
     }
-    for (int form = 0; form < 4; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
+    for (int form = 0; form < 5; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
         test_gdn_dec(1, 16, 16, 128, 128, 4, form);
         test_gdn_dec(37, 16, 32, 128, 128, 4, form);
         test_gdn_dec(5, 2, 4, 16, 24, 4, form);
@@ -1831,7 +1844,18 @@ int main(void) {
         test_gdn_dec(64, 16, 16, 128, 128, 4, form);
         test_gdn_dec(45, 1, 1, 31, 24, 4, form);
         test_gdn_dec(34, 3, 3, 30, 70, 6, form);
+        /* one kernel: 256 sequences of the 0.8B shape (16 rounds of the grid), K = 2; dv odd: two */
+        test_gdn_dec(256, 16, 16, 128, 128, 4, form);
+        test_gdn_dec(5, 2, 2, 16, 24, 2, form);
+        test_gdn_dec(3, 2, 2, 16, 15, 4, form);
     }
+#if !defined(PLM_GDN_DEC_FUSED) || PLM_GDN_DEC_FUSED /* -DPLM_GDN_DEC_FUSED=0: the two kernels everywhere (an A/B) */
+    tu_check(plm_gdn_dec_fused_fits(16, 16, 128, 128, 4) && plm_gdn_dec_fused_fits(1, 1, 1, 2, 8) &&
+                 !plm_gdn_dec_fused_fits(16, 32, 128, 128, 4) && !plm_gdn_dec_fused_fits(2, 2, 129, 128, 4) &&
+                 !plm_gdn_dec_fused_fits(2, 2, 128, 130, 4) && !plm_gdn_dec_fused_fits(2, 2, 16, 15, 4) &&
+                 !plm_gdn_dec_fused_fits(2, 2, 16, 16, 9),
+             "decode mixer in one kernel: nv == nk, dk and dv up to 128, dv even, up to 8 taps; else refused");
+#endif
     tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
                  !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&
                  !plm_gdn_dec_fits(1, 3, 4, 16, 16, 4) && !plm_gdn_dec_fits(1, 2, 4, 16, 16, 9),

@@ -54,6 +54,10 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
  * launched before them: that one must not write them (the step's projections write raw, b, a and z). */
 #define PLM_GDN_DEC_CTRS 65536
 int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K);
+/* Whether plm_gdn_dec_cuda runs as one kernel (nv == nk, dk and dv at most 128, dv even): then q, k, v,
+ * beta and g may be NULL (not written; the outputs, tails and states the same bit for bit) and ctr and
+ * o are not used. Otherwise they are the two kernels' work arrays and must not be NULL. */
+int plm_gdn_dec_fused_fits(int nk, int nv, int dk, int dv, int K);
 void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
                       const float *raw, const float *conv_w, float *q, float *k, float *v, float *beta, float *g,
                       const float *b, const float *a, const float *neg_A, const float *dt_bias, const float *z,

@@ -7,7 +7,8 @@
  *                 (plm_rmsnorm_gated_bf16_cuda / plm_rmsnorm_gated_cuda).
  * A decode step is bound by its kernels' count, not their bytes: these are 2 launches where there were
  * 5, each read of a value the same as in the kernels they replace (same order of sums), so the outputs
- * are theirs up to the norms' reduction order. */
+ * are theirs up to the norms' reduction order. Where a value head has its own key head and heads are
+ * at most 128 wide (the Qwen3.5 shapes), k_gdn_dec1 does both in one launch, bit for bit the same. */
 #include <cuda_bf16.h>
 
 #include "kernels/cuda_common.cuh"
@@ -233,6 +234,185 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     if (tid == 0) ctr[th] = 0; /* for the next launch */
 }
 
+/* ---------------------------------------------------------------- one kernel: k_gdn_dec1 */
+/* The whole mixer of a decode step in one launch where a value head has its own key head (nv == nk)
+ * and the head is at most 128 wide (dv even): a block per (value head blockIdx.x, token blockIdx.y),
+ * FUSED_THREADS threads. Warp w holds key rows 32 (w mod RG) .. + 31 of columns 64 (w / RG) + 2 lane
+ * and + 1 of the state in registers (RG = dk / 32 row groups, two columns a lane), loaded first, before
+ * the programmatic wait; meanwhile the block does k_gdn_dec_in's work for its head: thread i convolves
+ * q channel i (i < dk), k channel i - KOFF (KOFF = dk rounded up to 32) and v channel i (i < dv), shifts
+ * their tails, and takes the q and k norms over its warps in k_gdn_dec_in's order; thread 0 the gates.
+ * Then the delta rule's step (gdn_rec_token's sums, column by column, in the same order) and the gated
+ * RMSNorm of the head's outputs, which the block holds whole: no work arrays between two kernels, no
+ * counter, no second pass over the outputs by a last block. The outputs are those of the two-kernel
+ * form bit for bit (same sums in the same order). q, k, v, beta and g are written where not NULL
+ * (the op harness reads them); the engine passes NULL. */
+#define FUSED_THREADS 256
+#define FUSED_MAX_D 128
+
+extern "C" int plm_gdn_dec_fused_fits(int nk, int nv, int dk, int dv, int K) {
+#ifdef PLM_GDN_DEC_FUSED
+    if (!PLM_GDN_DEC_FUSED) return 0;
+#endif
+    return nk > 0 && nv == nk && dk >= 1 && dk <= FUSED_MAX_D && dv >= 2 && dv <= FUSED_MAX_D && dv % 2 == 0 &&
+           K >= 1 && K <= DEC_MAX_K;
+}
+
+/* channel c of token t: conv1d over the tail's P rows and the token (k_gdn_dec_in's order), the tail
+ * shifted to take the token, SiLU */
+template <int KM>
+struct conv_ch {
+    float wk[KM], win[KM - 1];
+};
+
+template <int KM> /* K <= KM taps */
+__global__ void __launch_bounds__(FUSED_THREADS, 2)
+    k_gdn_dec1(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *q, float *k, float *v, float *beta, float *g,
+               float *const *tail, float *const *S, const float *x, const float *w, const float *b, const float *a,
+               const float *neg_A, const float *dt_bias, const float *z, const float *gw, int nk, int nv, int dk,
+               int dv, int K, float eps, int64_t ldx, int64_t ldba, int64_t ldz) {
+    __shared__ float ks[FUSED_MAX_D], qs[FUSED_MAX_D], vs[FUSED_MAX_D], os[FUSED_MAX_D];
+    __shared__ float red[FUSED_MAX_D / 32][FUSED_MAX_D], red2[FUSED_MAX_D / 32][FUSED_MAX_D];
+    __shared__ float shq[FUSED_THREADS / 32], shk[FUSED_THREADS / 32], sho[FUSED_MAX_D / 32], gate[2];
+    const int h = blockIdx.x, tid = threadIdx.x, lane = tid & 31, wi = tid >> 5, P = K - 1;
+    const int64_t t = blockIdx.y, th = t * nv + h;
+    const int RG = (dk + 31) >> 5, CG = (dv + 63) >> 6, rg = wi % RG, cg = wi / RG;
+    const int j0 = 64 * cg + 2 * lane;
+    const bool jv = cg < CG && j0 < dv; /* dv even: j0 + 1 < dv too */
+    const int nr = dk - 32 * rg < 32 ? dk - 32 * rg : 32;
+    float *const Sp = S[t] + (size_t)h * dk * dv + (size_t)(32 * rg) * dv + j0;
+    float2 Sr[32];
+#pragma unroll
+    for (int r = 0; r < 32; r++) /* mutable: L2 */
+        Sr[r] = jv && r < nr ? __ldcg(reinterpret_cast<const float2 *>(Sp + (size_t)r * dv)) : make_float2(0.0f, 0.0f);
+    /* the block's channels: q (tid < dk) or k (KOFF <= tid < KOFF + dk) of key head h, and v (tid < dv) */
+    const int CD = 2 * nk * dk + nv * dv, KOFF = 32 * RG;
+    const bool on_q = tid < dk, on_k = tid >= KOFF && tid < KOFF + dk, on_v = tid < dv;
+    const int c1 = on_q ? h * dk + tid : nk * dk + h * dk + (tid - KOFF), c2 = 2 * nk * dk + h * dv + tid;
+    float *tl = tail[t];
+    conv_ch<KM> A, B;
+#pragma unroll
+    for (int j = 0; j < KM; j++) {
+        if (j < K && (on_q || on_k)) A.wk[j] = w[c1 * K + j];
+        if (j < K && on_v) B.wk[j] = w[c2 * K + j];
+        if (j < P && (on_q || on_k)) A.win[j] = __ldcg(tl + (int64_t)j * CD + c1); /* mutable: L2, not L1 */
+        if (j < P && on_v) B.win[j] = __ldcg(tl + (int64_t)j * CD + c2);
+    }
+    plm_pdl_enter();
+    const float cur1 = on_q || on_k ? x[t * ldx + c1] : 0.0f, cur2 = on_v ? x[t * ldx + c2] : 0.0f;
+    float y1 = 0.0f, y2 = 0.0f;
+    if (on_q || on_k) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < KM - 1; j++)
+            if (j < P) acc += A.wk[j] * A.win[j];
+#pragma unroll
+        for (int j = 0; j < KM; j++)
+            if (j == P) acc += A.wk[j] * cur1;
+#pragma unroll
+        for (int j = 0; j + 1 < KM - 1; j++) /* the tail shifted by one row, the token last */
+            if (j + 1 < P) tl[(int64_t)j * CD + c1] = A.win[j + 1];
+        if (P > 0) tl[(int64_t)(P - 1) * CD + c1] = cur1;
+        y1 = plm_silu_d(acc);
+    }
+    if (on_v) {
+        float acc = 0.0f;
+#pragma unroll
+        for (int j = 0; j < KM - 1; j++)
+            if (j < P) acc += B.wk[j] * B.win[j];
+#pragma unroll
+        for (int j = 0; j < KM; j++)
+            if (j == P) acc += B.wk[j] * cur2;
+#pragma unroll
+        for (int j = 0; j + 1 < KM - 1; j++)
+            if (j + 1 < P) tl[(int64_t)j * CD + c2] = B.win[j + 1];
+        if (P > 0) tl[(int64_t)(P - 1) * CD + c2] = cur2;
+        y2 = plm_silu_d(acc);
+    }
+    { /* the q and k norms: warp sums, then k_gdn_dec_in's sum of its warps' sums */
+        const float sq = plm_warp_sum(on_q ? y1 * y1 : 0.0f), sk = plm_warp_sum(on_k ? y1 * y1 : 0.0f);
+        if (lane == 0) shq[wi] = sq, shk[wi] = sk;
+    }
+    if (tid == 0) {
+        const float bv = b[t * ldba + h], av = a[t * ldba + h] + dt_bias[h];
+        gate[0] = plm_sigmoid_d(bv);
+        gate[1] = neg_A[h] * (av > 20.0f ? av : log1pf(expf(av)));
+        if (beta) beta[th] = gate[0];
+        if (g) g[th] = gate[1];
+    }
+    __syncthreads();
+    /* every lane of every warp in both sums (a shuffle waits for the whole warp) */
+    const float tq = plm_warp_sum(lane < RG ? shq[lane] : 0.0f), tk = plm_warp_sum(lane < RG ? shk[RG + lane] : 0.0f);
+    if (on_q) {
+        const float qv = y1 * (1.0f / sqrtf((float)dk) / sqrtf(tq + 1e-6f));
+        qs[tid] = qv;
+        if (q) q[(t * nk + h) * dk + tid] = qv;
+    } else if (tid < KOFF) {
+        qs[tid] = 0.0f; /* rows past dk: zeros (the state's rows there are zeros too) */
+    }
+    if (on_k) {
+        const float kv = y1 * (1.0f / sqrtf(tk + 1e-6f));
+        ks[tid - KOFF] = kv;
+        if (k) k[(t * nk + h) * dk + tid - KOFF] = kv;
+    } else if (tid >= KOFF + dk && tid < 2 * KOFF) {
+        ks[tid - KOFF] = 0.0f;
+    }
+    if (on_v) {
+        vs[tid] = y2;
+        if (v) v[th * dv + tid] = y2;
+    }
+    __syncthreads();
+    /* the delta rule's step: gdn_rec_token's arithmetic on two columns */
+    const float decay = expf(gate[1]), bt = gate[0];
+    const bool sw = cg < CG;
+    float p0 = 0.0f, p1 = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 32; r++) {
+        const float kr = ks[32 * rg + r];
+        Sr[r].x *= decay, Sr[r].y *= decay;
+        p0 += Sr[r].x * kr, p1 += Sr[r].y * kr;
+    }
+    if (sw) red[rg][j0] = p0, red[rg][j0 + 1] = p1;
+    __syncthreads();
+    float kv0 = 0.0f, kv1 = 0.0f;
+    if (sw)
+        for (int r = 0; r < RG; r++) kv0 += red[r][j0], kv1 += red[r][j0 + 1];
+    float d0 = 0.0f, d1 = 0.0f;
+    if (jv) d0 = (vs[j0] - kv0) * bt, d1 = (vs[j0 + 1] - kv1) * bt;
+    float o0 = 0.0f, o1 = 0.0f;
+#pragma unroll
+    for (int r = 0; r < 32; r++) {
+        const float kr = ks[32 * rg + r], qr = qs[32 * rg + r];
+        Sr[r].x += kr * d0, Sr[r].y += kr * d1;
+        o0 += Sr[r].x * qr, o1 += Sr[r].y * qr;
+    }
+#pragma unroll
+    for (int r = 0; r < 32; r++)
+        if (jv && r < nr) *reinterpret_cast<float2 *>(Sp + (size_t)r * dv) = Sr[r];
+    if (sw) red2[rg][j0] = o0, red2[rg][j0 + 1] = o1;
+    __syncthreads();
+    if (rg == 0 && jv) {
+        float a0 = 0.0f, a1 = 0.0f;
+        for (int r = 0; r < RG; r++) a0 += red2[r][j0], a1 += red2[r][j0 + 1];
+        os[j0] = a0, os[j0 + 1] = a1;
+    }
+    __syncthreads();
+    /* the gated RMSNorm: k_gdn_dec's ending, its threads (32 RG) summing in its order */
+    const int span = 32 * RG;
+    if (tid < span) {
+        float ss = 0.0f;
+        for (int c = tid; c < dv; c += span) ss += os[c] * os[c];
+        ss = plm_warp_sum(ss);
+        if (lane == 0) sho[wi] = ss;
+    }
+    __syncthreads();
+    float tot = 0.0f;
+    for (int ww = 0; ww < RG; ww++) tot += sho[ww];
+    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    for (int c = tid; c < dv; c += FUSED_THREADS)
+        dec_out(y, hi, lo, th * dv + c, gw[c] * (os[c] * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]));
+}
+
 extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
     return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && T * nv <= PLM_GDN_DEC_CTRS && dk > 0 &&
            dk <= PLM_CUDA_MAX_DK && dv > 0 && dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K;
@@ -245,6 +425,19 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
                                  int dk, int dv, int K, float eps, int64_t ld, void *stream) {
     if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
     const int64_t CD = 2 * (int64_t)nk * dk + (int64_t)nv * dv;
+    if (plm_gdn_dec_fused_fits(nk, nv, dk, dv, K)) {
+        const dim3 grid((unsigned)nv, (unsigned)T);
+        const int64_t ldx = ld ? ld : CD, ldba = ld ? ld : nv, ldz = ld ? ld : (int64_t)nv * dv;
+        if (K <= 4)
+            k_gdn_dec1<4><<<grid, FUSED_THREADS, 0, PLM_STREAM(stream)>>>(
+                y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, q, k, v, beta, g, tails, S, raw, conv_w, b, a, neg_A,
+                dt_bias, z, gnorm, nk, nv, dk, dv, K, eps, ldx, ldba, ldz);
+        else
+            k_gdn_dec1<DEC_MAX_K><<<grid, FUSED_THREADS, 0, PLM_STREAM(stream)>>>(
+                y, (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, q, k, v, beta, g, tails, S, raw, conv_w, b, a, neg_A,
+                dt_bias, z, gnorm, nk, nv, dk, dv, K, eps, ldx, ldba, ldz);
+        return;
+    }
     if (T >= DEC_IN_MANY && dk <= DEC_IN_THREADS && dv <= DEC_IN_THREADS)
         k_gdn_dec_in4<<<dim3((unsigned)(2 * nk + nv), (unsigned)((T + DEC_IN_TPB - 1) / DEC_IN_TPB)), DEC_IN_THREADS, 0,
                         PLM_STREAM(stream)>>>(q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv,

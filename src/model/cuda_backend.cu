@@ -956,9 +956,11 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
             const dmat st = {L->qkv.d, 1, ld, L->qkv.cols};
             TRY(gemm_k(g, raw, p->h, T, &st, p->xb, 1, err)); /* h's BF16 form if add_norm wrote it */
             const float *zs = raw + CD, *bs = zs + (size_t)nv * dv, *as = bs + nv;
+            const int f = plm_gdn_dec_fused_fits(nk, nv, dk, dv, K); /* one kernel: no work arrays */
             plm_gdn_dec_cuda(NULL, p->xb, xb_lo(g, p->xb, T, L->out.cols), o, g->dec_ctr, tails,
-                             p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bs, as, L->neg_A,
-                             L->dt_bias, zs, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, ld, g->st);
+                             p->rec_tab + (size_t)li * ns, raw, L->conv_w, f ? NULL : q, f ? NULL : k, f ? NULL : v,
+                             f ? NULL : bb, f ? NULL : aa, bs, as, L->neg_A, L->dt_bias, zs, L->gnorm, T, nk, nv, dk,
+                             dv, K, cf->rms_eps, ld, g->st);
             return gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err);
         }
     }
@@ -988,10 +990,11 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
            write those (cuda_ops.h) */
         if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) {
             /* the normed outputs as the out projection's BF16 input (hi, + lo where split), or in FP32 over o */
-            const int bf = L->out.bf16;
+            const int bf = L->out.bf16, f = plm_gdn_dec_fused_fits(nk, nv, dk, dv, K);
             plm_gdn_dec_cuda(bf ? NULL : o, bf ? p->xb : NULL, bf ? xb_lo(g, p->xb, T, L->out.cols) : NULL, o,
-                             g->dec_ctr, tails, p->rec_tab + (size_t)li * ns, raw, L->conv_w, q, k, v, bb, aa, bb, aa,
-                             L->neg_A, L->dt_bias, z, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, 0, g->st);
+                             g->dec_ctr, tails, p->rec_tab + (size_t)li * ns, raw, L->conv_w, f ? NULL : q,
+                             f ? NULL : k, f ? NULL : v, f ? NULL : bb, f ? NULL : aa, bb, aa, L->neg_A, L->dt_bias,
+                             z, L->gnorm, T, nk, nv, dk, dv, K, cf->rms_eps, 0, g->st);
             return bf ? gemm_k(g, p->mo, NULL, T, &L->out, p->xb, 0, err) : gemm(g, p->mo, o, T, &L->out, p->xb, err);
         }
         plm_conv_cuda(mixed, tails, raw, L->conv_w, p->cu, p->seg_of, ns, T, CD, K, g->st);
