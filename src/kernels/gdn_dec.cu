@@ -298,8 +298,11 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
         if (j < P && (on_q || on_k)) A.win[j] = __ldcg(tl + (int64_t)j * CD + c1); /* mutable: L2, not L1 */
         if (j < P && on_v) B.win[j] = __ldcg(tl + (int64_t)j * CD + c2);
     }
+    const float gwc = on_v ? gw[tid] : 0.0f;
     plm_pdl_enter();
     const float cur1 = on_q || on_k ? x[t * ldx + c1] : 0.0f, cur2 = on_v ? x[t * ldx + c2] : 0.0f;
+    /* output channel tid's gate, read with the token's inputs: not a wait for memory at the block's end */
+    const float gz = on_v ? plm_silu_d(z[t * ldz + (int64_t)h * dv + tid]) : 0.0f;
     float y1 = 0.0f, y2 = 0.0f;
     if (on_q || on_k) {
         float acc = 0.0f;
@@ -409,8 +412,7 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
     float tot = 0.0f;
     for (int ww = 0; ww < RG; ww++) tot += sho[ww];
     const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
-    for (int c = tid; c < dv; c += FUSED_THREADS)
-        dec_out(y, hi, lo, th * dv + c, gw[c] * (os[c] * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]));
+    if (on_v) dec_out(y, hi, lo, th * dv + tid, gwc * (os[tid] * inv) * gz);
 }
 
 extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
