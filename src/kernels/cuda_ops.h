@@ -50,13 +50,13 @@ void plm_gdn_rec_cuda(float *o, float *const *S, const float *q, const float *k,
  * device memory, zero before the first call (each call leaves them zero); calls sharing them run one
  * after another. What plm_gdn_dec_fits
  * refuses is not run: the caller takes the five-kernel path. Under programmatic launch (a graph's
- * programmatic edges) the tails, the states and conv_w are read before the kernels wait for the one
- * launched before them: that one must not write them (the step's projections write raw, b, a and z). */
+ * programmatic edges) the tails, the states, conv_w and gnorm are read before the kernels wait for the
+ * one launched before them: that one must not write them (the step's projections write raw, b, a, z). */
 #define PLM_GDN_DEC_CTRS 65536
 int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K);
-/* Whether plm_gdn_dec_cuda runs as one kernel (nv == nk, dk and dv at most 128, dv even): then q, k, v,
- * beta and g may be NULL (not written; the outputs, tails and states the same bit for bit) and ctr and
- * o are not used. Otherwise they are the two kernels' work arrays and must not be NULL. */
+/* Whether plm_gdn_dec_cuda runs as one kernel (within plm_gdn_dec_fits: nv == nk, dk and dv at most 128,
+ * dv even, K at most 8; never with -DPLM_GDN_DEC_FUSED=0): then q, k, v, beta and g may be NULL (not
+ * written; outputs, tails and states the two kernels' bit for bit), ctr and o unused, S[t] 8-byte aligned. */
 int plm_gdn_dec_fused_fits(int nk, int nv, int dk, int dv, int K);
 void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
                       const float *raw, const float *conv_w, float *q, float *k, float *v, float *beta, float *g,

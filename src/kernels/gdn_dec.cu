@@ -1,4 +1,4 @@
-/* The linear-attention mixer of a decode step (every segment one token) in two kernels instead of five:
+/* The linear-attention mixer of a decode step (every segment one token) in one or two kernels, not five:
  *   k_gdn_dec_in: conv1d + SiLU from the segment's tail (and the tail shifted to take the token), the
  *                 q/k L2 norms, the v copy, sigmoid(beta) and the log decay (plm_conv_cuda, then
  *                 plm_gdn_prep_cuda);
@@ -238,15 +238,15 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
 /* The whole mixer of a decode step in one launch where a value head has its own key head (nv == nk)
  * and the head is at most 128 wide (dv even): a block per (value head blockIdx.x, token blockIdx.y),
  * FUSED_THREADS threads. Warp w holds key rows 32 (w mod RG) .. + 31 of columns 64 (w / RG) + 2 lane
- * and + 1 of the state in registers (RG = dk / 32 row groups, two columns a lane), loaded first, before
- * the programmatic wait; meanwhile the block does k_gdn_dec_in's work for its head: thread i convolves
+ * and + 1 of the state in registers (RG = dk / 32 rounded up, two columns a lane), loaded before the
+ * programmatic wait with the taps, tails and norm weights; then the block does k_gdn_dec_in's work: thread i convolves
  * q channel i (i < dk), k channel i - KOFF (KOFF = dk rounded up to 32) and v channel i (i < dv), shifts
  * their tails, and takes the q and k norms over its warps in k_gdn_dec_in's order; thread 0 the gates.
  * Then the delta rule's step (gdn_rec_token's sums, column by column, in the same order) and the gated
  * RMSNorm of the head's outputs, which the block holds whole: no work arrays between two kernels, no
  * counter, no second pass over the outputs by a last block. The outputs are those of the two-kernel
  * form bit for bit (same sums in the same order). q, k, v, beta and g are written where not NULL
- * (the op harness reads them); the engine passes NULL. */
+ * (the op harness reads them); the engine passes NULL. The state moves as float2: S[t] 8-byte aligned. */
 #define FUSED_THREADS 256
 #define FUSED_MAX_D 128
 

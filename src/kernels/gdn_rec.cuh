@@ -1,5 +1,6 @@
 /* One token of the recurrent gated delta rule for one thread's slice of a head's state (k_gdn_rec of
- * gdn.cu and the decode step's k_gdn_dec of gdn_dec.cu): the thread holds column j of key rows
+ * gdn.cu and the decode step's k_gdn_dec of gdn_dec.cu; k_gdn_dec1 there repeats its sums on two
+ * columns a thread, in the same order: change both or neither): the thread holds column j of key rows
  * GDN_REC_ROWS w .. GDN_REC_ROWS w + GDN_REC_ROWS - 1 in Sr (jv: j < dv; the rows past dk hold zeros),
  * a block is 32 lanes x nw warps. */
 #ifndef PLM_KERNELS_GDN_REC_CUH

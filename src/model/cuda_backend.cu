@@ -985,9 +985,9 @@ static plm_status linear_layer(plm_cuda *g, const plm_layer *Lh, const dlayer *L
         float *const ys[4] = {raw, z, bb, aa};
         const dmat *const ws[4] = {&L->qkv, &L->z, &L->b, &L->a};
         TRY(gemm_shared(g, 4, ys, p->h, T, ws, p->xb, err));
-        /* decode: the mixer in two kernels. They read the tails and the states before their programmatic
-           wait: the kernels launched right before them (these projections, then k_gdn_dec_in) must not
-           write those (cuda_ops.h) */
+        /* decode: the mixer in one kernel or two. They read the tails and the states before their
+           programmatic wait: the kernels launched right before them (these projections, then
+           k_gdn_dec_in) must not write those (cuda_ops.h) */
         if (p->dec1 && plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) {
             /* the normed outputs as the out projection's BF16 input (hi, + lo where split), or in FP32 over o */
             const int bf = L->out.bf16, f = plm_gdn_dec_fused_fits(nk, nv, dk, dv, K);
