@@ -265,6 +265,22 @@ struct conv_ch {
     float wk[KM], win[KM - 1];
 };
 
+template <int KM>
+__device__ __forceinline__ float conv_token(const conv_ch<KM> &ch, float cur, float *tl, int64_t CD, int c, int P) {
+    float acc = 0.0f;
+#pragma unroll
+    for (int j = 0; j < KM - 1; j++)
+        if (j < P) acc += ch.wk[j] * ch.win[j];
+#pragma unroll
+    for (int j = 0; j < KM; j++)
+        if (j == P) acc += ch.wk[j] * cur;
+#pragma unroll
+    for (int j = 0; j + 1 < KM - 1; j++) /* the tail shifted by one row, the token last */
+        if (j + 1 < P) tl[(int64_t)j * CD + c] = ch.win[j + 1];
+    if (P > 0) tl[(int64_t)(P - 1) * CD + c] = cur;
+    return plm_silu_d(acc);
+}
+
 template <int KM> /* K <= KM taps */
 __global__ void __launch_bounds__(FUSED_THREADS, 2)
     k_gdn_dec1(float *y, __nv_bfloat16 *hi, __nv_bfloat16 *lo, float *q, float *k, float *v, float *beta, float *g,
@@ -303,35 +319,8 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
     const float cur1 = on_q || on_k ? x[t * ldx + c1] : 0.0f, cur2 = on_v ? x[t * ldx + c2] : 0.0f;
     /* output channel tid's gate, read with the token's inputs: not a wait for memory at the block's end */
     const float gz = on_v ? plm_silu_d(z[t * ldz + (int64_t)h * dv + tid]) : 0.0f;
-    float y1 = 0.0f, y2 = 0.0f;
-    if (on_q || on_k) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int j = 0; j < KM - 1; j++)
-            if (j < P) acc += A.wk[j] * A.win[j];
-#pragma unroll
-        for (int j = 0; j < KM; j++)
-            if (j == P) acc += A.wk[j] * cur1;
-#pragma unroll
-        for (int j = 0; j + 1 < KM - 1; j++) /* the tail shifted by one row, the token last */
-            if (j + 1 < P) tl[(int64_t)j * CD + c1] = A.win[j + 1];
-        if (P > 0) tl[(int64_t)(P - 1) * CD + c1] = cur1;
-        y1 = plm_silu_d(acc);
-    }
-    if (on_v) {
-        float acc = 0.0f;
-#pragma unroll
-        for (int j = 0; j < KM - 1; j++)
-            if (j < P) acc += B.wk[j] * B.win[j];
-#pragma unroll
-        for (int j = 0; j < KM; j++)
-            if (j == P) acc += B.wk[j] * cur2;
-#pragma unroll
-        for (int j = 0; j + 1 < KM - 1; j++)
-            if (j + 1 < P) tl[(int64_t)j * CD + c2] = B.win[j + 1];
-        if (P > 0) tl[(int64_t)(P - 1) * CD + c2] = cur2;
-        y2 = plm_silu_d(acc);
-    }
+    const float y1 = on_q || on_k ? conv_token(A, cur1, tl, CD, c1, P) : 0.0f;
+    const float y2 = on_v ? conv_token(B, cur2, tl, CD, c2, P) : 0.0f;
     { /* the q and k norms: warp sums, then k_gdn_dec_in's sum of its warps' sums */
         const float sq = plm_warp_sum(on_q ? y1 * y1 : 0.0f), sk = plm_warp_sum(on_k ? y1 * y1 : 0.0f);
         if (lane == 0) shq[wi] = sq, shk[wi] = sk;
