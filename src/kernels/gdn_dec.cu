@@ -429,6 +429,17 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
                 dt_bias, z, gnorm, nk, nv, dk, dv, K, eps, ldx, ldba, ldz);
         return;
     }
+    plm_gdn_dec2_cuda(y, hi, lo, o, ctr, tails, S, raw, conv_w, q, k, v, beta, g, b, a, neg_A, dt_bias, z, gnorm, T, nk,
+                      nv, dk, dv, K, eps, ld, stream);
+}
+
+extern "C" void plm_gdn_dec2_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails,
+                                  float *const *S, const float *raw, const float *conv_w, float *q, float *k, float *v,
+                                  float *beta, float *g, const float *b, const float *a, const float *neg_A,
+                                  const float *dt_bias, const float *z, const float *gnorm, int64_t T, int nk, int nv,
+                                  int dk, int dv, int K, float eps, int64_t ld, void *stream) {
+    if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
+    const int64_t CD = 2 * (int64_t)nk * dk + (int64_t)nv * dv;
     if (T >= DEC_IN_MANY && dk <= DEC_IN_THREADS && dv <= DEC_IN_THREADS)
         k_gdn_dec_in4<<<dim3((unsigned)(2 * nk + nv), (unsigned)((T + DEC_IN_TPB - 1) / DEC_IN_TPB)), DEC_IN_THREADS, 0,
                         PLM_STREAM(stream)>>>(q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv,
