@@ -1907,13 +1907,14 @@ int main(void) {
     }
 #if !defined(PLM_GDN_DEC_FUSED) || PLM_GDN_DEC_FUSED /* -DPLM_GDN_DEC_FUSED=0: the two kernels everywhere (an A/B) */
     tu_check(plm_gdn_dec_fused_fits(16, 16, 128, 128, 4) && plm_gdn_dec_fused_fits(1, 1, 1, 2, 8) &&
+                 plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) && /* one kernel: no counters to run out of */
                  !plm_gdn_dec_fused_fits(16, 32, 128, 128, 4) && !plm_gdn_dec_fused_fits(2, 2, 129, 128, 4) &&
                  !plm_gdn_dec_fused_fits(2, 2, 128, 130, 4) && !plm_gdn_dec_fused_fits(2, 2, 16, 15, 4) &&
                  !plm_gdn_dec_fused_fits(2, 2, 16, 16, 9),
              "decode mixer in one kernel: nv == nk, dk and dv up to 128, dv even, up to 8 taps; else refused");
 #endif
     tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
-                 !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&
+                 !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 32, 128, 128, 4) &&
                  !plm_gdn_dec_fits(1, 3, 4, 16, 16, 4) && !plm_gdn_dec_fits(1, 2, 4, 16, 16, 9),
              "decode mixer: dims past 256, 65535 tokens or more counters than it has, heads not a multiple, "
              "9 taps: refused");

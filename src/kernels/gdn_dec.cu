@@ -405,8 +405,9 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
 }
 
 extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
-    return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && T * nv <= PLM_GDN_DEC_CTRS && dk > 0 &&
-           dk <= PLM_CUDA_MAX_DK && dv > 0 && dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K;
+    return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && dk > 0 && dk <= PLM_CUDA_MAX_DK && dv > 0 &&
+           dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K &&
+           (T * nv <= PLM_GDN_DEC_CTRS || plm_gdn_dec_fused_fits(nk, nv, dk, dv, K)); /* one kernel: no counters */
 }
 
 extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails,
