@@ -1870,40 +1870,47 @@ int main(void) {
         test_gdn_prep_bb(lp1, 6, 16, 32, 128, 128);
         test_gdn_prep_bb(lp2, 1, 16, 16, 128, 128);
     }
-    for (int form = 0; form < 5; form++) { /* the decode mixer: the 0.8B shape, GQA, odd shapes, K != 4 */
-        test_gdn_dec(1, 16, 16, 128, 128, 4, form);
-        test_gdn_dec(37, 16, 32, 128, 128, 4, form);
-        test_gdn_dec(5, 2, 4, 16, 24, 4, form);
-        test_gdn_dec(3, 3, 6, 136, 40, 2, form);
-        test_gdn_dec(2, 1, 3, 30, 70, 6, form);
-        test_gdn_dec(300, 2, 2, 32, 32, 4, form);
-        test_gdn_dec(2, 1, 2, 256, 256, 4, form); /* the widest head: two channels a thread */
-        /* one value head a key head: partial row groups and column tiles, the widest head */
-        test_gdn_dec(7, 3, 3, 136, 40, 4, form);
-        test_gdn_dec(4, 2, 2, 30, 70, 4, form);
-        test_gdn_dec(3, 1, 1, 256, 256, 4, form);
-        test_gdn_dec(2, 2, 2, 8, 8, 4, form);
-        /* many sequences, one value head a key head (one kernel: several rounds of the grid), odd dk, K = 6 */
-        test_gdn_dec(64, 16, 16, 128, 128, 4, form);
-        test_gdn_dec(45, 1, 1, 31, 24, 4, form);
-        test_gdn_dec(34, 3, 3, 30, 70, 6, form);
-        /* the same with two value heads a key head (two kernels: k_gdn_dec at 7 blocks an SM;
-           k_gdn_dec_in4 four tokens a block from 32 sequences, the last block with 1 or 2) */
-        test_gdn_dec(45, 1, 2, 31, 24, 4, form);
-        test_gdn_dec(34, 3, 6, 30, 70, 6, form);
-        test_gdn_dec(300, 2, 4, 32, 32, 4, form);
-        /* one kernel: 256 sequences of the 0.8B shape (16 rounds of the grid), K = 2; dv odd: two */
-        test_gdn_dec(256, 16, 16, 128, 128, 4, form);
-        test_gdn_dec(5, 2, 2, 16, 24, 2, form);
-        test_gdn_dec(3, 2, 2, 16, 15, 4, form);
-        /* one kernel: 2 and 3 row groups (3: two warps hold no state), dk past a multiple of 32 in
-           several groups, dv 128 over few rows, the smallest head, K = 1 (no tail), 3, 5, 7, 8 */
-        test_gdn_dec(9, 2, 2, 64, 128, 4, form);
-        test_gdn_dec(5, 3, 3, 65, 126, 8, form);
-        test_gdn_dec(4, 2, 2, 100, 66, 1, form);
-        test_gdn_dec(3, 1, 1, 1, 2, 5, form);
-        test_gdn_dec(33, 2, 2, 96, 128, 3, form);
-        test_gdn_dec(2, 1, 1, 127, 2, 7, form);
+    { /* the decode mixer, every shape in forms 0 .. 4: T, nk, nv, dk, dv, K */
+        static const int dec_shapes[][6] = {
+            {1, 16, 16, 128, 128, 4},
+            {37, 16, 32, 128, 128, 4},
+            {5, 2, 4, 16, 24, 4},
+            {3, 3, 6, 136, 40, 2},
+            {2, 1, 3, 30, 70, 6},
+            {300, 2, 2, 32, 32, 4},
+            {2, 1, 2, 256, 256, 4}, /* the widest head: two channels a thread */
+            /* one value head a key head: partial row groups and column tiles, the widest head */
+            {7, 3, 3, 136, 40, 4},
+            {4, 2, 2, 30, 70, 4},
+            {3, 1, 1, 256, 256, 4},
+            {2, 2, 2, 8, 8, 4},
+            /* many sequences, one value head a key head (one kernel: several rounds of the grid), odd dk, K = 6 */
+            {64, 16, 16, 128, 128, 4},
+            {45, 1, 1, 31, 24, 4},
+            {34, 3, 3, 30, 70, 6},
+            /* the same with two value heads a key head (two kernels: k_gdn_dec at 7 blocks an SM;
+               k_gdn_dec_in4 four tokens a block from 32 sequences, the last block with 1 or 2) */
+            {45, 1, 2, 31, 24, 4},
+            {34, 3, 6, 30, 70, 6},
+            {300, 2, 4, 32, 32, 4},
+            /* one kernel: 256 sequences of the 0.8B shape (16 rounds of the grid), K = 2; dv odd: two */
+            {256, 16, 16, 128, 128, 4},
+            {5, 2, 2, 16, 24, 2},
+            {3, 2, 2, 16, 15, 4},
+            /* one kernel: 2 and 3 row groups (3: two warps hold no state), dk past a multiple of 32 in
+               several groups, dv 128 over few rows, the smallest head, K = 1 (no tail), 3, 5, 7, 8 */
+            {9, 2, 2, 64, 128, 4},
+            {5, 3, 3, 65, 126, 8},
+            {4, 2, 2, 100, 66, 1},
+            {3, 1, 1, 1, 2, 5},
+            {33, 2, 2, 96, 128, 3},
+            {2, 1, 1, 127, 2, 7},
+        };
+        for (int form = 0; form < 5; form++)
+            for (size_t i = 0; i < sizeof dec_shapes / sizeof dec_shapes[0]; i++) {
+                const int *d = dec_shapes[i];
+                test_gdn_dec(d[0], d[1], d[2], d[3], d[4], d[5], form);
+            }
     }
 #if !defined(PLM_GDN_DEC_FUSED) || PLM_GDN_DEC_FUSED /* -DPLM_GDN_DEC_FUSED=0: the two kernels everywhere (an A/B) */
     tu_check(plm_gdn_dec_fused_fits(16, 16, 128, 128, 4) && plm_gdn_dec_fused_fits(1, 1, 1, 2, 8) &&
