@@ -178,6 +178,28 @@ __device__ __forceinline__ void dec_out(float *y, __nv_bfloat16 *hi, __nv_bfloat
     else put_bf16(hi, lo, at, out);
 }
 
+/* 1 / rms of a head's dv outputs (val(c): output c) for the gated RMSNorm, in k_gdn_dec's order, which
+ * k_gdn_dec1 keeps: threads tid < span (32 nw, whole warps) sum the squares of outputs tid, tid + span,
+ * .., then each warp its threads', then the nw warps' sums in order. Every thread of the block calls it
+ * (a barrier); sh: nw floats of shared memory. */
+template <class F>
+__device__ __forceinline__ float dec_inv_rms(F val, int tid, int lane, int w, int span, int nw, int dv, float eps,
+                                             float *sh) {
+    if (tid < span) {
+        float ss = 0.0f;
+        for (int c = tid; c < dv; c += span) {
+            const float ov = val(c);
+            ss += ov * ov;
+        }
+        ss = plm_warp_sum(ss);
+        if (lane == 0) sh[w] = ss;
+    }
+    __syncthreads();
+    float tot = 0.0f;
+    for (int ww = 0; ww < nw; ww++) tot += sh[ww];
+    return 1.0f / sqrtf(tot / (float)dv + eps);
+}
+
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
  * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
  * token; the state (written by the step before) is loaded before the wait for the kernel launched
@@ -218,17 +240,7 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     if (!last) return;
     __threadfence(); /* every block's outputs of this head are visible */
     const float *orow = o + th * dv;
-    float ss = 0.0f;
-    for (int c = tid; c < dv; c += span) {
-        const float ov = __ldcg(orow + c);
-        ss += ov * ov;
-    }
-    ss = plm_warp_sum(ss);
-    if (lane == 0) sh[w] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int ww = 0; ww < nw; ww++) tot += sh[ww];
-    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    const float inv = dec_inv_rms([&](int c) { return __ldcg(orow + c); }, tid, lane, w, span, nw, dv, eps, sh);
     for (int c = tid; c < dv; c += span)
         dec_out(y, hi, lo, th * dv + c, gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]));
     if (tid == 0) ctr[th] = 0; /* for the next launch */
@@ -389,18 +401,8 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
         os[j0] = a0, os[j0 + 1] = a1;
     }
     __syncthreads();
-    /* the gated RMSNorm: k_gdn_dec's ending, its threads (32 RG) summing in its order */
-    const int span = 32 * RG;
-    if (tid < span) {
-        float ss = 0.0f;
-        for (int c = tid; c < dv; c += span) ss += os[c] * os[c];
-        ss = plm_warp_sum(ss);
-        if (lane == 0) sho[wi] = ss;
-    }
-    __syncthreads();
-    float tot = 0.0f;
-    for (int ww = 0; ww < RG; ww++) tot += sho[ww];
-    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    /* the gated RMSNorm: k_gdn_dec's ending (dec_inv_rms), its threads (32 RG) summing in its order */
+    const float inv = dec_inv_rms([&](int c) { return os[c]; }, tid, lane, wi, 32 * RG, RG, dv, eps, sho);
     if (on_v) dec_out(y, hi, lo, th * dv + tid, gwc * (os[tid] * inv) * gz);
 }
 
