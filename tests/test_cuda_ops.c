@@ -95,6 +95,15 @@ static int sync_ok(const char *what) {
     return tu_check(plm_cuda_sync(0, &e) == PLM_OK, "%s: kernels ran (%s)", what, e.msg);
 }
 
+/* n floats (or 2n BF16) of two device arrays the same bit for bit (their guards checked; frees both) */
+static int same_bits(float *d1, float *d2, size_t n, const char *what) {
+    float *a = malloc(n * 4 + 4), *b = malloc(n * 4 + 4);
+    int ok = dget(a, d1, n, what) & dget(b, d2, n, what);
+    ok = ok && !memcmp(a, b, n * 4);
+    free(a), free(b);
+    return ok;
+}
+
 static int32_t *make_cu(const int *lens, int n_seg, int64_t *T) {
     int32_t *cu = malloc((n_seg + 1) * sizeof *cu);
     cu[0] = 0;
@@ -551,9 +560,44 @@ static void test_gdn_dec(int64_t T, int nk, int nv, int dk, int dv, int K, int f
     tu_check(plm_gdn_dec_fits(T, nk, nv, dk, dv, K), "%s: the shape fits", what);
     float *dov = dput(NULL, vn); /* the delta rule's outputs before the norm (work) */
     unsigned *ctr = calloc(PLM_GDN_DEC_CTRS, sizeof *ctr), *dctr = dput_bytes(ctr, PLM_GDN_DEC_CTRS * sizeof *ctr);
+    /* where the mixer is one kernel: the two kernels on the same inputs first (fresh tails, states, b
+       and a), for a comparison of every bit after */
+    const int two = plm_gdn_dec_fused_fits(nk, nv, dk, dv, K);
+    float **dt2 = NULL, **dS2 = NULL, **dta2 = NULL, **dSa2 = NULL, *dy2 = NULL, *dhi2 = NULL, *dlo2 = NULL;
+    if (two) {
+        dt2 = dput_each(tl, (int)T, tn, &dta2), dS2 = dput_each(S, (int)T, sn, &dSa2);
+        dy2 = form ? NULL : dput(NULL, vn);
+        dhi2 = form ? dput_bf16_nan(vn) : NULL, dlo2 = form == 1 || form == 3 ? dput_bf16_nan(vn) : NULL;
+        float *q2 = dput(NULL, qn), *k2 = dput(NULL, qn), *v2 = dput(NULL, vn), *be2 = dput(NULL, T * nv),
+              *g2 = dput(NULL, T * nv), *o2 = dput(NULL, vn);
+        float *b2 = stk ? bin : dput(b, T * nv), *a2 = stk ? ain : dput(a, T * nv);
+        unsigned *c2 = dput_bytes(ctr, PLM_GDN_DEC_CTRS * sizeof *ctr);
+        plm_gdn_dec2_cuda(dy2, dhi2, dlo2, o2, c2, dta2, dSa2, dx, dw, q2, k2, v2, be2, g2, b2, a2, dn, ddt, dz, dgw, T,
+                          nk, nv, dk, dv, K, 1e-6f, ld, NULL);
+        plm_cuda_sync(0, &ERR);
+        plm_cuda_free(0, q2), plm_cuda_free(0, k2), plm_cuda_free(0, v2), plm_cuda_free(0, be2);
+        plm_cuda_free(0, g2), plm_cuda_free(0, o2), plm_cuda_free(0, c2);
+        if (!stk) plm_cuda_free(0, b2), plm_cuda_free(0, a2);
+    }
     plm_gdn_dec_cuda(dy, dhi, dlo, dov, dctr, dta, dSa, dx, dw, nowork ? NULL : dq, nowork ? NULL : dk_,
                      nowork ? NULL : dv_, nowork ? NULL : dbb, nowork ? NULL : da, bin, ain, dn, ddt, dz, dgw, T, nk, nv,
                      dk, dv, K, 1e-6f, ld, NULL);
+    if (two && sync_ok(what)) { /* copies of the one kernel's results, read before the checks free them */
+        int same = 1;
+        float *cy = form ? NULL : dput(NULL, vn), *chi = form ? dput_bf16_nan(vn) : NULL,
+              *clo = form == 1 || form == 3 ? dput_bf16_nan(vn) : NULL;
+        if (cy) plm_cuda_copy(0, cy, dy, vn * 4, &ERR), same &= same_bits(cy, dy2, vn, what);
+        if (chi) plm_cuda_copy(0, chi, dhi, (vn + 1) / 2 * 4, &ERR), same &= same_bits(chi, dhi2, (vn + 1) / 2, what);
+        if (clo) plm_cuda_copy(0, clo, dlo, (vn + 1) / 2 * 4, &ERR), same &= same_bits(clo, dlo2, (vn + 1) / 2, what);
+        for (int64_t t = 0; t < T; t++) {
+            float *ct = dput(NULL, tn), *cs = dput(NULL, sn);
+            plm_cuda_copy(0, ct, dt[t], tn * 4, &ERR), plm_cuda_copy(0, cs, dS[t], sn * 4, &ERR);
+            same &= same_bits(ct, dt2[t], tn, what) & same_bits(cs, dS2[t], sn, what);
+        }
+        tu_check(same, "%s: outputs, tails and states the two kernels' bit for bit", what);
+        plm_cuda_free(0, dta2), plm_cuda_free(0, dSa2);
+        free(dt2), free(dS2);
+    }
     if (sync_ok(what)) {
         if (form == 0) {
             dget(o, dy, vn, what);
@@ -1870,13 +1914,14 @@ int main(void) {
     }
 #if !defined(PLM_GDN_DEC_FUSED) || PLM_GDN_DEC_FUSED /* -DPLM_GDN_DEC_FUSED=0: the two kernels everywhere (an A/B) */
     tu_check(plm_gdn_dec_fused_fits(16, 16, 128, 128, 4) && plm_gdn_dec_fused_fits(1, 1, 1, 2, 8) &&
+                 plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) && /* one kernel: no counters to run out of */
                  !plm_gdn_dec_fused_fits(16, 32, 128, 128, 4) && !plm_gdn_dec_fused_fits(2, 2, 129, 128, 4) &&
                  !plm_gdn_dec_fused_fits(2, 2, 128, 130, 4) && !plm_gdn_dec_fused_fits(2, 2, 16, 15, 4) &&
                  !plm_gdn_dec_fused_fits(2, 2, 16, 16, 9),
              "decode mixer in one kernel: nv == nk, dk and dv up to 128, dv even, up to 8 taps; else refused");
 #endif
     tu_check(!plm_gdn_dec_fits(1, 2, 4, 300, 128, 4) && !plm_gdn_dec_fits(1, 2, 4, 128, 300, 4) &&
-                 !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 16, 128, 128, 4) &&
+                 !plm_gdn_dec_fits(70000, 2, 4, 16, 16, 4) && !plm_gdn_dec_fits(5000, 16, 32, 128, 128, 4) &&
                  !plm_gdn_dec_fits(1, 3, 4, 16, 16, 4) && !plm_gdn_dec_fits(1, 2, 4, 16, 16, 9),
              "decode mixer: dims past 256, 65535 tokens or more counters than it has, heads not a multiple, "
              "9 taps: refused");

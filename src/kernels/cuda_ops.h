@@ -63,6 +63,12 @@ void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, flo
                       const float *b, const float *a, const float *neg_A, const float *dt_bias, const float *z,
                       const float *gnorm, int64_t T, int nk, int nv, int dk, int dv, int K, float eps, int64_t ld,
                       void *stream);
+/* The same always in the two kernels (where plm_gdn_dec_fits): the op harness compares the forms' bits. */
+void plm_gdn_dec2_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails, float *const *S,
+                       const float *raw, const float *conv_w, float *q, float *k, float *v, float *beta, float *g,
+                       const float *b, const float *a, const float *neg_A, const float *dt_bias, const float *z,
+                       const float *gnorm, int64_t T, int nk, int nv, int dk, int dv, int K, float eps, int64_t ld,
+                       void *stream);
 /* The gated delta rule on tensor cores (kernels/gdn_tc.cu): segments of PLM_GDN_CHUNKED_MIN tokens or
  * more in chunks of PLM_GDN_CHUNK, every chunk's state-free part in parallel, then the state scan;
  * shorter segments take the recurrent form, unless plm_gdn_chunks folded them into the table (a chunk

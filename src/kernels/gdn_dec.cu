@@ -178,6 +178,28 @@ __device__ __forceinline__ void dec_out(float *y, __nv_bfloat16 *hi, __nv_bfloat
     else put_bf16(hi, lo, at, out);
 }
 
+/* 1 / rms of a head's dv outputs (val(c): output c) for the gated RMSNorm, in k_gdn_dec's order, which
+ * k_gdn_dec1 keeps: threads tid < span (32 nw, whole warps) sum the squares of outputs tid, tid + span,
+ * .., then each warp its threads', then the nw warps' sums in order. Every thread of the block calls it
+ * (a barrier); sh: nw floats of shared memory. */
+template <class F>
+__device__ __forceinline__ float dec_inv_rms(F val, int tid, int lane, int w, int span, int nw, int dv, float eps,
+                                             float *sh) {
+    if (tid < span) {
+        float ss = 0.0f;
+        for (int c = tid; c < dv; c += span) {
+            const float ov = val(c);
+            ss += ov * ov;
+        }
+        ss = plm_warp_sum(ss);
+        if (lane == 0) sh[w] = ss;
+    }
+    __syncthreads();
+    float tot = 0.0f;
+    for (int ww = 0; ww < nw; ww++) tot += sh[ww];
+    return 1.0f / sqrtf(tot / (float)dv + eps);
+}
+
 /* (column tile blockIdx.x of 32, value head blockIdx.y, token blockIdx.z), k_gdn_rec's block: lane j
  * holds column 32 blockIdx.x + j of key rows 32 w .. 32 w + 31 of the state in registers, for the one
  * token; the state (written by the step before) is loaded before the wait for the kernel launched
@@ -218,17 +240,7 @@ __global__ void __maxnreg__(PLM_GDN_DEC_REGS)
     if (!last) return;
     __threadfence(); /* every block's outputs of this head are visible */
     const float *orow = o + th * dv;
-    float ss = 0.0f;
-    for (int c = tid; c < dv; c += span) {
-        const float ov = __ldcg(orow + c);
-        ss += ov * ov;
-    }
-    ss = plm_warp_sum(ss);
-    if (lane == 0) sh[w] = ss;
-    __syncthreads();
-    float tot = 0.0f;
-    for (int ww = 0; ww < nw; ww++) tot += sh[ww];
-    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    const float inv = dec_inv_rms([&](int c) { return __ldcg(orow + c); }, tid, lane, w, span, nw, dv, eps, sh);
     for (int c = tid; c < dv; c += span)
         dec_out(y, hi, lo, th * dv + c, gw[c] * (__ldcg(orow + c) * inv) * plm_silu_d(z[t * ldz + (int64_t)h * dv + c]));
     if (tid == 0) ctr[th] = 0; /* for the next launch */
@@ -389,24 +401,15 @@ __global__ void __launch_bounds__(FUSED_THREADS, 2)
         os[j0] = a0, os[j0 + 1] = a1;
     }
     __syncthreads();
-    /* the gated RMSNorm: k_gdn_dec's ending, its threads (32 RG) summing in its order */
-    const int span = 32 * RG;
-    if (tid < span) {
-        float ss = 0.0f;
-        for (int c = tid; c < dv; c += span) ss += os[c] * os[c];
-        ss = plm_warp_sum(ss);
-        if (lane == 0) sho[wi] = ss;
-    }
-    __syncthreads();
-    float tot = 0.0f;
-    for (int ww = 0; ww < RG; ww++) tot += sho[ww];
-    const float inv = 1.0f / sqrtf(tot / (float)dv + eps);
+    /* the gated RMSNorm: k_gdn_dec's ending (dec_inv_rms), its threads (32 RG) summing in its order */
+    const float inv = dec_inv_rms([&](int c) { return os[c]; }, tid, lane, wi, 32 * RG, RG, dv, eps, sho);
     if (on_v) dec_out(y, hi, lo, th * dv + tid, gwc * (os[tid] * inv) * gz);
 }
 
 extern "C" int plm_gdn_dec_fits(int64_t T, int nk, int nv, int dk, int dv, int K) {
-    return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && T * nv <= PLM_GDN_DEC_CTRS && dk > 0 &&
-           dk <= PLM_CUDA_MAX_DK && dv > 0 && dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K;
+    return T > 0 && T <= 65535 && nk > 0 && nv % nk == 0 && dk > 0 && dk <= PLM_CUDA_MAX_DK && dv > 0 &&
+           dv <= 2 * DEC_IN_THREADS && K >= 1 && K <= DEC_MAX_K &&
+           (T * nv <= PLM_GDN_DEC_CTRS || plm_gdn_dec_fused_fits(nk, nv, dk, dv, K)); /* one kernel: no counters */
 }
 
 extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails,
@@ -429,6 +432,17 @@ extern "C" void plm_gdn_dec_cuda(float *y, void *hi, void *lo, float *o, unsigne
                 dt_bias, z, gnorm, nk, nv, dk, dv, K, eps, ldx, ldba, ldz);
         return;
     }
+    plm_gdn_dec2_cuda(y, hi, lo, o, ctr, tails, S, raw, conv_w, q, k, v, beta, g, b, a, neg_A, dt_bias, z, gnorm, T, nk,
+                      nv, dk, dv, K, eps, ld, stream);
+}
+
+extern "C" void plm_gdn_dec2_cuda(float *y, void *hi, void *lo, float *o, unsigned *ctr, float *const *tails,
+                                  float *const *S, const float *raw, const float *conv_w, float *q, float *k, float *v,
+                                  float *beta, float *g, const float *b, const float *a, const float *neg_A,
+                                  const float *dt_bias, const float *z, const float *gnorm, int64_t T, int nk, int nv,
+                                  int dk, int dv, int K, float eps, int64_t ld, void *stream) {
+    if (!plm_gdn_dec_fits(T, nk, nv, dk, dv, K)) return;
+    const int64_t CD = 2 * (int64_t)nk * dk + (int64_t)nv * dv;
     if (T >= DEC_IN_MANY && dk <= DEC_IN_THREADS && dv <= DEC_IN_THREADS)
         k_gdn_dec_in4<<<dim3((unsigned)(2 * nk + nv), (unsigned)((T + DEC_IN_TPB - 1) / DEC_IN_TPB)), DEC_IN_THREADS, 0,
                         PLM_STREAM(stream)>>>(q, k, v, beta, g, tails, raw, conv_w, b, a, neg_A, dt_bias, nk, nv, dk, dv,
