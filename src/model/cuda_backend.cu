@@ -890,12 +890,12 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
     for (int i = 0; i < n; i++) wd[i] = W[i]->d, rows[i] = W[i]->rows;
     const int64_t cols = W[0]->cols;
     const float *in = x; /* precise: x itself, no conversion (xb not written) */
-    g->xb_of = NULL;
-    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it */
-        plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
+    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it (or keeps it: add_norm's) */
+        if (!(g->xb_of == x && g->xb_at == xb && g->xb_n == T * cols)) plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
         g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
         in = NULL;
-    }
+    } else
+        g->xb_of = NULL;
     small_products(g, n, y, wd, rows, in, xb, NULL, T, cols);
     return PLM_OK;
 }
@@ -1247,7 +1247,7 @@ static void add_norm(plm_cuda *g, const plan *p, const float *w, int feeds) {
     const int64_t T = p->T, H = cf->hidden_size;
     const float *d = g->deferred ? g->stk : p->mo, *d2 = g->deferred ? g->stk + (size_t)T * H : NULL;
     g->deferred = 0;
-    if (feeds && T > PLM_SKINNY_MAX_T && !cf->is_moe) {
+    if (feeds && (T > PLM_SKINNY_MAX_T || !g->split) && !cf->is_moe) { /* single pass: at any T */
         plm_add_rmsnorm_zc_split_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, d2, w, T, (int)H, cf->rms_eps,
                                       g->st);
         g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
