@@ -1168,10 +1168,16 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     /* decode, precise, BF16 weights: the gated product in one GEMV launch, straight into the down
        projection's BF16 hi + lo input (the same values as the two products and the swiglu kernel) */
 #ifndef PLM_NO_GLU_GEMV
-    if (g->split && T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 &&
-        L->gate.cols == L->up.cols && L->gate.rows == I && L->up.rows == I && L->down.cols == I &&
-        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, g->st))
+    const int glu = T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 && L->gate.cols == L->up.cols &&
+                    L->gate.rows == I && L->up.rows == I && L->down.cols == I;
+    if (glu && g->split &&
+        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, NULL, T, L->gate.cols, g->st))
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+    /* single pass: the same from h's BF16 form where the add + norm left it in xb, into the gate's room
+       as BF16 (the input stays in xb): the values of the two products from xb and the swiglu kernel */
+    if (glu && !g->split && g->xb_of == p->h && g->xb_at == p->xb && g->xb_n == T * L->gate.cols &&
+        plm_gemv_glu_bf16_cuda(gg, NULL, L->gate.d, L->up.d, I, NULL, p->xb, T, L->gate.cols, g->st))
+        return gemm_k(g, p->mo, NULL, T, &L->down, gg, 0, err);
 #endif
     /* precise, more rows than the skinny GEMM takes (cuBLAS): gate and up as one product of the two
        stacked, rows [gate | up] over gg and u */
