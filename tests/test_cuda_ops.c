@@ -2028,6 +2028,8 @@ int main(void) {
         test_gemv_glu(T, 301, 1000, 0, 1, 0, 1, "up weights 2 bytes off alignment, gate aligned");
         test_gemv_glu(T, 301, 1000, 0, 0, 3, 1, "inputs 3 elements off alignment");
         test_gemv_glu(T, 1030, 512, 0, 0, 0, 0, "hi alone");
+        tu_check(!plm_gemv_glu_bf16_cuda(NULL, NULL, NULL, NULL, 8, NULL, NULL, T, 64, NULL),
+                 "gated GEMV (T=%d): no input, FP32 or BF16: returns 0", T);
     }
     plm_cuda_free(0, SK_WORK);
     return tu_finish("test_cuda_ops");

@@ -1243,7 +1243,8 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
 
 /* x += mo, then h = rmsnorm(x) (1 + w). A layer output left as a stacked product's two halves
  * (g->deferred) is summed here, in the order plm_add_halves_cuda sums it. At more rows than the skinny
- * GEMM takes, where products follow (feeds), h's BF16 form too (hi, and lo in the precise mode), as
+ * GEMM takes, or at any T in the single-pass mode, where products follow (feeds), h's BF16 form too
+ * (hi, and lo in the precise mode), as
  * gemm_k would convert it, into xb, marked as the conversion the next products reuse (gemm_k's keep);
  * otherwise no conversion of the new h exists. The add + norm reads x before its programmatic wait
  * (cuda_ops.h): the kernel launched right before it (the out / o / down projection, or the MoE
