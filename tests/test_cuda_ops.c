@@ -1641,15 +1641,27 @@ static void test_gemv_multi(int T, int n, const int64_t *rows, int64_t cols, con
  * same column split). Outputs poisoned with BF16 NaN and guarded. T with no such kernel (3), and
  * weights of which one is 16-byte aligned and the other not (the plain products would sum them
  * differently), must return 0 and launch nothing. w_off: both weights that many elements off
- * alignment; up_off: the up weights that many more. */
+ * alignment; up_off: the up weights that many more. Each case twice: FP32 input (precise), and the
+ * input's BF16 form (single pass, hi alone) against the grouped GEMV on the same BF16 input. */
+static void test_gemv_glu_in(int T, int64_t rows, int64_t cols, int w_off, int up_off, int x_off, int with_lo,
+                             int bf_in, const char *label);
+
 static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int up_off, int x_off, int with_lo,
                           const char *label) {
+    test_gemv_glu_in(T, rows, cols, w_off, up_off, x_off, with_lo, 0, label);
+    test_gemv_glu_in(T, rows, cols, w_off, up_off, x_off, 0, 1, label); /* single pass: BF16 input, hi alone */
+}
+
+static void test_gemv_glu_in(int T, int64_t rows, int64_t cols, int w_off, int up_off, int x_off, int with_lo,
+                             int bf_in, const char *label) {
     const size_t nx = T * cols + x_off, nw = rows * cols + w_off + up_off, ny = (size_t)T * rows, nb = (ny + 1) / 2;
     float *x = malloc(nx * 4 + 4);
-    uint16_t *W = malloc(2 * nw * 2 + 4);
+    uint16_t *W = malloc(2 * nw * 2 + 4), *xh = malloc(nx * 2 + 2);
     fill(x, nx, -2, 2);
+    for (size_t i = 0; i < nx; i++) xh[i] = plm_f32_to_bf16(x[i]);
     for (size_t i = 0; i < 2 * nw; i++) W[i] = plm_f32_to_bf16(-1.0f + 2.0f * tu_uniform(&R));
     float *dx = dput(x, nx);
+    uint16_t *dxb = dput_bytes(xh, nx * 2);
     uint16_t *dWg = dput_bytes(W, nw * 2), *dWu = dput_bytes(W + nw, nw * 2);
     float *yg = dput(NULL, ny), *yu = dput(NULL, ny);
     float *rh = dput_bf16_nan(ny), *rl = with_lo ? dput_bf16_nan(ny) : NULL;
@@ -1658,13 +1670,14 @@ static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int up_o
     const uint16_t *Wg = dWg + w_off, *Wu = dWu + w_off + up_off;
     const void *const ws[2] = {Wg, Wu};
     const int64_t rs[2] = {rows, rows};
-    plm_gemv_bf16_multi_cuda(2, ys, ws, rs, dx + x_off, NULL, NULL, T, cols, NULL);
+    plm_gemv_bf16_multi_cuda(2, ys, ws, rs, bf_in ? NULL : dx + x_off, bf_in ? dxb + x_off : NULL, NULL, T, cols, NULL);
     plm_swiglu_bf16_cuda(rh, rl, yg, yu, (int64_t)ny, NULL);
-    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, Wg, Wu, rows, dx + x_off, T, cols, NULL);
+    const int ran = plm_gemv_glu_bf16_cuda(gh, gl, Wg, Wu, rows, bf_in ? NULL : dx + x_off, bf_in ? dxb + x_off : NULL,
+                                           T, cols, NULL);
     const int mixed = (((uintptr_t)Wg & 15) == 0) != (((uintptr_t)Wu & 15) == 0);
     char what[200];
-    snprintf(what, sizeof what, "gated GEMV %s (T=%d, [%lld x %lld]%s)", label, T, (long long)rows, (long long)cols,
-             with_lo ? ", hi + lo" : ", hi alone");
+    snprintf(what, sizeof what, "gated GEMV %s (T=%d, [%lld x %lld]%s%s)", label, T, (long long)rows, (long long)cols,
+             with_lo ? ", hi + lo" : ", hi alone", bf_in ? ", BF16 input" : "");
     if (T == 3 || mixed) {
         tu_check(!ran, "%s: %s: returns 0", what, T == 3 ? "no kernel for T = 3" : "one weight aligned, one not");
     } else if (tu_check(ran, "%s: launched", what) && sync_ok(what)) {
@@ -1682,11 +1695,12 @@ static void test_gemv_glu(int T, int64_t rows, int64_t cols, int w_off, int up_o
                  what, nan);
         free(a), free(b);
     }
-    plm_cuda_free(0, dx), plm_cuda_free(0, dWg), plm_cuda_free(0, dWu), plm_cuda_free(0, yg), plm_cuda_free(0, yu);
+    plm_cuda_free(0, dx), plm_cuda_free(0, dxb), plm_cuda_free(0, dWg), plm_cuda_free(0, dWu), plm_cuda_free(0, yg);
+    plm_cuda_free(0, yu);
     float *left[4] = {rh, gh, rl, gl};
     for (int i = 0; i < 4; i++)
         if (left[i]) plm_cuda_free(0, left[i]);
-    free(x), free(W);
+    free(x), free(W), free(xh);
 }
 
 /* The skinny GEMM (plm_skinny_bf16_cuda, PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T) in its three input
@@ -2066,6 +2080,8 @@ int main(void) {
         test_gemv_glu(T, 301, 1000, 0, 1, 0, 1, "up weights 2 bytes off alignment, gate aligned");
         test_gemv_glu(T, 301, 1000, 0, 0, 3, 1, "inputs 3 elements off alignment");
         test_gemv_glu(T, 1030, 512, 0, 0, 0, 0, "hi alone");
+        tu_check(!plm_gemv_glu_bf16_cuda(NULL, NULL, NULL, NULL, 8, NULL, NULL, T, 64, NULL),
+                 "gated GEMV (T=%d): no input, FP32 or BF16: returns 0", T);
     }
     plm_cuda_free(0, SK_WORK);
     return tu_finish("test_cuda_ops");

@@ -305,13 +305,14 @@ void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, const void *xb,
 #define PLM_GEMV_MULTI 4
 void plm_gemv_bf16_multi_cuda(int n, float *const *y, const void *const *W, const int64_t *rows, const float *x,
                               const void *xb, const void *lo, int64_t T, int64_t cols, void *stream);
-/* The MLP's gated product for T <= PLM_GEMV_MAX_T rows of FP32 x (decode, precise): out[t, r] =
- * silu(Wg[r] . x_t) (Wu[r] . x_t) for r < rows, written as BF16 hi (+ lo, its remainder, where lo is not
- * NULL) [T, rows], each sum bit for bit the plain GEMV's, the result what plm_swiglu_bf16_cuda writes
- * from the two products. One launch instead of two; returns 0 (launching nothing) where T has no such
- * kernel (T = 3), the arguments are empty, or one of Wg and Wu is 16-byte aligned and the other not. */
+/* The MLP's gated product for T <= PLM_GEMV_MAX_T rows of FP32 x (decode, precise) or, x NULL, of BF16
+ * xb (decode, single pass): out[t, r] = silu(Wg[r] . x_t) (Wu[r] . x_t) for r < rows, written as BF16 hi
+ * (+ lo, its remainder, where lo is not NULL) [T, rows], each sum bit for bit the plain GEMV's on the
+ * same input, the result what plm_swiglu_bf16_cuda writes from the two products. One launch instead of
+ * two; returns 0 (launching nothing) where T has no such kernel (T = 3), the arguments are empty, or one
+ * of Wg and Wu is 16-byte aligned and the other not. The output must not overlap the input. */
 int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
-                           int64_t T, int64_t cols, void *stream);
+                           const void *xb, int64_t T, int64_t cols, void *stream);
 /* The same products for PLM_GEMV_MAX_T < T <= PLM_SKINNY_MAX_T input rows (kernels/skinny.cu), on tensor
  * cores (BF16 operands, FP32 sums), every weight read once: the same W, y and three input forms, x
  * taken as hi + lo BF16 parts (split as plm_to_bf16_cuda splits it, so x gives the bits of its own

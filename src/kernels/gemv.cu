@@ -320,41 +320,48 @@ extern "C" void plm_gemv_bf16_cuda(float *y, const void *W, const float *x, cons
     plm_gemv_bf16_multi_cuda(1, &y, &W, &rows, x, xb, lo, T, cols, stream);
 }
 
-/* the MLP's gated product for T rows (R even: T = 1, 2 or 4 .. 8), FP32 input: a block's warps as
- * gemv_block<GLU> lays them out */
-template <int T>
+/* the MLP's gated product for T rows (R even: T = 1, 2 or 4 .. 8), FP32 (IN_F32) or BF16 (IN_BF16)
+ * input: a block's warps as gemv_block<GLU> lays them out */
+template <int T, int IN>
 __global__ void __launch_bounds__(32 * GEMV_WARPS)
     k_gemv_glu(__nv_bfloat16 *__restrict__ hi, __nv_bfloat16 *__restrict__ lo, const uint16_t *__restrict__ Wg,
-               const uint16_t *__restrict__ Wu, const float *__restrict__ x, int64_t rows, int64_t cols, int ks,
+               const uint16_t *__restrict__ Wu, const void *__restrict__ x, int64_t rows, int64_t cols, int ks,
                int vec) {
     __shared__ float part[GEMV_WARPS][gemv_shape<T>::R * T];
-    gemv_block<T, IN_F32, true>(part, NULL, Wu, x, NULL, rows, cols, ks, vec, blockIdx.x, Wg, hi, lo);
+    gemv_block<T, IN, true>(part, NULL, Wu, x, NULL, rows, cols, ks, vec, blockIdx.x, Wg, hi, lo);
 }
 
 template <int T = 1>
-static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const float *x,
-                      int64_t cols, int vec, cudaStream_t st) {
+static int launch_glu(int64_t nt, void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows, const void *x,
+                      int bf_in, int64_t cols, int vec, cudaStream_t st) {
     if constexpr (gemv_shape<T>::R % 2 == 0) {
         if (nt == T) {
             /* the column split the gate's product would have alone (launch), so that its sums are the same */
             const int64_t groups = (rows + gemv_shape<T>::R - 1) / gemv_shape<T>::R, units = vec ? cols / 8 : cols;
             const int ks = gemv_split(groups, units);
             const int64_t rpw = gemv_shape<T>::R / 2, warps = (rows + rpw - 1) / rpw * ks;
-            k_gemv_glu<T><<<(unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS), 32 * GEMV_WARPS, 0, st>>>(
-                (__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo, (const uint16_t *)Wg, (const uint16_t *)Wu, x, rows, cols, ks,
-                vec);
+            const unsigned nb = (unsigned)((warps + GEMV_WARPS - 1) / GEMV_WARPS);
+            if (bf_in)
+                k_gemv_glu<T, IN_BF16><<<nb, 32 * GEMV_WARPS, 0, st>>>((__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo,
+                                                                      (const uint16_t *)Wg, (const uint16_t *)Wu, x,
+                                                                      rows, cols, ks, vec);
+            else
+                k_gemv_glu<T, IN_F32><<<nb, 32 * GEMV_WARPS, 0, st>>>((__nv_bfloat16 *)hi, (__nv_bfloat16 *)lo,
+                                                                     (const uint16_t *)Wg, (const uint16_t *)Wu, x, rows,
+                                                                     cols, ks, vec);
             return 1;
         }
     }
-    if constexpr (T < PLM_GEMV_MAX_T) return launch_glu<T + 1>(nt, hi, lo, Wg, Wu, rows, x, cols, vec, st);
+    if constexpr (T < PLM_GEMV_MAX_T) return launch_glu<T + 1>(nt, hi, lo, Wg, Wu, rows, x, bf_in, cols, vec, st);
     return 0;
 }
 
 extern "C" int plm_gemv_glu_bf16_cuda(void *hi, void *lo, const void *Wg, const void *Wu, int64_t rows,
-                                      const float *x, int64_t T, int64_t cols, void *stream) {
-    if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0 || cols <= 0) return 0;
+                                      const float *x, const void *xb, int64_t T, int64_t cols, void *stream) {
+    if (T < 1 || T > PLM_GEMV_MAX_T || rows <= 0 || cols <= 0 || (!x && !xb)) return 0;
     /* one weight aligned and the other not: the plain products would sum them differently */
     if (plm_aligned16(Wg) != plm_aligned16(Wu)) return 0;
-    const int vec = cols % 8 == 0 && plm_aligned16(x) && plm_aligned16(Wg) && plm_aligned16(Wu);
-    return launch_glu(T, hi, lo, Wg, Wu, rows, x, cols, vec, PLM_STREAM(stream));
+    const void *in = x ? (const void *)x : xb;
+    const int vec = cols % 8 == 0 && plm_aligned16(in) && plm_aligned16(Wg) && plm_aligned16(Wu);
+    return launch_glu(T, hi, lo, Wg, Wu, rows, in, !x, cols, vec, PLM_STREAM(stream));
 }

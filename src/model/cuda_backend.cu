@@ -890,12 +890,12 @@ static plm_status gemm_shared(plm_cuda *g, int n, float *const *y, const float *
     for (int i = 0; i < n; i++) wd[i] = W[i]->d, rows[i] = W[i]->rows;
     const int64_t cols = W[0]->cols;
     const float *in = x; /* precise: x itself, no conversion (xb not written) */
-    g->xb_of = NULL;
-    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it */
-        plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
+    if (!g->split) { /* single pass: x's BF16 form, as gemm_k makes it (or keeps it: add_norm's) */
+        if (!(g->xb_of == x && g->xb_at == xb && g->xb_n == T * cols)) plm_to_bf16_cuda(xb, NULL, x, T * cols, g->st);
         g->xb_of = x, g->xb_at = xb, g->xb_n = T * cols;
         in = NULL;
-    }
+    } else
+        g->xb_of = NULL;
     small_products(g, n, y, wd, rows, in, xb, NULL, T, cols);
     return PLM_OK;
 }
@@ -1168,10 +1168,16 @@ static plm_status mlp_layer(plm_cuda *g, const dlayer *L, const plan *p, plm_err
     /* decode, precise, BF16 weights: the gated product in one GEMV launch, straight into the down
        projection's BF16 hi + lo input (the same values as the two products and the swiglu kernel) */
 #ifndef PLM_NO_GLU_GEMV
-    if (g->split && T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 &&
-        L->gate.cols == L->up.cols && L->gate.rows == I && L->up.rows == I && L->down.cols == I &&
-        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, T, L->gate.cols, g->st))
+    const int glu = T <= PLM_GEMV_MAX_T && L->gate.bf16 && L->up.bf16 && L->down.bf16 && L->gate.cols == L->up.cols &&
+                    L->gate.rows == I && L->up.rows == I && L->down.cols == I;
+    if (glu && g->split &&
+        plm_gemv_glu_bf16_cuda(p->xb, xb_lo(g, p->xb, T, I), L->gate.d, L->up.d, I, p->h, NULL, T, L->gate.cols, g->st))
         return gemm_k(g, p->mo, NULL, T, &L->down, p->xb, 0, err);
+    /* single pass: the same from h's BF16 form where the add + norm left it in xb, into the gate's room
+       as BF16 (the input stays in xb): the values of the two products from xb and the swiglu kernel */
+    if (glu && !g->split && g->xb_of == p->h && g->xb_at == p->xb && g->xb_n == T * L->gate.cols &&
+        plm_gemv_glu_bf16_cuda(gg, NULL, L->gate.d, L->up.d, I, NULL, p->xb, T, L->gate.cols, g->st))
+        return gemm_k(g, p->mo, NULL, T, &L->down, gg, 0, err);
 #endif
     /* precise, more rows than the skinny GEMM takes (cuBLAS): gate and up as one product of the two
        stacked, rows [gate | up] over gg and u */
@@ -1237,7 +1243,8 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
 
 /* x += mo, then h = rmsnorm(x) (1 + w). A layer output left as a stacked product's two halves
  * (g->deferred) is summed here, in the order plm_add_halves_cuda sums it. At more rows than the skinny
- * GEMM takes, where products follow (feeds), h's BF16 form too (hi, and lo in the precise mode), as
+ * GEMM takes, or at any T in the single-pass mode, where products follow (feeds), h's BF16 form too
+ * (hi, and lo in the precise mode), as
  * gemm_k would convert it, into xb, marked as the conversion the next products reuse (gemm_k's keep);
  * otherwise no conversion of the new h exists. The add + norm reads x before its programmatic wait
  * (cuda_ops.h): the kernel launched right before it (the out / o / down projection, or the MoE
@@ -1247,7 +1254,7 @@ static void add_norm(plm_cuda *g, const plan *p, const float *w, int feeds) {
     const int64_t T = p->T, H = cf->hidden_size;
     const float *d = g->deferred ? g->stk : p->mo, *d2 = g->deferred ? g->stk + (size_t)T * H : NULL;
     g->deferred = 0;
-    if (feeds && T > PLM_SKINNY_MAX_T && !cf->is_moe) {
+    if (feeds && (T > PLM_SKINNY_MAX_T || !g->split) && !cf->is_moe) { /* single pass: at any T */
         plm_add_rmsnorm_zc_split_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, d2, w, T, (int)H, cf->rms_eps,
                                       g->st);
         g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
