@@ -10,6 +10,8 @@
 # $OUT/ab.tgz (the remote runner returns at most 8 files). SECTION=decode times `--only decode` instead
 # (KEYS then default to its tokens/s and 256-vs-1 ratio); ARGS adds bench options (--bf16-single-pass).
 # TEST_SECONDS: each test's time limit (300); TEST_BUILDS: the builds whose tests are built and run (all).
+# MODES: several option sets separated by ';' (MODES="--bf16-single-pass;" times both decode modes), one
+# table each; it replaces ARGS.
 #   OUT=dir PLM_DEPS=dir bench/gpu_ab.sh base="" regs72="-DPLM_GDN_PREP8_REGS=72"
 #   OUT=dir PLM_DEPS=dir NCU='gdn_tc_prep|wy_scan' bench/gpu_ab.sh old=@-dbg/fold.patch new=""
 # PLM_DEPS: include/ and lib/ of the libraries the machine lacks (as scripts/gpu-check.sh takes them).
@@ -20,6 +22,7 @@ ROUNDS=${ROUNDS:-3}
 TESTS=${TESTS-test_cuda_ops}
 SECTION=${SECTION:-mixers}
 ARGS=${ARGS:-}
+MODES=${MODES-$ARGS}
 case $SECTION in
     mixers) KEYS=${KEYS:-cuda_gdn_15seq_ms cuda_gdn_1seq_ms cuda_gdn_512x64_ms cuda_gdn_prep_before_1seq_ms cuda_gdn_precise_15seq_ms} ;;
     decode) KEYS=${KEYS:-decode_tokens_per_s_1 decode_tokens_per_s_16 decode_tokens_per_s_256 decode_ratio_256_vs_1} ;;
@@ -86,23 +89,26 @@ for i in "${!names[@]}"; do
         [ $rc -eq 0 ] || grep -m 8 -E "^FAIL" "$OUT/l/$t-${names[$i]}.log"
     done
 done
+IFS=';' read -r -a modes <<< "$MODES;"
+for j in "${!modes[@]}"; do
+margs=${modes[$j]}
 for r in $(seq 1 "$ROUNDS"); do
     for i in "${!names[@]}"; do
-        timeout 120 "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" $ARGS --json "$OUT/l/mix-${names[$i]}-$r.json" \
-            > "$OUT/l/mix-${names[$i]}-$r.txt" 2>&1 || echo "gpu_ab: $SECTION ${names[$i]} round $r failed"
+        timeout 120 "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" $margs --json "$OUT/l/mix$j-${names[$i]}-$r.json" \
+            > "$OUT/l/mix$j-${names[$i]}-$r.txt" 2>&1 || echo "gpu_ab: $SECTION ${names[$i]} round $r failed"
     done
 done
-stamp "$SECTION done"
-python3 - "$OUT/l" "$ROUNDS" "$KEYS" "${names[@]}" <<'PY'
+stamp "$SECTION ${margs:-(default options)} done"
+python3 - "$OUT/l" "$ROUNDS" "$KEYS" "$j" "${names[@]}" <<'PY'
 import json, os, sys
-d, rounds, keys, names = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4:]
+d, rounds, keys, j, names = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4], sys.argv[5:]
 print("%-12s" % "build" + "".join("%22s" % k.replace("cuda_gdn_", "").replace("_ms", "").replace("decode_tokens_per_s_", "tok/s ") for k in keys))
 for n in names:
     row = []
     for k in keys:
         v = []
         for r in range(1, rounds + 1):
-            p = os.path.join(d, "mix-%s-%d.json" % (n, r))
+            p = os.path.join(d, "mix%s-%s-%d.json" % (j, n, r))
             try:
                 v.append(json.load(open(p))[k]["value"])
             except (OSError, ValueError, KeyError):
@@ -111,10 +117,11 @@ for n in names:
         row.append(f % (min(v), max(v)) if v else "-")
     print("%-12s" % n + "".join("%22s" % x for x in row))
 PY
+done
 if [ -n "${NCU:-}" ]; then
     for i in "${!names[@]}"; do
         timeout 90 ncu --clock-control none --metrics gpu__time_duration.sum --csv --page raw -k "regex:$NCU" \
-            --launch-skip "${NCU_SKIP:-0}" --launch-count "${NCU_COUNT:-6}" "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" $ARGS 2>&1 |
+            --launch-skip "${NCU_SKIP:-0}" --launch-count "${NCU_COUNT:-6}" "${dirs[$i]}/packlm" bench --device cuda --only "$SECTION" ${modes[0]} 2>&1 |
             grep '^"' > "$OUT/l/ncu-${names[$i]}.csv"
         echo "== ${names[$i]}: ncu kernel times (us)"
         python3 - "$OUT/l/ncu-${names[$i]}.csv" <<'PY'
