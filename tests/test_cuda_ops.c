@@ -1065,6 +1065,37 @@ static void test_rowops(int64_t rows, int n) {
         plm_cuda_free(0, dds), plm_cuda_free(0, dd1), plm_cuda_free(0, dd2);
         free(ds), free(d2), free(h1), free(hb), free(lb);
     }
+    /* split-K parts: x += ((d0 + d1) + d2) + .. (parts [P, rows, n] one after another), h and its BF16
+       form: bit for bit the plain form on the parts summed here in that order */
+    for (int P = 1; P <= 4; P++) {
+        float *dp = malloc(P * N * 4), *ds = malloc(N * 4), *h1 = malloc(N * 4), *hb = malloc((N + 1) / 2 * 4);
+        fill(dp, P * N, -1, 1);
+        for (size_t i = 0; i < N; i++) {
+            float e = dp[i];
+            for (int k = 1; k < P; k++) e += dp[k * N + i];
+            ds[i] = e;
+        }
+        float *dds = dput(ds, N), *dh1 = dput(NULL, N), *dy1 = dput(x, N);
+        float *ddp = dput(dp, P * N), *dh2 = dput(NULL, N), *dy2 = dput(x, N), *dhb = dput(NULL, (N + 1) / 2);
+        plm_add_rmsnorm_zc_cuda(dh1, dy1, dds, dw, rows, n, 1e-6f, NULL);
+        plm_add_rmsnorm_zc_parts_cuda(dh2, dhb, NULL, dy2, ddp, P, dw, rows, n, 1e-6f, NULL);
+        snprintf(what, sizeof what, "residual add of %d split-K parts + RMSNorm, BF16 [%lld x %d]", P, (long long)rows, n);
+        if (sync_ok(what)) {
+            dget(h1, dh1, N, what), dget(y, dh2, N, what), dget(hb, dhb, (N + 1) / 2, what);
+            const uint16_t *h16 = (const uint16_t *)hb;
+            int exact = 1;
+            for (size_t i = 0; i < N; i++) exact &= h16[i] == plm_f32_to_bf16(y[i]);
+            tu_check(!memcmp(h1, y, N * 4), "%s: h as the plain form's on the summed parts", what);
+            tu_check(exact, "%s: the BF16 form is h rounded", what);
+            dget(h1, dy1, N, what), dget(y, dy2, N, what);
+            tu_check(!memcmp(y, h1, N * 4), "%s: the residual sum as the plain form's", what);
+        } else {
+            plm_cuda_free(0, dh1), plm_cuda_free(0, dh2), plm_cuda_free(0, dhb);
+            plm_cuda_free(0, dy1), plm_cuda_free(0, dy2);
+        }
+        plm_cuda_free(0, dds), plm_cuda_free(0, ddp);
+        free(dp), free(ds), free(h1), free(hb);
+    }
     /* gated RMSNorm */
     float *dz = dput(z, N);
     dy = dput(NULL, N);

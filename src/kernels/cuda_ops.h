@@ -245,6 +245,10 @@ void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w,
  * none) h's BF16 form and remainder as plm_to_bf16_cuda writes them, the next GEMM's input */
 void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, float *x, const float *d, const float *d2,
                                    const float *w, int64_t rows, int n, float eps, void *stream);
+/* the same with a product's parts (split-K) summed first: d [parts, rows, n], x += ((d0 + d1) + d2) + ..
+ * (parts 2: plm_add_rmsnorm_zc_split_cuda's order with d2 = d + rows n) */
+void plm_add_rmsnorm_zc_parts_cuda(float *h, void *hi, void *lo, float *x, const float *d, int parts, const float *w,
+                                   int64_t rows, int n, float eps, void *stream);
 void plm_rmsnorm_gated_cuda(float *y, const float *x, const float *z, const float *w, int64_t rows, int n, float eps,
                             void *stream);
 /* inv_freq [ceil(rot/2)] as plm_rope computes it (host side, float); turns 2 * ceil(rot/2) channels */

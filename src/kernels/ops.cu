@@ -88,14 +88,18 @@ __global__ void k_rmsnorm_zc(float *y, const float *x, int64_t xs, const float *
     for (int i = threadIdx.x; i < n; i += blockDim.x) y[r * n + i] = xr[i] * inv * (1.0f + w[i]);
 }
 
-__global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *d2, const float *w, int n, float eps) {
+/* parts: d2 == NULL: d alone; else d + d2, then (np > 2) the parts at d + k (d2 - d), k = 2 .. np - 1 */
+__global__ void k_add_rmsnorm_zc(float *h, float *x, const float *d, const float *d2, int np, const float *w, int n,
+                                 float eps) {
     plm_pdl_enter();
     __shared__ float sh[32];
-    const int64_t r = blockIdx.x;
+    const int64_t r = blockIdx.x, ps = d2 - d;
     float *xr = x + r * n;
     float ss = 0.0f;
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-        float v = xr[i] + (d2 ? d[r * n + i] + d2[r * n + i] : d[r * n + i]);
+        float e = d2 ? d[r * n + i] + d2[r * n + i] : d[r * n + i];
+        for (int k = 2; k < np; k++) e += d[k * ps + r * n + i];
+        float v = xr[i] + e;
         xr[i] = v;
         ss += v * v;
     }
@@ -131,7 +135,7 @@ extern "C" void plm_rmsnorm_zc_cuda(float *y, const float *x, const float *w, in
 /* x (the residual stream) and w are read before the wait for the kernel launched before (programmatic
  * launch: the product that wrote d); x was written further back (the add before this one) */
 __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, __nv_bfloat16 *lb, float *x, const float *d,
-                                  const float *d2, const float *w, int n, float eps) {
+                                  const float *d2, int np, const float *w, int n, float eps) {
     __shared__ float sh[32];
     const int64_t r = blockIdx.x;
     const int c = threadIdx.x, n4 = n >> 2;
@@ -144,6 +148,10 @@ __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, __nv_bfloat16 *lb
         if (d2) { /* the product's two halves, summed first (as plm_add_halves_cuda) */
             const float4 e = reinterpret_cast<const float4 *>(d2 + r * n)[c];
             b = make_float4(b.x + e.x, b.y + e.y, b.z + e.z, b.w + e.w);
+            for (int k = 2; k < np; k++) { /* split-K parts past the second, in order */
+                const float4 f = reinterpret_cast<const float4 *>(d + k * (d2 - d) + r * n)[c];
+                b = make_float4(b.x + f.x, b.y + f.y, b.z + f.z, b.w + f.w);
+            }
         }
         v = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
         reinterpret_cast<float4 *>(x + r * n)[c] = v;
@@ -157,27 +165,33 @@ __global__ void k_add_rmsnorm_zc4(float *h, __nv_bfloat16 *hb, __nv_bfloat16 *lb
     }
 }
 
-static void add_rmsnorm(float *h, void *hb, void *lb, float *x, const float *d, const float *d2, const float *w,
+static void add_rmsnorm(float *h, void *hb, void *lb, float *x, const float *d, const float *d2, int np, const float *w,
                         int64_t rows, int n, float eps, cudaStream_t st) {
     if (rows <= 0) return;
     if (n % 4 == 0 && n <= 4096 && (((uintptr_t)h | (uintptr_t)x | (uintptr_t)d | (uintptr_t)d2 | (uintptr_t)w) & 15) == 0 &&
         (((uintptr_t)hb | (uintptr_t)lb) & 7) == 0) {
         k_add_rmsnorm_zc4<<<(unsigned)rows, ((n / 4 + 31) / 32) * 32, 0, st>>>(h, (__nv_bfloat16 *)hb, (__nv_bfloat16 *)lb,
-                                                                                x, d, d2, w, n, eps);
+                                                                                x, d, d2, np, w, n, eps);
         return;
     }
-    k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, st>>>(h, x, d, d2, w, n, eps);
+    k_add_rmsnorm_zc<<<(unsigned)rows, plm_row_threads(n), 0, st>>>(h, x, d, d2, np, w, n, eps);
     if (hb) plm_to_bf16_cuda(hb, lb, h, rows * n, st);
 }
 
 extern "C" void plm_add_rmsnorm_zc_cuda(float *h, float *x, const float *d, const float *w, int64_t rows, int n,
                                         float eps, void *stream) {
-    add_rmsnorm(h, NULL, NULL, x, d, NULL, w, rows, n, eps, PLM_STREAM(stream));
+    add_rmsnorm(h, NULL, NULL, x, d, NULL, 1, w, rows, n, eps, PLM_STREAM(stream));
 }
 
 extern "C" void plm_add_rmsnorm_zc_split_cuda(float *h, void *hi, void *lo, float *x, const float *d, const float *d2,
                                               const float *w, int64_t rows, int n, float eps, void *stream) {
-    add_rmsnorm(h, hi, lo, x, d, d2, w, rows, n, eps, PLM_STREAM(stream));
+    add_rmsnorm(h, hi, lo, x, d, d2, d2 ? 2 : 1, w, rows, n, eps, PLM_STREAM(stream));
+}
+
+extern "C" void plm_add_rmsnorm_zc_parts_cuda(float *h, void *hi, void *lo, float *x, const float *d, int parts,
+                                              const float *w, int64_t rows, int n, float eps, void *stream) {
+    add_rmsnorm(h, hi, lo, x, d, parts > 1 ? d + rows * n : NULL, parts > 1 ? parts : 1, w, rows, n, eps,
+                PLM_STREAM(stream));
 }
 
 

@@ -36,6 +36,11 @@ extern "C" {
 #endif
 #define STACK_MAX_T 256             /* precise products of at most this many rows and ... */
 #define STACK_MAX_ROWS 4096         /* ... at most this many weight rows run hi and lo as one pass */
+#ifndef PLM_SPLITK /* single pass: a layer's output product of 65 to STACK_MAX_T rows in this many column slices
+                      (256 sequences' decode: 1 slice 54,124-54,194 tokens/s, 2 slices 55,096-55,566, 4 slices
+                      54,396-54,865, one call on the H200; -DPLM_SPLITK=1: none) */
+#define PLM_SPLITK 2
+#endif
 #define OUT_BYTES_MAX (512u << 20)  /* and at most this many bytes of them (each block reads the whole lm_head) */
 
 typedef struct {
@@ -75,9 +80,9 @@ struct plm_cuda {
     int64_t xb_n;
     void *blas_ws;             /* cuBLAS workspace, set explicitly so GEMMs can be captured in graphs */
     void *sk_work;             /* the skinny GEMM's partial sums and counters (plm_skinny_work_bytes, zeroed once) */
-    float *stk;                /* a stacked precise product's two halves: 2 STACK_MAX_T x STACK_MAX_ROWS floats */
+    float *stk;                /* a stacked precise product's two halves, or a split-K product's parts (2 STACK_MAX_T x STACK_MAX_ROWS floats) */
     const float *defer_to;     /* a stacked product into this (the step's layer output) leaves its halves in stk ... */
-    int deferred;              /* ... and sets this: the residual add + norm sums them (add_norm) */
+    int deferred;              /* ... and sets this to their count: the residual add + norm sums them (add_norm) */
     unsigned *dec_ctr;         /* the decode mixer's counters (PLM_GDN_DEC_CTRS, zeroed once) */
     /* the layers of small steps (decode) replayed as CUDA graphs, keyed by the step's whole plan (its
      * shape and every scratch address); least recently used replaced */
@@ -508,7 +513,7 @@ extern "C" plm_status plm_cuda_open(plm_cuda **out, const plm_model *m, int dev,
     if (!st && cublasSetWorkspace(g->blas, g->blas_ws, BLAS_WS_BYTES) != CUBLAS_STATUS_SUCCESS)
         st = plm_fail(err, PLM_ERR_INTERNAL, "cuda:%d: cuBLAS refused its workspace", dev);
     if (!st) st = dev_malloc(dev, &g->sk_work, plm_skinny_work_bytes(), "the skinny GEMM's workspace", err);
-    if (!st && g->split) /* only the precise mode stacks hi and lo */
+    if (!st && (g->split || PLM_SPLITK > 1)) /* the precise mode stacks hi and lo; the single pass's split-K parts */
         st = dev_malloc(dev, (void **)&g->stk, (size_t)2 * STACK_MAX_T * STACK_MAX_ROWS * sizeof(float),
                         "the stacked products' halves", err);
     if (!st) {
@@ -802,10 +807,22 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
                              CUDA_R_16BF, (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, g->stk, CUDA_R_32F,
                              (int)W->rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
             if (s == CUBLAS_STATUS_SUCCESS) {
-                if (y == g->defer_to) g->deferred = 1; /* the layer's output: add_norm sums the halves */
+                if (y == g->defer_to) g->deferred = 2; /* the layer's output: add_norm sums the halves */
                 else plm_add_halves_cuda(y, g->stk, T * W->rows, g->st);
             }
             lo = NULL; /* summed */
+        } else if (!lo && y == g->defer_to && g->stk && PLM_SPLITK > 1 && W->cols % (8 * PLM_SPLITK) == 0 &&
+                   PLM_SPLITK * T * W->rows <= 2 * (int64_t)STACK_MAX_T * STACK_MAX_ROWS) {
+            /* single pass, a layer's output (out, o or down projection: 1024 wide at the 0.8B shape) of
+               up to STACK_MAX_T rows: PLM_SPLITK products over slices of the columns in one batched
+               launch, PLM_SPLITK times the thread blocks (a 256 x 1024 output is a few dozen tiles for
+               132 SMs); add_norm sums the parts */
+            const int64_t kc = W->cols / PLM_SPLITK;
+            s = cublasGemmStridedBatchedEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)kc, &one, W->d,
+                                           CUDA_R_16BF, (int)W->cols, kc, xb, CUDA_R_16BF, (int)W->cols, kc, &zero,
+                                           g->stk, CUDA_R_32F, (int)W->rows, T * W->rows, PLM_SPLITK,
+                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (s == CUBLAS_STATUS_SUCCESS) g->deferred = PLM_SPLITK;
         } else {
             s = cublasGemmEx(g->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)W->rows, (int)T, (int)W->cols, &one, W->d,
                              CUDA_R_16BF, (int)W->cols, xb, CUDA_R_16BF, (int)W->cols, &zero, y, CUDA_R_32F,
@@ -1252,15 +1269,16 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
 static void add_norm(plm_cuda *g, const plan *p, const float *w, int feeds) {
     const plm_config *cf = &g->m->cfg;
     const int64_t T = p->T, H = cf->hidden_size;
-    const float *d = g->deferred ? g->stk : p->mo, *d2 = g->deferred ? g->stk + (size_t)T * H : NULL;
+    const float *d = g->deferred ? g->stk : p->mo;
+    const int parts = g->deferred ? g->deferred : 1;
     g->deferred = 0;
     if (feeds && (T > PLM_SKINNY_MAX_T || !g->split) && !cf->is_moe) { /* single pass: at any T */
-        plm_add_rmsnorm_zc_split_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, d2, w, T, (int)H, cf->rms_eps,
+        plm_add_rmsnorm_zc_parts_cuda(p->h, p->xb, xb_lo(g, p->xb, T, H), p->x, d, parts, w, T, (int)H, cf->rms_eps,
                                       g->st);
         g->xb_of = p->h, g->xb_at = p->xb, g->xb_n = T * H;
         return;
     }
-    plm_add_rmsnorm_zc_split_cuda(p->h, NULL, NULL, p->x, d, d2, w, T, (int)H, cf->rms_eps, g->st);
+    plm_add_rmsnorm_zc_parts_cuda(p->h, NULL, NULL, p->x, d, parts, w, T, (int)H, cf->rms_eps, g->st);
     g->xb_of = NULL;
 }
 
