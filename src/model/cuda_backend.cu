@@ -36,9 +36,10 @@ extern "C" {
 #endif
 #define STACK_MAX_T 256             /* precise products of at most this many rows and ... */
 #define STACK_MAX_ROWS 4096         /* ... at most this many weight rows run hi and lo as one pass */
-#ifndef PLM_SPLITK /* single pass: a layer's output product of 65 to STACK_MAX_T rows in this many column slices
-                      (256 sequences' decode: 1 slice 54,124-54,194 tokens/s, 2 slices 55,096-55,566, 4 slices
-                      54,396-54,865, one call on the H200; -DPLM_SPLITK=1: none) */
+#ifndef PLM_SPLITK /* single pass: a layer's output product of more rows than the skinny GEMM takes, as long as
+                      its parts fit in stk (1,024 rows at the 0.8B shape), in this many column slices (256
+                      sequences' decode: 1 slice 54,124-54,194 tokens/s, 2 slices 55,096-55,566, 4 slices
+                      54,396-54,865, one call on the H200; measured at 256 rows only; -DPLM_SPLITK=1: none) */
 #define PLM_SPLITK 2
 #endif
 #define OUT_BYTES_MAX (512u << 20)  /* and at most this many bytes of them (each block reads the whole lm_head) */
@@ -814,7 +815,7 @@ static plm_status gemm_k(plm_cuda *g, float *y, const float *x, int64_t T, const
         } else if (!lo && y == g->defer_to && g->stk && PLM_SPLITK > 1 && W->cols % (8 * PLM_SPLITK) == 0 &&
                    PLM_SPLITK * T * W->rows <= 2 * (int64_t)STACK_MAX_T * STACK_MAX_ROWS) {
             /* single pass, a layer's output (out, o or down projection: 1024 wide at the 0.8B shape) of
-               up to STACK_MAX_T rows: PLM_SPLITK products over slices of the columns in one batched
+               as many rows as stk holds the parts of: PLM_SPLITK products over slices of the columns in one batched
                launch, PLM_SPLITK times the thread blocks (a 256 x 1024 output is a few dozen tiles for
                132 SMs); add_norm sums the parts */
             const int64_t kc = W->cols / PLM_SPLITK;
