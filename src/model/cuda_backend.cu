@@ -72,6 +72,17 @@ struct plm_cuda {
     size_t scr_bytes;
     char *pin;                 /* step tables and small outputs (pinned host) */
     size_t pin_bytes;
+    /* what the pinned tables' state pointers (conv, rec, KV blocks) hold since the last step: its
+       segments' states, their identities and KV block counts, at these tables' addresses (tab_n -1:
+       nothing known). A state's conv, rec and KV block pointers never change in its life (slots and
+       slabs never move; KV blocks are only appended) and a new life is a new identity, so a segment
+       with the same three at the same place needs no rewrite */
+    const plm_state **tab_st;
+    uint64_t *tab_id;
+    int *tab_nb, tab_cap, tab_n, tab_nbt;
+    const void *tab_at[4];
+    int in_step;               /* a step's upload was queued and the step has not synced since (an error
+                                  return): its copies may still land in the pinned block */
     char *aux;                 /* device tables of the checks of PLM_MEM_DEVICE arrays (cuda_devmem.cu) */
     size_t aux_bytes;
     int max_cols;              /* widest GEMM input (bf16 staging) */
@@ -601,6 +612,9 @@ extern "C" void plm_cuda_close(plm_cuda *g) {
     if (g->L && g->m->cfg.is_moe)
         for (int li = 0; li < g->m->cfg.n_layers; li++) free(g->L[li].e_gate);
     free(g->L);
+    free(g->tab_st);
+    free(g->tab_id);
+    free(g->tab_nb);
     free(g);
 }
 
@@ -1243,6 +1257,7 @@ static plm_status prepare(plm_cuda *g, plan *p, plm_error *err) {
         cudaFreeHost(g->pin);
         g->pin = NULL;
         g->pin_bytes = 0;
+        g->tab_n = -1; /* new pinned memory holds no tables, wherever it lies */
         cudaError_t e = cudaMallocHost((void **)&g->pin, h.used + h.used / 8);
         if (e != cudaSuccess) {
             cudaGetLastError();
@@ -1558,6 +1573,13 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     p.score_bf16 = bf16_outputs(g, p.n_score, &g->lm_head);
     p.out_block = out_rows_of(need_rows, V, 4, T);
     p.score_block = out_rows_of(p.n_score, V, p.score_bf16 ? 2 : 4, T);
+    if (g->in_step) { /* the last step returned an error after its upload: its copies (in and out of the
+                         pinned block) finish before this step writes there, and its tables are not known */
+        cudaStreamSynchronize(g->st);
+        cudaGetLastError();
+        g->in_step = 0;
+        g->tab_n = -1;
+    }
     TRY(prepare(g, &p, err));
 #ifdef PLM_STEP_TIMING
     struct timespec twp, twt;
@@ -1572,6 +1594,23 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     memcpy(HOST(&p, start, int64_t), start, (size_t)ns * 8);
     float **ct = HOST(&p, conv_tab, float *), **rt = HOST(&p, rec_tab, float *);
     float **kt = HOST(&p, ktab, float *), **vt = HOST(&p, vtab, float *);
+    /* the states' pointers: a segment whose state, identity and KV block count are those the tables
+       hold at this place from the step before keeps its conv and rec entries; the KV entries are
+       rewritten from the first segment that differs on (a change of block count moves the segments
+       after it). Decode steps of the same sequences rewrite nothing between KV block edges. */
+    const int known = g->tab_n == ns && g->tab_nbt == p.nbt && g->tab_at[0] == ct && g->tab_at[1] == rt &&
+                      g->tab_at[2] == kt && g->tab_at[3] == vt;
+    if (ns > g->tab_cap) {
+        const plm_state **a = (const plm_state **)realloc(g->tab_st, (size_t)ns * sizeof *a);
+        if (a) g->tab_st = a;
+        uint64_t *b = (uint64_t *)realloc(g->tab_id, (size_t)ns * sizeof *b);
+        if (b) g->tab_id = b;
+        int *nbs = (int *)realloc(g->tab_nb, (size_t)ns * sizeof *nbs);
+        if (nbs) g->tab_nb = nbs;
+        if (a && b && nbs) g->tab_cap = ns;
+    }
+    const int keep = ns <= g->tab_cap; /* else (out of memory) every entry is written and nothing kept */
+    int kv_from = ns;
     boff[0] = 0;
     for (int i = 0; i < ns; i++) {
         const plm_state *st = s->state[i];
@@ -1581,16 +1620,26 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
             seg_of[t] = i;
             pos[t] = start[i] + (t - s->cu[i]);
         }
-        for (int l = 0; l < nl; l++) {
-            ct[(size_t)l * ns + i] = st->conv[l];
-            rt[(size_t)l * ns + i] = st->rec[l];
-        }
+        const int same = known && keep && g->tab_st[i] == st && g->tab_id[i] == st->id;
+        if (!same)
+            for (int l = 0; l < nl; l++) {
+                ct[(size_t)l * ns + i] = st->conv[l];
+                rt[(size_t)l * ns + i] = st->rec[l];
+            }
+        if ((!same || g->tab_nb[i] != nb) && kv_from == ns) kv_from = i;
+        if (keep) g->tab_st[i] = st, g->tab_id[i] = st->id, g->tab_nb[i] = nb;
+    }
+    for (int i = kv_from; i < ns; i++) {
+        const plm_state *st = s->state[i];
+        const int nb = boff[i + 1] - boff[i];
         for (int a = 0; a < na; a++)
             for (int b = 0; b < nb; b++) {
                 kt[(size_t)a * p.nbt + boff[i] + b] = st->kv[a].k[b];
                 vt[(size_t)a * p.nbt + boff[i] + b] = st->kv[a].v[b];
             }
     }
+    g->tab_n = keep ? ns : -1, g->tab_nbt = p.nbt;
+    g->tab_at[0] = ct, g->tab_at[1] = rt, g->tab_at[2] = kt, g->tab_at[3] = vt;
 #ifdef PLM_STEP_TIMING
     clock_gettime(CLOCK_MONOTONIC, &twt);
 #endif
@@ -1626,6 +1675,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     clock_gettime(CLOCK_MONOTONIC, &twu);
     cudaEventRecord(g->ev[0], g->st);
 #endif
+    g->in_step = 1;
     CK(g->dev, "uploading the step", cudaMemcpyAsync(p.tokens, p.h_base, p.h_bytes, cudaMemcpyHostToDevice, g->st));
     /* device arrays (PLM_MEM_DEVICE) go into the same tables on the device: the tokens copied, the
        scored rows compacted there (the order the host uses, so the same lm_head blocks) */
@@ -1710,6 +1760,7 @@ extern "C" plm_status plm_cuda_step(plm_ctx *c, const plm_step *s, const plm_out
     cudaEventRecord(g->ev[3], g->st);
 #endif
     CK(g->dev, "running the step", cudaStreamSynchronize(g->st));
+    g->in_step = 0;
 #ifdef PLM_STEP_TIMING
     {
         float f[4] = {0, 0, 0, 0};
